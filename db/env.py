@@ -1,0 +1,20 @@
+"""Alembic environment: runs the SQL migrations in db/sql/ over pg8000.
+
+The URL comes from the Alembic config (set by `emulators.database.migrate` locally, or
+by `LEDGER_MIGRATIONS_URL` in a deployment job). Each migration executes its SQL file
+as the driver's raw SQL, so PL/pgSQL bodies reach Postgres untouched.
+"""
+
+import os
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+config = context.config
+url = config.get_main_option("sqlalchemy.url") or os.environ["LEDGER_MIGRATIONS_URL"]
+engine = create_engine(url, poolclass=pool.NullPool)
+
+with engine.connect() as connection:
+    context.configure(connection=connection, version_table_schema="public")
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,14 @@
+"""Assets, wallets, transactions, entries and the guards that keep them balanced."""
+
+from db.sql_migration import run_sql_file
+
+revision = "0001_ledger_core"
+down_revision = None
+
+
+def upgrade() -> None:
+    run_sql_file("0001_ledger_core.sql")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the ledger is append-only: migrations roll forward")

@@ -1,0 +1,1 @@
+"""The local stack: services on loopback, migrations and demo data."""

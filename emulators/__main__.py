@@ -1,0 +1,54 @@
+"""`python -m emulators up|down|status|restart SERVICE`: the local stack's command line."""
+
+from __future__ import annotations
+
+import click
+
+from emulators.stack import Stack
+
+
+@click.group()
+@click.option("--profile", default="dev", show_default=True, help="dev (make dev) or test (the test suite).")
+@click.pass_context
+def cli(ctx: click.Context, profile: str) -> None:
+    ctx.obj = Stack(profile=profile)
+
+
+@cli.command()
+@click.option("--demo/--no-demo", default=True, show_default=True, help="Seed demo assets and wallets.")
+@click.pass_obj
+def up(stack: Stack, demo: bool) -> None:
+    """Start every service, migrate, seed and serve every function; return when all answer."""
+    stack.up()
+    if demo:
+        from emulators.database import seed_demo
+
+        wallets = seed_demo(stack)
+        click.echo("\nDemo wallets:")
+        for wallet in wallets:
+            click.echo(f"  #{wallet['id']:<4} {wallet['owner_id']:<18} {wallet['asset']:<5} "
+                       f"{wallet['model']:<11} balance {wallet['balance']}")
+    click.echo(f"\nLocal stack '{stack.profile}' is up (data in {stack.state_dir}):")
+    for name, where in stack.describe():
+        click.echo(f"  {name:<22} {where}")
+    click.echo("\nStop it with: make down")
+
+
+@cli.command()
+@click.pass_obj
+def down(stack: Stack) -> None:
+    """Stop everything the stack started, emulator JVMs included."""
+    stack.down()
+    click.echo(f"Local stack '{stack.profile}' stopped.")
+
+
+@cli.command()
+@click.pass_obj
+def status(stack: Stack) -> None:
+    """Print where each service listens."""
+    for name, where in stack.describe():
+        click.echo(f"{name:<22} {where}")
+
+
+if __name__ == "__main__":
+    cli()

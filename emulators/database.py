@@ -1,0 +1,68 @@
+"""Migrations and demo data for a local stack."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from alembic import command
+from alembic.config import Config
+
+if TYPE_CHECKING:
+    from emulators.stack import Stack
+
+DEMO_ASSETS = [("IDR", 0, "Indonesian rupiah"), ("USD", 2, "US dollar"), ("GOLD", 0, "in-app gold coins")]
+# (owner, asset, model, opening top-up in minor units)
+DEMO_WALLETS = [
+    ("alice", "IDR", "personal", 150_000),
+    ("bob", "IDR", "personal", 50_000),
+    ("acme-corp", "IDR", "enterprise", 5_000_000),
+    ("partner-reseller", "USD", "reseller", 250_000),
+    ("carol", "USD", "personal", 2_500),
+    ("alice", "GOLD", "personal", 1_000),
+]
+
+
+def owner_url(stack: Stack) -> str:
+    dsn = stack.owner_dsn()
+    return f"postgresql+pg8000://{dsn['user']}:{dsn['password']}@{dsn['host']}:{dsn['port']}/{dsn['database']}"
+
+
+def migrate(stack: Stack) -> None:
+    from emulators.stack import REPO
+
+    config = Config(str(REPO / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO / "db"))
+    config.set_main_option("sqlalchemy.url", owner_url(stack))
+    command.upgrade(config, "head")
+
+
+def owner_connection(stack: Stack):
+    import pg8000.native
+
+    return pg8000.native.Connection(**stack.owner_dsn())
+
+
+def seed_demo(stack: Stack) -> list[dict]:
+    """Create the demo assets and wallets once; return the demo wallets."""
+    con = owner_connection(stack)
+    try:
+        if con.run("SELECT count(*) FROM ledger.assets")[0][0] == 0:
+            for code, scale, description in DEMO_ASSETS:
+                con.run("SELECT ledger.create_asset(:c, CAST(:s AS smallint), :d)", c=code, s=scale, d=description)
+            for owner, asset, model, opening in DEMO_WALLETS:
+                wallet_id = con.run(
+                    "INSERT INTO ledger.wallets (owner_id, asset_code, model) VALUES (:o, :a, :m) RETURNING id",
+                    o=owner, a=asset, m=model)[0][0]
+                funding = con.run("SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding'"
+                                  " AND asset_code = :a", a=asset)[0][0]
+                request = json.dumps({"demo": "opening", "wallet_id": wallet_id})
+                con.run("SELECT ledger.post(:k, :h, 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
+                        " CAST(:amts AS bigint[]), :ref)",
+                        k=f"demo-opening-{wallet_id}", h=request, a=asset, amt=opening, w=wallet_id,
+                        legs=[funding, wallet_id], amts=[-opening, opening], ref="demo-seed")
+        rows = con.run("SELECT id, owner_id, asset_code, model, balance FROM ledger.wallets"
+                       " WHERE kind = 'customer' ORDER BY id LIMIT 20")
+        return [dict(zip(("id", "owner_id", "asset", "model", "balance"), row)) for row in rows]
+    finally:
+        con.close()

@@ -1,0 +1,379 @@
+"""Start and stop the local stack: Postgres, Redis, the Firestore and Pub/Sub emulators
+and every function served by functions-framework, all on loopback.
+
+One implementation serves both `make dev` (profile "dev") and the test suite (profile
+"test", its own ports and data), so what the tests prove is what a developer runs.
+Every long-running child is started in its own session (setsid) and stopped by process
+group, because killing an emulator's launcher alone orphans its JVM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PG_BIN = Path(os.environ.get("LEDGER_PG_BIN", "/usr/lib/postgresql/15/bin"))
+GCLOUD_PLATFORM = Path(os.environ.get("LEDGER_GCLOUD_PLATFORM", "/usr/lib/google-cloud-sdk/platform"))
+FIRESTORE_BIN = GCLOUD_PLATFORM / "cloud-firestore-emulator" / "cloud_firestore_emulator"
+PUBSUB_BIN = GCLOUD_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+
+# Function folder -> entry point. Entry points are distinct because functions-framework
+# registers every main.py under the same module name.
+FUNCTIONS = {
+    "topup": "topup",
+    "bonus": "bonus",
+    "usage": "usage",
+    "transfer": "transfer",
+    "void": "void",
+    "wallets": "wallets",
+    "erp_export": "erp_export",
+}
+HTTP_FUNCTIONS = [name for name in FUNCTIONS if name != "erp_export"]
+
+DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400}
+PROJECT = "demo-wallet-ledger"
+OWNER_PASSWORD = "ledger_owner"  # local stack only; production uses IAM database auth
+APP_PASSWORD = "ledger_fn"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Stack:
+    profile: str = "dev"
+    port_base: int = 0
+    state_dir: Path = field(default=Path())
+
+    def __post_init__(self) -> None:
+        if not self.port_base:
+            env = f"LEDGER_{self.profile.upper()}_PORT_BASE"
+            self.port_base = int(os.environ.get(env, DEFAULT_PORT_BASE.get(self.profile, 54500)))
+        if self.state_dir == Path():
+            self.state_dir = REPO / ".stack" / self.profile
+
+    # Ports and addresses ----------------------------------------------------
+
+    @property
+    def ports(self) -> dict[str, int]:
+        ports = {"postgres": self.port_base, "redis": self.port_base + 1,
+                 "firestore": self.port_base + 2, "pubsub": self.port_base + 3}
+        for offset, name in enumerate(FUNCTIONS):
+            ports[name] = self.port_base + 10 + offset
+        return ports
+
+    def function_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def env(self) -> dict[str, str]:
+        """The environment a function (or a test) needs to reach this stack."""
+        p = self.ports
+        return {
+            "LEDGER_DB_HOST": "127.0.0.1",
+            "LEDGER_DB_PORT": str(p["postgres"]),
+            "LEDGER_DB_NAME": "ledger",
+            "LEDGER_DB_USER": "ledger_fn",
+            "LEDGER_DB_PASSWORD": APP_PASSWORD,
+            "LEDGER_REDIS_URL": f"redis://127.0.0.1:{p['redis']}/0",
+            "LEDGER_GCP_PROJECT": PROJECT,
+            "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{p['firestore']}",
+            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{p['pubsub']}",
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+        }
+
+    def owner_dsn(self) -> dict[str, object]:
+        return {"host": "127.0.0.1", "port": self.ports["postgres"], "database": "ledger",
+                "user": "ledger_owner", "password": OWNER_PASSWORD}
+
+    # State ------------------------------------------------------------------
+
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def _load_state(self) -> dict[str, int]:
+        try:
+            return json.loads(self._state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _save_pgid(self, name: str, pgid: int) -> None:
+        state = self._load_state()
+        state[name] = pgid
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._state_file.write_text(json.dumps(state))
+
+    # Postgres ---------------------------------------------------------------
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.state_dir / "pg"
+
+    def _pg_user(self) -> str | None:
+        """The unprivileged user Postgres runs as when we are root, else None."""
+        if os.geteuid() != 0:
+            return None
+        for candidate in ("postgres", "ledgerpg"):
+            try:
+                pwd.getpwnam(candidate)
+                return candidate
+            except KeyError:
+                continue
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        "ledgerpg"], check=True)
+        return "ledgerpg"
+
+    def _as_pg(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        user = self._pg_user()
+        cmd = ["runuser", "-u", user, "--", *args] if user else args
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
+
+    def _prepare_pg_dir(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        user = self._pg_user()
+        if user is None:
+            return
+        # Postgres must reach its data dir as the unprivileged user: open the path's
+        # directories for traversal (execute only, not listing) where they are not.
+        for parent in [self.state_dir, *self.state_dir.parents]:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(parent, mode | 0o001)
+        if self.pg_dir.exists():
+            shutil.chown(self.pg_dir, user, user)
+
+    def start_postgres(self) -> None:
+        self._prepare_pg_dir()
+        data = self.pg_dir / "data"
+        fresh = not (data / "PG_VERSION").exists()
+        if fresh:
+            self.pg_dir.mkdir(parents=True, exist_ok=True)
+            user = self._pg_user()
+            if user:
+                shutil.chown(self.pg_dir, user, user)
+            pwfile = self.pg_dir / "pwfile"
+            pwfile.write_text("postgres\n")
+            if user:
+                shutil.chown(pwfile, user, user)
+            self._as_pg([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile),
+                         "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
+            settings = [
+                "listen_addresses = '127.0.0.1'",
+                f"unix_socket_directories = '{self.pg_dir}'",
+                "max_connections = 200",
+                "shared_buffers = 256MB",
+                "log_min_messages = warning",
+            ]
+            if self.profile == "test":
+                # The test cluster is thrown away; durability only costs time there.
+                settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+            with open(data / "postgresql.conf", "a") as conf:
+                conf.write("\n" + "\n".join(settings) + "\n")
+        if not self._pg_ready():
+            self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(self.pg_dir / "postgres.log"),
+                         "-o", f"-p {self.ports['postgres']}", "-w", "-t", "30", "start"])
+        if not self.psql("SELECT 1 FROM pg_database WHERE datname = 'ledger'").strip():
+            self._bootstrap_database()
+
+    def _pg_ready(self) -> bool:
+        result = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"])],
+                                capture_output=True)
+        return result.returncode == 0
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        return self._as_pg([str(PG_BIN / "psql"), "-h", str(self.pg_dir), "-p", str(self.ports["postgres"]),
+                            "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]).stdout
+
+    def _bootstrap_database(self) -> None:
+        """Roles and database, as a cloud project's administrator would create them."""
+        self.psql(f"""
+            CREATE ROLE ledger_owner LOGIN CREATEROLE PASSWORD '{OWNER_PASSWORD}';
+            CREATE ROLE ledger_app NOLOGIN;
+            GRANT ledger_app TO ledger_owner WITH ADMIN OPTION;
+            CREATE ROLE ledger_fn LOGIN PASSWORD '{APP_PASSWORD}' IN ROLE ledger_app;
+            ALTER ROLE ledger_fn SET search_path = ledger;
+        """)
+        self.psql("CREATE DATABASE ledger OWNER ledger_owner")
+
+    def stop_postgres(self) -> None:
+        data = self.pg_dir / "data"
+        if (data / "postmaster.pid").exists():
+            try:
+                self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
+            except subprocess.CalledProcessError:
+                pass
+
+    # Redis ------------------------------------------------------------------
+
+    def start_redis(self) -> None:
+        if shutil.which("redis-server") is None:
+            install_redis()
+        (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
+        if port_open(self.ports["redis"]):
+            return
+        self._spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.ports["redis"]),
+                              "--save", "", "--appendonly", "no", "--dir", str(self.state_dir / "redis")])
+        wait_for(lambda: port_open(self.ports["redis"]), "redis", 10)
+
+    # Emulators --------------------------------------------------------------
+
+    def start_firestore(self) -> None:
+        if not http_ok(f"http://127.0.0.1:{self.ports['firestore']}/"):
+            self._spawn("firestore", [str(FIRESTORE_BIN), "start", "--host=127.0.0.1",
+                                      f"--port={self.ports['firestore']}", "--database-mode=firestore-native"])
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports['firestore']}/"), "firestore emulator", 60)
+
+    def start_pubsub(self) -> None:
+        if not http_ok(f"http://127.0.0.1:{self.ports['pubsub']}/"):
+            data = self.state_dir / "pubsub"
+            data.mkdir(parents=True, exist_ok=True)
+            self._spawn("pubsub", [str(PUBSUB_BIN), "--host=127.0.0.1", f"--port={self.ports['pubsub']}",
+                                   f"--data-dir={data}"])
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports['pubsub']}/"), "pubsub emulator", 60)
+
+    # Functions --------------------------------------------------------------
+
+    def start_functions(self, names: list[str] | None = None) -> None:
+        names = names or list(FUNCTIONS)
+        env = {**os.environ, **self.env(), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        env.pop("FUNCTION_TARGET", None)
+        for name in names:
+            if http_responds(self.function_url(name)):
+                continue
+            self._spawn(name, [str(Path(sys.executable).parent / "functions-framework"),
+                               "--target", FUNCTIONS[name], "--source", str(REPO / "functions" / name / "main.py"),
+                               "--host", "127.0.0.1", "--port", str(self.ports[name])], env=env)
+        for name in names:
+            wait_for(lambda n=name: http_responds(self.function_url(n)), f"function {name}", 60)
+
+    # Process groups ---------------------------------------------------------
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.state_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True, cwd=self.state_dir)
+        self._save_pgid(name, proc.pid)
+
+    def stop_service(self, name: str) -> None:
+        if name == "postgres":
+            self.stop_postgres()
+            return
+        state = self._load_state()
+        pgid = state.pop(name, None)
+        if pgid is not None:
+            kill_group(pgid)
+        self._state_file.write_text(json.dumps(state))
+        port = self.ports[name]
+        wait_for(lambda: not port_open(port), f"{name} to stop", 20)
+
+    def start_service(self, name: str) -> None:
+        starters = {"postgres": self.start_postgres, "redis": self.start_redis,
+                    "firestore": self.start_firestore, "pubsub": self.start_pubsub}
+        if name in starters:
+            starters[name]()
+        else:
+            self.start_functions([name])
+
+    # Whole stack ------------------------------------------------------------
+
+    def up(self, functions: bool = True) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.start_postgres()
+        self.start_redis()
+        self.start_firestore()
+        self.start_pubsub()
+        from emulators import database
+
+        database.migrate(self)
+        if functions:
+            self.start_functions()
+
+    def down(self) -> None:
+        for name in reversed(list(self._load_state())):
+            if name != "postgres":
+                self.stop_service(name)
+        self.stop_postgres()
+
+    def describe(self) -> list[tuple[str, str]]:
+        p = self.ports
+        rows = [("postgres", f"postgresql://ledger_fn@127.0.0.1:{p['postgres']}/ledger"),
+                ("redis", f"redis://127.0.0.1:{p['redis']}/0"),
+                ("firestore emulator", f"127.0.0.1:{p['firestore']}"),
+                ("pubsub emulator", f"127.0.0.1:{p['pubsub']}")]
+        rows += [(f"function {name}", self.function_url(name)) for name in FUNCTIONS]
+        return rows
+
+
+def install_redis() -> None:
+    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if prefix is None:
+        raise StackError("redis-server is missing; install it with: apt-get install -y redis-server")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*prefix, "apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run([*prefix, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def kill_group(pgid: int) -> None:
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            try:  # reap our own child so it does not linger as a zombie
+                os.waitpid(pgid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def http_responds(url: str) -> bool:
+    """True when an HTTP server answers at all (any status)."""
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def wait_for(check, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
