@@ -1,0 +1,1 @@
+"""The shared ledger package deployed beside every function."""

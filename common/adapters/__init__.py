@@ -1,0 +1,1 @@
+"""Adapters: Postgres, Redis and Firestore behind small interfaces the core calls."""

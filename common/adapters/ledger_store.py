@@ -1,0 +1,194 @@
+"""The ledger in Postgres: postings through ledger.post(), wallets, assets, history.
+
+Every statement is prepared once per connection and runs in autocommit: a posting is
+one call to ledger.post(), so it needs one round trip and no client-side transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any
+
+from pg8000.exceptions import DatabaseError
+
+from common.adapters.postgres import Pool, run_with_retry
+from common.errors import InvalidRequest, NotFound, Refused
+from common.ledger import commands
+from common.ledger.postings import Posting, SystemAccounts
+
+WALLET_COLUMNS = ("id", "owner_id", "asset", "scale", "kind", "system_role", "model", "status", "balance",
+                  "credit_limit", "entry_count", "metadata", "created_at", "updated_at")
+WALLET_SELECT = """
+SELECT w.id, w.owner_id, w.asset_code, a.scale, w.kind, w.system_role, w.model, w.status,
+       CASE WHEN w.kind = 'system'
+            THEN (SELECT coalesce(sum(e.amount), 0)::bigint FROM ledger.entries e WHERE e.wallet_id = w.id)
+            ELSE w.balance END,
+       w.credit_limit, w.entry_count, w.metadata, ledger.iso_utc(w.created_at), ledger.iso_utc(w.updated_at)
+  FROM ledger.wallets w JOIN ledger.assets a ON a.code = w.asset_code
+"""
+POST_SQL = """
+SELECT ledger.post(:key, :request_hash, :action, :asset, :amount, :wallet_id, :counterparty_wallet_id,
+                   CAST(:leg_wallets AS bigint[]), CAST(:leg_amounts AS bigint[]), :external_ref, :usage_id,
+                   :product, :description, :voids_transaction_id, CAST(:metadata AS jsonb))
+"""
+HISTORY_SQL = """
+SELECT e.id, e.amount, e.balance_after, ledger.iso_utc(e.created_at), t.id, t.action, t.amount, t.wallet_id,
+       t.counterparty_wallet_id, t.external_ref, t.usage_id, t.product, t.description, t.voids_transaction_id,
+       ledger.iso_utc(t.effective_at)
+  FROM ledger.entries e JOIN ledger.transactions t ON t.id = e.transaction_id
+ WHERE e.wallet_id = :wallet_id
+   AND e.id < CAST(:before AS bigint)
+   AND (CAST(:action AS text) IS NULL OR t.action = CAST(:action AS text))
+   AND (CAST(:from_ts AS timestamptz) IS NULL OR e.created_at >= CAST(:from_ts AS timestamptz))
+   AND (CAST(:to_ts AS timestamptz) IS NULL OR e.created_at < CAST(:to_ts AS timestamptz))
+ ORDER BY e.id DESC
+ LIMIT CAST(:limit AS integer)
+"""
+HISTORY_COLUMNS = ("entry_id", "amount", "balance_after", "created_at", "transaction_id", "action",
+                   "transaction_amount", "transaction_wallet_id", "counterparty_wallet_id", "external_ref",
+                   "usage_id", "product", "description", "voids_transaction_id", "effective_at")
+
+
+class PostgresLedger:
+    def __init__(self, pool: Pool, attempts: int = 5) -> None:
+        self._pool = pool
+        self._attempts = attempts
+        self._system_accounts: dict[str, SystemAccounts] = {}
+        self._system_lock = threading.Lock()
+
+    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
+        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
+
+    # Postings -------------------------------------------------------------
+
+    def system_accounts(self, asset: str) -> SystemAccounts:
+        """System wallets never change once an asset exists, so they are cached per process."""
+        accounts = self._system_accounts.get(asset)
+        if accounts is None:
+            rows = self._run("SELECT system_role, id FROM ledger.wallets WHERE kind = 'system' AND asset_code = :asset",
+                             asset=asset)
+            if not rows:
+                raise Refused(f"unknown asset {asset}", code="unknown_asset", details={"asset": asset})
+            roles = dict(rows)
+            accounts = SystemAccounts(asset, roles["funding"], roles["revenue"], roles["promotion"])
+            with self._system_lock:
+                self._system_accounts[asset] = accounts
+        return accounts
+
+    def post(self, posting: Posting, key: str, request_hash: str) -> tuple[dict[str, Any], bool]:
+        """Post once per idempotency key; returns (transaction, replayed)."""
+        result = self._run(
+            POST_SQL, key=key, request_hash=request_hash, action=posting.action, asset=posting.asset,
+            amount=posting.amount, wallet_id=posting.wallet_id,
+            counterparty_wallet_id=posting.counterparty_wallet_id,
+            leg_wallets=[leg.wallet_id for leg in posting.legs], leg_amounts=[leg.amount for leg in posting.legs],
+            external_ref=posting.external_ref, usage_id=posting.usage_id, product=posting.product,
+            description=posting.description, voids_transaction_id=posting.voids_transaction_id,
+            metadata=posting.metadata)[0][0]
+        return result["transaction"], result["replayed"]
+
+    def get_transaction(self, transaction_id: int) -> dict[str, Any]:
+        rows = self._run("SELECT ledger.transaction_json(t.id), (SELECT v.id FROM ledger.transactions v"
+                         " WHERE v.voids_transaction_id = t.id) FROM ledger.transactions t WHERE t.id = :id",
+                         id=transaction_id)
+        if not rows:
+            raise NotFound(f"transaction {transaction_id} does not exist", code="transaction_not_found",
+                           details={"transaction_id": transaction_id})
+        return {**rows[0][0], "voided_by": rows[0][1]}
+
+    # Assets ---------------------------------------------------------------
+
+    def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:
+        try:
+            self._run("SELECT ledger.create_asset(:code, CAST(:scale AS smallint), :description)",
+                      code=cmd.code, scale=cmd.scale, description=cmd.description)
+        except DatabaseError as error:
+            if _sqlstate(error) == "23505":
+                raise Refused(f"asset {cmd.code} already exists", code="asset_exists") from error
+            raise
+        return {"code": cmd.code, "scale": cmd.scale, "description": cmd.description}
+
+    def list_assets(self) -> list[dict[str, Any]]:
+        rows = self._run("SELECT code, scale, description FROM ledger.assets ORDER BY code")
+        return [dict(zip(("code", "scale", "description"), row)) for row in rows]
+
+    # Wallets --------------------------------------------------------------
+
+    def create_wallet(self, cmd: commands.CreateWallet) -> dict[str, Any]:
+        try:
+            rows = self._run("INSERT INTO ledger.wallets (owner_id, asset_code, model, credit_limit, metadata)"
+                             " VALUES (:owner_id, :asset, :model, :credit_limit, CAST(:metadata AS jsonb))"
+                             " RETURNING id", owner_id=cmd.owner_id, asset=cmd.asset, model=cmd.model,
+                             credit_limit=cmd.credit_limit, metadata=dict(cmd.metadata))
+        except DatabaseError as error:
+            if _sqlstate(error) == "23503":
+                raise Refused(f"unknown asset {cmd.asset}", code="unknown_asset",
+                              details={"asset": cmd.asset}) from error
+            raise
+        return self.get_wallet(rows[0][0])
+
+    def get_wallet(self, wallet_id: int) -> dict[str, Any]:
+        rows = self._run(WALLET_SELECT + " WHERE w.id = :id", id=wallet_id)
+        if not rows:
+            raise NotFound(f"wallet {wallet_id} does not exist", code="wallet_not_found",
+                           details={"wallet_id": wallet_id})
+        return _wallet(rows[0])
+
+    def list_wallets(self, owner_id: str) -> list[dict[str, Any]]:
+        rows = self._run(WALLET_SELECT + " WHERE w.owner_id = :owner ORDER BY w.id LIMIT 500", owner=owner_id)
+        return [_wallet(row) for row in rows]
+
+    def update_wallet(self, wallet_id: int, cmd: commands.UpdateWallet) -> dict[str, Any]:
+        current = self.get_wallet(wallet_id)
+        if current["kind"] == "system":
+            raise Refused("system accounts cannot be changed", code="system_account")
+        if current["status"] == "closed" and cmd.status not in (None, "closed"):
+            raise Refused("a closed wallet stays closed", code="wallet_closed", details={"wallet_id": wallet_id})
+        try:
+            self._run("UPDATE ledger.wallets SET status = coalesce(CAST(:status AS text), status),"
+                      " credit_limit = coalesce(CAST(:credit_limit AS bigint), credit_limit), updated_at = now()"
+                      " WHERE id = :id", status=cmd.status, credit_limit=cmd.credit_limit, id=wallet_id)
+        except DatabaseError as error:
+            constraint = error.args[0].get("n") if error.args and isinstance(error.args[0], dict) else None
+            if constraint == "wallets_closed_is_empty":
+                raise Refused("only an empty wallet can be closed", code="wallet_not_empty",
+                              details={"wallet_id": wallet_id}) from error
+            if constraint == "wallets_balance_within_limit":
+                raise Refused("the balance is below the new credit limit", code="credit_limit_below_balance",
+                              details={"wallet_id": wallet_id}) from error
+            raise
+        return self.get_wallet(wallet_id)
+
+    def history(self, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
+        self.get_wallet(wallet_id)
+        before = _decode_cursor(query.cursor) if query.cursor else 2**63 - 1
+        rows = self._run(HISTORY_SQL, wallet_id=wallet_id, before=before, action=query.action,
+                         from_ts=query.from_, to_ts=query.to, limit=query.limit + 1)
+        items = [dict(zip(HISTORY_COLUMNS, row)) for row in rows[: query.limit]]
+        next_cursor = _encode_cursor(items[-1]["entry_id"]) if len(rows) > query.limit else None
+        return {"wallet_id": wallet_id, "items": items, "next_cursor": next_cursor}
+
+
+def _wallet(row: list[Any]) -> dict[str, Any]:
+    wallet = dict(zip(WALLET_COLUMNS, row))
+    wallet["available"] = wallet["balance"] + wallet["credit_limit"] if wallet["kind"] == "customer" else None
+    return wallet
+
+
+def _sqlstate(error: DatabaseError) -> str:
+    return error.args[0].get("C", "") if error.args and isinstance(error.args[0], dict) else ""
+
+
+def _encode_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"e{entry_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("e"):
+            raise ValueError(cursor)
+        return int(text[1:])
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidRequest("cursor is not one this API returned", code="invalid_cursor") from error

@@ -1,0 +1,158 @@
+"""Postgres connections: a small thread-safe pool, prepared statements, and the one
+place where transient failures are retried.
+
+pg8000 connections are not thread-safe and functions-framework serves with threads,
+so each request borrows a connection. The pool is hand-written (about 60 lines)
+rather than SQLAlchemy's because its import alone would cost a cold start more than
+this whole module. Connections are recycled after `max_age_s` so a long-lived
+instance does not keep plans cached from an empty table forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+import pg8000.native
+from pg8000.core import CoreConnection
+from pg8000.exceptions import DatabaseError, InterfaceError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from common.errors import DATABASE_REFUSALS, DependencyUnavailable, InvalidRequest, LedgerError, Refused
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")  # connection, resources, shutdown
+
+
+class Connection:
+    """A pooled connection that prepares each distinct statement once."""
+
+    def __init__(self, raw: CoreConnection) -> None:
+        self.raw = raw
+        self.born = time.monotonic()
+        self._prepared: dict[str, Any] = {}
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        statement = self._prepared.get(sql)
+        if statement is None:
+            # Works on native and DB-API connections alike (the Cloud SQL connector
+            # hands back the latter).
+            statement = self._prepared[sql] = pg8000.native.PreparedStatement(self.raw, sql)
+        return statement.run(**params)
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+            pass
+
+
+class Pool:
+    def __init__(self, connect: Callable[[], CoreConnection], size: int, max_age_s: float) -> None:
+        self._connect = connect
+        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+        self._max_age_s = max_age_s
+
+    @contextmanager
+    def connection(self, wait_s: float = 5.0) -> Iterator[Connection]:
+        if not self._slots.acquire(timeout=wait_s):
+            raise DependencyUnavailable("no database connection became free in time", code="database_busy")
+        con: Connection | None = None
+        try:
+            try:
+                con = self._idle.get_nowait()
+            except queue.Empty:
+                con = Connection(_translate_connect(self._connect))
+            yield con
+        except BaseException as error:
+            if con is not None and not isinstance(error, (LedgerError, DatabaseError)):
+                con.close()  # state unknown after an unexpected error: never reuse it
+                con = None
+            raise
+        finally:
+            if con is not None:
+                if time.monotonic() - con.born > self._max_age_s:
+                    con.close()
+                else:
+                    self._idle.put(con)
+            self._slots.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def _translate_connect(connect: Callable[[], CoreConnection]) -> CoreConnection:
+    try:
+        return connect()
+    except (InterfaceError, OSError, socket.timeout) as error:
+        raise DependencyUnavailable("the ledger database is unreachable", details={"service": "postgres"}) from error
+    except DatabaseError as error:
+        raise translate(error) from error
+
+
+def translate(error: Exception) -> Exception:
+    """Turn a driver error into the ledger's error hierarchy (or leave it be)."""
+    if isinstance(error, (InterfaceError, OSError, socket.timeout)):
+        return DependencyUnavailable("the ledger database is unreachable", details={"service": "postgres"})
+    if not isinstance(error, DatabaseError) or not error.args or not isinstance(error.args[0], dict):
+        return error
+    fields = error.args[0]
+    sqlstate, message = fields.get("C", ""), fields.get("M", "")
+    if sqlstate == "P0001" and message in DATABASE_REFUSALS:
+        try:
+            details = json.loads(fields.get("D") or "null")
+        except ValueError:
+            details = fields.get("D")
+        return DATABASE_REFUSALS[message](message.replace("_", " "), code=message, details=details)
+    if sqlstate == "23505" and fields.get("n") == "transactions_void_once":
+        return Refused("the transaction is already voided", code="already_voided")
+    if sqlstate == "22003":
+        return InvalidRequest("the amount would take a balance or total beyond a signed 64-bit integer",
+                              code="amount_out_of_range")
+    if sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES):
+        return DependencyUnavailable("the ledger database is unavailable", details={"service": "postgres"})
+    return error
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, DatabaseError) and error.args and isinstance(error.args[0], dict):
+        return error.args[0].get("C") in RETRYABLE_SQLSTATES
+    # A pooled connection that died (database restart, idle timeout): retry once on a new
+    # one. Safe for postings because a repeated ledger.post() with the same idempotency
+    # key replays instead of posting twice.
+    return isinstance(error, (InterfaceError, ConnectionError, BrokenPipeError))
+
+
+def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 5) -> T:
+    """Run `work` on a pooled connection, retrying serialization, deadlock and dropped
+    connection failures with jittered exponential backoff, at most `attempts` times."""
+
+    @retry(retry=retry_if_exception(_retryable), stop=stop_after_attempt(attempts),
+           wait=wait_random_exponential(multiplier=0.005, max=0.2), reraise=True)
+    def attempt() -> T:
+        with pool.connection() as con:
+            return work(con)
+
+    try:
+        return attempt()
+    except LedgerError:
+        raise
+    except Exception as error:
+        translated = translate(error)
+        if translated is error:
+            raise
+        raise translated from error

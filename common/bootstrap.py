@@ -1,0 +1,115 @@
+"""The composition root: every client is built here, once per instance, on first use.
+
+Nothing connects at import time, and heavy libraries (Firestore, Redis, the Cloud SQL
+connector) are imported only by the first request that needs them, so a function that
+never takes a lock never pays for Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import wraps
+from typing import Any, Callable, TypeVar
+
+from common.config import get_settings
+
+T = TypeVar("T")
+_build_lock = threading.RLock()
+
+
+def once(build: Callable[[], T]) -> Callable[[], T]:
+    """Thread-safe lazy singleton: concurrent first callers build it only once."""
+    built: list[T] = []
+
+    @wraps(build)
+    def get() -> T:
+        if not built:
+            with _build_lock:
+                if not built:
+                    built.append(build())
+        return built[0]
+
+    get.reset = built.clear  # type: ignore[attr-defined]  # for tests that restart a dependency
+    return get
+
+
+@once
+def cloud_sql_connector() -> Any:
+    from google.cloud.sql.connector import Connector
+
+    # lazy refresh: serverless instances get no CPU between requests for a background refresh
+    return Connector(refresh_strategy="lazy")
+
+
+def connect_postgres() -> Any:
+    settings = get_settings()
+    startup = {"statement_timeout": str(settings.db_statement_timeout_ms), "search_path": "ledger"}
+    if settings.db_instance:
+        return cloud_sql_connector().connect(
+            settings.db_instance, "pg8000", user=settings.db_user, db=settings.db_name,
+            enable_iam_auth=settings.db_iam_auth, ip_type="private", startup_params=startup,
+            application_name="wallet-ledger")
+    import pg8000.native
+
+    return pg8000.native.Connection(
+        settings.db_user, host=settings.db_host, port=settings.db_port, database=settings.db_name,
+        password=settings.db_password, timeout=settings.db_connect_timeout_s + settings.db_statement_timeout_ms / 1000,
+        application_name="wallet-ledger", startup_params=startup)
+
+
+@once
+def pool() -> Any:
+    from common.adapters.postgres import Pool
+
+    settings = get_settings()
+    return Pool(connect_postgres, size=settings.db_pool_size, max_age_s=settings.db_conn_max_age_s)
+
+
+@once
+def ledger() -> Any:
+    from common.adapters.ledger_store import PostgresLedger
+
+    return PostgresLedger(pool(), attempts=get_settings().posting_attempts)
+
+
+@once
+def redis_client() -> Any:
+    import redis
+
+    settings = get_settings()
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
+                                socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30)
+
+
+@once
+def locks() -> Any:
+    from common.adapters.redis_locks import RedisLocks
+
+    settings = get_settings()
+    return RedisLocks(redis_client(), ttl_ms=settings.lock_ttl_ms, wait_ms=settings.lock_wait_ms)
+
+
+@once
+def firestore_client() -> Any:
+    from google.cloud import firestore
+
+    settings = get_settings()
+    return firestore.Client(project=settings.gcp_project, database=settings.firestore_database)
+
+
+@once
+def idempotency() -> Any:
+    from common.adapters.firestore_idempotency import FirestoreRecordStore
+    from common.idempotency import Idempotency
+
+    settings = get_settings()
+    store = FirestoreRecordStore(firestore_client(), settings.idempotency_collection, settings.firestore_timeout_s)
+    return Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.idempotency_wait_s,
+                       lease_s=settings.idempotency_lease_s)
+
+
+@once
+def service() -> Any:
+    from common.service import LedgerService
+
+    return LedgerService(ledger(), idempotency, locks)

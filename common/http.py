@@ -1,0 +1,112 @@
+"""The HTTP edge shared by every function: strict JSON parsing, the one error table,
+and responses. Entry points call `endpoint` and stay a few lines long.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from functools import wraps
+from typing import Any, Callable, TypeVar
+
+import flask
+from pydantic import BaseModel, ValidationError
+
+from common.errors import InvalidRequest, LedgerError, MethodNotAllowed
+from common.idempotency import Outcome
+
+log = logging.getLogger("ledger.http")
+M = TypeVar("M", bound=BaseModel)
+MAX_BODY_BYTES = 64 * 1024
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> flask.Response:
+    return flask.Response(json.dumps(body, separators=(",", ":")), status=status,
+                          mimetype="application/json", headers=headers or {})
+
+
+def error_response(error: LedgerError) -> flask.Response:
+    headers = {"Retry-After": "1"} if error.status in (409, 503) else None
+    return json_response(error.status, error.body(), headers)
+
+
+def outcome_response(outcome: Outcome) -> flask.Response:
+    headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
+    return json_response(outcome.status, outcome.body, headers)
+
+
+def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[flask.Request], flask.Response]:
+    """Map every error to the JSON error shape; an unexpected one is logged with its
+    traceback and answered 500 without it."""
+
+    @wraps(handler)
+    def wrapped(request: flask.Request) -> flask.Response:
+        started = time.perf_counter()
+        try:
+            response = handler(request)
+        except LedgerError as error:
+            response = error_response(error)
+        except Exception:
+            log.exception("unhandled error", extra={"path": request.path})
+            response = error_response(LedgerError("unexpected error; nothing was posted"))
+        log.info("request", extra={"method": request.method, "path": request.path, "status": response.status_code,
+                                   "ms": round((time.perf_counter() - started) * 1000, 2)})
+        return response
+
+    return wrapped
+
+
+def require_method(request: flask.Request, *allowed: str) -> None:
+    if request.method not in allowed:
+        raise MethodNotAllowed(f"use {' or '.join(allowed)}", details={"allowed": list(allowed)})
+
+
+def json_object(request: flask.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise InvalidRequest("the body is too large", code="body_too_large")
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest("the body is too large", code="body_too_large")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidRequest("the body is not valid JSON", code="invalid_json") from error
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object", code="invalid_json")
+    return body
+
+
+def parse(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems = [{"field": ".".join(str(part) for part in problem["loc"]) or None, "message": problem["msg"],
+                     "type": problem["type"]} for problem in error.errors(include_url=False, include_input=False,
+                                                                          include_context=False)]
+        raise InvalidRequest("the request is invalid", code="validation_failed", details=problems) from error
+
+
+def money_action(request: flask.Request, model: type[M], action: Callable[[M, str | None], Outcome]) -> flask.Response:
+    """A balance action: POST, a JSON command, an Idempotency-Key, an idempotent outcome."""
+    require_method(request, "POST")
+    command = parse(model, json_object(request))
+    return outcome_response(action(command, request.headers.get(IDEMPOTENCY_HEADER)))
+
+
+def path_segments(request: flask.Request, prefix: str) -> list[str]:
+    """Path segments after an optional leading `prefix` (deployed URLs may keep it)."""
+    segments = [segment for segment in request.path.split("/") if segment]
+    return segments[1:] if segments[:1] == [prefix] else segments
+
+
+def _configure_logging() -> None:
+    from common import logs
+    from common.config import get_settings
+
+    logs.configure(get_settings().log_level)
+
+
+_configure_logging()

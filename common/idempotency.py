@@ -1,0 +1,143 @@
+"""Exactly-once request handling around an idempotency record store.
+
+The protocol, independent of where records live (Firestore in production, a dict in
+unit tests):
+
+1. Create the record `in_progress` only if absent, with the request's fingerprint.
+2. The creator runs the action and stores its outcome (status and body).
+3. Anyone else with the same key: a different fingerprint is refused
+   (`idempotency_key_reused`); a stored outcome is replayed; an outcome still in
+   progress is awaited up to a bound, then answered 409 `request_in_progress`.
+   A record whose lease ran out (its owner died) is taken over: the action runs
+   again, and Postgres' unique key on the idempotency key turns that into a replay
+   of the posting if the first owner had committed.
+
+Outcomes stored: successes and business refusals (4xx other than 400 and 409), so a
+retry never succeeds later by surprise. Invalid requests, conflicts and dependency
+failures are not stored: the record is released and a retry runs afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Protocol
+
+from common.errors import InProgress, InvalidRequest, LedgerError, Refused
+
+IN_PROGRESS = "in_progress"
+COMPLETED = "completed"
+STORED_ERROR_STATUSES = frozenset({404, 422})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+class RecordStore(Protocol):
+    def create(self, doc_id: str, record: dict[str, Any]) -> bool:
+        """Create the record if absent; False when it already exists."""
+
+    def get(self, doc_id: str) -> dict[str, Any] | None: ...
+
+    def complete(self, doc_id: str, fields: dict[str, Any]) -> None: ...
+
+    def release(self, doc_id: str) -> None: ...
+
+
+def fingerprint(action: str, request: dict[str, Any]) -> str:
+    canonical = json.dumps({"action": action, "request": request}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise InvalidRequest("money-moving requests need an Idempotency-Key header", code="idempotency_key_missing")
+    if len(key) > 255 or not key.isascii() or not key.isprintable():
+        raise InvalidRequest("Idempotency-Key must be 1-255 printable ASCII characters",
+                             code="idempotency_key_invalid")
+    return key
+
+
+class Idempotency:
+    def __init__(self, store: RecordStore, *, ttl_s: float, wait_s: float, lease_s: float,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._store = store
+        self._ttl = timedelta(seconds=ttl_s)
+        self._wait_s = wait_s
+        self._lease = timedelta(seconds=lease_s)
+        self._clock = clock
+        self._sleep = sleep
+
+    def run(self, key: str, request_fingerprint: str, action: Callable[[], Outcome]) -> Outcome:
+        doc_id = hashlib.sha256(key.encode()).hexdigest()
+        now = self._clock()
+        record = {"key": key, "state": IN_PROGRESS, "fingerprint": request_fingerprint,
+                  "created_at": now, "lease_until": now + self._lease, "expire_at": now + self._ttl}
+        if self._store.create(doc_id, record):
+            return self._execute(doc_id, action)
+        return self._follow(doc_id, record, request_fingerprint, action)
+
+    def _follow(self, doc_id: str, record: dict[str, Any], request_fingerprint: str,
+                action: Callable[[], Outcome]) -> Outcome:
+        deadline = time.monotonic() + self._wait_s
+        delay = 0.01
+        while True:
+            existing = self._store.get(doc_id)
+            now = self._clock()
+            if existing is None or existing["expire_at"] <= now:
+                # Released, or past its TTL (Firestore deletes expired records lazily):
+                # the key is free again. Postgres still dedupes any posting it made.
+                if existing is None and self._store.create(doc_id, record):
+                    return self._execute(doc_id, action)
+                if existing is not None:
+                    return self._execute(doc_id, action)
+                continue
+            if existing["fingerprint"] != request_fingerprint:
+                raise Refused("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
+            if existing["state"] == COMPLETED:
+                return Outcome(existing["status"], json.loads(existing["body"]), replayed=True)
+            if existing["lease_until"] <= now:
+                return self._execute(doc_id, action)  # the first owner died mid-request
+            if time.monotonic() >= deadline:
+                raise InProgress("a request with this Idempotency-Key is still in progress; retry later")
+            self._sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def _execute(self, doc_id: str, action: Callable[[], Outcome]) -> Outcome:
+        try:
+            outcome = action()
+        except LedgerError as error:
+            if error.status in STORED_ERROR_STATUSES:
+                self._complete(doc_id, Outcome(error.status, error.body()))
+            else:
+                self._release(doc_id)
+            raise
+        except BaseException:
+            self._release(doc_id)
+            raise
+        self._complete(doc_id, outcome)
+        return outcome
+
+    def _complete(self, doc_id: str, outcome: Outcome) -> None:
+        fields = {"state": COMPLETED, "status": outcome.status, "body": json.dumps(outcome.body),
+                  "completed_at": self._clock()}
+        try:
+            self._store.complete(doc_id, fields)
+        except LedgerError:
+            # The action's effect is committed; a retry after the lease finds it through
+            # Postgres' unique idempotency key. Answering the caller matters more.
+            pass
+
+    def _release(self, doc_id: str) -> None:
+        try:
+            self._store.release(doc_id)
+        except LedgerError:
+            pass  # the lease expires on its own; a retry then runs afresh

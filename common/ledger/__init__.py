@@ -1,0 +1,1 @@
+"""The ledger core: commands, posting rules and money values. No I/O, no client libraries."""

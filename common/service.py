@@ -1,0 +1,98 @@
+"""Use cases: every balance action, wallet admin and reads.
+
+Each money-moving action runs inside the idempotency protocol, builds its posting with
+the pure rules in `common.ledger.postings`, and posts it in one call to Postgres.
+Usage additionally holds the wallet's Redis lock while it posts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from common.adapters.ledger_store import PostgresLedger
+from common.adapters.redis_locks import RedisLocks
+from common.errors import Refused
+from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
+from common.ledger import commands, postings
+
+CREATED = 201
+
+
+class LedgerService:
+    def __init__(self, ledger: PostgresLedger, idempotency: Callable[[], Idempotency],
+                 locks: Callable[[], RedisLocks]) -> None:
+        self.ledger = ledger
+        self._idempotency = idempotency  # built on first use: reads never touch Firestore
+        self._locks = locks  # built on first use: only usage needs Redis
+
+    # Balance actions --------------------------------------------------------
+
+    def top_up(self, cmd: commands.TopUp, key: str | None) -> Outcome:
+        return self._post_once("topup", cmd, key, lambda: postings.top_up(cmd, self.ledger.system_accounts(cmd.asset)))
+
+    def bonus(self, cmd: commands.Bonus, key: str | None) -> Outcome:
+        return self._post_once("bonus", cmd, key, lambda: postings.bonus(cmd, self.ledger.system_accounts(cmd.asset)))
+
+    def usage(self, cmd: commands.Usage, key: str | None) -> Outcome:
+        return self._post_once("usage", cmd, key, lambda: postings.usage(cmd, self.ledger.system_accounts(cmd.asset)),
+                               lock_wallet=cmd.wallet_id)
+
+    def transfer(self, cmd: commands.Transfer, key: str | None) -> Outcome:
+        return self._post_once("transfer", cmd, key, lambda: postings.transfer(cmd))
+
+    def void(self, cmd: commands.Void, key: str | None) -> Outcome:
+        def build() -> postings.Posting:
+            original = self.ledger.get_transaction(cmd.transaction_id)
+            retry_of_this_void = (original["voided_by"] is not None
+                                  and self.ledger.get_transaction(original["voided_by"])["idempotency_key"] == key)
+            return postings.reversal(original, cmd, retry_of_this_void=retry_of_this_void)
+
+        return self._post_once("void", cmd, key, build,
+                               refusal=lambda error: postings.void_refusal(error, cmd.transaction_id))
+
+    def _post_once(self, action: str, cmd: commands.Command, key: str | None,
+                   build: Callable[[], postings.Posting], lock_wallet: int | None = None,
+                   refusal: Callable[[Refused], Refused] = lambda error: error) -> Outcome:
+        key = validate_key(key)
+        request_hash = fingerprint(action, cmd.model_dump(mode="json"))
+
+        def post() -> Outcome:
+            try:
+                posting = build()
+                if lock_wallet is None:
+                    transaction, replayed = self.ledger.post(posting, key, request_hash)
+                else:
+                    with self._locks().wallet(lock_wallet):
+                        transaction, replayed = self.ledger.post(posting, key, request_hash)
+            except Refused as error:
+                # translated before the idempotency record stores it, so replays match
+                raise refusal(error) from error
+            return Outcome(CREATED, {"transaction": transaction}, replayed=replayed)
+
+        return self._idempotency().run(key, request_hash, post)
+
+    # Reads and admin ---------------------------------------------------------
+
+    def get_transaction(self, transaction_id: int) -> dict[str, Any]:
+        return self.ledger.get_transaction(transaction_id)
+
+    def create_wallet(self, cmd: commands.CreateWallet) -> dict[str, Any]:
+        return self.ledger.create_wallet(cmd)
+
+    def get_wallet(self, wallet_id: int) -> dict[str, Any]:
+        return self.ledger.get_wallet(wallet_id)
+
+    def list_wallets(self, owner_id: str) -> list[dict[str, Any]]:
+        return self.ledger.list_wallets(owner_id)
+
+    def update_wallet(self, wallet_id: int, cmd: commands.UpdateWallet) -> dict[str, Any]:
+        return self.ledger.update_wallet(wallet_id, cmd)
+
+    def history(self, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
+        return self.ledger.history(wallet_id, query)
+
+    def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:
+        return self.ledger.create_asset(cmd)
+
+    def list_assets(self) -> list[dict[str, Any]]:
+        return self.ledger.list_assets()

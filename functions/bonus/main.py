@@ -1,0 +1,13 @@
+"""HTTP function `bonus`: promotion to a wallet."""
+
+import functions_framework
+
+from common import bootstrap
+from common.http import endpoint, money_action
+from common.ledger.commands import Bonus
+
+
+@functions_framework.http
+@endpoint
+def bonus(request):
+    return money_action(request, Bonus, bootstrap.service().bonus)

@@ -1,0 +1,57 @@
+"""HTTP function `wallets`: wallet admin and reads, assets, transactions.
+
+    POST  /wallets                  create a wallet
+    GET   /wallets?owner_id=O       an owner's wallets
+    GET   /wallets/{id}             a wallet with its balance
+    PATCH /wallets/{id}             change status (active, frozen, closed) or credit limit
+    GET   /wallets/{id}/history     entries, newest first (?action=&from=&to=&limit=&cursor=)
+    GET   /transactions/{id}        a transaction with its entries
+    GET   /assets, POST /assets     list or create assets (with their system accounts)
+"""
+
+import functions_framework
+
+from common import bootstrap
+from common.errors import InvalidRequest, NotFound
+from common.http import endpoint, json_object, json_response, parse, path_segments, require_method
+from common.ledger.commands import CreateAsset, CreateWallet, HistoryQuery, UpdateWallet
+
+
+def _id(segment):
+    if not segment.isdigit() or not 0 < int(segment) < 2**63:
+        raise InvalidRequest(f"'{segment}' is not an id", code="invalid_id")
+    return int(segment)
+
+
+@functions_framework.http
+@endpoint
+def wallets(request):
+    service = bootstrap.service()
+    path = path_segments(request, "wallets")
+    if path[:1] == ["transactions"] and len(path) == 2:
+        require_method(request, "GET")
+        return json_response(200, {"transaction": service.get_transaction(_id(path[1]))})
+    if path == ["assets"]:
+        require_method(request, "GET", "POST")
+        if request.method == "POST":
+            return json_response(201, {"asset": service.create_asset(parse(CreateAsset, json_object(request)))})
+        return json_response(200, {"assets": service.list_assets()})
+    if not path:
+        require_method(request, "GET", "POST")
+        if request.method == "POST":
+            return json_response(201, {"wallet": service.create_wallet(parse(CreateWallet, json_object(request)))})
+        owner_id = request.args.get("owner_id")
+        if not owner_id:
+            raise InvalidRequest("give owner_id to list wallets", code="validation_failed")
+        return json_response(200, {"wallets": service.list_wallets(owner_id)})
+    if len(path) == 1:
+        require_method(request, "GET", "PATCH")
+        if request.method == "PATCH":
+            command = parse(UpdateWallet, json_object(request))
+            return json_response(200, {"wallet": service.update_wallet(_id(path[0]), command)})
+        return json_response(200, {"wallet": service.get_wallet(_id(path[0]))})
+    if len(path) == 2 and path[1] == "history":
+        require_method(request, "GET")
+        query = parse(HistoryQuery, request.args.to_dict())
+        return json_response(200, service.history(_id(path[0]), query))
+    raise NotFound(f"no route for {request.path}", code="route_not_found")
