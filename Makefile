@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make dev` (local stack with demo data) and
+# `make test` (the whole suite against real services). Each sets up what it needs.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
+
+.PHONY: dev down test lint bench bench-quick status
+
+$(STAMP): requirements-dev.txt common/requirements.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+dev: $(STAMP)       ## start Postgres, Redis, both emulators and every function, with demo data
+	@$(PY) -m emulators up
+
+down: $(STAMP)      ## stop everything `make dev` (or an interrupted test run) started
+	@$(PY) -m emulators down
+	@$(PY) -m emulators --profile test down
+
+status: $(STAMP)
+	@$(PY) -m emulators status
+
+lint: $(STAMP)
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+
+test: lint          ## lint, then unit, integration and end-to-end tests on a fresh test stack
+	@$(PY) -m pytest
+
+bench: $(STAMP)     ## benchmark the running functions and the core postings (starts the dev stack)
+	@$(PY) -m emulators up --no-demo >/dev/null
+	@$(PY) -m bench
+
+bench-quick: $(STAMP)
+	@$(PY) -m emulators up --no-demo >/dev/null
+	@$(PY) -m bench --quick

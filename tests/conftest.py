@@ -1,0 +1,25 @@
+"""Test configuration shared by every tier.
+
+The integration and end-to-end tiers run against a throw-away stack (profile "test",
+its own ports and data) started once per session; unit tests never start it.
+"""
+
+import os
+import shutil
+
+import pytest
+
+from emulators.stack import Stack
+
+TEST_STACK = Stack("test")
+# Point common/ at the test stack before anything reads its settings.
+os.environ.update(TEST_STACK.env())
+
+
+@pytest.fixture(scope="session")
+def stack():
+    TEST_STACK.down()
+    shutil.rmtree(TEST_STACK.state_dir, ignore_errors=True)
+    TEST_STACK.up()
+    yield TEST_STACK
+    TEST_STACK.down()

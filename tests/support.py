@@ -1,0 +1,77 @@
+"""Helpers for the integration and end-to-end tiers: owner-level SQL that goes around
+the application, quick wallet setup, and the invariant check."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pg8000.native
+
+from common.adapters.reconciliation import find_violations
+from emulators.stack import Stack
+
+
+def key(prefix: str = "k") -> str:
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+def owner(stack: Stack) -> pg8000.native.Connection:
+    return pg8000.native.Connection(**stack.owner_dsn())
+
+
+def sql(stack: Stack, statement: str, **params: Any) -> list[list[Any]]:
+    con = owner(stack)
+    try:
+        return con.run(statement, **params)
+    finally:
+        con.close()
+
+
+def ensure_asset(stack: Stack, code: str = "TST", scale: int = 0) -> str:
+    if not sql(stack, "SELECT 1 FROM ledger.assets WHERE code = :c", c=code):
+        sql(stack, "SELECT ledger.create_asset(:c, CAST(:s AS smallint))", c=code, s=scale)
+    return code
+
+
+def system_account(stack: Stack, asset: str, role: str) -> int:
+    return sql(stack, "SELECT id FROM ledger.wallets WHERE kind = 'system' AND asset_code = :a AND system_role = :r",
+               a=asset, r=role)[0][0]
+
+
+def new_wallet(stack: Stack, asset: str = "TST", funded: int = 0, credit_limit: int = 0, owner_id: str = "") -> int:
+    """A customer wallet, opened with `funded` through ledger.post() as a top-up."""
+    wallet_id = sql(stack, "INSERT INTO ledger.wallets (owner_id, asset_code, credit_limit) VALUES (:o, :a, :c)"
+                    " RETURNING id", o=owner_id or key("owner"), a=asset, c=credit_limit)[0][0]
+    if funded:
+        funding = system_account(stack, asset, "funding")
+        sql(stack, "SELECT ledger.post(:k, 'setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
+                   " CAST(:amts AS bigint[]), 'test-setup')",
+            k=key("setup"), a=asset, amt=funded, w=wallet_id, legs=[funding, wallet_id], amts=[-funded, funded])
+    return wallet_id
+
+
+def balance(stack: Stack, wallet_id: int) -> int:
+    return sql(stack, "SELECT balance FROM ledger.wallets WHERE id = :w", w=wallet_id)[0][0]
+
+
+def postings_with_key(stack: Stack, idempotency_key: str) -> int:
+    return sql(stack, "SELECT count(*) FROM ledger.transactions WHERE idempotency_key = :k", k=idempotency_key)[0][0]
+
+
+def transaction_count(stack: Stack) -> int:
+    return sql(stack, "SELECT count(*) FROM ledger.transactions")[0][0]
+
+
+def invariant_violations(stack: Stack) -> dict[str, list]:
+    con = owner(stack)
+    try:
+        return find_violations(lambda statement: con.run(statement))
+    finally:
+        con.close()
+
+
+def assert_invariants(stack: Stack) -> None:
+    violations = invariant_violations(stack)
+    assert not violations, json.dumps(violations, default=str)
