@@ -8,8 +8,9 @@ never takes a lock never pays for Redis.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from common.config import get_settings
 
@@ -46,15 +47,27 @@ def connect_postgres() -> Any:
     startup = {"statement_timeout": str(settings.db_statement_timeout_ms), "search_path": "ledger"}
     if settings.db_instance:
         return cloud_sql_connector().connect(
-            settings.db_instance, "pg8000", user=settings.db_user, db=settings.db_name,
-            enable_iam_auth=settings.db_iam_auth, ip_type="private", startup_params=startup,
-            application_name="wallet-ledger")
+            settings.db_instance,
+            "pg8000",
+            user=settings.db_user,
+            db=settings.db_name,
+            enable_iam_auth=settings.db_iam_auth,
+            ip_type="private",
+            startup_params=startup,
+            application_name="wallet-ledger",
+        )
     import pg8000.native
 
     return pg8000.native.Connection(
-        settings.db_user, host=settings.db_host, port=settings.db_port, database=settings.db_name,
-        password=settings.db_password, timeout=settings.db_connect_timeout_s + settings.db_statement_timeout_ms / 1000,
-        application_name="wallet-ledger", startup_params=startup)
+        settings.db_user,
+        host=settings.db_host,
+        port=settings.db_port,
+        database=settings.db_name,
+        password=settings.db_password,
+        timeout=settings.db_connect_timeout_s + settings.db_statement_timeout_ms / 1000,
+        application_name="wallet-ledger",
+        startup_params=startup,
+    )
 
 
 @once
@@ -77,8 +90,12 @@ def redis_client() -> Any:
     import redis
 
     settings = get_settings()
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
-                                socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30)
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+    )
 
 
 @once
@@ -104,8 +121,12 @@ def idempotency() -> Any:
 
     settings = get_settings()
     store = FirestoreRecordStore(firestore_client(), settings.idempotency_collection, settings.firestore_timeout_s)
-    return Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.idempotency_wait_s,
-                       lease_s=settings.idempotency_lease_s)
+    return Idempotency(
+        store,
+        ttl_s=settings.idempotency_ttl_s,
+        wait_s=settings.idempotency_wait_s,
+        lease_s=settings.idempotency_lease_s,
+    )
 
 
 @once

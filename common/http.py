@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import flask
 from pydantic import BaseModel, ValidationError
@@ -24,8 +25,9 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> flask.Response:
-    return flask.Response(json.dumps(body, separators=(",", ":")), status=status,
-                          mimetype="application/json", headers=headers or {})
+    return flask.Response(
+        json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json", headers=headers or {}
+    )
 
 
 def error_response(error: LedgerError) -> flask.Response:
@@ -52,8 +54,15 @@ def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[fl
         except Exception:
             log.exception("unhandled error", extra={"path": request.path})
             response = error_response(LedgerError("unexpected error; nothing was posted"))
-        log.info("request", extra={"method": request.method, "path": request.path, "status": response.status_code,
-                                   "ms": round((time.perf_counter() - started) * 1000, 2)})
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
         return response
 
     return wrapped
@@ -83,9 +92,14 @@ def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        problems = [{"field": ".".join(str(part) for part in problem["loc"]) or None, "message": problem["msg"],
-                     "type": problem["type"]} for problem in error.errors(include_url=False, include_input=False,
-                                                                          include_context=False)]
+        problems = [
+            {
+                "field": ".".join(str(part) for part in problem["loc"]) or None,
+                "message": problem["msg"],
+                "type": problem["type"],
+            }
+            for problem in error.errors(include_url=False, include_input=False, include_context=False)
+        ]
         raise InvalidRequest("the request is invalid", code="validation_failed", details=problems) from error
 
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from common.errors import InProgress, InvalidRequest, LedgerError, Refused
 
@@ -60,15 +61,21 @@ def validate_key(key: str | None) -> str:
     if key is None or not key.strip():
         raise InvalidRequest("money-moving requests need an Idempotency-Key header", code="idempotency_key_missing")
     if len(key) > 255 or not key.isascii() or not key.isprintable():
-        raise InvalidRequest("Idempotency-Key must be 1-255 printable ASCII characters",
-                             code="idempotency_key_invalid")
+        raise InvalidRequest("Idempotency-Key must be 1-255 printable ASCII characters", code="idempotency_key_invalid")
     return key
 
 
 class Idempotency:
-    def __init__(self, store: RecordStore, *, ttl_s: float, wait_s: float, lease_s: float,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        *,
+        ttl_s: float,
+        wait_s: float,
+        lease_s: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._store = store
         self._ttl = timedelta(seconds=ttl_s)
         self._wait_s = wait_s
@@ -79,14 +86,21 @@ class Idempotency:
     def run(self, key: str, request_fingerprint: str, action: Callable[[], Outcome]) -> Outcome:
         doc_id = hashlib.sha256(key.encode()).hexdigest()
         now = self._clock()
-        record = {"key": key, "state": IN_PROGRESS, "fingerprint": request_fingerprint,
-                  "created_at": now, "lease_until": now + self._lease, "expire_at": now + self._ttl}
+        record = {
+            "key": key,
+            "state": IN_PROGRESS,
+            "fingerprint": request_fingerprint,
+            "created_at": now,
+            "lease_until": now + self._lease,
+            "expire_at": now + self._ttl,
+        }
         if self._store.create(doc_id, record):
             return self._execute(doc_id, action)
         return self._follow(doc_id, record, request_fingerprint, action)
 
-    def _follow(self, doc_id: str, record: dict[str, Any], request_fingerprint: str,
-                action: Callable[[], Outcome]) -> Outcome:
+    def _follow(
+        self, doc_id: str, record: dict[str, Any], request_fingerprint: str, action: Callable[[], Outcome]
+    ) -> Outcome:
         deadline = time.monotonic() + self._wait_s
         delay = 0.01
         while True:
@@ -127,8 +141,12 @@ class Idempotency:
         return outcome
 
     def _complete(self, doc_id: str, outcome: Outcome) -> None:
-        fields = {"state": COMPLETED, "status": outcome.status, "body": json.dumps(outcome.body),
-                  "completed_at": self._clock()}
+        fields = {
+            "state": COMPLETED,
+            "status": outcome.status,
+            "body": json.dumps(outcome.body),
+            "completed_at": self._clock(),
+        }
         try:
             self._store.complete(doc_id, fields)
         except LedgerError:

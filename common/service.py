@@ -7,7 +7,8 @@ Usage additionally holds the wallet's Redis lock while it posts.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from common.adapters.ledger_store import PostgresLedger
 from common.adapters.redis_locks import RedisLocks
@@ -19,8 +20,9 @@ CREATED = 201
 
 
 class LedgerService:
-    def __init__(self, ledger: PostgresLedger, idempotency: Callable[[], Idempotency],
-                 locks: Callable[[], RedisLocks]) -> None:
+    def __init__(
+        self, ledger: PostgresLedger, idempotency: Callable[[], Idempotency], locks: Callable[[], RedisLocks]
+    ) -> None:
         self.ledger = ledger
         self._idempotency = idempotency  # built on first use: reads never touch Firestore
         self._locks = locks  # built on first use: only usage needs Redis
@@ -34,8 +36,13 @@ class LedgerService:
         return self._post_once("bonus", cmd, key, lambda: postings.bonus(cmd, self.ledger.system_accounts(cmd.asset)))
 
     def usage(self, cmd: commands.Usage, key: str | None) -> Outcome:
-        return self._post_once("usage", cmd, key, lambda: postings.usage(cmd, self.ledger.system_accounts(cmd.asset)),
-                               lock_wallet=cmd.wallet_id)
+        return self._post_once(
+            "usage",
+            cmd,
+            key,
+            lambda: postings.usage(cmd, self.ledger.system_accounts(cmd.asset)),
+            lock_wallet=cmd.wallet_id,
+        )
 
     def transfer(self, cmd: commands.Transfer, key: str | None) -> Outcome:
         return self._post_once("transfer", cmd, key, lambda: postings.transfer(cmd))
@@ -43,16 +50,25 @@ class LedgerService:
     def void(self, cmd: commands.Void, key: str | None) -> Outcome:
         def build() -> postings.Posting:
             original = self.ledger.get_transaction(cmd.transaction_id)
-            retry_of_this_void = (original["voided_by"] is not None
-                                  and self.ledger.get_transaction(original["voided_by"])["idempotency_key"] == key)
+            retry_of_this_void = (
+                original["voided_by"] is not None
+                and self.ledger.get_transaction(original["voided_by"])["idempotency_key"] == key
+            )
             return postings.reversal(original, cmd, retry_of_this_void=retry_of_this_void)
 
-        return self._post_once("void", cmd, key, build,
-                               refusal=lambda error: postings.void_refusal(error, cmd.transaction_id))
+        return self._post_once(
+            "void", cmd, key, build, refusal=lambda error: postings.void_refusal(error, cmd.transaction_id)
+        )
 
-    def _post_once(self, action: str, cmd: commands.Command, key: str | None,
-                   build: Callable[[], postings.Posting], lock_wallet: int | None = None,
-                   refusal: Callable[[Refused], Refused] = lambda error: error) -> Outcome:
+    def _post_once(
+        self,
+        action: str,
+        cmd: commands.Command,
+        key: str | None,
+        build: Callable[[], postings.Posting],
+        lock_wallet: int | None = None,
+        refusal: Callable[[Refused], Refused] = lambda error: error,
+    ) -> Outcome:
         key = validate_key(key)
         request_hash = fingerprint(action, cmd.model_dump(mode="json"))
 

@@ -26,8 +26,10 @@ def up(stack: Stack, demo: bool) -> None:
         wallets = seed_demo(stack)
         click.echo("\nDemo wallets:")
         for wallet in wallets:
-            click.echo(f"  #{wallet['id']:<4} {wallet['owner_id']:<18} {wallet['asset']:<5} "
-                       f"{wallet['model']:<11} balance {wallet['balance']}")
+            click.echo(
+                f"  #{wallet['id']:<4} {wallet['owner_id']:<18} {wallet['asset']:<5} "
+                f"{wallet['model']:<11} balance {wallet['balance']}"
+            )
     click.echo(f"\nLocal stack '{stack.profile}' is up (data in {stack.state_dir}):")
     for name, where in stack.describe():
         click.echo(f"  {name:<22} {where}")

@@ -53,16 +53,32 @@ def seed_demo(stack: Stack) -> list[dict]:
             for owner, asset, model, opening in DEMO_WALLETS:
                 wallet_id = con.run(
                     "INSERT INTO ledger.wallets (owner_id, asset_code, model) VALUES (:o, :a, :m) RETURNING id",
-                    o=owner, a=asset, m=model)[0][0]
-                funding = con.run("SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding'"
-                                  " AND asset_code = :a", a=asset)[0][0]
+                    o=owner,
+                    a=asset,
+                    m=model,
+                )[0][0]
+                funding = con.run(
+                    "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding'"
+                    " AND asset_code = :a",
+                    a=asset,
+                )[0][0]
                 request = json.dumps({"demo": "opening", "wallet_id": wallet_id})
-                con.run("SELECT ledger.post(:k, :h, 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
-                        " CAST(:amts AS bigint[]), :ref)",
-                        k=f"demo-opening-{wallet_id}", h=request, a=asset, amt=opening, w=wallet_id,
-                        legs=[funding, wallet_id], amts=[-opening, opening], ref="demo-seed")
-        rows = con.run("SELECT id, owner_id, asset_code, model, balance FROM ledger.wallets"
-                       " WHERE kind = 'customer' ORDER BY id LIMIT 20")
+                con.run(
+                    "SELECT ledger.post(:k, :h, 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
+                    " CAST(:amts AS bigint[]), :ref)",
+                    k=f"demo-opening-{wallet_id}",
+                    h=request,
+                    a=asset,
+                    amt=opening,
+                    w=wallet_id,
+                    legs=[funding, wallet_id],
+                    amts=[-opening, opening],
+                    ref="demo-seed",
+                )
+        rows = con.run(
+            "SELECT id, owner_id, asset_code, model, balance FROM ledger.wallets"
+            " WHERE kind = 'customer' ORDER BY id LIMIT 20"
+        )
         return [dict(zip(("id", "owner_id", "asset", "model", "balance"), row)) for row in rows]
     finally:
         con.close()

@@ -68,8 +68,12 @@ class Stack:
 
     @property
     def ports(self) -> dict[str, int]:
-        ports = {"postgres": self.port_base, "redis": self.port_base + 1,
-                 "firestore": self.port_base + 2, "pubsub": self.port_base + 3}
+        ports = {
+            "postgres": self.port_base,
+            "redis": self.port_base + 1,
+            "firestore": self.port_base + 2,
+            "pubsub": self.port_base + 3,
+        }
         for offset, name in enumerate(FUNCTIONS):
             ports[name] = self.port_base + 10 + offset
         return ports
@@ -94,8 +98,13 @@ class Stack:
         }
 
     def owner_dsn(self) -> dict[str, object]:
-        return {"host": "127.0.0.1", "port": self.ports["postgres"], "database": "ledger",
-                "user": "ledger_owner", "password": OWNER_PASSWORD}
+        return {
+            "host": "127.0.0.1",
+            "port": self.ports["postgres"],
+            "database": "ledger",
+            "user": "ledger_owner",
+            "password": OWNER_PASSWORD,
+        }
 
     # State ------------------------------------------------------------------
 
@@ -131,8 +140,9 @@ class Stack:
                 return candidate
             except KeyError:
                 continue
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        "ledgerpg"], check=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "ledgerpg"], check=True
+        )
         return "ledgerpg"
 
     def _as_pg(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -167,8 +177,22 @@ class Stack:
             pwfile.write_text("postgres\n")
             if user:
                 shutil.chown(pwfile, user, user)
-            self._as_pg([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile),
-                         "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
+            self._as_pg(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
             settings = [
                 "listen_addresses = '127.0.0.1'",
                 f"unix_socket_directories = '{self.pg_dir}'",
@@ -182,19 +206,49 @@ class Stack:
             with open(data / "postgresql.conf", "a") as conf:
                 conf.write("\n" + "\n".join(settings) + "\n")
         if not self._pg_ready():
-            self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(self.pg_dir / "postgres.log"),
-                         "-o", f"-p {self.ports['postgres']}", "-w", "-t", "30", "start"])
+            self._as_pg(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(self.pg_dir / "postgres.log"),
+                    "-o",
+                    f"-p {self.ports['postgres']}",
+                    "-w",
+                    "-t",
+                    "30",
+                    "start",
+                ]
+            )
         if not self.psql("SELECT 1 FROM pg_database WHERE datname = 'ledger'").strip():
             self._bootstrap_database()
 
     def _pg_ready(self) -> bool:
-        result = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"])],
-                                capture_output=True)
+        result = subprocess.run(
+            [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"])], capture_output=True
+        )
         return result.returncode == 0
 
     def psql(self, sql: str, database: str = "postgres") -> str:
-        return self._as_pg([str(PG_BIN / "psql"), "-h", str(self.pg_dir), "-p", str(self.ports["postgres"]),
-                            "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]).stdout
+        return self._as_pg(
+            [
+                str(PG_BIN / "psql"),
+                "-h",
+                str(self.pg_dir),
+                "-p",
+                str(self.ports["postgres"]),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qAt",
+                "-c",
+                sql,
+            ]
+        ).stdout
 
     def _bootstrap_database(self) -> None:
         """Roles and database, as a cloud project's administrator would create them."""
@@ -223,24 +277,47 @@ class Stack:
         (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
         if port_open(self.ports["redis"]):
             return
-        self._spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.ports["redis"]),
-                              "--save", "", "--appendonly", "no", "--dir", str(self.state_dir / "redis")])
+        self._spawn(
+            "redis",
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.ports["redis"]),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.state_dir / "redis"),
+            ],
+        )
         wait_for(lambda: port_open(self.ports["redis"]), "redis", 10)
 
     # Emulators --------------------------------------------------------------
 
     def start_firestore(self) -> None:
         if not http_ok(f"http://127.0.0.1:{self.ports['firestore']}/"):
-            self._spawn("firestore", [str(FIRESTORE_BIN), "start", "--host=127.0.0.1",
-                                      f"--port={self.ports['firestore']}", "--database-mode=firestore-native"])
+            self._spawn(
+                "firestore",
+                [
+                    str(FIRESTORE_BIN),
+                    "start",
+                    "--host=127.0.0.1",
+                    f"--port={self.ports['firestore']}",
+                    "--database-mode=firestore-native",
+                ],
+            )
         wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports['firestore']}/"), "firestore emulator", 60)
 
     def start_pubsub(self) -> None:
         if not http_ok(f"http://127.0.0.1:{self.ports['pubsub']}/"):
             data = self.state_dir / "pubsub"
             data.mkdir(parents=True, exist_ok=True)
-            self._spawn("pubsub", [str(PUBSUB_BIN), "--host=127.0.0.1", f"--port={self.ports['pubsub']}",
-                                   f"--data-dir={data}"])
+            self._spawn(
+                "pubsub", [str(PUBSUB_BIN), "--host=127.0.0.1", f"--port={self.ports['pubsub']}", f"--data-dir={data}"]
+            )
         wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports['pubsub']}/"), "pubsub emulator", 60)
 
     # Functions --------------------------------------------------------------
@@ -252,9 +329,21 @@ class Stack:
         for name in names:
             if http_responds(self.function_url(name)):
                 continue
-            self._spawn(name, [str(Path(sys.executable).parent / "functions-framework"),
-                               "--target", FUNCTIONS[name], "--source", str(REPO / "functions" / name / "main.py"),
-                               "--host", "127.0.0.1", "--port", str(self.ports[name])], env=env)
+            self._spawn(
+                name,
+                [
+                    str(Path(sys.executable).parent / "functions-framework"),
+                    "--target",
+                    FUNCTIONS[name],
+                    "--source",
+                    str(REPO / "functions" / name / "main.py"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.ports[name]),
+                ],
+                env=env,
+            )
         for name in names:
             wait_for(lambda n=name: http_responds(self.function_url(n)), f"function {name}", 60)
 
@@ -262,8 +351,15 @@ class Stack:
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.state_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, cwd=self.state_dir)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            cwd=self.state_dir,
+        )
         self._save_pgid(name, proc.pid)
 
     def stop_service(self, name: str) -> None:
@@ -279,8 +375,12 @@ class Stack:
         wait_for(lambda: not port_open(port), f"{name} to stop", 20)
 
     def start_service(self, name: str) -> None:
-        starters = {"postgres": self.start_postgres, "redis": self.start_redis,
-                    "firestore": self.start_firestore, "pubsub": self.start_pubsub}
+        starters = {
+            "postgres": self.start_postgres,
+            "redis": self.start_redis,
+            "firestore": self.start_firestore,
+            "pubsub": self.start_pubsub,
+        }
         if name in starters:
             starters[name]()
         else:
@@ -308,10 +408,12 @@ class Stack:
 
     def describe(self) -> list[tuple[str, str]]:
         p = self.ports
-        rows = [("postgres", f"postgresql://ledger_fn@127.0.0.1:{p['postgres']}/ledger"),
-                ("redis", f"redis://127.0.0.1:{p['redis']}/0"),
-                ("firestore emulator", f"127.0.0.1:{p['firestore']}"),
-                ("pubsub emulator", f"127.0.0.1:{p['pubsub']}")]
+        rows = [
+            ("postgres", f"postgresql://ledger_fn@127.0.0.1:{p['postgres']}/ledger"),
+            ("redis", f"redis://127.0.0.1:{p['redis']}/0"),
+            ("firestore emulator", f"127.0.0.1:{p['firestore']}"),
+            ("pubsub emulator", f"127.0.0.1:{p['pubsub']}"),
+        ]
         rows += [(f"function {name}", self.function_url(name)) for name in FUNCTIONS]
         return rows
 
@@ -322,8 +424,9 @@ def install_redis() -> None:
         raise StackError("redis-server is missing; install it with: apt-get install -y redis-server")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run([*prefix, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run([*prefix, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*prefix, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env, stdout=subprocess.DEVNULL
+    )
 
 
 def kill_group(pgid: int) -> None:

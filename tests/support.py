@@ -36,19 +36,36 @@ def ensure_asset(stack: Stack, code: str = "TST", scale: int = 0) -> str:
 
 
 def system_account(stack: Stack, asset: str, role: str) -> int:
-    return sql(stack, "SELECT id FROM ledger.wallets WHERE kind = 'system' AND asset_code = :a AND system_role = :r",
-               a=asset, r=role)[0][0]
+    return sql(
+        stack,
+        "SELECT id FROM ledger.wallets WHERE kind = 'system' AND asset_code = :a AND system_role = :r",
+        a=asset,
+        r=role,
+    )[0][0]
 
 
 def new_wallet(stack: Stack, asset: str = "TST", funded: int = 0, credit_limit: int = 0, owner_id: str = "") -> int:
     """A customer wallet, opened with `funded` through ledger.post() as a top-up."""
-    wallet_id = sql(stack, "INSERT INTO ledger.wallets (owner_id, asset_code, credit_limit) VALUES (:o, :a, :c)"
-                    " RETURNING id", o=owner_id or key("owner"), a=asset, c=credit_limit)[0][0]
+    wallet_id = sql(
+        stack,
+        "INSERT INTO ledger.wallets (owner_id, asset_code, credit_limit) VALUES (:o, :a, :c) RETURNING id",
+        o=owner_id or key("owner"),
+        a=asset,
+        c=credit_limit,
+    )[0][0]
     if funded:
         funding = system_account(stack, asset, "funding")
-        sql(stack, "SELECT ledger.post(:k, 'setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
-                   " CAST(:amts AS bigint[]), 'test-setup')",
-            k=key("setup"), a=asset, amt=funded, w=wallet_id, legs=[funding, wallet_id], amts=[-funded, funded])
+        sql(
+            stack,
+            "SELECT ledger.post(:k, 'setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
+            " CAST(:amts AS bigint[]), 'test-setup')",
+            k=key("setup"),
+            a=asset,
+            amt=funded,
+            w=wallet_id,
+            legs=[funding, wallet_id],
+            amts=[-funded, funded],
+        )
     return wallet_id
 
 

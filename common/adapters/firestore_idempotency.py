@@ -17,23 +17,36 @@ from google.cloud import firestore
 
 from common.errors import DependencyUnavailable
 
-UNAVAILABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError, gexc.InternalServerError,
-               gexc.Unknown, gexc.ResourceExhausted, gexc.Aborted)
+UNAVAILABLE = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.RetryError,
+    gexc.InternalServerError,
+    gexc.Unknown,
+    gexc.ResourceExhausted,
+    gexc.Aborted,
+)
 
 
 class FirestoreRecordStore:
     def __init__(self, client: firestore.Client, collection: str, timeout_s: float) -> None:
         self._collection = client.collection(collection)
         self._timeout = timeout_s
-        self._retry = Retry(initial=0.05, maximum=0.5, multiplier=2.0, timeout=timeout_s,
-                            predicate=lambda e: isinstance(e, (gexc.ServiceUnavailable, gexc.Aborted)))
+        self._retry = Retry(
+            initial=0.05,
+            maximum=0.5,
+            multiplier=2.0,
+            timeout=timeout_s,
+            predicate=lambda e: isinstance(e, (gexc.ServiceUnavailable, gexc.Aborted)),
+        )
 
     def _call(self, fn, *args: Any) -> Any:
         try:
             return fn(*args, retry=self._retry, timeout=self._timeout)
         except UNAVAILABLE as error:
-            raise DependencyUnavailable("the idempotency store is unreachable",
-                                        details={"service": "firestore"}) from error
+            raise DependencyUnavailable(
+                "the idempotency store is unreachable", details={"service": "firestore"}
+            ) from error
 
     def create(self, doc_id: str, record: dict[str, Any]) -> bool:
         try:

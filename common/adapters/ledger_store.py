@@ -17,8 +17,22 @@ from common.errors import InvalidRequest, NotFound, Refused
 from common.ledger import commands
 from common.ledger.postings import Posting, SystemAccounts
 
-WALLET_COLUMNS = ("id", "owner_id", "asset", "scale", "kind", "system_role", "model", "status", "balance",
-                  "credit_limit", "entry_count", "metadata", "created_at", "updated_at")
+WALLET_COLUMNS = (
+    "id",
+    "owner_id",
+    "asset",
+    "scale",
+    "kind",
+    "system_role",
+    "model",
+    "status",
+    "balance",
+    "credit_limit",
+    "entry_count",
+    "metadata",
+    "created_at",
+    "updated_at",
+)
 WALLET_SELECT = """
 SELECT w.id, w.owner_id, w.asset_code, a.scale, w.kind, w.system_role, w.model, w.status,
        CASE WHEN w.kind = 'system'
@@ -45,9 +59,23 @@ SELECT e.id, e.amount, e.balance_after, ledger.iso_utc(e.created_at), t.id, t.ac
  ORDER BY e.id DESC
  LIMIT CAST(:limit AS integer)
 """
-HISTORY_COLUMNS = ("entry_id", "amount", "balance_after", "created_at", "transaction_id", "action",
-                   "transaction_amount", "transaction_wallet_id", "counterparty_wallet_id", "external_ref",
-                   "usage_id", "product", "description", "voids_transaction_id", "effective_at")
+HISTORY_COLUMNS = (
+    "entry_id",
+    "amount",
+    "balance_after",
+    "created_at",
+    "transaction_id",
+    "action",
+    "transaction_amount",
+    "transaction_wallet_id",
+    "counterparty_wallet_id",
+    "external_ref",
+    "usage_id",
+    "product",
+    "description",
+    "voids_transaction_id",
+    "effective_at",
+)
 
 
 class PostgresLedger:
@@ -66,8 +94,9 @@ class PostgresLedger:
         """System wallets never change once an asset exists, so they are cached per process."""
         accounts = self._system_accounts.get(asset)
         if accounts is None:
-            rows = self._run("SELECT system_role, id FROM ledger.wallets WHERE kind = 'system' AND asset_code = :asset",
-                             asset=asset)
+            rows = self._run(
+                "SELECT system_role, id FROM ledger.wallets WHERE kind = 'system' AND asset_code = :asset", asset=asset
+            )
             if not rows:
                 raise Refused(f"unknown asset {asset}", code="unknown_asset", details={"asset": asset})
             roles = dict(rows)
@@ -79,30 +108,49 @@ class PostgresLedger:
     def post(self, posting: Posting, key: str, request_hash: str) -> tuple[dict[str, Any], bool]:
         """Post once per idempotency key; returns (transaction, replayed)."""
         result = self._run(
-            POST_SQL, key=key, request_hash=request_hash, action=posting.action, asset=posting.asset,
-            amount=posting.amount, wallet_id=posting.wallet_id,
+            POST_SQL,
+            key=key,
+            request_hash=request_hash,
+            action=posting.action,
+            asset=posting.asset,
+            amount=posting.amount,
+            wallet_id=posting.wallet_id,
             counterparty_wallet_id=posting.counterparty_wallet_id,
-            leg_wallets=[leg.wallet_id for leg in posting.legs], leg_amounts=[leg.amount for leg in posting.legs],
-            external_ref=posting.external_ref, usage_id=posting.usage_id, product=posting.product,
-            description=posting.description, voids_transaction_id=posting.voids_transaction_id,
-            metadata=posting.metadata)[0][0]
+            leg_wallets=[leg.wallet_id for leg in posting.legs],
+            leg_amounts=[leg.amount for leg in posting.legs],
+            external_ref=posting.external_ref,
+            usage_id=posting.usage_id,
+            product=posting.product,
+            description=posting.description,
+            voids_transaction_id=posting.voids_transaction_id,
+            metadata=posting.metadata,
+        )[0][0]
         return result["transaction"], result["replayed"]
 
     def get_transaction(self, transaction_id: int) -> dict[str, Any]:
-        rows = self._run("SELECT ledger.transaction_json(t.id), (SELECT v.id FROM ledger.transactions v"
-                         " WHERE v.voids_transaction_id = t.id) FROM ledger.transactions t WHERE t.id = :id",
-                         id=transaction_id)
+        rows = self._run(
+            "SELECT ledger.transaction_json(t.id), (SELECT v.id FROM ledger.transactions v"
+            " WHERE v.voids_transaction_id = t.id) FROM ledger.transactions t WHERE t.id = :id",
+            id=transaction_id,
+        )
         if not rows:
-            raise NotFound(f"transaction {transaction_id} does not exist", code="transaction_not_found",
-                           details={"transaction_id": transaction_id})
+            raise NotFound(
+                f"transaction {transaction_id} does not exist",
+                code="transaction_not_found",
+                details={"transaction_id": transaction_id},
+            )
         return {**rows[0][0], "voided_by": rows[0][1]}
 
     # Assets ---------------------------------------------------------------
 
     def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:
         try:
-            self._run("SELECT ledger.create_asset(:code, CAST(:scale AS smallint), :description)",
-                      code=cmd.code, scale=cmd.scale, description=cmd.description)
+            self._run(
+                "SELECT ledger.create_asset(:code, CAST(:scale AS smallint), :description)",
+                code=cmd.code,
+                scale=cmd.scale,
+                description=cmd.description,
+            )
         except DatabaseError as error:
             if _sqlstate(error) == "23505":
                 raise Refused(f"asset {cmd.code} already exists", code="asset_exists") from error
@@ -117,22 +165,30 @@ class PostgresLedger:
 
     def create_wallet(self, cmd: commands.CreateWallet) -> dict[str, Any]:
         try:
-            rows = self._run("INSERT INTO ledger.wallets (owner_id, asset_code, model, credit_limit, metadata)"
-                             " VALUES (:owner_id, :asset, :model, :credit_limit, CAST(:metadata AS jsonb))"
-                             " RETURNING id", owner_id=cmd.owner_id, asset=cmd.asset, model=cmd.model,
-                             credit_limit=cmd.credit_limit, metadata=dict(cmd.metadata))
+            rows = self._run(
+                "INSERT INTO ledger.wallets (owner_id, asset_code, model, credit_limit, metadata)"
+                " VALUES (:owner_id, :asset, :model, :credit_limit, CAST(:metadata AS jsonb))"
+                " RETURNING id",
+                owner_id=cmd.owner_id,
+                asset=cmd.asset,
+                model=cmd.model,
+                credit_limit=cmd.credit_limit,
+                metadata=dict(cmd.metadata),
+            )
         except DatabaseError as error:
             if _sqlstate(error) == "23503":
-                raise Refused(f"unknown asset {cmd.asset}", code="unknown_asset",
-                              details={"asset": cmd.asset}) from error
+                raise Refused(
+                    f"unknown asset {cmd.asset}", code="unknown_asset", details={"asset": cmd.asset}
+                ) from error
             raise
         return self.get_wallet(rows[0][0])
 
     def get_wallet(self, wallet_id: int) -> dict[str, Any]:
         rows = self._run(WALLET_SELECT + " WHERE w.id = :id", id=wallet_id)
         if not rows:
-            raise NotFound(f"wallet {wallet_id} does not exist", code="wallet_not_found",
-                           details={"wallet_id": wallet_id})
+            raise NotFound(
+                f"wallet {wallet_id} does not exist", code="wallet_not_found", details={"wallet_id": wallet_id}
+            )
         return _wallet(rows[0])
 
     def list_wallets(self, owner_id: str) -> list[dict[str, Any]]:
@@ -146,25 +202,41 @@ class PostgresLedger:
         if current["status"] == "closed" and cmd.status not in (None, "closed"):
             raise Refused("a closed wallet stays closed", code="wallet_closed", details={"wallet_id": wallet_id})
         try:
-            self._run("UPDATE ledger.wallets SET status = coalesce(CAST(:status AS text), status),"
-                      " credit_limit = coalesce(CAST(:credit_limit AS bigint), credit_limit), updated_at = now()"
-                      " WHERE id = :id", status=cmd.status, credit_limit=cmd.credit_limit, id=wallet_id)
+            self._run(
+                "UPDATE ledger.wallets SET status = coalesce(CAST(:status AS text), status),"
+                " credit_limit = coalesce(CAST(:credit_limit AS bigint), credit_limit), updated_at = now()"
+                " WHERE id = :id",
+                status=cmd.status,
+                credit_limit=cmd.credit_limit,
+                id=wallet_id,
+            )
         except DatabaseError as error:
             constraint = error.args[0].get("n") if error.args and isinstance(error.args[0], dict) else None
             if constraint == "wallets_closed_is_empty":
-                raise Refused("only an empty wallet can be closed", code="wallet_not_empty",
-                              details={"wallet_id": wallet_id}) from error
+                raise Refused(
+                    "only an empty wallet can be closed", code="wallet_not_empty", details={"wallet_id": wallet_id}
+                ) from error
             if constraint == "wallets_balance_within_limit":
-                raise Refused("the balance is below the new credit limit", code="credit_limit_below_balance",
-                              details={"wallet_id": wallet_id}) from error
+                raise Refused(
+                    "the balance is below the new credit limit",
+                    code="credit_limit_below_balance",
+                    details={"wallet_id": wallet_id},
+                ) from error
             raise
         return self.get_wallet(wallet_id)
 
     def history(self, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
         self.get_wallet(wallet_id)
         before = _decode_cursor(query.cursor) if query.cursor else 2**63 - 1
-        rows = self._run(HISTORY_SQL, wallet_id=wallet_id, before=before, action=query.action,
-                         from_ts=query.from_, to_ts=query.to, limit=query.limit + 1)
+        rows = self._run(
+            HISTORY_SQL,
+            wallet_id=wallet_id,
+            before=before,
+            action=query.action,
+            from_ts=query.from_,
+            to_ts=query.to,
+            limit=query.limit + 1,
+        )
         items = [dict(zip(HISTORY_COLUMNS, row)) for row in rows[: query.limit]]
         next_cursor = _encode_cursor(items[-1]["entry_id"]) if len(rows) > query.limit else None
         return {"wallet_id": wallet_id, "items": items, "next_cursor": next_cursor}

@@ -16,8 +16,9 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import pg8000.native
 from pg8000.core import CoreConnection
@@ -98,7 +99,7 @@ class Pool:
 def _translate_connect(connect: Callable[[], CoreConnection]) -> CoreConnection:
     try:
         return connect()
-    except (InterfaceError, OSError, socket.timeout) as error:
+    except (TimeoutError, InterfaceError, OSError) as error:
         raise DependencyUnavailable("the ledger database is unreachable", details={"service": "postgres"}) from error
     except DatabaseError as error:
         raise translate(error) from error
@@ -121,8 +122,9 @@ def translate(error: Exception) -> Exception:
     if sqlstate == "23505" and fields.get("n") == "transactions_void_once":
         return Refused("the transaction is already voided", code="already_voided")
     if sqlstate == "22003":
-        return InvalidRequest("the amount would take a balance or total beyond a signed 64-bit integer",
-                              code="amount_out_of_range")
+        return InvalidRequest(
+            "the amount would take a balance or total beyond a signed 64-bit integer", code="amount_out_of_range"
+        )
     if sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES):
         return DependencyUnavailable("the ledger database is unavailable", details={"service": "postgres"})
     return error
@@ -141,8 +143,12 @@ def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 
     """Run `work` on a pooled connection, retrying serialization, deadlock and dropped
     connection failures with jittered exponential backoff, at most `attempts` times."""
 
-    @retry(retry=retry_if_exception(_retryable), stop=stop_after_attempt(attempts),
-           wait=wait_random_exponential(multiplier=0.005, max=0.2), reraise=True)
+    @retry(
+        retry=retry_if_exception(_retryable),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=0.005, max=0.2),
+        reraise=True,
+    )
     def attempt() -> T:
         with pool.connection() as con:
             return work(con)

@@ -6,7 +6,8 @@ for all of them is the proof that the cached balances and the double entry hold.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 INVARIANTS: dict[str, str] = {
     "entries_sum_to_zero_per_asset": """

@@ -9,8 +9,8 @@ expires mid-operation, ledger.post() still refuses an overspend.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import redis
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
@@ -28,15 +28,23 @@ class RedisLocks:
 
     @contextmanager
     def wallet(self, wallet_id: int) -> Iterator[None]:
-        lock = self._client.lock(f"ledger:lock:wallet:{wallet_id}", timeout=self._ttl_s, sleep=0.002,
-                                 blocking=True, blocking_timeout=self._wait_s)
+        lock = self._client.lock(
+            f"ledger:lock:wallet:{wallet_id}",
+            timeout=self._ttl_s,
+            sleep=0.002,
+            blocking=True,
+            blocking_timeout=self._wait_s,
+        )
         try:
             acquired = lock.acquire()
         except RedisError as error:
             raise DependencyUnavailable("the lock service is unreachable", details={"service": "redis"}) from error
         if not acquired:
-            raise InProgress("the wallet is busy with another usage; retry shortly", code="wallet_locked",
-                             details={"wallet_id": wallet_id})
+            raise InProgress(
+                "the wallet is busy with another usage; retry shortly",
+                code="wallet_locked",
+                details={"wallet_id": wallet_id},
+            )
         try:
             yield
         finally:

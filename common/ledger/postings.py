@@ -56,30 +56,60 @@ def _move(source: int, target: int, amount: int) -> tuple[Leg, ...]:
 
 
 def top_up(cmd: commands.TopUp, accounts: SystemAccounts) -> Posting:
-    return Posting("topup", cmd.asset, cmd.amount, cmd.wallet_id, _move(accounts.funding, cmd.wallet_id, cmd.amount),
-                   external_ref=cmd.external_ref, description=cmd.description, metadata=dict(cmd.metadata))
+    return Posting(
+        "topup",
+        cmd.asset,
+        cmd.amount,
+        cmd.wallet_id,
+        _move(accounts.funding, cmd.wallet_id, cmd.amount),
+        external_ref=cmd.external_ref,
+        description=cmd.description,
+        metadata=dict(cmd.metadata),
+    )
 
 
 def bonus(cmd: commands.Bonus, accounts: SystemAccounts) -> Posting:
-    return Posting("bonus", cmd.asset, cmd.amount, cmd.wallet_id,
-                   _move(accounts.promotion, cmd.wallet_id, cmd.amount),
-                   external_ref=cmd.campaign, description=cmd.description, metadata=dict(cmd.metadata))
+    return Posting(
+        "bonus",
+        cmd.asset,
+        cmd.amount,
+        cmd.wallet_id,
+        _move(accounts.promotion, cmd.wallet_id, cmd.amount),
+        external_ref=cmd.campaign,
+        description=cmd.description,
+        metadata=dict(cmd.metadata),
+    )
 
 
 def usage(cmd: commands.Usage, accounts: SystemAccounts) -> Posting:
-    return Posting("usage", cmd.asset, cmd.amount, cmd.wallet_id, _move(cmd.wallet_id, accounts.revenue, cmd.amount),
-                   usage_id=cmd.usage_id, product=cmd.product, description=cmd.description,
-                   metadata=dict(cmd.metadata))
+    return Posting(
+        "usage",
+        cmd.asset,
+        cmd.amount,
+        cmd.wallet_id,
+        _move(cmd.wallet_id, accounts.revenue, cmd.amount),
+        usage_id=cmd.usage_id,
+        product=cmd.product,
+        description=cmd.description,
+        metadata=dict(cmd.metadata),
+    )
 
 
 def transfer(cmd: commands.Transfer) -> Posting:
     if cmd.from_wallet_id == cmd.to_wallet_id:
-        raise Refused("a transfer needs two different wallets", code="same_wallet",
-                      details={"wallet_id": cmd.from_wallet_id})
-    return Posting("transfer", cmd.asset, cmd.amount, cmd.from_wallet_id,
-                   _move(cmd.from_wallet_id, cmd.to_wallet_id, cmd.amount),
-                   counterparty_wallet_id=cmd.to_wallet_id, description=cmd.description,
-                   metadata=dict(cmd.metadata))
+        raise Refused(
+            "a transfer needs two different wallets", code="same_wallet", details={"wallet_id": cmd.from_wallet_id}
+        )
+    return Posting(
+        "transfer",
+        cmd.asset,
+        cmd.amount,
+        cmd.from_wallet_id,
+        _move(cmd.from_wallet_id, cmd.to_wallet_id, cmd.amount),
+        counterparty_wallet_id=cmd.to_wallet_id,
+        description=cmd.description,
+        metadata=dict(cmd.metadata),
+    )
 
 
 def reversal(original: dict[str, Any], cmd: commands.Void, retry_of_this_void: bool = False) -> Posting:
@@ -91,16 +121,26 @@ def reversal(original: dict[str, Any], cmd: commands.Void, retry_of_this_void: b
     it (same idempotency key) goes through, and Postgres replays it.
     """
     if original["action"] == "void":
-        raise Refused("a void cannot itself be voided", code="not_voidable",
-                      details={"transaction_id": original["id"]})
+        raise Refused("a void cannot itself be voided", code="not_voidable", details={"transaction_id": original["id"]})
     if original.get("voided_by") is not None and not retry_of_this_void:
-        raise Refused("the transaction is already voided", code="already_voided",
-                      details={"transaction_id": original["id"], "voided_by": original["voided_by"]})
+        raise Refused(
+            "the transaction is already voided",
+            code="already_voided",
+            details={"transaction_id": original["id"], "voided_by": original["voided_by"]},
+        )
     legs = tuple(Leg(entry["wallet_id"], -entry["amount"]) for entry in original["entries"])
-    return Posting("void", original["asset"], original["amount"], original["wallet_id"], legs,
-                   counterparty_wallet_id=original["counterparty_wallet_id"],
-                   usage_id=original["usage_id"], product=original["product"], description=cmd.reason,
-                   voids_transaction_id=original["id"])
+    return Posting(
+        "void",
+        original["asset"],
+        original["amount"],
+        original["wallet_id"],
+        legs,
+        counterparty_wallet_id=original["counterparty_wallet_id"],
+        usage_id=original["usage_id"],
+        product=original["product"],
+        description=cmd.reason,
+        voids_transaction_id=original["id"],
+    )
 
 
 def void_refusal(error: Refused, original_id: int) -> Refused:
@@ -110,6 +150,9 @@ def void_refusal(error: Refused, original_id: int) -> Refused:
     credit was already spent is refused, not turned into debt.
     """
     if error.code == "insufficient_funds":
-        return Refused("the credit this transaction brought has already been spent", code="credit_already_spent",
-                       details={**(error.details or {}), "transaction_id": original_id})
+        return Refused(
+            "the credit this transaction brought has already been spent",
+            code="credit_already_spent",
+            details={**(error.details or {}), "transaction_id": original_id},
+        )
     return error

@@ -1,12 +1,12 @@
 """HTTP function `wallets`: wallet admin and reads, assets, transactions.
 
-    POST  /wallets                  create a wallet
-    GET   /wallets?owner_id=O       an owner's wallets
-    GET   /wallets/{id}             a wallet with its balance
-    PATCH /wallets/{id}             change status (active, frozen, closed) or credit limit
-    GET   /wallets/{id}/history     entries, newest first (?action=&from=&to=&limit=&cursor=)
-    GET   /transactions/{id}        a transaction with its entries
-    GET   /assets, POST /assets     list or create assets (with their system accounts)
+POST  /wallets                  create a wallet
+GET   /wallets?owner_id=O       an owner's wallets
+GET   /wallets/{id}             a wallet with its balance
+PATCH /wallets/{id}             change status (active, frozen, closed) or credit limit
+GET   /wallets/{id}/history     entries, newest first (?action=&from=&to=&limit=&cursor=)
+GET   /transactions/{id}        a transaction with its entries
+GET   /assets, POST /assets     list or create assets (with their system accounts)
 """
 
 import functions_framework

@@ -1,0 +1,161 @@
+"""The database refuses bad money rows by itself: these tests go around Python."""
+
+import pg8000.native
+import pytest
+from pg8000.exceptions import DatabaseError
+
+from emulators.stack import APP_PASSWORD
+from tests.support import key, new_wallet, owner, sql, system_account
+
+
+def refused(stack, *statements, **params):
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        with pytest.raises(DatabaseError) as error:
+            for statement in statements:
+                con.run(statement, **params)
+            con.run("COMMIT")
+        return error.value.args[0]
+    finally:
+        con.close()
+
+
+def new_transaction(wallet_id):
+    return (
+        f"INSERT INTO ledger.transactions (idempotency_key, request_hash, action, asset_code, amount, wallet_id)"
+        f" VALUES ('{key()}', 'h', 'topup', 'TST', 5, {wallet_id})"
+    )
+
+
+def test_unbalanced_legs_are_refused(stack):
+    wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
+    error = refused(
+        stack,
+        new_transaction(wallet),
+        "INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount) VALUES"
+        f" (currval('ledger.transactions_id_seq'), {funding}, 'TST', -5),"
+        f" (currval('ledger.transactions_id_seq'), {wallet}, 'TST', 4)",
+    )
+    assert error["M"] == "unbalanced_transaction"
+
+
+def test_a_single_leg_is_refused(stack):
+    wallet = new_wallet(stack)
+    error = refused(
+        stack,
+        new_transaction(wallet),
+        "INSERT INTO ledger.entries (transaction_id, wallet_id,"
+        f" asset_code, amount) VALUES (currval('ledger.transactions_id_seq'), {wallet}, 'TST', 5)",
+    )
+    assert error["M"] == "unbalanced_transaction"
+
+
+def test_a_transaction_without_entries_cannot_commit(stack):
+    error = refused(stack, new_transaction(new_wallet(stack)))
+    assert error["M"] == "unbalanced_transaction"
+
+
+def test_a_committed_transaction_is_sealed(stack):
+    wallet, funding = new_wallet(stack, funded=10), system_account(stack, "TST", "funding")
+    old = sql(stack, "SELECT max(transaction_id) FROM ledger.entries WHERE wallet_id = :w", w=wallet)[0][0]
+    error = refused(
+        stack,
+        "INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount) VALUES"
+        f" ({old}, {funding}, 'TST', -1), ({old}, {funding}, 'TST', 1)",
+    )
+    assert error["M"] == "sealed_transaction"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger.entries SET amount = amount + 1 WHERE wallet_id = {w}",
+        "DELETE FROM ledger.entries WHERE wallet_id = {w}",
+        "TRUNCATE ledger.entries CASCADE",
+        "UPDATE ledger.transactions SET amount = 1 WHERE wallet_id = {w}",
+        "DELETE FROM ledger.transactions WHERE wallet_id = {w}",
+    ],
+)
+def test_entries_and_transactions_are_append_only(stack, statement):
+    wallet = new_wallet(stack, funded=10)
+    assert refused(stack, statement.format(w=wallet))["M"] == "append_only"
+
+
+def test_a_customer_balance_cannot_go_below_its_limit_even_by_hand(stack):
+    wallet = new_wallet(stack, funded=10, credit_limit=5)
+    error = refused(stack, f"UPDATE ledger.wallets SET balance = -6 WHERE id = {wallet}")
+    assert error["n"] == "wallets_balance_within_limit"
+
+
+def test_an_entry_takes_its_wallets_asset(stack):
+    wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
+    error = refused(
+        stack,
+        new_transaction(wallet),
+        "INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount) VALUES"
+        f" (currval('ledger.transactions_id_seq'), {funding}, 'IDR', -5),"
+        f" (currval('ledger.transactions_id_seq'), {wallet}, 'IDR', 5)",
+    )
+    assert error["C"] in ("23503", "23514")
+
+
+def test_post_refuses_an_overspend_and_writes_nothing(stack):
+    wallet, revenue = new_wallet(stack, funded=10), system_account(stack, "TST", "revenue")
+    k = key()
+    error = refused(
+        stack,
+        "SELECT ledger.post(:k, 'h', 'usage', 'TST', 11, :w, NULL, CAST(:legs AS bigint[]), CAST(:amts AS bigint[]))",
+        k=k,
+        w=wallet,
+        legs=[wallet, revenue],
+        amts=[-11, 11],
+    )
+    assert error["M"] == "insufficient_funds"
+    assert sql(stack, "SELECT count(*) FROM ledger.transactions WHERE idempotency_key = :k", k=k)[0][0] == 0
+
+
+def test_post_with_a_used_key_replays_instead_of_posting_twice(stack):
+    wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
+    k = key()
+    call = (
+        "SELECT ledger.post(:k, :h, 'topup', 'TST', 5, :w, NULL, CAST(:legs AS bigint[]),"
+        " CAST(:amts AS bigint[]), 'ref')"
+    )
+    first = sql(stack, call, k=k, h="h1", w=wallet, legs=[funding, wallet], amts=[-5, 5])[0][0]
+    second = sql(stack, call, k=k, h="h1", w=wallet, legs=[funding, wallet], amts=[-5, 5])[0][0]
+    assert (first["replayed"], second["replayed"]) == (False, True)
+    assert first["transaction"] == second["transaction"]
+    assert (
+        refused(stack, call, k=k, h="h2", w=wallet, legs=[funding, wallet], amts=[-5, 5])["M"]
+        == "idempotency_key_reused"
+    )
+    assert sql(stack, "SELECT balance FROM ledger.wallets WHERE id = :w", w=wallet)[0][0] == 5
+
+
+def test_the_application_role_cannot_touch_money_directly(stack):
+    wallet = new_wallet(stack, funded=10)
+    app = pg8000.native.Connection(
+        user="ledger_fn", password=APP_PASSWORD, host="127.0.0.1", port=stack.ports["postgres"], database="ledger"
+    )
+    try:
+        for statement in (
+            f"UPDATE ledger.wallets SET balance = 1000 WHERE id = {wallet}",
+            f"INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount)"
+            f" VALUES (1, {wallet}, 'TST', 5)",
+            "INSERT INTO ledger.wallets (owner_id, asset_code, kind, system_role, model)"
+            " VALUES ('x', 'TST', 'system', 'funding2', 'system')",
+        ):
+            with pytest.raises(DatabaseError) as error:
+                app.run(statement)
+            assert error.value.args[0]["C"] == "42501"  # insufficient_privilege
+    finally:
+        app.close()
+
+
+def test_a_closed_wallet_must_be_empty(stack):
+    wallet = new_wallet(stack, funded=10)
+    assert (
+        refused(stack, f"UPDATE ledger.wallets SET status = 'closed' WHERE id = {wallet}")["n"]
+        == "wallets_closed_is_empty"
+    )
