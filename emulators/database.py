@@ -79,6 +79,6 @@ def seed_demo(stack: Stack) -> list[dict]:
             "SELECT id, owner_id, asset_code, model, balance FROM ledger.wallets"
             " WHERE kind = 'customer' ORDER BY id LIMIT 20"
         )
-        return [dict(zip(("id", "owner_id", "asset", "model", "balance"), row)) for row in rows]
+        return [dict(zip(("id", "owner_id", "asset", "model", "balance"), row, strict=True)) for row in rows]
     finally:
         con.close()

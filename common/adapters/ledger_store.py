@@ -159,7 +159,7 @@ class PostgresLedger:
 
     def list_assets(self) -> list[dict[str, Any]]:
         rows = self._run("SELECT code, scale, description FROM ledger.assets ORDER BY code")
-        return [dict(zip(("code", "scale", "description"), row)) for row in rows]
+        return [dict(zip(("code", "scale", "description"), row, strict=True)) for row in rows]
 
     # Wallets --------------------------------------------------------------
 
@@ -237,13 +237,13 @@ class PostgresLedger:
             to_ts=query.to,
             limit=query.limit + 1,
         )
-        items = [dict(zip(HISTORY_COLUMNS, row)) for row in rows[: query.limit]]
+        items = [dict(zip(HISTORY_COLUMNS, row, strict=True)) for row in rows[: query.limit]]
         next_cursor = _encode_cursor(items[-1]["entry_id"]) if len(rows) > query.limit else None
         return {"wallet_id": wallet_id, "items": items, "next_cursor": next_cursor}
 
 
 def _wallet(row: list[Any]) -> dict[str, Any]:
-    wallet = dict(zip(WALLET_COLUMNS, row))
+    wallet = dict(zip(WALLET_COLUMNS, row, strict=True))
     wallet["available"] = wallet["balance"] + wallet["credit_limit"] if wallet["kind"] == "customer" else None
     return wallet
 
