@@ -4,10 +4,12 @@ the application, quick wallet setup, and the invariant check."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
 import pg8000.native
+import requests
 
 from common.adapters.reconciliation import find_violations
 from emulators.stack import Stack
@@ -92,3 +94,27 @@ def invariant_violations(stack: Stack) -> dict[str, list]:
 def assert_invariants(stack: Stack) -> None:
     violations = invariant_violations(stack)
     assert not violations, json.dumps(violations, default=str)
+
+
+_sessions = threading.local()
+
+
+def http(
+    stack: Stack,
+    function: str,
+    body: Any = None,
+    idempotency_key: str | None = None,
+    method: str = "POST",
+    path: str = "/",
+    raw: bytes | None = None,
+    timeout: float = 30,
+) -> requests.Response:
+    """Call a function of the running stack over HTTP (one keep-alive session per thread)."""
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+    headers = {"Content-Type": "application/json"}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    data = raw if raw is not None else (None if body is None else json.dumps(body))
+    return session.request(method, stack.function_url(function) + path, data=data, headers=headers, timeout=timeout)

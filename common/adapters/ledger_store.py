@@ -36,7 +36,7 @@ WALLET_COLUMNS = (
 WALLET_SELECT = """
 SELECT w.id, w.owner_id, w.asset_code, a.scale, w.kind, w.system_role, w.model, w.status,
        CASE WHEN w.kind = 'system'
-            THEN (SELECT coalesce(sum(e.amount), 0)::bigint FROM ledger.entries e WHERE e.wallet_id = w.id)
+            THEN (SELECT coalesce(sum(e.amount), 0) FROM ledger.entries e WHERE e.wallet_id = w.id)
             ELSE w.balance END,
        w.credit_limit, w.entry_count, w.metadata, ledger.iso_utc(w.created_at), ledger.iso_utc(w.updated_at)
   FROM ledger.wallets w JOIN ledger.assets a ON a.code = w.asset_code
@@ -244,6 +244,7 @@ class PostgresLedger:
 
 def _wallet(row: list[Any]) -> dict[str, Any]:
     wallet = dict(zip(WALLET_COLUMNS, row, strict=True))
+    wallet["balance"] = int(wallet["balance"])  # a system account's derived sum is numeric: it may pass int64
     wallet["available"] = wallet["balance"] + wallet["credit_limit"] if wallet["kind"] == "customer" else None
     return wallet
 
