@@ -25,6 +25,7 @@ status: $(STAMP)
 lint: $(STAMP)
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
+	@$(PY) -m mypy common
 
 test: lint          ## lint, then unit, integration and end-to-end tests on a fresh test stack
 	@$(PY) -m pytest
