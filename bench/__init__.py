@@ -1,0 +1,1 @@
+"""Benchmarks: load drivers over HTTP and straight through common/, with printed tables."""

@@ -1,0 +1,85 @@
+"""A closed-loop load runner: N worker threads each repeat one action for a fixed time
+and record every latency and outcome."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+OK, REFUSED, ERROR = "ok", "refused", "error"
+
+
+@dataclass
+class Result:
+    scenario: str
+    clients: int
+    elapsed_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=lambda: {OK: 0, REFUSED: 0, ERROR: 0})
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def throughput(self) -> float:
+        return self.outcomes[OK] / self.elapsed_s if self.elapsed_s else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def run(
+    scenario: str,
+    clients: int,
+    duration_s: float,
+    make_worker: Callable[[int], Callable[[], str]],
+    warmup_s: float = 1.0,
+) -> Result:
+    """`make_worker(i)` returns the action of worker i; each call returns OK, REFUSED or an error text."""
+    result = Result(scenario, clients)
+    lock = threading.Lock()
+    start_barrier = threading.Barrier(clients + 1)
+    measuring = threading.Event()
+    stop = threading.Event()
+
+    def worker(index: int) -> None:
+        action = make_worker(index)
+        start_barrier.wait()
+        local: list[tuple[float, str]] = []
+        while not stop.is_set():
+            began = time.perf_counter()
+            try:
+                outcome = action()
+            except Exception as error:  # noqa: BLE001 - a benchmark counts failures, it does not stop on them
+                outcome = f"{type(error).__name__}: {error}"
+            if measuring.is_set():
+                local.append(((time.perf_counter() - began) * 1000, outcome))
+        with lock:
+            for latency, outcome in local:
+                result.latencies_ms.append(latency)
+                kind = outcome if outcome in (OK, REFUSED) else ERROR
+                result.outcomes[kind] += 1
+                if kind == ERROR and len(result.error_samples) < 5:
+                    result.error_samples.append(outcome)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start_barrier.wait()
+    time.sleep(warmup_s)  # connections, prepared statements and caches warm up unmeasured
+    measuring.set()
+    began = time.perf_counter()
+    time.sleep(duration_s)
+    measuring.clear()
+    result.elapsed_s = time.perf_counter() - began
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return result
