@@ -1,0 +1,19 @@
+# Firestore (native mode) holds idempotency records; a TTL policy on expire_at deletes
+# them (typically within a day of expiry; the code also compares expire_at itself).
+
+resource "google_firestore_database" "ledger" {
+  name        = "(default)"
+  location_id = var.region
+  type        = "FIRESTORE_NATIVE"
+}
+
+resource "google_firestore_field" "idempotency_ttl" {
+  database   = google_firestore_database.ledger.name
+  collection = "idempotency_keys"
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # expire_at is only compared, never queried: no single-field indexes for it.
+  index_config {}
+}

@@ -1,0 +1,28 @@
+# One service account for the functions, with only what they use.
+
+resource "google_service_account" "functions" {
+  account_id   = "ledger-functions"
+  display_name = "Wallet ledger functions"
+}
+
+locals {
+  function_roles = [
+    "roles/cloudsql.client",
+    "roles/cloudsql.instanceUser",
+    "roles/datastore.user",
+    "roles/pubsub.publisher",
+  ]
+}
+
+resource "google_project_iam_member" "functions" {
+  for_each = toset(local.function_roles)
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.functions.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "erp_credential" {
+  secret_id = google_secret_manager_secret.erp_credential.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.functions.email}"
+}
