@@ -95,7 +95,7 @@ class Idempotency:
             "expire_at": now + self._ttl,
         }
         if self._store.create(doc_id, record):
-            return self._execute(doc_id, action)
+            return self._execute(doc_id, record, action)
         return self._follow(doc_id, record, request_fingerprint, action)
 
     def _follow(
@@ -106,42 +106,46 @@ class Idempotency:
         while True:
             existing = self._store.get(doc_id)
             now = self._clock()
-            if existing is None or existing["expire_at"] <= now:
-                # Released, or past its TTL (Firestore deletes expired records lazily):
-                # the key is free again. Postgres still dedupes any posting it made.
-                if existing is None and self._store.create(doc_id, record):
-                    return self._execute(doc_id, action)
-                if existing is not None:
-                    return self._execute(doc_id, action)
+            if existing is None:
+                if self._store.create(doc_id, record):  # released meanwhile: the key is free
+                    return self._execute(doc_id, record, action)
+                continue
+            if existing["expire_at"] <= now:
+                # Past its TTL (Firestore deletes expired records lazily): free the key and
+                # claim it afresh. Should two callers race here, Postgres' permanent unique
+                # key still lets only one request ever post under this key.
+                self._store.release(doc_id)
                 continue
             if existing["fingerprint"] != request_fingerprint:
                 raise Refused("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
             if existing["state"] == COMPLETED:
                 return Outcome(existing["status"], json.loads(existing["body"]), replayed=True)
             if existing["lease_until"] <= now:
-                return self._execute(doc_id, action)  # the first owner died mid-request
+                return self._execute(doc_id, record, action)  # the first owner died mid-request
             if time.monotonic() >= deadline:
                 raise InProgress("a request with this Idempotency-Key is still in progress; retry later")
             self._sleep(delay)
             delay = min(delay * 2, 0.1)
 
-    def _execute(self, doc_id: str, action: Callable[[], Outcome]) -> Outcome:
+    def _execute(self, doc_id: str, record: dict[str, Any], action: Callable[[], Outcome]) -> Outcome:
         try:
             outcome = action()
         except LedgerError as error:
             if error.status in STORED_ERROR_STATUSES:
-                self._complete(doc_id, Outcome(error.status, error.body()))
+                self._complete(doc_id, record, Outcome(error.status, error.body()))
             else:
                 self._release(doc_id)
             raise
         except BaseException:
             self._release(doc_id)
             raise
-        self._complete(doc_id, outcome)
+        self._complete(doc_id, record, outcome)
         return outcome
 
-    def _complete(self, doc_id: str, outcome: Outcome) -> None:
+    def _complete(self, doc_id: str, record: dict[str, Any], outcome: Outcome) -> None:
+        # The whole record, so completing stands alone even if the record vanished meanwhile.
         fields = {
+            **record,
             "state": COMPLETED,
             "status": outcome.status,
             "body": json.dumps(outcome.body),

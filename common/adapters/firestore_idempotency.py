@@ -62,7 +62,9 @@ class FirestoreRecordStore:
         return snapshot.to_dict() if snapshot.exists else None
 
     def complete(self, doc_id: str, fields: dict[str, Any]) -> None:
-        self._call(self._collection.document(doc_id).update, fields)
+        # A merge, not an update: completing must not fail because the record expired
+        # and was deleted in the meantime.
+        self._call(self._collection.document(doc_id).set, fields, True)
 
     def release(self, doc_id: str) -> None:
         self._call(self._collection.document(doc_id).delete)

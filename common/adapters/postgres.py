@@ -79,6 +79,8 @@ class Pool:
             if con is not None and not isinstance(error, (LedgerError, DatabaseError)):
                 con.close()  # state unknown after an unexpected error: never reuse it
                 con = None
+                if isinstance(error, (InterfaceError, OSError)):
+                    self.close()  # the server likely restarted: its siblings are dead too
             raise
         finally:
             if con is not None:

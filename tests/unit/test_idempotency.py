@@ -28,7 +28,7 @@ class MemoryStore:
 
     def complete(self, doc_id, fields):
         with self.lock:
-            self.records[doc_id].update(fields)
+            self.records.setdefault(doc_id, {}).update(fields)  # a merge, as in Firestore
 
     def release(self, doc_id):
         with self.lock:
@@ -170,3 +170,15 @@ def test_fingerprint_ignores_key_order_but_not_values():
     assert fingerprint("topup", {"a": 1, "b": 2}) == fingerprint("topup", {"b": 2, "a": 1})
     assert fingerprint("topup", {"a": 1}) != fingerprint("usage", {"a": 1})
     assert fingerprint("topup", {"a": 1}) != fingerprint("topup", {"a": 2})
+
+
+def test_a_record_that_vanishes_mid_request_is_completed_whole(store, clock):
+    idem = make(store, clock)
+
+    def action():
+        store.records.clear()  # e.g. deleted by its TTL while the action ran
+        return Outcome(201, {"n": 1})
+
+    idem.run("k", "fp", action)
+    replay = idem.run("k", "fp", lambda: Outcome(201, {"n": 2}))
+    assert replay.replayed and replay.body == {"n": 1}
