@@ -12,7 +12,7 @@ from typing import Any
 
 from pg8000.exceptions import DatabaseError
 
-from common.adapters.postgres import Pool, run_with_retry
+from common.adapters.postgres import Pool, error_fields, run_with_retry
 from common.errors import InvalidRequest, NotFound, Refused
 from common.ledger import commands
 from common.ledger.postings import Posting, SystemAccounts
@@ -152,7 +152,7 @@ class PostgresLedger:
                 description=cmd.description,
             )
         except DatabaseError as error:
-            if _sqlstate(error) == "23505":
+            if error_fields(error).get("C") == "23505":
                 raise Refused(f"asset {cmd.code} already exists", code="asset_exists") from error
             raise
         return {"code": cmd.code, "scale": cmd.scale, "description": cmd.description}
@@ -176,7 +176,7 @@ class PostgresLedger:
                 metadata=dict(cmd.metadata),
             )
         except DatabaseError as error:
-            if _sqlstate(error) == "23503":
+            if error_fields(error).get("C") == "23503":
                 raise Refused(
                     f"unknown asset {cmd.asset}", code="unknown_asset", details={"asset": cmd.asset}
                 ) from error
@@ -211,7 +211,7 @@ class PostgresLedger:
                 id=wallet_id,
             )
         except DatabaseError as error:
-            constraint = error.args[0].get("n") if error.args and isinstance(error.args[0], dict) else None
+            constraint = error_fields(error).get("n")
             if constraint == "wallets_closed_is_empty":
                 raise Refused(
                     "only an empty wallet can be closed", code="wallet_not_empty", details={"wallet_id": wallet_id}
@@ -247,10 +247,6 @@ def _wallet(row: list[Any]) -> dict[str, Any]:
     wallet["balance"] = int(wallet["balance"])  # a system account's derived sum is numeric: it may pass int64
     wallet["available"] = wallet["balance"] + wallet["credit_limit"] if wallet["kind"] == "customer" else None
     return wallet
-
-
-def _sqlstate(error: DatabaseError) -> str:
-    return error.args[0].get("C", "") if error.args and isinstance(error.args[0], dict) else ""
 
 
 def _encode_cursor(entry_id: int) -> str:

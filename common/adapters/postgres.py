@@ -107,13 +107,20 @@ def _translate_connect(connect: Callable[[], CoreConnection]) -> CoreConnection:
         raise translate(error) from error
 
 
+def error_fields(error: BaseException) -> dict[str, str]:
+    """A server error's fields (C: SQLSTATE, M: message, D: detail, n: constraint), or {}."""
+    if isinstance(error, DatabaseError) and error.args and isinstance(error.args[0], dict):
+        return error.args[0]
+    return {}
+
+
 def translate(error: Exception) -> Exception:
     """Turn a driver error into the ledger's error hierarchy (or leave it be)."""
     if isinstance(error, (InterfaceError, OSError, socket.timeout)):
         return DependencyUnavailable("the ledger database is unreachable", details={"service": "postgres"})
-    if not isinstance(error, DatabaseError) or not error.args or not isinstance(error.args[0], dict):
+    fields = error_fields(error)
+    if not fields:
         return error
-    fields = error.args[0]
     sqlstate, message = fields.get("C", ""), fields.get("M", "")
     if sqlstate == "P0001" and message in DATABASE_REFUSALS:
         try:
@@ -127,14 +134,19 @@ def translate(error: Exception) -> Exception:
         return InvalidRequest(
             "the amount would take a balance or total beyond a signed 64-bit integer", code="amount_out_of_range"
         )
+    if sqlstate in RETRYABLE_SQLSTATES:  # still failing after every retry
+        return DependencyUnavailable(
+            "the ledger database is too contended; retry", code="database_busy", details={"service": "postgres"}
+        )
     if sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES):
         return DependencyUnavailable("the ledger database is unavailable", details={"service": "postgres"})
     return error
 
 
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, DatabaseError) and error.args and isinstance(error.args[0], dict):
-        return error.args[0].get("C") in RETRYABLE_SQLSTATES
+    sqlstate = error_fields(error).get("C")
+    if sqlstate:
+        return sqlstate in RETRYABLE_SQLSTATES
     # A pooled connection that died (database restart, idle timeout): retry once on a new
     # one. Safe for postings because a repeated ledger.post() with the same idempotency
     # key replays instead of posting twice.
