@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint bench bench-quick status
+.PHONY: dev down test lint bench bench-quick status reconcile
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,9 @@ down: $(STAMP)      ## stop everything `make dev` (or an interrupted test run) s
 
 status: $(STAMP)
 	@$(PY) -m emulators status
+
+reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violation
+	@$(PY) -m common.reconcile
 
 lint: $(STAMP)
 	@$(PY) -m ruff check .
