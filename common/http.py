@@ -26,7 +26,12 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> flask.Response:
     return flask.Response(
-        json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json", headers=headers or {}
+        # Sorted keys: a body rendered in Python and the same one read back from Postgres
+        # (a replay after a crash) are byte-for-byte equal.
+        json.dumps(body, separators=(",", ":"), sort_keys=True),
+        status=status,
+        mimetype="application/json",
+        headers=headers or {},
     )
 
 

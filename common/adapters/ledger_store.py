@@ -42,7 +42,8 @@ SELECT w.id, w.owner_id, w.asset_code, a.scale, w.kind, w.system_role, w.model, 
   FROM ledger.wallets w JOIN ledger.assets a ON a.code = w.asset_code
 """
 POST_SQL = """
-SELECT ledger.post(:key, :request_hash, :action, :asset, :amount, :wallet_id, :counterparty_wallet_id,
+SELECT replayed, transaction_id, created_at, effective_at, balances, original
+  FROM ledger.post(:key, :request_hash, :action, :asset, :amount, :wallet_id, :counterparty_wallet_id,
                    CAST(:leg_wallets AS bigint[]), CAST(:leg_amounts AS bigint[]), :external_ref, :usage_id,
                    :product, :description, :voids_transaction_id, CAST(:metadata AS jsonb))
 """
@@ -107,7 +108,7 @@ class PostgresLedger:
 
     def post(self, posting: Posting, key: str, request_hash: str) -> tuple[dict[str, Any], bool]:
         """Post once per idempotency key; returns (transaction, replayed)."""
-        result = self._run(
+        replayed, transaction_id, created_at, effective_at, balances, original = self._run(
             POST_SQL,
             key=key,
             request_hash=request_hash,
@@ -124,8 +125,10 @@ class PostgresLedger:
             description=posting.description,
             voids_transaction_id=posting.voids_transaction_id,
             metadata=posting.metadata,
-        )[0][0]
-        return result["transaction"], result["replayed"]
+        )[0]
+        if replayed:
+            return original, True
+        return render(posting, key, transaction_id, created_at, effective_at, balances), False
 
     def get_transaction(self, transaction_id: int) -> dict[str, Any]:
         rows = self._run(
@@ -240,6 +243,34 @@ class PostgresLedger:
         items = [dict(zip(HISTORY_COLUMNS, row, strict=True)) for row in rows[: query.limit]]
         next_cursor = _encode_cursor(items[-1]["entry_id"]) if len(rows) > query.limit else None
         return {"wallet_id": wallet_id, "items": items, "next_cursor": next_cursor}
+
+
+def render(
+    posting: Posting, key: str, transaction_id: int, created_at: str, effective_at: str, balances: list[int | None]
+) -> dict[str, Any]:
+    """A new transaction as ledger.transaction_json() renders a stored one (same keys,
+    same values), built from the posting just sent rather than read back."""
+    return {
+        "id": transaction_id,
+        "action": posting.action,
+        "asset": posting.asset,
+        "amount": posting.amount,
+        "wallet_id": posting.wallet_id,
+        "counterparty_wallet_id": posting.counterparty_wallet_id,
+        "idempotency_key": key,
+        "external_ref": posting.external_ref,
+        "usage_id": posting.usage_id,
+        "product": posting.product,
+        "description": posting.description,
+        "voids_transaction_id": posting.voids_transaction_id,
+        "metadata": posting.metadata,
+        "effective_at": effective_at,
+        "created_at": created_at,
+        "entries": [
+            {"wallet_id": leg.wallet_id, "amount": leg.amount, "balance_after": balance}
+            for leg, balance in zip(posting.legs, balances, strict=True)
+        ],
+    }
 
 
 def _wallet(row: list[Any]) -> dict[str, Any]:

@@ -119,13 +119,14 @@ def test_post_with_a_used_key_replays_instead_of_posting_twice(stack):
     wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
     k = key()
     call = (
-        "SELECT ledger.post(:k, :h, 'topup', 'TST', 5, :w, NULL, CAST(:legs AS bigint[]),"
-        " CAST(:amts AS bigint[]), 'ref')"
+        "SELECT replayed, transaction_id, balances, original FROM ledger.post(:k, :h, 'topup', 'TST', 5, :w, NULL,"
+        " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]), 'ref')"
     )
-    first = sql(stack, call, k=k, h="h1", w=wallet, legs=[funding, wallet], amts=[-5, 5])[0][0]
-    second = sql(stack, call, k=k, h="h1", w=wallet, legs=[funding, wallet], amts=[-5, 5])[0][0]
-    assert (first["replayed"], second["replayed"]) == (False, True)
-    assert first["transaction"] == second["transaction"]
+    first = sql(stack, call, k=k, h="h1", w=wallet, legs=[funding, wallet], amts=[-5, 5])[0]
+    second = sql(stack, call, k=k, h="h1", w=wallet, legs=[funding, wallet], amts=[-5, 5])[0]
+    assert (first[0], second[0]) == (False, True)
+    assert first[1] == second[1] and first[2] == [None, 5]
+    assert second[3]["id"] == first[1] and second[3]["entries"][1]["balance_after"] == 5
     assert (
         refused(stack, call, k=k, h="h2", w=wallet, legs=[funding, wallet], amts=[-5, 5])["M"]
         == "idempotency_key_reused"

@@ -120,3 +120,27 @@ def test_history_filters_and_pages_newest_first(stack, service):
     assert [item["action"] for item in everything][-1] == "topup" and len(everything) == 6
     later = commands.HistoryQuery.model_validate({"from": "2999-01-01T00:00:00Z"})
     assert service.history(wallet, later)["items"] == []
+
+
+def test_a_new_transaction_renders_exactly_as_the_stored_one_reads_back(stack, service):
+    wallet, other = new_wallet(stack, funded=100), new_wallet(stack)
+    outcomes = [
+        service.top_up(
+            commands.TopUp(
+                wallet_id=wallet,
+                asset="TST",
+                amount=5,
+                external_ref="r",
+                description="d",
+                metadata={"order": "o-1", "n": 3, "flag": True, "none": None},
+            ),
+            key(),
+        ),
+        service.usage(commands.Usage(wallet_id=wallet, asset="TST", amount=5, usage_id="u", product="p"), key()),
+        service.transfer(commands.Transfer(from_wallet_id=wallet, to_wallet_id=other, asset="TST", amount=5), key()),
+    ]
+    outcomes.append(service.void(commands.Void(transaction_id=outcomes[1].body["transaction"]["id"]), key()))
+    for outcome in outcomes:
+        rendered = outcome.body["transaction"]
+        stored = sql(stack, "SELECT ledger.transaction_json(:id)", id=rendered["id"])[0][0]
+        assert rendered == stored
