@@ -18,12 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import pg8000.native
 from pg8000.core import CoreConnection
 from pg8000.exceptions import DatabaseError, InterfaceError
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from common.errors import DATABASE_REFUSALS, DependencyUnavailable, InvalidRequest, LedgerError, Refused
 
@@ -153,22 +154,27 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, (InterfaceError, ConnectionError, BrokenPipeError))
 
 
-def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 5) -> T:
-    """Run `work` on a pooled connection, retrying serialization, deadlock and dropped
-    connection failures with jittered exponential backoff, at most `attempts` times."""
-
-    @retry(
+@lru_cache(maxsize=8)
+def _retrying(attempts: int) -> Retrying:
+    # Built once per bound and shared: tenacity keeps per-call state thread-locally.
+    return Retrying(
         retry=retry_if_exception(_retryable),
         stop=stop_after_attempt(attempts),
         wait=wait_random_exponential(multiplier=0.005, max=0.2),
         reraise=True,
     )
+
+
+def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 5) -> T:
+    """Run `work` on a pooled connection, retrying serialization, deadlock and dropped
+    connection failures with jittered exponential backoff, at most `attempts` times."""
+
     def attempt() -> T:
         with pool.connection() as con:
             return work(con)
 
     try:
-        return attempt()
+        return _retrying(attempts)(attempt)
     except LedgerError:
         raise
     except Exception as error:
