@@ -1,12 +1,17 @@
-"""`python -m bench [--quick]`: drive the running dev stack's functions over HTTP, then the
-same postings straight through common/, and print where the time goes.
+"""`python -m bench [--quick]`: the benchmark suite against the running dev stack.
 
-Exits non-zero when any request failed for a reason other than a business refusal:
-the quick mode doubles as a correctness smoke test. It never judges speed.
+1. Core postings (common/'s path, no HTTP, no Firestore, no Redis) from several
+   processes, side by side with a plain-SQL pgbench baseline on the same Postgres.
+2. The same actions over HTTP through the functions.
+
+Every target is a ratio of two figures measured in this run. The run exits non-zero
+when any request failed other than by a business refusal (so the quick mode is a
+correctness smoke test); it never judges speed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -17,39 +22,60 @@ from emulators.stack import Stack
 
 @click.command()
 @click.option("--quick", is_flag=True, help="Small counts: a smoke run.")
-@click.option("--clients", default=16, show_default=True, help="Concurrent clients per scenario.")
 @click.option("--duration", default=15.0, show_default=True, help="Seconds measured per scenario.")
-@click.option("--wallets", default=1000, show_default=True, help="Wallets to spread load over.")
-def main(quick: bool, clients: int, duration: float, wallets: int) -> None:
+@click.option("--core-workers", default=8, show_default=True, help="Workers for the core and pgbench runs.")
+@click.option("--hot-workers", default=32, show_default=True, help="Workers for the one-treasury top-up run.")
+@click.option("--http-clients", default=16, show_default=True, help="Concurrent HTTP clients.")
+@click.option("--wallets", default=10_000, show_default=True, help="Wallets for uniform core load.")
+def main(quick: bool, duration: float, core_workers: int, hot_workers: int, http_clients: int, wallets: int) -> None:
     stack = Stack("dev")
     if quick:
-        duration = min(duration, 3.0)
-    # common/ reads its settings once: point it at the dev stack first.
+        duration, wallets = min(duration, 3.0), min(wallets, 2_000)
+    # common/ reads its settings once per process: point it at the dev stack first.
     os.environ.update(stack.env())
-    os.environ["LEDGER_DB_POOL_SIZE"] = str(clients)
 
-    from bench import report, runner, scenarios, setup
+    from bench import core_procs, pgbench, report, runner, scenarios, setup
 
     data = setup.prepare(stack, wallets)
-    bodies = scenarios.bodies(data)
-    sections = []
-    for title, make in (
+    core_bodies = scenarios.bodies(data)
+    uniform_transfer = next(name for name in core_bodies if name.startswith("transfer"))
+
+    click.echo(f"\nCore postings vs plain SQL ({core_workers} workers, {len(data.wallets):,} wallets)", err=True)
+    baseline = pgbench.transfer_baseline(stack, data, core_workers, duration)
+    core = [core_procs.run(uniform_transfer, core_workers, duration, data)]
+    treasury = core_procs.run(scenarios.TOPUP, hot_workers, duration, data)
+    core.append(treasury)
+    for name in core_bodies:
+        if name not in (uniform_transfer, scenarios.TOPUP):
+            core.append(core_procs.run(name, core_workers, duration, data))
+    core_section = [baseline, *core]
+    click.echo(report.table(core_section))
+
+    http_data = dataclasses.replace(data, wallets=data.wallets[:1000])
+    http_results = []
+    click.echo(f"\nHTTP through the functions ({http_clients} clients)", err=True)
+    for name, body in scenarios.bodies(http_data).items():
+        click.echo(f"  running: {name} ...", err=True)
+        http_results.append(runner.run(name, http_clients, duration, scenarios.http_worker(stack, body)))
+    click.echo(report.table(http_results))
+
+    targets = [
+        ("1. core transfers / pgbench transfers", core[0].throughput / baseline.throughput, 1.0),
         (
-            "HTTP through the functions (Firestore idempotency, Redis lock on usage)",
-            lambda body: scenarios.http_worker(stack, body),
+            f"2. one-treasury top-ups ({hot_workers} workers) / uniform core transfers",
+            treasury.throughput / core[0].throughput,
+            0.9,
         ),
-        ("Core postings through common/ (no HTTP, no Firestore, no Redis)", scenarios.core_worker),
-    ):
-        click.echo(f"\n{title}")
-        results = []
-        for name, body in bodies.items():
-            click.echo(f"  running: {name} ...", err=True)
-            results.append(runner.run(name, clients, duration, make(body)))
-        click.echo(report.table(results))
-        sections.append((title, results))
-    path = report.write(sections, clients, duration, quick)
+    ]
+    click.echo("\n" + report.targets_table(targets))
+    path = report.write(
+        [("Core postings vs plain SQL", core_section), ("HTTP through the functions", http_results)],
+        targets,
+        duration,
+        quick,
+    )
     click.echo(f"\nwritten to {path}")
-    failures = [(r.scenario, r.error_samples) for _, results in sections for r in results if r.outcomes["error"]]
+    failures = [(r.scenario, r.error_samples) for r in [*core_section, *http_results] if r.outcomes["error"]]
     if failures:
         click.echo(f"unexpected errors: {failures}", err=True)
         sys.exit(1)

@@ -19,12 +19,18 @@ HEADER = (
 def table(results: list[Result]) -> str:
     rows = [HEADER]
     for r in results:
+        p50, p95, p99 = (_ms(r.percentile(p)) for p in (50, 95, 99))
+        if r.average_ms is not None:
+            p50 = f"avg {r.average_ms:.1f}"
         rows.append(
             f"| {r.scenario} | {r.clients} | {r.requests} | {r.outcomes[OK]} | {r.outcomes[REFUSED]} | "
-            f"{r.outcomes[ERROR]} | {r.throughput:,.0f} | {r.percentile(50):.1f} | {r.percentile(95):.1f} | "
-            f"{r.percentile(99):.1f} |"
+            f"{r.outcomes[ERROR]} | {r.throughput:,.0f} | {p50} | {p95} | {p99} |"
         )
     return "\n".join(rows)
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
 
 
 def machine() -> str:
@@ -32,13 +38,26 @@ def machine() -> str:
     return f"{uname.system} {uname.release} {uname.machine}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def write(sections: list[tuple[str, list[Result]]], clients: int, duration_s: float, quick: bool) -> Path:
+def targets_table(targets: list[tuple[str, float, float]]) -> str:
+    rows = ["| target | measured | goal | met |", "|---|---:|---:|---|"]
+    for name, ratio, goal in targets:
+        rows.append(f"| {name} | {ratio:.2f}x | >= {goal:.1f}x | {'yes' if ratio >= goal else 'NO'} |")
+    return "\n".join(rows)
+
+
+def write(
+    sections: list[tuple[str, list[Result]]], targets: list[tuple[str, float, float]], duration_s: float, quick: bool
+) -> Path:
     RESULTS.mkdir(exist_ok=True)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# Benchmark results{' (quick)' if quick else ''}",
         "",
-        f"{when}; {machine()}; {clients} clients; {duration_s:g} s per scenario after a 1 s warm-up.",
+        f"{when}; {machine()}; {duration_s:g} s per scenario after a 1 s warm-up; figures side by side in one run.",
+        "",
+        "## Targets",
+        "",
+        targets_table(targets),
         "",
     ]
     for title, results in sections:

@@ -19,6 +19,7 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=lambda: {OK: 0, REFUSED: 0, ERROR: 0})
     error_samples: list[str] = field(default_factory=list)
+    average_ms: float | None = None  # set when only an average is known (pgbench)
 
     @property
     def requests(self) -> int:
@@ -28,9 +29,18 @@ class Result:
     def throughput(self) -> float:
         return self.outcomes[OK] / self.elapsed_s if self.elapsed_s else 0.0
 
-    def percentile(self, p: float) -> float:
+    def merge(self, other: Result) -> None:
+        """Fold in the result of the same scenario measured in another process."""
+        self.clients += other.clients
+        self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
+        self.latencies_ms += other.latencies_ms
+        for kind, count in other.outcomes.items():
+            self.outcomes[kind] += count
+        self.error_samples = (self.error_samples + other.error_samples)[:5]
+
+    def percentile(self, p: float) -> float | None:
         if not self.latencies_ms:
-            return 0.0
+            return None
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 

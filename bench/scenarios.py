@@ -14,6 +14,8 @@ from bench.runner import OK, REFUSED
 from bench.setup import ASSET, BenchData
 from emulators.stack import Stack
 
+TOPUP = "top-up, all through one treasury"
+HOT_USAGE = "usage on one hot wallet"
 Body = Callable[[random.Random], tuple[str, dict[str, Any]]]
 
 
@@ -45,11 +47,12 @@ def bodies(data: BenchData) -> dict[str, Body]:
         source, target = rng.sample(data.wallets, 2)
         return "transfer", {"from_wallet_id": source, "to_wallet_id": target, "asset": ASSET, "amount": 1}
 
+    spread = f"{len(data.wallets):,} wallets"
     return {
-        "top-up, all through one treasury": topup,
-        "usage over 1,000 wallets": usage_spread,
-        "usage on one hot wallet": usage_hot,
-        "transfer among 1,000 wallets": transfer,
+        TOPUP: topup,
+        f"usage over {spread}": usage_spread,
+        HOT_USAGE: usage_hot,
+        f"transfer among {spread}": transfer,
     }
 
 

@@ -10,7 +10,7 @@ import pg8000.native
 from emulators.stack import Stack
 
 ASSET = "BENCH"
-FUNDING_PER_WALLET = 10**15
+FUNDING_PER_WALLET = 10**14  # times 10,001 wallets stays within int64
 
 
 @dataclass(frozen=True)
@@ -20,46 +20,51 @@ class BenchData:
 
 
 def prepare(stack: Stack, wallet_count: int) -> BenchData:
+    """`wallet_count` wallets plus a hot one, created in one INSERT (so their ids are
+    contiguous, as the pgbench baseline needs) and funded by one posting."""
+    prefix = f"bench{wallet_count}-"
     con = pg8000.native.Connection(**stack.owner_dsn())
     try:
         if not con.run("SELECT 1 FROM ledger.assets WHERE code = :a", a=ASSET):
             con.run("SELECT ledger.create_asset(:a, CAST(0 AS smallint), 'benchmark units')", a=ASSET)
-        funding = con.run(
-            "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding' AND asset_code = :a",
-            a=ASSET,
-        )[0][0]
         wallets = [
             row[0]
             for row in con.run(
-                "SELECT id FROM ledger.wallets WHERE asset_code = :a AND kind = 'customer' AND owner_id LIKE 'bench-%'"
-                " ORDER BY id LIMIT :n",
+                "SELECT id FROM ledger.wallets WHERE asset_code = :a AND owner_id LIKE :p ORDER BY id",
                 a=ASSET,
-                n=wallet_count + 1,
+                p=prefix + "%",
             )
         ]
-        missing = wallet_count + 1 - len(wallets)
-        if missing > 0:
-            created = [
+        if len(wallets) != wallet_count + 1:
+            if wallets:
+                raise SystemExit(
+                    f"bench wallets {prefix}* are incomplete; reset the dev stack (make down; rm -r .stack/dev)"
+                )
+            funding = con.run(
+                "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding' AND asset_code = :a",
+                a=ASSET,
+            )[0][0]
+            wallets = [
                 row[0]
                 for row in con.run(
-                    "INSERT INTO ledger.wallets (owner_id, asset_code) SELECT 'bench-' || g, :a"
-                    " FROM generate_series(1, :n) g RETURNING id",
+                    "INSERT INTO ledger.wallets (owner_id, asset_code) SELECT :p || g, :a"
+                    " FROM generate_series(0, :n) g ORDER BY g RETURNING id",
+                    p=prefix,
                     a=ASSET,
-                    n=missing,
+                    n=wallet_count,
                 )
             ]
-            for wallet in created:
-                con.run(
-                    "SELECT ledger.post(:k, 'bench-setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
-                    " CAST(:amts AS bigint[]), 'bench-setup')",
-                    k=f"bench-setup-{wallet}",
-                    a=ASSET,
-                    amt=FUNDING_PER_WALLET,
-                    w=wallet,
-                    legs=[funding, wallet],
-                    amts=[-FUNDING_PER_WALLET, FUNDING_PER_WALLET],
-                )
-            wallets += created
+            total = FUNDING_PER_WALLET * len(wallets)
+            con.run(
+                "SELECT transaction_id FROM ledger.commit_posting(:k, 'bench-setup', 'topup', :a, :total, :w, NULL,"
+                " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]), 'bench-setup')",
+                k=f"bench-setup-{prefix}",
+                a=ASSET,
+                total=total,
+                w=wallets[0],
+                legs=[funding, *wallets],
+                amts=[-total, *[FUNDING_PER_WALLET] * len(wallets)],
+            )
         for table in ("wallets", "transactions", "entries"):
             con.run(f"ANALYZE ledger.{table}")
         return BenchData(wallets=wallets[1:], hot_wallet=wallets[0])

@@ -62,7 +62,7 @@ class DependencyUnavailable(LedgerError):
     code = "dependency_unavailable"
 
 
-# Codes raised by ledger.post() in Postgres, and the class each belongs to.
+# Codes raised by ledger.commit_posting() in Postgres, and the class each belongs to.
 DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "wallet_not_found": NotFound,
     "asset_mismatch": Refused,

@@ -64,7 +64,8 @@ def seed_demo(stack: Stack) -> list[dict]:
                 )[0][0]
                 request = json.dumps({"demo": "opening", "wallet_id": wallet_id})
                 con.run(
-                    "SELECT ledger.post(:k, :h, 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
+                    "SELECT transaction_id FROM ledger.commit_posting(:k, :h, 'topup', :a, :amt, :w, NULL,"
+                    " CAST(:legs AS bigint[]),"
                     " CAST(:amts AS bigint[]), :ref)",
                     k=f"demo-opening-{wallet_id}",
                     h=request,

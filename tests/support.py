@@ -47,7 +47,7 @@ def system_account(stack: Stack, asset: str, role: str) -> int:
 
 
 def new_wallet(stack: Stack, asset: str = "TST", funded: int = 0, credit_limit: int = 0, owner_id: str = "") -> int:
-    """A customer wallet, opened with `funded` through ledger.post() as a top-up."""
+    """A customer wallet, opened with `funded` through ledger.commit_posting() as a top-up."""
     wallet_id = sql(
         stack,
         "INSERT INTO ledger.wallets (owner_id, asset_code, credit_limit) VALUES (:o, :a, :c) RETURNING id",
@@ -59,7 +59,7 @@ def new_wallet(stack: Stack, asset: str = "TST", funded: int = 0, credit_limit: 
         funding = system_account(stack, asset, "funding")
         sql(
             stack,
-            "SELECT ledger.post(:k, 'setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
+            "SELECT ledger.commit_posting(:k, 'setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
             " CAST(:amts AS bigint[]), 'test-setup')",
             k=key("setup"),
             a=asset,

@@ -1,7 +1,7 @@
-"""The ledger in Postgres: postings through ledger.post(), wallets, assets, history.
+"""The ledger in Postgres: postings through ledger.commit_posting(), wallets, assets, history.
 
 Every statement is prepared once per connection and runs in autocommit: a posting is
-one call to ledger.post(), so it needs one round trip and no client-side transaction.
+one call to ledger.commit_posting(), so it needs one round trip and no client-side transaction.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ SELECT w.id, w.owner_id, w.asset_code, a.scale, w.kind, w.system_role, w.model, 
 """
 POST_SQL = """
 SELECT replayed, transaction_id, created_at, effective_at, balances, original
-  FROM ledger.post(:key, :request_hash, :action, :asset, :amount, :wallet_id, :counterparty_wallet_id,
+  FROM ledger.commit_posting(:key, :request_hash, :action, :asset, :amount, :wallet_id, :counterparty_wallet_id,
                    CAST(:leg_wallets AS bigint[]), CAST(:leg_amounts AS bigint[]), :external_ref, :usage_id,
                    :product, :description, :voids_transaction_id, CAST(:metadata AS jsonb))
 """

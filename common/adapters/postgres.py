@@ -149,7 +149,7 @@ def _retryable(error: BaseException) -> bool:
     if sqlstate:
         return sqlstate in RETRYABLE_SQLSTATES
     # A pooled connection that died (database restart, idle timeout): retry once on a new
-    # one. Safe for postings because a repeated ledger.post() with the same idempotency
+    # one. Safe for postings because a repeated ledger.commit_posting() with the same idempotency
     # key replays instead of posting twice.
     return isinstance(error, (InterfaceError, ConnectionError, BrokenPipeError))
 

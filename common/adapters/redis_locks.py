@@ -3,7 +3,7 @@
 A lock is owned by a random token (SET NX PX) and released only by its owner
 (compare-and-delete in Lua), both as redis-py's Lock implements them. Waiting is
 bounded. The lock only spares Postgres from queueing usages of one wallet: if it
-expires mid-operation, ledger.post() still refuses an overspend.
+expires mid-operation, ledger.commit_posting() still refuses an overspend.
 """
 
 from __future__ import annotations

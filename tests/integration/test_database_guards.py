@@ -105,7 +105,8 @@ def test_post_refuses_an_overspend_and_writes_nothing(stack):
     k = key()
     error = refused(
         stack,
-        "SELECT ledger.post(:k, 'h', 'usage', 'TST', 11, :w, NULL, CAST(:legs AS bigint[]), CAST(:amts AS bigint[]))",
+        "SELECT ledger.commit_posting(:k, 'h', 'usage', 'TST', 11, :w, NULL, CAST(:legs AS bigint[]),"
+        " CAST(:amts AS bigint[]))",
         k=k,
         w=wallet,
         legs=[wallet, revenue],
@@ -119,7 +120,8 @@ def test_post_with_a_used_key_replays_instead_of_posting_twice(stack):
     wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
     k = key()
     call = (
-        "SELECT replayed, transaction_id, balances, original FROM ledger.post(:k, :h, 'topup', 'TST', 5, :w, NULL,"
+        "SELECT replayed, transaction_id, balances, original"
+        " FROM ledger.commit_posting(:k, :h, 'topup', 'TST', 5, :w, NULL,"
         " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]), 'ref')"
     )
     first = sql(stack, call, k=k, h="h1", w=wallet, legs=[funding, wallet], amts=[-5, 5])[0]
@@ -160,3 +162,16 @@ def test_a_closed_wallet_must_be_empty(stack):
         refused(stack, f"UPDATE ledger.wallets SET status = 'closed' WHERE id = {wallet}")["n"]
         == "wallets_closed_is_empty"
     )
+
+
+def test_the_previous_post_function_still_works_during_a_rollout(stack):
+    wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
+    result = sql(
+        stack,
+        "SELECT ledger.post(:k, 'h', 'topup', 'TST', 5, :w, NULL, CAST(:legs AS bigint[]), CAST(:amts AS bigint[]))",
+        k=key(),
+        w=wallet,
+        legs=[funding, wallet],
+        amts=[-5, 5],
+    )[0][0]
+    assert result["replayed"] is False and result["transaction"]["entries"][1]["balance_after"] == 5

@@ -1,16 +1,18 @@
--- Faster postings: ledger.post() no longer renders the new transaction as JSON.
+-- Faster postings: ledger.commit_posting() does what ledger.post() does but does not
+-- render the new transaction as JSON.
 --
 -- transaction_json() was a SQL-language function with its own SET clause, which
 -- Postgres cannot inline and re-plans on every call: it cost more than the posting.
--- Now ledger.post() returns the few values only the database knows (id, timestamps,
+-- commit_posting() returns the few values only the database knows (id, timestamps,
 -- running balances) and the application renders the transaction from the posting it
 -- sent; a replay still returns the stored original, rendered by transaction_json(),
 -- which becomes PL/pgSQL so its plan is cached per connection.
+--
+-- ledger.post() stays, unchanged in what it returns, so functions still running the
+-- previous release keep working while this migration rolls out (expand, then
+-- contract): a later migration drops it once nothing calls it.
 
-DROP FUNCTION ledger.post(text, text, text, text, bigint, bigint, bigint, bigint[], bigint[],
-  text, text, text, text, bigint, jsonb, timestamptz);
-
-CREATE FUNCTION ledger.post(
+CREATE FUNCTION ledger.commit_posting(
   p_idempotency_key text,
   p_request_hash text,
   p_action text,
@@ -148,5 +150,5 @@ BEGIN
   RETURN v_result;
 END $$;
 
-GRANT EXECUTE ON FUNCTION ledger.post(text, text, text, text, bigint, bigint, bigint, bigint[], bigint[],
+GRANT EXECUTE ON FUNCTION ledger.commit_posting(text, text, text, text, bigint, bigint, bigint, bigint[], bigint[],
   text, text, text, text, bigint, jsonb, timestamptz) TO ledger_app;

@@ -1,0 +1,37 @@
+"""Core postings from several processes, so the Python side can use every core as a
+deployment's instances would. Each process runs a share of the workers as threads and
+sends its Result back."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+from bench.runner import Result
+
+
+def _process(scenario: str, threads: int, duration_s: float, data, queue) -> None:  # noqa: ANN001
+    from bench import runner, scenarios
+
+    os.environ["LEDGER_DB_POOL_SIZE"] = str(threads)
+    body = scenarios.bodies(data)[scenario]
+    queue.put(runner.run(scenario, threads, duration_s, scenarios.core_worker(body)))
+
+
+def run(scenario: str, workers: int, duration_s: float, data, label: str | None = None) -> Result:  # noqa: ANN001
+    processes = max(1, min(workers, os.cpu_count() or 1))
+    shares = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
+    queue: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
+    children = [
+        multiprocessing.get_context("fork").Process(target=_process, args=(scenario, share, duration_s, data, queue))
+        for share in shares
+    ]
+    for child in children:
+        child.start()
+    results = [queue.get() for _ in children]
+    for child in children:
+        child.join()
+    merged = Result(label or f"core: {scenario}", 0)
+    for result in results:
+        merged.merge(result)
+    return merged
