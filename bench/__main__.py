@@ -27,8 +27,11 @@ from emulators.stack import Stack
 @click.option("--hot-workers", default=32, show_default=True, help="Workers for the one-treasury top-up run.")
 @click.option("--http-clients", default=16, show_default=True, help="Concurrent HTTP clients.")
 @click.option("--wallets", default=10_000, show_default=True, help="Wallets for uniform core load.")
-def main(quick: bool, duration: float, core_workers: int, hot_workers: int, http_clients: int, wallets: int) -> None:
-    stack = Stack("dev")
+@click.option("--profile", default="dev", show_default=True, help="Which local stack to drive (the tests use test).")
+def main(
+    quick: bool, duration: float, core_workers: int, hot_workers: int, http_clients: int, wallets: int, profile: str
+) -> None:
+    stack = Stack(profile)
     if quick:
         duration, wallets = min(duration, 3.0), min(wallets, 2_000)
     # common/ reads its settings once per process: point it at the dev stack first.

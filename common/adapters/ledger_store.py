@@ -7,7 +7,9 @@ one call to ledger.commit_posting(), so it needs one round trip and no client-si
 from __future__ import annotations
 
 import base64
+import json
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from pg8000.exceptions import DatabaseError
@@ -117,14 +119,15 @@ class PostgresLedger:
             amount=posting.amount,
             wallet_id=posting.wallet_id,
             counterparty_wallet_id=posting.counterparty_wallet_id,
-            leg_wallets=[leg.wallet_id for leg in posting.legs],
-            leg_amounts=[leg.amount for leg in posting.legs],
+            # Array literals as text: Postgres parses them cheaper than the driver encodes lists.
+            leg_wallets=_array_literal(leg.wallet_id for leg in posting.legs),
+            leg_amounts=_array_literal(leg.amount for leg in posting.legs),
             external_ref=posting.external_ref,
             usage_id=posting.usage_id,
             product=posting.product,
             description=posting.description,
             voids_transaction_id=posting.voids_transaction_id,
-            metadata=posting.metadata,
+            metadata=json.dumps(posting.metadata) if posting.metadata else "{}",
         )[0]
         if replayed:
             return original, True
@@ -271,6 +274,10 @@ def render(
             for leg, balance in zip(posting.legs, balances, strict=True)
         ],
     }
+
+
+def _array_literal(values: Iterable[int]) -> str:
+    return "{" + ",".join(str(value) for value in values) + "}"
 
 
 def _wallet(row: list[Any]) -> dict[str, Any]:

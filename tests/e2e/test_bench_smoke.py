@@ -1,0 +1,35 @@
+"""The benchmark's quick mode as a correctness smoke test: every scenario runs against
+the test stack without an unexpected error, and the money invariants hold after it.
+Nothing here looks at speed."""
+
+import subprocess
+import sys
+
+from emulators.stack import REPO
+
+
+def test_bench_quick_mode_runs_without_unexpected_errors(stack):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--profile",
+            "test",
+            "--duration",
+            "1",
+            "--wallets",
+            "200",
+            "--hot-workers",
+            "8",
+            "--http-clients",
+            "4",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "pgbench: plain-SQL transfer" in result.stdout and "core: transfer among 200 wallets" in result.stdout
