@@ -37,7 +37,7 @@ def main(
     # common/ reads its settings once per process: point it at the dev stack first.
     os.environ.update(stack.env())
 
-    from bench import core_procs, pgbench, report, runner, scenarios, setup
+    from bench import cold_start, core_procs, pgbench, report, runner, scenarios, setup
 
     data = setup.prepare(stack, wallets)
     core_bodies = scenarios.bodies(data)
@@ -62,6 +62,13 @@ def main(
         http_results.append(runner.run(name, http_clients, duration, scenarios.http_worker(stack, body)))
     click.echo(report.table(http_results))
 
+    repeats = 1 if quick else 3
+    click.echo(f"\nCold starts (median of {repeats})", err=True)
+    voids = setup.voidable_transactions(stack, data.wallets[0], repeats)
+    cold = cold_start.run(stack.env(), data.wallets[0], setup.ASSET, voids, repeats)
+    empty_ms = cold[0][1]
+    click.echo(report.cold_table(cold))
+
     targets = [
         ("1. core transfers / pgbench transfers", core[0].throughput / baseline.throughput, 1.0),
         (
@@ -69,6 +76,7 @@ def main(
             treasury.throughput / core[0].throughput,
             0.9,
         ),
+        *[(f"4. cold start of {name} / empty function", ms / empty_ms, -1.5) for name, ms in cold[1:]],
     ]
     click.echo("\n" + report.targets_table(targets))
     path = report.write(
@@ -76,6 +84,7 @@ def main(
         targets,
         duration,
         quick,
+        extra=[(f"Cold starts (median of {repeats})", report.cold_table(cold))],
     )
     click.echo(f"\nwritten to {path}")
     failures = [(r.scenario, r.error_samples) for r in [*core_section, *http_results] if r.outcomes["error"]]

@@ -3,6 +3,7 @@ as the ledger owner (through ledger.post, so the invariants hold), then ANALYZEd
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import pg8000.native
@@ -68,5 +69,32 @@ def prepare(stack: Stack, wallet_count: int) -> BenchData:
         for table in ("wallets", "transactions", "entries"):
             con.run(f"ANALYZE ledger.{table}")
         return BenchData(wallets=wallets[1:], hot_wallet=wallets[0])
+    finally:
+        con.close()
+
+
+def voidable_transactions(stack: Stack, wallet: int, count: int) -> list[int]:
+    """`count` fresh usages of one unit on `wallet`, for void benchmarks to reverse."""
+    con = pg8000.native.Connection(**stack.owner_dsn())
+    try:
+        revenue = con.run(
+            "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'revenue' AND asset_code = :a",
+            a=ASSET,
+        )[0][0]
+        ids = []
+        for n in range(count):
+            ids.append(
+                con.run(
+                    "SELECT transaction_id FROM ledger.commit_posting(:k, 'bench', 'usage', :a, 1, :w, NULL,"
+                    " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]), NULL, :u, 'bench')",
+                    k=f"bench-voidable-{uuid.uuid4()}",
+                    a=ASSET,
+                    w=wallet,
+                    legs=[wallet, revenue],
+                    amts=[-1, 1],
+                    u=f"voidable-{n}",
+                )[0][0]
+            )
+        return ids
     finally:
         con.close()

@@ -1,0 +1,114 @@
+"""Cold start: time from process start to the first successful response, for every
+function and for an empty functions-framework function started the same way."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from emulators.stack import REPO, kill_group
+
+EMPTY = Path(__file__).resolve().parent / "empty_function" / "main.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def first_request(name: str, wallet: int, asset: str) -> tuple[str, str, dict | None, dict[str, str]]:
+    """(method, path, JSON body, headers) of a request that succeeds on a healthy stack."""
+    key = {"Idempotency-Key": f"cold-{uuid.uuid4()}"}
+    money = {"wallet_id": wallet, "asset": asset, "amount": 1}
+    return {
+        "empty": ("GET", "/", None, {}),
+        "topup": ("POST", "/", {**money, "external_ref": "cold"}, key),
+        "bonus": ("POST", "/", money, key),
+        "usage": ("POST", "/", {**money, "usage_id": "cold", "product": "cold"}, key),
+        "transfer": (
+            "POST",
+            "/",
+            {"from_wallet_id": wallet, "to_wallet_id": wallet + 1, "asset": asset, "amount": 1},
+            key,
+        ),
+        "void": ("POST", "/", {"transaction_id": 0}, key),  # replaced by the caller with a real id
+        "wallets": ("GET", f"/wallets/{wallet}", None, {}),
+        "erp_export": (
+            "POST",
+            "/",
+            {
+                "message": {
+                    "data": base64.b64encode(json.dumps({"action": "cold"}).encode()).decode(),
+                    "messageId": str(uuid.uuid4()),
+                },
+                "subscription": "projects/p/subscriptions/s",
+            },
+            {},
+        ),
+    }[name]
+
+
+def measure(name: str, env: dict[str, str], request: tuple[str, str, dict | None, dict[str, str]]) -> float:
+    """Milliseconds from spawning the server to its first 2xx answer."""
+    source = EMPTY if name == "empty" else REPO / "functions" / name / "main.py"
+    port = _free_port()
+    method, path, body, headers = request
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "functions-framework"),
+            "--target",
+            name,
+            "--source",
+            str(source),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = began + 60
+        while time.perf_counter() < deadline:
+            try:
+                response = requests.request(
+                    method, f"http://127.0.0.1:{port}{path}", json=body, headers=headers, timeout=30
+                )
+                if response.status_code < 300:
+                    return (time.perf_counter() - began) * 1000
+                raise SystemExit(f"{name}: first request answered {response.status_code}: {response.text[:300]}")
+            except requests.ConnectionError:
+                time.sleep(0.005)
+        raise SystemExit(f"{name}: no successful response within 60 s")
+    finally:
+        kill_group(process.pid)
+
+
+def run(env: dict[str, str], wallet: int, asset: str, void_ids: list[int], repeats: int) -> list[tuple[str, float]]:
+    env = {k: v for k, v in {**os.environ, **env}.items() if k != "FUNCTION_TARGET"}
+    names = ["empty", "topup", "bonus", "usage", "transfer", "void", "wallets", "erp_export"]
+    medians = []
+    for name in names:
+        samples = []
+        for _ in range(repeats):
+            request = first_request(name, wallet, asset)
+            if name == "void":
+                request = (*request[:2], {"transaction_id": void_ids.pop()}, request[3])
+            samples.append(measure(name, env, request))
+        medians.append((name, statistics.median(samples)))
+    return medians
