@@ -26,10 +26,18 @@ from emulators.stack import Stack
 @click.option("--core-workers", default=8, show_default=True, help="Workers for the core and pgbench runs.")
 @click.option("--hot-workers", default=32, show_default=True, help="Workers for the one-treasury top-up run.")
 @click.option("--http-clients", default=16, show_default=True, help="Concurrent HTTP clients.")
+@click.option("--mix-clients", default=32, show_default=True, help="Concurrent clients of the mixed workload.")
 @click.option("--wallets", default=10_000, show_default=True, help="Wallets for uniform core load.")
 @click.option("--profile", default="dev", show_default=True, help="Which local stack to drive (the tests use test).")
 def main(
-    quick: bool, duration: float, core_workers: int, hot_workers: int, http_clients: int, wallets: int, profile: str
+    quick: bool,
+    duration: float,
+    core_workers: int,
+    hot_workers: int,
+    http_clients: int,
+    mix_clients: int,
+    wallets: int,
+    profile: str,
 ) -> None:
     stack = Stack(profile)
     if quick:
@@ -37,7 +45,7 @@ def main(
     # common/ reads its settings once per process: point it at the dev stack first.
     os.environ.update(stack.env())
 
-    from bench import cold_start, core_procs, pgbench, report, runner, scenarios, setup
+    from bench import cold_start, core_procs, mixed, pgbench, report, runner, scenarios, setup
 
     data = setup.prepare(stack, wallets)
     core_bodies = scenarios.bodies(data)
@@ -60,7 +68,19 @@ def main(
     for name, body in scenarios.bodies(http_data).items():
         click.echo(f"  running: {name} ...", err=True)
         http_results.append(runner.run(name, http_clients, duration, scenarios.http_worker(stack, body)))
+
+    mix_totals: list = []
+    click.echo(f"  running: mixed workload ({mix_clients} clients) ...", err=True)
+    mixed_result = runner.run(
+        "mixed: top-up 20%, usage 60%, transfer 15%, void 5%",
+        mix_clients,
+        duration,
+        mixed.worker(stack, http_data, mix_totals),
+    )
+    http_results.append(mixed_result)
     click.echo(report.table(http_results))
+    spans = mixed.spans_table(mix_totals)
+    click.echo("\nWhere a mixed request's time goes (Server-Timing spans)\n" + spans)
 
     repeats = 1 if quick else 3
     click.echo(f"\nCold starts (median of {repeats})", err=True)
@@ -76,6 +96,7 @@ def main(
             treasury.throughput / core[0].throughput,
             0.9,
         ),
+        ("3. mixed end to end / uniform core transfers", mixed_result.throughput / core[0].throughput, 0.5),
         *[(f"4. cold start of {name} / empty function", ms / empty_ms, -1.5) for name, ms in cold[1:]],
     ]
     click.echo("\n" + report.targets_table(targets))
@@ -84,7 +105,10 @@ def main(
         targets,
         duration,
         quick,
-        extra=[(f"Cold starts (median of {repeats})", report.cold_table(cold))],
+        extra=[
+            ("Where a mixed request's time goes (Server-Timing spans)", spans),
+            (f"Cold starts (median of {repeats})", report.cold_table(cold)),
+        ],
     )
     click.echo(f"\nwritten to {path}")
     failures = [(r.scenario, r.error_samples) for r in [*core_section, *http_results] if r.outcomes["error"]]

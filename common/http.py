@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel, ValidationError
 
+from common import timing
 from common.errors import InvalidRequest, LedgerError, MethodNotAllowed
 from common.idempotency import Outcome
 
@@ -52,6 +53,7 @@ def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[fl
     @wraps(handler)
     def wrapped(request: flask.Request) -> flask.Response:
         started = time.perf_counter()
+        timing.begin_request()
         try:
             response = handler(request)
         except LedgerError as error:
@@ -59,13 +61,15 @@ def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[fl
         except Exception:
             log.exception("unhandled error", extra={"path": request.path})
             response = error_response(LedgerError("unexpected error; nothing was posted"))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = timing.server_timing(elapsed_ms)
         log.info(
             "request",
             extra={
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "ms": round(elapsed_ms, 2),
             },
         )
         return response

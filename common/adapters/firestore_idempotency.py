@@ -15,6 +15,7 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import firestore
 
+from common import timing
 from common.errors import DependencyUnavailable
 
 UNAVAILABLE = (
@@ -42,7 +43,8 @@ class FirestoreRecordStore:
 
     def _call(self, fn, *args: Any) -> Any:
         try:
-            return fn(*args, retry=self._retry, timeout=self._timeout)
+            with timing.span("firestore"):
+                return fn(*args, retry=self._retry, timeout=self._timeout)
         except UNAVAILABLE as error:
             raise DependencyUnavailable(
                 "the idempotency store is unreachable", details={"service": "firestore"}

@@ -26,6 +26,7 @@ from pg8000.core import CoreConnection
 from pg8000.exceptions import DatabaseError, InterfaceError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from common import timing
 from common.errors import DATABASE_REFUSALS, DependencyUnavailable, InvalidRequest, LedgerError, Refused
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,8 @@ def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 
             return work(con)
 
     try:
-        return _retrying(attempts)(attempt)
+        with timing.span("postgres"):
+            return _retrying(attempts)(attempt)
     except LedgerError:
         raise
     except Exception as error:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import redis
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
+from common import timing
 from common.errors import DependencyUnavailable, InProgress
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ class RedisLocks:
             blocking_timeout=self._wait_s,
         )
         try:
-            acquired = lock.acquire()
+            with timing.span("redis"):
+                acquired = lock.acquire()
         except RedisError as error:
             raise DependencyUnavailable("the lock service is unreachable", details={"service": "redis"}) from error
         if not acquired:
@@ -49,7 +51,8 @@ class RedisLocks:
             yield
         finally:
             try:
-                lock.release()
+                with timing.span("redis"):
+                    lock.release()
             except LockNotOwnedError:
                 log.warning("wallet lock expired before release", extra={"wallet_id": wallet_id})
             except (LockError, RedisError):

@@ -66,3 +66,18 @@ def test_a_replayed_outcome_is_marked():
 def test_money_actions_accept_only_post():
     response = call(lambda request: money_action(request, TopUp, None), method="GET")
     assert response.status_code == 405
+
+
+def test_responses_say_where_the_time_went():
+    from common import timing
+
+    def handler(request):
+        with timing.span("postgres"):
+            pass
+        with timing.span("postgres"):
+            pass
+        return flask.Response("{}", status=200)
+
+    header = call(handler).headers["Server-Timing"]
+    names = [part.split(";")[0] for part in header.split(", ")]
+    assert names == ["postgres", "total"]

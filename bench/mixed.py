@@ -1,0 +1,110 @@
+"""The end-to-end mix over HTTP: top-up 20 %, usage 60 %, transfer 15 %, void 5 %,
+with idempotency and locks on, and each response's Server-Timing spans collected so the
+table shows where a request's time goes."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+import requests
+
+from bench.runner import OK, REFUSED
+from bench.setup import ASSET, BenchData
+from emulators.stack import Stack
+
+MIX = [("topup", 20), ("usage", 60), ("transfer", 15), ("void", 5)]
+
+
+class SpanTotals:
+    """Server-Timing spans and client-observed time, summed over successful requests."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = defaultdict(float)
+        self.requests = 0
+
+    def add(self, header: str, client_ms: float) -> None:
+        self.requests += 1
+        self.ms["client (end to end)"] += client_ms
+        for part in header.split(", "):
+            name, _, duration = part.partition(";dur=")
+            if duration:
+                self.ms[name] += float(duration)
+
+    def merge(self, other: SpanTotals) -> None:
+        self.requests += other.requests
+        for name, ms in other.ms.items():
+            self.ms[name] += ms
+
+
+def worker(stack: Stack, data: BenchData, totals: list[SpanTotals]) -> Callable[[int], Callable[[], str]]:
+    import time
+
+    def make(index: int) -> Callable[[], str]:
+        session, rng = requests.Session(), random.Random(7000 + index)
+        mine = SpanTotals()
+        totals.append(mine)
+        voidable: deque[int] = deque(maxlen=100)
+        actions = [name for name, weight in MIX for _ in range(weight)]
+
+        def act() -> str:
+            action = rng.choice(actions)
+            if action == "void" and not voidable:
+                action = "usage"
+            wallet = rng.choice(data.wallets)
+            body = {
+                "topup": lambda: {"wallet_id": wallet, "asset": ASSET, "amount": 10, "external_ref": "mix"},
+                "usage": lambda: {
+                    "wallet_id": wallet,
+                    "asset": ASSET,
+                    "amount": 1,
+                    "usage_id": f"m{rng.random()}",
+                    "product": "mix",
+                },
+                "transfer": lambda: {
+                    "from_wallet_id": wallet,
+                    "to_wallet_id": rng.choice(data.wallets),
+                    "asset": ASSET,
+                    "amount": 1,
+                },
+                "void": lambda: {"transaction_id": voidable.popleft(), "reason": "mix"},
+            }[action]()
+            began = time.perf_counter()
+            response = session.post(
+                stack.function_url(action), json=body, headers={"Idempotency-Key": f"mix-{uuid.uuid4()}"}, timeout=30
+            )
+            client_ms = (time.perf_counter() - began) * 1000
+            if response.status_code < 300:
+                mine.add(response.headers.get("Server-Timing", ""), client_ms)
+                if action == "usage":
+                    voidable.append(response.json()["transaction"]["id"])
+                return OK
+            if response.status_code in (409, 422):
+                return REFUSED
+            return f"HTTP {response.status_code} on {action}: {response.text[:200]}"
+
+        return act
+
+    return make
+
+
+def spans_table(totals: list[SpanTotals]) -> str:
+    merged = SpanTotals()
+    for part in totals:
+        merged.merge(part)
+    if not merged.requests:
+        return "(no successful requests)"
+    client = merged.ms["client (end to end)"]
+    rows = ["| where | mean ms per request | share of end to end |", "|---|---:|---:|"]
+    server = merged.ms.get("total", 0.0)
+    named = {name: ms for name, ms in merged.ms.items() if name not in ("total", "client (end to end)")}
+    for name, ms in sorted(named.items(), key=lambda item: -item[1]):
+        rows.append(f"| {name} | {ms / merged.requests:.2f} | {ms / client:.0%} |")
+    other = server - sum(named.values())
+    rows.append(f"| function code, parsing, JSON | {other / merged.requests:.2f} | {other / client:.0%} |")
+    transport = client - server
+    rows.append(f"| HTTP, server queueing, client | {transport / merged.requests:.2f} | {transport / client:.0%} |")
+    rows.append(f"| **end to end** | {client / merged.requests:.2f} | 100% |")
+    return "\n".join(rows)
