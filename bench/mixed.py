@@ -9,8 +9,7 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 
-import requests
-
+from bench.http_client import Client
 from bench.runner import OK, REFUSED
 from bench.setup import ASSET, BenchData
 from emulators.stack import Stack
@@ -43,7 +42,7 @@ def worker(stack: Stack, data: BenchData, totals: list[SpanTotals]) -> Callable[
     import time
 
     def make(index: int) -> Callable[[], str]:
-        session, rng = requests.Session(), random.Random(7000 + index)
+        session, rng = Client(), random.Random(7000 + index)
         mine = SpanTotals()
         totals.append(mine)
         voidable: deque[int] = deque(maxlen=100)
@@ -73,7 +72,7 @@ def worker(stack: Stack, data: BenchData, totals: list[SpanTotals]) -> Callable[
             }[action]()
             began = time.perf_counter()
             response = session.post(
-                stack.function_url(action), json=body, headers={"Idempotency-Key": f"mix-{uuid.uuid4()}"}, timeout=30
+                stack.function_url(action), body, headers={"Idempotency-Key": f"mix-{uuid.uuid4()}"}
             )
             client_ms = (time.perf_counter() - began) * 1000
             if response.status_code < 300:

@@ -8,8 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import requests
-
+from bench.http_client import Client
 from bench.runner import OK, REFUSED
 from bench.setup import ASSET, BenchData
 from emulators.stack import Stack
@@ -58,15 +57,14 @@ def bodies(data: BenchData) -> dict[str, Body]:
 
 def http_worker(stack: Stack, body: Body) -> Callable[[int], Callable[[], str]]:
     def make(index: int) -> Callable[[], str]:
-        session, rng = requests.Session(), random.Random(index)
+        session, rng = Client(), random.Random(index)
 
         def act() -> str:
             function, payload = body(rng)
             response = session.post(
                 stack.function_url(function),
-                json=payload,
+                payload,
                 headers={"Idempotency-Key": f"bench-{uuid.uuid4()}"},
-                timeout=30,
             )
             if response.status_code < 300:
                 return OK
