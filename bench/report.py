@@ -81,3 +81,54 @@ def write(
     path = RESULTS / ("latest-quick.md" if quick else "latest.md")
     path.write_text("\n".join(lines))
     return path
+
+
+def soak_report(actions, clients, duration, outcomes, per_second, memory, violations, errors) -> str:  # noqa: ANN001
+    """Write bench/results/soak.md and soak.png; return the markdown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(exist_ok=True)
+    window = 10
+    buckets = [
+        sum(per_second.get(s, 0) for s in range(start, start + window)) / window
+        for start in range(0, int(duration) + 1, window)
+    ]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    top.plot([i * window for i in range(len(buckets))], buckets)
+    top.set_ylabel("actions/s (10 s windows)")
+    top.set_title(f"Soak: {actions:,} mixed actions, {clients} clients")
+    for name in memory[0][1]:
+        bottom.plot([t for t, _ in memory], [m.get(name, 0.0) for _, m in memory], label=name)
+    bottom.set_ylabel("memory, PSS MiB")
+    bottom.set_xlabel("seconds")
+    bottom.legend(fontsize=7, ncol=4)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "soak.png", dpi=90)
+    plt.close(figure)
+
+    start, end = memory[0][1], memory[-1][1]
+    lines = [
+        "# Soak",
+        "",
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; {machine()}.",
+        "",
+        f"{sum(outcomes.values()):,} actions ({outcomes['ok']:,} ok, {outcomes['refused']:,} business refusals, "
+        f"{outcomes['error']:,} failed) in {duration / 60:.1f} min with {clients} clients: "
+        f"{sum(outcomes.values()) / duration:,.0f} actions/s.",
+        "",
+        f"Money invariants after the run: {'intact' if not violations else violations}.",
+        "",
+        "![throughput and memory over time](soak.png)",
+        "",
+        "| process | PSS at start, MiB | PSS at end, MiB |",
+        "|---|---:|---:|",
+        *[f"| {name} | {start[name]:.0f} | {end.get(name, 0.0):.0f} |" for name in start],
+    ]
+    if errors:
+        lines += ["", "First failures:", *[f"- {error}" for error in errors]]
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "soak.md").write_text(text)
+    return text

@@ -1,0 +1,54 @@
+"""Memory of the local stack's processes, read from /proc.
+
+PSS (proportional set size), not RSS: Postgres backends all map the same shared
+buffers, and RSS would count them once per backend."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from emulators.stack import Stack
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, process group) of a process, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), int(fields[2])
+
+
+def _pss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def stack_processes(stack: Stack) -> dict[str, list[int]]:
+    """Service name -> its pids: each spawned service's process group, and Postgres'
+    postmaster with its backends."""
+    groups = json.loads((stack.state_dir / "state.json").read_text())
+    pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    stats = {pid: _stat(pid) for pid in pids}
+    found: dict[str, list[int]] = {name: [] for name in groups}
+    by_group = {pgid: name for name, pgid in groups.items()}
+    for pid, stat in stats.items():
+        if stat and stat[1] in by_group:
+            found[by_group[stat[1]]].append(pid)
+    postmaster_file = stack.pg_dir / "data" / "postmaster.pid"
+    if postmaster_file.exists():
+        postmaster = int(postmaster_file.read_text().split()[0])
+        found["postgres"] = [postmaster] + [pid for pid, stat in stats.items() if stat and stat[0] == postmaster]
+    return found
+
+
+def memory(stack: Stack) -> dict[str, float]:
+    """Service name -> total PSS in MiB of its processes."""
+    return {name: sum(_pss_mib(pid) for pid in pids) for name, pids in stack_processes(stack).items()}
