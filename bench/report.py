@@ -94,7 +94,7 @@ def soak_report(actions, clients, duration, outcomes, per_second, memory, violat
     window = 10
     buckets = [
         sum(per_second.get(s, 0) for s in range(start, start + window)) / window
-        for start in range(0, int(duration) + 1, window)
+        for start in range(0, max(int(duration) - window, 0) + 1, window)  # whole windows only
     ]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     top.plot([i * window for i in range(len(buckets))], buckets)
