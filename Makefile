@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint bench bench-quick status reconcile
+.PHONY: dev down test lint bench bench-quick soak status reconcile
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint          ## lint, then unit, integration and end-to-end tests on a fr
 bench: $(STAMP)     ## benchmark the running functions and the core postings (starts the dev stack)
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench
+
+soak: $(STAMP)      ## 700,000 mixed actions end to end, with throughput and memory plots (about 40 min)
+	@$(PY) -m emulators up --no-demo >/dev/null
+	@$(PY) -m bench.soak
 
 bench-quick: $(STAMP)
 	@$(PY) -m emulators up --no-demo >/dev/null

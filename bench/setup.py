@@ -1,5 +1,5 @@
 """Bench data: an asset of its own, 1,000 funded wallets and one hot wallet, made in SQL
-as the ledger owner (through ledger.post, so the invariants hold), then ANALYZEd."""
+as the ledger owner (through ledger.commit_posting, so the invariants hold), then ANALYZEd."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@
 --   * entries and transactions are append-only (UPDATE, DELETE, TRUNCATE refused);
 --   * a customer wallet's cached balance never goes below -credit_limit (CHECK);
 --   * the application role cannot touch balances or entries except through
---     ledger.post(), a SECURITY DEFINER function that updates the cached balance and
+--     ledger.commit_posting(), a SECURITY DEFINER function that updates the cached balance and
 --     writes the entries in one statement.
 -- System accounts (funding, revenue, promotion) keep no cached balance and take no
 -- row lock: their balance is derived from their entries, so the treasury that every

@@ -1,9 +1,12 @@
--- ledger.post(): the one way money moves.
+-- ledger.commit_posting(): the one way money moves.
 --
 -- One round trip per posting: it claims the idempotency key, updates the cached
 -- balances of the customer wallets in ascending id order (a deterministic lock order,
 -- so opposite transfers cannot deadlock), and inserts all legs in one statement.
 -- System accounts are validated but neither locked nor updated.
+-- It returns only what the database knows (the id, timestamps, running balances); the
+-- application renders the new transaction from the posting it sent, which is cheaper
+-- than reading it back. A replay returns the stored original as transaction_json().
 -- Refusals are raised as SQLSTATE P0001 with the error code as MESSAGE and a JSON
 -- DETAIL, which the application maps to its error hierarchy.
 
@@ -11,8 +14,13 @@ CREATE FUNCTION ledger.iso_utc(ts timestamptz) RETURNS text LANGUAGE sql IMMUTAB
   SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
+-- PL/pgSQL rather than SQL: a SQL function with a SET clause is never inlined and is
+-- re-planned on every call; PL/pgSQL caches its plans per connection.
 CREATE FUNCTION ledger.transaction_json(p_id bigint) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = ledger, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = ledger, pg_temp AS $$
+DECLARE
+  v_result jsonb;
+BEGIN
   SELECT jsonb_build_object(
     'id', t.id,
     'action', t.action,
@@ -33,15 +41,17 @@ LANGUAGE sql STABLE SET search_path = ledger, pg_temp AS $$
                   'wallet_id', e.wallet_id, 'amount', e.amount, 'balance_after', e.balance_after)
                   ORDER BY e.id)
                 FROM entries e WHERE e.transaction_id = t.id))
-  FROM transactions t WHERE t.id = p_id
-$$;
+    INTO v_result
+    FROM transactions t WHERE t.id = p_id;
+  RETURN v_result;
+END $$;
 
 CREATE FUNCTION ledger.refuse(p_code text, p_detail jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = p_code, DETAIL = p_detail::text;
 END $$;
 
-CREATE FUNCTION ledger.post(
+CREATE FUNCTION ledger.commit_posting(
   p_idempotency_key text,
   p_request_hash text,
   p_action text,
@@ -57,9 +67,16 @@ CREATE FUNCTION ledger.post(
   p_description text DEFAULT NULL,
   p_voids_transaction_id bigint DEFAULT NULL,
   p_metadata jsonb DEFAULT '{}'::jsonb,
-  p_effective_at timestamptz DEFAULT NULL
-) RETURNS jsonb
+  p_effective_at timestamptz DEFAULT NULL,
+  OUT replayed boolean,
+  OUT transaction_id bigint,
+  OUT created_at text,
+  OUT effective_at text,
+  OUT balances bigint[],
+  OUT original jsonb
+)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
   v_tx bigint;
   v_existing record;
@@ -67,6 +84,8 @@ DECLARE
   v_balances bigint[];
   v_balance bigint;
   v_leg int;
+  v_now timestamptz := now();
+  v_effective timestamptz := coalesce(p_effective_at, now());
 BEGIN
   IF cardinality(p_leg_wallets) < 2 OR cardinality(p_leg_wallets) <> cardinality(p_leg_amounts) THEN
     PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'legs'));
@@ -77,7 +96,7 @@ BEGIN
                             voids_transaction_id, metadata, effective_at)
   VALUES (p_idempotency_key, p_request_hash, p_action, p_asset, p_amount, p_wallet_id,
           p_counterparty_wallet_id, p_external_ref, p_usage_id, p_product, p_description,
-          p_voids_transaction_id, coalesce(p_metadata, '{}'::jsonb), coalesce(p_effective_at, now()))
+          p_voids_transaction_id, coalesce(p_metadata, '{}'::jsonb), v_effective)
   ON CONFLICT ON CONSTRAINT transactions_idempotency_key_unique DO NOTHING
   RETURNING id INTO v_tx;
 
@@ -88,7 +107,10 @@ BEGIN
     IF v_existing.request_hash <> p_request_hash THEN
       PERFORM refuse('idempotency_key_reused', jsonb_build_object('transaction_id', v_existing.id));
     END IF;
-    RETURN jsonb_build_object('replayed', true, 'transaction', transaction_json(v_existing.id));
+    replayed := true;
+    transaction_id := v_existing.id;
+    original := transaction_json(v_existing.id);
+    RETURN;
   END IF;
 
   v_balances := array_fill(NULL::bigint, ARRAY[cardinality(p_leg_wallets)]);
@@ -130,19 +152,23 @@ BEGIN
   SELECT v_tx, l.wallet_id, p_asset, l.amount, l.balance_after
     FROM unnest(p_leg_wallets, p_leg_amounts, v_balances) AS l(wallet_id, amount, balance_after);
 
-  RETURN jsonb_build_object('replayed', false, 'transaction', transaction_json(v_tx));
+  replayed := false;
+  transaction_id := v_tx;
+  created_at := iso_utc(v_now);
+  effective_at := iso_utc(v_effective);
+  balances := v_balances;
 END $$;
 
 -- Privileges: the functions' database role reads everything, creates customer
 -- wallets, changes a wallet's status and credit limit, and moves money only
--- through ledger.post().
+-- through ledger.commit_posting().
 REVOKE ALL ON ALL TABLES IN SCHEMA ledger FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ledger FROM PUBLIC;
 GRANT USAGE ON SCHEMA ledger TO ledger_app;
 GRANT SELECT ON ALL TABLES IN SCHEMA ledger TO ledger_app;
 GRANT INSERT (asset_code, owner_id, model, credit_limit, metadata) ON ledger.wallets TO ledger_app;
 GRANT UPDATE (status, credit_limit, metadata, updated_at) ON ledger.wallets TO ledger_app;
-GRANT EXECUTE ON FUNCTION ledger.post(text, text, text, text, bigint, bigint, bigint, bigint[], bigint[],
+GRANT EXECUTE ON FUNCTION ledger.commit_posting(text, text, text, text, bigint, bigint, bigint, bigint[], bigint[],
   text, text, text, text, bigint, jsonb, timestamptz) TO ledger_app;
 GRANT EXECUTE ON FUNCTION ledger.transaction_json(bigint) TO ledger_app;
 GRANT EXECUTE ON FUNCTION ledger.iso_utc(timestamptz) TO ledger_app;

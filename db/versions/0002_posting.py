@@ -1,4 +1,4 @@
-"""ledger.post(), asset creation and the application role's privileges."""
+"""ledger.commit_posting(), asset creation and the application role's privileges."""
 
 from db.sql_migration import run_sql_file
 

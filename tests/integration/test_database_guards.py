@@ -162,16 +162,3 @@ def test_a_closed_wallet_must_be_empty(stack):
         refused(stack, f"UPDATE ledger.wallets SET status = 'closed' WHERE id = {wallet}")["n"]
         == "wallets_closed_is_empty"
     )
-
-
-def test_the_previous_post_function_still_works_during_a_rollout(stack):
-    wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
-    result = sql(
-        stack,
-        "SELECT ledger.post(:k, 'h', 'topup', 'TST', 5, :w, NULL, CAST(:legs AS bigint[]), CAST(:amts AS bigint[]))",
-        k=key(),
-        w=wallet,
-        legs=[funding, wallet],
-        amts=[-5, 5],
-    )[0][0]
-    assert result["replayed"] is False and result["transaction"]["entries"][1]["balance_after"] == 5
