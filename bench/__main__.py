@@ -25,7 +25,7 @@ from emulators.stack import Stack
 @click.option("--duration", default=15.0, show_default=True, help="Seconds measured per scenario.")
 @click.option("--core-workers", default=8, show_default=True, help="Workers for the core and pgbench runs.")
 @click.option("--hot-workers", default=32, show_default=True, help="Workers for the one-treasury top-up run.")
-@click.option("--http-clients", default=16, show_default=True, help="Concurrent HTTP clients.")
+@click.option("--http-clients", "--clients", default=16, show_default=True, help="Concurrent HTTP clients.")
 @click.option("--mix-clients", default=32, show_default=True, help="Concurrent clients of the mixed workload.")
 @click.option("--wallets", default=10_000, show_default=True, help="Wallets for uniform core load.")
 @click.option("--profile", default="dev", show_default=True, help="Which local stack to drive (the tests use test).")
@@ -52,6 +52,7 @@ def main(
     uniform_transfer = next(name for name in core_bodies if name.startswith("transfer"))
 
     click.echo(f"\nCore postings vs plain SQL ({core_workers} workers, {len(data.wallets):,} wallets)", err=True)
+    click.echo("  running: pgbench: plain-SQL transfer ...", err=True)
     baseline = pgbench.transfer_baseline(stack, data, core_workers, duration)
     core = [core_procs.run(uniform_transfer, core_workers, duration, data)]
     treasury = core_procs.run(scenarios.TOPUP, hot_workers, duration, data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 
 from bench.runner import Result
 
@@ -19,6 +20,7 @@ def _process(scenario: str, threads: int, duration_s: float, data, queue) -> Non
 
 
 def run(scenario: str, workers: int, duration_s: float, data, label: str | None = None) -> Result:  # noqa: ANN001
+    print(f"  running: {label or f'core: {scenario}'} ({workers} workers) ...", file=sys.stderr, flush=True)
     processes = max(1, min(workers, os.cpu_count() or 1))
     shares = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
     queue: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
