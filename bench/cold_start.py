@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -59,13 +61,11 @@ def first_request(name: str, wallet: int, asset: str) -> tuple[str, str, dict | 
     }[name]
 
 
-def measure(name: str, env: dict[str, str], request: tuple[str, str, dict | None, dict[str, str]]) -> float:
-    """Milliseconds from spawning the server to its first 2xx answer."""
+def spawn(name: str, env: dict[str, str], port: int) -> subprocess.Popen:
+    """Start function `name` ("empty" for the yardstick) the way `make dev` does: the
+    functions-framework command, in a session of its own so it can be killed whole."""
     source = EMPTY if name == "empty" else REPO / "functions" / name / "main.py"
-    port = _free_port()
-    method, path, body, headers = request
-    began = time.perf_counter()
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "functions-framework"),
             "--target",
@@ -77,11 +77,37 @@ def measure(name: str, env: dict[str, str], request: tuple[str, str, dict | None
             "--port",
             str(port),
         ],
-        env={**env, "PYTHONPATH": str(REPO)},
+        env={**{k: v for k, v in env.items() if k != "FUNCTION_TARGET"}, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+@contextmanager
+def serving(name: str, env: dict[str, str]) -> Iterator[str]:
+    """The base URL of function `name`, served until the block ends."""
+    port = _free_port()
+    process = spawn(name, env, port)
+    try:
+        deadline = time.perf_counter() + 60
+        while time.perf_counter() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/", timeout=30)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        kill_group(process.pid)
+
+
+def measure(name: str, env: dict[str, str], request: tuple[str, str, dict | None, dict[str, str]]) -> float:
+    """Milliseconds from spawning the server to its first 2xx answer."""
+    port = _free_port()
+    method, path, body, headers = request
+    began = time.perf_counter()
+    process = spawn(name, env, port)
     try:
         deadline = began + 60
         while time.perf_counter() < deadline:
@@ -100,7 +126,7 @@ def measure(name: str, env: dict[str, str], request: tuple[str, str, dict | None
 
 
 def run(env: dict[str, str], wallet: int, asset: str, void_ids: list[int], repeats: int) -> list[tuple[str, float]]:
-    env = {k: v for k, v in {**os.environ, **env}.items() if k != "FUNCTION_TARGET"}
+    env = {**os.environ, **env}
     names = ["empty", "topup", "bonus", "usage", "transfer", "void", "wallets", "erp_export"]
     medians = []
     for name in names:

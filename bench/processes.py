@@ -52,3 +52,32 @@ def stack_processes(stack: Stack) -> dict[str, list[int]]:
 def memory(stack: Stack) -> dict[str, float]:
     """Service name -> total PSS in MiB of its processes."""
     return {name: sum(_pss_mib(pid) for pid in pids) for name, pids in stack_processes(stack).items()}
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu(stack: Stack) -> dict[str, float]:
+    """Service name -> CPU seconds its live processes have used so far, plus this
+    process (the load generator) as "load client"."""
+    used = {name: sum(_cpu_seconds(pid) for pid in pids) for name, pids in stack_processes(stack).items()}
+    used["load client"] = _cpu_seconds(os.getpid())
+    return used
+
+
+def cpu_table(before: dict[str, float], after: dict[str, float], requests: int, elapsed_s: float) -> str:
+    """Each process's CPU per request over a run, and its share of the machine."""
+    cores = os.cpu_count() or 1
+    spent = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
+    rows = ["| process | CPU ms per request | share of all cores |", "|---|---:|---:|"]
+    for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        if seconds > 0:
+            rows.append(f"| {name} | {seconds * 1000 / max(requests, 1):.2f} | {seconds / (elapsed_s * cores):.0%} |")
+    total = sum(spent.values())
+    rows.append(f"| **all** | {total * 1000 / max(requests, 1):.2f} | {total / (elapsed_s * cores):.0%} |")
+    return "\n".join(rows)

@@ -78,9 +78,38 @@ def write(
         lines += [f"## {title}", "", table(results), ""]
     for title, text in extra or []:
         lines += [f"## {title}", "", text, ""]
-    path = RESULTS / ("latest-quick.md" if quick else "latest.md")
+    name = "latest-quick" if quick else "latest"
+    plot(sections, RESULTS / f"{name}.png")
+    lines += [f"![throughput and latency of every scenario]({name}.png)", ""]
+    path = RESULTS / f"{name}.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def plot(sections: list[tuple[str, list[Result]]], path: Path) -> None:
+    """Throughput and p50/p95/p99 latency of every scenario, one bar each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [r for _, section in sections for r in section]
+    labels = [r.scenario if len(r.scenario) <= 48 else r.scenario[:45] + "..." for r in results]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 0.45 * len(results) + 1.6), sharey=True)
+    positions = list(range(len(results)))[::-1]
+    left.barh(positions, [r.throughput for r in results], color="tab:blue")
+    left.set_yticks(positions, labels, fontsize=8)
+    left.set_xlabel("actions/s")
+    for percentile, color in ((50, "tab:green"), (95, "tab:orange"), (99, "tab:red")):
+        latencies = [r.percentile(percentile) or r.average_ms or 0 for r in results]
+        right.scatter(latencies, positions, color=color, label=f"p{percentile}")
+    right.set_xscale("log")
+    right.set_xlabel("latency, ms (pgbench: average)")
+    right.legend(fontsize=8)
+    figure.suptitle(f"Benchmark, {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; {machine()}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
 
 
 def soak_report(actions, clients, duration, outcomes, per_second, memory, violations, errors) -> str:  # noqa: ANN001

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 OK, REFUSED, ERROR = "ok", "refused", "error"
 
@@ -20,6 +21,7 @@ class Result:
     outcomes: dict[str, int] = field(default_factory=lambda: {OK: 0, REFUSED: 0, ERROR: 0})
     error_samples: list[str] = field(default_factory=list)
     average_ms: float | None = None  # set when only an average is known (pgbench)
+    probes: tuple[Any, Any] | None = None  # what `probe` read as measuring began and ended
 
     @property
     def requests(self) -> int:
@@ -51,8 +53,10 @@ def run(
     duration_s: float,
     make_worker: Callable[[int], Callable[[], str]],
     warmup_s: float = 1.0,
+    probe: Callable[[], Any] | None = None,
 ) -> Result:
-    """`make_worker(i)` returns the action of worker i; each call returns OK, REFUSED or an error text."""
+    """`make_worker(i)` returns the action of worker i; each call returns OK, REFUSED or an error text.
+    `probe`, if given, is read as measuring begins and as it ends (CPU counters, say)."""
     result = Result(scenario, clients)
     lock = threading.Lock()
     start_barrier = threading.Barrier(clients + 1)
@@ -84,11 +88,14 @@ def run(
         thread.start()
     start_barrier.wait()
     time.sleep(warmup_s)  # connections, prepared statements and caches warm up unmeasured
+    first = probe() if probe else None
     measuring.set()
     began = time.perf_counter()
     time.sleep(duration_s)
     measuring.clear()
     result.elapsed_s = time.perf_counter() - began
+    if probe:
+        result.probes = (first, probe())
     stop.set()
     for thread in threads:
         thread.join()

@@ -77,6 +77,22 @@ def http_worker(stack: Stack, body: Body) -> Callable[[int], Callable[[], str]]:
     return make
 
 
+def empty_worker(url: str) -> Callable[[int], Callable[[], str]]:
+    """The mixed workload's request shape against the empty function: HTTP alone."""
+
+    def make(index: int) -> Callable[[], str]:
+        session = Client()
+        body = {"wallet_id": index, "asset": ASSET, "amount": 1, "usage_id": "empty", "product": "empty"}
+
+        def act() -> str:
+            response = session.post(url, body, headers={"Idempotency-Key": f"empty-{uuid.uuid4()}"})
+            return OK if response.status_code < 300 else f"HTTP {response.status_code}"
+
+        return act
+
+    return make
+
+
 def core_worker(body: Body) -> Callable[[int], Callable[[], str]]:
     """The same action as a posting through PostgresLedger.post(), nothing around it."""
     from common import bootstrap

@@ -67,7 +67,20 @@ def connect_postgres() -> Any:
         timeout=settings.db_connect_timeout_s + settings.db_statement_timeout_ms / 1000,
         application_name="wallet-ledger",
         startup_params=startup,
+        ssl_context=_direct_ssl(settings.db_sslmode),
     )
+
+
+def _direct_ssl(mode: str) -> Any:
+    """pg8000's ssl_context for a libpq-style sslmode. `prefer` (pg8000's default) builds a
+    TLS context on every connect, about 20 ms here, even when the server then declines."""
+    if mode == "disable":
+        return False
+    if mode == "prefer":
+        return None
+    if mode == "require":
+        return True
+    raise ValueError(f"LEDGER_DB_SSLMODE={mode!r}: use disable, prefer or require")
 
 
 @once

@@ -9,17 +9,18 @@ import logging
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
-from pydantic import BaseModel, ValidationError
 
 from common import timing
 from common.errors import InvalidRequest, LedgerError, MethodNotAllowed
 from common.idempotency import Outcome
 
 log = logging.getLogger("ledger.http")
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:  # pydantic loads with the first request that parses a body (cold starts)
+    from pydantic import BaseModel
+M = TypeVar("M", bound="BaseModel")
 MAX_BODY_BYTES = 64 * 1024
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -98,6 +99,8 @@ def json_object(request: flask.Request) -> dict[str, Any]:
 
 
 def parse(model: type[M], data: Any) -> M:
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as error:

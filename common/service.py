@@ -8,13 +8,16 @@ Usage additionally holds the wallet's Redis lock while it posts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from common.adapters.ledger_store import PostgresLedger
-from common.adapters.redis_locks import RedisLocks
 from common.errors import Refused
 from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
-from common.ledger import commands, postings
+from common.ledger import postings
+
+if TYPE_CHECKING:  # adapters load with their clients, models with the first parsed body (cold starts)
+    from common.adapters.ledger_store import PostgresLedger
+    from common.adapters.redis_locks import RedisLocks
+    from common.ledger import commands
 
 CREATED = 201
 

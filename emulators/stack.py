@@ -90,6 +90,7 @@ class Stack:
             "LEDGER_DB_NAME": "ledger",
             "LEDGER_DB_USER": "ledger_fn",
             "LEDGER_DB_PASSWORD": APP_PASSWORD,
+            "LEDGER_DB_SSLMODE": "disable",  # the local server has no TLS: don't spend a handshake asking
             "LEDGER_REDIS_URL": f"redis://127.0.0.1:{p['redis']}/0",
             "LEDGER_GCP_PROJECT": PROJECT,
             "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{p['firestore']}",

@@ -10,14 +10,16 @@ import base64
 import json
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pg8000.exceptions import DatabaseError
 
 from common.adapters.postgres import Pool, error_fields, run_with_retry
 from common.errors import InvalidRequest, NotFound, Refused
-from common.ledger import commands
 from common.ledger.postings import Posting, SystemAccounts
+
+if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
+    from common.ledger import commands
 
 WALLET_COLUMNS = (
     "id",

@@ -9,10 +9,12 @@ other side: funding (money received, going negative as it is issued), promotion
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.errors import Refused
-from common.ledger import commands
+
+if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
+    from common.ledger import commands
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 HEAVY = ["pg8000", "redis", "google.cloud.firestore", "google.cloud.pubsub", "google.cloud.sql.connector", "grpc"]
 
 
-@pytest.mark.parametrize("name", ["topup", "bonus", "usage", "transfer", "void", "wallets", "erp_export"])
-def test_importing_a_function_loads_no_client_library(name):
-    probe = (
-        f"import importlib.util, json, sys\n"
-        f"spec = importlib.util.spec_from_file_location('fn', r'{REPO / 'functions' / name / 'main.py'}')\n"
-        f"spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    )
+def heavy_modules_loaded_by(code: str) -> list[str]:
+    """Which HEAVY modules a fresh interpreter has loaded after running `code`."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     result = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,
@@ -28,4 +23,19 @@ def test_importing_a_function_loads_no_client_library(name):
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
         check=True,
     )
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", ["topup", "bonus", "usage", "transfer", "void", "wallets", "erp_export"])
+def test_importing_a_function_loads_no_client_library(name):
+    loader = (
+        f"import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('fn', r'{REPO / 'functions' / name / 'main.py'}')\n"
+        f"spec.loader.exec_module(importlib.util.module_from_spec(spec))"
+    )
+    assert heavy_modules_loaded_by(loader) == []
+
+
+def test_the_service_layer_loads_no_client_library():
+    """Reads and non-usage actions never pay for Redis: adapters load with their clients."""
+    assert heavy_modules_loaded_by("import common.service, common.bootstrap, common.config") == []
