@@ -56,10 +56,21 @@ def main(
     rounds = 1 if quick else 2
     click.echo(f"\nCore postings vs plain SQL ({core_workers} workers, {len(data.wallets):,} wallets)", err=True)
     baselines, uniform = [], []
+    meter = processes.CpuMeter(stack)
     for round_no in range(1, rounds + 1):
         click.echo(f"  running: pgbench: plain-SQL transfer (round {round_no} of {rounds}) ...", err=True)
-        baselines.append(pgbench.transfer_baseline(stack, data, core_workers, duration))
-        uniform.append(core_procs.run(uniform_transfer, core_workers, duration, data))
+        baselines.append(
+            meter.measure(
+                f"pgbench, round {round_no}",
+                lambda: pgbench.transfer_baseline(stack, data, core_workers, duration),
+            )
+        )
+        uniform.append(
+            meter.measure(
+                f"core, round {round_no}",
+                lambda: core_procs.run(uniform_transfer, core_workers, duration, data),
+            )
+        )
         click.echo(f"    pgbench {baselines[-1].throughput:,.0f}/s, core {uniform[-1].throughput:,.0f}/s", err=True)
     baseline = max(baselines, key=lambda r: r.throughput)
     core = [max(uniform, key=lambda r: r.throughput)]
@@ -70,6 +81,8 @@ def main(
             core.append(core_procs.run(name, core_workers, duration, data))
     core_section = [baseline, *core]
     click.echo(report.table(core_section))
+    transfer_cpu = meter.table()
+    click.echo("\nCPU per transfer, pgbench vs core\n" + transfer_cpu)
 
     http_data = dataclasses.replace(data, wallets=data.wallets[:1000])
     http_results = []
@@ -131,6 +144,7 @@ def main(
         duration,
         quick,
         extra=[
+            ("CPU per transfer, pgbench vs core (each round, warm-up included)", transfer_cpu),
             ("Where a mixed request's time goes (Server-Timing spans)", spans),
             ("Where the machine's CPU goes in the mixed run", cpu),
             (f"Cold starts (median of {repeats})", report.cold_table(cold)),

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from bench.runner import Result
 from emulators.stack import Stack
 
 
@@ -55,16 +58,19 @@ def memory(stack: Stack) -> dict[str, float]:
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of its children that have exited and been reaped
+    (utime + stime + cutime + cstime): pgbench's backends and the core run's worker
+    processes are gone by the time a run ends, but their parents hold their time."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu(stack: Stack) -> dict[str, float]:
-    """Service name -> CPU seconds its live processes have used so far, plus this
-    process (the load generator) as "load client"."""
+    """Service name -> CPU seconds its processes have used so far, plus this process
+    and its children (the load generators, pgbench included) as "load client"."""
     used = {name: sum(_cpu_seconds(pid) for pid in pids) for name, pids in stack_processes(stack).items()}
     used["load client"] = _cpu_seconds(os.getpid())
     return used
@@ -74,10 +80,38 @@ def cpu_table(before: dict[str, float], after: dict[str, float], requests: int, 
     """Each process's CPU per request over a run, and its share of the machine."""
     cores = os.cpu_count() or 1
     spent = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
-    rows = ["| process | CPU ms per request | share of all cores |", "|---|---:|---:|"]
+    rows = ["| process | CPU ms per action | share of all cores |", "|---|---:|---:|"]
     for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
         if seconds > 0:
             rows.append(f"| {name} | {seconds * 1000 / max(requests, 1):.2f} | {seconds / (elapsed_s * cores):.0%} |")
     total = sum(spent.values())
     rows.append(f"| **all** | {total * 1000 / max(requests, 1):.2f} | {total / (elapsed_s * cores):.0%} |")
     return "\n".join(rows)
+
+
+class CpuMeter:
+    """CPU per action of Postgres and of the load client over whole runs (warm-up
+    included, so actions are estimated as throughput x wall time)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self.rows: list[tuple[str, float, dict[str, float]]] = []
+
+    def measure(self, label: str, run: Callable[[], Result]) -> Result:
+        before, began = cpu(self._stack), time.perf_counter()
+        result = run()
+        after, wall_s = cpu(self._stack), time.perf_counter() - began
+        actions = max(result.throughput * wall_s, 1.0)
+        per_action = {name: (after[name] - before.get(name, 0.0)) * 1000 / actions for name in after}
+        self.rows.append((label, result.throughput, per_action))
+        return result
+
+    def table(self) -> str:
+        rows = [
+            "| run | actions/s | Postgres CPU ms per action | client CPU ms per action | both |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for label, throughput, per_action in self.rows:
+            server, client = per_action.get("postgres", 0.0), per_action.get("load client", 0.0)
+            rows.append(f"| {label} | {throughput:,.0f} | {server:.3f} | {client:.3f} | {server + client:.3f} |")
+        return "\n".join(rows)

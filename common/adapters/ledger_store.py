@@ -46,7 +46,7 @@ SELECT w.id, w.owner_id, w.asset_code, a.scale, w.kind, w.system_role, w.model, 
   FROM ledger.wallets w JOIN ledger.assets a ON a.code = w.asset_code
 """
 POST_SQL = """
-SELECT replayed, transaction_id, created_at, effective_at, balances, original
+SELECT replayed, transaction_id, created_at, effective_at, array_to_string(balances, ',', ''), original
   FROM ledger.commit_posting(:key, :request_hash, :action, :asset, :amount, :wallet_id, :counterparty_wallet_id,
                    CAST(:leg_wallets AS bigint[]), CAST(:leg_amounts AS bigint[]), :external_ref, :usage_id,
                    :product, :description, :voids_transaction_id, CAST(:metadata AS jsonb))
@@ -133,7 +133,7 @@ class PostgresLedger:
         )[0]
         if replayed:
             return original, True
-        return render(posting, key, transaction_id, created_at, effective_at, balances), False
+        return render(posting, key, transaction_id, created_at, effective_at, _parse_balances(balances)), False
 
     def get_transaction(self, transaction_id: int) -> dict[str, Any]:
         rows = self._run(
@@ -280,6 +280,12 @@ def render(
 
 def _array_literal(values: Iterable[int]) -> str:
     return "{" + ",".join(str(value) for value in values) + "}"
+
+
+def _parse_balances(text: str) -> list[int | None]:
+    """Running balances sent as "12,,40" (empty: a system leg, which keeps none): the
+    driver's bigint[] parser cost a tenth of a posting's client CPU."""
+    return [int(value) if value else None for value in text.split(",")]
 
 
 def _wallet(row: list[Any]) -> dict[str, Any]:

@@ -176,7 +176,12 @@ def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 
 
     try:
         with timing.span("postgres"):
-            return _retrying(attempts)(attempt)
+            try:
+                return attempt()  # the common case, without the retry machinery's per-call cost
+            except Exception as error:
+                if attempts <= 1 or not _retryable(error):
+                    raise
+            return _retrying(attempts - 1)(attempt)
     except LedgerError:
         raise
     except Exception as error:

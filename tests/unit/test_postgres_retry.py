@@ -55,3 +55,16 @@ def test_refusals_are_not_retried():
 
 def test_overflow_is_a_400():
     assert translate(DatabaseError({"C": "22003", "M": "bigint out of range"})).status == 400
+
+
+def test_a_single_attempt_is_not_retried():
+    work, calls = failing("40001", times=1)
+    with pytest.raises(DependencyUnavailable):
+        run_with_retry(FakePool(), work, attempts=1)
+    assert len(calls) == 1
+
+
+def test_running_balances_come_back_with_system_legs_empty():
+    from common.adapters.ledger_store import _parse_balances
+
+    assert _parse_balances("120,,-5") == [120, None, -5]
