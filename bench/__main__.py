@@ -55,7 +55,7 @@ def main(
     # each counts, so a burst of noise on this shared machine cannot decide the ratio.
     rounds = 1 if quick else 2
     click.echo(f"\nCore postings vs plain SQL ({core_workers} workers, {len(data.wallets):,} wallets)", err=True)
-    baselines, uniform = [], []
+    baselines, direct, uniform = [], [], []
     meter = processes.CpuMeter(stack)
     for round_no in range(1, rounds + 1):
         click.echo(f"  running: pgbench: plain-SQL transfer (round {round_no} of {rounds}) ...", err=True)
@@ -63,6 +63,12 @@ def main(
             meter.measure(
                 f"pgbench, round {round_no}",
                 lambda: pgbench.transfer_baseline(stack, data, core_workers, duration),
+            )
+        )
+        direct.append(
+            meter.measure(
+                f"pgbench calling ledger.commit_posting(), round {round_no}",
+                lambda: pgbench.transfer_baseline(stack, data, core_workers, duration, pgbench.DIRECT),
             )
         )
         uniform.append(
@@ -73,13 +79,14 @@ def main(
         )
         click.echo(f"    pgbench {baselines[-1].throughput:,.0f}/s, core {uniform[-1].throughput:,.0f}/s", err=True)
     baseline = max(baselines, key=lambda r: r.throughput)
+    server_side = max(direct, key=lambda r: r.throughput)
     core = [max(uniform, key=lambda r: r.throughput)]
     treasury = core_procs.run(scenarios.TOPUP, hot_workers, duration, data)
     core.append(treasury)
     for name in core_bodies:
         if name not in (uniform_transfer, scenarios.TOPUP):
             core.append(core_procs.run(name, core_workers, duration, data))
-    core_section = [baseline, *core]
+    core_section = [baseline, server_side, *core]
     click.echo(report.table(core_section))
     transfer_cpu = meter.table()
     click.echo("\nCPU per transfer, pgbench vs core\n" + transfer_cpu)
@@ -124,6 +131,11 @@ def main(
 
     targets = [
         ("1. core transfers / pgbench transfers", core[0].throughput / baseline.throughput, 1.0),
+        (
+            "1. (server side) pgbench calling ledger.commit_posting() / pgbench transfers",
+            server_side.throughput / baseline.throughput,
+            1.0,
+        ),
         (
             f"2. one-treasury top-ups ({hot_workers} workers) / uniform core transfers",
             treasury.throughput / core[0].throughput,

@@ -12,27 +12,32 @@ from bench.runner import Result
 from bench.setup import BenchData
 from emulators.stack import PG_BIN, Stack
 
-SCRIPT = Path(__file__).resolve().parent / "sql" / "transfer.pgbench"
+SQL = Path(__file__).resolve().parent / "sql"
+PLAIN = ("pgbench: plain-SQL transfer", SQL / "transfer.pgbench")
+DIRECT = ("pgbench: ledger.commit_posting() called directly", SQL / "commit_posting.pgbench")
 
 
-def transfer_baseline(stack: Stack, data: BenchData, clients: int, duration_s: float, warmup_s: int = 2) -> Result:
-    """pgbench's transfers per second, after an unmeasured warm-up run of the same script
-    (its connections plan their statements while the tables are already filled)."""
+def transfer_baseline(
+    stack: Stack, data: BenchData, clients: int, duration_s: float, script: tuple[str, Path] = PLAIN, warmup_s: int = 2
+) -> Result:
+    """pgbench's transfers per second with `script`, after an unmeasured warm-up run of
+    it (its connections plan their statements while the tables are already filled)."""
+    label, path = script
     if warmup_s:
-        _pgbench(stack, data, clients, warmup_s)
-    out = _pgbench(stack, data, clients, max(1, round(duration_s)))
+        _pgbench(stack, data, clients, warmup_s, path)
+    out = _pgbench(stack, data, clients, max(1, round(duration_s)), path)
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
     done = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
     failed = re.search(r"number of failed transactions: (\d+)", out)
     latency = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
-    result = Result("pgbench: plain-SQL transfer", clients, elapsed_s=done / tps if tps else 0.0)
+    result = Result(label, clients, elapsed_s=done / tps if tps else 0.0)
     result.outcomes["ok"] = done
     result.outcomes["error"] = int(failed.group(1)) if failed else 0
     result.average_ms = latency  # pgbench reports an average, not per-request latencies
     return result
 
 
-def _pgbench(stack: Stack, data: BenchData, clients: int, seconds: int) -> str:
+def _pgbench(stack: Stack, data: BenchData, clients: int, seconds: int, script: Path) -> str:
     first, count = data.wallets[0], len(data.wallets)
     if data.wallets[-1] - first + 1 != count:
         raise SystemExit("pgbench needs the bench wallets' ids to be contiguous")
@@ -59,7 +64,7 @@ def _pgbench(stack: Stack, data: BenchData, clients: int, seconds: int) -> str:
         "-D",
         f"count={count}",
         "-f",
-        str(SCRIPT),
+        str(script),
         str(dsn["database"]),
     ]
     return subprocess.run(

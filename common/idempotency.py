@@ -1,20 +1,24 @@
 """Exactly-once request handling around an idempotency record store.
 
 The protocol, independent of where records live (Firestore in production, a dict in
-unit tests):
+unit tests), with Postgres as the system of record for what was posted:
 
-1. Create the record `in_progress` only if absent, with the request's fingerprint.
-2. The creator runs the action and stores its outcome (status and body).
+1. Claim the key: create its record (`in_progress`, the request's fingerprint, a lease)
+   only if absent. This is the only write a successful request makes: its outcome is
+   the posting itself, which Postgres keeps under the same key, for good.
+2. The claimant runs the action. A business refusal (404, 422) has no posting to show
+   for it, so it is stored on the record (a second write) and stays refused. Invalid
+   requests, conflicts and dependency failures release the record: a retry runs afresh.
 3. Anyone else with the same key: a different fingerprint is refused
-   (`idempotency_key_reused`); a stored outcome is replayed; an outcome still in
-   progress is awaited up to a bound, then answered 409 `request_in_progress`.
-   A record whose lease ran out (its owner died) is taken over: the action runs
-   again, and Postgres' unique key on the idempotency key turns that into a replay
-   of the posting if the first owner had committed.
+   (`idempotency_key_reused`); a stored refusal is replayed; a claimed record is looked
+   up in Postgres (`committed`), and a committed posting is replayed from there. A claim
+   with nothing committed yet is awaited up to a bound, then answered 409
+   `request_in_progress`; once its lease runs out (its owner died before posting), the
+   action runs again, and Postgres' unique key on the idempotency key still lets only
+   one posting ever exist under it.
 
-Outcomes stored: successes and business refusals (4xx other than 400 and 409), so a
-retry never succeeds later by surprise. Invalid requests, conflicts and dependency
-failures are not stored: the record is released and a retry runs afresh.
+So a function that dies after its commit leaves a claim that the next copy resolves
+at once from Postgres, and a request costs one Firestore write instead of two.
 """
 
 from __future__ import annotations
@@ -83,7 +87,15 @@ class Idempotency:
         self._clock = clock
         self._sleep = sleep
 
-    def run(self, key: str, request_fingerprint: str, action: Callable[[], Outcome]) -> Outcome:
+    def run(
+        self,
+        key: str,
+        request_fingerprint: str,
+        action: Callable[[], Outcome],
+        committed: Callable[[], Outcome | None],
+    ) -> Outcome:
+        """Run `action` at most once per key; `committed` reads what the system of record
+        holds under the key (a replayed outcome), or None when nothing was posted."""
         doc_id = hashlib.sha256(key.encode()).hexdigest()
         now = self._clock()
         record = {
@@ -96,10 +108,15 @@ class Idempotency:
         }
         if self._store.create(doc_id, record):
             return self._execute(doc_id, record, action)
-        return self._follow(doc_id, record, request_fingerprint, action)
+        return self._follow(doc_id, record, request_fingerprint, action, committed)
 
     def _follow(
-        self, doc_id: str, record: dict[str, Any], request_fingerprint: str, action: Callable[[], Outcome]
+        self,
+        doc_id: str,
+        record: dict[str, Any],
+        request_fingerprint: str,
+        action: Callable[[], Outcome],
+        committed: Callable[[], Outcome | None],
     ) -> Outcome:
         deadline = time.monotonic() + self._wait_s
         delay = 0.01
@@ -120,6 +137,9 @@ class Idempotency:
                 raise Refused("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
             if existing["state"] == COMPLETED:
                 return Outcome(existing["status"], json.loads(existing["body"]), replayed=True)
+            posted = committed()
+            if posted is not None:
+                return posted
             if existing["lease_until"] <= now:
                 return self._execute(doc_id, record, action)  # the first owner died mid-request
             if time.monotonic() >= deadline:
@@ -139,11 +159,10 @@ class Idempotency:
         except BaseException:
             self._release(doc_id)
             raise
-        self._complete(doc_id, record, outcome)
-        return outcome
+        return outcome  # the posting is the stored outcome: Postgres holds it under the key
 
     def _complete(self, doc_id: str, record: dict[str, Any], outcome: Outcome) -> None:
-        # The whole record, so completing stands alone even if the record vanished meanwhile.
+        # The whole record, so storing a refusal stands alone even if the record vanished.
         fields = {
             **record,
             "state": COMPLETED,
@@ -154,8 +173,8 @@ class Idempotency:
         try:
             self._store.complete(doc_id, fields)
         except LedgerError:
-            # The action's effect is committed; a retry after the lease finds it through
-            # Postgres' unique idempotency key. Answering the caller matters more.
+            # Answering the caller matters more; a retry after the lease runs the action
+            # again (the refusal was not stored).
             pass
 
     def _release(self, doc_id: str) -> None:

@@ -88,7 +88,11 @@ class LedgerService:
                 raise refusal(error) from error
             return Outcome(CREATED, {"transaction": transaction}, replayed=replayed)
 
-        return self._idempotency().run(key, request_hash, post)
+        def committed() -> Outcome | None:
+            transaction = self.ledger.posted_under(key, request_hash)
+            return None if transaction is None else Outcome(CREATED, {"transaction": transaction}, replayed=True)
+
+        return self._idempotency().run(key, request_hash, post, committed)
 
     # Reads and admin ---------------------------------------------------------
 

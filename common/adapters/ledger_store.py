@@ -135,6 +135,25 @@ class PostgresLedger:
             return original, True
         return render(posting, key, transaction_id, created_at, effective_at, _parse_balances(balances)), False
 
+    def posted_under(self, key: str, request_hash: str) -> dict[str, Any] | None:
+        """The transaction posted under an idempotency key, as a replay renders it, or
+        None when nothing was. The same key with another request is refused."""
+        rows = self._run(
+            "SELECT request_hash, id, ledger.transaction_json(id)"
+            " FROM ledger.transactions WHERE idempotency_key = :key",
+            key=key,
+        )
+        if not rows:
+            return None
+        stored_hash, transaction_id, transaction = rows[0]
+        if stored_hash != request_hash:
+            raise Refused(
+                "this Idempotency-Key was used with a different request",
+                code="idempotency_key_reused",
+                details={"transaction_id": transaction_id},
+            )
+        return transaction
+
     def get_transaction(self, transaction_id: int) -> dict[str, Any]:
         rows = self._run(
             "SELECT ledger.transaction_json(t.id), (SELECT v.id FROM ledger.transactions v"

@@ -1,5 +1,5 @@
-"""A function that dies between the Postgres commit and the completion of the
-idempotency record must not post twice when the request is retried."""
+"""A function that dies after its Postgres commit, before it answers, must not post
+twice when the request is retried: the retry finds the posting under its key."""
 
 import hashlib
 import time
@@ -19,27 +19,43 @@ class SimulatedCrash(BaseException):
     """Not an Exception: nothing in the request path may catch it, like a killed process."""
 
 
-class CrashBeforeCompleting(FirestoreRecordStore):
-    def complete(self, doc_id, fields):
+class DeadProcessStore(FirestoreRecordStore):
+    """The store as seen by a process that was killed: it never releases its claim."""
+
+    def release(self, doc_id):
         raise SimulatedCrash()
 
 
-def service_with(store, lease_s):
+class CrashAfterCommit:
+    """The ledger of a process killed right after Postgres committed its posting."""
+
+    def __init__(self, ledger):
+        self._ledger = ledger
+
+    def __getattr__(self, name):
+        return getattr(self._ledger, name)
+
+    def post(self, *args, **kwargs):
+        self._ledger.post(*args, **kwargs)
+        raise SimulatedCrash()
+
+
+def service_with(store, ledger, lease_s):
     idempotency = Idempotency(store, ttl_s=3600, wait_s=2, lease_s=lease_s)
-    return LedgerService(bootstrap.ledger(), lambda: idempotency, bootstrap.locks)
+    return LedgerService(ledger, lambda: idempotency, bootstrap.locks)
 
 
 def stores():
     settings = get_settings()
     client = bootstrap.firestore_client()
     return (
-        CrashBeforeCompleting(client, settings.idempotency_collection, settings.firestore_timeout_s),
+        DeadProcessStore(client, settings.idempotency_collection, settings.firestore_timeout_s),
         FirestoreRecordStore(client, settings.idempotency_collection, settings.firestore_timeout_s),
     )
 
 
 @pytest.mark.parametrize("action", ["top_up", "usage"])
-def test_retry_after_a_crash_between_commit_and_record_posts_nothing_more(stack, action):
+def test_retry_after_a_crash_past_the_commit_replays_at_once_and_posts_nothing_more(stack, action):
     crashing, healthy = stores()
     wallet, k = new_wallet(stack, funded=500), key()
     cmd = (
@@ -48,22 +64,41 @@ def test_retry_after_a_crash_between_commit_and_record_posts_nothing_more(stack,
         else commands.Usage(wallet_id=wallet, asset="TST", amount=100, usage_id="u", product="p")
     )
     with pytest.raises(SimulatedCrash):
-        getattr(service_with(crashing, lease_s=0.2), action)(cmd, k)
-    assert postings_with_key(stack, k) == 1  # the posting committed; the record is stuck in progress
+        getattr(service_with(crashing, CrashAfterCommit(bootstrap.ledger()), lease_s=30), action)(cmd, k)
+    assert postings_with_key(stack, k) == 1  # the posting committed; the claim is left behind
     after_crash = balance(stack, wallet)
 
-    retry = getattr(service_with(healthy, lease_s=0.2), action)
-    time.sleep(0.3)  # the dead owner's lease runs out
+    retry = getattr(service_with(healthy, bootstrap.ledger(), lease_s=30), action)
+    began = time.monotonic()
     outcome = retry(cmd, k)
     assert outcome.status == 201 and outcome.replayed
+    assert time.monotonic() - began < 1  # no wait for the dead owner's 30 s lease
     assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == after_crash
-    assert retry(cmd, k).replayed  # and now the record is complete
+    assert retry(cmd, k).body == outcome.body
     assert postings_with_key(stack, k) == 1
+
+
+def test_a_crash_before_the_commit_is_taken_over_after_the_lease(stack):
+    crashing, healthy = stores()
+    wallet, k = new_wallet(stack), key()
+    cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="pay")
+
+    class CrashBeforeCommit(CrashAfterCommit):
+        def post(self, *args, **kwargs):
+            raise SimulatedCrash()
+
+    with pytest.raises(SimulatedCrash):
+        service_with(crashing, CrashBeforeCommit(bootstrap.ledger()), lease_s=0.2).top_up(cmd, k)
+    assert postings_with_key(stack, k) == 0
+    time.sleep(0.3)  # the dead owner's lease runs out
+    outcome = service_with(healthy, bootstrap.ledger(), lease_s=0.2).top_up(cmd, k)
+    assert outcome.status == 201 and not outcome.replayed
+    assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 100
 
 
 def test_retry_after_the_record_is_lost_entirely_posts_nothing_more(stack):
     _, healthy = stores()
-    service = service_with(healthy, lease_s=30)
+    service = service_with(healthy, bootstrap.ledger(), lease_s=30)
     wallet, k = new_wallet(stack), key()
     cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="pay")
     first = service.top_up(cmd, k)

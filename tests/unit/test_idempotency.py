@@ -12,6 +12,7 @@ from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
 class MemoryStore:
     def __init__(self):
         self.records = {}
+        self.writes = 0
         self.lock = threading.Lock()
 
     def create(self, doc_id, record):
@@ -19,6 +20,7 @@ class MemoryStore:
             if doc_id in self.records:
                 return False
             self.records[doc_id] = dict(record)
+            self.writes += 1
             return True
 
     def get(self, doc_id):
@@ -29,10 +31,32 @@ class MemoryStore:
     def complete(self, doc_id, fields):
         with self.lock:
             self.records.setdefault(doc_id, {}).update(fields)  # a merge, as in Firestore
+            self.writes += 1
 
     def release(self, doc_id):
         with self.lock:
             self.records.pop(doc_id, None)
+
+
+class MemoryLedger:
+    """Postgres' part: one posting per key, for good; a repeat of the key replays it."""
+
+    def __init__(self):
+        self.posted = {}
+        self.calls = 0
+
+    def action(self, key, body):
+        def post():
+            self.calls += 1
+            if key in self.posted:
+                return Outcome(201, self.posted[key], replayed=True)
+            self.posted[key] = body
+            return Outcome(201, body)
+
+        return post
+
+    def committed(self, key):
+        return lambda: Outcome(201, self.posted[key], replayed=True) if key in self.posted else None
 
 
 class Clock:
@@ -49,6 +73,11 @@ def store():
 
 
 @pytest.fixture
+def ledger():
+    return MemoryLedger()
+
+
+@pytest.fixture
 def clock():
     return Clock()
 
@@ -58,47 +87,57 @@ def make(store, clock, **overrides):
     return Idempotency(store, **settings)
 
 
-def test_first_request_runs_and_a_repeat_replays_without_running(store, clock):
-    calls = []
-    idem = make(store, clock)
-
+def failing(error):
     def action():
-        calls.append(1)
-        return Outcome(201, {"n": len(calls)})
+        raise error
 
-    first = idem.run("k", "fp", action)
-    again = idem.run("k", "fp", action)
+    return action
+
+
+def test_first_request_runs_and_a_repeat_replays_without_running(store, ledger, clock):
+    idem = make(store, clock)
+    first = idem.run("k", "fp", ledger.action("k", {"n": 1}), ledger.committed("k"))
+    again = idem.run("k", "fp", ledger.action("k", {"n": 2}), ledger.committed("k"))
     assert (first.status, first.body, first.replayed) == (201, {"n": 1}, False)
     assert (again.status, again.body, again.replayed) == (201, {"n": 1}, True)
-    assert len(calls) == 1
+    assert ledger.calls == 1
 
 
-def test_same_key_different_request_is_refused(store, clock):
+def test_a_successful_request_writes_its_record_once(store, ledger, clock):
+    """The claim is the only write: the outcome is the posting, kept by the ledger."""
     idem = make(store, clock)
-    idem.run("k", "fp-1", lambda: Outcome(201, {}))
+    idem.run("k", "fp", ledger.action("k", {"n": 1}), ledger.committed("k"))
+    assert store.writes == 1
+
+
+def test_same_key_different_request_is_refused(store, ledger, clock):
+    idem = make(store, clock)
+    idem.run("k", "fp-1", ledger.action("k", {}), ledger.committed("k"))
     with pytest.raises(Refused) as refused:
-        idem.run("k", "fp-2", lambda: Outcome(201, {}))
+        idem.run("k", "fp-2", ledger.action("k", {}), ledger.committed("k"))
     assert refused.value.code == "idempotency_key_reused"
+    assert ledger.calls == 1
 
 
-def test_business_refusals_are_sticky(store, clock):
+def test_business_refusals_are_sticky(store, ledger, clock):
     idem = make(store, clock)
     with pytest.raises(Refused):
-        idem.run("k", "fp", lambda: (_ for _ in ()).throw(Refused("no", code="insufficient_funds")))
-    replay = idem.run("k", "fp", lambda: Outcome(201, {"surprise": True}))
+        idem.run("k", "fp", failing(Refused("no", code="insufficient_funds")), ledger.committed("k"))
+    replay = idem.run("k", "fp", ledger.action("k", {"surprise": True}), ledger.committed("k"))
     assert replay.status == 422 and replay.body["error"]["code"] == "insufficient_funds" and replay.replayed
+    assert ledger.calls == 0
 
 
 @pytest.mark.parametrize("error", [DependencyUnavailable("down"), InvalidRequest("bad"), RuntimeError("bug")])
-def test_failures_that_say_nothing_about_the_request_release_the_key(store, clock, error):
+def test_failures_that_say_nothing_about_the_request_release_the_key(store, ledger, clock, error):
     idem = make(store, clock)
     with pytest.raises(type(error)):
-        idem.run("k", "fp", lambda: (_ for _ in ()).throw(error))
+        idem.run("k", "fp", failing(error), ledger.committed("k"))
     assert store.records == {}
-    assert idem.run("k", "fp", lambda: Outcome(201, {"ok": True})).body == {"ok": True}
+    assert idem.run("k", "fp", ledger.action("k", {"ok": True}), ledger.committed("k")).body == {"ok": True}
 
 
-def test_in_progress_past_the_wait_is_a_conflict(store, clock):
+def test_a_claim_with_nothing_posted_past_the_wait_is_a_conflict(store, ledger, clock):
     idem = make(store, clock, wait_s=0.05)
     store.create(
         __import__("hashlib").sha256(b"k").hexdigest(),
@@ -110,52 +149,80 @@ def test_in_progress_past_the_wait_is_a_conflict(store, clock):
         },
     )
     with pytest.raises(InProgress) as conflict:
-        idem.run("k", "fp", lambda: Outcome(201, {}))
+        idem.run("k", "fp", ledger.action("k", {}), ledger.committed("k"))
     assert conflict.value.status == 409 and conflict.value.code == "request_in_progress"
+    assert ledger.calls == 0
 
 
-def test_a_dead_owner_is_taken_over_after_its_lease(store, clock):
-    idem = make(store, clock, lease_s=5)
+class Crash(BaseException):
+    """Not an Exception: like a killed process, nothing in the request path handles it."""
 
-    class Crash(BaseException):
-        pass
 
-    def crash():
+def crashing_process(store):
+    """A store whose owner dies mid-request: it never gets to release its claim."""
+
+    def dead(*_):
         raise Crash()
 
-    store_complete = store.complete
-    store.complete = lambda *_: crash()  # the process dies before completing the record
+    store.release = dead
+    return store
+
+
+def test_a_copy_after_an_owner_died_past_its_commit_replays_at_once(store, ledger, clock):
+    idem = make(crashing_process(store), clock, lease_s=30)
+    post = ledger.action("k", {"n": 1})
+
+    def post_then_die():
+        post()
+        raise Crash()
+
     with pytest.raises(Crash):
-        idem.run("k", "fp", lambda: Outcome(201, {"n": 1}))
-    store.complete = store_complete
+        idem.run("k", "fp", post_then_die, ledger.committed("k"))
+    again = idem.run("k", "fp", ledger.action("k", {"n": 2}), ledger.committed("k"))  # within the lease
+    assert again.replayed and again.body == {"n": 1}
+    assert ledger.posted == {"k": {"n": 1}}
+
+
+def test_an_owner_that_died_before_posting_is_taken_over_after_its_lease(store, ledger, clock):
+    idem = make(crashing_process(store), clock, lease_s=5, wait_s=0.05)
+    with pytest.raises(Crash):
+        idem.run("k", "fp", failing(Crash()), ledger.committed("k"))
+    with pytest.raises(InProgress):  # the lease still runs: the owner may be alive
+        idem.run("k", "fp", ledger.action("k", {"n": 1}), ledger.committed("k"))
     clock.now += timedelta(seconds=6)
-    assert idem.run("k", "fp", lambda: Outcome(201, {"n": 1}, replayed=True)).replayed
+    taken_over = idem.run("k", "fp", ledger.action("k", {"n": 1}), ledger.committed("k"))
+    assert taken_over.body == {"n": 1} and not taken_over.replayed
+    assert ledger.calls == 1
 
 
-def test_an_expired_record_frees_the_key(store, clock):
+def test_an_expired_record_frees_the_key(store, ledger, clock):
     idem = make(store, clock, ttl_s=10)
-    idem.run("k", "fp-old", lambda: Outcome(201, {"n": 1}))
+    with pytest.raises(Refused):  # a stored refusal: the record alone holds it
+        idem.run("k", "fp-old", failing(Refused("no", code="insufficient_funds")), ledger.committed("k"))
     clock.now += timedelta(seconds=11)
-    assert idem.run("k", "fp-new", lambda: Outcome(201, {"n": 2})).body == {"n": 2}
+    assert idem.run("k", "fp-new", ledger.action("k", {"n": 2}), ledger.committed("k")).body == {"n": 2}
 
 
-def test_concurrent_copies_run_once_and_all_see_the_same_outcome(store, clock):
+def test_concurrent_copies_run_once_and_all_see_the_same_outcome(store, ledger, clock):
     idem = make(store, clock, wait_s=5)
-    calls, results = [], []
+    results = []
     gate = threading.Event()
+    post = ledger.action("k", {"id": 42})
 
     def action():
         gate.wait(1)
-        calls.append(1)
-        return Outcome(201, {"id": 42})
+        return post()
 
-    threads = [threading.Thread(target=lambda: results.append(idem.run("k", "fp", action))) for _ in range(10)]
+    threads = [
+        threading.Thread(target=lambda: results.append(idem.run("k", "fp", action, ledger.committed("k"))))
+        for _ in range(10)
+    ]
     for thread in threads:
         thread.start()
     gate.set()
     for thread in threads:
         thread.join()
-    assert len(calls) == 1
+    assert ledger.calls == 1
     assert {(r.status, r.body["id"]) for r in results} == {(201, 42)}
     assert sum(not r.replayed for r in results) == 1
 
@@ -172,13 +239,15 @@ def test_fingerprint_ignores_key_order_but_not_values():
     assert fingerprint("topup", {"a": 1}) != fingerprint("topup", {"a": 2})
 
 
-def test_a_record_that_vanishes_mid_request_is_completed_whole(store, clock):
+def test_a_record_that_vanishes_mid_request_still_posts_once(store, ledger, clock):
     idem = make(store, clock)
+    post = ledger.action("k", {"n": 1})
 
     def action():
         store.records.clear()  # e.g. deleted by its TTL while the action ran
-        return Outcome(201, {"n": 1})
+        return post()
 
-    idem.run("k", "fp", action)
-    replay = idem.run("k", "fp", lambda: Outcome(201, {"n": 2}))
+    idem.run("k", "fp", action, ledger.committed("k"))
+    replay = idem.run("k", "fp", ledger.action("k", {"n": 2}), ledger.committed("k"))
     assert replay.replayed and replay.body == {"n": 1}
+    assert ledger.posted == {"k": {"n": 1}}
