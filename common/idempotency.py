@@ -36,6 +36,7 @@ from common.errors import InProgress, InvalidRequest, LedgerError, Refused
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
 STORED_ERROR_STATUSES = frozenset({404, 422})
+LEDGER_CHECK_S = 0.25  # how often a waiting copy asks Postgres whether the key has posted
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class Idempotency:
     ) -> Outcome:
         deadline = time.monotonic() + self._wait_s
         delay = 0.01
+        next_ledger_check = 0.0  # Postgres is asked at once, then every LEDGER_CHECK_S
         while True:
             existing = self._store.get(doc_id)
             now = self._clock()
@@ -135,13 +137,17 @@ class Idempotency:
                 continue
             if existing["fingerprint"] != request_fingerprint:
                 raise Refused("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
+            if time.monotonic() >= next_ledger_check or existing["state"] == COMPLETED:
+                # A posting under the key is the truth, even over a stored refusal (a slow
+                # owner's refusal may land after another copy posted).
+                posted = committed()
+                if posted is not None:
+                    return posted
+                next_ledger_check = time.monotonic() + LEDGER_CHECK_S
             if existing["state"] == COMPLETED:
                 return Outcome(existing["status"], json.loads(existing["body"]), replayed=True)
-            posted = committed()
-            if posted is not None:
-                return posted
             if existing["lease_until"] <= now:
-                return self._execute(doc_id, record, action)  # the first owner died mid-request
+                return self._execute(doc_id, record, action)  # the first owner died before posting
             if time.monotonic() >= deadline:
                 raise InProgress("a request with this Idempotency-Key is still in progress; retry later")
             self._sleep(delay)

@@ -75,6 +75,10 @@ class LedgerService:
         key = validate_key(key)
         request_hash = fingerprint(action, cmd.model_dump(mode="json"))
 
+        def committed() -> Outcome | None:
+            transaction = self.ledger.posted_under(key, request_hash)
+            return None if transaction is None else Outcome(CREATED, {"transaction": transaction}, replayed=True)
+
         def post() -> Outcome:
             try:
                 posting = build()
@@ -84,13 +88,14 @@ class LedgerService:
                     with self._locks().wallet(lock_wallet):
                         transaction, replayed = self.ledger.post(posting, key, request_hash)
             except Refused as error:
+                # Another copy of this request may have posted meanwhile (a takeover, or two
+                # voids of one transaction racing): then its posting is the answer.
+                posted = committed()
+                if posted is not None:
+                    return posted
                 # translated before the idempotency record stores it, so replays match
                 raise refusal(error) from error
             return Outcome(CREATED, {"transaction": transaction}, replayed=replayed)
-
-        def committed() -> Outcome | None:
-            transaction = self.ledger.posted_under(key, request_hash)
-            return None if transaction is None else Outcome(CREATED, {"transaction": transaction}, replayed=True)
 
         return self._idempotency().run(key, request_hash, post, committed)
 

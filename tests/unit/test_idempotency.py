@@ -251,3 +251,35 @@ def test_a_record_that_vanishes_mid_request_still_posts_once(store, ledger, cloc
     replay = idem.run("k", "fp", ledger.action("k", {"n": 2}), ledger.committed("k"))
     assert replay.replayed and replay.body == {"n": 1}
     assert ledger.posted == {"k": {"n": 1}}
+
+
+def test_a_posting_under_the_key_wins_over_a_stored_refusal(store, ledger, clock):
+    """A slow owner's refusal can land after another copy posted: the posting is the truth."""
+    idem = make(store, clock)
+    with pytest.raises(Refused):
+        idem.run("k", "fp", failing(Refused("no", code="insufficient_funds")), ledger.committed("k"))
+    ledger.posted["k"] = {"n": 1}  # posted by a copy that took over meanwhile
+    replay = idem.run("k", "fp", ledger.action("k", {"n": 2}), ledger.committed("k"))
+    assert (replay.status, replay.body, replay.replayed) == (201, {"n": 1}, True)
+
+
+def test_a_waiting_copy_asks_the_ledger_only_now_and_then(store, ledger, clock):
+    idem = make(store, clock, wait_s=0.6)
+    store.create(
+        __import__("hashlib").sha256(b"k").hexdigest(),
+        {
+            "state": "in_progress",
+            "fingerprint": "fp",
+            "lease_until": clock.now + timedelta(seconds=30),
+            "expire_at": clock.now + timedelta(hours=1),
+        },
+    )
+    asked = []
+
+    def committed():
+        asked.append(1)
+        return None
+
+    with pytest.raises(InProgress):
+        idem.run("k", "fp", ledger.action("k", {}), committed)
+    assert 2 <= len(asked) <= 4  # at once, then every 0.25 s: not on every poll of the record

@@ -1,0 +1,64 @@
+"""Copies of one request that race each other answer with the one posting under their
+key, and a key never carries two different requests, even past its Firestore record."""
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from common import bootstrap
+from common.config import get_settings
+from common.errors import Refused
+from common.idempotency import IN_PROGRESS, fingerprint
+from common.ledger import commands
+from common.service import LedgerService
+from tests.support import balance, key, new_wallet, postings_with_key
+
+
+class PostsThenRefuses:
+    """The ledger as a copy sees it when another copy posted under the same key a moment
+    before its own attempt was refused (two voids of one transaction racing, say)."""
+
+    def __init__(self, ledger):
+        self._ledger = ledger
+
+    def __getattr__(self, name):
+        return getattr(self._ledger, name)
+
+    def post(self, *args, **kwargs):
+        self._ledger.post(*args, **kwargs)
+        raise Refused("the transaction is already voided", code="already_voided")
+
+
+def test_a_refusal_after_another_copy_posted_answers_with_that_posting(stack):
+    wallet, k = new_wallet(stack), key()
+    service = LedgerService(PostsThenRefuses(bootstrap.ledger()), bootstrap.idempotency, bootstrap.locks)
+    outcome = service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=70, external_ref="p"), k)
+    assert outcome.status == 201 and outcome.replayed
+    assert outcome.body["transaction"]["amount"] == 70
+    assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 70
+
+
+def test_a_claim_for_another_request_under_a_posted_key_is_refused(stack):
+    """The Firestore record expired and a different request claimed the key: Postgres
+    still knows what the key posted, and a copy of the new request is refused."""
+    service = bootstrap.service()
+    wallet, k = new_wallet(stack), key()
+    first = commands.TopUp(wallet_id=wallet, asset="TST", amount=10, external_ref="p")
+    service.top_up(first, k)
+    other = commands.TopUp(wallet_id=wallet, asset="TST", amount=99, external_ref="p")
+    now = datetime.now(UTC)
+    records = bootstrap.firestore_client().collection(get_settings().idempotency_collection)
+    records.document(hashlib.sha256(k.encode()).hexdigest()).set(
+        {
+            "key": k,
+            "state": IN_PROGRESS,
+            "fingerprint": fingerprint("topup", other.model_dump(mode="json")),
+            "lease_until": now + timedelta(seconds=30),
+            "expire_at": now + timedelta(hours=1),
+        }
+    )
+    with pytest.raises(Refused) as refused:
+        service.top_up(other, k)
+    assert refused.value.code == "idempotency_key_reused"
+    assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 10
