@@ -117,7 +117,12 @@ def main(
         )
     http_results.append(ceiling)
     click.echo(report.table(http_results))
-    spans = mixed.spans_table(mix_totals)
+    from bench.http_client import resent
+
+    spans = mixed.spans_table(mix_totals) + (
+        f"\n\nRequests sent again with the same Idempotency-Key after the server closed an idle keep-alive"
+        f" connection before answering, over all HTTP runs: {resent.value:,}."
+    )
     click.echo("\nWhere a mixed request's time goes (Server-Timing spans)\n" + spans)
     cpu = processes.cpu_table(*mixed_result.probes, mixed_result.requests, mixed_result.elapsed_s)
     click.echo("\nWhere the machine's CPU goes in the mixed run\n" + cpu)

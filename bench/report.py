@@ -112,7 +112,7 @@ def plot(sections: list[tuple[str, list[Result]]], path: Path) -> None:
     plt.close(figure)
 
 
-def soak_report(actions, clients, duration, outcomes, per_second, memory, violations, errors) -> str:  # noqa: ANN001
+def soak_report(actions, clients, duration, outcomes, per_second, memory, violations, errors, resends) -> str:  # noqa: ANN001
     """Write bench/results/soak.md and soak.png; return the markdown."""
     import matplotlib
 
@@ -150,6 +150,9 @@ def soak_report(actions, clients, duration, outcomes, per_second, memory, violat
         f"{sum(outcomes.values()):,} actions ({outcomes['ok']:,} ok, {outcomes['refused']:,} business refusals, "
         f"{outcomes['error']:,} failed) in {duration / 60:.1f} min with {clients} clients: "
         f"{sum(outcomes.values()) / duration:,.0f} actions/s.",
+        "",
+        "Requests sent again with the same Idempotency-Key after the server closed an idle",
+        f"keep-alive connection before answering: {resends:,}.",
         "",
         f"Money invariants after the run: {'intact' if not violations else violations}.",
         "",

@@ -43,7 +43,10 @@ def main(actions: int, clients: int, wallets: int, profile: str) -> None:
     def client(index: int) -> None:
         act = mixed.worker(stack, data, [])(index)
         while next(tickets) < actions:
-            outcome = act()
+            try:
+                outcome = act()
+            except Exception as error:  # noqa: BLE001 - counted as a failure; the client goes on
+                outcome = f"{type(error).__name__}: {error}"
             second = int(time.monotonic() - began)
             with lock:
                 per_second[second] += 1
@@ -74,7 +77,11 @@ def main(actions: int, clients: int, wallets: int, profile: str) -> None:
     finally:
         con.close()
 
-    text = report.soak_report(actions, clients, duration, outcomes, per_second, memory, violations, errors)
+    from bench.http_client import resent
+
+    text = report.soak_report(
+        actions, clients, duration, outcomes, per_second, memory, violations, errors, resent.value
+    )
     click.echo(text)
     if outcomes["error"] or violations:
         sys.exit(1)

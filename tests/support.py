@@ -15,6 +15,17 @@ from common.adapters.reconciliation import find_violations
 from emulators.stack import Stack
 
 
+class LedgerProxy:
+    """A PostgresLedger stand-in that forwards everything; tests override `post` to
+    inject what a crash or a racing copy would do around the real posting."""
+
+    def __init__(self, ledger: Any) -> None:
+        self._ledger = ledger
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+
 def key(prefix: str = "k") -> str:
     return f"{prefix}-{uuid.uuid4()}"
 

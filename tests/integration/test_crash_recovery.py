@@ -12,7 +12,7 @@ from common.config import get_settings
 from common.idempotency import Idempotency
 from common.ledger import commands
 from common.service import LedgerService
-from tests.support import balance, key, new_wallet, postings_with_key
+from tests.support import LedgerProxy, balance, key, new_wallet, postings_with_key
 
 
 class SimulatedCrash(BaseException):
@@ -26,14 +26,8 @@ class DeadProcessStore(FirestoreRecordStore):
         raise SimulatedCrash()
 
 
-class CrashAfterCommit:
+class CrashAfterCommit(LedgerProxy):
     """The ledger of a process killed right after Postgres committed its posting."""
-
-    def __init__(self, ledger):
-        self._ledger = ledger
-
-    def __getattr__(self, name):
-        return getattr(self._ledger, name)
 
     def post(self, *args, **kwargs):
         self._ledger.post(*args, **kwargs)
@@ -83,7 +77,7 @@ def test_a_crash_before_the_commit_is_taken_over_after_the_lease(stack):
     wallet, k = new_wallet(stack), key()
     cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="pay")
 
-    class CrashBeforeCommit(CrashAfterCommit):
+    class CrashBeforeCommit(LedgerProxy):
         def post(self, *args, **kwargs):
             raise SimulatedCrash()
 

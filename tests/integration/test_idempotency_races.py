@@ -12,18 +12,12 @@ from common.errors import Refused
 from common.idempotency import IN_PROGRESS, fingerprint
 from common.ledger import commands
 from common.service import LedgerService
-from tests.support import balance, key, new_wallet, postings_with_key
+from tests.support import LedgerProxy, balance, key, new_wallet, postings_with_key
 
 
-class PostsThenRefuses:
+class PostsThenRefuses(LedgerProxy):
     """The ledger as a copy sees it when another copy posted under the same key a moment
     before its own attempt was refused (two voids of one transaction racing, say)."""
-
-    def __init__(self, ledger):
-        self._ledger = ledger
-
-    def __getattr__(self, name):
-        return getattr(self._ledger, name)
 
     def post(self, *args, **kwargs):
         self._ledger.post(*args, **kwargs)

@@ -1,5 +1,6 @@
 """The idempotency protocol over an in-memory record store (no Firestore)."""
 
+import hashlib
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -87,6 +88,19 @@ def make(store, clock, **overrides):
     return Idempotency(store, **settings)
 
 
+def claimed_by_a_live_owner(store, clock, key=b"k"):
+    """A claim on `key` whose owner is still within its lease and has posted nothing."""
+    store.create(
+        hashlib.sha256(key).hexdigest(),
+        {
+            "state": "in_progress",
+            "fingerprint": "fp",
+            "lease_until": clock.now + timedelta(seconds=30),
+            "expire_at": clock.now + timedelta(hours=1),
+        },
+    )
+
+
 def failing(error):
     def action():
         raise error
@@ -139,15 +153,7 @@ def test_failures_that_say_nothing_about_the_request_release_the_key(store, ledg
 
 def test_a_claim_with_nothing_posted_past_the_wait_is_a_conflict(store, ledger, clock):
     idem = make(store, clock, wait_s=0.05)
-    store.create(
-        __import__("hashlib").sha256(b"k").hexdigest(),
-        {
-            "state": "in_progress",
-            "fingerprint": "fp",
-            "lease_until": clock.now + timedelta(seconds=30),
-            "expire_at": clock.now + timedelta(hours=1),
-        },
-    )
+    claimed_by_a_live_owner(store, clock)
     with pytest.raises(InProgress) as conflict:
         idem.run("k", "fp", ledger.action("k", {}), ledger.committed("k"))
     assert conflict.value.status == 409 and conflict.value.code == "request_in_progress"
@@ -265,15 +271,7 @@ def test_a_posting_under_the_key_wins_over_a_stored_refusal(store, ledger, clock
 
 def test_a_waiting_copy_asks_the_ledger_only_now_and_then(store, ledger, clock):
     idem = make(store, clock, wait_s=0.6)
-    store.create(
-        __import__("hashlib").sha256(b"k").hexdigest(),
-        {
-            "state": "in_progress",
-            "fingerprint": "fp",
-            "lease_until": clock.now + timedelta(seconds=30),
-            "expire_at": clock.now + timedelta(hours=1),
-        },
-    )
+    claimed_by_a_live_owner(store, clock)
     asked = []
 
     def committed():
