@@ -143,7 +143,45 @@ def idempotency() -> Any:
 
 
 @once
+def publisher_client() -> Any:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+    from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
+
+    settings = get_settings()
+    return pubsub_v1.PublisherClient(
+        # a short batching window: events of concurrent requests share a round trip
+        batch_settings=BatchSettings(max_messages=100, max_latency=0.005),
+        publisher_options=PublisherOptions(enable_message_ordering=True, timeout=settings.events_publish_timeout_s),
+    )
+
+
+@once
+def publisher() -> Any:
+    from common.adapters.pubsub_events import PubSubPublisher
+
+    settings = get_settings()
+    client = publisher_client()
+    topic = client.topic_path(settings.gcp_project, settings.events_topic)
+    return PubSubPublisher(client, topic, settings.events_publish_timeout_s)
+
+
+@once
+def relay() -> Any:
+    from common.adapters.outbox import PostgresOutbox
+    from common.relay import Relay
+
+    return Relay(PostgresOutbox(pool(), attempts=get_settings().posting_attempts), publisher)
+
+
+@once
+def after_commit() -> Any:
+    from common.relay import AfterCommit
+
+    return AfterCommit(relay(), get_settings().events_batch)
+
+
+@once
 def service() -> Any:
     from common.service import LedgerService
 
-    return LedgerService(ledger(), idempotency, locks)
+    return LedgerService(ledger(), idempotency, locks, lambda transaction_id: after_commit().submit(transaction_id))

@@ -51,6 +51,12 @@ class Settings:
     idempotency_wait_s: float = 10.0
     idempotency_lease_s: float = 30.0
 
+    # Ledger events: every Pub/Sub name lives here, for the functions, the local stack
+    # and the deployment alike.
+    events_topic: str = "ledger-events"
+    events_publish_timeout_s: float = 5.0
+    events_batch: int = 200  # events the after-commit relay publishes per round
+
     log_level: str = "INFO"
 
     @classmethod

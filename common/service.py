@@ -24,11 +24,18 @@ CREATED = 201
 
 class LedgerService:
     def __init__(
-        self, ledger: PostgresLedger, idempotency: Callable[[], Idempotency], locks: Callable[[], RedisLocks]
+        self,
+        ledger: PostgresLedger,
+        idempotency: Callable[[], Idempotency],
+        locks: Callable[[], RedisLocks],
+        committed: Callable[[int], None] = lambda transaction_id: None,
     ) -> None:
         self.ledger = ledger
         self._idempotency = idempotency  # built on first use: reads never touch Firestore
         self._locks = locks  # built on first use: only usage needs Redis
+        # Told each new transaction's id once it is committed: the event relay. Its event
+        # is already in the outbox; this only publishes it sooner than the sweeper would.
+        self._committed = committed
 
     # Balance actions --------------------------------------------------------
 
@@ -95,6 +102,8 @@ class LedgerService:
                     return posted
                 # translated before the idempotency record stores it, so replays match
                 raise refusal(error) from error
+            if not replayed:
+                self._committed(transaction["id"])
             return Outcome(CREATED, {"transaction": transaction}, replayed=replayed)
 
         return self._idempotency().run(key, request_hash, post, committed)

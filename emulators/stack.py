@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,6 +321,21 @@ class Stack:
                 "pubsub", [str(PUBSUB_BIN), "--host=127.0.0.1", f"--port={self.ports['pubsub']}", f"--data-dir={data}"]
             )
         wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports['pubsub']}/"), "pubsub emulator", 60)
+        self.create_topics()
+
+    def create_topics(self) -> None:
+        """The ledger's topics (names from common/config.py), created if absent."""
+        from common.config import Settings
+
+        topic = Settings.from_env(self.env()).events_topic
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.ports['pubsub']}/v1/projects/{PROJECT}/topics/{topic}", method="PUT"
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10).close()
+        except urllib.error.HTTPError as error:
+            if error.code != 409:  # 409: it exists already
+                raise
 
     # Functions --------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Pub/Sub function `erp_export`: will turn ledger events into ERP journal batches.
 
-This issue deploys its shape only: it decodes and validates the Pub/Sub message and
-acknowledges it. The outbox, the cost-revenue mapping and delivery to the ERP come with
-the ERP export issue; until then nothing publishes to its topic.
+For now it decodes the Pub/Sub message and acknowledges it. The ledger publishes its
+events to the topic (common/relay.py); the cost-revenue mapping and delivery to the
+ERP come with the ERP export issue.
 """
 
 import base64

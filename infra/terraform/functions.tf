@@ -13,6 +13,7 @@ locals {
     LEDGER_GCP_PROJECT        = var.project_id
     LEDGER_FIRESTORE_DATABASE = google_firestore_database.ledger.name
     LEDGER_IDEMPOTENCY_TTL_S  = tostring(var.idempotency_ttl_s)
+    LEDGER_EVENTS_TOPIC       = google_pubsub_topic.ledger_events.name
   }
 }
 

@@ -1,0 +1,60 @@
+"""The outbox in Postgres: events waiting to be published, and their marks.
+
+Rows are written by the posting itself (a trigger, in the same database transaction);
+this adapter only reads them and records each publish attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from common.adapters.postgres import Pool, run_with_retry
+
+PENDING_BY_ID = """
+SELECT transaction_id, event FROM ledger.outbox
+ WHERE transaction_id = ANY(CAST(:ids AS bigint[])) AND published_at IS NULL
+ ORDER BY transaction_id
+"""
+PENDING_OLDEST = """
+SELECT transaction_id, event FROM ledger.outbox
+ WHERE published_at IS NULL
+ ORDER BY transaction_id
+ LIMIT CAST(:limit AS integer)
+"""
+MARK_PUBLISHED = """
+UPDATE ledger.outbox SET published_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
+ WHERE transaction_id = ANY(CAST(:ids AS bigint[])) AND published_at IS NULL
+"""
+MARK_FAILED = """
+UPDATE ledger.outbox SET attempts = attempts + 1, last_error = :error
+ WHERE transaction_id = CAST(:id AS bigint) AND published_at IS NULL
+"""
+
+
+class PostgresOutbox:
+    def __init__(self, pool: Pool, attempts: int = 5) -> None:
+        self._pool = pool
+        self._attempts = attempts
+
+    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
+        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
+
+    def pending(self, transaction_ids: list[int] | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Unpublished events: of these transactions, or the oldest `limit` of all."""
+        if transaction_ids is not None:
+            rows = self._run(PENDING_BY_ID, ids=_ids(transaction_ids))
+        else:
+            rows = self._run(PENDING_OLDEST, limit=limit)
+        return [event if isinstance(event, dict) else json.loads(event) for _, event in rows]
+
+    def mark_published(self, transaction_ids: list[int]) -> None:
+        if transaction_ids:
+            self._run(MARK_PUBLISHED, ids=_ids(transaction_ids))
+
+    def mark_failed(self, transaction_id: int, error: str) -> None:
+        self._run(MARK_FAILED, id=transaction_id, error=error[:500])
+
+
+def _ids(values: list[int]) -> str:
+    return "{" + ",".join(str(int(value)) for value in values) + "}"

@@ -1,0 +1,98 @@
+"""The outbox relay: publish pending ledger events and mark them published.
+
+Two ways in, one code path:
+- `AfterCommit`: right after a posting commits, the function hands its transaction id
+  to a background thread, which publishes in rounds (whatever queued meanwhile goes in
+  the same round). Best effort: the request never waits for Pub/Sub, and a failure or a
+  lost instance leaves the event pending in the outbox.
+- `Relay.sweep()`: publish the oldest pending events, whatever their origin; the
+  scheduled sweeper runs it, and it is what makes delivery certain.
+Consumers dedupe on the event id: a crash between publishing and marking sends an
+event again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger("ledger.relay")
+
+
+class Outbox(Protocol):
+    def pending(self, transaction_ids: list[int] | None = None, limit: int = 500) -> list[dict[str, Any]]: ...
+
+    def mark_published(self, transaction_ids: list[int]) -> None: ...
+
+    def mark_failed(self, transaction_id: int, error: str) -> None: ...
+
+
+class Publisher(Protocol):
+    def publish(self, batch: list[dict[str, Any]]) -> tuple[list[int], list[tuple[int, str]]]: ...
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    published: int
+    failed: int
+
+
+class Relay:
+    def __init__(self, outbox: Outbox, publisher: Callable[[], Publisher]) -> None:
+        self._outbox = outbox
+        self._publisher = publisher  # built on first use: the Pub/Sub client is heavy to import
+
+    def publish(self, transaction_ids: list[int]) -> RelayResult:
+        """Publish these transactions' events, if still pending."""
+        return self._relay(self._outbox.pending(transaction_ids))
+
+    def sweep(self, limit: int = 500) -> RelayResult:
+        """Publish the oldest `limit` pending events."""
+        return self._relay(self._outbox.pending(limit=limit))
+
+    def _relay(self, batch: list[dict[str, Any]]) -> RelayResult:
+        if not batch:
+            return RelayResult(0, 0)
+        published, failed = self._publisher().publish(batch)
+        self._outbox.mark_published(published)
+        for transaction_id, error in failed:
+            self._outbox.mark_failed(transaction_id, error)
+        if failed:
+            log.warning("events left pending", extra={"failed": len(failed), "first_error": failed[0][1]})
+        return RelayResult(len(published), len(failed))
+
+
+class AfterCommit:
+    """A background thread per instance that relays just-committed transactions."""
+
+    def __init__(self, relay: Relay, batch: int) -> None:
+        self._relay = relay
+        self._batch = batch
+        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    def submit(self, transaction_id: int) -> None:
+        self._queue.put(transaction_id)
+        if not self._started:
+            with self._start_lock:
+                if not self._started:
+                    threading.Thread(target=self._run, name="outbox-relay", daemon=True).start()
+                    self._started = True
+
+    def _run(self) -> None:
+        while True:
+            ids = [self._queue.get()]
+            while len(ids) < self._batch:
+                try:
+                    ids.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._relay.publish(ids)
+            except Exception:  # noqa: BLE001 - best effort: the events stay pending for the sweeper
+                log.warning("after-commit relay failed; events stay pending", exc_info=True)

@@ -1,0 +1,60 @@
+-- The transactional outbox: every ledger transaction's event is written by the same
+-- database transaction that posts it, so an event exists exactly when its posting does
+-- (a refused or rolled-back posting leaves none) and nothing is lost when Pub/Sub is
+-- down. A relay publishes pending rows and marks them; `published_at IS NULL` is the
+-- backlog, and a row that keeps failing shows its attempts and last error.
+--
+-- A statement-level trigger on entries writes the events, like the balance check:
+-- all legs of a transaction arrive in one INSERT (they must balance per statement), so
+-- the trigger sees them together and can name every wallet's owner and model.
+
+CREATE TABLE ledger.outbox (
+  transaction_id bigint PRIMARY KEY REFERENCES ledger.transactions (id),
+  event          jsonb NOT NULL,
+  created_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+  published_at   timestamptz,
+  attempts       integer NOT NULL DEFAULT 0,
+  last_error     text
+);
+CREATE INDEX outbox_pending ON ledger.outbox (transaction_id) WHERE published_at IS NULL;
+
+CREATE FUNCTION ledger.write_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO ledger.outbox (transaction_id, event)
+  SELECT t.id, jsonb_build_object(
+      'event_id', t.id::text,
+      'transaction_id', t.id,
+      'action', t.action,
+      'asset', t.asset_code,
+      'amount', t.amount,
+      'wallet_id', t.wallet_id,
+      'counterparty_wallet_id', t.counterparty_wallet_id,
+      'usage_id', t.usage_id,
+      'product', t.product,
+      'external_ref', t.external_ref,
+      'description', t.description,
+      'voids_transaction_id', t.voids_transaction_id,
+      'idempotency_key', t.idempotency_key,
+      'metadata', t.metadata,
+      'effective_at', ledger.iso_utc(t.effective_at),
+      'created_at', ledger.iso_utc(t.created_at),
+      'legs', (SELECT jsonb_agg(jsonb_build_object(
+                 'wallet_id', n.wallet_id, 'owner_id', w.owner_id, 'model', w.model,
+                 'system_role', w.system_role, 'amount', n.amount) ORDER BY n.id)
+                 FROM new_entries n JOIN ledger.wallets w ON w.id = n.wallet_id
+                WHERE n.transaction_id = t.id))
+    FROM ledger.transactions t
+   WHERE t.id IN (SELECT DISTINCT transaction_id FROM new_entries);
+  RETURN NULL;
+END $$;
+
+-- Named to fire after entries_must_balance (same-event triggers fire in name order):
+-- only balanced postings get this far.
+CREATE TRIGGER entries_write_outbox AFTER INSERT ON ledger.entries
+  REFERENCING NEW TABLE AS new_entries
+  FOR EACH STATEMENT EXECUTE FUNCTION ledger.write_outbox();
+
+-- The functions read events and mark them published or failed; they cannot write or
+-- remove an event.
+GRANT SELECT ON ledger.outbox TO ledger_app;
+GRANT UPDATE (published_at, attempts, last_error) ON ledger.outbox TO ledger_app;
