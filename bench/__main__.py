@@ -45,7 +45,7 @@ def main(
     # common/ reads its settings once per process: point it at the dev stack first.
     os.environ.update(stack.env())
 
-    from bench import cold_start, core_procs, mixed, pgbench, processes, report, runner, scenarios, setup
+    from bench import cold_start, core_procs, events, mixed, pgbench, processes, report, runner, scenarios, setup
 
     data = setup.prepare(stack, wallets)
     core_bodies = scenarios.bodies(data)
@@ -99,6 +99,7 @@ def main(
         http_results.append(runner.run(name, http_clients, duration, scenarios.http_worker(stack, body)))
 
     mix_totals: list = []
+    events_before = events.high_water(stack)
     click.echo(f"  running: mixed workload ({mix_clients} clients) ...", err=True)
     mixed_result = runner.run(
         "mixed: top-up 20%, usage 60%, transfer 15%, void 5%",
@@ -108,6 +109,8 @@ def main(
         probe=lambda: processes.cpu(stack),
     )
     http_results.append(mixed_result)
+    event_counts = events.summary(stack, events_before)
+    event_table = events.table(*event_counts)
     # The ceiling of this machine for target 3: an empty function served the same way,
     # under the same clients, does no work at all.
     click.echo(f"  running: empty function, the HTTP ceiling ({mix_clients} clients) ...", err=True)
@@ -124,6 +127,7 @@ def main(
         f" connection before answering, over all HTTP runs: {resent.value:,}."
     )
     click.echo("\nWhere a mixed request's time goes (Server-Timing spans)\n" + spans)
+    click.echo("\nEvents of the mixed run (posting to Pub/Sub acknowledgement)\n" + event_table)
     cpu = processes.cpu_table(*mixed_result.probes, mixed_result.requests, mixed_result.elapsed_s)
     click.echo("\nWhere the machine's CPU goes in the mixed run\n" + cpu)
 
@@ -163,12 +167,15 @@ def main(
         extra=[
             ("CPU per transfer, pgbench vs core (each round, warm-up included)", transfer_cpu),
             ("Where a mixed request's time goes (Server-Timing spans)", spans),
+            ("Events of the mixed run (posting to Pub/Sub acknowledgement, off the request path)", event_table),
             ("Where the machine's CPU goes in the mixed run", cpu),
             (f"Cold starts (median of {repeats})", report.cold_table(cold)),
         ],
     )
     click.echo(f"\nwritten to {path}")
     failures = [(r.scenario, r.error_samples) for r in [*core_section, *http_results] if r.outcomes["error"]]
+    if event_counts[1]:
+        failures.append(("events", [f"{event_counts[1]} events of the mixed run were never published"]))
     if failures:
         click.echo(f"unexpected errors: {failures}", err=True)
         sys.exit(1)

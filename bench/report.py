@@ -7,6 +7,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.events import table as events_table
 from bench.runner import ERROR, OK, REFUSED, Result
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -112,7 +113,9 @@ def plot(sections: list[tuple[str, list[Result]]], path: Path) -> None:
     plt.close(figure)
 
 
-def soak_report(actions, clients, duration, outcomes, per_second, memory, violations, errors, resends) -> str:  # noqa: ANN001
+def soak_report(  # noqa: ANN001
+    actions, clients, duration, outcomes, per_second, memory, violations, errors, resends, event_counts
+) -> str:
     """Write bench/results/soak.md and soak.png; return the markdown."""
     import matplotlib
 
@@ -155,6 +158,10 @@ def soak_report(actions, clients, duration, outcomes, per_second, memory, violat
         f"keep-alive connection before answering: {resends:,}.",
         "",
         f"Money invariants after the run: {'intact' if not violations else violations}.",
+        "",
+        "Events (every posting's outbox row, to its Pub/Sub acknowledgement):",
+        "",
+        events_table(*event_counts),
         "",
         "![throughput and memory over time](soak.png)",
         "",

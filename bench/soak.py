@@ -29,10 +29,11 @@ from emulators.stack import Stack
 def main(actions: int, clients: int, wallets: int, profile: str) -> None:
     stack = Stack(profile)
     os.environ.update(stack.env())
-    from bench import mixed, processes, report, setup
+    from bench import events, mixed, processes, report, setup
     from common.adapters.reconciliation import find_violations
 
     data = setup.prepare(stack, wallets)
+    events_before = events.high_water(stack)
     tickets = itertools.count()
     per_second: Counter[int] = Counter()
     outcomes: Counter[str] = Counter()
@@ -69,6 +70,7 @@ def main(actions: int, clients: int, wallets: int, profile: str) -> None:
     duration = time.monotonic() - began
     memory.append((duration, processes.memory(stack)))
 
+    event_counts = events.summary(stack, events_before, settle_s=60)
     import pg8000.native
 
     con = pg8000.native.Connection(**stack.owner_dsn())
@@ -80,10 +82,10 @@ def main(actions: int, clients: int, wallets: int, profile: str) -> None:
     from bench.http_client import resent
 
     text = report.soak_report(
-        actions, clients, duration, outcomes, per_second, memory, violations, errors, resent.value
+        actions, clients, duration, outcomes, per_second, memory, violations, errors, resent.value, event_counts
     )
     click.echo(text)
-    if outcomes["error"] or violations:
+    if outcomes["error"] or violations or event_counts[1]:
         sys.exit(1)
 
 
