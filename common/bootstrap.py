@@ -177,7 +177,8 @@ def relay() -> Any:
 def after_commit() -> Any:
     from common.relay import AfterCommit
 
-    return AfterCommit(relay(), get_settings().events_batch)
+    settings = get_settings()
+    return AfterCommit(relay(), settings.events_batch, settings.events_linger_ms / 1000)
 
 
 @once

@@ -56,6 +56,7 @@ class Settings:
     events_topic: str = "ledger-events"
     events_publish_timeout_s: float = 5.0
     events_batch: int = 200  # events the after-commit relay publishes per round
+    events_linger_ms: int = 25  # the relay's wait before a round, gathering more events
 
     log_level: str = "INFO"
 

@@ -1,7 +1,8 @@
 """The outbox in Postgres: events waiting to be published, and their marks.
 
-Rows are written by the posting itself (a trigger, in the same database transaction);
-this adapter only reads them and records each publish attempt.
+Rows are written by the posting itself (a trigger, in the same database transaction)
+and read through `ledger.outbox_events`, which renders each event; this adapter only
+reads them and records each publish attempt.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Any
 from common.adapters.postgres import Pool, run_with_retry
 
 PENDING_BY_ID = """
-SELECT transaction_id, event FROM ledger.outbox
+SELECT transaction_id, event FROM ledger.outbox_events
  WHERE transaction_id = ANY(CAST(:ids AS bigint[])) AND published_at IS NULL
  ORDER BY transaction_id
 """
 PENDING_OLDEST = """
-SELECT transaction_id, event FROM ledger.outbox
+SELECT transaction_id, event FROM ledger.outbox_events
  WHERE published_at IS NULL
  ORDER BY transaction_id
  LIMIT CAST(:limit AS integer)

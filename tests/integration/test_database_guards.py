@@ -148,9 +148,9 @@ def test_the_application_role_cannot_touch_money_directly(stack):
             f" VALUES (1, {wallet}, 'TST', 5)",
             "INSERT INTO ledger.wallets (owner_id, asset_code, kind, system_role, model)"
             " VALUES ('x', 'TST', 'system', 'funding2', 'system')",
-            "INSERT INTO ledger.outbox (transaction_id, event) VALUES (1, '{}')",
+            "INSERT INTO ledger.outbox (transaction_id) VALUES (1)",
             "DELETE FROM ledger.outbox",
-            "UPDATE ledger.outbox SET event = '{}'",
+            "UPDATE ledger.outbox SET created_at = now()",
         ):
             with pytest.raises(DatabaseError) as error:
                 app.run(statement)

@@ -18,7 +18,8 @@ from tests.support import key, new_wallet, sql
 def outbox_row(stack, transaction_id):
     rows = sql(
         stack,
-        "SELECT event, published_at IS NOT NULL, attempts, last_error FROM ledger.outbox WHERE transaction_id = :t",
+        "SELECT event, published_at IS NOT NULL, attempts, last_error"
+        " FROM ledger.outbox_events WHERE transaction_id = :t",
         t=transaction_id,
     )
     return rows[0] if rows else None
@@ -44,9 +45,16 @@ def subscription(stack):
     subscriber.close()
 
 
-def sweep_everything():
-    while bootstrap.relay().sweep(limit=500).published:
-        pass
+def sweep_everything(budget_s=60):
+    """Sweep until nothing is pending, as the scheduled sweeper would over its runs
+    (right after Pub/Sub comes back, the client may need a few seconds to reconnect)."""
+    deadline = time.monotonic() + budget_s
+    while time.monotonic() < deadline:
+        result = bootstrap.relay().sweep(limit=500)
+        if not result.published and not result.failed:
+            return
+        if not result.published:
+            time.sleep(1)
 
 
 def pull_events(subscriber, path, wanted, budget_s=60):
