@@ -15,17 +15,19 @@ from typing import Any, TypeVar
 from common.config import get_settings
 
 T = TypeVar("T")
-_build_lock = threading.RLock()
 
 
 def once(build: Callable[[], T]) -> Callable[[], T]:
-    """Thread-safe lazy singleton: concurrent first callers build it only once."""
+    """Thread-safe lazy singleton: concurrent first callers build it only once. Each has
+    its own lock, so a request never waits behind another client's slow build (the
+    event relay loading Pub/Sub in the background, say)."""
     built: list[T] = []
+    build_lock = threading.RLock()
 
     @wraps(build)
     def get() -> T:
         if not built:
-            with _build_lock:
+            with build_lock:
                 if not built:
                     built.append(build())
         return built[0]
@@ -144,14 +146,34 @@ def idempotency() -> Any:
 
 @once
 def publisher_client() -> Any:
+    from google.api_core import exceptions as gexc
+    from google.api_core.retry import Retry, if_exception_type
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-    from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
+    from google.cloud.pubsub_v1.types import BatchSettings, LimitExceededBehavior, PublisherOptions, PublishFlowControl
 
-    settings = get_settings()
+    timeout_s = get_settings().events_publish_timeout_s
     return pubsub_v1.PublisherClient(
         # a short batching window: events of concurrent requests share a round trip
         batch_settings=BatchSettings(max_messages=100, max_latency=0.005),
-        publisher_options=PublisherOptions(enable_message_ordering=True, timeout=settings.events_publish_timeout_s),
+        publisher_options=PublisherOptions(
+            enable_message_ordering=True,
+            # Retries stop with the relay's own wait (the library's default goes on for
+            # minutes): an event not confirmed by then stays pending for the next round,
+            # instead of piling up copies in memory while Pub/Sub is down.
+            retry=Retry(
+                initial=0.1,
+                maximum=1.0,
+                multiplier=2.0,
+                timeout=timeout_s,
+                predicate=if_exception_type(
+                    gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.InternalServerError, gexc.Unknown
+                ),
+            ),
+            timeout=timeout_s,
+            flow_control=PublishFlowControl(
+                message_limit=10_000, byte_limit=64 * 1024 * 1024, limit_exceeded_behavior=LimitExceededBehavior.ERROR
+            ),
+        ),
     )
 
 

@@ -77,16 +77,16 @@ class AfterCommit:
         # its queries and publishes: fewer round trips per event, for a little more lag.
         self._linger_s = linger_s
         self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._started = False
+        self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
     def submit(self, transaction_id: int) -> None:
         self._queue.put(transaction_id)
-        if not self._started:
+        if self._thread is None or not self._thread.is_alive():  # first use, or it died
             with self._start_lock:
-                if not self._started:
-                    threading.Thread(target=self._run, name="outbox-relay", daemon=True).start()
-                    self._started = True
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+                    self._thread.start()
 
     def _run(self) -> None:
         while True:

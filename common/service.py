@@ -7,6 +7,7 @@ Usage additionally holds the wallet's Redis lock while it posts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # adapters load with their clients, models with the first par
     from common.ledger import commands
 
 CREATED = 201
+log = logging.getLogger("ledger.service")
 
 
 class LedgerService:
@@ -103,10 +105,16 @@ class LedgerService:
                 # translated before the idempotency record stores it, so replays match
                 raise refusal(error) from error
             if not replayed:
-                self._committed(transaction["id"])
+                self._tell_committed(transaction["id"])
             return Outcome(CREATED, {"transaction": transaction}, replayed=replayed)
 
         return self._idempotency().run(key, request_hash, post, committed)
+
+    def _tell_committed(self, transaction_id: int) -> None:
+        try:
+            self._committed(transaction_id)
+        except Exception:  # noqa: BLE001 - the posting stands; its event waits in the outbox
+            log.warning("after-commit hook failed", exc_info=True, extra={"transaction_id": transaction_id})
 
     # Reads and admin ---------------------------------------------------------
 

@@ -20,17 +20,11 @@ SELECT transaction_id, event FROM ledger.outbox_events
 PENDING_OLDEST = """
 SELECT transaction_id, event FROM ledger.outbox_events
  WHERE published_at IS NULL
- ORDER BY transaction_id
+ ORDER BY attempts, transaction_id
  LIMIT CAST(:limit AS integer)
 """
-MARK_PUBLISHED = """
-UPDATE ledger.outbox SET published_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
- WHERE transaction_id = ANY(CAST(:ids AS bigint[])) AND published_at IS NULL
-"""
-MARK_FAILED = """
-UPDATE ledger.outbox SET attempts = attempts + 1, last_error = :error
- WHERE transaction_id = CAST(:id AS bigint) AND published_at IS NULL
-"""
+MARK_PUBLISHED = "SELECT ledger.mark_published(CAST(:ids AS bigint[]))"
+MARK_FAILED = "SELECT ledger.mark_failed(CAST(:id AS bigint), :error)"
 
 
 class PostgresOutbox:
@@ -42,7 +36,8 @@ class PostgresOutbox:
         return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
 
     def pending(self, transaction_ids: list[int] | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        """Unpublished events: of these transactions, or the oldest `limit` of all."""
+        """Unpublished events: of these transactions, or `limit` of all, those that
+        failed least first (then oldest), so rows that keep failing hold nothing back."""
         if transaction_ids is not None:
             rows = self._run(PENDING_BY_ID, ids=_ids(transaction_ids))
         else:

@@ -20,11 +20,17 @@ CREATE TABLE ledger.outbox (
   attempts       integer NOT NULL DEFAULT 0,
   last_error     text
 );
-CREATE INDEX outbox_pending ON ledger.outbox (transaction_id) WHERE published_at IS NULL;
+-- the sweep takes rows that failed least first, so a few that keep failing cannot
+-- hold back the rest
+CREATE INDEX outbox_pending ON ledger.outbox (attempts, transaction_id) WHERE published_at IS NULL;
 
 CREATE FUNCTION ledger.write_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO ledger.outbox (transaction_id) SELECT DISTINCT transaction_id FROM new_entries;
+  -- A transaction's legs normally arrive in one INSERT; should a second balanced INSERT
+  -- add more in the same database transaction, its event is already there, and the
+  -- view renders every leg.
+  INSERT INTO ledger.outbox (transaction_id) SELECT DISTINCT transaction_id FROM new_entries
+  ON CONFLICT (transaction_id) DO NOTHING;
   RETURN NULL;
 END $$;
 
@@ -62,7 +68,36 @@ SELECT o.transaction_id, o.created_at, o.published_at, o.attempts, o.last_error,
        ) AS event
   FROM ledger.outbox o JOIN ledger.transactions t ON t.id = o.transaction_id;
 
--- The functions read events and mark them published or failed; they cannot write or
--- remove an event.
+-- What an event says must not change after it is written: it is rendered on read from
+-- transactions and entries (append-only) and from each leg's wallet, whose identity
+-- (owner, model, kind, role, asset) is therefore fixed once the wallet exists.
+CREATE FUNCTION ledger.refuse_identity_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'wallet_identity_fixed',
+    DETAIL = format('wallet %s: owner, model, kind, role and asset never change', OLD.id);
+END $$;
+CREATE TRIGGER wallets_identity_fixed BEFORE UPDATE OF owner_id, model, kind, system_role, asset_code
+  ON ledger.wallets FOR EACH ROW
+  WHEN (OLD.owner_id IS DISTINCT FROM NEW.owner_id OR OLD.model IS DISTINCT FROM NEW.model
+        OR OLD.kind IS DISTINCT FROM NEW.kind OR OLD.system_role IS DISTINCT FROM NEW.system_role
+        OR OLD.asset_code IS DISTINCT FROM NEW.asset_code)
+  EXECUTE FUNCTION ledger.refuse_identity_change();
+
+-- The functions read events and record publish attempts through these two functions
+-- only: an event goes from pending to published once, never back, and cannot be marked
+-- published by a plain UPDATE that would silently drop the backlog.
+CREATE FUNCTION ledger.mark_published(p_ids bigint[]) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+  UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
+   WHERE transaction_id = ANY(p_ids) AND published_at IS NULL
+$$;
+
+CREATE FUNCTION ledger.mark_failed(p_id bigint, p_error text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+  UPDATE outbox SET attempts = attempts + 1, last_error = left(p_error, 500)
+   WHERE transaction_id = p_id AND published_at IS NULL
+$$;
+
+REVOKE ALL ON FUNCTION ledger.mark_published(bigint[]), ledger.mark_failed(bigint, text) FROM PUBLIC;
 GRANT SELECT ON ledger.outbox, ledger.outbox_events TO ledger_app;
-GRANT UPDATE (published_at, attempts, last_error) ON ledger.outbox TO ledger_app;
+GRANT EXECUTE ON FUNCTION ledger.mark_published(bigint[]), ledger.mark_failed(bigint, text) TO ledger_app;

@@ -151,12 +151,23 @@ def test_the_application_role_cannot_touch_money_directly(stack):
             "INSERT INTO ledger.outbox (transaction_id) VALUES (1)",
             "DELETE FROM ledger.outbox",
             "UPDATE ledger.outbox SET created_at = now()",
+            "UPDATE ledger.outbox SET published_at = now()",  # only through ledger.mark_published()
+            "UPDATE ledger.outbox SET published_at = NULL",
         ):
             with pytest.raises(DatabaseError) as error:
                 app.run(statement)
             assert error.value.args[0]["C"] == "42501"  # insufficient_privilege
     finally:
         app.close()
+
+
+@pytest.mark.parametrize(
+    "change", ["owner_id = 'someone-else'", "model = 'reseller'", "asset_code = 'TST2'", "system_role = 'x'"]
+)
+def test_a_wallets_identity_never_changes(stack, change):
+    """Events are rendered from a wallet's owner and model when read: they are fixed."""
+    wallet = new_wallet(stack)
+    assert refused(stack, f"UPDATE ledger.wallets SET {change} WHERE id = {wallet}")["M"] == "wallet_identity_fixed"
 
 
 def test_a_closed_wallet_must_be_empty(stack):

@@ -1,7 +1,6 @@
 """Every ledger transaction writes its event in the same database transaction, and the
 relay publishes it to Pub/Sub once it can: nothing is lost while Pub/Sub is down."""
 
-import json
 import time
 import uuid
 
@@ -11,8 +10,9 @@ from common import bootstrap
 from common.config import get_settings
 from common.errors import Refused
 from common.ledger import commands
+from common.service import LedgerService
 from emulators.stack import PROJECT
-from tests.support import key, new_wallet, sql
+from tests.support import key, new_wallet, owner, sql, system_account
 
 
 def outbox_row(stack, transaction_id):
@@ -101,15 +101,52 @@ def test_a_refused_posting_leaves_no_event(stack):
     assert sql(stack, "SELECT count(*) FROM ledger.outbox")[0][0] == before
 
 
+def test_an_event_exists_only_if_its_posting_commits(stack):
+    """Written by the same database transaction: a rollback after the legs went in
+    takes the event with it."""
+    wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        transaction_id = con.run(
+            "INSERT INTO ledger.transactions (idempotency_key, request_hash, action, asset_code, amount, wallet_id)"
+            " VALUES (:k, 'h', 'topup', 'TST', 5, :w) RETURNING id",
+            k=key(),
+            w=wallet,
+        )[0][0]
+        con.run(
+            "INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount)"
+            " VALUES (:t, :f, 'TST', -5), (:t, :w, 'TST', 5)",
+            t=transaction_id,
+            f=funding,
+            w=wallet,
+        )
+        assert con.run("SELECT count(*) FROM ledger.outbox WHERE transaction_id = :t", t=transaction_id) == [[1]]
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert outbox_row(stack, transaction_id) is None
+
+
 def test_the_relay_publishes_with_the_event_id_and_marks_the_row(stack, subscription):
     subscriber, path, _ = subscription
-    wallet = new_wallet(stack, funded=10)
-    transaction_id = sql(stack, "SELECT max(transaction_id) FROM ledger.outbox")[0][0]
-    assert json.dumps(outbox_row(stack, transaction_id)[0]["legs"])  # the funding posting of new_wallet
+    wallet = new_wallet(stack)
+    outcome = bootstrap.service().bonus(commands.Bonus(wallet_id=wallet, asset="TST", amount=3), key())
+    transaction_id = outcome.body["transaction"]["id"]
     bootstrap.relay().publish([transaction_id])
     assert str(transaction_id) in pull_events(subscriber, path, [str(transaction_id)])
     assert outbox_row(stack, transaction_id)[1] is True
-    assert wallet
+
+
+def test_a_failing_after_commit_hook_leaves_the_posting_answered(stack):
+    def broken(transaction_id):
+        raise RuntimeError("can't start new thread")
+
+    service = LedgerService(bootstrap.ledger(), bootstrap.idempotency, bootstrap.locks, broken)
+    wallet, k = new_wallet(stack), key()
+    outcome = service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=4, external_ref="r"), k)
+    assert outcome.status == 201 and not outcome.replayed
+    assert outbox_row(stack, outcome.body["transaction"]["id"])[1] is False  # pending, for the sweep
 
 
 def test_events_posted_while_pubsub_is_down_are_published_by_the_sweep(stack, subscription):
