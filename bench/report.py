@@ -132,6 +132,7 @@ def soak_report(  # noqa: ANN001
     top.plot([i * window for i in range(len(buckets))], buckets)
     top.set_ylabel("actions/s (10 s windows)")
     top.set_title(f"Soak: {actions:,} mixed actions, {clients} clients")
+    bottom.set_prop_cycle(color=plt.cm.tab20.colors)  # more processes than the default ten colours
     for name in memory[0][1]:
         bottom.plot([t for t, _ in memory], [m.get(name, 0.0) for _, m in memory], label=name)
     # Log scale: the Firestore emulator keeps every idempotency record in memory (it does
