@@ -86,8 +86,19 @@ def main(
     for name in core_bodies:
         if name not in (uniform_transfer, scenarios.TOPUP):
             core.append(core_procs.run(name, core_workers, duration, data))
-    core_section = [baseline, server_side, *core]
+    # What group commit adds: the uniform run once more with every posting sent alone.
+    alone = core_procs.run(
+        uniform_transfer,
+        core_workers,
+        duration,
+        data,
+        label=f"core: {uniform_transfer}, group commit off",
+        group_commit=False,
+    )
+    core_section = [baseline, server_side, *core, alone]
     click.echo(report.table(core_section))
+    group_commit = report.group_commit_table(core)
+    click.echo("\nGroup commit in the core runs (warm-up included)\n" + group_commit)
     transfer_cpu = meter.table()
     click.echo("\nCPU per transfer, pgbench vs core\n" + transfer_cpu)
 
@@ -165,6 +176,7 @@ def main(
         duration,
         quick,
         extra=[
+            ("Group commit in the core runs (warm-up included)", group_commit),
             ("CPU per transfer, pgbench vs core (each round, warm-up included)", transfer_cpu),
             ("Where a mixed request's time goes (Server-Timing spans)", spans),
             ("Events of the mixed run (posting to Pub/Sub acknowledgement, off the request path)", event_table),

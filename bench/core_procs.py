@@ -11,21 +11,32 @@ import sys
 from bench.runner import Result
 
 
-def _process(scenario: str, threads: int, duration_s: float, data, queue) -> None:  # noqa: ANN001
+def _process(scenario: str, threads: int, duration_s: float, data, group_commit: bool, queue) -> None:  # noqa: ANN001
     from bench import runner, scenarios
+    from common import bootstrap
 
     os.environ["LEDGER_DB_POOL_SIZE"] = str(threads)
+    if not group_commit:
+        os.environ["LEDGER_GROUP_COMMIT_MAX"] = "1"
     body = scenarios.bodies(data)[scenario]
-    queue.put(runner.run(scenario, threads, duration_s, scenarios.core_worker(body)))
+    result = runner.run(scenario, threads, duration_s, scenarios.core_worker(body))
+    group = bootstrap.ledger()._group
+    if group is not None:
+        result.batches, result.batched_postings = group.batches, group.batched_items
+    queue.put(result)
 
 
-def run(scenario: str, workers: int, duration_s: float, data, label: str | None = None) -> Result:  # noqa: ANN001
+def run(  # noqa: ANN001
+    scenario: str, workers: int, duration_s: float, data, label: str | None = None, group_commit: bool = True
+) -> Result:
     print(f"  running: {label or f'core: {scenario}'} ({workers} workers) ...", file=sys.stderr, flush=True)
     processes = max(1, min(workers, os.cpu_count() or 1))
     shares = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
     queue: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
     children = [
-        multiprocessing.get_context("fork").Process(target=_process, args=(scenario, share, duration_s, data, queue))
+        multiprocessing.get_context("fork").Process(
+            target=_process, args=(scenario, share, duration_s, data, group_commit, queue)
+        )
         for share in shares
     ]
     for child in children:

@@ -49,6 +49,19 @@ def targets_table(targets: list[tuple[str, float, float]]) -> str:
     return "\n".join(rows)
 
 
+def group_commit_table(results: list[Result]) -> str:
+    rows = [
+        "| scenario | actions/s | postings that went in a batch | postings per batch |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in results:
+        total = r.outcomes[OK] + r.outcomes[REFUSED]
+        share = min(1.0, r.batched_postings / total) if total else 0.0
+        per_batch = r.batched_postings / r.batches if r.batches else 1.0
+        rows.append(f"| {r.scenario} | {r.throughput:,.0f} | {share:.0%} | {per_batch:.1f} |")
+    return "\n".join(rows)
+
+
 def cold_table(cold: list[tuple[str, float]]) -> str:
     empty = cold[0][1]
     rows = ["| function | process start to first success, ms | x empty function |", "|---|---:|---:|"]

@@ -97,7 +97,13 @@ def pool() -> Any:
 def ledger() -> Any:
     from common.adapters.ledger_store import PostgresLedger
 
-    return PostgresLedger(pool(), attempts=get_settings().posting_attempts)
+    settings = get_settings()
+    return PostgresLedger(
+        pool(),
+        attempts=settings.posting_attempts,
+        group_commit_max=settings.group_commit_max,
+        group_commit_in_flight=settings.group_commit_in_flight,
+    )
 
 
 @once

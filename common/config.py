@@ -37,6 +37,11 @@ class Settings:
     db_statement_timeout_ms: int = 5000
     db_conn_max_age_s: float = 300.0
     posting_attempts: int = 5
+    # Group commit (common/group_commit.py): postings that arrive while this many calls
+    # are at the database wait and go together, up to group_commit_max per call.
+    # group_commit_max = 1 posts every request alone.
+    group_commit_max: int = 16
+    group_commit_in_flight: int = 1
 
     redis_url: str = "redis://127.0.0.1:54301/0"
     redis_timeout_s: float = 2.0

@@ -9,17 +9,21 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pg8000.exceptions import DatabaseError
 
-from common.adapters.postgres import Pool, error_fields, run_with_retry
+from common.adapters.postgres import RETRYABLE_SQLSTATES, Pool, error_fields, run_with_retry, translate
 from common.errors import InvalidRequest, NotFound, Refused
+from common.group_commit import GroupCommit
 from common.ledger.postings import Posting, SystemAccounts
 
 if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
     from common.ledger import commands
+
+# replayed, transaction_id, created_at, effective_at, balances ("12,,40"), original
+PostedRow = list[Any]
 
 WALLET_COLUMNS = (
     "id",
@@ -44,6 +48,11 @@ SELECT w.id, w.owner_id, w.asset_code, a.scale, w.kind, w.system_role, w.model, 
             ELSE w.balance END,
        w.credit_limit, w.entry_count, w.metadata, ledger.iso_utc(w.created_at), ledger.iso_utc(w.updated_at)
   FROM ledger.wallets w JOIN ledger.assets a ON a.code = w.asset_code
+"""
+POST_MANY_SQL = """
+SELECT item, replayed, transaction_id, created_at, effective_at, balances, original,
+       error_sqlstate, error_message, error_detail, error_constraint
+  FROM ledger.commit_postings(CAST(:batch AS jsonb))
 """
 POST_SQL = """
 SELECT replayed, transaction_id, created_at, effective_at, array_to_string(balances, ',', ''), original
@@ -84,9 +93,16 @@ HISTORY_COLUMNS = (
 
 
 class PostgresLedger:
-    def __init__(self, pool: Pool, attempts: int = 5) -> None:
+    def __init__(
+        self, pool: Pool, attempts: int = 5, group_commit_max: int = 1, group_commit_in_flight: int = 1
+    ) -> None:
+        """`group_commit_max` > 1 lets postings that arrive while `group_commit_in_flight`
+        calls are at the database go together (see common/group_commit.py)."""
         self._pool = pool
         self._attempts = attempts
+        self._group: GroupCommit[dict[str, Any], PostedRow] | None = None
+        if group_commit_max > 1:
+            self._group = GroupCommit(self._post_one, self._post_many, group_commit_max, group_commit_in_flight)
         self._system_accounts: dict[str, SystemAccounts] = {}
         self._system_lock = threading.Lock()
 
@@ -112,28 +128,63 @@ class PostgresLedger:
 
     def post(self, posting: Posting, key: str, request_hash: str) -> tuple[dict[str, Any], bool]:
         """Post once per idempotency key; returns (transaction, replayed)."""
-        replayed, transaction_id, created_at, effective_at, balances, original = self._run(
-            POST_SQL,
-            key=key,
-            request_hash=request_hash,
-            action=posting.action,
-            asset=posting.asset,
-            amount=posting.amount,
-            wallet_id=posting.wallet_id,
-            counterparty_wallet_id=posting.counterparty_wallet_id,
-            # Array literals as text: Postgres parses them cheaper than the driver encodes lists.
-            leg_wallets=_array_literal(leg.wallet_id for leg in posting.legs),
-            leg_amounts=_array_literal(leg.amount for leg in posting.legs),
-            external_ref=posting.external_ref,
-            usage_id=posting.usage_id,
-            product=posting.product,
-            description=posting.description,
-            voids_transaction_id=posting.voids_transaction_id,
-            metadata=json.dumps(posting.metadata) if posting.metadata else "{}",
-        )[0]
+        params = {
+            "key": key,
+            "request_hash": request_hash,
+            "action": posting.action,
+            "asset": posting.asset,
+            "amount": posting.amount,
+            "wallet_id": posting.wallet_id,
+            "counterparty_wallet_id": posting.counterparty_wallet_id,
+            "leg_wallets": [leg.wallet_id for leg in posting.legs],
+            "leg_amounts": [leg.amount for leg in posting.legs],
+            "external_ref": posting.external_ref,
+            "usage_id": posting.usage_id,
+            "product": posting.product,
+            "description": posting.description,
+            "voids_transaction_id": posting.voids_transaction_id,
+            "metadata": posting.metadata or {},
+        }
+        row = self._group.submit(params) if self._group is not None else self._post_one(params)
+        replayed, transaction_id, created_at, effective_at, balances, original = row
         if replayed:
             return original, True
         return render(posting, key, transaction_id, created_at, effective_at, _parse_balances(balances)), False
+
+    def _post_one(self, params: dict[str, Any]) -> PostedRow:
+        return self._run(
+            POST_SQL,
+            **{
+                **params,
+                # Array literals as text: Postgres parses them cheaper than the driver encodes lists.
+                "leg_wallets": _array_literal(params["leg_wallets"]),
+                "leg_amounts": _array_literal(params["leg_amounts"]),
+                "metadata": json.dumps(params["metadata"]) if params["metadata"] else "{}",
+            },
+        )[0]
+
+    def _post_many(self, batch: Sequence[dict[str, Any]]) -> list[PostedRow | Exception]:
+        """Several postings in one call to ledger.commit_postings(): one outcome each,
+        in order. A posting that failed inside the batch comes back as the error a
+        posting of its own would have raised; a retryable one (deadlock, serialization)
+        is posted again on its own, with retries."""
+        rows = self._run(POST_MANY_SQL, batch=json.dumps([{"item": i, **params} for i, params in enumerate(batch)]))
+        outcomes: list[PostedRow | Exception] = []
+        for params, (item, *posted, sqlstate, message, detail, constraint) in zip(batch, rows, strict=True):
+            if item != len(outcomes):
+                raise RuntimeError("ledger.commit_postings() answered out of order")
+            if sqlstate is None:
+                outcomes.append(posted)
+            elif sqlstate in RETRYABLE_SQLSTATES:
+                try:
+                    outcomes.append(self._post_one(params))
+                except Exception as error:  # noqa: BLE001 - this item's own outcome
+                    outcomes.append(error)
+            else:
+                raw = DatabaseError({"S": "ERROR", "C": sqlstate, "M": message, "D": detail, "n": constraint})
+                translated = translate(raw)
+                outcomes.append(translated if translated is not raw else raw)
+        return outcomes
 
     def posted_under(self, key: str, request_hash: str) -> dict[str, Any] | None:
         """The transaction posted under an idempotency key, as a replay renders it, or
