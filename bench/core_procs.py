@@ -22,7 +22,8 @@ def _process(scenario: str, threads: int, duration_s: float, data, group_commit:
     result = runner.run(scenario, threads, duration_s, scenarios.core_worker(body))
     group = bootstrap.ledger()._group
     if group is not None:
-        result.batches, result.batched_postings = group.batches, group.batched_items
+        result.posting_calls = group.batches + group.alone
+        result.postings_called = group.batched_items + group.alone
     queue.put(result)
 
 

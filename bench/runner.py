@@ -22,8 +22,9 @@ class Result:
     error_samples: list[str] = field(default_factory=list)
     average_ms: float | None = None  # set when only an average is known (pgbench)
     probes: tuple[Any, Any] | None = None  # what `probe` read as measuring began and ended
-    batches: int = 0  # group commit in the core runs (warm-up included): calls with several postings
-    batched_postings: int = 0  # and the postings they carried
+    # group commit in the core runs (warm-up included): database calls, postings they carried
+    posting_calls: int = 0
+    postings_called: int = 0
 
     @property
     def requests(self) -> int:
@@ -41,8 +42,8 @@ class Result:
         for kind, count in other.outcomes.items():
             self.outcomes[kind] += count
         self.error_samples = (self.error_samples + other.error_samples)[:5]
-        self.batches += other.batches
-        self.batched_postings += other.batched_postings
+        self.posting_calls += other.posting_calls
+        self.postings_called += other.postings_called
 
     def percentile(self, p: float) -> float | None:
         if not self.latencies_ms:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pg8000.exceptions import DatabaseError
 
+from common import timing
 from common.adapters.postgres import RETRYABLE_SQLSTATES, Pool, error_fields, run_with_retry, translate
 from common.errors import InvalidRequest, NotFound, Refused
 from common.group_commit import GroupCommit
@@ -109,6 +110,10 @@ class PostgresLedger:
     def _run(self, sql: str, **params: Any) -> list[list[Any]]:
         return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
 
+    def _run_untimed(self, sql: str, **params: Any) -> list[list[Any]]:
+        """For postings, whose span post() times (a batch runs in one request's thread)."""
+        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts, span="")
+
     # Postings -------------------------------------------------------------
 
     def system_accounts(self, asset: str) -> SystemAccounts:
@@ -145,14 +150,15 @@ class PostgresLedger:
             "voids_transaction_id": posting.voids_transaction_id,
             "metadata": posting.metadata or {},
         }
-        row = self._group.submit(params) if self._group is not None else self._post_one(params)
+        with timing.span("postgres"):  # waiting for a batch included
+            row = self._group.submit(params) if self._group is not None else self._post_one(params)
         replayed, transaction_id, created_at, effective_at, balances, original = row
         if replayed:
             return original, True
         return render(posting, key, transaction_id, created_at, effective_at, _parse_balances(balances)), False
 
     def _post_one(self, params: dict[str, Any]) -> PostedRow:
-        return self._run(
+        return self._run_untimed(
             POST_SQL,
             **{
                 **params,
@@ -168,7 +174,8 @@ class PostgresLedger:
         in order. A posting that failed inside the batch comes back as the error a
         posting of its own would have raised; a retryable one (deadlock, serialization)
         is posted again on its own, with retries."""
-        rows = self._run(POST_MANY_SQL, batch=json.dumps([{"item": i, **params} for i, params in enumerate(batch)]))
+        numbered = [{"item": i, **params} for i, params in enumerate(batch)]
+        rows = self._run_untimed(POST_MANY_SQL, batch=json.dumps(numbered))
         outcomes: list[PostedRow | Exception] = []
         for params, (item, *posted, sqlstate, message, detail, constraint) in zip(batch, rows, strict=True):
             if item != len(outcomes):

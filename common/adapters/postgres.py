@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -166,16 +166,17 @@ def _retrying(attempts: int) -> Retrying:
     )
 
 
-def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 5) -> T:
+def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 5, span: str = "postgres") -> T:
     """Run `work` on a pooled connection, retrying serialization, deadlock and dropped
-    connection failures with jittered exponential backoff, at most `attempts` times."""
+    connection failures with jittered exponential backoff, at most `attempts` times.
+    The time counts to the request's `span` (empty: the caller times it)."""
 
     def attempt() -> T:
         with pool.connection() as con:
             return work(con)
 
     try:
-        with timing.span("postgres"):
+        with timing.span(span) if span else nullcontext():
             try:
                 return attempt()  # the common case, without the retry machinery's per-call cost
             except Exception as error:
