@@ -194,11 +194,17 @@ def publisher() -> Any:
 
 
 @once
-def relay() -> Any:
+def outbox() -> Any:
     from common.adapters.outbox import PostgresOutbox
+
+    return PostgresOutbox(pool(), attempts=get_settings().posting_attempts)
+
+
+@once
+def relay() -> Any:
     from common.relay import Relay
 
-    return Relay(PostgresOutbox(pool(), attempts=get_settings().posting_attempts), publisher)
+    return Relay(outbox(), publisher)
 
 
 @once
@@ -214,3 +220,45 @@ def service() -> Any:
     from common.service import LedgerService
 
     return LedgerService(ledger(), idempotency, locks, lambda transaction_id: after_commit().submit(transaction_id))
+
+
+# The ERP export -------------------------------------------------------------------
+
+
+@once
+def erp_store() -> Any:
+    from common.adapters.erp_store import ErpStore
+
+    return ErpStore(pool())
+
+
+@once
+def erp_client() -> Any:
+    from common.adapters.erp_http import ErpClient
+
+    settings = get_settings()
+    return ErpClient(settings.erp_url, settings.erp_token, settings.erp_timeout_s)
+
+
+@once
+def chart() -> Any:
+    from common.erp.chart import DEFAULT_PATH, load_chart
+
+    return load_chart(get_settings().erp_chart_path or DEFAULT_PATH)
+
+
+@once
+def erp_export() -> Any:
+    from common.erp_export import ErpExport
+
+    settings = get_settings()
+    return ErpExport(
+        erp_store(),
+        erp_client,
+        chart(),
+        batch_events=settings.erp_batch_events,
+        park_after=settings.erp_park_after,
+        retry_base_s=settings.erp_retry_base_s,
+        retry_max_s=settings.erp_retry_max_s,
+        budget_s=settings.erp_pass_budget_s,
+    )

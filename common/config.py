@@ -63,6 +63,25 @@ class Settings:
     events_batch: int = 200  # events the after-commit relay publishes per round
     events_linger_ms: int = 25  # the relay's wait before a round, gathering more events
 
+    # The ERP export (common/erp_export.py). Cloud Scheduler publishes a tick to each
+    # *_tick_topic on its schedule; the functions of the same name consume them.
+    erp_url: str = ""  # the ERP's HTTP endpoint; batches go to {erp_url}/batches
+    erp_token: str = ""  # in Google Cloud, a Secret Manager secret exposed as this variable
+    erp_timeout_s: float = 30.0
+    erp_chart_path: str = ""  # empty: common/erp/chart.toml
+    erp_batch_events: int = 1000  # ledger transactions per ERP batch
+    erp_park_after: int = 5  # failed deliveries before a batch is parked for an operator
+    erp_retry_base_s: float = 60.0  # backoff after the first failure, doubling up to erp_retry_max_s
+    erp_retry_max_s: float = 3600.0
+    erp_pass_budget_s: float = 300.0  # one export pass stops starting batches after this
+    erp_export_tick_topic: str = "erp-export-tick"
+    erp_export_schedule: str = "*/15 * * * *"
+    erp_reconcile_tick_topic: str = "erp-reconcile-tick"
+    erp_reconcile_schedule: str = "30 2 * * *"
+    outbox_sweep_tick_topic: str = "outbox-sweep-tick"
+    outbox_sweep_schedule: str = "* * * * *"
+    outbox_stuck_after_s: float = 300.0  # an unpublished event older than this is reported as stuck
+
     log_level: str = "INFO"
 
     @classmethod

@@ -26,3 +26,10 @@ def configure(level: str) -> None:
     handler.setFormatter(CloudLoggingFormatter())
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def configure_from_settings() -> None:
+    """For the Pub/Sub-triggered functions, which have no HTTP edge to do it."""
+    from common.config import get_settings
+
+    configure(get_settings().log_level)

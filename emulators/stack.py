@@ -39,8 +39,19 @@ FUNCTIONS = {
     "void": "void",
     "wallets": "wallets",
     "erp_export": "erp_export",
+    "outbox_sweeper": "outbox_sweeper",
+    "erp_reconcile": "erp_reconcile",
 }
-HTTP_FUNCTIONS = [name for name in FUNCTIONS if name != "erp_export"]
+# Pub/Sub-triggered functions -> the Settings field naming the topic that triggers them.
+# Locally a push subscription on that topic delivers each message to the function, as
+# Eventarc does in Google Cloud.
+EVENT_FUNCTIONS = {
+    "erp_export": "erp_export_tick_topic",
+    "outbox_sweeper": "outbox_sweep_tick_topic",
+    "erp_reconcile": "erp_reconcile_tick_topic",
+}
+HTTP_FUNCTIONS = [name for name in FUNCTIONS if name not in EVENT_FUNCTIONS]
+ERP_TOKEN = "local-erp-token"  # the local ERP receiver's credential; in Google Cloud, a secret
 
 DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400}
 PROJECT = "demo-wallet-ledger"
@@ -74,6 +85,7 @@ class Stack:
             "redis": self.port_base + 1,
             "firestore": self.port_base + 2,
             "pubsub": self.port_base + 3,
+            "erp": self.port_base + 4,
         }
         for offset, name in enumerate(FUNCTIONS):
             ports[name] = self.port_base + 10 + offset
@@ -97,7 +109,12 @@ class Stack:
             "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{p['firestore']}",
             "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{p['pubsub']}",
             "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "LEDGER_ERP_URL": f"http://127.0.0.1:{p['erp']}",
+            "LEDGER_ERP_TOKEN": ERP_TOKEN,
         }
+
+    def pubsub_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports['pubsub']}/v1/projects/{PROJECT}/{path}"
 
     def owner_dsn(self) -> dict[str, object]:
         return {
@@ -324,18 +341,61 @@ class Stack:
         self.create_topics()
 
     def create_topics(self) -> None:
-        """The ledger's topics (names from common/config.py), created if absent."""
+        """The ledger's topics and the push subscriptions of the Pub/Sub-triggered
+        functions (names from common/config.py), created if absent."""
         from common.config import Settings
 
-        topic = Settings.from_env(self.env()).events_topic
+        settings = Settings.from_env(self.env())
+        self._pubsub_put(f"topics/{settings.events_topic}", None)
+        for function, topic_field in EVENT_FUNCTIONS.items():
+            topic = getattr(settings, topic_field)
+            self._pubsub_put(f"topics/{topic}", None)
+            self._pubsub_put(
+                f"subscriptions/{topic}-{function}",
+                {
+                    "topic": f"projects/{PROJECT}/topics/{topic}",
+                    "pushConfig": {"pushEndpoint": self.function_url(function)},
+                    "ackDeadlineSeconds": 600,  # an export pass may take minutes
+                },
+            )
+
+    def _pubsub_put(self, path: str, body: dict | None) -> None:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.ports['pubsub']}/v1/projects/{PROJECT}/topics/{topic}", method="PUT"
+            self.pubsub_url(path),
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+            method="PUT",
         )
         try:
             urllib.request.urlopen(request, timeout=10).close()
         except urllib.error.HTTPError as error:
             if error.code != 409:  # 409: it exists already
                 raise
+
+    def publish(self, topic: str, data: bytes = b"tick", attributes: dict[str, str] | None = None) -> None:
+        """Publish one message through the emulator's REST API (what Cloud Scheduler does)."""
+        import base64
+
+        body = {"messages": [{"data": base64.b64encode(data).decode(), "attributes": attributes or {}}]}
+        request = urllib.request.Request(
+            self.pubsub_url(f"topics/{topic}:publish"),
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+
+    # The ERP stand-in --------------------------------------------------------
+
+    def start_erp(self) -> None:
+        url = f"http://127.0.0.1:{self.ports['erp']}/health"
+        if not http_ok(url):
+            self._spawn(
+                "erp",
+                [sys.executable, "-m", "emulators.erp_receiver", f"--port={self.ports['erp']}", f"--token={ERP_TOKEN}"],
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+        wait_for(lambda: http_ok(url), "ERP receiver", 20)
 
     # Functions --------------------------------------------------------------
 
@@ -397,6 +457,7 @@ class Stack:
             "redis": self.start_redis,
             "firestore": self.start_firestore,
             "pubsub": self.start_pubsub,
+            "erp": self.start_erp,
         }
         if name in starters:
             starters[name]()
@@ -411,6 +472,7 @@ class Stack:
         self.start_redis()
         self.start_firestore()
         self.start_pubsub()
+        self.start_erp()
         from emulators import database
 
         database.migrate(self)
@@ -430,6 +492,7 @@ class Stack:
             ("redis", f"redis://127.0.0.1:{p['redis']}/0"),
             ("firestore emulator", f"127.0.0.1:{p['firestore']}"),
             ("pubsub emulator", f"127.0.0.1:{p['pubsub']}"),
+            ("ERP receiver", f"http://127.0.0.1:{p['erp']}"),
         ]
         rows += [(f"function {name}", self.function_url(name)) for name in FUNCTIONS]
         return rows

@@ -51,6 +51,28 @@ class PostgresOutbox:
     def mark_failed(self, transaction_id: int, error: str) -> None:
         self._run(MARK_FAILED, id=transaction_id, error=error[:500])
 
+    def backlog(self, stuck_after_s: float, limit: int = 20) -> dict[str, Any]:
+        """Unpublished events: how many, the oldest one's age, and those older than
+        `stuck_after_s` (the ones an operator should look at) with their last error."""
+        count, oldest = self._run(
+            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8"
+            " FROM ledger.outbox WHERE published_at IS NULL"
+        )[0]
+        stuck = self._run(
+            "SELECT transaction_id, attempts, last_error, extract(epoch FROM clock_timestamp() - created_at)::float8"
+            " FROM ledger.outbox WHERE published_at IS NULL"
+            " AND created_at < clock_timestamp() - make_interval(secs => :s) ORDER BY transaction_id LIMIT :n",
+            s=stuck_after_s,
+            n=limit,
+        )
+        return {
+            "pending": count,
+            "oldest_pending_s": round(oldest, 1) if oldest is not None else None,
+            "stuck": [
+                {"transaction_id": t, "attempts": a, "last_error": e, "age_s": round(age, 1)} for t, a, e, age in stuck
+            ],
+        }
+
 
 def _ids(values: list[int]) -> str:
     return "{" + ",".join(str(int(value)) for value in values) + "}"

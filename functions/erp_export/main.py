@@ -1,26 +1,31 @@
-"""Pub/Sub function `erp_export`: will turn ledger events into ERP journal batches.
+"""Pub/Sub function `erp_export`: one ERP export pass per Cloud Scheduler tick.
 
-For now it decodes the Pub/Sub message and acknowledges it. The ledger publishes its
-events to the topic (common/relay.py); the cost-revenue mapping and delivery to the
-ERP come with the ERP export issue.
+Cloud Scheduler publishes to the `erp-export-tick` topic every 15 minutes (names and
+schedule in common/config.py). A pass re-sends batches that are due for a retry, then
+exports every ledger transaction committed since the last pass, in batches, to the
+ERP (common/erp_export.py). The input is the ledger itself, not the ledger events: a
+lost, late or duplicated Pub/Sub message cannot change what the ERP receives, and a
+duplicated tick only runs a pass that finds nothing new.
 """
 
-import base64
-import json
 import logging
 
 import functions_framework
 
+from common import bootstrap, logs
+from common.errors import DependencyUnavailable
+
 log = logging.getLogger("ledger.erp_export")
+logs.configure_from_settings()
 
 
 @functions_framework.cloud_event
 def erp_export(cloud_event):
-    message = (cloud_event.data or {}).get("message", {})
     try:
-        event = json.loads(base64.b64decode(message.get("data", "")) or b"{}")
-    except ValueError:
-        # A malformed message will never parse: acknowledge it rather than retry forever.
-        log.error("dropping malformed ledger event", extra={"message_id": message.get("messageId")})
-        return
-    log.info("ledger event received", extra={"message_id": message.get("messageId"), "type": event.get("action")})
+        report = bootstrap.erp_export().run_pass()
+    except DependencyUnavailable as error:
+        # Nothing was recorded: fail the delivery so Pub/Sub brings the tick again.
+        log.error("ERP export pass could not run", extra={"error": error.message})
+        raise
+    level = logging.WARNING if report.erp_down else logging.INFO
+    log.log(level, "ERP export pass", extra=report.as_dict())

@@ -2,7 +2,14 @@
 
 locals {
   http_functions = toset(["topup", "bonus", "usage", "transfer", "void", "wallets"])
-  all_functions  = setunion(local.http_functions, toset(["erp_export"]))
+  # Pub/Sub-triggered functions and the Cloud Scheduler tick topic each consumes
+  # (pubsub.tf); the same names are the defaults in common/config.py.
+  tick_functions = {
+    erp_export     = google_pubsub_topic.ticks["erp-export-tick"]
+    outbox_sweeper = google_pubsub_topic.ticks["outbox-sweep-tick"]
+    erp_reconcile  = google_pubsub_topic.ticks["erp-reconcile-tick"]
+  }
+  all_functions = setunion(local.http_functions, toset(keys(local.tick_functions)))
 
   function_env = {
     LEDGER_DB_INSTANCE        = google_sql_database_instance.ledger.connection_name
@@ -14,6 +21,7 @@ locals {
     LEDGER_FIRESTORE_DATABASE = google_firestore_database.ledger.name
     LEDGER_IDEMPOTENCY_TTL_S  = tostring(var.idempotency_ttl_s)
     LEDGER_EVENTS_TOPIC       = google_pubsub_topic.ledger_events.name
+    LEDGER_ERP_URL            = var.erp_url
   }
 }
 
@@ -66,39 +74,46 @@ resource "google_cloudfunctions2_function" "http" {
   }
 }
 
-# erp_export consumes ledger-events. An Eventarc trigger's subscription cannot carry a
-# dead-letter policy from Terraform; the ERP issue replaces it with a direct push
-# subscription (OIDC, dead_letter_policy, retry_policy) to the function's URL.
-resource "google_cloudfunctions2_function" "erp_export" {
-  name     = "erp-export"
+# The scheduled functions: each runs when Cloud Scheduler publishes a tick to its topic.
+# erp_export reads the ledger itself, so it needs no ledger-events subscription, and a
+# tick Pub/Sub delivers twice runs one pass that finds nothing new.
+resource "google_cloudfunctions2_function" "ticked" {
+  for_each = local.tick_functions
+  name     = replace(each.key, "_", "-")
   location = var.region
 
   build_config {
     runtime     = "python311"
-    entry_point = "erp_export"
+    entry_point = each.key
     source {
       storage_source {
         bucket = google_storage_bucket.sources.name
-        object = google_storage_bucket_object.bundle["erp_export"].name
+        object = google_storage_bucket_object.bundle[each.key].name
       }
     }
   }
 
   service_config {
     service_account_email         = google_service_account.functions.email
-    available_memory              = "512Mi"
-    max_instance_count            = 10
-    timeout_seconds               = 120
+    available_memory              = "1Gi"
+    max_instance_count            = 1 # one pass at a time; a racing pass stops at the cursor anyway
+    timeout_seconds               = 540
     ingress_settings              = "ALLOW_INTERNAL_ONLY"
     vpc_connector                 = google_vpc_access_connector.functions.id
     vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
     environment_variables         = local.function_env
+    secret_environment_variables {
+      key        = "LEDGER_ERP_TOKEN"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.erp_credential.secret_id
+      version    = "latest"
+    }
   }
 
   event_trigger {
     trigger_region        = var.region
     event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.ledger_events.id
+    pubsub_topic          = each.value.id
     retry_policy          = "RETRY_POLICY_RETRY"
     service_account_email = google_service_account.functions.email
   }

@@ -14,3 +14,29 @@ resource "google_secret_manager_secret" "erp_credential" {
   }
   # The value is added out of band (gcloud secrets versions add); never in code.
 }
+
+# Cloud Scheduler ticks: one topic and one job per scheduled function.
+locals {
+  ticks = {
+    "erp-export-tick"    = var.erp_export_schedule
+    "outbox-sweep-tick"  = "* * * * *"
+    "erp-reconcile-tick" = var.erp_reconcile_schedule
+  }
+}
+
+resource "google_pubsub_topic" "ticks" {
+  for_each = local.ticks
+  name     = each.key
+}
+
+resource "google_cloud_scheduler_job" "ticks" {
+  for_each  = local.ticks
+  name      = "${var.name}-${each.key}"
+  region    = var.region
+  schedule  = each.value
+  time_zone = "Etc/UTC"
+  pubsub_target {
+    topic_name = google_pubsub_topic.ticks[each.key].id
+    data       = base64encode("tick")
+  }
+}

@@ -60,3 +60,21 @@ variable "idempotency_ttl_s" {
   type        = number
   default     = 86400
 }
+
+variable "erp_url" {
+  description = "The ERP's HTTP endpoint; journal batches go to {erp_url}/batches."
+  type        = string
+  default     = ""
+}
+
+variable "erp_export_schedule" {
+  description = "When Cloud Scheduler starts an ERP export pass (cron, UTC)."
+  type        = string
+  default     = "*/15 * * * *"
+}
+
+variable "erp_reconcile_schedule" {
+  description = "When Cloud Scheduler starts the daily ledger-ERP reconciliation (cron, UTC)."
+  type        = string
+  default     = "30 2 * * *"
+}

@@ -30,11 +30,12 @@ def test_every_function_folder_is_deployed_with_its_own_entry_point():
         .replace(" ", "")
         .split(",")
     )
-    deployed = http | {"erp_export"}
-    assert sorted(deployed) == folders
+    ticked = set(re.findall(r"^\s+(\w+)\s+= google_pubsub_topic\.ticks\[\"", SOURCE, re.M))
+    assert ticked == {"erp_export", "outbox_sweeper", "erp_reconcile"}
+    assert sorted(http | ticked) == folders
     flat = re.sub(r"\s+", " ", SOURCE)
-    assert "for_each = local.http_functions" in flat and "entry_point = each.key" in flat
-    assert 'entry_point = "erp_export"' in flat
+    assert "for_each = local.http_functions" in flat and "for_each = local.tick_functions" in flat
+    assert flat.count("entry_point = each.key") == 2
 
 
 def test_idempotency_records_have_a_ttl_on_expire_at():

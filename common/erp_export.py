@@ -1,0 +1,219 @@
+"""The ERP export: ledger transactions to balanced journal batches, delivered once in effect.
+
+A pass (the `erp_export` function runs one per Cloud Scheduler tick):
+1. re-sends batches whose retry time has come, each rebuilt from its range of the ledger
+   with the chart it was first built with, so it is the same batch;
+2. walks the ledger in export order from the stream's cursor, a page of
+   `batch_events` transactions at a time: maps the page to journal lines, records the
+   batch and moves the cursor in one database statement, then delivers it.
+
+Nothing is lost: the cursor only moves past transactions that are in a recorded batch,
+and a recorded batch is delivered, retried with backoff, or parked where an operator
+sees it (`python -m common.erp`). Nothing is doubled: a batch's id is derived from its
+range and chart, so a re-sent batch has the id the ERP already holds. Memory stays flat:
+one page is in memory at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from common.erp.chart import Chart
+from common.erp.mapping import Mapper, Position, Transaction, batch_id, totals, unbalanced
+
+log = logging.getLogger("ledger.erp_export")
+
+
+class Store(Protocol):
+    def next_page(self, after: Position, limit: int) -> list[tuple[Position, Transaction]]: ...
+    def transactions_in(self, after: Position, last: Position) -> list[tuple[Position, Transaction]]: ...
+    def cursor(self, stream: str) -> Position: ...
+    def save_chart(self, chart: Chart) -> None: ...
+    def chart(self, version: str) -> Chart: ...
+    def record_batch(
+        self,
+        stream: str,
+        batch_id: str,
+        after: Position,
+        last: Position,
+        chart_version: str,
+        events: int,
+        lines: int,
+        totals: dict[str, Any],
+    ) -> bool: ...
+    def due(self, stream: str, limit: int) -> list[dict[str, Any]]: ...
+    def mark_delivered(self, batch_id: str, acknowledgement: dict[str, Any]) -> None: ...
+    def mark_failed(self, batch_id: str, error: str, retry_in_s: float, park_after: int) -> str | None: ...
+
+
+class Erp(Protocol):
+    def deliver(self, batch_id: str, body: bytes) -> dict[str, Any]: ...
+
+
+class DeliveryFailed(Exception):
+    """The ERP did not acknowledge a batch (unreachable, or an answer other than 2xx or 409)."""
+
+
+class ExportError(Exception):
+    """The ledger gave lines that do not balance: a bug, never sent to the ERP."""
+
+
+@dataclass
+class PassReport:
+    batches: int = 0
+    events: int = 0
+    lines: int = 0
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    parked: list[str] = field(default_factory=list)
+    erp_down: bool = False
+    caught_up: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ErpExport:
+    def __init__(
+        self,
+        store: Store,
+        erp: Callable[[], Erp],
+        chart: Chart,
+        stream: str = "erp",
+        batch_events: int = 1000,
+        park_after: int = 5,
+        retry_base_s: float = 60.0,
+        retry_max_s: float = 3600.0,
+        budget_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._erp = erp  # built on first delivery: a pass with nothing to send needs no client
+        self._chart = chart
+        self._stream = stream
+        self._batch_events = batch_events
+        self._park_after = park_after
+        self._retry_base_s = retry_base_s
+        self._retry_max_s = retry_max_s
+        self._budget_s = budget_s
+        self._clock = clock
+        self._mappers: dict[str, Mapper] = {chart.version: Mapper(chart)}
+        self._chart_saved = False
+
+    def run_pass(self) -> PassReport:
+        report = PassReport()
+        started = self._clock()
+        if not self._chart_saved:
+            self._store.save_chart(self._chart)
+            self._chart_saved = True
+        for batch in self._store.due(self._stream, limit=100):
+            report.retried += 1
+            if not self._resend(batch, report):
+                break  # the ERP is down: the rest wait for their own retry time
+        after = self._store.cursor(self._stream)
+        while self._clock() - started < self._budget_s:
+            page = self._store.next_page(after, self._batch_events)
+            if not page:
+                report.caught_up = True
+                break
+            last = page[-1][0]
+            mapper = self._mappers[self._chart.version]
+            lines = [line for _, transaction in page for line in mapper.lines(transaction)]
+            identity = batch_id(after, last, self._chart.version)
+            sums = totals(lines)
+            if unbalanced(sums):
+                raise ExportError(f"batch {identity} does not balance in {unbalanced(sums)}: {sums}")
+            if not self._store.record_batch(
+                self._stream, identity, after, last, self._chart.version, len(page), len(lines), sums
+            ):
+                log.info("another export pass moved the cursor first; leaving the rest to it")
+                break
+            report.batches += 1
+            report.events += len(page)
+            report.lines += len(lines)
+            after = last
+            if not report.erp_down:
+                self._deliver(identity, lines, sums, len(page), attempts=0, report=report)
+            # With the ERP down, recorded batches wait for their retry time (now): the
+            # next pass sends them. Building them now keeps the cursor current.
+        return report
+
+    def _resend(self, batch: dict[str, Any], report: PassReport) -> bool:
+        mapper = self._mapper(batch["chart_version"])
+        after, last = (batch["after_xact"], batch["after_id"]), (batch["last_xact"], batch["last_id"])
+        page = self._store.transactions_in(after, last)
+        lines = [line for _, transaction in page for line in mapper.lines(transaction)]
+        sums = totals(lines)
+        if batch_id(after, last, batch["chart_version"]) != batch["id"] or len(page) != batch["event_count"]:
+            raise ExportError(f"batch {batch['id']} no longer rebuilds to the same content")
+        return self._deliver(batch["id"], lines, sums, len(page), batch["attempts"], report)
+
+    def _mapper(self, version: str) -> Mapper:
+        mapper = self._mappers.get(version)
+        if mapper is None:
+            mapper = self._mappers[version] = Mapper(self._store.chart(version))
+        return mapper
+
+    def _deliver(
+        self,
+        identity: str,
+        lines: list[dict[str, Any]],
+        sums: dict[str, Any],
+        events: int,
+        attempts: int,
+        report: PassReport,
+    ) -> bool:
+        body = json.dumps(
+            {"batch_id": identity, "event_count": events, "totals": sums, "lines": lines}, separators=(",", ":")
+        ).encode()
+        try:
+            acknowledgement = self._erp().deliver(identity, body)
+        except DeliveryFailed as error:
+            retry_in = min(self._retry_max_s, self._retry_base_s * 2**attempts)
+            status = self._store.mark_failed(identity, str(error), retry_in, self._park_after)
+            report.failed += 1
+            report.erp_down = True
+            if status == "parked":
+                report.parked.append(identity)
+                log.error("ERP batch parked after repeated failures", extra={"batch_id": identity, "error": str(error)})
+            else:
+                log.warning("ERP delivery failed; will retry", extra={"batch_id": identity, "error": str(error)})
+            return False
+        self._store.mark_delivered(identity, acknowledgement)
+        report.delivered += 1
+        return True
+
+
+class ErpTotals(Protocol):
+    def totals(self) -> list[dict[str, Any]]: ...
+
+
+class LedgerSums(Protocol):
+    def cursor(self, stream: str) -> Position: ...
+    def ledger_sums(self, upto: Position) -> list[list[Any]]: ...
+    def status_counts(self) -> dict[str, int]: ...
+
+
+def reconcile(store: LedgerSums, erp: ErpTotals, chart: Chart, stream: str = "erp") -> dict[str, Any]:
+    """Ledger totals per period and GL account, for everything the export has put in a
+    batch, against the ERP's own booked totals. `ok` is False on any difference."""
+    from common.erp import reconcile as compare
+
+    upto = store.cursor(stream)
+    found = compare.differences(compare.ledger_totals(store.ledger_sums(upto), chart), compare.erp_totals(erp.totals()))
+    batches = store.status_counts()
+    return {
+        "ok": not found,
+        "exported_up_to": {"created_xact": upto[0], "transaction_id": upto[1]},
+        "chart_version": chart.version,
+        "batches": batches,
+        "differences": found,
+        # a difference with undelivered batches is most likely those batches
+        "undelivered_batches": batches.get("pending", 0) + batches.get("parked", 0),
+    }

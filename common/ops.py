@@ -1,0 +1,93 @@
+"""`python -m common.ops`: the operator's commands for events and the ERP export.
+
+status            outbox backlog and stuck events, export cursor, batches by status
+sweep             publish every pending ledger event now
+export            run one ERP export pass
+parked            batches parked after repeated failures
+replay BATCH_ID   send a parked batch again
+reconcile         ledger vs ERP totals per period and GL account; exit 1 on any difference
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from common import bootstrap
+from common.config import get_settings
+
+
+def _print(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@click.group()
+def main() -> None:
+    pass
+
+
+@main.command()
+def status() -> None:
+    settings = get_settings()
+    store = bootstrap.erp_store()
+    after = store.cursor("erp")
+    _print(
+        {
+            "outbox": bootstrap.outbox().backlog(settings.outbox_stuck_after_s),
+            "erp_export": {
+                "exported_up_to": {"created_xact": after[0], "transaction_id": after[1]},
+                "batches": store.status_counts(),
+            },
+        }
+    )
+
+
+@main.command()
+def sweep() -> None:
+    total = 0
+    while True:
+        result = bootstrap.relay().sweep()
+        total += result.published
+        if not result.published or result.failed:
+            break
+    backlog = bootstrap.outbox().backlog(get_settings().outbox_stuck_after_s)
+    _print({"published": total, "backlog": backlog})
+    sys.exit(1 if backlog["pending"] else 0)
+
+
+@main.command()
+def export() -> None:
+    report = bootstrap.erp_export().run_pass()
+    _print(report.as_dict())
+    sys.exit(1 if report.erp_down else 0)
+
+
+@main.command()
+def parked() -> None:
+    _print(bootstrap.erp_store().parked())
+
+
+@main.command()
+@click.argument("batch_id")
+def replay(batch_id: str) -> None:
+    if not bootstrap.erp_store().replay(batch_id):
+        raise click.ClickException(f"{batch_id} is not a parked batch")
+    report = bootstrap.erp_export().run_pass()
+    _print({"replayed": batch_id, "pass": report.as_dict()})
+    sys.exit(1 if report.erp_down else 0)
+
+
+@main.command()
+def reconcile() -> None:
+    from common.erp_export import reconcile as run
+
+    report = run(bootstrap.erp_store(), bootstrap.erp_client(), bootstrap.chart())
+    _print(report)
+    sys.exit(0 if report["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Pub/Sub function `erp_reconcile`: the daily reconciliation of the ledger with the ERP.
+
+Cloud Scheduler publishes to `erp-reconcile-tick` (schedule in common/config.py). It
+compares the ledger's debits and credits per period and GL account, for everything
+the export has batched, with the ERP's booked totals, and logs every difference at
+ERROR, which is what an alerting policy watches. The same check runs by hand as
+`python -m common.ops reconcile`.
+"""
+
+import logging
+
+import functions_framework
+
+from common import bootstrap, logs
+from common.erp_export import DeliveryFailed, reconcile
+
+log = logging.getLogger("ledger.erp_reconcile")
+logs.configure_from_settings()
+
+
+@functions_framework.cloud_event
+def erp_reconcile(cloud_event):
+    try:
+        report = reconcile(bootstrap.erp_store(), bootstrap.erp_client(), bootstrap.chart())
+    except DeliveryFailed as error:
+        log.error("reconciliation could not read the ERP's totals", extra={"error": str(error)})
+        raise
+    if report["ok"]:
+        log.info("ledger and ERP reconcile", extra=report)
+    else:
+        log.error("ledger and ERP differ", extra=report)

@@ -1,0 +1,39 @@
+"""Pub/Sub function `outbox_sweeper`: publish the ledger events the after-commit relay missed.
+
+Cloud Scheduler publishes to `outbox-sweep-tick` every minute. Every posting's event
+is in the outbox from the moment it commits; the relay in the posting function
+publishes it right after commit, best effort. This sweep publishes whatever is still
+pending (Pub/Sub was down, an instance died), least-failed first, and reports events
+pending for longer than LEDGER_OUTBOX_STUCK_AFTER_S as stuck.
+"""
+
+import logging
+import time
+
+import functions_framework
+
+from common import bootstrap, logs
+from common.config import get_settings
+from common.errors import DependencyUnavailable
+
+log = logging.getLogger("ledger.outbox_sweeper")
+logs.configure_from_settings()
+SWEEP_BUDGET_S = 45.0  # stop before the next tick comes
+
+
+@functions_framework.cloud_event
+def outbox_sweeper(cloud_event):
+    started, published, failed = time.monotonic(), 0, 0
+    try:
+        while time.monotonic() - started < SWEEP_BUDGET_S:
+            result = bootstrap.relay().sweep()
+            published += result.published
+            failed += result.failed
+            if not result.published or result.failed:
+                break
+        backlog = bootstrap.outbox().backlog(get_settings().outbox_stuck_after_s)
+    except DependencyUnavailable as error:
+        log.error("outbox sweep could not run", extra={"error": error.message})
+        raise
+    level = logging.ERROR if backlog["stuck"] else logging.INFO
+    log.log(level, "outbox sweep", extra={"published": published, "failed": failed, **backlog})
