@@ -256,6 +256,7 @@ def erp_export() -> Any:
         erp_store(),
         erp_client,
         chart(),
+        stream=settings.erp_stream,
         batch_events=settings.erp_batch_events,
         park_after=settings.erp_park_after,
         retry_base_s=settings.erp_retry_base_s,

@@ -65,6 +65,7 @@ class Settings:
 
     # The ERP export (common/erp_export.py). Cloud Scheduler publishes a tick to each
     # *_tick_topic on its schedule; the functions of the same name consume them.
+    erp_stream: str = "erp"  # the export stream (erp.cursors) this deployment feeds
     erp_url: str = ""  # the ERP's HTTP endpoint; batches go to {erp_url}/batches
     erp_token: str = ""  # in Google Cloud, a Secret Manager secret exposed as this variable
     erp_timeout_s: float = 30.0

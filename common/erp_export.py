@@ -195,9 +195,9 @@ class ErpTotals(Protocol):
 
 
 class LedgerSums(Protocol):
-    def cursor(self, stream: str) -> Position: ...
-    def ledger_sums(self, upto: Position) -> list[list[Any]]: ...
-    def status_counts(self) -> dict[str, int]: ...
+    def stream(self, stream: str) -> tuple[Position, Position]: ...
+    def ledger_sums(self, after: Position, upto: Position) -> list[list[Any]]: ...
+    def status_counts(self, stream: str) -> dict[str, int]: ...
 
 
 def reconcile(store: LedgerSums, erp: ErpTotals, chart: Chart, stream: str = "erp") -> dict[str, Any]:
@@ -205,11 +205,13 @@ def reconcile(store: LedgerSums, erp: ErpTotals, chart: Chart, stream: str = "er
     batch, against the ERP's own booked totals. `ok` is False on any difference."""
     from common.erp import reconcile as compare
 
-    upto = store.cursor(stream)
-    found = compare.differences(compare.ledger_totals(store.ledger_sums(upto), chart), compare.erp_totals(erp.totals()))
-    batches = store.status_counts()
+    start, upto = store.stream(stream)
+    ledger = compare.ledger_totals(store.ledger_sums(start, upto), chart)
+    found = compare.differences(ledger, compare.erp_totals(erp.totals()))
+    batches = store.status_counts(stream)
     return {
         "ok": not found,
+        "stream": stream,
         "exported_up_to": {"created_xact": upto[0], "transaction_id": upto[1]},
         "chart_version": chart.version,
         "batches": batches,

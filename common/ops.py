@@ -33,13 +33,14 @@ def main() -> None:
 def status() -> None:
     settings = get_settings()
     store = bootstrap.erp_store()
-    after = store.cursor("erp")
+    after = store.cursor(settings.erp_stream)
     _print(
         {
             "outbox": bootstrap.outbox().backlog(settings.outbox_stuck_after_s),
             "erp_export": {
                 "exported_up_to": {"created_xact": after[0], "transaction_id": after[1]},
-                "batches": store.status_counts(),
+                "stream": settings.erp_stream,
+                "batches": store.status_counts(settings.erp_stream),
             },
         }
     )
@@ -67,7 +68,7 @@ def export() -> None:
 
 @main.command()
 def parked() -> None:
-    _print(bootstrap.erp_store().parked())
+    _print(bootstrap.erp_store().parked(get_settings().erp_stream))
 
 
 @main.command()
@@ -84,7 +85,7 @@ def replay(batch_id: str) -> None:
 def reconcile() -> None:
     from common.erp_export import reconcile as run
 
-    report = run(bootstrap.erp_store(), bootstrap.erp_client(), bootstrap.chart())
+    report = run(bootstrap.erp_store(), bootstrap.erp_client(), bootstrap.chart(), get_settings().erp_stream)
     _print(report)
     sys.exit(0 if report["ok"] else 1)
 

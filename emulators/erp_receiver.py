@@ -11,6 +11,9 @@
                            that status; {"drop_next": N}: answer 201 but book nothing (a
                            lost batch, for reconciliation); {"reset": true}: forget all
 
+Every path can be prefixed with /books/NAME to use a separate set of books (so a test
+can have an ERP of its own); without one, the books are "main".
+
 Run: python -m emulators.erp_receiver --port 54304 [--token T] [--no-lines]
 """
 
@@ -86,7 +89,26 @@ class Ledger:
         return 201, {"batch_id": batch_id, "booked": len(lines)}
 
 
-def handler(ledger: Ledger, token: str) -> type[BaseHTTPRequestHandler]:
+class Books:
+    def __init__(self, keep_lines: bool) -> None:
+        self.keep_lines = keep_lines
+        self.lock = threading.Lock()
+        self.books: dict[str, Ledger] = {}
+
+    def route(self, path: str) -> tuple[Ledger, str]:
+        """(the books a path names, the path within them)."""
+        name, rest = "main", path
+        if path.startswith("/books/"):
+            name, _, rest = path[len("/books/") :].partition("/")
+            rest = "/" + rest
+        with self.lock:
+            ledger = self.books.get(name)
+            if ledger is None:
+                ledger = self.books[name] = Ledger(self.keep_lines)
+        return ledger, rest
+
+
+def handler(books: Books, token: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the exporter's session expects
 
@@ -107,33 +129,34 @@ def handler(ledger: Ledger, token: str) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             url = urlparse(self.path)
+            ledger, path = books.route(url.path)
             with ledger.lock:
-                if url.path in ("/", "/health"):
+                if path in ("/", "/health"):
                     self._answer(200, {"ok": True})
-                elif url.path == "/batches":
+                elif path == "/batches":
                     self._answer(200, {"batches": list(ledger.batches.values())})
-                elif url.path == "/lines":
+                elif path == "/lines":
                     transaction_id = int(parse_qs(url.query).get("transaction_id", ["0"])[0])
                     self._answer(200, {"lines": ledger.lines.get(transaction_id, [])})
-                elif url.path == "/totals":
+                elif path == "/totals":
                     rows = [
                         {"period": p, "account": a, "currency": c, "debit": d, "credit": cr}
                         for (p, a, c), (d, cr) in sorted(ledger.totals.items())
                     ]
                     self._answer(200, {"totals": rows})
-                elif url.path == "/stats":
+                elif path == "/stats":
                     self._answer(200, dict(ledger.stats))
                 else:
                     self._answer(404, {"error": "not found"})
 
         def do_POST(self) -> None:  # noqa: N802
-            url = urlparse(self.path)
+            ledger, path = books.route(urlparse(self.path).path)
             try:
                 body = self._body()
             except ValueError:
                 self._answer(400, {"error": "the body is not JSON"})
                 return
-            if url.path == "/control":
+            if path == "/control":
                 with ledger.lock:
                     if body.get("reset"):
                         ledger.reset()
@@ -141,7 +164,7 @@ def handler(ledger: Ledger, token: str) -> type[BaseHTTPRequestHandler]:
                     ledger.fail_status = int(body.get("status", ledger.fail_status))
                     ledger.drop_next = int(body.get("drop_next", ledger.drop_next))
                 self._answer(200, {"ok": True})
-            elif url.path == "/batches":
+            elif path == "/batches":
                 if token and self.headers.get("Authorization") != f"Bearer {token}":
                     self._answer(401, {"error": "missing or wrong credential"})
                     return
@@ -158,7 +181,7 @@ def main() -> None:
     parser.add_argument("--token", default="")
     parser.add_argument("--no-lines", action="store_true", help="keep totals only (the 1,000,000-event benchmark)")
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler(Ledger(not args.no_lines), args.token))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler(Books(not args.no_lines), args.token))
     server.daemon_threads = True
     server.serve_forever()
 

@@ -102,10 +102,21 @@ class ErpStore:
     # Cursors, charts, batches ---------------------------------------------------
 
     def cursor(self, stream: str) -> Position:
-        rows = self._run("SELECT after_xact::text, after_id FROM erp.cursors WHERE name = :s", s=stream)
+        return self.stream(stream)[1]
+
+    def stream(self, stream: str) -> tuple[Position, Position]:
+        """(where the stream starts, where its cursor is)."""
+        rows = self._run(
+            "SELECT start_xact::text, start_id, after_xact::text, after_id FROM erp.cursors WHERE name = :s", s=stream
+        )
         if not rows:
             raise LookupError(f"no export stream {stream!r}")
-        return rows[0][0], rows[0][1]
+        start_xact, start_id, after_xact, after_id = rows[0]
+        return (start_xact, start_id), (after_xact, after_id)
+
+    def open_stream(self, stream: str) -> None:
+        """A stream that starts after everything the ledger holds now (no-op if it exists)."""
+        self._run("SELECT erp.open_stream(:s)", s=stream)
 
     def save_chart(self, chart: Chart) -> None:
         self._run("SELECT erp.save_chart(:v, CAST(:c AS jsonb))", v=chart.version, c=json.dumps(chart.sections))
@@ -159,12 +170,14 @@ class ErpStore:
         )
         return [dict(zip(BATCH_COLUMNS, row, strict=True)) for row in rows]
 
-    def parked(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._run(BATCH_SELECT + " WHERE status = 'parked' ORDER BY seq LIMIT :n", n=limit)
+    def parked(self, stream: str, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._run(
+            BATCH_SELECT + " WHERE status = 'parked' AND stream = :s ORDER BY seq LIMIT :n", s=stream, n=limit
+        )
         return [dict(zip(BATCH_COLUMNS, row, strict=True)) for row in rows]
 
-    def status_counts(self) -> dict[str, int]:
-        return dict(self._run("SELECT status, count(*) FROM erp.batches GROUP BY status"))
+    def status_counts(self, stream: str) -> dict[str, int]:
+        return dict(self._run("SELECT status, count(*) FROM erp.batches WHERE stream = :s GROUP BY status", s=stream))
 
     def mark_delivered(self, batch_id: str, acknowledgement: dict[str, Any]) -> None:
         self._run("SELECT erp.mark_delivered(:id, CAST(:a AS jsonb))", id=batch_id, a=json.dumps(acknowledgement))
@@ -185,9 +198,9 @@ class ErpStore:
 
     # Reconciliation -------------------------------------------------------------
 
-    def ledger_sums(self, upto: Position) -> list[list[Any]]:
+    def ledger_sums(self, after: Position, upto: Position) -> list[list[Any]]:
         """Per UTC day, asset and leg role: debits and credits of every transaction in
-        export order up to `upto` (what the ERP should have been sent)."""
+        export order after `after` up to `upto` (what the ERP should have been sent)."""
         return self._run(
             """
             SELECT to_char(t.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), t.asset_code, w.kind, w.model,
@@ -196,9 +209,12 @@ class ErpStore:
               FROM ledger.transactions t
               JOIN ledger.entries e ON e.transaction_id = t.id
               JOIN ledger.wallets w ON w.id = e.wallet_id
-             WHERE (t.created_xact, t.id) <= (CAST(:x AS xid8), CAST(:i AS bigint))
+             WHERE (t.created_xact, t.id) > (CAST(:ax AS xid8), CAST(:ai AS bigint))
+               AND (t.created_xact, t.id) <= (CAST(:ux AS xid8), CAST(:ui AS bigint))
              GROUP BY 1, 2, 3, 4, 5
             """,
-            x=upto[0],
-            i=upto[1],
+            ax=after[0],
+            ai=after[1],
+            ux=upto[0],
+            ui=upto[1],
         )

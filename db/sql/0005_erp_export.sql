@@ -24,12 +24,17 @@ CREATE TABLE erp.charts (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Where each export stream stands: everything up to this position is in a batch.
+-- Where each export stream stands: everything after its start, up to its cursor, is
+-- in a batch. The main stream 'erp' starts at the beginning of the ledger; another one
+-- can start at go-live, or at the ledger's tail for a test (erp.open_stream).
 CREATE TABLE erp.cursors (
   name        text PRIMARY KEY,
+  start_xact  xid8 NOT NULL DEFAULT '0'::xid8,
+  start_id    bigint NOT NULL DEFAULT 0,
   after_xact  xid8 NOT NULL DEFAULT '0'::xid8,
   after_id    bigint NOT NULL DEFAULT 0,
-  updated_at  timestamptz NOT NULL DEFAULT now()
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT cursors_forward CHECK ((after_xact, after_id) >= (start_xact, start_id))
 );
 INSERT INTO erp.cursors (name) VALUES ('erp');
 
@@ -106,6 +111,19 @@ LANGUAGE sql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
    WHERE id = p_id AND status = 'parked'
   RETURNING true
 $$;
+
+-- A new stream that starts after everything the ledger holds now.
+CREATE FUNCTION erp.open_stream(p_name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
+DECLARE
+  v_xact xid8 := '0'::xid8;
+  v_id bigint := 0;
+BEGIN
+  SELECT created_xact, id INTO v_xact, v_id FROM ledger.transactions ORDER BY created_xact DESC, id DESC LIMIT 1;
+  INSERT INTO cursors (name, start_xact, start_id, after_xact, after_id)
+  VALUES (p_name, coalesce(v_xact, '0'::xid8), coalesce(v_id, 0), coalesce(v_xact, '0'::xid8), coalesce(v_id, 0))
+  ON CONFLICT (name) DO NOTHING;
+END $$;
 
 CREATE FUNCTION erp.save_chart(p_version text, p_chart jsonb) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = erp, pg_temp AS $$

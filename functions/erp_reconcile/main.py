@@ -12,6 +12,7 @@ import logging
 import functions_framework
 
 from common import bootstrap, logs
+from common.config import get_settings
 from common.erp_export import DeliveryFailed, reconcile
 
 log = logging.getLogger("ledger.erp_reconcile")
@@ -21,7 +22,7 @@ logs.configure_from_settings()
 @functions_framework.cloud_event
 def erp_reconcile(cloud_event):
     try:
-        report = reconcile(bootstrap.erp_store(), bootstrap.erp_client(), bootstrap.chart())
+        report = reconcile(bootstrap.erp_store(), bootstrap.erp_client(), bootstrap.chart(), get_settings().erp_stream)
     except DeliveryFailed as error:
         log.error("reconciliation could not read the ERP's totals", extra={"error": str(error)})
         raise

@@ -1,0 +1,231 @@
+"""The ERP export against real Postgres, the Pub/Sub emulator (push subscriptions into the
+local functions) and the local ERP receiver.
+
+Tests that drive an export pass in-process use an export stream and ERP books of their
+own (erp.open_stream, /books/NAME), so what they count is theirs alone; the tick test
+goes through the deployed path: Cloud Scheduler's topic, a push subscription and the
+erp_export function."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from common import bootstrap
+from common.adapters.erp_http import ErpClient
+from common.adapters.erp_store import ErpStore
+from common.config import get_settings
+from common.erp_export import DeliveryFailed, ErpExport
+from common.ledger import commands
+from emulators.stack import ERP_TOKEN, REPO
+from tests.support import assert_invariants, key, new_wallet
+
+
+def erp_url(stack, book=None):
+    base = f"http://127.0.0.1:{stack.ports['erp']}"
+    return f"{base}/books/{book}" if book else base
+
+
+def erp(stack, book, path, body=None):
+    request = urllib.request.Request(
+        erp_url(stack, book) + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+        method="POST" if body is not None else "GET",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+class Books:
+    """An export stream starting at the ledger's tail, and ERP books of its own."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.name = f"t{uuid.uuid4().hex[:10]}"
+        self.store = ErpStore(bootstrap.pool())
+        self.store.open_stream(self.name)
+        self.client = ErpClient(erp_url(stack, self.name), ERP_TOKEN, 10)
+
+    def exporter(self, client=None, **options):
+        options = {"batch_events": 3, "retry_base_s": 0, **options}
+        return ErpExport(self.store, lambda: client or self.client, bootstrap.chart(), stream=self.name, **options)
+
+    def erp(self, path, body=None):
+        return erp(self.stack, self.name, path, body)
+
+    def lines_of(self, transaction_id):
+        return self.erp(f"/lines?transaction_id={transaction_id}")["lines"]
+
+    def ops(self, *args):
+        env = {
+            **os.environ,
+            **self.stack.env(),
+            "LEDGER_ERP_STREAM": self.name,
+            "LEDGER_ERP_URL": erp_url(self.stack, self.name),
+            "PYTHONPATH": str(REPO),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "common.ops", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+
+
+@pytest.fixture
+def books(stack):
+    return Books(stack)
+
+
+def every_action(stack):
+    """One of each balance action; returns the ids of the transactions they posted."""
+    service = bootstrap.service()
+    alice, bob = new_wallet(stack), new_wallet(stack)
+    topped = service.top_up(commands.TopUp(wallet_id=alice, asset="TST", amount=500, external_ref="pay"), key())
+    ids = [topped.body["transaction"]["id"]]
+    ids.append(service.bonus(commands.Bonus(wallet_id=alice, asset="TST", amount=50), key()).body["transaction"]["id"])
+    used = service.usage(commands.Usage(wallet_id=alice, asset="TST", amount=70, usage_id="u", product="gpu"), key())
+    ids.append(used.body["transaction"]["id"])
+    moved = service.transfer(commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=30), key())
+    ids.append(moved.body["transaction"]["id"])
+    voided = service.void(commands.Void(transaction_id=ids[2]), key())
+    ids.append(voided.body["transaction"]["id"])
+    return ids
+
+
+def wait_until(condition, what, budget_s=60):
+    deadline = time.monotonic() + budget_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_every_action_reaches_the_erp_as_balanced_lines_once(stack, books):
+    ids = every_action(stack)
+    report = books.exporter().run_pass()
+    assert report.caught_up and report.events == len(ids) and report.delivered == report.batches == 2
+    for transaction_id in ids:
+        lines = books.lines_of(transaction_id)
+        assert len(lines) == 2 and sum(line["debit"] for line in lines) == sum(line["credit"] for line in lines)
+    usage, void = books.lines_of(ids[2]), books.lines_of(ids[4])
+    assert [(u["account"], u["debit"], u["credit"]) for u in usage] == [
+        (v["account"], v["credit"], v["debit"]) for v in void
+    ]  # the void is the exact reverse
+    for batch in books.erp("/batches")["batches"]:
+        assert all(sums["debit"] == sums["credit"] for sums in batch["totals"].values())
+
+
+def test_duplicate_ticks_through_the_push_subscription_give_one_line_per_leg(stack):
+    """The deployed path: ticks on the scheduler topic, pushed into erp_export. Pub/Sub
+    delivers at least once, so the tick comes twice; each pass reads the ledger from
+    the export cursor, and the second finds nothing new."""
+    ids = every_action(stack)
+    log = stack.state_dir / "erp_export.log"
+
+    def passes():
+        return log.read_text().count('"ERP export pass"') if log.exists() else 0
+
+    before = passes()
+    topic = get_settings().erp_export_tick_topic
+    stack.publish(topic)
+    stack.publish(topic)
+    wait_until(lambda: passes() >= before + 2, "two export passes")
+    for transaction_id in ids:
+        assert len(erp(stack, None, f"/lines?transaction_id={transaction_id}")["lines"]) == 2
+
+
+def test_with_the_erp_failing_batches_are_retried_and_delivered_once(stack, books):
+    ids = every_action(stack) + every_action(stack)
+    books.erp("/control", {"fail_next": 2, "status": 503})
+    export = books.exporter()
+    first = export.run_pass()
+    assert first.erp_down and first.delivered == 0 and first.batches == 4  # recorded all the same
+    assert export.run_pass().erp_down  # the retry meets the second failure
+    third = export.run_pass()
+    assert not third.erp_down and third.delivered == 4
+    assert all(len(books.lines_of(i)) == 2 for i in ids)
+    stats = books.erp("/stats")
+    assert (stats["booked"], stats["failed"], stats["duplicates"], stats["lines"]) == (4, 2, 0, 2 * len(ids))
+    assert books.store.status_counts(books.name) == {"delivered": 4}
+
+
+def test_a_batch_sent_again_after_a_lost_acknowledgement_is_not_booked_twice(stack, books):
+    """The function dies (or the answer is lost) after the ERP booked the batch: the
+    batch goes again with the same id, and the ERP drops the copy."""
+
+    class LostAcknowledgement:
+        def deliver(self, batch_id, body):
+            books.client.deliver(batch_id, body)
+            raise DeliveryFailed("the connection dropped before the answer")
+
+    ids = every_action(stack)
+    assert books.exporter(LostAcknowledgement(), batch_events=10).run_pass().failed == 1
+    report = books.exporter(batch_events=10).run_pass()
+    assert report.retried == 1 and report.delivered == 1
+    assert books.erp("/stats")["duplicates"] == 1
+    assert all(len(books.lines_of(i)) == 2 for i in ids)
+
+
+def test_a_batch_that_keeps_failing_is_parked_and_an_operator_replays_it(stack, books):
+    every_action(stack)
+    books.erp("/control", {"fail_next": 100})
+    export = books.exporter(batch_events=10, park_after=2)
+    export.run_pass()
+    assert export.run_pass().parked
+    parked = json.loads(books.ops("parked").stdout)
+    assert len(parked) == 1 and parked[0]["attempts"] == 2 and "503" in parked[0]["last_error"]
+    books.erp("/control", {"fail_next": 0})
+    replayed = books.ops("replay", parked[0]["id"])
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert books.store.status_counts(books.name) == {"delivered": 1}
+    assert books.ops("replay", parked[0]["id"]).returncode != 0  # no longer parked
+
+
+def test_reconciliation_is_clean_after_every_action_and_names_a_dropped_batch(stack, books):
+    every_action(stack)
+    every_action(stack)
+    books.exporter().run_pass()
+    clean = books.ops("reconcile")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert json.loads(clean.stdout)["differences"] == []
+
+    books.erp("/control", {"drop_next": 1})  # the ERP answers 201 and loses the batch
+    every_action(stack)
+    assert books.exporter().run_pass().delivered == 2
+    off = books.ops("reconcile")
+    assert off.returncode == 1
+    report = json.loads(off.stdout)
+    assert not report["ok"] and report["differences"]
+    assert all(
+        d["ledger_debit"] >= d["erp_debit"] and d["ledger_credit"] >= d["erp_credit"] for d in report["differences"]
+    )
+
+
+def test_the_export_waits_for_a_transaction_still_in_progress(stack, books):
+    """A posting whose database transaction is still open has an id but is invisible;
+    the export must not move its cursor past it, or it would never be sent."""
+    from tests.support import owner, system_account
+
+    wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        slow = con.run(
+            "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', 'topup', 'TST', 5, :w, NULL,"
+            " CAST(:legs AS bigint[]), '{-5,5}')",
+            k=key(),
+            w=wallet,
+            legs=f"{{{funding},{wallet}}}",
+        )[0][0]
+        later = every_action(stack)  # commit while the first is still open
+        assert books.exporter().run_pass().events == 0  # all of them wait behind the open one
+        con.run("COMMIT")
+    finally:
+        con.close()
+    report = books.exporter().run_pass()
+    assert report.events == 1 + len(later)
+    assert len(books.lines_of(slow)) == 2 and all(len(books.lines_of(i)) == 2 for i in later)
+    assert_invariants(stack)
