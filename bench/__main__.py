@@ -45,7 +45,19 @@ def main(
     # common/ reads its settings once per process: point it at the dev stack first.
     os.environ.update(stack.env())
 
-    from bench import cold_start, core_procs, events, mixed, pgbench, processes, report, runner, scenarios, setup
+    from bench import (
+        cold_start,
+        core_procs,
+        erp_export,
+        events,
+        mixed,
+        pgbench,
+        processes,
+        report,
+        runner,
+        scenarios,
+        setup,
+    )
 
     data = setup.prepare(stack, wallets)
     core_bodies = scenarios.bodies(data)
@@ -149,6 +161,12 @@ def main(
     empty_ms = cold[0][1]
     click.echo(report.cold_table(cold))
 
+    erp_events = 10_000 if quick else 1_000_000
+    click.echo(f"\nERP export of {erp_events:,} ledger events", err=True)
+    erp_figures = erp_export.run(stack, erp_events)
+    erp_table = erp_export.table(erp_figures)
+    click.echo(erp_table)
+
     targets = [
         ("1. core transfers / pgbench transfers", core[0].throughput / baseline.throughput, 1.0),
         (
@@ -168,6 +186,11 @@ def main(
             0.5,
         ),
         *[(f"4. cold start of {name} / empty function", ms / empty_ms, -1.5) for name, ms in cold[1:]],
+        (
+            "ERP export (issue 4): seconds per 1,000,000 events / 120 s",
+            erp_figures["seconds"] * 1_000_000 / erp_figures["events"] / 120,
+            -1.0,
+        ),
     ]
     click.echo("\n" + report.targets_table(targets))
     path = report.write(
@@ -182,6 +205,7 @@ def main(
             ("Events of the mixed run (posting to Pub/Sub acknowledgement, off the request path)", event_table),
             ("Where the machine's CPU goes in the mixed run", cpu),
             (f"Cold starts (median of {repeats})", report.cold_table(cold)),
+            (f"ERP export of {erp_events:,} ledger events (one pass, batches of 1,000)", erp_table),
         ],
     )
     click.echo(f"\nwritten to {path}")

@@ -33,3 +33,5 @@ def test_bench_quick_mode_runs_without_unexpected_errors(stack):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "pgbench: plain-SQL transfer" in result.stdout and "core: transfer among 200 wallets" in result.stdout
+    # every exported event reached the ERP as two booked lines (the bench checks the counts)
+    assert "| 10,000 | 20,000 | 20,000 |" in result.stdout
