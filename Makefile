@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint bench bench-quick soak status reconcile
+.PHONY: dev down test lint bench bench-quick soak status reconcile ops
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,9 @@ status: $(STAMP)
 
 reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violation
 	@$(PY) -m common.reconcile
+
+ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
+	@env $$($(PY) -m emulators env) $(PY) -m common.ops $(ARGS)
 
 lint: $(STAMP)
 	@$(PY) -m ruff check .

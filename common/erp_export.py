@@ -125,7 +125,7 @@ class ErpExport:
             last = page[-1][0]
             mapper = self._mappers[self._chart.version]
             lines = [line for _, transaction in page for line in mapper.lines(transaction)]
-            identity = batch_id(after, last, self._chart.version)
+            identity = batch_id(self._stream, after, last, self._chart.version)
             sums = totals(lines)
             if unbalanced(sums):
                 raise ExportError(f"batch {identity} does not balance in {unbalanced(sums)}: {sums}")
@@ -150,7 +150,10 @@ class ErpExport:
         page = self._store.transactions_in(after, last)
         lines = [line for _, transaction in page for line in mapper.lines(transaction)]
         sums = totals(lines)
-        if batch_id(after, last, batch["chart_version"]) != batch["id"] or len(page) != batch["event_count"]:
+        if (
+            batch_id(self._stream, after, last, batch["chart_version"]) != batch["id"]
+            or len(page) != batch["event_count"]
+        ):
             raise ExportError(f"batch {batch['id']} no longer rebuilds to the same content")
         return self._deliver(batch["id"], lines, sums, len(page), batch["attempts"], report)
 

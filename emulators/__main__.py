@@ -52,5 +52,13 @@ def status(stack: Stack) -> None:
         click.echo(f"{name:<22} {where}")
 
 
+@cli.command()
+@click.pass_obj
+def env(stack: Stack) -> None:
+    """Print the environment that points common/ at this stack (KEY=VALUE lines)."""
+    for key, value in stack.env().items():
+        click.echo(f"{key}={value}")
+
+
 if __name__ == "__main__":
     cli()

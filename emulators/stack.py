@@ -448,8 +448,9 @@ class Stack:
         if pgid is not None:
             kill_group(pgid)
         self._state_file.write_text(json.dumps(state))
-        port = self.ports[name]
-        wait_for(lambda: not port_open(port), f"{name} to stop", 20)
+        port = self.ports.get(name)  # the scheduler listens on none
+        if port is not None:
+            wait_for(lambda: not port_open(port), f"{name} to stop", 20)
 
     def start_service(self, name: str) -> None:
         starters = {
@@ -463,6 +464,15 @@ class Stack:
             starters[name]()
         else:
             self.start_functions([name])
+
+    def start_scheduler(self) -> None:
+        """Cloud Scheduler's ticks, on the dev stack only (tests publish their own)."""
+        if self.profile == "dev" and not group_alive(self._load_state().get("scheduler")):
+            self._spawn(
+                "scheduler",
+                [sys.executable, "-m", "emulators.scheduler", f"--profile={self.profile}"],
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
 
     # Whole stack ------------------------------------------------------------
 
@@ -478,6 +488,7 @@ class Stack:
         database.migrate(self)
         if functions:
             self.start_functions()
+            self.start_scheduler()
 
     def down(self) -> None:
         for name in reversed(list(self._load_state())):
@@ -526,6 +537,16 @@ def kill_group(pgid: int) -> None:
             except ChildProcessError:
                 pass
             time.sleep(0.05)
+
+
+def group_alive(pgid: int | None) -> bool:
+    if pgid is None:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def port_open(port: int) -> bool:

@@ -95,9 +95,10 @@ class Mapper:
         return lines
 
 
-def batch_id(after: Position, last: Position, chart_version: str) -> str:
-    """The same range of the ledger under the same chart is always the same batch."""
-    source = f"{after[0]}:{after[1]}|{last[0]}:{last[1]}|{chart_version}"
+def batch_id(stream: str, after: Position, last: Position, chart_version: str) -> str:
+    """The same range of the ledger, in the same export stream, under the same chart is
+    always the same batch. (Streams feed different ERPs; each has its own batch ids.)"""
+    source = f"{stream}|{after[0]}:{after[1]}|{last[0]}:{last[1]}|{chart_version}"
     return "erp-" + hashlib.sha256(source.encode()).hexdigest()[:32]
 
 

@@ -131,11 +131,12 @@ def test_every_transactions_lines_balance_and_an_unbalanced_total_is_named():
     assert unbalanced({"USD": {"debit": 5, "credit": 4}}) == ["USD"]
 
 
-def test_a_batch_id_is_the_same_for_the_same_range_and_chart_only():
-    first = batch_id(("0", 0), ("900", 12), "chart-a")
-    assert first == batch_id(("0", 0), ("900", 12), "chart-a")
-    assert first != batch_id(("0", 0), ("900", 13), "chart-a")
-    assert first != batch_id(("0", 0), ("900", 12), "chart-b")
+def test_a_batch_id_is_the_same_for_the_same_stream_range_and_chart_only():
+    first = batch_id("erp", ("0", 0), ("900", 12), "chart-a")
+    assert first == batch_id("erp", ("0", 0), ("900", 12), "chart-a")
+    assert first != batch_id("erp", ("0", 0), ("900", 13), "chart-a")
+    assert first != batch_id("erp", ("0", 0), ("900", 12), "chart-b")
+    assert first != batch_id("other", ("0", 0), ("900", 12), "chart-a")
     assert first.startswith("erp-")
 
 
