@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+KEPT_TRANSACTIONS = 100_000
 
 
 class Ledger:
@@ -38,7 +40,9 @@ class Ledger:
 
     def reset(self) -> None:
         self.batches: dict[str, dict[str, Any]] = {}
-        self.lines: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        # the lines of the most recent transactions only, so a long-lived dev stack's
+        # receiver stays small (totals cover everything)
+        self.lines: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
         self.totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         self.stats = {"booked": 0, "lines": 0, "duplicates": 0, "failed": 0, "dropped": 0, "unbalanced": 0}
         self.fail_next, self.fail_status, self.drop_next = 0, 503, 0
@@ -83,7 +87,9 @@ class Ledger:
                 booked[0] += line["debit"]
                 booked[1] += line["credit"]
                 if self.keep_lines:
-                    self.lines[line["transaction_id"]].append(line)
+                    self.lines.setdefault(line["transaction_id"], []).append(line)
+            while len(self.lines) > KEPT_TRANSACTIONS:
+                self.lines.popitem(last=False)
             self.stats["booked"] += 1
             self.stats["lines"] += len(lines)
         return 201, {"batch_id": batch_id, "booked": len(lines)}
