@@ -64,6 +64,7 @@ def main(
     # it again.
     stack.stop_service("scheduler")
     data = setup.prepare(stack, wallets)
+    before_core = events.high_water(stack)
     core_bodies = scenarios.bodies(data)
     uniform_transfer = next(name for name in core_bodies if name.startswith("transfer"))
 
@@ -113,6 +114,7 @@ def main(
     )
     core_section = [baseline, server_side, *core, alone]
     click.echo(report.table(core_section))
+    setup.mark_events_published(stack, before_core)
     group_commit = report.group_commit_table(core)
     click.echo("\nGroup commit in the core runs (warm-up included)\n" + group_commit)
     transfer_cpu = meter.table()
@@ -161,7 +163,7 @@ def main(
     repeats = 1 if quick else 3
     click.echo(f"\nCold starts (median of {repeats})", err=True)
     voids = setup.voidable_transactions(stack, data.wallets[0], repeats)
-    cold = cold_start.run(stack.env(), data.wallets[0], setup.ASSET, voids, repeats)
+    cold = cold_start.run(stack.env(), data.wallets[0], setup.ASSET, voids, repeats, setup.empty_erp_stream(stack))
     empty_ms = cold[0][1]
     click.echo(report.cold_table(cold))
 

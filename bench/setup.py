@@ -122,3 +122,31 @@ def voidable_transactions(stack: Stack, wallet: int, count: int) -> list[int]:
         return ids
     finally:
         con.close()
+
+
+def empty_erp_stream(stack: Stack) -> str:
+    """A new ERP export stream, starting after everything the ledger holds now."""
+    name = f"cold-{uuid.uuid4().hex[:8]}"
+    con = pg8000.native.Connection(**stack.owner_dsn())
+    try:
+        con.run("SELECT erp.open_stream(:s)", s=name)
+    finally:
+        con.close()
+    return name
+
+
+def mark_events_published(stack: Stack, after_transaction_id: int) -> int:
+    """Mark the events of postings after `after_transaction_id` as published. The core
+    runs post through PostgresLedger.post() alone, without the after-commit relay; their
+    events are not for any consumer, and left pending they would have the scheduled
+    sweeper publish hundreds of thousands of them in the middle of later measurements."""
+    con = pg8000.native.Connection(**stack.owner_dsn())
+    try:
+        con.run(
+            "UPDATE ledger.outbox SET published_at = clock_timestamp()"
+            " WHERE transaction_id > :a AND published_at IS NULL",
+            a=after_transaction_id,
+        )
+        return con.row_count
+    finally:
+        con.close()

@@ -153,6 +153,7 @@ class ErpExport:
         if (
             batch_id(self._stream, after, last, batch["chart_version"]) != batch["id"]
             or len(page) != batch["event_count"]
+            or sums != batch["totals"]
         ):
             raise ExportError(f"batch {batch['id']} no longer rebuilds to the same content")
         return self._deliver(batch["id"], lines, sums, len(page), batch["attempts"], report)
@@ -197,28 +198,37 @@ class ErpTotals(Protocol):
     def totals(self) -> list[dict[str, Any]]: ...
 
 
-class LedgerSums(Protocol):
+class DeliveredSums(Protocol):
     def stream(self, stream: str) -> tuple[Position, Position]: ...
-    def ledger_sums(self, after: Position, upto: Position) -> list[list[Any]]: ...
+    def delivered_sums(self, stream: str) -> list[list[Any]]: ...
+    def delivered_count(self, stream: str) -> int: ...
     def status_counts(self, stream: str) -> dict[str, int]: ...
+    def chart(self, version: str) -> Chart: ...
 
 
-def reconcile(store: LedgerSums, erp: ErpTotals, chart: Chart, stream: str = "erp") -> dict[str, Any]:
-    """Ledger totals per period and GL account, for everything the export has put in a
-    batch, against the ERP's own booked totals. `ok` is False on any difference."""
+def reconcile(store: DeliveredSums, erp: ErpTotals, stream: str = "erp", attempts: int = 3) -> dict[str, Any]:
+    """The ledger's debits and credits per period and GL account, over the stream's
+    delivered batches (each mapped with the chart it was built with), against the ERP's
+    own booked totals. `ok` is False on any difference. Batches not delivered yet are
+    counted, not compared: the ERP cannot hold them. Should a batch be delivered while
+    the two sides are read, the reading is repeated."""
     from common.erp import reconcile as compare
 
-    start, upto = store.stream(stream)
-    ledger = compare.ledger_totals(store.ledger_sums(start, upto), chart)
-    found = compare.differences(ledger, compare.erp_totals(erp.totals()))
+    for _ in range(attempts):
+        delivered = store.delivered_count(stream)
+        rows = store.delivered_sums(stream)
+        booked = compare.erp_totals(erp.totals())
+        if store.delivered_count(stream) == delivered:
+            break
+    charts = {version: store.chart(version) for version in {row[0] for row in rows}}
+    found = compare.differences(compare.ledger_totals(rows, charts), booked)
+    _, upto = store.stream(stream)
     batches = store.status_counts(stream)
     return {
         "ok": not found,
         "stream": stream,
         "exported_up_to": {"created_xact": upto[0], "transaction_id": upto[1]},
-        "chart_version": chart.version,
         "batches": batches,
         "differences": found,
-        # a difference with undelivered batches is most likely those batches
         "undelivered_batches": batches.get("pending", 0) + batches.get("parked", 0),
     }

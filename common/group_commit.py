@@ -17,10 +17,14 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Value = TypeVar("Value")
+# A batch that failed as a whole hands each member this instead of an outcome: the
+# member posts alone, in its own thread, so a slow or stuck batch never makes one
+# thread post all of its members one after another while the slot stays taken.
+_ALONE: Any = object()
 
 
 class _Slot(Generic[Item, Value]):
@@ -85,6 +89,8 @@ class GroupCommit(Generic[Item, Value]):
                     self._changed.notify_all()
         if slot.error is not None:
             raise slot.error
+        if slot.value is _ALONE:
+            return self._run_one(item)
         return slot.value  # type: ignore[return-value]
 
     def _execute(self, batch: list[_Slot[Item, Value]]) -> None:
@@ -99,7 +105,7 @@ class GroupCommit(Generic[Item, Value]):
         except Exception:  # noqa: BLE001 - the batch as a whole failed: each item goes alone
             # Safe to repeat: run_one of an item that did commit in the failed batch
             # finds it (postings replay by idempotency key) instead of posting it again.
-            outcomes = [self._outcome_alone(slot.item) for slot in batch]
+            outcomes = [_ALONE] * len(batch)
         else:
             self.batches += 1
             self.batched_items += len(batch)

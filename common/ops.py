@@ -72,12 +72,19 @@ def parked() -> None:
 
 
 @main.command()
-@click.argument("batch_id")
-def replay(batch_id: str) -> None:
-    if not bootstrap.erp_store().replay(batch_id):
-        raise click.ClickException(f"{batch_id} is not a parked batch")
+@click.argument("batch_ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="every parked batch of the stream")
+def replay(batch_ids: tuple[str, ...], replay_all: bool) -> None:
+    store = bootstrap.erp_store()
+    if replay_all:
+        batch_ids = tuple(batch["id"] for batch in store.parked(get_settings().erp_stream, limit=10_000))
+    if not batch_ids:
+        raise click.ClickException("name the parked batches to replay, or --all")
+    for batch_id in batch_ids:
+        if not store.replay(batch_id):
+            raise click.ClickException(f"{batch_id} is not a parked batch")
     report = bootstrap.erp_export().run_pass()
-    _print({"replayed": batch_id, "pass": report.as_dict()})
+    _print({"replayed": list(batch_ids), "pass": report.as_dict()})
     sys.exit(1 if report.erp_down else 0)
 
 
@@ -85,7 +92,7 @@ def replay(batch_id: str) -> None:
 def reconcile() -> None:
     from common.erp_export import reconcile as run
 
-    report = run(bootstrap.erp_store(), bootstrap.erp_client(), bootstrap.chart(), get_settings().erp_stream)
+    report = run(bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream)
     _print(report)
     sys.exit(0 if report["ok"] else 1)
 

@@ -38,6 +38,18 @@ WITH page AS (
    ORDER BY created_xact, id)"""
     + _TRANSACTION_COLUMNS
 )
+DELIVERED_SUMS_SQL = """
+SELECT b.chart_version, to_char(t.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), t.asset_code, w.kind, w.model,
+       w.system_role, sum(CASE WHEN e.amount < 0 THEN -e.amount ELSE 0 END)::text,
+       sum(CASE WHEN e.amount > 0 THEN e.amount ELSE 0 END)::text
+  FROM erp.batches b
+  JOIN ledger.transactions t
+    ON (t.created_xact, t.id) > (b.after_xact, b.after_id) AND (t.created_xact, t.id) <= (b.last_xact, b.last_id)
+  JOIN ledger.entries e ON e.transaction_id = t.id
+  JOIN ledger.wallets w ON w.id = e.wallet_id
+ WHERE b.stream = :s AND b.status = 'delivered'
+ GROUP BY 1, 2, 3, 4, 5, 6
+"""
 BATCH_COLUMNS = (
     "id",
     "seq",
@@ -198,23 +210,21 @@ class ErpStore:
 
     # Reconciliation -------------------------------------------------------------
 
-    def ledger_sums(self, after: Position, upto: Position) -> list[list[Any]]:
-        """Per UTC day, asset and leg role: debits and credits of every transaction in
-        export order after `after` up to `upto` (what the ERP should have been sent)."""
-        return self._run(
-            """
-            SELECT to_char(t.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), t.asset_code, w.kind, w.model,
-                   w.system_role, sum(CASE WHEN e.amount < 0 THEN -e.amount ELSE 0 END)::text,
-                   sum(CASE WHEN e.amount > 0 THEN e.amount ELSE 0 END)::text
-              FROM ledger.transactions t
-              JOIN ledger.entries e ON e.transaction_id = t.id
-              JOIN ledger.wallets w ON w.id = e.wallet_id
-             WHERE (t.created_xact, t.id) > (CAST(:ax AS xid8), CAST(:ai AS bigint))
-               AND (t.created_xact, t.id) <= (CAST(:ux AS xid8), CAST(:ui AS bigint))
-             GROUP BY 1, 2, 3, 4, 5
-            """,
-            ax=after[0],
-            ai=after[1],
-            ux=upto[0],
-            ui=upto[1],
-        )
+    def delivered_sums(self, stream: str, timeout_s: float = 600.0) -> list[list[Any]]:
+        """Per chart version, UTC day, asset and leg role: debits and credits of the ledger
+        transactions in the stream's delivered batches (what the ERP should hold). A scan
+        of the exported ledger, so it runs with a statement timeout of its own."""
+
+        def work(con: Any) -> list[list[Any]]:
+            con.run("BEGIN")
+            try:
+                con.run(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                rows = con.run(DELIVERED_SUMS_SQL, s=stream)
+            finally:
+                con.run("ROLLBACK")  # read only; also ends the transaction after an error
+            return rows
+
+        return run_with_retry(self._pool, work)
+
+    def delivered_count(self, stream: str) -> int:
+        return self._run("SELECT count(*) FROM erp.batches WHERE stream = :s AND status = 'delivered'", s=stream)[0][0]

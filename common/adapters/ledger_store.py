@@ -23,6 +23,7 @@ from common.ledger.postings import Posting, SystemAccounts
 if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
     from common.ledger import commands
 
+MAX_POSTINGS_PER_CALL = 60
 # replayed, transaction_id, created_at, effective_at, balances ("12,,40"), original
 PostedRow = list[Any]
 
@@ -103,7 +104,10 @@ class PostgresLedger:
         self._attempts = attempts
         self._group: GroupCommit[dict[str, Any], PostedRow] | None = None
         if group_commit_max > 1:
-            self._group = GroupCommit(self._post_one, self._post_many, group_commit_max, group_commit_in_flight)
+            # Each posting in a batch is a subtransaction; past 64 in one transaction
+            # Postgres' snapshots overflow and every session slows down.
+            batch = min(group_commit_max, MAX_POSTINGS_PER_CALL)
+            self._group = GroupCommit(self._post_one, self._post_many, batch, group_commit_in_flight)
         self._system_accounts: dict[str, SystemAccounts] = {}
         self._system_lock = threading.Lock()
 

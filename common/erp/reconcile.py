@@ -3,7 +3,7 @@ what the ERP has booked. Pure: the caller reads both sides."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from common.erp.chart import Chart
@@ -11,11 +11,13 @@ from common.erp.chart import Chart
 Key = tuple[str, str, str]  # period, account, currency
 
 
-def ledger_totals(rows: Iterable[Iterable[Any]], chart: Chart) -> dict[Key, tuple[int, int]]:
-    """Rows of (period, asset, wallet kind, model, system role, debit, credit), summed per
-    period and the GL account and currency the chart maps them to."""
+def ledger_totals(rows: Iterable[Iterable[Any]], charts: Mapping[str, Chart]) -> dict[Key, tuple[int, int]]:
+    """Rows of (chart version, period, asset, wallet kind, model, system role, debit,
+    credit), summed per period and the GL account and currency that the row's chart (the
+    one its batch was built with) maps them to."""
     sums: dict[Key, tuple[int, int]] = {}
-    for period, asset, kind, model, role, debit, credit in rows:
+    for version, period, asset, kind, model, role, debit, credit in rows:
+        chart = charts[version]
         account = chart.account(asset, "customer" if kind == "customer" else role, model)
         key = (period, account, chart.currency(asset))
         before = sums.get(key, (0, 0))

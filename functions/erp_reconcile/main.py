@@ -2,7 +2,7 @@
 
 Cloud Scheduler publishes to `erp-reconcile-tick` (schedule in common/config.py). It
 compares the ledger's debits and credits per period and GL account, for everything
-the export has batched, with the ERP's booked totals, and logs every difference at
+the export has delivered, with the ERP's booked totals, and logs every difference at
 ERROR, which is what an alerting policy watches. The same check runs by hand as
 `python -m common.ops reconcile`.
 """
@@ -22,7 +22,7 @@ logs.configure_from_settings()
 @functions_framework.cloud_event
 def erp_reconcile(cloud_event):
     try:
-        report = reconcile(bootstrap.erp_store(), bootstrap.erp_client(), bootstrap.chart(), get_settings().erp_stream)
+        report = reconcile(bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream)
     except DeliveryFailed as error:
         log.error("reconciliation could not read the ERP's totals", extra={"error": str(error)})
         raise

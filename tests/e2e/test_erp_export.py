@@ -23,7 +23,7 @@ from common.config import get_settings
 from common.erp_export import DeliveryFailed, ErpExport
 from common.ledger import commands
 from emulators.stack import ERP_TOKEN, REPO
-from tests.support import assert_invariants, key, new_wallet
+from tests.support import assert_invariants, key, new_wallet, sql
 
 
 def erp_url(stack, book=None):
@@ -80,8 +80,25 @@ def books(stack):
     return Books(stack)
 
 
-def every_action(stack):
-    """One of each balance action; returns the ids of the transactions they posted."""
+def settled(stack, ids, budget_s=30):
+    """Wait until every one of these transactions is below the export horizon: a pass
+    reads only what database transactions older than every running one created, and a
+    relay marking events in the background may briefly hold the horizon back."""
+    deadline = time.monotonic() + budget_s
+    while not sql(
+        stack,
+        "SELECT bool_and(created_xact < pg_snapshot_xmin(pg_current_snapshot()))"
+        " FROM ledger.transactions WHERE id = ANY(CAST(:ids AS bigint[]))",
+        ids=ids,
+    )[0][0]:
+        assert time.monotonic() < deadline, "the export horizon never passed these transactions"
+        time.sleep(0.05)
+    return ids
+
+
+def every_action(stack, settle=True):
+    """One of each balance action; returns the ids of the transactions they posted, once
+    the export can see them (unless `settle` is off)."""
     service = bootstrap.service()
     alice, bob = new_wallet(stack), new_wallet(stack)
     topped = service.top_up(commands.TopUp(wallet_id=alice, asset="TST", amount=500, external_ref="pay"), key())
@@ -93,7 +110,7 @@ def every_action(stack):
     ids.append(moved.body["transaction"]["id"])
     voided = service.void(commands.Void(transaction_id=ids[2]), key())
     ids.append(voided.body["transaction"]["id"])
-    return ids
+    return settled(stack, ids) if settle else ids
 
 
 def wait_until(condition, what, budget_s=60):
@@ -224,7 +241,7 @@ def test_the_export_waits_for_a_transaction_still_in_progress(stack, books):
             w=wallet,
             legs=f"{{{funding},{wallet}}}",
         )[0][0]
-        later = every_action(stack)  # commit while the first is still open
+        later = every_action(stack, settle=False)  # commit while the first is still open
         assert books.exporter().run_pass().events == 0  # all of them wait behind the open one
         con.run("COMMIT")
     finally:

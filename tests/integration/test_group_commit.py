@@ -113,12 +113,22 @@ def test_crossing_transfers_from_two_instances_never_deadlock_or_lose_money(stac
             except Exception as error:  # noqa: BLE001 - any other outcome fails the test
                 failures.append(error)
 
+    def deadlocks():
+        return sql(stack, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")[0][0]
+
+    before = deadlocks()
     threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
+        assert not thread.is_alive(), "a posting never returned"
     assert failures == []
+    # A deadlock would have been retried unnoticed. Backends report their statistics
+    # when they exit, so close the pool's connections before reading the counter.
+    bootstrap.pool().close()
+    time.sleep(0.5)
+    assert deadlocks() == before
     assert set(refused) <= {"insufficient_funds"}
     assert sum(balance(stack, w) for w in wallets) == 5_000
     assert sum(instance._group.batched_items for instance in instances) > 0

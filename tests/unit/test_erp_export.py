@@ -50,6 +50,7 @@ class MemoryStore:
             "last_id": last[1],
             "chart_version": chart_version,
             "event_count": events,
+            "totals": totals,
             "status": "pending",
             "attempts": 0,
             "due": True,

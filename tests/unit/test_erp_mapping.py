@@ -143,11 +143,11 @@ def test_a_batch_id_is_the_same_for_the_same_stream_range_and_chart_only():
 def test_reconciliation_names_every_account_and_period_that_differs():
     ledger = reconcile.ledger_totals(
         [
-            ("2026-11-24", "USD", "system", "system", "funding", "500", "0"),
-            ("2026-11-24", "USD", "customer", "personal", None, "30", "500"),
-            ("2026-11-24", "USD", "system", "system", "revenue", "0", "30"),
+            ("v1", "2026-11-24", "USD", "system", "system", "funding", "500", "0"),
+            ("v1", "2026-11-24", "USD", "customer", "personal", None, "30", "500"),
+            ("v1", "2026-11-24", "USD", "system", "system", "revenue", "0", "30"),
         ],
-        CHART,
+        {"v1": CHART},
     )
     erp = reconcile.erp_totals(
         [
@@ -179,3 +179,15 @@ def test_reconciliation_names_every_account_and_period_that_differs():
             "erp_credit": 20,
         },
     ]
+
+
+def test_reconciliation_maps_each_batch_with_the_chart_it_was_built_with():
+    older = Chart.from_dict({**CHART.sections, "default": {**CHART.sections["default"], "revenue": "4999"}})
+    ledger = reconcile.ledger_totals(
+        [
+            ("old", "2026-11-23", "USD", "system", "system", "revenue", "0", "7"),
+            ("new", "2026-11-24", "USD", "system", "system", "revenue", "0", "5"),
+        ],
+        {"old": older, "new": CHART},
+    )
+    assert ledger == {("2026-11-23", "4999", "USD"): (0, 7), ("2026-11-24", "4000", "USD"): (0, 5)}

@@ -15,11 +15,13 @@ class Gate:
         self.open = threading.Event()
         self.alone: list[int] = []
         self.batches: list[list[int]] = []
+        self.threads: dict[int, int] = {}
 
     def run_one(self, item: int) -> int:
         if not self.alone and not self.batches:
             self.open.wait(5)
         self.alone.append(item)
+        self.threads[item] = threading.get_ident()
         if item < 0:
             raise ValueError(f"bad item {item}")
         return item * 10
@@ -98,7 +100,7 @@ def test_a_batch_takes_at_most_max_batch_items_and_the_rest_follow():
     assert results == {item: item * 10 for item in range(1, 7)}
 
 
-def test_when_a_whole_batch_fails_each_item_goes_alone():
+def test_when_a_whole_batch_fails_each_item_goes_alone_in_its_own_thread():
     gate = Gate()
 
     def broken_many(items):
@@ -117,6 +119,7 @@ def test_when_a_whole_batch_fails_each_item_goes_alone():
     results.update(more)
     assert results == {1: 10, 2: 20, 3: 30}
     assert sorted(gate.alone) == [1, 2, 3] and group.batches == 0
+    assert len(set(gate.threads.values())) == 3  # not all posted by the batch's leader
 
 
 def test_an_interrupted_batch_never_leaves_an_item_waiting():
