@@ -26,7 +26,7 @@ reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violati
 	@$(PY) -m common.reconcile
 
 ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
-	@env $$($(PY) -m emulators env) $(PY) -m common.ops $(ARGS)
+	@env $$($(PY) -m emulators env --operator) $(PY) -m common.ops $(ARGS)
 
 lint: $(STAMP)
 	@$(PY) -m ruff check .

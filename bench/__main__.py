@@ -163,7 +163,9 @@ def main(
     repeats = 1 if quick else 3
     click.echo(f"\nCold starts (median of {repeats})", err=True)
     voids = setup.voidable_transactions(stack, data.wallets[0], repeats)
-    cold = cold_start.run(stack.env(), data.wallets[0], setup.ASSET, voids, repeats, setup.empty_erp_stream(stack))
+    cold = cold_start.run(
+        stack.function_env, data.wallets[0], setup.ASSET, voids, repeats, setup.empty_erp_stream(stack)
+    )
     empty_ms = cold[0][1]
     click.echo(report.cold_table(cold))
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -124,11 +124,16 @@ def measure(name: str, env: dict[str, str], request: tuple[str, str, dict | None
 
 
 def run(
-    env: dict[str, str], wallet: int, asset: str, void_ids: list[int], repeats: int, erp_stream: str
+    function_env: Callable[[str], dict[str, str]],
+    wallet: int,
+    asset: str,
+    void_ids: list[int],
+    repeats: int,
+    erp_stream: str,
 ) -> list[tuple[str, float]]:
-    """`erp_stream`: an export stream with nothing to export, so the ERP functions' first
+    """`function_env(name)`: each function's environment, as the stack starts it.
+    `erp_stream`: an export stream with nothing to export, so the ERP functions' first
     answer measures their start, not a pass over the ledger's backlog."""
-    env = {**os.environ, **env, "LEDGER_ERP_STREAM": erp_stream}
     names = [
         "empty",
         "topup",
@@ -148,6 +153,7 @@ def run(
             request = first_request(name, wallet, asset)
             if name == "void":
                 request = (*request[:2], {"transaction_id": void_ids.pop()}, request[3])
+            env = {**os.environ, **function_env("topup" if name == "empty" else name), "LEDGER_ERP_STREAM": erp_stream}
             samples.append(measure(name, env, request))
         medians.append((name, statistics.median(samples)))
     return medians

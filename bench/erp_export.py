@@ -60,6 +60,9 @@ def seed(stack: Stack, count: int) -> None:
         while done < count:
             size = min(CHUNK, count - done)
             con.run("BEGIN")
+            # this chunk's database transaction: what it creates is found through the
+            # (created_xact, id) index, as the export reads it
+            xact = con.run("SELECT pg_current_xact_id()::text")[0][0]
             # g % 4: 0 top-up (funding -> w), 1 bonus (promotion -> w), 2 usage (w -> revenue),
             # 3 transfer (w -> w + 1). Every wallet gains at least as often as it pays.
             con.run(
@@ -115,17 +118,16 @@ def seed(stack: Stack, count: int) -> None:
                 UPDATE ledger.wallets w SET balance = w.balance + d.amount, entry_count = w.entry_count + d.legs
                   FROM (SELECT e.wallet_id, sum(e.amount) AS amount, count(*) AS legs
                           FROM ledger.entries e JOIN ledger.transactions t ON t.id = e.transaction_id
-                         WHERE t.idempotency_key LIKE 'erpbench-' || :run || '-%'
-                           AND t.created_xact = pg_current_xact_id()
+                         WHERE t.created_xact = CAST(:xact AS xid8)
                          GROUP BY e.wallet_id) d
                  WHERE w.id = d.wallet_id AND w.kind = 'customer'
                 """,
-                run=run,
+                xact=xact,
             )
             con.run(
-                "UPDATE ledger.outbox SET published_at = clock_timestamp()"
-                " WHERE published_at IS NULL AND transaction_id IN"
-                " (SELECT id FROM ledger.transactions WHERE created_xact = pg_current_xact_id())"
+                "UPDATE ledger.outbox o SET published_at = clock_timestamp() FROM ledger.transactions t"
+                " WHERE t.id = o.transaction_id AND t.created_xact = CAST(:xact AS xid8) AND o.published_at IS NULL",
+                xact=xact,
             )
             con.run("COMMIT")
             done += size
@@ -158,7 +160,7 @@ def run(stack: Stack, count: int) -> dict[str, object]:
         wait_for(lambda: port_open(port), "benchmark ERP receiver", 20)
         env = {
             **os.environ,
-            **stack.env(),
+            **stack.function_env("erp_export"),
             "LEDGER_ERP_STREAM": stream,
             "LEDGER_ERP_URL": f"http://127.0.0.1:{port}",
             "LEDGER_ERP_PASS_BUDGET_S": "3600",

@@ -53,10 +53,11 @@ def status(stack: Stack) -> None:
 
 
 @cli.command()
+@click.option("--operator", is_flag=True, help="as the database owner, for the operator's CLI (make ops)")
 @click.pass_obj
-def env(stack: Stack) -> None:
+def env(stack: Stack, operator: bool) -> None:
     """Print the environment that points common/ at this stack (KEY=VALUE lines)."""
-    for key, value in stack.env().items():
+    for key, value in (stack.operator_env() if operator else stack.env()).items():
         click.echo(f"{key}={value}")
 
 

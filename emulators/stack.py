@@ -57,6 +57,9 @@ DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400}
 PROJECT = "demo-wallet-ledger"
 OWNER_PASSWORD = "ledger_owner"  # local stack only; production uses IAM database auth
 APP_PASSWORD = "ledger_fn"
+EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"  # the ERP export's own login (db/sql/0007)
+# Functions that run as the ERP export's database role rather than the functions' role.
+EXPORTER_FUNCTIONS = ("erp_export", "erp_reconcile")
 
 
 class StackError(RuntimeError):
@@ -112,6 +115,18 @@ class Stack:
             "LEDGER_ERP_URL": f"http://127.0.0.1:{p['erp']}",
             "LEDGER_ERP_TOKEN": ERP_TOKEN,
         }
+
+    def function_env(self, name: str) -> dict[str, str]:
+        """The environment of one function: the ERP export's functions log in as its role."""
+        env = self.env()
+        if name in EXPORTER_FUNCTIONS:
+            env.update(LEDGER_DB_USER=EXPORTER_USER, LEDGER_DB_PASSWORD=EXPORTER_PASSWORD)
+        return env
+
+    def operator_env(self) -> dict[str, str]:
+        """For the operator's CLI locally (make ops): the database owner, who may do what
+        each of the functions' roles may."""
+        return {**self.env(), "LEDGER_DB_USER": "ledger_owner", "LEDGER_DB_PASSWORD": OWNER_PASSWORD}
 
     def pubsub_url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.ports['pubsub']}/v1/projects/{PROJECT}/{path}"
@@ -242,6 +257,7 @@ class Stack:
             )
         if not self.psql("SELECT 1 FROM pg_database WHERE datname = 'ledger'").strip():
             self._bootstrap_database()
+        self._ensure_exporter_login()
 
     def _pg_ready(self) -> bool:
         result = subprocess.run(
@@ -279,6 +295,23 @@ class Stack:
             ALTER ROLE ledger_fn SET search_path = ledger;
         """)
         self.psql("CREATE DATABASE ledger OWNER ledger_owner")
+
+    def _ensure_exporter_login(self) -> None:
+        """The ERP export's login (its IAM user in Google Cloud), in the erp_exporter role
+        (db/sql/0007); also on a stack made before that role existed."""
+        self.psql(f"""
+            DO $$
+            BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'erp_exporter') THEN
+                CREATE ROLE erp_exporter NOLOGIN;
+                GRANT erp_exporter TO ledger_owner WITH ADMIN OPTION;
+              END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{EXPORTER_USER}') THEN
+                CREATE ROLE {EXPORTER_USER} LOGIN PASSWORD '{EXPORTER_PASSWORD}' IN ROLE erp_exporter;
+                ALTER ROLE {EXPORTER_USER} SET search_path = ledger;
+              END IF;
+            END $$;
+        """)
 
     def stop_postgres(self) -> None:
         data = self.pg_dir / "data"
@@ -401,11 +434,11 @@ class Stack:
 
     def start_functions(self, names: list[str] | None = None) -> None:
         names = names or list(FUNCTIONS)
-        env = {**os.environ, **self.env(), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        env.pop("FUNCTION_TARGET", None)
         for name in names:
             if http_responds(self.function_url(name)):
                 continue
+            env = {**os.environ, **self.function_env(name), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+            env.pop("FUNCTION_TARGET", None)
             self._spawn(
                 name,
                 [

@@ -129,3 +129,21 @@ def http(
         headers["Idempotency-Key"] = idempotency_key
     data = raw if raw is not None else (None if body is None else json.dumps(body))
     return session.request(method, stack.function_url(function) + path, data=data, headers=headers, timeout=timeout)
+
+
+def exporter_pool(stack: Stack) -> Any:
+    """Connections as the ERP export's own database role (erp_exporter), which the
+    functions' role is not: only the scheduled export moves the export's state."""
+    from common.adapters.postgres import Pool
+    from emulators.stack import EXPORTER_PASSWORD, EXPORTER_USER
+
+    def connect() -> pg8000.native.Connection:
+        return pg8000.native.Connection(
+            host="127.0.0.1",
+            port=stack.ports["postgres"],
+            database="ledger",
+            user=EXPORTER_USER,
+            password=EXPORTER_PASSWORD,
+        )
+
+    return Pool(connect, size=4, max_age_s=300)

@@ -53,3 +53,9 @@ resource "google_sql_user" "functions" {
   instance = google_sql_database_instance.ledger.name
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 }
+
+resource "google_sql_user" "exporter" {
+  name     = trimsuffix(google_service_account.exporter.email, ".gserviceaccount.com")
+  instance = google_sql_database_instance.ledger.name
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}

@@ -9,7 +9,8 @@ locals {
     outbox_sweeper = google_pubsub_topic.ticks["outbox-sweep-tick"]
     erp_reconcile  = google_pubsub_topic.ticks["erp-reconcile-tick"]
   }
-  all_functions = setunion(local.http_functions, toset(keys(local.tick_functions)))
+  all_functions      = setunion(local.http_functions, toset(keys(local.tick_functions)))
+  exporter_functions = ["erp_export", "erp_reconcile"]
 
   function_env = {
     LEDGER_DB_INSTANCE        = google_sql_database_instance.ledger.connection_name
@@ -94,19 +95,25 @@ resource "google_cloudfunctions2_function" "ticked" {
   }
 
   service_config {
-    service_account_email         = google_service_account.functions.email
+    # the sweeper publishes events as the functions do; the export has an identity of its own
+    service_account_email         = contains(local.exporter_functions, each.key) ? google_service_account.exporter.email : google_service_account.functions.email
     available_memory              = "1Gi"
     max_instance_count            = 1 # one pass at a time; a racing pass stops at the cursor anyway
     timeout_seconds               = 540
     ingress_settings              = "ALLOW_INTERNAL_ONLY"
     vpc_connector                 = google_vpc_access_connector.functions.id
     vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
-    environment_variables         = local.function_env
-    secret_environment_variables {
-      key        = "LEDGER_ERP_TOKEN"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.erp_credential.secret_id
-      version    = "latest"
+    environment_variables = contains(local.exporter_functions, each.key) ? merge(local.function_env, {
+      LEDGER_DB_USER = google_sql_user.exporter.name
+    }) : local.function_env
+    dynamic "secret_environment_variables" {
+      for_each = contains(local.exporter_functions, each.key) ? ["erp"] : []
+      content {
+        key        = "LEDGER_ERP_TOKEN"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.erp_credential.secret_id
+        version    = "latest"
+      }
     }
   }
 

@@ -21,8 +21,23 @@ resource "google_project_iam_member" "functions" {
   member   = "serviceAccount:${google_service_account.functions.email}"
 }
 
+# The ERP export and reconciliation run as their own identity: their database user is
+# granted erp_exporter (db/sql/0007), which may move the export's state and cannot post
+# money; the functions' user (ledger_app) can do neither of the export's writes.
+resource "google_service_account" "exporter" {
+  account_id   = "ledger-erp-exporter"
+  display_name = "Wallet ledger ERP export"
+}
+
+resource "google_project_iam_member" "exporter" {
+  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.exporter.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "erp_credential" {
   secret_id = google_secret_manager_secret.erp_credential.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.functions.email}"
+  member    = "serviceAccount:${google_service_account.exporter.email}"
 }

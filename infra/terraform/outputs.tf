@@ -11,3 +11,8 @@ output "db_iam_user" {
   description = "Grant it the ledger_app role after migrating."
   value       = google_sql_user.functions.name
 }
+
+output "db_exporter_iam_user" {
+  description = "Grant it the erp_exporter role after migrating."
+  value       = google_sql_user.exporter.name
+}

@@ -23,7 +23,7 @@ from common.config import get_settings
 from common.erp_export import DeliveryFailed, ErpExport
 from common.ledger import commands
 from emulators.stack import ERP_TOKEN, REPO
-from tests.support import assert_invariants, key, new_wallet, sql
+from tests.support import assert_invariants, exporter_pool, key, new_wallet, sql
 
 
 def erp_url(stack, book=None):
@@ -48,7 +48,7 @@ class Books:
     def __init__(self, stack):
         self.stack = stack
         self.name = f"t{uuid.uuid4().hex[:10]}"
-        self.store = ErpStore(bootstrap.pool())
+        self.store = ErpStore(exporter_pool(stack))
         self.store.open_stream(self.name)
         self.client = ErpClient(erp_url(stack, self.name), ERP_TOKEN, 10)
 
@@ -65,7 +65,7 @@ class Books:
     def ops(self, *args):
         env = {
             **os.environ,
-            **self.stack.env(),
+            **self.stack.function_env("erp_export"),
             "LEDGER_ERP_STREAM": self.name,
             "LEDGER_ERP_URL": erp_url(self.stack, self.name),
             "PYTHONPATH": str(REPO),
@@ -141,7 +141,10 @@ def test_duplicate_ticks_through_the_push_subscription_give_one_line_per_leg(sta
     the export cursor, and the second finds nothing new."""
     # Catch the main stream up with what earlier tests posted (the bench smoke test
     # alone posts tens of thousands), so the ticked passes below have only this to do.
-    while not bootstrap.erp_export().run_pass().caught_up:
+    main = ErpExport(
+        ErpStore(exporter_pool(stack)), lambda: ErpClient(erp_url(stack), ERP_TOKEN, 10), bootstrap.chart()
+    )
+    while not main.run_pass().caught_up:
         pass
     ids = every_action(stack)
     log = stack.state_dir / "erp_export.log"
@@ -261,3 +264,16 @@ def test_two_export_streams_over_the_same_transactions_have_their_own_batches(st
     theirs = {b["batch_id"] for b in second.erp("/batches")["batches"]}
     assert ours and theirs and not ours & theirs
     assert all(len(first.lines_of(i)) == 2 and len(second.lines_of(i)) == 2 for i in ids)
+
+
+def test_the_http_functions_role_cannot_move_the_export(stack):
+    """Only the export's own role records batches and moves the cursor."""
+    from pg8000.exceptions import DatabaseError
+
+    store = ErpStore(bootstrap.pool())  # the functions' role, ledger_app
+    with pytest.raises(DatabaseError) as error:
+        store.record_batch("erp", "erp-forged", ("0", 0), ("99999999", 1), "v", 1, 2, {})
+    assert error.value.args[0]["C"] == "42501"  # insufficient privilege
+    with pytest.raises(DatabaseError):
+        store.open_stream("forged")
+    assert store.status_counts("erp") is not None  # reading the export's state is fine
