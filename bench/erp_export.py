@@ -140,12 +140,9 @@ def seed(stack: Stack, count: int) -> None:
 
 def run(stack: Stack, count: int) -> dict[str, object]:
     """Seed `count` transactions, export them, and return the figures."""
-    stream = f"bench-{uuid.uuid4().hex[:8]}"
-    con = pg8000.native.Connection(**stack.owner_dsn())
-    try:
-        con.run("SELECT erp.open_stream(:s)", s=stream)
-    finally:
-        con.close()
+    from bench.setup import empty_erp_stream
+
+    stream = empty_erp_stream(stack)
     started = time.monotonic()
     seed(stack, count)
     seed_s = time.monotonic() - started

@@ -53,6 +53,23 @@ def wait_for_waiting(group, count):
         time.sleep(0.001)
 
 
+def behind_a_busy_database(group, gate, others):
+    """Item 1 goes first and blocks at the database (the gate); `others` are submitted
+    and queue behind it; then the gate opens. Returns every item's outcome."""
+    first, results = submit_in_threads(group, [1])
+    deadline = time.monotonic() + 5
+    while group._in_flight == 0:
+        assert time.monotonic() < deadline, "the first item never reached the database"
+        time.sleep(0.001)
+    queued, more = submit_in_threads(group, others)
+    wait_for_waiting(group, len(others))
+    gate.open.set()
+    for thread in first + queued:
+        thread.join(5)
+        assert not thread.is_alive(), "an item never returned"
+    return {**results, **more}
+
+
 def test_an_item_alone_goes_through_run_one_at_once():
     gate = Gate()
     gate.open.set()
@@ -64,17 +81,7 @@ def test_an_item_alone_goes_through_run_one_at_once():
 def test_items_arriving_while_the_database_is_busy_go_together_with_their_own_outcomes():
     gate = Gate()
     group = GroupCommit(gate.run_one, gate.run_many, max_batch=8, max_in_flight=1)
-    first, results = submit_in_threads(group, [1])
-    deadline = time.monotonic() + 5
-    while group._in_flight == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    others, more = submit_in_threads(group, [2, -3, 4])
-    wait_for_waiting(group, 3)
-    gate.open.set()
-    for thread in first + others:
-        thread.join(5)
-    results.update(more)
+    results = behind_a_busy_database(group, gate, [2, -3, 4])
     assert gate.alone == [1]
     assert sorted(gate.batches[0]) == [-3, 2, 4] and len(gate.batches) == 1
     assert results[1] == 10 and results[2] == 20 and results[4] == 40
@@ -85,15 +92,7 @@ def test_items_arriving_while_the_database_is_busy_go_together_with_their_own_ou
 def test_a_batch_takes_at_most_max_batch_items_and_the_rest_follow():
     gate = Gate()
     group = GroupCommit(gate.run_one, gate.run_many, max_batch=2, max_in_flight=1)
-    first, results = submit_in_threads(group, [1])
-    while group._in_flight == 0:
-        time.sleep(0.001)
-    others, more = submit_in_threads(group, [2, 3, 4, 5, 6])
-    wait_for_waiting(group, 5)
-    gate.open.set()
-    for thread in first + others:
-        thread.join(5)
-    results.update(more)
+    results = behind_a_busy_database(group, gate, [2, 3, 4, 5, 6])
     assert all(len(batch) <= 2 for batch in gate.batches)
     posted = sorted(gate.alone + [item for batch in gate.batches for item in batch])
     assert posted == [1, 2, 3, 4, 5, 6]  # every item exactly once
@@ -108,15 +107,7 @@ def test_when_a_whole_batch_fails_each_item_goes_alone_in_its_own_thread():
         raise ConnectionError("the connection dropped")
 
     group = GroupCommit(gate.run_one, broken_many, max_batch=8, max_in_flight=1)
-    first, results = submit_in_threads(group, [1])
-    while group._in_flight == 0:
-        time.sleep(0.001)
-    others, more = submit_in_threads(group, [2, 3])
-    wait_for_waiting(group, 2)
-    gate.open.set()
-    for thread in first + others:
-        thread.join(5)
-    results.update(more)
+    results = behind_a_busy_database(group, gate, [2, 3])
     assert results == {1: 10, 2: 20, 3: 30}
     assert sorted(gate.alone) == [1, 2, 3] and group.batches == 0
     assert len(set(gate.threads.values())) == 3  # not all posted by the batch's leader
@@ -129,15 +120,7 @@ def test_an_interrupted_batch_never_leaves_an_item_waiting():
         raise KeyboardInterrupt
 
     group = GroupCommit(gate.run_one, interrupted, max_batch=8, max_in_flight=1)
-    first, results = submit_in_threads(group, [1])
-    while group._in_flight == 0:
-        time.sleep(0.001)
-    others, more = submit_in_threads(group, [2, 3])
-    wait_for_waiting(group, 2)
-    gate.open.set()
-    for thread in first + others:
-        thread.join(5)
-        assert not thread.is_alive()
+    results = behind_a_busy_database(group, gate, [2, 3])
     assert results[1] == 10 and group._in_flight == 0
 
 
