@@ -82,6 +82,7 @@ class Settings:
     outbox_sweep_tick_topic: str = "outbox-sweep-tick"
     outbox_sweep_schedule: str = "* * * * *"
     outbox_stuck_after_s: float = 300.0  # an unpublished event older than this is reported as stuck
+    outbox_sweep_min_age_s: float = 10.0  # the sweep leaves younger events to the after-commit relay
 
     log_level: str = "INFO"
 

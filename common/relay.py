@@ -25,7 +25,9 @@ log = logging.getLogger("ledger.relay")
 
 
 class Outbox(Protocol):
-    def pending(self, transaction_ids: list[int] | None = None, limit: int = 500) -> list[dict[str, Any]]: ...
+    def pending(
+        self, transaction_ids: list[int] | None = None, limit: int = 500, min_age_s: float = 0.0
+    ) -> list[dict[str, Any]]: ...
 
     def mark_published(self, transaction_ids: list[int]) -> None: ...
 
@@ -51,9 +53,10 @@ class Relay:
         """Publish these transactions' events, if still pending."""
         return self._relay(self._outbox.pending(transaction_ids))
 
-    def sweep(self, limit: int = 500) -> RelayResult:
-        """Publish the oldest `limit` pending events."""
-        return self._relay(self._outbox.pending(limit=limit))
+    def sweep(self, limit: int = 500, min_age_s: float = 0.0) -> RelayResult:
+        """Publish the oldest `limit` pending events written at least `min_age_s` ago
+        (younger ones are the after-commit relay's, which is publishing them now)."""
+        return self._relay(self._outbox.pending(limit=limit, min_age_s=min_age_s))
 
     def _relay(self, batch: list[dict[str, Any]]) -> RelayResult:
         if not batch:

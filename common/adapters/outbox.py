@@ -19,7 +19,7 @@ SELECT transaction_id, event FROM ledger.outbox_events
 """
 PENDING_OLDEST = """
 SELECT transaction_id, event FROM ledger.outbox_events
- WHERE published_at IS NULL
+ WHERE published_at IS NULL AND created_at < clock_timestamp() - make_interval(secs => CAST(:age AS float8))
  ORDER BY attempts, transaction_id
  LIMIT CAST(:limit AS integer)
 """
@@ -35,13 +35,16 @@ class PostgresOutbox:
     def _run(self, sql: str, **params: Any) -> list[list[Any]]:
         return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
 
-    def pending(self, transaction_ids: list[int] | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        """Unpublished events: of these transactions, or `limit` of all, those that
-        failed least first (then oldest), so rows that keep failing hold nothing back."""
+    def pending(
+        self, transaction_ids: list[int] | None = None, limit: int = 500, min_age_s: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """Unpublished events: of these transactions, or `limit` of all older than
+        `min_age_s`, those that failed least first (then oldest), so rows that keep
+        failing hold nothing back."""
         if transaction_ids is not None:
             rows = self._run(PENDING_BY_ID, ids=_ids(transaction_ids))
         else:
-            rows = self._run(PENDING_OLDEST, limit=limit)
+            rows = self._run(PENDING_OLDEST, limit=limit, age=min_age_s)
         return [event if isinstance(event, dict) else json.loads(event) for _, event in rows]
 
     def mark_published(self, transaction_ids: list[int]) -> None:

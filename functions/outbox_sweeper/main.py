@@ -26,7 +26,7 @@ def outbox_sweeper(cloud_event):
     started, published, failed = time.monotonic(), 0, 0
     try:
         while time.monotonic() - started < SWEEP_BUDGET_S:
-            result = bootstrap.relay().sweep()
+            result = bootstrap.relay().sweep(min_age_s=get_settings().outbox_sweep_min_age_s)
             published += result.published
             failed += result.failed
             if not result.published or result.failed:

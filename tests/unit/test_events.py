@@ -24,7 +24,7 @@ class MemoryOutbox:
         self.events = {i: {**EVENT, "event_id": str(i), "transaction_id": i} for i in ids}
         self.published, self.failed = [], {}
 
-    def pending(self, transaction_ids=None, limit=500):
+    def pending(self, transaction_ids=None, limit=500, min_age_s=0.0):
         ids = [i for i in sorted(self.events) if i not in self.published]
         if transaction_ids is not None:
             ids = [i for i in ids if i in transaction_ids]
