@@ -9,8 +9,8 @@ A pass (the `erp_export` function runs one per Cloud Scheduler tick):
 
 Nothing is lost: the cursor only moves past transactions that are in a recorded batch,
 and a recorded batch is delivered, retried with backoff, or parked where an operator
-sees it (`python -m common.erp`). Nothing is doubled: a batch's id is derived from its
-range and chart, so a re-sent batch has the id the ERP already holds. Memory stays flat:
+sees it (`python -m common.ops`). Nothing is doubled: a batch's id is derived from its
+stream, range and chart, so a re-sent batch has the id the ERP already holds. Memory stays flat:
 one page is in memory at a time.
 """
 
@@ -123,10 +123,8 @@ class ErpExport:
                 report.caught_up = True
                 break
             last = page[-1][0]
-            mapper = self._mappers[self._chart.version]
-            lines = [line for _, transaction in page for line in mapper.lines(transaction)]
+            lines, sums = self._lines(page, self._chart.version)
             identity = batch_id(self._stream, after, last, self._chart.version)
-            sums = totals(lines)
             if unbalanced(sums):
                 raise ExportError(f"batch {identity} does not balance in {unbalanced(sums)}: {sums}")
             if not self._store.record_batch(
@@ -145,11 +143,9 @@ class ErpExport:
         return report
 
     def _resend(self, batch: dict[str, Any], report: PassReport) -> bool:
-        mapper = self._mapper(batch["chart_version"])
         after, last = (batch["after_xact"], batch["after_id"]), (batch["last_xact"], batch["last_id"])
         page = self._store.transactions_in(after, last)
-        lines = [line for _, transaction in page for line in mapper.lines(transaction)]
-        sums = totals(lines)
+        lines, sums = self._lines(page, batch["chart_version"])
         if (
             batch_id(self._stream, after, last, batch["chart_version"]) != batch["id"]
             or len(page) != batch["event_count"]
@@ -158,11 +154,15 @@ class ErpExport:
             raise ExportError(f"batch {batch['id']} no longer rebuilds to the same content")
         return self._deliver(batch["id"], lines, sums, len(page), batch["attempts"], report)
 
-    def _mapper(self, version: str) -> Mapper:
-        mapper = self._mappers.get(version)
+    def _lines(
+        self, page: list[tuple[Position, Transaction]], chart_version: str
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+        """A page's journal lines under a chart (loaded once per version), and their sums."""
+        mapper = self._mappers.get(chart_version)
         if mapper is None:
-            mapper = self._mappers[version] = Mapper(self._store.chart(version))
-        return mapper
+            mapper = self._mappers[chart_version] = Mapper(self._store.chart(chart_version))
+        lines = [line for _, transaction in page for line in mapper.lines(transaction)]
+        return lines, totals(lines)
 
     def _deliver(
         self,

@@ -48,14 +48,9 @@ def status() -> None:
 
 @main.command()
 def sweep() -> None:
-    total = 0
-    while True:
-        result = bootstrap.relay().sweep()
-        total += result.published
-        if not result.published or result.failed:
-            break
+    result = bootstrap.relay().sweep_all()
     backlog = bootstrap.outbox().backlog(get_settings().outbox_stuck_after_s)
-    _print({"published": total, "backlog": backlog})
+    _print({"published": result.published, "failed": result.failed, "backlog": backlog})
     sys.exit(1 if backlog["pending"] else 0)
 
 

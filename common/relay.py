@@ -58,6 +58,18 @@ class Relay:
         (younger ones are the after-commit relay's, which is publishing them now)."""
         return self._relay(self._outbox.pending(limit=limit, min_age_s=min_age_s))
 
+    def sweep_all(self, min_age_s: float = 0.0, budget_s: float = float("inf")) -> RelayResult:
+        """Sweep round after round until nothing is left, a round fails, or `budget_s`
+        has passed (a scheduled sweep stops before the next tick comes)."""
+        started, published, failed = time.monotonic(), 0, 0
+        while time.monotonic() - started < budget_s:
+            result = self.sweep(min_age_s=min_age_s)
+            published += result.published
+            failed += result.failed
+            if not result.published or result.failed:
+                break
+        return RelayResult(published, failed)
+
     def _relay(self, batch: list[dict[str, Any]]) -> RelayResult:
         if not batch:
             return RelayResult(0, 0)

@@ -50,14 +50,13 @@ EVENT_FUNCTIONS = {
     "outbox_sweeper": "outbox_sweep_tick_topic",
     "erp_reconcile": "erp_reconcile_tick_topic",
 }
-HTTP_FUNCTIONS = [name for name in FUNCTIONS if name not in EVENT_FUNCTIONS]
 ERP_TOKEN = "local-erp-token"  # the local ERP receiver's credential; in Google Cloud, a secret
 
 DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400}
 PROJECT = "demo-wallet-ledger"
 OWNER_PASSWORD = "ledger_owner"  # local stack only; production uses IAM database auth
 APP_PASSWORD = "ledger_fn"
-EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"  # the ERP export's own login (db/sql/0007)
+EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"  # the ERP export's own login (db/sql/0005_erp_export.sql)
 # Functions that run as the ERP export's database role rather than the functions' role.
 EXPORTER_FUNCTIONS = ("erp_export", "erp_reconcile")
 
@@ -298,7 +297,7 @@ class Stack:
 
     def _ensure_exporter_login(self) -> None:
         """The ERP export's login (its IAM user in Google Cloud), in the erp_exporter role
-        (db/sql/0007); also on a stack made before that role existed."""
+        (db/sql/0005_erp_export.sql); also on a stack made before that role existed."""
         self.psql(f"""
             DO $$
             BEGIN

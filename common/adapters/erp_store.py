@@ -169,10 +169,6 @@ class ErpStore:
             t=json.dumps(totals),
         )[0][0]
 
-    def batch(self, batch_id: str) -> dict[str, Any] | None:
-        rows = self._run(BATCH_SELECT + " WHERE id = :id", id=batch_id)
-        return dict(zip(BATCH_COLUMNS, rows[0], strict=True)) if rows else None
-
     def due(self, stream: str, limit: int) -> list[dict[str, Any]]:
         rows = self._run(
             BATCH_SELECT

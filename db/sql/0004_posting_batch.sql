@@ -8,7 +8,9 @@
 --
 -- Deadlock freedom: every customer wallet the batch touches is locked first, in id
 -- order, so two batches never wait on each other in a cycle through wallet rows. The
--- postings then run in the order given and re-lock nothing new.
+-- postings then run in the order given and re-lock nothing new. Those locks wait at
+-- most a second, so one wallet held elsewhere cannot stall an instance's postings for a
+-- whole statement timeout.
 -- A ledger transaction is sealed when the database transaction that created it ends.
 -- The seal used to compare a row's xmin with the current transaction id, which is
 -- wrong inside a subtransaction (the row's xmin is then the subtransaction's id).
@@ -60,13 +62,22 @@ DECLARE
   v_posting record;
   v_result record;
   v_wallets bigint[];
+  v_lock_timeout text;
 BEGIN
   -- The ids go through an array so the lock is an index lookup per wallet; a join
   -- against the JSON would be planned for 100 rows per element and scan the table.
   v_wallets := ARRAY(SELECT DISTINCT leg::bigint
                        FROM jsonb_array_elements(p_batch) AS p(posting),
                             jsonb_array_elements_text(p.posting -> 'leg_wallets') AS l(leg));
-  PERFORM 1 FROM wallets WHERE id = ANY (v_wallets) AND kind = 'customer' ORDER BY id FOR UPDATE;
+  -- NO KEY UPDATE is the lock commit_posting()'s balance update takes (FOR UPDATE would
+  -- also block other postings' foreign-key checks). A batch waits at most
+  -- a second for them: one wallet held elsewhere must not stall every posting of the
+  -- instance behind this batch; on lock_not_available the caller posts each member
+  -- alone.
+  v_lock_timeout := current_setting('lock_timeout');
+  PERFORM set_config('lock_timeout', '1000', true);
+  PERFORM 1 FROM wallets WHERE id = ANY (v_wallets) AND kind = 'customer' ORDER BY id FOR NO KEY UPDATE;
+  PERFORM set_config('lock_timeout', v_lock_timeout, true);
 
   FOR v_posting IN
     SELECT *

@@ -112,16 +112,18 @@ LANGUAGE sql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
   RETURNING true
 $$;
 
--- A new stream that starts after everything the ledger holds now.
+-- A new stream that starts at the horizon of finished database transactions, not at
+-- the newest visible transaction, so a posting still running with an older transaction
+-- id cannot commit behind the start and never be exported.
 CREATE FUNCTION erp.open_stream(p_name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
 DECLARE
-  v_xact xid8 := '0'::xid8;
-  v_id bigint := 0;
+  -- every transaction created before the oldest one still running is final: start
+  -- after all of them (xid8 has no arithmetic; numeric does it)
+  v_xact xid8 := ((pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text)::xid8;
 BEGIN
-  SELECT created_xact, id INTO v_xact, v_id FROM ledger.transactions ORDER BY created_xact DESC, id DESC LIMIT 1;
   INSERT INTO cursors (name, start_xact, start_id, after_xact, after_id)
-  VALUES (p_name, coalesce(v_xact, '0'::xid8), coalesce(v_id, 0), coalesce(v_xact, '0'::xid8), coalesce(v_id, 0))
+  VALUES (p_name, v_xact, 9223372036854775807, v_xact, 9223372036854775807)
   ON CONFLICT (name) DO NOTHING;
 END $$;
 
@@ -130,9 +132,29 @@ LANGUAGE sql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
   INSERT INTO charts (version, chart) VALUES (p_version, p_chart) ON CONFLICT (version) DO NOTHING
 $$;
 
--- The functions read the ledger and the export's state, and change that state only
--- through the functions above.
+-- Privileges: the ERP export's own database role.
+--
+-- ledger_app is the role of the internet-facing functions. Moving the export cursor,
+-- recording, marking and replaying batches, and opening streams belong to the
+-- scheduled export alone: a compromised HTTP function must not be able to move the
+-- cursor over transactions that were never sent. erp_exporter reads the ledger and
+-- changes the export's state only through the erp.* functions; it cannot post money.
+-- Its login (the exporter's IAM user in Google Cloud, ledger_erp locally) is granted
+-- erp_exporter the way the functions' user is granted ledger_app.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'erp_exporter') THEN
+    CREATE ROLE erp_exporter NOLOGIN;
+  END IF;
+END $$;
+
+-- Every erp.* function changes the export's state: the functions' role (ledger_app)
+-- may read the export's tables, and only erp_exporter may call them.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA erp FROM PUBLIC;
 GRANT USAGE ON SCHEMA erp TO ledger_app;
 GRANT SELECT ON ALL TABLES IN SCHEMA erp TO ledger_app;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA erp TO ledger_app;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA erp TO erp_exporter;
+GRANT USAGE ON SCHEMA ledger, erp TO erp_exporter;
+GRANT SELECT ON ledger.transactions, ledger.entries, ledger.wallets, ledger.assets TO erp_exporter;
+GRANT SELECT ON ALL TABLES IN SCHEMA erp TO erp_exporter;
+GRANT EXECUTE ON FUNCTION ledger.iso_utc(timestamptz) TO erp_exporter;

@@ -8,7 +8,6 @@ pending for longer than LEDGER_OUTBOX_STUCK_AFTER_S as stuck.
 """
 
 import logging
-import time
 
 import functions_framework
 
@@ -23,17 +22,12 @@ SWEEP_BUDGET_S = 45.0  # stop before the next tick comes
 
 @functions_framework.cloud_event
 def outbox_sweeper(cloud_event):
-    started, published, failed = time.monotonic(), 0, 0
+    settings = get_settings()
     try:
-        while time.monotonic() - started < SWEEP_BUDGET_S:
-            result = bootstrap.relay().sweep(min_age_s=get_settings().outbox_sweep_min_age_s)
-            published += result.published
-            failed += result.failed
-            if not result.published or result.failed:
-                break
-        backlog = bootstrap.outbox().backlog(get_settings().outbox_stuck_after_s)
+        result = bootstrap.relay().sweep_all(min_age_s=settings.outbox_sweep_min_age_s, budget_s=SWEEP_BUDGET_S)
+        backlog = bootstrap.outbox().backlog(settings.outbox_stuck_after_s)
     except DependencyUnavailable as error:
         log.error("outbox sweep could not run", extra={"error": error.message})
         raise
     level = logging.ERROR if backlog["stuck"] else logging.INFO
-    log.log(level, "outbox sweep", extra={"published": published, "failed": failed, **backlog})
+    log.log(level, "outbox sweep", extra={"published": result.published, "failed": result.failed, **backlog})

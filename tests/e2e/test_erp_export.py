@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 
@@ -22,7 +21,7 @@ from common.adapters.erp_store import ErpStore
 from common.config import get_settings
 from common.erp_export import DeliveryFailed, ErpExport
 from common.ledger import commands
-from emulators.stack import ERP_TOKEN, REPO
+from emulators.stack import ERP_TOKEN, REPO, wait_for
 from tests.support import assert_invariants, exporter_pool, key, new_wallet, sql
 
 
@@ -84,15 +83,16 @@ def settled(stack, ids, budget_s=30):
     """Wait until every one of these transactions is below the export horizon: a pass
     reads only what database transactions older than every running one created, and a
     relay marking events in the background may briefly hold the horizon back."""
-    deadline = time.monotonic() + budget_s
-    while not sql(
-        stack,
-        "SELECT bool_and(created_xact < pg_snapshot_xmin(pg_current_snapshot()))"
-        " FROM ledger.transactions WHERE id = ANY(CAST(:ids AS bigint[]))",
-        ids=ids,
-    )[0][0]:
-        assert time.monotonic() < deadline, "the export horizon never passed these transactions"
-        time.sleep(0.05)
+    wait_for(
+        lambda: sql(
+            stack,
+            "SELECT bool_and(created_xact < pg_snapshot_xmin(pg_current_snapshot()))"
+            " FROM ledger.transactions WHERE id = ANY(CAST(:ids AS bigint[]))",
+            ids=ids,
+        )[0][0],
+        "the export horizon to pass these transactions",
+        budget_s,
+    )
     return ids
 
 
@@ -111,13 +111,6 @@ def every_action(stack, settle=True):
     voided = service.void(commands.Void(transaction_id=ids[2]), key())
     ids.append(voided.body["transaction"]["id"])
     return settled(stack, ids) if settle else ids
-
-
-def wait_until(condition, what, budget_s=60):
-    deadline = time.monotonic() + budget_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_every_action_reaches_the_erp_as_balanced_lines_once(stack, books):
@@ -156,7 +149,7 @@ def test_duplicate_ticks_through_the_push_subscription_give_one_line_per_leg(sta
     topic = get_settings().erp_export_tick_topic
     stack.publish(topic)
     stack.publish(topic)
-    wait_until(lambda: passes() >= before + 2, "two export passes", budget_s=120)
+    wait_for(lambda: passes() >= before + 2, "two export passes", 120)
     for transaction_id in ids:
         assert len(erp(stack, None, f"/lines?transaction_id={transaction_id}")["lines"]) == 2
 

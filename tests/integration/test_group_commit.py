@@ -11,6 +11,7 @@ from common import bootstrap
 from common.adapters.ledger_store import PostgresLedger
 from common.errors import Refused
 from common.ledger.postings import Leg, Posting
+from emulators.stack import wait_for
 from tests.support import balance, key, new_wallet, owner, sql, system_account
 
 
@@ -39,13 +40,6 @@ def post_in_threads(ledger, calls):
     return threads, results
 
 
-def wait_until(condition, what):
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
 def test_postings_that_wait_go_together_and_each_gets_its_own_outcome(stack, ledger):
     blocker, alice, bob, carol = (new_wallet(stack, funded=100) for _ in range(4))
     earlier_key = key()
@@ -57,7 +51,7 @@ def test_postings_that_wait_go_together_and_each_gets_its_own_outcome(stack, led
     holder.run("BEGIN")
     holder.run("SELECT 1 FROM ledger.wallets WHERE id = :w FOR UPDATE", w=blocker)
     first, results = post_in_threads(ledger, {"first": (move(blocker, carol, 5), key(), "h")})
-    wait_until(lambda: ledger._group._in_flight == 1, "the first posting to reach the database")
+    wait_for(lambda: ledger._group._in_flight == 1, "the first posting to reach the database", 10)
     calls = {
         "alice to bob": (move(alice, bob, 10), key(), "h1"),
         "alice to carol": (move(alice, carol, 20), key(), "h2"),  # same wallet twice in the batch
@@ -66,7 +60,7 @@ def test_postings_that_wait_go_together_and_each_gets_its_own_outcome(stack, led
         "key reused": (move(alice, bob, 2), earlier_key, "another request"),
     }
     others, more = post_in_threads(ledger, calls)
-    wait_until(lambda: len(ledger._group._waiting) == len(calls), "the others to queue")
+    wait_for(lambda: len(ledger._group._waiting) == len(calls), "the others to queue", 10)
     holder.run("COMMIT")
     holder.close()
     for thread in first + others:
