@@ -83,6 +83,8 @@ class Settings:
     outbox_sweep_schedule: str = "* * * * *"
     outbox_stuck_after_s: float = 300.0  # an unpublished event older than this is reported as stuck
     outbox_sweep_min_age_s: float = 10.0  # the sweep leaves younger events to the after-commit relay
+    lot_expiry_tick_topic: str = "lot-expiry-tick"
+    lot_expiry_schedule: str = "*/5 * * * *"
 
     log_level: str = "INFO"
 

@@ -44,8 +44,19 @@ class LedgerService:
     def top_up(self, cmd: commands.TopUp, key: str | None) -> Outcome:
         return self._post_once("topup", cmd, key, lambda: postings.top_up(cmd, self.ledger.system_accounts(cmd.asset)))
 
+    def add_on(self, cmd: commands.AddOn, key: str | None) -> Outcome:
+        return self._post_once("addon", cmd, key, lambda: postings.add_on(cmd, self.ledger.system_accounts(cmd.asset)))
+
     def bonus(self, cmd: commands.Bonus, key: str | None) -> Outcome:
         return self._post_once("bonus", cmd, key, lambda: postings.bonus(cmd, self.ledger.system_accounts(cmd.asset)))
+
+    def allocate(self, cmd: commands.Allocate, key: str | None) -> Outcome:
+        return self._post_once(
+            "allocate", cmd, key, lambda: postings.allocate(cmd, self.ledger.parent_of(cmd.wallet_id))
+        )
+
+    def reclaim(self, cmd: commands.Reclaim, key: str | None) -> Outcome:
+        return self._post_once("reclaim", cmd, key, lambda: postings.reclaim(cmd, self.ledger.parent_of(cmd.wallet_id)))
 
     def usage(self, cmd: commands.Usage, key: str | None) -> Outcome:
         return self._post_once(
@@ -135,6 +146,45 @@ class LedgerService:
 
     def history(self, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
         return self.ledger.history(wallet_id, query)
+
+    def rollup(self, wallet_id: int) -> dict[str, Any]:
+        return self.ledger.rollup(wallet_id)
+
+    def members(self, wallet_id: int, after: int, limit: int) -> dict[str, Any]:
+        return self.ledger.members(wallet_id, after, limit)
+
+    def lots(self, wallet_id: int, include_closed: bool = False) -> dict[str, Any]:
+        return self.ledger.lots(wallet_id, include_closed)
+
+    def get_lot(self, lot_id: int) -> dict[str, Any]:
+        return self.ledger.get_lot(lot_id)
+
+    def extend_lot(self, lot_id: int, cmd: commands.ExtendLot, key: str | None) -> Outcome:
+        """Not a money movement: the database keeps one extension per key, so a retry
+        (or a racing copy) answers with the same lot and posts nothing twice."""
+        lot, replayed = self.ledger.extend_lot(validate_key(key), lot_id, cmd)
+        return Outcome(200, {"lot": lot}, replayed=replayed)
+
+    def expire_lots(self, batch: int = 500, budget: int = 100_000) -> dict[str, int]:
+        """The expiry job: every due lot becomes breakage, a batch per call, until none
+        is due or `budget` lots were handled. A lot that fails is logged and left for
+        the next run, behind no other."""
+        expired = failed = amount = 0
+        after: tuple[str, int] | None = None
+        while expired + failed < budget:
+            outcomes = self.ledger.expire_lots(batch, after)
+            for outcome in outcomes:
+                after = (outcome["expires_at"], outcome["lot_id"])
+                if outcome["error"]:
+                    failed += 1
+                    log.error("lot expiry failed", extra=outcome)
+                elif outcome["transaction_id"] is not None:
+                    expired += 1
+                    amount += outcome["amount"]
+                    self._tell_committed(outcome["transaction_id"])
+            if len(outcomes) < batch:
+                break
+        return {"expired": expired, "failed": failed, "amount": amount}
 
     def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:
         return self.ledger.create_asset(cmd)

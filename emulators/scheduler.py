@@ -22,6 +22,7 @@ SCHEDULE_OF_TOPIC_FIELD = {
     "erp_export_tick_topic": "erp_export_schedule",
     "outbox_sweep_tick_topic": "outbox_sweep_schedule",
     "erp_reconcile_tick_topic": "erp_reconcile_schedule",
+    "lot_expiry_tick_topic": "lot_expiry_schedule",
 }
 
 

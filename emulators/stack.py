@@ -33,14 +33,18 @@ PUBSUB_BIN = GCLOUD_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulato
 # registers every main.py under the same module name.
 FUNCTIONS = {
     "topup": "topup",
+    "addon": "addon",
     "bonus": "bonus",
     "usage": "usage",
     "transfer": "transfer",
     "void": "void",
+    "allocate": "allocate",
+    "reclaim": "reclaim",
     "wallets": "wallets",
     "erp_export": "erp_export",
     "outbox_sweeper": "outbox_sweeper",
     "erp_reconcile": "erp_reconcile",
+    "lot_expiry": "lot_expiry",
 }
 # Pub/Sub-triggered functions -> the Settings field naming the topic that triggers them.
 # Locally a push subscription on that topic delivers each message to the function, as
@@ -49,6 +53,7 @@ EVENT_FUNCTIONS = {
     "erp_export": "erp_export_tick_topic",
     "outbox_sweeper": "outbox_sweep_tick_topic",
     "erp_reconcile": "erp_reconcile_tick_topic",
+    "lot_expiry": "lot_expiry_tick_topic",
 }
 ERP_TOKEN = "local-erp-token"  # the local ERP receiver's credential; in Google Cloud, a secret
 

@@ -13,8 +13,10 @@ from common.erp.mapping import Leg, Position, Transaction
 
 _TRANSACTION_COLUMNS = """
 SELECT t.created_xact::text, t.id, t.action, t.asset_code, ledger.iso_utc(t.effective_at), t.usage_id, t.product,
-       t.external_ref, t.voids_transaction_id, e.wallet_id, w.owner_id, w.kind, w.model, w.system_role, e.amount
+       t.external_ref, t.voids_transaction_id, e.wallet_id, w.owner_id, w.kind, w.model, w.system_role, e.amount,
+       tw.owner_id, CASE WHEN rw.model = 'reseller' THEN rw.owner_id END
   FROM page t JOIN ledger.entries e ON e.transaction_id = t.id JOIN ledger.wallets w ON w.id = e.wallet_id
+  JOIN ledger.wallets tw ON tw.id = t.wallet_id JOIN ledger.wallets rw ON rw.id = tw.root_id
  ORDER BY t.created_xact, t.id, e.id
 """
 # The next transactions after a position whose creating database transaction is older
@@ -91,7 +93,19 @@ def _transactions(rows: list[list[Any]]) -> Iterator[tuple[Position, Transaction
 
 
 def _transaction(row: list[Any], legs: list[Leg]) -> tuple[Position, Transaction]:
-    return (row[0], row[1]), Transaction(row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], tuple(legs))
+    return (row[0], row[1]), Transaction(
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        tuple(legs),
+        customer_id=row[15],
+        reseller_id=row[16],
+    )
 
 
 class ErpStore:

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # annotations only: the command models load with the first pa
     from common.ledger import commands
 
 MAX_POSTINGS_PER_CALL = 60
-# replayed, transaction_id, created_at, effective_at, balances ("12,,40"), original
+# replayed, transaction_id, created_at, effective_at, balances ("12,,40"), original,
+# leg wallets when the ledger chose the payer ("7,3", a shared pool) or None
 PostedRow = list[Any]
 
 WALLET_COLUMNS = (
@@ -42,25 +43,77 @@ WALLET_COLUMNS = (
     "metadata",
     "created_at",
     "updated_at",
+    "parent_id",
+    "root_id",
+    "depth",
+    "spend_mode",
+    "expiring",
+    "expired",
+    "spend_limits",
 )
+# A wallet with what it can spend now: `expiring` is what its lots hold, `expired` the
+# part of that already past its expiry (not spendable, even before the expiry job
+# turns it into breakage), and each spend limit with what this period has used.
 WALLET_SELECT = """
 SELECT w.id, w.owner_id, w.asset_code, a.scale, w.kind, w.system_role, w.model, w.status,
        CASE WHEN w.kind = 'system'
             THEN (SELECT coalesce(sum(e.amount), 0) FROM ledger.entries e WHERE e.wallet_id = w.id)
             ELSE w.balance END,
-       w.credit_limit, w.entry_count, w.metadata, ledger.iso_utc(w.created_at), ledger.iso_utc(w.updated_at)
+       w.credit_limit, w.entry_count, w.metadata, ledger.iso_utc(w.created_at), ledger.iso_utc(w.updated_at),
+       w.parent_id, w.root_id, cardinality(w.path) - 1, w.spend_mode, w.lot_balance,
+       CASE WHEN w.lot_balance = 0 THEN 0 ELSE
+         (SELECT coalesce(sum(l.remaining), 0)::bigint FROM ledger.lots l
+           WHERE l.wallet_id = w.id AND l.remaining > 0 AND l.expires_at <= now()) END,
+       (SELECT coalesce(jsonb_object_agg(s.period, jsonb_build_object(
+                 'limit', s.amount, 'period_start', ledger.iso_utc(ledger.period_start(s.period, now())),
+                 'spent', coalesce((SELECT c.spent FROM ledger.spend_counters c
+                                     WHERE c.wallet_id = s.wallet_id AND c.period = s.period
+                                       AND c.period_start = ledger.period_start(s.period, now())), 0))),
+                 '{}'::jsonb)
+          FROM ledger.spend_limits s WHERE s.wallet_id = w.id)
   FROM ledger.wallets w JOIN ledger.assets a ON a.code = w.asset_code
 """
+LOT_COLUMNS = (
+    "id",
+    "wallet_id",
+    "transaction_id",
+    "source_lot_id",
+    "amount",
+    "remaining",
+    "expires_at",
+    "expired",
+    "created_at",
+)
+LOT_SELECT = """
+SELECT l.id, l.wallet_id, l.transaction_id, l.source_lot_id, l.amount, l.remaining, ledger.iso_utc(l.expires_at),
+       l.expires_at <= now(), ledger.iso_utc(l.created_at)
+  FROM ledger.lots l
+"""
+# Each child of a node with the roll-up of its subtree, summed on read over the tree's
+# index: no parent row is written when a member acts.
+ROLLUP_SQL = """
+WITH RECURSIVE subtree AS (
+  SELECT c.id, c.id AS branch, c.balance, c.lot_balance FROM ledger.wallets c WHERE c.parent_id = :id
+  UNION ALL
+  SELECT w.id, s.branch, w.balance, w.lot_balance FROM ledger.wallets w JOIN subtree s ON w.parent_id = s.id
+)
+SELECT b.branch, c.owner_id, c.balance, sum(b.balance), sum(b.lot_balance), count(*)
+  FROM subtree b JOIN ledger.wallets c ON c.id = b.branch
+ GROUP BY b.branch, c.owner_id, c.balance
+ ORDER BY b.branch
+"""
 POST_MANY_SQL = """
-SELECT item, replayed, transaction_id, created_at, effective_at, balances, original,
+SELECT item, replayed, transaction_id, created_at, effective_at, balances, original, leg_wallets,
        error_sqlstate, error_message, error_detail, error_constraint
   FROM ledger.commit_postings(CAST(:batch AS jsonb))
 """
 POST_SQL = """
-SELECT replayed, transaction_id, created_at, effective_at, array_to_string(balances, ',', ''), original
+SELECT replayed, transaction_id, created_at, effective_at, array_to_string(balances, ',', ''), original,
+       array_to_string(leg_wallets, ',')
   FROM ledger.commit_posting(:key, :request_hash, :action, :asset, :amount, :wallet_id, :counterparty_wallet_id,
                    CAST(:leg_wallets AS bigint[]), CAST(:leg_amounts AS bigint[]), :external_ref, :usage_id,
-                   :product, :description, :voids_transaction_id, CAST(:metadata AS jsonb))
+                   :product, :description, :voids_transaction_id, CAST(:metadata AS jsonb), NULL,
+                   CAST(:lot_expires_at AS timestamptz))
 """
 HISTORY_SQL = """
 SELECT e.id, e.amount, e.balance_after, ledger.iso_utc(e.created_at), t.id, t.action, t.amount, t.wallet_id,
@@ -130,7 +183,9 @@ class PostgresLedger:
             if not rows:
                 raise Refused(f"unknown asset {asset}", code="unknown_asset", details={"asset": asset})
             roles = dict(rows)
-            accounts = SystemAccounts(asset, roles["funding"], roles["revenue"], roles["promotion"])
+            accounts = SystemAccounts(
+                asset, roles["funding"], roles["revenue"], roles["promotion"], roles["breakage"], roles["discount"]
+            )
             with self._system_lock:
                 self._system_accounts[asset] = accounts
         return accounts
@@ -153,13 +208,15 @@ class PostgresLedger:
             "description": posting.description,
             "voids_transaction_id": posting.voids_transaction_id,
             "metadata": posting.metadata or {},
+            "lot_expires_at": posting.lot_expires_at.isoformat() if posting.lot_expires_at else None,
         }
         with timing.span("postgres"):  # waiting for a batch included
             row = self._group.submit(params) if self._group is not None else self._post_one(params)
-        replayed, transaction_id, created_at, effective_at, balances, original = row
+        replayed, transaction_id, created_at, effective_at, balances, original, payers = row
         if replayed:
             return original, True
-        return render(posting, key, transaction_id, created_at, effective_at, _parse_balances(balances)), False
+        wallets = [int(wallet) for wallet in payers.split(",")] if payers else [leg.wallet_id for leg in posting.legs]
+        return render(posting, key, transaction_id, created_at, effective_at, _parse_balances(balances), wallets), False
 
     def _post_one(self, params: dict[str, Any]) -> PostedRow:
         return self._run_untimed(
@@ -253,24 +310,64 @@ class PostgresLedger:
     # Wallets --------------------------------------------------------------
 
     def create_wallet(self, cmd: commands.CreateWallet) -> dict[str, Any]:
+        if cmd.parent_id is not None:
+            self._check_parent(cmd)
         try:
             rows = self._run(
-                "INSERT INTO ledger.wallets (owner_id, asset_code, model, credit_limit, metadata)"
-                " VALUES (:owner_id, :asset, :model, :credit_limit, CAST(:metadata AS jsonb))"
+                "INSERT INTO ledger.wallets"
+                " (owner_id, asset_code, model, credit_limit, metadata, parent_id, spend_mode)"
+                " VALUES (:owner_id, :asset, :model, :credit_limit, CAST(:metadata AS jsonb), :parent_id, :spend_mode)"
                 " RETURNING id",
                 owner_id=cmd.owner_id,
                 asset=cmd.asset,
                 model=cmd.model,
                 credit_limit=cmd.credit_limit,
                 metadata=dict(cmd.metadata),
+                parent_id=cmd.parent_id,
+                spend_mode=cmd.spend_mode,
             )
         except DatabaseError as error:
-            if error_fields(error).get("C") == "23503":
+            fields = error_fields(error)
+            if fields.get("n") == "wallets_tree_depth":
+                raise Refused("a tree is at most 8 levels deep", code="tree_too_deep") from error
+            if fields.get("C") == "23503" and fields.get("n") != "wallets_parent":
                 raise Refused(
                     f"unknown asset {cmd.asset}", code="unknown_asset", details={"asset": cmd.asset}
                 ) from error
             raise
         return self.get_wallet(rows[0][0])
+
+    def _check_parent(self, cmd: commands.CreateWallet) -> None:
+        """Clear refusals for what the database's tree constraints would refuse anyway."""
+        rows = self._run("SELECT asset_code, model, kind FROM ledger.wallets WHERE id = :id", id=cmd.parent_id)
+        if not rows:
+            raise Refused(
+                f"parent wallet {cmd.parent_id} does not exist",
+                code="parent_not_found",
+                details={"parent_id": cmd.parent_id},
+            )
+        asset, model, kind = rows[0]
+        if kind != "customer" or model != cmd.model or asset != cmd.asset:
+            raise Refused(
+                "a member's parent has the member's asset and model (enterprise or reseller)",
+                code="parent_mismatch",
+                details={"parent_id": cmd.parent_id, "parent_asset": asset, "parent_model": model},
+            )
+
+    def parent_of(self, wallet_id: int) -> int:
+        """The parent of a tree member; allocate and reclaim move money along this edge."""
+        rows = self._run("SELECT parent_id FROM ledger.wallets WHERE id = :id", id=wallet_id)
+        if not rows:
+            raise NotFound(
+                f"wallet {wallet_id} does not exist", code="wallet_not_found", details={"wallet_id": wallet_id}
+            )
+        if rows[0][0] is None:
+            raise Refused(
+                f"wallet {wallet_id} is the root of its tree or a personal wallet: it has no parent",
+                code="not_a_child",
+                details={"wallet_id": wallet_id},
+            )
+        return int(rows[0][0])
 
     def get_wallet(self, wallet_id: int) -> dict[str, Any]:
         rows = self._run(WALLET_SELECT + " WHERE w.id = :id", id=wallet_id)
@@ -290,15 +387,42 @@ class PostgresLedger:
             raise Refused("system accounts cannot be changed", code="system_account")
         if current["status"] == "closed" and cmd.status not in (None, "closed"):
             raise Refused("a closed wallet stays closed", code="wallet_closed", details={"wallet_id": wallet_id})
+        if cmd.spend_mode is not None and current["spend_mode"] is None:
+            raise Refused(
+                "only the root of an enterprise or reseller tree has a spend mode",
+                code="not_a_root",
+                details={"wallet_id": wallet_id},
+            )
+        if cmd.credit_limit and current["parent_id"] is not None:
+            raise Refused(
+                "a member spends what it is allocated: only a root has a credit limit",
+                code="member_credit_limit",
+                details={"wallet_id": wallet_id},
+            )
         try:
             self._run(
                 "UPDATE ledger.wallets SET status = coalesce(CAST(:status AS text), status),"
-                " credit_limit = coalesce(CAST(:credit_limit AS bigint), credit_limit), updated_at = now()"
+                " credit_limit = coalesce(CAST(:credit_limit AS bigint), credit_limit),"
+                " spend_mode = coalesce(CAST(:spend_mode AS text), spend_mode), updated_at = now()"
                 " WHERE id = :id",
                 status=cmd.status,
                 credit_limit=cmd.credit_limit,
+                spend_mode=cmd.spend_mode,
                 id=wallet_id,
             )
+            for period, amount in sorted((cmd.spend_limits or {}).items()):
+                if amount is None:
+                    self._run(
+                        "DELETE FROM ledger.spend_limits WHERE wallet_id = :id AND period = :p", id=wallet_id, p=period
+                    )
+                else:
+                    self._run(
+                        "INSERT INTO ledger.spend_limits (wallet_id, period, amount) VALUES (:id, :p, :a)"
+                        " ON CONFLICT (wallet_id, period) DO UPDATE SET amount = excluded.amount, updated_at = now()",
+                        id=wallet_id,
+                        p=period,
+                        a=amount,
+                    )
         except DatabaseError as error:
             constraint = error_fields(error).get("n")
             if constraint == "wallets_closed_is_empty":
@@ -313,6 +437,101 @@ class PostgresLedger:
                 ) from error
             raise
         return self.get_wallet(wallet_id)
+
+    # Trees ------------------------------------------------------------------
+
+    def rollup(self, wallet_id: int) -> dict[str, Any]:
+        """A node's own balance and the sum over its whole subtree, with each child's."""
+        node = self.get_wallet(wallet_id)
+        children = [
+            {
+                "wallet_id": branch,
+                "owner_id": owner,
+                "balance": balance,
+                "rollup_balance": int(total),
+                "rollup_expiring": int(expiring),
+                "members": count - 1,
+            }
+            for branch, owner, balance, total, expiring, count in self._run(ROLLUP_SQL, id=wallet_id)
+        ]
+        return {
+            "wallet_id": wallet_id,
+            "owner_id": node["owner_id"],
+            "asset": node["asset"],
+            "balance": node["balance"],
+            "rollup_balance": node["balance"] + sum(child["rollup_balance"] for child in children),
+            "rollup_expiring": node["expiring"] + sum(child["rollup_expiring"] for child in children),
+            "members": sum(child["members"] + 1 for child in children),
+            "children": children,
+        }
+
+    def members(self, wallet_id: int, after: int, limit: int) -> dict[str, Any]:
+        """Every wallet below a node, in id order, a page at a time: what a reseller
+        (or an enterprise admin) may see, and nothing outside its tree."""
+        node = self.get_wallet(wallet_id)
+        rows = self._run(
+            WALLET_SELECT + " WHERE w.root_id = :root AND w.path @> ARRAY[CAST(:id AS bigint)] AND w.id <> :id"
+            " AND w.id > :after ORDER BY w.id LIMIT :limit",
+            root=node["root_id"],
+            id=wallet_id,
+            after=after,
+            limit=limit + 1,
+        )
+        members = [_wallet(row) for row in rows[:limit]]
+        return {
+            "wallet_id": wallet_id,
+            "members": members,
+            "next_after": members[-1]["id"] if len(rows) > limit else None,
+        }
+
+    # Lots -------------------------------------------------------------------
+
+    def lots(self, wallet_id: int, include_closed: bool) -> dict[str, Any]:
+        """A wallet's per-lot breakdown: open lots (with credit left) earliest expiry
+        first, or every lot it ever had; the rest of its balance never expires."""
+        wallet = self.get_wallet(wallet_id)
+        where = " WHERE l.wallet_id = :id" + ("" if include_closed else " AND l.remaining > 0")
+        rows = self._run(LOT_SELECT + where + " ORDER BY l.expires_at, l.id LIMIT 500", id=wallet_id)
+        return {
+            "wallet_id": wallet_id,
+            "balance": wallet["balance"],
+            "available": wallet["available"],
+            "expiring": wallet["expiring"],
+            "expired": wallet["expired"],
+            "no_expiry": wallet["balance"] - wallet["expiring"],
+            "lots": [dict(zip(LOT_COLUMNS, row, strict=True)) for row in rows],
+        }
+
+    def get_lot(self, lot_id: int) -> dict[str, Any]:
+        rows = self._run(LOT_SELECT + " WHERE l.id = :id", id=lot_id)
+        if not rows:
+            raise NotFound(f"lot {lot_id} does not exist", code="lot_not_found", details={"lot_id": lot_id})
+        return dict(zip(LOT_COLUMNS, rows[0], strict=True))
+
+    def extend_lot(self, key: str, lot_id: int, cmd: commands.ExtendLot) -> tuple[dict[str, Any], bool]:
+        """Move a lot's expiry later, once per idempotency key; returns (lot, replayed)."""
+        rows = self._run(
+            "SELECT extension_id, replayed FROM ledger.extend_lot(:k, :id, CAST(:at AS timestamptz), :reason)",
+            k=key,
+            id=lot_id,
+            at=cmd.expires_at.isoformat(),
+            reason=cmd.reason,
+        )
+        return self.get_lot(lot_id), bool(rows[0][1])
+
+    def expire_lots(self, limit: int, after: tuple[str, int] | None) -> list[dict[str, Any]]:
+        """Turn up to `limit` expired lots after `after` (expires_at, lot id) into
+        breakage; one outcome per lot, in expiry order."""
+        at, lot_id = after or ("-infinity", 0)
+        rows = self._run(
+            "SELECT lot_id, expires_at::text, transaction_id, wallet_id, amount, error"
+            " FROM ledger.expire_lots(:n, CAST(:at AS timestamptz), :id)",
+            n=limit,
+            at=at,
+            id=lot_id,
+        )
+        columns = ("lot_id", "expires_at", "transaction_id", "wallet_id", "amount", "error")
+        return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def history(self, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
         self.get_wallet(wallet_id)
@@ -332,10 +551,17 @@ class PostgresLedger:
 
 
 def render(
-    posting: Posting, key: str, transaction_id: int, created_at: str, effective_at: str, balances: list[int | None]
+    posting: Posting,
+    key: str,
+    transaction_id: int,
+    created_at: str,
+    effective_at: str,
+    balances: list[int | None],
+    wallets: list[int],
 ) -> dict[str, Any]:
     """A new transaction as ledger.transaction_json() renders a stored one (same keys,
-    same values), built from the posting just sent rather than read back."""
+    same values), built from the posting just sent rather than read back. `wallets` are
+    the legs' wallets as posted (a shared pool's member usage is paid by the pool)."""
     return {
         "id": transaction_id,
         "action": posting.action,
@@ -353,8 +579,8 @@ def render(
         "effective_at": effective_at,
         "created_at": created_at,
         "entries": [
-            {"wallet_id": leg.wallet_id, "amount": leg.amount, "balance_after": balance}
-            for leg, balance in zip(posting.legs, balances, strict=True)
+            {"wallet_id": wallet, "amount": leg.amount, "balance_after": balance}
+            for leg, wallet, balance in zip(posting.legs, wallets, balances, strict=True)
         ],
     }
 
@@ -372,7 +598,9 @@ def _parse_balances(text: str) -> list[int | None]:
 def _wallet(row: list[Any]) -> dict[str, Any]:
     wallet = dict(zip(WALLET_COLUMNS, row, strict=True))
     wallet["balance"] = int(wallet["balance"])  # a system account's derived sum is numeric: it may pass int64
-    wallet["available"] = wallet["balance"] + wallet["credit_limit"] if wallet["kind"] == "customer" else None
+    customer = wallet["kind"] == "customer"
+    # spendable now: expired lots are excluded even before the expiry job runs
+    wallet["available"] = wallet["balance"] - wallet["expired"] + wallet["credit_limit"] if customer else None
     return wallet
 
 

@@ -33,6 +33,33 @@ INVARIANTS: dict[str, str] = {
     "running_balance_only_on_customer_entries": """
         SELECT e.id FROM ledger.entries e JOIN ledger.wallets w ON w.id = e.wallet_id
          WHERE (w.kind = 'customer') <> (e.balance_after IS NOT NULL)""",
+    # Lots: each lot's remaining amount is the sum of its movements, a wallet's
+    # lot_balance the sum of its lots, and no lot holds more than its wallet does.
+    "lot_remaining_equals_movements": """
+        SELECT l.id, l.remaining, coalesce(sum(m.amount), 0) FROM ledger.lots l
+          LEFT JOIN ledger.lot_movements m ON m.lot_id = l.id
+         GROUP BY l.id, l.remaining HAVING l.remaining <> coalesce(sum(m.amount), 0)""",
+    "lot_balance_equals_lots": """
+        SELECT w.id, w.lot_balance, coalesce(s.total, 0) FROM ledger.wallets w
+          LEFT JOIN (SELECT wallet_id, sum(remaining) AS total FROM ledger.lots GROUP BY wallet_id) s
+            ON s.wallet_id = w.id
+         WHERE w.lot_balance <> coalesce(s.total, 0)""",
+    "non_expiring_balance_within_limit": """
+        SELECT id, balance, lot_balance, credit_limit FROM ledger.wallets
+         WHERE kind = 'customer' AND balance - lot_balance < -credit_limit""",
+    # Spend counters: each equals the charges recorded against it.
+    "spend_counter_equals_charges": """
+        SELECT c.wallet_id, c.period, c.period_start, c.spent, coalesce(sum(g.amount), 0)
+          FROM ledger.spend_counters c
+          LEFT JOIN ledger.spend_charges g
+            ON (g.wallet_id, g.period, g.period_start) = (c.wallet_id, c.period, c.period_start)
+         GROUP BY 1, 2, 3, 4 HAVING c.spent <> coalesce(sum(g.amount), 0)""",
+    # Trees: a member's path is its parent's path plus itself.
+    "tree_paths_consistent": """
+        SELECT w.id FROM ledger.wallets w LEFT JOIN ledger.wallets p ON p.id = w.parent_id
+         WHERE w.path[cardinality(w.path)] <> w.id OR w.root_id <> w.path[1]
+            OR (w.parent_id IS NULL AND cardinality(w.path) <> 1)
+            OR (w.parent_id IS NOT NULL AND w.path <> p.path || w.id)""",
 }
 
 

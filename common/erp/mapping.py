@@ -5,10 +5,18 @@ One line per leg. A customer wallet is a liability, so money arriving on a leg
 the leg maps to; the same rule holds for the system accounts on the other side:
 
     top-up     Dr funding (cash clearing)        Cr customer (deferred revenue)
+               at a wholesale price also Dr discount (sales discounts) for the difference
+    add-on     Dr funding (cash clearing)        Cr customer (deferred revenue)
     bonus      Dr promotion expense              Cr customer (deferred revenue)
     usage      Dr customer (deferred revenue)    Cr revenue
+    expiry     Dr customer (deferred revenue)    Cr breakage revenue
     transfer   Dr customer (payer's model)       Cr customer (payee's model): no P&L
+    allocate, reclaim: as a transfer, within one enterprise's or reseller's tree
     void       the exact reverse of the original (its legs are the original's, negated)
+
+Every line names the transaction's customer (the owner of the wallet that acted: the
+member who used, the reseller's end customer) and, in a reseller's tree, the reseller,
+so the ERP can attribute revenue and cost per reseller, per customer and per usage id.
 
 A ledger transaction's legs sum to zero per asset, so its lines balance per currency,
 and so does every batch.
@@ -25,6 +33,19 @@ from common.erp.chart import Chart
 
 # An export position: (the creating database transaction's xid8, as text; ledger transaction id).
 Position = tuple[str, int]
+
+# The ERP's event type of each ledger action.
+EVENT_TYPES = {
+    "topup": "cash_receipt",
+    "addon": "cash_receipt",
+    "bonus": "promotion",
+    "usage": "revenue",
+    "expiry": "breakage_revenue",
+    "transfer": "internal_transfer",
+    "allocate": "internal_transfer",
+    "reclaim": "internal_transfer",
+    "void": "reversal",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +69,8 @@ class Transaction:
     external_ref: str | None
     voids_transaction_id: int | None
     legs: tuple[Leg, ...]
+    customer_id: str | None = None  # the owner of the wallet that acted
+    reseller_id: str | None = None  # the reseller, when that wallet is in a reseller's tree
 
 
 class Mapper:
@@ -77,6 +100,7 @@ class Mapper:
                     "event_id": str(transaction.transaction_id),
                     "transaction_id": transaction.transaction_id,
                     "action": transaction.action,
+                    "event_type": EVENT_TYPES.get(transaction.action, transaction.action),
                     "period": period,
                     "effective_at": transaction.effective_at,
                     "account": account,
@@ -86,6 +110,8 @@ class Mapper:
                     "wallet_id": leg.wallet_id,
                     "owner_id": leg.owner_id,
                     "wallet_model": leg.model,
+                    "customer_id": transaction.customer_id,
+                    "reseller_id": transaction.reseller_id,
                     "usage_id": transaction.usage_id,
                     "product": transaction.product,
                     "external_ref": transaction.external_ref,

@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 from common.ledger.money import Amount, AssetCode, CreditLimit, Scale, WalletId
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Description = Annotated[str, StringConstraints(max_length=500)]
 Metadata = Annotated[dict[str, str | int | bool | None], Field(max_length=32)]
-Action = Literal["topup", "bonus", "usage", "transfer", "void"]
+Action = Literal["topup", "addon", "bonus", "usage", "transfer", "void", "allocate", "reclaim", "expiry"]
 WalletModel = Literal["personal", "enterprise", "reseller"]
 WalletStatus = Literal["active", "frozen", "closed"]
+SpendMode = Literal["allocated", "shared_pool"]
+Period = Literal["day", "week", "month"]
+# JSON has no time type: an ISO 8601 string with its zone, e.g. 2026-12-31T23:59:59Z.
+Instant = Annotated[AwareDatetime, Strict(False)]
 
 
 class Command(BaseModel):
@@ -26,6 +30,29 @@ class TopUp(Command):
     asset: AssetCode
     amount: Amount
     external_ref: Text  # the payment provider's reference for the money received
+    # What was paid, when less than the credit (a reseller's wholesale price): the
+    # difference is booked as a discount.
+    price: Annotated[int, Field(gt=0)] | None = None
+    expires_at: Instant | None = None  # the credit becomes a lot that expires then
+    description: Description | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _price_within_amount(self) -> TopUp:
+        if self.price is not None and self.price > self.amount:
+            raise ValueError("price can't exceed amount (a top-up never books a premium)")
+        return self
+
+
+class AddOn(Command):
+    """Extra credit bought on top of a plan."""
+
+    wallet_id: WalletId
+    asset: AssetCode
+    amount: Amount
+    external_ref: Text
+    plan: Text | None = None
+    expires_at: Instant | None = None
     description: Description | None = None
     metadata: Metadata = Field(default_factory=dict)
 
@@ -35,8 +62,28 @@ class Bonus(Command):
     asset: AssetCode
     amount: Amount
     campaign: Text | None = None
+    expires_at: Instant | None = None
     description: Description | None = None
     metadata: Metadata = Field(default_factory=dict)
+
+
+class Allocate(Command):
+    """Parent to child (allocate) or child to parent (reclaim): `wallet_id` is the child."""
+
+    wallet_id: WalletId
+    asset: AssetCode
+    amount: Amount
+    description: Description | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class Reclaim(Allocate):
+    pass
+
+
+class ExtendLot(Command):
+    expires_at: Instant
+    reason: Description | None = None
 
 
 class Usage(Command):
@@ -67,18 +114,33 @@ class CreateWallet(Command):
     owner_id: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
     asset: AssetCode
     model: WalletModel = "personal"
+    parent_id: WalletId | None = None  # a member of an enterprise or a reseller's customer
+    spend_mode: SpendMode | None = None  # a tree's root only; default allocated
     credit_limit: CreditLimit = 0
     metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tree_fields(self) -> CreateWallet:
+        if self.model == "personal" and (self.parent_id is not None or self.spend_mode is not None):
+            raise ValueError("a personal wallet has no parent and no spend mode")
+        if self.parent_id is not None and self.spend_mode is not None:
+            raise ValueError("spend_mode belongs to the root of a tree, not to a member")
+        if self.parent_id is not None and self.credit_limit:
+            raise ValueError("a member spends what it is allocated: only a root has a credit limit")
+        return self
 
 
 class UpdateWallet(Command):
     status: WalletStatus | None = None
     credit_limit: CreditLimit | None = None
+    spend_mode: SpendMode | None = None
+    # per period; null removes that period's limit
+    spend_limits: Annotated[dict[Period, Amount | None], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> UpdateWallet:
-        if self.status is None and self.credit_limit is None:
-            raise ValueError("give status and/or credit_limit")
+        if all(value is None for value in (self.status, self.credit_limit, self.spend_mode, self.spend_limits)):
+            raise ValueError("give status, credit_limit, spend_mode and/or spend_limits")
         return self
 
 

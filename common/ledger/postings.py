@@ -3,12 +3,17 @@
 Sign convention: a leg's amount is added to its wallet, so a customer's balance is the
 sum of its entries and every posting's legs sum to zero. System accounts take the
 other side: funding (money received, going negative as it is issued), promotion
-(bonuses granted), revenue (usage earned).
+(bonuses granted), revenue (usage earned), breakage (expired credit, posted by the
+database's expiry job), discount (a wholesale price's difference).
+
+Which lots a debit takes, and who pays in a shared pool, the database decides under
+the wallet locks (db/sql/0006_wallet_models.sql); these rules only say what moves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from common.errors import Refused
@@ -25,6 +30,8 @@ class SystemAccounts:
     funding: int
     revenue: int
     promotion: int
+    breakage: int
+    discount: int
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class Posting:
     description: str | None = None
     voids_transaction_id: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    lot_expires_at: datetime | None = None  # the credit becomes a lot expiring then
 
     def __post_init__(self) -> None:
         if sum(leg.amount for leg in self.legs) != 0 or len(self.legs) < 2:
@@ -58,15 +66,42 @@ def _move(source: int, target: int, amount: int) -> tuple[Leg, ...]:
 
 
 def top_up(cmd: commands.TopUp, accounts: SystemAccounts) -> Posting:
+    """Funding to the wallet; at a wholesale price, the funding leg is what was paid and
+    the discount account gives the rest."""
+    if cmd.price is None or cmd.price == cmd.amount:
+        legs = _move(accounts.funding, cmd.wallet_id, cmd.amount)
+    else:
+        legs = (
+            Leg(accounts.funding, -cmd.price),
+            Leg(accounts.discount, cmd.price - cmd.amount),
+            Leg(cmd.wallet_id, cmd.amount),
+        )
+    metadata = dict(cmd.metadata) if cmd.price is None else {**cmd.metadata, "price": cmd.price}
     return Posting(
         "topup",
         cmd.asset,
         cmd.amount,
         cmd.wallet_id,
-        _move(accounts.funding, cmd.wallet_id, cmd.amount),
+        legs,
         external_ref=cmd.external_ref,
         description=cmd.description,
+        metadata=metadata,
+        lot_expires_at=cmd.expires_at,
+    )
+
+
+def add_on(cmd: commands.AddOn, accounts: SystemAccounts) -> Posting:
+    return Posting(
+        "addon",
+        cmd.asset,
+        cmd.amount,
+        cmd.wallet_id,
+        _move(accounts.funding, cmd.wallet_id, cmd.amount),
+        external_ref=cmd.external_ref,
+        product=cmd.plan,
+        description=cmd.description,
         metadata=dict(cmd.metadata),
+        lot_expires_at=cmd.expires_at,
     )
 
 
@@ -80,6 +115,7 @@ def bonus(cmd: commands.Bonus, accounts: SystemAccounts) -> Posting:
         external_ref=cmd.campaign,
         description=cmd.description,
         metadata=dict(cmd.metadata),
+        lot_expires_at=cmd.expires_at,
     )
 
 
@@ -114,6 +150,34 @@ def transfer(cmd: commands.Transfer) -> Posting:
     )
 
 
+def allocate(cmd: commands.Allocate, parent_id: int) -> Posting:
+    """Parent to child. `wallet_id` is the child, the counterparty its parent."""
+    return Posting(
+        "allocate",
+        cmd.asset,
+        cmd.amount,
+        cmd.wallet_id,
+        _move(parent_id, cmd.wallet_id, cmd.amount),
+        counterparty_wallet_id=parent_id,
+        description=cmd.description,
+        metadata=dict(cmd.metadata),
+    )
+
+
+def reclaim(cmd: commands.Reclaim, parent_id: int) -> Posting:
+    """Child back to parent."""
+    return Posting(
+        "reclaim",
+        cmd.asset,
+        cmd.amount,
+        cmd.wallet_id,
+        _move(cmd.wallet_id, parent_id, cmd.amount),
+        counterparty_wallet_id=parent_id,
+        description=cmd.description,
+        metadata=dict(cmd.metadata),
+    )
+
+
 def reversal(original: dict[str, Any], cmd: commands.Void, retry_of_this_void: bool = False) -> Posting:
     """The exact opposite of an earlier transaction, leg by leg.
 
@@ -124,6 +188,9 @@ def reversal(original: dict[str, Any], cmd: commands.Void, retry_of_this_void: b
     """
     if original["action"] == "void":
         raise Refused("a void cannot itself be voided", code="not_voidable", details={"transaction_id": original["id"]})
+    if original["action"] == "expiry":
+        # the credit expired; to give it back, post a bonus (with a new expiry if wanted)
+        raise Refused("an expiry cannot be voided", code="not_voidable", details={"transaction_id": original["id"]})
     if original.get("voided_by") is not None and not retry_of_this_void:
         raise Refused(
             "the transaction is already voided",

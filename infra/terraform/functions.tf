@@ -1,13 +1,14 @@
 # Every function deploys as its folder plus common/ (built by infra/bundle.py).
 
 locals {
-  http_functions = toset(["topup", "bonus", "usage", "transfer", "void", "wallets"])
+  http_functions = toset(["topup", "addon", "bonus", "usage", "transfer", "void", "allocate", "reclaim", "wallets"])
   # Pub/Sub-triggered functions and the Cloud Scheduler tick topic each consumes
   # (pubsub.tf); the same names are the defaults in common/config.py.
   tick_functions = {
     erp_export     = google_pubsub_topic.ticks["erp-export-tick"]
     outbox_sweeper = google_pubsub_topic.ticks["outbox-sweep-tick"]
     erp_reconcile  = google_pubsub_topic.ticks["erp-reconcile-tick"]
+    lot_expiry     = google_pubsub_topic.ticks["lot-expiry-tick"]
   }
   all_functions      = setunion(local.http_functions, toset(keys(local.tick_functions)))
   exporter_functions = ["erp_export", "erp_reconcile"]

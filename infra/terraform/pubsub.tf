@@ -21,6 +21,7 @@ locals {
     "erp-export-tick"    = var.erp_export_schedule
     "outbox-sweep-tick"  = "* * * * *"
     "erp-reconcile-tick" = var.erp_reconcile_schedule
+    "lot-expiry-tick"    = var.lot_expiry_schedule
   }
 }
 

@@ -78,3 +78,9 @@ variable "erp_reconcile_schedule" {
   type        = string
   default     = "30 2 * * *"
 }
+
+variable "lot_expiry_schedule" {
+  description = "When Cloud Scheduler runs the lot expiry job that turns expired credit into breakage (cron, UTC)."
+  type        = string
+  default     = "*/5 * * * *"
+}

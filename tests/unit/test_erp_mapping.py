@@ -14,6 +14,7 @@ funding = "1100"
 revenue = "4000"
 promotion = "6100"
 breakage = "4100"
+discount = "4900"
 
 [model.enterprise]
 customer = "2310"
@@ -69,7 +70,7 @@ def test_the_most_specific_section_names_the_account(asset, role, model, account
 
 def test_a_chart_missing_a_default_or_naming_an_unknown_role_is_refused():
     with pytest.raises(ChartError, match="breakage"):
-        Chart.from_toml('[default]\ncustomer = "1"\nfunding = "2"\nrevenue = "3"\npromotion = "4"\n')
+        Chart.from_toml('[default]\ncustomer = "1"\nfunding = "2"\nrevenue = "3"\npromotion = "4"\ndiscount = "5"\n')
     with pytest.raises(ChartError, match="unknown roles: cash"):
         Chart.from_dict({**CHART.sections, "model": {"enterprise": {"cash": "9"}}})
     with pytest.raises(ChartError, match="not valid TOML"):

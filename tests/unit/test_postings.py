@@ -5,7 +5,7 @@ import pytest
 from common.errors import Refused
 from common.ledger import commands, postings
 
-ACCOUNTS = postings.SystemAccounts("IDR", funding=1, revenue=2, promotion=3)
+ACCOUNTS = postings.SystemAccounts("IDR", funding=1, revenue=2, promotion=3, breakage=4, discount=5)
 
 
 def legs(posting):

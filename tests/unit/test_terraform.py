@@ -31,7 +31,7 @@ def test_every_function_folder_is_deployed_with_its_own_entry_point():
         .split(",")
     )
     ticked = set(re.findall(r"^\s+(\w+)\s+= google_pubsub_topic\.ticks\[\"", SOURCE, re.M))
-    assert ticked == {"erp_export", "outbox_sweeper", "erp_reconcile"}
+    assert ticked == {"erp_export", "outbox_sweeper", "erp_reconcile", "lot_expiry"}
     assert sorted(http | ticked) == folders
     flat = re.sub(r"\s+", " ", SOURCE)
     assert "for_each = local.http_functions" in flat and "for_each = local.tick_functions" in flat

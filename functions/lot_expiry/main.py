@@ -1,0 +1,24 @@
+"""Pub/Sub function `lot_expiry`: what remains in expired lots becomes breakage revenue.
+
+Cloud Scheduler publishes to `lot-expiry-tick` every five minutes. Each expired lot
+with credit left becomes one ledger transaction (action `expiry`: the wallet to the
+breakage account), posted by ledger.expire_lots() under the wallet's lock. Its event
+and its ERP lines (breakage revenue) follow like any posting's. A tick delivered twice
+finds nothing left to expire; a lot that fails is logged and tried again next tick.
+Expired credit is never spendable, whether or not this has run yet.
+"""
+
+import logging
+
+import functions_framework
+
+from common import bootstrap, logs
+
+log = logging.getLogger("ledger.lot_expiry")
+logs.configure_from_settings()
+
+
+@functions_framework.cloud_event
+def lot_expiry(cloud_event):
+    result = bootstrap.service().expire_lots()
+    log.log(logging.ERROR if result["failed"] else logging.INFO, "lot expiry", extra=result)
