@@ -164,7 +164,13 @@ def main(
     click.echo(f"\nCold starts (median of {repeats})", err=True)
     voids = setup.voidable_transactions(stack, data.wallets[0], repeats)
     cold = cold_start.run(
-        stack.function_env, data.wallets[0], setup.ASSET, voids, repeats, setup.empty_erp_stream(stack)
+        stack.function_env,
+        data.wallets[0],
+        setup.ASSET,
+        voids,
+        repeats,
+        setup.empty_erp_stream(stack),
+        setup.tree_member(stack, funds=1_000),
     )
     empty_ms = cold[0][1]
     click.echo(report.cold_table(cold))

@@ -28,13 +28,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def first_request(name: str, wallet: int, asset: str) -> tuple[str, str, dict | None, dict[str, str]]:
-    """(method, path, JSON body, headers) of a request that succeeds on a healthy stack."""
+def first_request(name: str, wallet: int, asset: str, member: int) -> tuple[str, str, dict | None, dict[str, str]]:
+    """(method, path, JSON body, headers) of a request that succeeds on a healthy stack.
+    `member`: a wallet with a parent, for allocate and reclaim."""
     key = {"Idempotency-Key": f"cold-{uuid.uuid4()}"}
     money = {"wallet_id": wallet, "asset": asset, "amount": 1}
     return {
         "empty": ("GET", "/", None, {}),
         "topup": ("POST", "/", {**money, "external_ref": "cold"}, key),
+        "addon": ("POST", "/", {**money, "external_ref": "cold", "plan": "cold"}, key),
+        "allocate": ("POST", "/", {**money, "wallet_id": member}, key),
+        "reclaim": ("POST", "/", {**money, "wallet_id": member}, key),
         "bonus": ("POST", "/", money, key),
         "usage": ("POST", "/", {**money, "usage_id": "cold", "product": "cold"}, key),
         "transfer": (
@@ -49,6 +53,7 @@ def first_request(name: str, wallet: int, asset: str) -> tuple[str, str, dict | 
         "erp_export": ("POST", "/", _tick(), {}),
         "outbox_sweeper": ("POST", "/", _tick(), {}),
         "erp_reconcile": ("POST", "/", _tick(), {}),
+        "lot_expiry": ("POST", "/", _tick(), {}),
     }[name]
 
 
@@ -130,6 +135,7 @@ def run(
     void_ids: list[int],
     repeats: int,
     erp_stream: str,
+    member: int,
 ) -> list[tuple[str, float]]:
     """`function_env(name)`: each function's environment, as the stack starts it.
     `erp_stream`: an export stream with nothing to export, so the ERP functions' first
@@ -145,12 +151,16 @@ def run(
         "erp_export",
         "outbox_sweeper",
         "erp_reconcile",
+        "addon",
+        "allocate",
+        "reclaim",
+        "lot_expiry",
     ]
     medians = []
     for name in names:
         samples = []
         for _ in range(repeats):
-            request = first_request(name, wallet, asset)
+            request = first_request(name, wallet, asset, member)
             if name == "void":
                 request = (*request[:2], {"transaction_id": void_ids.pop()}, request[3])
             env = {**os.environ, **function_env("topup" if name == "empty" else name), "LEDGER_ERP_STREAM": erp_stream}

@@ -124,6 +124,48 @@ def voidable_transactions(stack: Stack, wallet: int, count: int) -> list[int]:
         con.close()
 
 
+def tree_member(stack: Stack, funds: int) -> int:
+    """An enterprise pool with credit and a member holding `funds` of it: what the
+    allocate and reclaim functions' cold-start requests move along."""
+    con = pg8000.native.Connection(**stack.owner_dsn())
+    try:
+        pool = con.run(
+            "INSERT INTO ledger.wallets (owner_id, asset_code, model) VALUES (:o, :a, 'enterprise') RETURNING id",
+            o=f"bench-pool-{uuid.uuid4().hex[:8]}",
+            a=ASSET,
+        )[0][0]
+        member = con.run(
+            "INSERT INTO ledger.wallets (owner_id, asset_code, model, parent_id) VALUES (:o, :a, 'enterprise', :p)"
+            " RETURNING id",
+            o=f"bench-member-{uuid.uuid4().hex[:8]}",
+            a=ASSET,
+            p=pool,
+        )[0][0]
+        funding = con.run(
+            "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding' AND asset_code = :a",
+            a=ASSET,
+        )[0][0]
+        for action, wallet, counterparty, source, amount in (
+            ("topup", pool, None, funding, funds * 2),
+            ("allocate", member, pool, pool, funds),
+        ):
+            con.run(
+                "SELECT ledger.commit_posting(:k, 'bench', :action, :a, :amt, :w, :c, CAST(:legs AS bigint[]),"
+                " CAST(:amts AS bigint[]))",
+                k=f"bench-tree-{uuid.uuid4()}",
+                action=action,
+                a=ASSET,
+                amt=amount,
+                w=wallet,
+                c=counterparty,
+                legs=[source, wallet],
+                amts=[-amount, amount],
+            )
+        return member
+    finally:
+        con.close()
+
+
 def empty_erp_stream(stack: Stack) -> str:
     """A new ERP export stream, starting after everything the ledger holds now."""
     name = f"cold-{uuid.uuid4().hex[:8]}"

@@ -21,6 +21,15 @@ DEMO_WALLETS = [
     ("carol", "USD", "personal", 2_500),
     ("alice", "GOLD", "personal", 1_000),
 ]
+# Members of the demo trees: (owner, asset, model, parent's owner, allocated from the parent)
+DEMO_MEMBERS = [
+    ("acme-research", "IDR", "enterprise", "acme-corp", 2_000_000),
+    ("acme-research-ml", "IDR", "enterprise", "acme-research", 500_000),
+    ("acme-sales", "IDR", "enterprise", "acme-corp", 1_000_000),
+    ("dave", "USD", "reseller", "partner-reseller", 20_000),
+]
+DEMO_MONTHLY_LIMIT = ("acme-research-ml", 300_000)
+DEMO_BONUS_LOT = ("alice", "IDR", 10_000, "30 days")  # a welcome bonus that expires
 
 
 def owner_url(stack: Stack) -> str:
@@ -41,6 +50,57 @@ def owner_connection(stack: Stack):
     import pg8000.native
 
     return pg8000.native.Connection(**stack.owner_dsn())
+
+
+def _seed_trees_and_lots(con) -> None:
+    """An enterprise with a division and a team (a monthly limit on the team), a
+    reseller with a customer, and an expiring bonus lot."""
+
+    def wallet_of(owner: str, asset: str) -> int:
+        return con.run("SELECT id FROM ledger.wallets WHERE owner_id = :o AND asset_code = :a", o=owner, a=asset)[0][0]
+
+    for owner, asset, model, parent_owner, allocated in DEMO_MEMBERS:
+        parent = wallet_of(parent_owner, asset)
+        member = con.run(
+            "INSERT INTO ledger.wallets (owner_id, asset_code, model, parent_id) VALUES (:o, :a, :m, :p) RETURNING id",
+            o=owner,
+            a=asset,
+            m=model,
+            p=parent,
+        )[0][0]
+        con.run(
+            "SELECT ledger.commit_posting(:k, 'demo', 'allocate', :a, :amt, :w, :p,"
+            " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]))",
+            k=f"demo-allocate-{member}",
+            a=asset,
+            amt=allocated,
+            w=member,
+            p=parent,
+            legs=[parent, member],
+            amts=[-allocated, allocated],
+        )
+    owner, amount = DEMO_MONTHLY_LIMIT
+    con.run(
+        "INSERT INTO ledger.spend_limits (wallet_id, period, amount) VALUES (:w, 'month', :a)",
+        w=wallet_of(owner, "IDR"),
+        a=amount,
+    )
+    owner, asset, amount, lifetime = DEMO_BONUS_LOT
+    target = wallet_of(owner, asset)
+    promotion = con.run(
+        "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'promotion' AND asset_code = :a", a=asset
+    )[0][0]
+    con.run(
+        "SELECT ledger.commit_posting(:k, 'demo', 'bonus', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
+        " CAST(:amts AS bigint[]), 'welcome', p_lot_expires_at => now() + CAST(:life AS interval))",
+        k=f"demo-bonus-{target}",
+        a=asset,
+        amt=amount,
+        w=target,
+        legs=[promotion, target],
+        amts=[-amount, amount],
+        life=lifetime,
+    )
 
 
 def seed_demo(stack: Stack) -> list[dict]:
@@ -76,6 +136,7 @@ def seed_demo(stack: Stack) -> list[dict]:
                     amts=[-opening, opening],
                     ref="demo-seed",
                 )
+            _seed_trees_and_lots(con)
         rows = con.run(
             "SELECT id, owner_id, asset_code, model, balance FROM ledger.wallets"
             " WHERE kind = 'customer' ORDER BY id LIMIT 20"

@@ -33,17 +33,18 @@ PUBSUB_BIN = GCLOUD_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulato
 # registers every main.py under the same module name.
 FUNCTIONS = {
     "topup": "topup",
-    "addon": "addon",
     "bonus": "bonus",
     "usage": "usage",
     "transfer": "transfer",
     "void": "void",
-    "allocate": "allocate",
-    "reclaim": "reclaim",
     "wallets": "wallets",
     "erp_export": "erp_export",
     "outbox_sweeper": "outbox_sweeper",
     "erp_reconcile": "erp_reconcile",
+    # added later: appended, so every earlier function keeps its local port
+    "addon": "addon",
+    "allocate": "allocate",
+    "reclaim": "reclaim",
     "lot_expiry": "lot_expiry",
 }
 # Pub/Sub-triggered functions -> the Settings field naming the topic that triggers them.

@@ -151,7 +151,7 @@ class ErpStore:
         rows = self._run("SELECT chart FROM erp.charts WHERE version = :v", v=version)
         if not rows:
             raise LookupError(f"no chart {version!r}")
-        chart = Chart.from_dict(rows[0][0])
+        chart = Chart.from_dict(rows[0][0], complete=False)
         if chart.version != version:
             raise LookupError(f"chart {version!r} reads back as {chart.version!r}")
         return chart

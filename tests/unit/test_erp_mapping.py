@@ -77,6 +77,14 @@ def test_a_chart_missing_a_default_or_naming_an_unknown_role_is_refused():
         Chart.from_toml("[default")
 
 
+def test_a_stored_chart_from_before_a_role_existed_still_loads_with_its_version():
+    older = {**CHART.sections, "default": {k: v for k, v in CHART.sections["default"].items() if k != "discount"}}
+    with pytest.raises(ChartError, match="discount"):
+        Chart.from_dict(older)
+    loaded = Chart.from_dict(older, complete=False)
+    assert loaded.account("USD", "breakage", "system") == "4100" and loaded.version != CHART.version
+
+
 def test_the_chart_version_follows_its_content():
     assert Chart.from_dict(dict(CHART.sections)).version == CHART.version
     changed = {**CHART.sections, "currency": {"CREDITS": "XXX"}}
@@ -192,3 +200,28 @@ def test_reconciliation_maps_each_batch_with_the_chart_it_was_built_with():
         {"old": older, "new": CHART},
     )
     assert ledger == {("2026-11-23", "4999", "USD"): (0, 7), ("2026-11-24", "4000", "USD"): (0, 5)}
+
+
+def test_lines_carry_the_event_type_the_customer_and_the_reseller():
+    usage = Transaction(
+        10,
+        "usage",
+        "USD",
+        "2026-11-24T10:00:00Z",
+        "job-1",
+        "llm",
+        None,
+        None,
+        (customer(7, -5, model="reseller"), system("revenue", 5)),
+        customer_id="end-customer",
+        reseller_id="reseller-1",
+    )
+    lines = Mapper(CHART).lines(usage)
+    assert {(line["event_type"], line["customer_id"], line["reseller_id"]) for line in lines} == {
+        ("revenue", "end-customer", "reseller-1")
+    }
+    expiry = Mapper(CHART).lines(transaction("expiry", [customer(7, -3), system("breakage", 3)]))
+    assert accounts(expiry) == [("2300", 3, 0), ("4100", 0, 3)]
+    assert {line["event_type"] for line in expiry} == {"breakage_revenue"}
+    wholesale = transaction("topup", [system("funding", -8), system("discount", -2), customer(7, 10, "reseller")])
+    assert accounts(Mapper(CHART).lines(wholesale)) == [("1100", 8, 0), ("4900", 2, 0), ("2300", 0, 10)]

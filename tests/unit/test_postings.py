@@ -1,5 +1,7 @@
 """The posting rules, without I/O."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from common.errors import Refused
@@ -87,3 +89,42 @@ def test_unbalanced_postings_cannot_be_built():
         postings.Posting("topup", "IDR", 5, 10, (postings.Leg(1, -5), postings.Leg(10, 4)))
     with pytest.raises(ValueError):
         postings.Posting("topup", "IDR", 5, 10, ())
+
+
+def test_a_wholesale_top_up_books_the_price_against_funding_and_the_rest_as_discount():
+    cmd = commands.TopUp(wallet_id=10, asset="IDR", amount=1000, external_ref="inv", price=800)
+    posting = postings.top_up(cmd, ACCOUNTS)
+    assert legs(posting) == [(1, -800), (5, -200), (10, 1000)] and posting.metadata["price"] == 800
+    at_face_value = postings.top_up(cmd.model_copy(update={"price": 1000}), ACCOUNTS)
+    assert legs(at_face_value) == [(1, -1000), (10, 1000)]
+    with pytest.raises(ValueError, match="price"):
+        commands.TopUp(wallet_id=10, asset="IDR", amount=10, external_ref="inv", price=11)
+
+
+def test_an_add_on_is_funding_to_the_wallet_with_its_plan_and_expiry():
+    expiry = datetime(2027, 1, 1, tzinfo=UTC)
+    cmd = commands.AddOn(wallet_id=10, asset="IDR", amount=50, external_ref="p", plan="pro", expires_at=expiry)
+    posting = postings.add_on(cmd, ACCOUNTS)
+    assert legs(posting) == [(1, -50), (10, 50)]
+    assert (posting.action, posting.product, posting.lot_expires_at) == ("addon", "pro", expiry)
+
+
+def test_allocate_and_reclaim_move_along_the_edge_to_the_parent():
+    cmd = commands.Allocate(wallet_id=11, asset="IDR", amount=7)
+    assert legs(postings.allocate(cmd, parent_id=10)) == [(10, -7), (11, 7)]
+    back = postings.reclaim(commands.Reclaim(wallet_id=11, asset="IDR", amount=7), parent_id=10)
+    assert legs(back) == [(11, -7), (10, 7)] and back.counterparty_wallet_id == 10
+
+
+def test_an_expiry_is_not_voidable():
+    original = {"id": 5, "action": "expiry", "voided_by": None, "entries": []}
+    with pytest.raises(Refused) as refused:
+        postings.reversal(original, commands.Void(transaction_id=5))
+    assert refused.value.code == "not_voidable"
+
+
+def test_an_expiry_needs_a_time_zone_and_a_personal_wallet_no_parent():
+    with pytest.raises(ValueError, match="timezone"):
+        commands.Bonus(wallet_id=1, asset="IDR", amount=1, expires_at="2027-01-01T00:00:00")
+    with pytest.raises(ValueError, match="personal"):
+        commands.CreateWallet(owner_id="a", asset="IDR", parent_id=3)
