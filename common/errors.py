@@ -80,4 +80,6 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "lot_expired": Refused,
     "lot_spent": Refused,
     "expiry_not_later": Refused,
+    "credit_expired": Refused,
+    "system_account": Refused,
 }

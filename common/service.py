@@ -165,17 +165,20 @@ class LedgerService:
         lot, replayed = self.ledger.extend_lot(validate_key(key), lot_id, cmd)
         return Outcome(200, {"lot": lot}, replayed=replayed)
 
-    def expire_lots(self, batch: int = 500, budget: int = 100_000) -> dict[str, int]:
+    def expire_lots(self, batch: int = 50, budget: int = 100_000) -> dict[str, int]:
         """The expiry job: every due lot becomes breakage, a batch per call, until none
         is due or `budget` lots were handled. A lot that fails is logged and left for
-        the next run, behind no other."""
-        expired = failed = amount = 0
+        the next run, behind no other; so is one whose wallet a posting holds."""
+        expired = failed = busy = amount = 0
         after: tuple[str, int] | None = None
-        while expired + failed < budget:
+        while expired + failed + busy < budget:
             outcomes = self.ledger.expire_lots(batch, after)
+            # a page comes back in wallet order; the next starts after its last in expiry order
+            after = max(((o["expires_at"], o["lot_id"]) for o in outcomes), default=after)
             for outcome in outcomes:
-                after = (outcome["expires_at"], outcome["lot_id"])
-                if outcome["error"]:
+                if outcome["error"] == "wallet_busy":
+                    busy += 1  # a posting holds the wallet: the next run takes this lot
+                elif outcome["error"]:
                     failed += 1
                     log.error("lot expiry failed", extra=outcome)
                 elif outcome["transaction_id"] is not None:
@@ -184,7 +187,7 @@ class LedgerService:
                     self._tell_committed(outcome["transaction_id"])
             if len(outcomes) < batch:
                 break
-        return {"expired": expired, "failed": failed, "amount": amount}
+        return {"expired": expired, "failed": failed, "busy": busy, "amount": amount}
 
     def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:
         return self.ledger.create_asset(cmd)

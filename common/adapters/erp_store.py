@@ -16,7 +16,7 @@ SELECT t.created_xact::text, t.id, t.action, t.asset_code, ledger.iso_utc(t.effe
        t.external_ref, t.voids_transaction_id, e.wallet_id, w.owner_id, w.kind, w.model, w.system_role, e.amount,
        tw.owner_id, CASE WHEN rw.model = 'reseller' THEN rw.owner_id END
   FROM page t JOIN ledger.entries e ON e.transaction_id = t.id JOIN ledger.wallets w ON w.id = e.wallet_id
-  JOIN ledger.wallets tw ON tw.id = t.wallet_id JOIN ledger.wallets rw ON rw.id = tw.root_id
+  LEFT JOIN ledger.wallets tw ON tw.id = t.wallet_id LEFT JOIN ledger.wallets rw ON rw.id = tw.root_id
  ORDER BY t.created_xact, t.id, e.id
 """
 # The next transactions after a position whose creating database transaction is older

@@ -89,18 +89,23 @@ SELECT l.id, l.wallet_id, l.transaction_id, l.source_lot_id, l.amount, l.remaini
        l.expires_at <= now(), ledger.iso_utc(l.created_at)
   FROM ledger.lots l
 """
-# Each child of a node with the roll-up of its subtree, summed on read over the tree's
-# index: no parent row is written when a member acts.
+# A node (first row, branch NULL) and each child with the roll-up of its subtree, in
+# one statement (one snapshot: an allocation committing meanwhile is counted once),
+# summed on read over the tree's index: no parent row is written when a member acts.
 ROLLUP_SQL = """
 WITH RECURSIVE subtree AS (
   SELECT c.id, c.id AS branch, c.balance, c.lot_balance FROM ledger.wallets c WHERE c.parent_id = :id
   UNION ALL
   SELECT w.id, s.branch, w.balance, w.lot_balance FROM ledger.wallets w JOIN subtree s ON w.parent_id = s.id
 )
-SELECT b.branch, c.owner_id, c.balance, sum(b.balance), sum(b.lot_balance), count(*)
-  FROM subtree b JOIN ledger.wallets c ON c.id = b.branch
- GROUP BY b.branch, c.owner_id, c.balance
- ORDER BY b.branch
+SELECT NULL::bigint, n.owner_id, n.asset_code, n.balance, n.balance, n.lot_balance, 1
+  FROM ledger.wallets n WHERE n.id = :id AND n.kind = 'customer'
+UNION ALL
+SELECT * FROM (
+  SELECT b.branch, c.owner_id, c.asset_code, c.balance, sum(b.balance)::bigint, sum(b.lot_balance)::bigint, count(*)
+    FROM subtree b JOIN ledger.wallets c ON c.id = b.branch
+   GROUP BY b.branch, c.owner_id, c.asset_code, c.balance
+   ORDER BY b.branch) children
 """
 POST_MANY_SQL = """
 SELECT item, replayed, transaction_id, created_at, effective_at, balances, original, leg_wallets,
@@ -442,25 +447,30 @@ class PostgresLedger:
 
     def rollup(self, wallet_id: int) -> dict[str, Any]:
         """A node's own balance and the sum over its whole subtree, with each child's."""
-        node = self.get_wallet(wallet_id)
+        rows = self._run(ROLLUP_SQL, id=wallet_id)
+        if not rows or rows[0][0] is not None:
+            raise NotFound(
+                f"wallet {wallet_id} does not exist", code="wallet_not_found", details={"wallet_id": wallet_id}
+            )
+        _, owner, asset, balance, _, expiring, _ = rows[0]
         children = [
             {
                 "wallet_id": branch,
-                "owner_id": owner,
-                "balance": balance,
-                "rollup_balance": int(total),
-                "rollup_expiring": int(expiring),
+                "owner_id": child_owner,
+                "balance": child_balance,
+                "rollup_balance": total,
+                "rollup_expiring": child_expiring,
                 "members": count - 1,
             }
-            for branch, owner, balance, total, expiring, count in self._run(ROLLUP_SQL, id=wallet_id)
+            for branch, child_owner, _, child_balance, total, child_expiring, count in rows[1:]
         ]
         return {
             "wallet_id": wallet_id,
-            "owner_id": node["owner_id"],
-            "asset": node["asset"],
-            "balance": node["balance"],
-            "rollup_balance": node["balance"] + sum(child["rollup_balance"] for child in children),
-            "rollup_expiring": node["expiring"] + sum(child["rollup_expiring"] for child in children),
+            "owner_id": owner,
+            "asset": asset,
+            "balance": balance,
+            "rollup_balance": balance + sum(child["rollup_balance"] for child in children),
+            "rollup_expiring": expiring + sum(child["rollup_expiring"] for child in children),
             "members": sum(child["members"] + 1 for child in children),
             "children": children,
         }
@@ -524,7 +534,7 @@ class PostgresLedger:
         breakage; one outcome per lot, in expiry order."""
         at, lot_id = after or ("-infinity", 0)
         rows = self._run(
-            "SELECT lot_id, expires_at::text, transaction_id, wallet_id, amount, error"
+            "SELECT lot_id, expires_at, transaction_id, wallet_id, amount, error"
             " FROM ledger.expire_lots(:n, CAST(:at AS timestamptz), :id)",
             n=limit,
             at=at,

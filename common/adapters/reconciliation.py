@@ -34,7 +34,7 @@ INVARIANTS: dict[str, str] = {
         SELECT e.id FROM ledger.entries e JOIN ledger.wallets w ON w.id = e.wallet_id
          WHERE (w.kind = 'customer') <> (e.balance_after IS NOT NULL)""",
     # Lots: each lot's remaining amount is the sum of its movements, a wallet's
-    # lot_balance the sum of its lots, and no lot holds more than its wallet does.
+    # lot_balance the sum of its lots, and the non-expiring rest within the limit.
     "lot_remaining_equals_movements": """
         SELECT l.id, l.remaining, coalesce(sum(m.amount), 0) FROM ledger.lots l
           LEFT JOIN ledger.lot_movements m ON m.lot_id = l.id
@@ -47,6 +47,20 @@ INVARIANTS: dict[str, str] = {
     "non_expiring_balance_within_limit": """
         SELECT id, balance, lot_balance, credit_limit FROM ledger.wallets
          WHERE kind = 'customer' AND balance - lot_balance < -credit_limit""",
+    # Lot movements follow the money: within a transaction, what a wallet's lots gain
+    # or lose has the sign of its entry and is no more than it.
+    "lot_movements_within_entries": """
+        SELECT m.transaction_id, l.wallet_id, sum(m.amount), e.amount
+          FROM ledger.lot_movements m JOIN ledger.lots l ON l.id = m.lot_id
+          LEFT JOIN ledger.entries e ON e.transaction_id = m.transaction_id AND e.wallet_id = l.wallet_id
+         GROUP BY m.transaction_id, l.wallet_id, e.amount
+        HAVING e.amount IS NULL OR sign(sum(m.amount)) <> sign(e.amount) OR abs(sum(m.amount)) > abs(e.amount)""",
+    # Breakage receives expired credit and nothing else.
+    "breakage_only_from_expiry": """
+        SELECT e.transaction_id, t.action FROM ledger.entries e
+          JOIN ledger.wallets w ON w.id = e.wallet_id AND w.kind = 'system' AND w.system_role = 'breakage'
+          JOIN ledger.transactions t ON t.id = e.transaction_id
+         WHERE t.action <> 'expiry'""",
     # Spend counters: each equals the charges recorded against it.
     "spend_counter_equals_charges": """
         SELECT c.wallet_id, c.period, c.period_start, c.spent, coalesce(sum(g.amount), 0)

@@ -78,6 +78,9 @@ ALTER TABLE ledger.wallets
   -- a member spends what it was given: only a root can run on credit
   ADD CONSTRAINT wallets_members_no_credit CHECK (parent_id IS NULL OR credit_limit = 0),
   ADD CONSTRAINT wallets_system_no_lots CHECK (kind = 'customer' OR lot_balance = 0);
+ALTER TABLE ledger.wallets DROP CONSTRAINT wallets_closed_is_empty;
+ALTER TABLE ledger.wallets ADD CONSTRAINT wallets_closed_is_empty
+  CHECK (status <> 'closed' OR (balance = 0 AND lot_balance = 0));
 -- The limit now binds the non-expiring part of the balance (lot_balance >= 0, so the
 -- balance itself stays above -credit_limit too).
 ALTER TABLE ledger.wallets DROP CONSTRAINT wallets_balance_within_limit;
@@ -263,31 +266,54 @@ BEGIN
   UPDATE wallets SET lot_balance = lot_balance + p_amount WHERE id = p_wallet;
 END $$;
 
--- A debit of `p_need` from a wallet that holds lots: first the lots `p_first` names
--- (the voided transaction's own lots, or the lot being expired), then unexpired lots,
--- earliest expiry first, then the non-expiring rest, within the credit limit. Returns
--- the new balance.
+-- A debit of `p_need` from a wallet that holds lots, under its row lock. Order:
+--   1. the lots `p_first` names: the lot being expired, or the lots the voided
+--      transaction created (a void takes back what its original brought first);
+--   2. for a void (`p_general_first`), the non-expiring rest while it is positive: a
+--      void of credit without expiry must not turn someone's expiring credit into
+--      credit that never expires;
+--   3. unexpired lots, earliest expiry first (then lot id);
+--   4. the non-expiring rest, down to -credit_limit (the CHECK on wallets).
+-- Expired lots are never taken except as p_first. Returns the new balance.
 CREATE FUNCTION ledger.debit_with_lots(p_wallet bigint, p_need bigint, p_tx bigint, p_at timestamptz,
-                                       p_first bigint[])
+                                       p_first bigint[], p_general_first boolean, p_allow_frozen boolean)
 RETURNS bigint LANGUAGE plpgsql SET search_path = ledger, pg_temp AS $$
 DECLARE
   v_wallet record;
   v_lot record;
   v_take bigint;
-  v_taken bigint := 0;
+  v_taken bigint := 0;      -- from lots
+  v_general bigint := 0;    -- reserved from the non-expiring rest in step 2
   v_balance bigint;
   v_expired bigint;
 BEGIN
-  SELECT balance, lot_balance, credit_limit INTO v_wallet FROM wallets WHERE id = p_wallet FOR NO KEY UPDATE;
+  SELECT balance, lot_balance, credit_limit, status INTO v_wallet FROM wallets WHERE id = p_wallet FOR NO KEY UPDATE;
+  IF v_wallet.status <> 'active' AND NOT p_allow_frozen THEN
+    -- re-checked under the lock: a freeze that committed meanwhile wins
+    PERFORM refuse('wallet_' || v_wallet.status, jsonb_build_object('wallet_id', p_wallet));
+  END IF;
   FOR v_lot IN
     SELECT id, remaining FROM lots
-     WHERE wallet_id = p_wallet AND remaining > 0
-       AND (id = ANY (coalesce(p_first, ARRAY[]::bigint[])) OR expires_at > p_at)
-     ORDER BY id <> ALL (coalesce(p_first, ARRAY[]::bigint[])), expires_at, id
-     FOR UPDATE
+     WHERE wallet_id = p_wallet AND remaining > 0 AND id = ANY (coalesce(p_first, ARRAY[]::bigint[]))
+     ORDER BY expires_at, id FOR UPDATE
   LOOP
     EXIT WHEN v_taken = p_need;
     v_take := least(v_lot.remaining, p_need - v_taken);
+    UPDATE lots SET remaining = remaining - v_take, updated_at = now() WHERE id = v_lot.id;
+    INSERT INTO lot_movements (lot_id, transaction_id, amount) VALUES (v_lot.id, p_tx, -v_take);
+    v_taken := v_taken + v_take;
+  END LOOP;
+  IF p_general_first THEN
+    v_general := least(p_need - v_taken, greatest(v_wallet.balance - v_wallet.lot_balance, 0));
+  END IF;
+  FOR v_lot IN
+    SELECT id, remaining FROM lots
+     WHERE wallet_id = p_wallet AND remaining > 0 AND expires_at > p_at
+       AND id <> ALL (coalesce(p_first, ARRAY[]::bigint[]))
+     ORDER BY expires_at, id FOR UPDATE
+  LOOP
+    EXIT WHEN v_taken + v_general = p_need;
+    v_take := least(v_lot.remaining, p_need - v_taken - v_general);
     UPDATE lots SET remaining = remaining - v_take, updated_at = now() WHERE id = v_lot.id;
     INSERT INTO lot_movements (lot_id, transaction_id, amount) VALUES (v_lot.id, p_tx, -v_take);
     v_taken := v_taken + v_take;
@@ -363,9 +389,16 @@ DECLARE
   v_at timestamptz := greatest(now(), coalesce(p_effective_at, now()));
   v_piece record;
   v_credited bigint;
+  v_restored bigint := 0;
+  v_budget bigint;
 BEGIN
   IF cardinality(p_leg_wallets) < 2 OR cardinality(p_leg_wallets) <> cardinality(p_leg_amounts) THEN
     PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'legs'));
+  END IF;
+  -- The expiry job's keys are its own: a client posting under one could block a lot's
+  -- expiry for good.
+  IF (p_action = 'expiry') <> (p_idempotency_key LIKE 'lot-expiry:%') THEN
+    PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'idempotency keys starting lot-expiry: are reserved'));
   END IF;
 
   INSERT INTO transactions (idempotency_key, request_hash, action, asset_code, amount, wallet_id,
@@ -393,7 +426,11 @@ BEGIN
   IF p_action = 'usage' THEN
     -- A member of a shared-pool tree spends from the pool: the ledger, not the caller,
     -- decides who pays, so a caller can't debit a member whose tree shares its pool.
-    SELECT w.status, w.parent_id, w.root_id, w.path, r.spend_mode INTO v_spender
+    -- Read before any lock is taken: whether a limit applies is known up front, so a
+    -- usage without one holds its wallet no longer than before.
+    SELECT w.status, w.parent_id, w.root_id, w.path, r.spend_mode,
+           EXISTS (SELECT 1 FROM spend_limits l WHERE l.wallet_id = ANY (w.path)) AS limited
+      INTO v_spender
       FROM wallets w JOIN wallets r ON r.id = w.root_id WHERE w.id = p_wallet_id;
     IF FOUND AND v_spender.parent_id IS NOT NULL AND v_spender.spend_mode = 'shared_pool' THEN
       IF v_spender.status <> 'active' THEN
@@ -414,6 +451,15 @@ BEGIN
     v_first := CASE WHEN p_action = 'expiry' THEN ARRAY[p_expiring_lot] ELSE
                  ARRAY(SELECT lot_id FROM lot_movements m WHERE m.transaction_id = p_voids_transaction_id
                           AND m.amount > 0) END;
+  END IF;
+  IF p_action = 'void' THEN
+    -- Credit the original brought that has since expired went to breakage; taking it
+    -- back from the customer's other credit would charge for it twice.
+    PERFORM 1 FROM lot_movements m JOIN transactions x ON x.id = m.transaction_id
+     WHERE m.lot_id = ANY (v_first) AND x.action = 'expiry';
+    IF FOUND THEN
+      PERFORM refuse('credit_expired', jsonb_build_object('transaction_id', p_voids_transaction_id));
+    END IF;
   END IF;
 
   v_balances := array_fill(NULL::bigint, ARRAY[cardinality(v_legs)]);
@@ -443,12 +489,18 @@ BEGIN
       PERFORM refuse('asset_mismatch', jsonb_build_object(
         'wallet_id', v_wallet.id, 'wallet_asset', v_wallet.asset_code, 'asset', p_asset));
     ELSIF v_wallet.kind = 'system' THEN
+      -- a system account takes only the side its action gives it, never the place of
+      -- the wallet acting or its counterparty (a transfer out of funding would mint money)
+      IF v_wallet.id = p_wallet_id OR v_wallet.id = p_counterparty_wallet_id THEN
+        PERFORM refuse('system_account', jsonb_build_object('wallet_id', v_wallet.id));
+      END IF;
       CONTINUE;
     ELSIF v_wallet.status <> 'active' AND p_action <> 'expiry' THEN
       PERFORM refuse('wallet_' || v_wallet.status, jsonb_build_object('wallet_id', v_wallet.id));
     ELSIF v_wallet.lot_balance > 0 THEN
       -- a debit of a wallet that holds lots
-      v_balances[v_leg] := debit_with_lots(v_wallet.id, -p_leg_amounts[v_leg], v_tx, v_at, v_first);
+      v_balances[v_leg] := debit_with_lots(v_wallet.id, -p_leg_amounts[v_leg], v_tx, v_at, v_first,
+                                           p_action = 'void', p_action = 'expiry');
       v_models := v_models || v_wallet.model;
       v_roots := v_roots || v_wallet.root_id;
       v_debit_lots := true;
@@ -466,24 +518,7 @@ BEGIN
   END IF;
 
   -- Lots on the credited side.
-  IF p_lot_expires_at IS NOT NULL THEN
-    IF p_action NOT IN ('topup', 'addon', 'bonus') THEN
-      PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'only a top-up, add-on or bonus creates a lot'));
-    END IF;
-    IF p_lot_expires_at <= v_at THEN
-      PERFORM refuse('expiry_in_past', jsonb_build_object('expires_at', iso_utc(p_lot_expires_at)));
-    END IF;
-    PERFORM new_lot(p_wallet_id, v_tx, p_amount, p_lot_expires_at);
-  ELSIF v_debit_lots AND p_action IN ('transfer', 'allocate', 'reclaim') THEN
-    -- money keeps its expiry: the pieces taken from the payer's lots become the payee's
-    SELECT v_legs[i] INTO v_credited FROM generate_subscripts(v_legs, 1) AS i WHERE p_leg_amounts[i] > 0;
-    FOR v_piece IN
-      SELECT l.id, l.expires_at, -m.amount AS amount FROM lot_movements m JOIN lots l ON l.id = m.lot_id
-       WHERE m.transaction_id = v_tx AND m.amount < 0 ORDER BY m.id
-    LOOP
-      PERFORM new_lot(v_credited, v_tx, v_piece.amount, v_piece.expires_at, v_piece.id);
-    END LOOP;
-  ELSIF p_action = 'void' THEN
+  IF p_action = 'void' THEN
     -- give back the lot pieces the original took, to the lots it took them from
     FOR v_piece IN
       SELECT m.lot_id, -m.amount AS amount, l.wallet_id FROM lot_movements m JOIN lots l ON l.id = m.lot_id
@@ -492,12 +527,40 @@ BEGIN
       UPDATE lots SET remaining = remaining + v_piece.amount, updated_at = now() WHERE id = v_piece.lot_id;
       INSERT INTO lot_movements (lot_id, transaction_id, amount) VALUES (v_piece.lot_id, v_tx, v_piece.amount);
       UPDATE wallets SET lot_balance = lot_balance + v_piece.amount WHERE id = v_piece.wallet_id;
+      v_restored := v_restored + v_piece.amount;
     END LOOP;
     PERFORM refund_spend(v_tx, p_voids_transaction_id);
   END IF;
+  IF p_lot_expires_at IS NOT NULL THEN
+    IF p_action NOT IN ('topup', 'addon', 'bonus') THEN
+      PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'only a top-up, add-on or bonus creates a lot'));
+    END IF;
+    IF p_lot_expires_at <= v_at THEN
+      PERFORM refuse('expiry_in_past', jsonb_build_object('expires_at', iso_utc(p_lot_expires_at)));
+    END IF;
+    PERFORM new_lot(p_wallet_id, v_tx, p_amount, p_lot_expires_at);
+  ELSIF v_debit_lots AND p_action IN ('transfer', 'allocate', 'reclaim', 'void') THEN
+    -- Money keeps its expiry: the pieces taken from the payer's lots become lots of the
+    -- customer credited, up to what it receives beyond the pieces restored above (a
+    -- void's own lots are not carried: what they held is what was restored).
+    SELECT v_legs[i] INTO v_credited FROM generate_subscripts(v_legs, 1) AS i
+     WHERE p_leg_amounts[i] > 0 AND EXISTS (SELECT 1 FROM wallets w WHERE w.id = v_legs[i] AND w.kind = 'customer');
+    v_budget := p_amount - v_restored;
+    IF v_credited IS NOT NULL THEN
+      FOR v_piece IN
+        SELECT l.id, l.expires_at, -m.amount AS amount FROM lot_movements m JOIN lots l ON l.id = m.lot_id
+         WHERE m.transaction_id = v_tx AND m.amount < 0 AND l.id <> ALL (coalesce(v_first, ARRAY[]::bigint[]))
+         ORDER BY m.id
+      LOOP
+        EXIT WHEN v_budget <= 0;
+        PERFORM new_lot(v_credited, v_tx, least(v_piece.amount, v_budget), v_piece.expires_at, v_piece.id);
+        v_budget := v_budget - least(v_piece.amount, v_budget);
+      END LOOP;
+    END IF;
+  END IF;
 
   IF p_action = 'usage' THEN
-    IF v_spender.path IS NOT NULL THEN
+    IF v_spender.limited THEN
       PERFORM charge_spend(v_tx, v_spender.path, p_amount, v_effective);
     END IF;
   END IF;
@@ -556,6 +619,24 @@ BEGIN
   v_lock_timeout := current_setting('lock_timeout');
   PERFORM set_config('lock_timeout', '1000', true);
   PERFORM 1 FROM wallets WHERE id = ANY (v_wallets) AND kind = 'customer' ORDER BY id FOR NO KEY UPDATE;
+  -- Then the spend counters every usage of the batch will charge, in key order: two
+  -- batches charging the same two limits in opposite posting order must not deadlock.
+  INSERT INTO spend_counters (wallet_id, period, period_start, spent)
+  SELECT DISTINCT l.wallet_id, l.period, period_start(l.period, now()), 0
+    FROM jsonb_array_elements(p_batch) AS p(posting)
+    JOIN wallets w ON w.id = (p.posting ->> 'wallet_id')::bigint
+    JOIN spend_limits l ON l.wallet_id = ANY (w.path)
+   WHERE p.posting ->> 'action' = 'usage'
+   ORDER BY 1, 2
+  ON CONFLICT DO NOTHING;
+  PERFORM 1 FROM spend_counters c
+   WHERE (c.wallet_id, c.period, c.period_start) IN (
+           SELECT l.wallet_id, l.period, period_start(l.period, now())
+             FROM jsonb_array_elements(p_batch) AS p(posting)
+             JOIN wallets w ON w.id = (p.posting ->> 'wallet_id')::bigint
+             JOIN spend_limits l ON l.wallet_id = ANY (w.path)
+            WHERE p.posting ->> 'action' = 'usage')
+   ORDER BY c.wallet_id, c.period, c.period_start FOR UPDATE;
   PERFORM set_config('lock_timeout', v_lock_timeout, true);
 
   FOR v_posting IN
@@ -605,14 +686,19 @@ END $$;
 
 -- Turn what remains in expired lots into breakage, one ledger transaction (action
 -- `expiry`) per lot, each in its own subtransaction so one failure stops only its lot.
--- The caller pages with (p_after_at, p_after_id), so a lot that keeps failing holds
--- back no other. A lot's remaining amount is read under its wallet's lock, so an expiry and a usage
--- of the same wallet never both take the same money. The idempotency key names the
--- lot and how many movements it had, so a lot refilled later (a voided usage gives
--- back what it took) expires again under a new key.
+-- The caller pages through the due lots in expiry order with (p_after_at, p_after_id)
+-- and commits each page (keep pages small: each lot is a subtransaction, and past 64
+-- in one transaction every session's snapshots slow down). Within a page, lots are
+-- expired in wallet id order, the order every posting locks wallets in, and a wallet
+-- another transaction holds is left for the next tick ('wallet_busy'), never waited
+-- for, so a page never runs into the statement timeout behind busy wallets. A
+-- lot's remaining amount is read under its wallet's lock, so an expiry and a usage of
+-- the same wallet never both take the same money. The idempotency key names the lot
+-- and how many movements it had, so a lot refilled later (a voided usage gives back
+-- what it took) expires again under a new key.
 CREATE FUNCTION ledger.expire_lots(p_limit integer, p_after_at timestamptz DEFAULT '-infinity',
                                    p_after_id bigint DEFAULT 0)
-RETURNS TABLE (lot_id bigint, expires_at timestamptz, transaction_id bigint, wallet_id bigint, amount bigint,
+RETURNS TABLE (lot_id bigint, expires_at text, transaction_id bigint, wallet_id bigint, amount bigint,
                error text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 #variable_conflict use_column
@@ -623,18 +709,25 @@ DECLARE
   v_result record;
 BEGIN
   FOR v_due IN
-    SELECT l.id, l.wallet_id, l.expires_at FROM lots l
-     WHERE l.remaining > 0 AND l.expires_at <= now() AND (l.expires_at, l.id) > (p_after_at, p_after_id)
-     ORDER BY l.expires_at, l.id LIMIT p_limit
+    SELECT page.id, page.wallet_id, page.expires_at FROM (
+      SELECT l.id, l.wallet_id, l.expires_at FROM lots l
+       WHERE l.remaining > 0 AND l.expires_at <= now() AND (l.expires_at, l.id) > (p_after_at, p_after_id)
+       ORDER BY l.expires_at, l.id LIMIT p_limit) page
+     ORDER BY page.wallet_id, page.id
   LOOP
     lot_id := v_due.id;
-    expires_at := v_due.expires_at;
+    expires_at := iso_utc(v_due.expires_at);
     wallet_id := v_due.wallet_id;
     transaction_id := NULL;
     amount := NULL;
     error := NULL;
     BEGIN
-      PERFORM 1 FROM wallets w WHERE w.id = v_due.wallet_id FOR NO KEY UPDATE;
+      PERFORM 1 FROM wallets w WHERE w.id = v_due.wallet_id FOR NO KEY UPDATE SKIP LOCKED;
+      IF NOT FOUND THEN
+        error := 'wallet_busy';
+        RETURN NEXT;
+        CONTINUE;
+      END IF;
       SELECT l.remaining, l.expires_at, w.asset_code,
              (SELECT count(*) FROM lot_movements m WHERE m.lot_id = l.id) AS moves
         INTO v_lot FROM lots l JOIN wallets w ON w.id = l.wallet_id WHERE l.id = v_due.id;
@@ -666,6 +759,12 @@ DECLARE
   v_existing record;
   v_lot record;
 BEGIN
+  SELECT l.wallet_id INTO v_lot FROM lots l WHERE l.id = p_lot_id;
+  IF NOT FOUND THEN
+    PERFORM refuse('lot_not_found', jsonb_build_object('lot_id', p_lot_id));
+  END IF;
+  -- the wallet's lock first, then the key: two copies of one request answer alike
+  PERFORM 1 FROM wallets WHERE id = v_lot.wallet_id FOR NO KEY UPDATE;
   SELECT id, lot_id, new_expires_at INTO v_existing FROM lot_extensions WHERE idempotency_key = p_key;
   IF FOUND THEN
     IF v_existing.lot_id <> p_lot_id OR v_existing.new_expires_at <> p_expires_at THEN
@@ -674,11 +773,6 @@ BEGIN
     RETURN QUERY SELECT v_existing.id, true;
     RETURN;
   END IF;
-  SELECT l.wallet_id INTO v_lot FROM lots l WHERE l.id = p_lot_id;
-  IF NOT FOUND THEN
-    PERFORM refuse('lot_not_found', jsonb_build_object('lot_id', p_lot_id));
-  END IF;
-  PERFORM 1 FROM wallets WHERE id = v_lot.wallet_id FOR NO KEY UPDATE;
   SELECT id, remaining, expires_at INTO v_lot FROM lots WHERE id = p_lot_id FOR UPDATE;
   IF v_lot.expires_at <= now() THEN
     PERFORM refuse('lot_expired', jsonb_build_object('lot_id', p_lot_id, 'expires_at', iso_utc(v_lot.expires_at)));
@@ -717,3 +811,37 @@ GRANT EXECUTE ON FUNCTION
   ledger.period_start(text, timestamptz)
   TO ledger_app;
 GRANT SELECT ON ledger.lots, ledger.lot_movements, ledger.spend_charges TO erp_exporter;
+
+-- Events name the transaction's customer (the owner of the wallet that acted) and, in a
+-- reseller's tree, the reseller, as the ERP lines do. Both are fixed once the wallet
+-- exists (its owner and root never change), so rendering them on read stays stable.
+CREATE OR REPLACE VIEW ledger.outbox_events AS
+SELECT o.transaction_id, o.created_at, o.published_at, o.attempts, o.last_error,
+       jsonb_build_object(
+         'event_id', t.id::text,
+         'transaction_id', t.id,
+         'action', t.action,
+         'asset', t.asset_code,
+         'amount', t.amount,
+         'wallet_id', t.wallet_id,
+         'counterparty_wallet_id', t.counterparty_wallet_id,
+         'customer_id', tw.owner_id,
+         'reseller_id', CASE WHEN rw.model = 'reseller' THEN rw.owner_id END,
+         'root_wallet_id', tw.root_id,
+         'usage_id', t.usage_id,
+         'product', t.product,
+         'external_ref', t.external_ref,
+         'description', t.description,
+         'voids_transaction_id', t.voids_transaction_id,
+         'idempotency_key', t.idempotency_key,
+         'metadata', t.metadata,
+         'effective_at', ledger.iso_utc(t.effective_at),
+         'created_at', ledger.iso_utc(t.created_at),
+         'legs', (SELECT jsonb_agg(jsonb_build_object(
+                    'wallet_id', e.wallet_id, 'owner_id', w.owner_id, 'model', w.model,
+                    'system_role', w.system_role, 'amount', e.amount) ORDER BY e.id)
+                    FROM ledger.entries e JOIN ledger.wallets w ON w.id = e.wallet_id
+                   WHERE e.transaction_id = t.id)
+       ) AS event
+  FROM ledger.outbox o JOIN ledger.transactions t ON t.id = o.transaction_id
+  LEFT JOIN ledger.wallets tw ON tw.id = t.wallet_id LEFT JOIN ledger.wallets rw ON rw.id = tw.root_id;

@@ -37,7 +37,7 @@ BAD_AMOUNTS = {
 }
 
 
-@pytest.mark.parametrize("function", ["topup", "bonus", "usage", "transfer"])
+@pytest.mark.parametrize("function", ["topup", "bonus", "usage", "transfer", "addon", "allocate", "reclaim"])
 @pytest.mark.parametrize("name", list(BAD_AMOUNTS))
 def test_bad_amounts_are_refused_with_400(stack, function, name):
     wallet, other = new_wallet(stack, funded=100), new_wallet(stack)
@@ -46,6 +46,9 @@ def test_bad_amounts_are_refused_with_400(stack, function, name):
         "bonus": {"wallet_id": wallet, "asset": "TST", "amount": 10},
         "usage": {"wallet_id": wallet, "asset": "TST", "amount": 10, "usage_id": "u", "product": "p"},
         "transfer": {"from_wallet_id": wallet, "to_wallet_id": other, "asset": "TST", "amount": 10},
+        "addon": {**topup(wallet), "plan": "pro"},
+        "allocate": {"wallet_id": other, "asset": "TST", "amount": 10},
+        "reclaim": {"wallet_id": other, "asset": "TST", "amount": 10},
     }
     k = key()
     response = http(stack, function, {**bodies[function], "amount": BAD_AMOUNTS[name]}, k)

@@ -164,6 +164,12 @@ def test_reseller_usage_wholesale_discount_and_breakage_reach_the_erp_attributed
     while not books.exporter(batch_events=100).run_pass().caught_up:
         pass
 
+    event = sql(stack, "SELECT event FROM ledger.outbox_events WHERE transaction_id = :t", t=used["id"])[0][0]
+    assert (event["customer_id"], event["reseller_id"], event["root_wallet_id"]) == (
+        "end-customer-3",
+        "reseller-7",
+        reseller,
+    )
     usage_lines = books.lines_of(used["id"])
     assert {(line["account"], line["debit"], line["credit"]) for line in usage_lines} == {
         ("2320", 120, 0),

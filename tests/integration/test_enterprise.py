@@ -302,3 +302,33 @@ def test_a_reseller_buys_wholesale_and_allocates_to_its_customers(stack, service
     assert [m["id"] for m in service.members(reseller, 0, 100)["members"]] == [customer]
     with pytest.raises(NotFound):
         service.members(999_999_999, 0, 10)
+
+
+def test_a_system_account_never_stands_in_for_the_acting_wallet(stack, service):
+    customer = service.create_wallet(commands.CreateWallet(owner_id="c", asset="TST"))["id"]
+    funding = system_account(stack, "TST", "funding")
+    with pytest.raises(Refused) as refused:  # a transfer out of funding would mint money
+        service.transfer(commands.Transfer(from_wallet_id=funding, to_wallet_id=customer, asset="TST", amount=5), key())
+    assert refused.value.code == "system_account"
+    with pytest.raises(Refused) as refused:
+        top_up(service, system_account(stack, "TST", "breakage"), 5)
+    assert refused.value.code == "system_account" and balance(stack, customer) == 0
+
+
+def test_allocated_members_charging_one_divisions_limit_at_once_never_pass_it(stack, service):
+    """Members spend their own wallets (no shared row between them): the division's
+    counter row is what serializes them."""
+    root = wallet(service)
+    division = wallet(service, parent=root)
+    members = [wallet(service, parent=division) for _ in range(4)]
+    top_up(service, root, 10_000)
+    allocate(service, division, 8_000)
+    for member in members:
+        allocate(service, member, 1_000)
+    limit(service, division, week=700)
+    calls = [lambda m=m: use(service, m, 100) for m in members for _ in range(5)]
+    random.Random(3).shuffle(calls)
+    ok, refusals = outcomes(calls)
+    assert ok == 7 and refusals == ["spend_limit_exceeded"]
+    assert sum(balance(stack, m) for m in members) == 4_000 - 700
+    assert service.get_wallet(division)["spend_limits"]["week"]["spent"] == 700

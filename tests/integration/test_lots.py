@@ -140,7 +140,9 @@ def test_the_expiry_job_turns_expired_lots_into_breakage_once(stack, service):
     assert set(remaining(service, wallet).values()) == {0}
 
 
-def test_a_usage_racing_the_expiry_job_never_spends_what_expires(stack, service):
+def test_expired_credit_is_never_spendable_whether_the_job_runs_before_during_or_after(stack, service):
+    """Usages run while the expiry job works through the same wallets: whichever locks a
+    wallet first, only the non-expiring 20 is ever spendable."""
     wallets = [new_wallet_for(service) for _ in range(10)]
     for wallet in wallets:
         top_up(service, wallet, 100, later(days=1))
@@ -251,3 +253,80 @@ def test_bonus_and_add_on_create_lots(service):
         key(),
     )
     assert [lot["amount"] for lot in service.lots(wallet)["lots"]] == [5, 20]
+
+
+def test_a_void_of_credit_without_expiry_takes_non_expiring_credit_before_any_lot(service):
+    """Otherwise the void would leave expiring credit behind as credit that never expires."""
+    wallet = new_wallet_for(service)
+    plain = top_up(service, wallet, 100)
+    expiry = later(days=7)
+    top_up(service, wallet, 50, expiry)
+    service.void(commands.Void(transaction_id=plain["id"]), key())
+    lots = service.lots(wallet)
+    assert (lots["balance"], lots["expiring"], lots["no_expiry"]) == (50, 50, 0)
+    assert remaining(service, wallet) == {iso(expiry): 50}
+
+
+def test_a_void_of_credit_that_already_expired_into_breakage_is_refused(stack, service):
+    """The expired part went to breakage; taking it again from other credit would charge
+    the customer twice for it."""
+    wallet = new_wallet_for(service)
+    top_up(service, wallet, 500)
+    expiring = top_up(service, wallet, 50, later(days=1))
+    backdate_lots(stack, wallet)
+    service.expire_lots()
+    with pytest.raises(Refused) as refused:
+        service.void(commands.Void(transaction_id=expiring["id"]), key())
+    assert refused.value.code == "credit_expired" and balance(stack, wallet) == 500
+
+
+def test_a_transfer_carries_expiry_and_its_void_puts_the_lot_back(stack, service):
+    alice, bob = new_wallet_for(service), new_wallet_for(service)
+    expiry = later(days=4)
+    top_up(service, alice, 100, expiry)
+    moved = service.transfer(
+        commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=60), key()
+    ).body["transaction"]
+    assert remaining(service, alice) == {iso(expiry): 40}
+    assert [(lot["remaining"], lot["expires_at"]) for lot in service.lots(bob)["lots"]] == [(60, iso(expiry))]
+    service.void(commands.Void(transaction_id=moved["id"]), key())
+    assert remaining(service, alice) == {iso(expiry): 100}
+    assert service.lots(bob)["expiring"] == 0 and balance(stack, bob) == 0
+
+
+def test_a_lot_refilled_by_a_void_after_it_expired_expires_again_under_a_new_key(stack, service):
+    wallet = new_wallet_for(service)
+    top_up(service, wallet, 50, later(days=1))
+    used = use(service, wallet, 30)
+    backdate_lots(stack, wallet)
+    assert service.expire_lots()["amount"] >= 20
+    service.void(commands.Void(transaction_id=used["id"]), key())  # gives 30 back to the expired lot
+    assert service.get_wallet(wallet)["available"] == 0  # expired, so not spendable
+    service.expire_lots()
+    expiries = sql(
+        stack,
+        "SELECT amount, idempotency_key FROM ledger.transactions WHERE wallet_id = :w AND action = 'expiry'"
+        " ORDER BY id",
+        w=wallet,
+    )
+    assert [amount for amount, _ in expiries] == [20, 30] and expiries[0][1] != expiries[1][1]
+    assert balance(stack, wallet) == 0  # all 50 of the lot became breakage or revenue, once
+
+
+def test_concurrent_copies_of_one_extension_answer_alike_and_extend_once(stack, service):
+    wallet = new_wallet_for(service)
+    top_up(service, wallet, 50, later(days=1))
+    lot_id = service.lots(wallet)["lots"][0]["id"]
+    k, cmd = key(), commands.ExtendLot(expires_at=later(days=30))
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: service.extend_lot(lot_id, cmd, k), range(8)))
+    assert len({outcome.body["lot"]["expires_at"] for outcome in outcomes}) == 1
+    assert sorted(outcome.replayed for outcome in outcomes) == [False] + [True] * 7
+    assert sql(stack, "SELECT count(*) FROM ledger.lot_extensions WHERE lot_id = :l", l=lot_id)[0][0] == 1
+
+
+def test_the_expiry_jobs_idempotency_keys_are_reserved(service):
+    wallet = new_wallet_for(service)
+    with pytest.raises(LedgerError) as refused:
+        service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=5, external_ref="r"), "lot-expiry:1:1")
+    assert refused.value.code == "invalid_posting" and refused.value.status == 400
