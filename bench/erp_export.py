@@ -113,21 +113,34 @@ def seed(stack: Stack, count: int) -> None:
                 promotion=roles["promotion"],
                 revenue=roles["revenue"],
             )
+            # The chunk's id range bounds every scan below: on rows this transaction has
+            # just written, the planner has no statistics, and a join it believes matches
+            # one row can turn into a nested loop over the whole table (seen: minutes).
+            low, high = con.run(
+                "SELECT min(id), max(id) FROM ledger.transactions WHERE created_xact = CAST(:xact AS xid8)",
+                xact=xact,
+            )[0]
             con.run(
                 """
                 UPDATE ledger.wallets w SET balance = w.balance + d.amount, entry_count = w.entry_count + d.legs
                   FROM (SELECT e.wallet_id, sum(e.amount) AS amount, count(*) AS legs
                           FROM ledger.entries e JOIN ledger.transactions t ON t.id = e.transaction_id
-                         WHERE t.created_xact = CAST(:xact AS xid8)
+                         WHERE t.id BETWEEN :low AND :high AND t.created_xact = CAST(:xact AS xid8)
                          GROUP BY e.wallet_id) d
                  WHERE w.id = d.wallet_id AND w.kind = 'customer'
                 """,
                 xact=xact,
+                low=low,
+                high=high,
             )
             con.run(
-                "UPDATE ledger.outbox o SET published_at = clock_timestamp() FROM ledger.transactions t"
-                " WHERE t.id = o.transaction_id AND t.created_xact = CAST(:xact AS xid8) AND o.published_at IS NULL",
+                "UPDATE ledger.outbox o SET published_at = clock_timestamp()"
+                " WHERE o.transaction_id BETWEEN :low AND :high AND o.published_at IS NULL"
+                " AND EXISTS (SELECT 1 FROM ledger.transactions t"
+                "              WHERE t.id = o.transaction_id AND t.created_xact = CAST(:xact AS xid8))",
                 xact=xact,
+                low=low,
+                high=high,
             )
             con.run("COMMIT")
             done += size

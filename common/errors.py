@@ -81,5 +81,6 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "lot_spent": Refused,
     "expiry_not_later": Refused,
     "credit_expired": Refused,
+    "not_voidable": Refused,
     "system_account": Refused,
 }

@@ -269,14 +269,14 @@ END $$;
 -- A debit of `p_need` from a wallet that holds lots, under its row lock. Order:
 --   1. the lots `p_first` names: the lot being expired, or the lots the voided
 --      transaction created (a void takes back what its original brought first);
---   2. for a void (`p_general_first`), the non-expiring rest while it is positive: a
---      void of credit without expiry must not turn someone's expiring credit into
---      credit that never expires;
+--   2. for a void, up to `p_general_first` of the non-expiring rest while it is
+--      positive: what the original brought without expiry is taken back as credit
+--      without expiry, so no one's expiring credit turns into credit that never expires;
 --   3. unexpired lots, earliest expiry first (then lot id);
 --   4. the non-expiring rest, down to -credit_limit (the CHECK on wallets).
 -- Expired lots are never taken except as p_first. Returns the new balance.
 CREATE FUNCTION ledger.debit_with_lots(p_wallet bigint, p_need bigint, p_tx bigint, p_at timestamptz,
-                                       p_first bigint[], p_general_first boolean, p_allow_frozen boolean)
+                                       p_first bigint[], p_general_first bigint, p_allow_frozen boolean)
 RETURNS bigint LANGUAGE plpgsql SET search_path = ledger, pg_temp AS $$
 DECLARE
   v_wallet record;
@@ -303,9 +303,8 @@ BEGIN
     INSERT INTO lot_movements (lot_id, transaction_id, amount) VALUES (v_lot.id, p_tx, -v_take);
     v_taken := v_taken + v_take;
   END LOOP;
-  IF p_general_first THEN
-    v_general := least(p_need - v_taken, greatest(v_wallet.balance - v_wallet.lot_balance, 0));
-  END IF;
+  v_general := least(p_need - v_taken, greatest(v_wallet.balance - v_wallet.lot_balance, 0),
+                     greatest(p_general_first, 0));
   FOR v_lot IN
     SELECT id, remaining FROM lots
      WHERE wallet_id = p_wallet AND remaining > 0 AND expires_at > p_at
@@ -391,6 +390,10 @@ DECLARE
   v_credited bigint;
   v_restored bigint := 0;
   v_budget bigint;
+  v_general_first bigint := 0;   -- a void: what its original brought without expiry
+  v_restore_cap bigint;          -- a void: how much goes back into the original's lots
+  v_customer_debit boolean := false;
+  v_original_action text;
 BEGIN
   IF cardinality(p_leg_wallets) < 2 OR cardinality(p_leg_wallets) <> cardinality(p_leg_amounts) THEN
     PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'legs'));
@@ -446,20 +449,22 @@ BEGIN
         'wallet_id', p_wallet_id, 'parent_id', p_counterparty_wallet_id));
     END IF;
   END IF;
-  IF p_action IN ('void', 'expiry') THEN
-    -- what this debit takes first: the lots its original created, or the lot expiring
-    v_first := CASE WHEN p_action = 'expiry' THEN ARRAY[p_expiring_lot] ELSE
-                 ARRAY(SELECT lot_id FROM lot_movements m WHERE m.transaction_id = p_voids_transaction_id
-                          AND m.amount > 0) END;
-  END IF;
   IF p_action = 'void' THEN
-    -- Credit the original brought that has since expired went to breakage; taking it
-    -- back from the customer's other credit would charge for it twice.
-    PERFORM 1 FROM lot_movements m JOIN transactions x ON x.id = m.transaction_id
-     WHERE m.lot_id = ANY (v_first) AND x.action = 'expiry';
-    IF FOUND THEN
-      PERFORM refuse('credit_expired', jsonb_build_object('transaction_id', p_voids_transaction_id));
+    SELECT action INTO v_original_action FROM transactions WHERE id = p_voids_transaction_id;
+    IF v_original_action IN ('void', 'expiry') THEN
+      PERFORM refuse('not_voidable', jsonb_build_object('transaction_id', p_voids_transaction_id));
     END IF;
+    -- the debit takes back first the lots the original created, then as much
+    -- non-expiring credit as the original brought without a lot
+    v_first := ARRAY(SELECT lot_id FROM lot_movements m WHERE m.transaction_id = p_voids_transaction_id
+                        AND m.amount > 0);
+    v_general_first := p_amount - coalesce((SELECT sum(m.amount) FROM lot_movements m
+                                             WHERE m.transaction_id = p_voids_transaction_id AND m.amount > 0), 0);
+  ELSIF p_action = 'expiry' THEN
+    IF p_expiring_lot IS NULL THEN
+      PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'an expiry names its lot'));
+    END IF;
+    v_first := ARRAY[p_expiring_lot];
   END IF;
 
   v_balances := array_fill(NULL::bigint, ARRAY[cardinality(v_legs)]);
@@ -478,6 +483,7 @@ BEGIN
       v_balances[v_leg] := v_balance;
       v_models := v_models || v_model;
       v_roots := v_roots || v_root;
+      v_customer_debit := v_customer_debit OR p_leg_amounts[v_leg] < 0;
       CONTINUE;
     END IF;
     -- Not updated: find out why. A system account is the normal case.
@@ -500,7 +506,8 @@ BEGIN
     ELSIF v_wallet.lot_balance > 0 THEN
       -- a debit of a wallet that holds lots
       v_balances[v_leg] := debit_with_lots(v_wallet.id, -p_leg_amounts[v_leg], v_tx, v_at, v_first,
-                                           p_action = 'void', p_action = 'expiry');
+                                           v_general_first, p_action = 'expiry');
+      v_customer_debit := true;
       v_models := v_models || v_wallet.model;
       v_roots := v_roots || v_wallet.root_id;
       v_debit_lots := true;
@@ -517,13 +524,40 @@ BEGIN
       'wallet_id', p_wallet_id, 'counterparty_wallet_id', p_counterparty_wallet_id));
   END IF;
 
+  IF p_action = 'void' THEN
+    -- Checked now that every wallet is locked, so an expiry committed meanwhile is seen:
+    -- credit the original brought that has since expired went to breakage, and taking
+    -- it back from the customer's other credit would charge for it twice.
+    PERFORM 1 FROM lot_movements m JOIN transactions x ON x.id = m.transaction_id
+     WHERE m.lot_id = ANY (v_first) AND x.action = 'expiry';
+    IF FOUND THEN
+      PERFORM refuse('credit_expired', jsonb_build_object('transaction_id', p_voids_transaction_id));
+    END IF;
+  ELSIF p_action = 'expiry' THEN
+    PERFORM 1 FROM lot_movements m WHERE m.transaction_id = v_tx AND m.lot_id = p_expiring_lot
+                                     AND m.amount = -p_amount;
+    IF NOT FOUND THEN
+      PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'an expiry takes exactly what its lot holds'));
+    END IF;
+  END IF;
+
   -- Lots on the credited side.
   IF p_action = 'void' THEN
-    -- give back the lot pieces the original took, to the lots it took them from
+    -- Give back to the lots the original took from, but only as much as the debit took
+    -- back from the original's own lots (all of it when a system account pays, as in
+    -- a void of a usage): credit the payee paid from elsewhere keeps its own expiry
+    -- (carried below) or none.
+    v_restore_cap := CASE WHEN v_customer_debit
+                          THEN coalesce((SELECT -sum(m.amount) FROM lot_movements m
+                                          WHERE m.transaction_id = v_tx AND m.amount < 0
+                                            AND m.lot_id = ANY (v_first)), 0)
+                          ELSE p_amount END;
     FOR v_piece IN
       SELECT m.lot_id, -m.amount AS amount, l.wallet_id FROM lot_movements m JOIN lots l ON l.id = m.lot_id
        WHERE m.transaction_id = p_voids_transaction_id AND m.amount < 0 ORDER BY m.lot_id
     LOOP
+      EXIT WHEN v_restored >= v_restore_cap;
+      v_piece.amount := least(v_piece.amount, v_restore_cap - v_restored);
       UPDATE lots SET remaining = remaining + v_piece.amount, updated_at = now() WHERE id = v_piece.lot_id;
       INSERT INTO lot_movements (lot_id, transaction_id, amount) VALUES (v_piece.lot_id, v_tx, v_piece.amount);
       UPDATE wallets SET lot_balance = lot_balance + v_piece.amount WHERE id = v_piece.wallet_id;
@@ -619,8 +653,9 @@ BEGIN
   v_lock_timeout := current_setting('lock_timeout');
   PERFORM set_config('lock_timeout', '1000', true);
   PERFORM 1 FROM wallets WHERE id = ANY (v_wallets) AND kind = 'customer' ORDER BY id FOR NO KEY UPDATE;
-  -- Then the spend counters every usage of the batch will charge, in key order: two
-  -- batches charging the same two limits in opposite posting order must not deadlock.
+  -- Then the spend counters every usage of the batch will charge and every void will
+  -- refund, in key order: two batches charging the same two limits in opposite posting
+  -- order must not deadlock.
   INSERT INTO spend_counters (wallet_id, period, period_start, spent)
   SELECT DISTINCT l.wallet_id, l.period, period_start(l.period, now()), 0
     FROM jsonb_array_elements(p_batch) AS p(posting)
@@ -635,7 +670,12 @@ BEGIN
              FROM jsonb_array_elements(p_batch) AS p(posting)
              JOIN wallets w ON w.id = (p.posting ->> 'wallet_id')::bigint
              JOIN spend_limits l ON l.wallet_id = ANY (w.path)
-            WHERE p.posting ->> 'action' = 'usage')
+            WHERE p.posting ->> 'action' = 'usage'
+           UNION
+           SELECT g.wallet_id, g.period, g.period_start
+             FROM jsonb_array_elements(p_batch) AS p(posting)
+             JOIN spend_charges g ON g.transaction_id = (p.posting ->> 'voids_transaction_id')::bigint
+            WHERE p.posting ->> 'action' = 'void')
    ORDER BY c.wallet_id, c.period, c.period_start FOR UPDATE;
   PERFORM set_config('lock_timeout', v_lock_timeout, true);
 
@@ -759,11 +799,12 @@ DECLARE
   v_existing record;
   v_lot record;
 BEGIN
+  -- one extension per key at a time, whichever lot the copies name: they answer alike
+  PERFORM pg_advisory_xact_lock(hashtext('lot-extension:' || p_key));
   SELECT l.wallet_id INTO v_lot FROM lots l WHERE l.id = p_lot_id;
   IF NOT FOUND THEN
     PERFORM refuse('lot_not_found', jsonb_build_object('lot_id', p_lot_id));
   END IF;
-  -- the wallet's lock first, then the key: two copies of one request answer alike
   PERFORM 1 FROM wallets WHERE id = v_lot.wallet_id FOR NO KEY UPDATE;
   SELECT id, lot_id, new_expires_at INTO v_existing FROM lot_extensions WHERE idempotency_key = p_key;
   IF FOUND THEN

@@ -330,3 +330,31 @@ def test_the_expiry_jobs_idempotency_keys_are_reserved(service):
     with pytest.raises(LedgerError) as refused:
         service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=5, external_ref="r"), "lot-expiry:1:1")
     assert refused.value.code == "invalid_posting" and refused.value.status == 400
+
+
+def test_a_void_gives_back_credit_with_the_expiry_of_what_the_payee_paid_with(stack, service):
+    """Alice's long-lived lot went to Bob, who spent it; Bob's void of the transfer is
+    paid from a bonus that expires tomorrow, so alice gets tomorrow's expiry back, not
+    her old lot refilled (which would stretch a one-day bonus to a year)."""
+    alice, bob = new_wallet_for(service), new_wallet_for(service)
+    year, tomorrow = later(days=365), later(days=1)
+    top_up(service, alice, 100, year)
+    moved = service.transfer(
+        commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=100), key()
+    ).body["transaction"]
+    use(service, bob, 100)
+    service.bonus(commands.Bonus(wallet_id=bob, asset="TST", amount=100, expires_at=tomorrow), key())
+    service.void(commands.Void(transaction_id=moved["id"]), key())
+    assert [(lot["remaining"], lot["expires_at"]) for lot in service.lots(alice)["lots"]] == [(100, iso(tomorrow))]
+    assert balance(stack, bob) == 0 and balance(stack, alice) == 100
+
+
+def test_a_void_of_an_expiring_top_up_keeps_the_wallets_non_expiring_credit(stack, service):
+    wallet = new_wallet_for(service)
+    top_up(service, wallet, 100)  # never expires
+    lot_top_up = top_up(service, wallet, 100, later(days=5))
+    use(service, wallet, 60)  # from the lot: 40 left
+    top_up(service, wallet, 100, later(days=9))
+    service.void(commands.Void(transaction_id=lot_top_up["id"]), key())
+    lots = service.lots(wallet)
+    assert (lots["balance"], lots["no_expiry"], lots["expiring"]) == (140, 100, 40)
