@@ -57,6 +57,7 @@ def main(
         runner,
         scenarios,
         setup,
+        wallet_models,
     )
 
     # The local scheduler's ticks (an ERP export pass every 15 minutes) would land in the
@@ -175,6 +176,10 @@ def main(
     empty_ms = cold[0][1]
     click.echo(report.cold_table(cold))
 
+    click.echo(f"\nWallet models ({core_workers} workers, through common/'s posting path)", err=True)
+    models, model_results = wallet_models.run(stack, core_workers, duration)
+    click.echo(models)
+
     erp_events = 10_000 if quick else 1_000_000
     click.echo(f"\nERP export of {erp_events:,} ledger events", err=True)
     erp_figures = erp_export.run(stack, erp_events)
@@ -219,11 +224,13 @@ def main(
             ("Events of the mixed run (posting to Pub/Sub acknowledgement, off the request path)", event_table),
             ("Where the machine's CPU goes in the mixed run", cpu),
             (f"Cold starts (median of {repeats})", report.cold_table(cold)),
+            (f"Wallet models ({core_workers} workers, through common/'s posting path)", models),
             (f"ERP export of {erp_events:,} ledger events (one pass, batches of 1,000)", erp_table),
         ],
     )
     click.echo(f"\nwritten to {path}")
-    failures = [(r.scenario, r.error_samples) for r in [*core_section, *http_results] if r.outcomes["error"]]
+    runs = [*core_section, *http_results, *model_results]
+    failures = [(r.scenario, r.error_samples) for r in runs if r.outcomes["error"]]
     if event_counts[1]:
         failures.append(("events", [f"{event_counts[1]} events of the mixed run were never published"]))
     if failures:

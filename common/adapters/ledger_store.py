@@ -91,20 +91,23 @@ SELECT l.id, l.wallet_id, l.transaction_id, l.source_lot_id, l.amount, l.remaini
 """
 # A node (first row, branch NULL) and each child with the roll-up of its subtree, in
 # one statement (one snapshot: an allocation committing meanwhile is counted once),
-# summed on read over the tree's index: no parent row is written when a member acts.
+# summed on read over the subtree index (every member whose path holds the node; the
+# branch is the path's next element): no parent row is written when a member acts.
 ROLLUP_SQL = """
-WITH RECURSIVE subtree AS (
-  SELECT c.id, c.id AS branch, c.balance, c.lot_balance FROM ledger.wallets c WHERE c.parent_id = :id
-  UNION ALL
-  SELECT w.id, s.branch, w.balance, w.lot_balance FROM ledger.wallets w JOIN subtree s ON w.parent_id = s.id
+WITH node AS (
+  SELECT id, owner_id, asset_code, balance, lot_balance, cardinality(path) AS depth
+    FROM ledger.wallets WHERE id = :id AND kind = 'customer'
 )
-SELECT NULL::bigint, n.owner_id, n.asset_code, n.balance, n.balance, n.lot_balance, 1
-  FROM ledger.wallets n WHERE n.id = :id AND n.kind = 'customer'
+SELECT NULL::bigint, owner_id, asset_code, balance, balance, lot_balance, 1 FROM node
 UNION ALL
 SELECT * FROM (
-  SELECT b.branch, c.owner_id, c.asset_code, c.balance, sum(b.balance)::bigint, sum(b.lot_balance)::bigint, count(*)
-    FROM subtree b JOIN ledger.wallets c ON c.id = b.branch
-   GROUP BY b.branch, c.owner_id, c.asset_code, c.balance
+  SELECT b.branch, c.owner_id, c.asset_code, c.balance, b.total, b.expiring, b.members
+    FROM (SELECT w.path[n.depth + 1] AS branch, sum(w.balance)::bigint AS total,
+                 sum(w.lot_balance)::bigint AS expiring, count(*) AS members
+            FROM node n JOIN ledger.wallets w
+              ON w.path @> ARRAY[n.id] AND w.parent_id IS NOT NULL AND cardinality(w.path) > n.depth
+           GROUP BY 1) b
+    JOIN ledger.wallets c ON c.id = b.branch
    ORDER BY b.branch) children
 """
 POST_MANY_SQL = """
@@ -478,11 +481,10 @@ class PostgresLedger:
     def members(self, wallet_id: int, after: int, limit: int) -> dict[str, Any]:
         """Every wallet below a node, in id order, a page at a time: what a reseller
         (or an enterprise admin) may see, and nothing outside its tree."""
-        node = self.get_wallet(wallet_id)
+        self.get_wallet(wallet_id)
         rows = self._run(
-            WALLET_SELECT + " WHERE w.root_id = :root AND w.path @> ARRAY[CAST(:id AS bigint)] AND w.id <> :id"
-            " AND w.id > :after ORDER BY w.id LIMIT :limit",
-            root=node["root_id"],
+            WALLET_SELECT + " WHERE w.path @> ARRAY[CAST(:id AS bigint)] AND w.parent_id IS NOT NULL"
+            " AND w.id <> :id AND w.id > :after ORDER BY w.id LIMIT :limit",
             id=wallet_id,
             after=after,
             limit=limit + 1,

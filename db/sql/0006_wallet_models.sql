@@ -87,6 +87,10 @@ ALTER TABLE ledger.wallets DROP CONSTRAINT wallets_balance_within_limit;
 ALTER TABLE ledger.wallets ADD CONSTRAINT wallets_balance_within_limit
   CHECK (kind = 'system' OR balance - lot_balance >= -credit_limit);
 CREATE INDEX wallets_children ON ledger.wallets (parent_id, id) WHERE parent_id IS NOT NULL;
+-- A node's whole subtree is every member whose path holds it: one index lookup for a
+-- roll-up at any depth (a recursive walk scanned the table once per level). Only tree
+-- members are indexed, and a path never changes, so balance updates stay HOT.
+CREATE INDEX wallets_subtree ON ledger.wallets USING gin (path) WHERE parent_id IS NOT NULL;
 CREATE INDEX wallets_by_root ON ledger.wallets (root_id, id);
 
 CREATE FUNCTION ledger.place_in_tree() RETURNS trigger LANGUAGE plpgsql AS $$
