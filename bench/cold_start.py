@@ -123,6 +123,8 @@ def measure(name: str, env: dict[str, str], request: tuple[str, str, dict | None
                 raise SystemExit(f"{name}: first request answered {response.status_code}: {response.text[:300]}")
             except requests.ConnectionError:
                 time.sleep(0.005)
+            except requests.Timeout as error:
+                raise SystemExit(f"{name}: the first request got no answer within 30 s: {error}") from error
         raise SystemExit(f"{name}: no successful response within 60 s")
     finally:
         kill_group(process.pid)
