@@ -52,6 +52,32 @@ def owner_connection(stack: Stack):
     return pg8000.native.Connection(**stack.owner_dsn())
 
 
+def _post(con, key: str, action: str, asset: str, amount: int, source: int, target: int, **extra) -> None:
+    """One demo posting through ledger.commit_posting(): `source` to `target`. Extra
+    keyword arguments are the function's own optional parameters (p_external_ref, ...)."""
+    named = "".join(f", {name} => :{name}" for name in extra)
+    con.run(
+        "SELECT ledger.commit_posting(:k, :h, :action, :a, :amt, :w, :c, CAST(:legs AS bigint[]),"
+        f" CAST(:amts AS bigint[]){named})",
+        k=key,
+        h=json.dumps({"demo": key}),
+        action=action,
+        a=asset,
+        amt=amount,
+        w=target,
+        c=source if action == "allocate" else None,
+        legs=[source, target],
+        amts=[-amount, amount],
+        **extra,
+    )
+
+
+def _system_account(con, asset: str, role: str) -> int:
+    return con.run(
+        "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = :r AND asset_code = :a", r=role, a=asset
+    )[0][0]
+
+
 def _seed_trees_and_lots(con) -> None:
     """An enterprise with a division and a team (a monthly limit on the team), a
     reseller with a customer, and an expiring bonus lot."""
@@ -68,17 +94,7 @@ def _seed_trees_and_lots(con) -> None:
             m=model,
             p=parent,
         )[0][0]
-        con.run(
-            "SELECT ledger.commit_posting(:k, 'demo', 'allocate', :a, :amt, :w, :p,"
-            " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]))",
-            k=f"demo-allocate-{member}",
-            a=asset,
-            amt=allocated,
-            w=member,
-            p=parent,
-            legs=[parent, member],
-            amts=[-allocated, allocated],
-        )
+        _post(con, f"demo-allocate-{member}", "allocate", asset, allocated, parent, member)
     owner, amount = DEMO_MONTHLY_LIMIT
     con.run(
         "INSERT INTO ledger.spend_limits (wallet_id, period, amount) VALUES (:w, 'month', :a)",
@@ -87,19 +103,17 @@ def _seed_trees_and_lots(con) -> None:
     )
     owner, asset, amount, lifetime = DEMO_BONUS_LOT
     target = wallet_of(owner, asset)
-    promotion = con.run(
-        "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'promotion' AND asset_code = :a", a=asset
-    )[0][0]
-    con.run(
-        "SELECT ledger.commit_posting(:k, 'demo', 'bonus', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
-        " CAST(:amts AS bigint[]), 'welcome', p_lot_expires_at => now() + CAST(:life AS interval))",
-        k=f"demo-bonus-{target}",
-        a=asset,
-        amt=amount,
-        w=target,
-        legs=[promotion, target],
-        amts=[-amount, amount],
-        life=lifetime,
+    expires = con.run("SELECT now() + CAST(:life AS interval)", life=lifetime)[0][0]
+    _post(
+        con,
+        f"demo-bonus-{target}",
+        "bonus",
+        asset,
+        amount,
+        _system_account(con, asset, "promotion"),
+        target,
+        p_external_ref="welcome",
+        p_lot_expires_at=expires,
     )
 
 
@@ -117,24 +131,16 @@ def seed_demo(stack: Stack) -> list[dict]:
                     a=asset,
                     m=model,
                 )[0][0]
-                funding = con.run(
-                    "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding'"
-                    " AND asset_code = :a",
-                    a=asset,
-                )[0][0]
-                request = json.dumps({"demo": "opening", "wallet_id": wallet_id})
-                con.run(
-                    "SELECT transaction_id FROM ledger.commit_posting(:k, :h, 'topup', :a, :amt, :w, NULL,"
-                    " CAST(:legs AS bigint[]),"
-                    " CAST(:amts AS bigint[]), :ref)",
-                    k=f"demo-opening-{wallet_id}",
-                    h=request,
-                    a=asset,
-                    amt=opening,
-                    w=wallet_id,
-                    legs=[funding, wallet_id],
-                    amts=[-opening, opening],
-                    ref="demo-seed",
+                funding = _system_account(con, asset, "funding")
+                _post(
+                    con,
+                    f"demo-opening-{wallet_id}",
+                    "topup",
+                    asset,
+                    opening,
+                    funding,
+                    wallet_id,
+                    p_external_ref="demo-seed",
                 )
             _seed_trees_and_lots(con)
         rows = con.run(

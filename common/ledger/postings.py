@@ -152,26 +152,21 @@ def transfer(cmd: commands.Transfer) -> Posting:
 
 def allocate(cmd: commands.Allocate, parent_id: int) -> Posting:
     """Parent to child. `wallet_id` is the child, the counterparty its parent."""
-    return Posting(
-        "allocate",
-        cmd.asset,
-        cmd.amount,
-        cmd.wallet_id,
-        _move(parent_id, cmd.wallet_id, cmd.amount),
-        counterparty_wallet_id=parent_id,
-        description=cmd.description,
-        metadata=dict(cmd.metadata),
-    )
+    return _along_edge("allocate", cmd, parent_id, _move(parent_id, cmd.wallet_id, cmd.amount))
 
 
 def reclaim(cmd: commands.Reclaim, parent_id: int) -> Posting:
     """Child back to parent."""
+    return _along_edge("reclaim", cmd, parent_id, _move(cmd.wallet_id, parent_id, cmd.amount))
+
+
+def _along_edge(action: str, cmd: commands.Allocate, parent_id: int, legs: tuple[Leg, ...]) -> Posting:
     return Posting(
-        "reclaim",
+        action,
         cmd.asset,
         cmd.amount,
         cmd.wallet_id,
-        _move(cmd.wallet_id, parent_id, cmd.amount),
+        legs,
         counterparty_wallet_id=parent_id,
         description=cmd.description,
         metadata=dict(cmd.metadata),
