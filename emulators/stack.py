@@ -59,6 +59,8 @@ EVENT_FUNCTIONS = {
 ERP_TOKEN = "local-erp-token"  # the local ERP receiver's credential; in Google Cloud, a secret
 
 DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400}
+PORT_BLOCK = 50  # ports from a stack's base: services at +0..+9, functions from +10
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 PROJECT = "demo-wallet-ledger"
 OWNER_PASSWORD = "ledger_owner"  # local stack only; production uses IAM database auth
 APP_PASSWORD = "ledger_fn"
@@ -516,6 +518,7 @@ class Stack:
 
     def up(self, functions: bool = True) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.reserve_ports()
         self.start_postgres()
         self.start_redis()
         self.start_firestore()
@@ -527,6 +530,20 @@ class Stack:
         if functions:
             self.start_functions()
             self.start_scheduler()
+
+    def reserve_ports(self) -> None:
+        """Keep the kernel from handing this stack's fixed ports out as the ephemeral
+        (client-side) ports of other connections: the stack's ports lie inside Linux's
+        default ephemeral range (32768-60999), and a busy machine (another stack, a
+        benchmark) once took one of them just before the server bound it. Needs root;
+        without it the collision stays possible, if rare."""
+        block = f"{self.port_base}-{self.port_base + PORT_BLOCK - 1}"
+        try:
+            current = [part for part in RESERVED_PORTS.read_text().strip().split(",") if part]
+            if block not in current:
+                RESERVED_PORTS.write_text(",".join([*current, block]))
+        except OSError:
+            pass
 
     def down(self) -> None:
         for name in reversed(list(self._load_state())):

@@ -1,0 +1,16 @@
+"""The local stacks' fixed ports: every service and function inside the block each stack
+reserves, and the dev and test blocks apart."""
+
+from emulators.stack import DEFAULT_PORT_BASE, FUNCTIONS, PORT_BLOCK, Stack
+
+
+def test_every_port_of_a_stack_lies_in_its_reserved_block():
+    for profile, base in DEFAULT_PORT_BASE.items():
+        ports = Stack(profile, port_base=base).ports.values()
+        assert min(ports) >= base and max(ports) < base + PORT_BLOCK, profile
+    assert 10 + len(FUNCTIONS) <= PORT_BLOCK
+
+
+def test_the_dev_and_test_blocks_do_not_overlap():
+    dev, test = sorted(DEFAULT_PORT_BASE.values())
+    assert dev + PORT_BLOCK <= test
