@@ -41,10 +41,7 @@ def prepare(stack: Stack, wallet_count: int) -> BenchData:
                 raise SystemExit(
                     f"bench wallets {prefix}* are incomplete; reset the dev stack (make down; rm -r .stack/dev)"
                 )
-            funding = con.run(
-                "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding' AND asset_code = :a",
-                a=ASSET,
-            )[0][0]
+            funding = system_account(con, "funding")
             wallets = [
                 row[0]
                 for row in con.run(
@@ -101,10 +98,7 @@ def voidable_transactions(stack: Stack, wallet: int, count: int) -> list[int]:
     """`count` fresh usages of one unit on `wallet`, for void benchmarks to reverse."""
     con = pg8000.native.Connection(**stack.owner_dsn())
     try:
-        revenue = con.run(
-            "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'revenue' AND asset_code = :a",
-            a=ASSET,
-        )[0][0]
+        revenue = system_account(con, "revenue")
         ids = []
         for n in range(count):
             ids.append(
@@ -124,6 +118,34 @@ def voidable_transactions(stack: Stack, wallet: int, count: int) -> list[int]:
         con.close()
 
 
+def system_account(con: pg8000.native.Connection, role: str) -> int:
+    return con.run(
+        "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = :r AND asset_code = :a", r=role, a=ASSET
+    )[0][0]
+
+
+def post_moves(
+    con: pg8000.native.Connection, action: str, moves: list[tuple[int, int, int]], expiry: str | None = None
+) -> None:
+    """(wallet, source, amount) postings of one action, in one statement through
+    ledger.commit_posting() (allocate: the source is the wallet's parent; `expiry`: each
+    credit becomes a lot)."""
+    con.run(
+        "SELECT ledger.commit_posting('bench-' || :run || '-' || m.n, 'bench', :action, :a, m.amount, m.wallet,"
+        " CASE WHEN :action = 'allocate' THEN m.source END, ARRAY[m.source, m.wallet], ARRAY[-m.amount, m.amount],"
+        " p_lot_expires_at => CAST(:expiry AS timestamptz))"
+        " FROM unnest(CAST(:w AS bigint[]), CAST(:s AS bigint[]), CAST(:amt AS bigint[])) WITH ORDINALITY"
+        " AS m(wallet, source, amount, n)",
+        run=uuid.uuid4().hex,
+        action=action,
+        a=ASSET,
+        w=[wallet for wallet, _, _ in moves],
+        s=[source for _, source, _ in moves],
+        amt=[amount for _, _, amount in moves],
+        expiry=expiry,
+    )
+
+
 def tree_member(stack: Stack, funds: int) -> int:
     """An enterprise pool with credit and a member holding `funds` of it: what the
     allocate and reclaim functions' cold-start requests move along."""
@@ -141,26 +163,9 @@ def tree_member(stack: Stack, funds: int) -> int:
             a=ASSET,
             p=pool,
         )[0][0]
-        funding = con.run(
-            "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding' AND asset_code = :a",
-            a=ASSET,
-        )[0][0]
-        for action, wallet, counterparty, source, amount in (
-            ("topup", pool, None, funding, funds * 2),
-            ("allocate", member, pool, pool, funds),
-        ):
-            con.run(
-                "SELECT ledger.commit_posting(:k, 'bench', :action, :a, :amt, :w, :c, CAST(:legs AS bigint[]),"
-                " CAST(:amts AS bigint[]))",
-                k=f"bench-tree-{uuid.uuid4()}",
-                action=action,
-                a=ASSET,
-                amt=amount,
-                w=wallet,
-                c=counterparty,
-                legs=[source, wallet],
-                amts=[-amount, amount],
-            )
+        funding = system_account(con, "funding")
+        post_moves(con, "topup", [(pool, funding, funds * 2)])
+        post_moves(con, "allocate", [(member, pool, funds)])
         return member
     finally:
         con.close()

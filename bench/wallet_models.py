@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pg8000.native
 
 from bench import report, runner
-from bench.setup import ASSET
+from bench.setup import ASSET, post_moves, system_account
 from emulators.stack import Stack
 
 DIVISIONS, TEAMS = 20, 980  # with the root: a 3-level tree of 1,000 members
@@ -72,10 +72,10 @@ def _tree(con: pg8000.native.Connection, mode: str, funded: bool, limit: bool) -
     )
     per_team = FUNDS if funded else 0
     per_division = per_team * (TEAMS // DIVISIONS + 1)
-    _post(con, "topup", [(root, _role(con, "funding"), per_division * DIVISIONS + FUNDS)])
+    post_moves(con, "topup", [(root, system_account(con, "funding"), per_division * DIVISIONS + FUNDS)])
     if funded:
-        _post(con, "allocate", [(d, root, per_division) for d in divisions])
-        _post(con, "allocate", [(team, parent, per_team) for team, parent in teams])
+        post_moves(con, "allocate", [(d, root, per_division) for d in divisions])
+        post_moves(con, "allocate", [(team, parent, per_team) for team, parent in teams])
     if limit:
         con.run(
             "INSERT INTO ledger.spend_limits (wallet_id, period, amount)"
@@ -85,36 +85,10 @@ def _tree(con: pg8000.native.Connection, mode: str, funded: bool, limit: bool) -
     return root, [team for team, _ in teams]
 
 
-def _role(con: pg8000.native.Connection, role: str) -> int:
-    return con.run(
-        "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = :r AND asset_code = :a", r=role, a=ASSET
-    )[0][0]
-
-
-def _post(con: pg8000.native.Connection, action: str, moves: list[tuple[int, int, int]], expiry: str | None = None):
-    """(wallet, source, amount) postings of one action, in one statement through
-    ledger.commit_posting() (allocate: source is the parent)."""
-    run = uuid.uuid4().hex
-    con.run(
-        "SELECT ledger.commit_posting('bench-wm-' || :run || '-' || m.n, 'bench', :action, :a, m.amount, m.wallet,"
-        " CASE WHEN :action = 'allocate' THEN m.source END, ARRAY[m.source, m.wallet], ARRAY[-m.amount, m.amount],"
-        " p_lot_expires_at => CAST(:expiry AS timestamptz))"
-        " FROM unnest(CAST(:w AS bigint[]), CAST(:s AS bigint[]), CAST(:amt AS bigint[])) WITH ORDINALITY"
-        " AS m(wallet, source, amount, n)",
-        run=run,
-        action=action,
-        a=ASSET,
-        w=[wallet for wallet, _, _ in moves],
-        s=[source for _, source, _ in moves],
-        amt=[amount for _, _, amount in moves],
-        expiry=expiry,
-    )
-
-
 def prepare(stack: Stack) -> Trees:
     con = pg8000.native.Connection(**stack.owner_dsn())
     try:
-        funding = _role(con, "funding")
+        funding = system_account(con, "funding")
         ids = [
             row[0]
             for row in con.run(
@@ -126,9 +100,9 @@ def prepare(stack: Stack) -> Trees:
             )
         ]
         personal, with_lots = ids[:PERSONAL], ids[PERSONAL:]
-        _post(con, "topup", [(w, funding, FUNDS) for w in personal])
+        post_moves(con, "topup", [(w, funding, FUNDS) for w in personal])
         for n in range(LOTS_PER_WALLET):  # lots expiring in 1, 2 and 3 years: usage takes the first
-            _post(con, "topup", [(w, funding, FUNDS) for w in with_lots], f"{2027 + n}-06-30T00:00:00Z")
+            post_moves(con, "topup", [(w, funding, FUNDS) for w in with_lots], f"{2027 + n}-06-30T00:00:00Z")
         allocated_root, allocated = _tree(con, "allocated", funded=True, limit=False)
         _, limited = _tree(con, "allocated", funded=True, limit=True)
         shared_root, shared = _tree(con, "shared_pool", funded=False, limit=False)

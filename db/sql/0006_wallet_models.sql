@@ -259,6 +259,15 @@ CREATE TABLE ledger.lot_extensions (
 CREATE TRIGGER lot_extensions_append_only BEFORE UPDATE OR DELETE ON ledger.lot_extensions
   FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change();
 
+-- Every change of an existing lot's remaining credit, with its movement row (the
+-- wallet's lot_balance is its caller's to keep).
+CREATE FUNCTION ledger.move_lot(p_lot bigint, p_tx bigint, p_amount bigint)
+RETURNS void LANGUAGE plpgsql SET search_path = ledger, pg_temp AS $$
+BEGIN
+  UPDATE lots SET remaining = remaining + p_amount, updated_at = now() WHERE id = p_lot;
+  INSERT INTO lot_movements (lot_id, transaction_id, amount) VALUES (p_lot, p_tx, p_amount);
+END $$;
+
 CREATE FUNCTION ledger.new_lot(p_wallet bigint, p_tx bigint, p_amount bigint, p_expires_at timestamptz,
                                p_source bigint DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql SET search_path = ledger, pg_temp AS $$
@@ -305,8 +314,7 @@ BEGIN
   LOOP
     EXIT WHEN v_taken = p_need;
     v_take := least(v_lot.remaining, p_need - v_taken);
-    UPDATE lots SET remaining = remaining - v_take, updated_at = now() WHERE id = v_lot.id;
-    INSERT INTO lot_movements (lot_id, transaction_id, amount) VALUES (v_lot.id, p_tx, -v_take);
+    PERFORM move_lot(v_lot.id, p_tx, -v_take);
     v_taken := v_taken + v_take;
   END LOOP;
   v_general := least(p_need - v_taken, greatest(v_wallet.balance - v_wallet.lot_balance, 0),
@@ -319,8 +327,7 @@ BEGIN
   LOOP
     EXIT WHEN v_taken + v_general = p_need;
     v_take := least(v_lot.remaining, p_need - v_taken - v_general);
-    UPDATE lots SET remaining = remaining - v_take, updated_at = now() WHERE id = v_lot.id;
-    INSERT INTO lot_movements (lot_id, transaction_id, amount) VALUES (v_lot.id, p_tx, -v_take);
+    PERFORM move_lot(v_lot.id, p_tx, -v_take);
     v_taken := v_taken + v_take;
   END LOOP;
   UPDATE wallets
@@ -564,8 +571,7 @@ BEGIN
     LOOP
       EXIT WHEN v_restored >= v_restore_cap;
       v_piece.amount := least(v_piece.amount, v_restore_cap - v_restored);
-      UPDATE lots SET remaining = remaining + v_piece.amount, updated_at = now() WHERE id = v_piece.lot_id;
-      INSERT INTO lot_movements (lot_id, transaction_id, amount) VALUES (v_piece.lot_id, v_tx, v_piece.amount);
+      PERFORM move_lot(v_piece.lot_id, v_tx, v_piece.amount);
       UPDATE wallets SET lot_balance = lot_balance + v_piece.amount WHERE id = v_piece.wallet_id;
       v_restored := v_restored + v_piece.amount;
     END LOOP;
@@ -641,6 +647,7 @@ DECLARE
   v_posting record;
   v_result record;
   v_wallets bigint[];
+  v_counter record;
   v_lock_timeout text;
 BEGIN
   -- The ids go through an array so the lock is an index lookup per wallet; a join
@@ -662,27 +669,26 @@ BEGIN
   -- Then the spend counters every usage of the batch will charge and every void will
   -- refund, in key order: two batches charging the same two limits in opposite posting
   -- order must not deadlock.
-  INSERT INTO spend_counters (wallet_id, period, period_start, spent)
-  SELECT DISTINCT l.wallet_id, l.period, period_start(l.period, now()), 0
-    FROM jsonb_array_elements(p_batch) AS p(posting)
-    JOIN wallets w ON w.id = (p.posting ->> 'wallet_id')::bigint
-    JOIN spend_limits l ON l.wallet_id = ANY (w.path)
-   WHERE p.posting ->> 'action' = 'usage'
-   ORDER BY 1, 2
-  ON CONFLICT DO NOTHING;
-  PERFORM 1 FROM spend_counters c
-   WHERE (c.wallet_id, c.period, c.period_start) IN (
-           SELECT l.wallet_id, l.period, period_start(l.period, now())
-             FROM jsonb_array_elements(p_batch) AS p(posting)
-             JOIN wallets w ON w.id = (p.posting ->> 'wallet_id')::bigint
-             JOIN spend_limits l ON l.wallet_id = ANY (w.path)
-            WHERE p.posting ->> 'action' = 'usage'
-           UNION
-           SELECT g.wallet_id, g.period, g.period_start
-             FROM jsonb_array_elements(p_batch) AS p(posting)
-             JOIN spend_charges g ON g.transaction_id = (p.posting ->> 'voids_transaction_id')::bigint
-            WHERE p.posting ->> 'action' = 'void')
-   ORDER BY c.wallet_id, c.period, c.period_start FOR UPDATE;
+  FOR v_counter IN
+    SELECT l.wallet_id, l.period, period_start(l.period, now()) AS period_start
+      FROM jsonb_array_elements(p_batch) AS p(posting)
+      JOIN wallets w ON w.id = (p.posting ->> 'wallet_id')::bigint
+      JOIN spend_limits l ON l.wallet_id = ANY (w.path)
+     WHERE p.posting ->> 'action' = 'usage'
+    UNION
+    SELECT g.wallet_id, g.period, g.period_start
+      FROM jsonb_array_elements(p_batch) AS p(posting)
+      JOIN spend_charges g ON g.transaction_id = (p.posting ->> 'voids_transaction_id')::bigint
+     WHERE p.posting ->> 'action' = 'void'
+     ORDER BY 1, 2, 3
+  LOOP
+    INSERT INTO spend_counters (wallet_id, period, period_start, spent)
+    VALUES (v_counter.wallet_id, v_counter.period, v_counter.period_start, 0)
+    ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM spend_counters c
+     WHERE (c.wallet_id, c.period, c.period_start) = (v_counter.wallet_id, v_counter.period, v_counter.period_start)
+       FOR UPDATE;
+  END LOOP;
   PERFORM set_config('lock_timeout', v_lock_timeout, true);
 
   FOR v_posting IN
