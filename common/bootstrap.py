@@ -1,12 +1,13 @@
 """The composition root: every client is built here, once per instance, on first use.
 
-Nothing connects at import time, and heavy libraries (Firestore, Redis, the Cloud SQL
+Nothing connects at import time, and heavy libraries (Redis, Pub/Sub, the Cloud SQL
 connector) are imported only by the first request that needs them, so a function that
 never takes a lock never pays for Redis.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from functools import wraps
@@ -128,11 +129,17 @@ def locks() -> Any:
 
 
 @once
-def firestore_client() -> Any:
-    from google.cloud import firestore
+def firestore() -> Any:
+    from common.adapters.firestore_rest import FirestoreDocuments
 
     settings = get_settings()
-    return firestore.Client(project=settings.gcp_project, database=settings.firestore_database)
+    return FirestoreDocuments(
+        settings.gcp_project,
+        settings.firestore_database,
+        timeout_s=settings.firestore_timeout_s,
+        # the variable the official clients and the emulator tooling use
+        emulator_host=os.environ.get("FIRESTORE_EMULATOR_HOST"),
+    )
 
 
 @once
@@ -141,9 +148,8 @@ def idempotency() -> Any:
     from common.idempotency import Idempotency
 
     settings = get_settings()
-    store = FirestoreRecordStore(firestore_client(), settings.idempotency_collection, settings.firestore_timeout_s)
     return Idempotency(
-        store,
+        FirestoreRecordStore(firestore(), settings.idempotency_collection),
         ttl_s=settings.idempotency_ttl_s,
         wait_s=settings.idempotency_wait_s,
         lease_s=settings.idempotency_lease_s,

@@ -40,11 +40,10 @@ def service_with(store, ledger, lease_s, wait_s=2.0):
 
 
 def stores():
-    settings = get_settings()
-    client = bootstrap.firestore_client()
+    collection = get_settings().idempotency_collection
     return (
-        DeadProcessStore(client, settings.idempotency_collection, settings.firestore_timeout_s),
-        FirestoreRecordStore(client, settings.idempotency_collection, settings.firestore_timeout_s),
+        DeadProcessStore(bootstrap.firestore(), collection),
+        FirestoreRecordStore(bootstrap.firestore(), collection),
     )
 
 

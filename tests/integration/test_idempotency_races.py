@@ -42,15 +42,16 @@ def test_a_claim_for_another_request_under_a_posted_key_is_refused(stack):
     service.top_up(first, k)
     other = commands.TopUp(wallet_id=wallet, asset="TST", amount=99, external_ref="p")
     now = datetime.now(UTC)
-    records = bootstrap.firestore_client().collection(get_settings().idempotency_collection)
-    records.document(hashlib.sha256(k.encode()).hexdigest()).set(
+    record = f"{get_settings().idempotency_collection}/{hashlib.sha256(k.encode()).hexdigest()}"
+    bootstrap.firestore().merge(
+        record,
         {
             "key": k,
             "state": IN_PROGRESS,
             "fingerprint": fingerprint("topup", other.model_dump(mode="json")),
             "lease_until": now + timedelta(seconds=30),
             "expire_at": now + timedelta(hours=1),
-        }
+        },
     )
     with pytest.raises(Refused) as refused:
         service.top_up(other, k)

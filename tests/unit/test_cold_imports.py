@@ -39,3 +39,15 @@ def test_importing_a_function_loads_no_client_library(name):
 def test_the_service_layer_loads_no_client_library():
     """Reads and non-usage actions never pay for Redis: adapters load with their clients."""
     assert heavy_modules_loaded_by("import common.service, common.bootstrap, common.config") == []
+
+
+@pytest.mark.parametrize("emulator", ["127.0.0.1:9", ""])
+def test_the_idempotency_store_loads_neither_grpc_nor_the_firestore_library(emulator):
+    """Money functions reach Firestore over REST (common/adapters/firestore_rest.py): the
+    official client's import was half of their cold start. Built as in Google Cloud
+    (no emulator) and locally; building connects nowhere."""
+    build = (
+        f"import os\nos.environ['FIRESTORE_EMULATOR_HOST'] = {emulator!r}\n"
+        "from common import bootstrap\nbootstrap.idempotency()"
+    )
+    assert heavy_modules_loaded_by(build) == []
