@@ -20,6 +20,7 @@ import requests
 from emulators.stack import REPO, kill_group
 
 EMPTY = Path(__file__).resolve().parent / "empty_function" / "main.py"
+YARDSTICKS = ("empty", "libraries")
 
 
 def _free_port() -> int:
@@ -35,6 +36,7 @@ def first_request(name: str, wallet: int, asset: str, member: int) -> tuple[str,
     money = {"wallet_id": wallet, "asset": asset, "amount": 1}
     return {
         "empty": ("GET", "/", None, {}),
+        "libraries": ("GET", "/", None, {}),
         "topup": ("POST", "/", {**money, "external_ref": "cold"}, key),
         "addon": ("POST", "/", {**money, "external_ref": "cold", "plan": "cold"}, key),
         "allocate": ("POST", "/", {**money, "wallet_id": member}, key),
@@ -65,9 +67,10 @@ def _tick() -> dict:
 
 
 def spawn(name: str, env: dict[str, str], port: int) -> subprocess.Popen:
-    """Start function `name` ("empty" for the yardstick) the way `make dev` does: the
-    functions-framework command, in a session of its own so it can be killed whole."""
-    source = EMPTY if name == "empty" else REPO / "functions" / name / "main.py"
+    """Start function `name` (or a yardstick, "empty" or "libraries") the way `make dev`
+    does: the functions-framework command, in a session of its own so it can be killed
+    whole."""
+    source = EMPTY if name in YARDSTICKS else REPO / "functions" / name / "main.py"
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "functions-framework"),
@@ -143,7 +146,7 @@ def run(
     `erp_stream`: an export stream with nothing to export, so the ERP functions' first
     answer measures their start, not a pass over the ledger's backlog."""
     names = [
-        "empty",
+        *YARDSTICKS,
         "topup",
         "bonus",
         "usage",
@@ -165,7 +168,11 @@ def run(
             request = first_request(name, wallet, asset, member)
             if name == "void":
                 request = (*request[:2], {"transaction_id": void_ids.pop()}, request[3])
-            env = {**os.environ, **function_env("topup" if name == "empty" else name), "LEDGER_ERP_STREAM": erp_stream}
+            env = {
+                **os.environ,
+                **function_env("topup" if name in YARDSTICKS else name),
+                "LEDGER_ERP_STREAM": erp_stream,
+            }
             samples.append(measure(name, env, request))
         medians.append((name, statistics.median(samples)))
     return medians
