@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,6 +102,9 @@ class Idempotency:
         now = self._clock()
         record = {
             "key": key,
+            # This attempt's own mark: should a create succeed but its answer be lost
+            # (a retried call then finds the record), the claim is still known as ours.
+            "claim": secrets.token_hex(16),
             "state": IN_PROGRESS,
             "fingerprint": request_fingerprint,
             "created_at": now,
@@ -135,6 +139,8 @@ class Idempotency:
                 # key still lets only one request ever post under this key.
                 self._store.release(doc_id)
                 continue
+            if existing.get("claim") == record["claim"]:
+                return self._execute(doc_id, record, action)  # our own create, its answer lost
             if existing["fingerprint"] != request_fingerprint:
                 raise Refused("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
             if time.monotonic() >= next_ledger_check or existing["state"] == COMPLETED:

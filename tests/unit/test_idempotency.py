@@ -281,3 +281,26 @@ def test_a_waiting_copy_asks_the_ledger_only_now_and_then(store, ledger, clock):
     with pytest.raises(InProgress):
         idem.run("k", "fp", ledger.action("k", {}), committed)
     assert 2 <= len(asked) <= 4  # at once, then every 0.25 s: not on every poll of the record
+
+
+class LostAnswerStore(MemoryStore):
+    """The first create takes effect but its answer is lost; the retried call then finds
+    the record (Firestore answers ALREADY_EXISTS), as after a connection reset."""
+
+    def __init__(self):
+        super().__init__()
+        self.lost = False
+
+    def create(self, doc_id, record):
+        created = super().create(doc_id, record)
+        if created and not self.lost:
+            self.lost = True
+            return False
+        return created
+
+
+def test_a_claim_whose_create_answer_was_lost_is_still_ours(ledger, clock):
+    store = LostAnswerStore()
+    outcome = make(store, clock, wait_s=0.1).run("k", "fp", ledger.action("k", {"id": 1}), ledger.committed("k"))
+    # not a 409 request_in_progress for a claim that is its own, and posted once
+    assert outcome == Outcome(201, {"id": 1}) and ledger.calls == 1
