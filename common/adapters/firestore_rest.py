@@ -17,8 +17,10 @@ the official client does.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
+import math
 import os
 import re
 import socket
@@ -26,15 +28,16 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_before_delay, wait_exponential
 
 FIRESTORE_HOST = "firestore.googleapis.com"
 METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
 TOKEN_MARGIN_S = 60.0  # refresh a token this long before it expires
 IDLE_CONNECTIONS = 32
+IDLE_MAX_S = 30.0
 
 
 class FirestoreError(Exception):
@@ -60,7 +63,10 @@ def encode_value(value: Any) -> dict[str, Any]:
     if isinstance(value, int):
         return {"integerValue": str(value)}
     if isinstance(value, float):
-        return {"doubleValue": value}
+        # JSON has no NaN or infinities; Firestore's JSON spells them as strings
+        if math.isnan(value):
+            return {"doubleValue": "NaN"}
+        return {"doubleValue": value if math.isfinite(value) else ("Infinity" if value > 0 else "-Infinity")}
     if isinstance(value, str):
         return {"stringValue": value}
     if isinstance(value, datetime):
@@ -121,6 +127,14 @@ def decode_fields(fields: dict[str, Any]) -> dict[str, Any]:
 # --- access tokens -----------------------------------------------------------------------
 
 
+class TokenSource(Protocol):
+    def __call__(self) -> str:
+        """A valid access token; FirestoreError when none can be had."""
+
+    def invalidate(self) -> None:
+        """Forget the current token: Firestore refused it."""
+
+
 class MetadataServerToken:
     """The runtime service account's access token, cached until shortly before expiry."""
 
@@ -138,43 +152,69 @@ class MetadataServerToken:
                 self._valid_until = time.monotonic() + lifetime_s - TOKEN_MARGIN_S
             return self._token
 
+    def invalidate(self) -> None:
+        """Firestore refused the token (revoked, or the clock is off): fetch a new one."""
+        with self._lock:
+            self._valid_until = 0.0
+
     def _fetch(self) -> tuple[str, float]:
         connection = http.client.HTTPConnection(self._host, timeout=self._timeout)
         try:
             connection.request("GET", METADATA_TOKEN_PATH, headers={"Metadata-Flavor": "Google"})
             response = connection.getresponse()
             body = response.read()
-        except OSError as error:
-            raise FirestoreError(0, "metadata_server_unreachable", str(error)) from error
+            if response.status != 200:
+                raise FirestoreError(response.status, "token_unavailable", body[:200].decode(errors="replace"))
+            token = json.loads(body)
+            return str(token["access_token"]), float(token["expires_in"])
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
+            raise FirestoreError(0, "token_unavailable", f"metadata server: {error!r}") from error
         finally:
             connection.close()
-        if response.status != 200:
-            raise FirestoreError(response.status, "metadata_server_refused", body[:200].decode(errors="replace"))
-        token = json.loads(body)
-        return token["access_token"], float(token["expires_in"])
 
 
 class KeyFileToken:
     """GOOGLE_APPLICATION_CREDENTIALS (a key file, outside Google Cloud), via google-auth."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float) -> None:
         import google.auth
+        import google.auth.exceptions
         import google.auth.transport.requests
 
         self._credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/datastore"])
         self._request = google.auth.transport.requests.Request()
+        self._timeout = timeout_s
+        self._failures = (google.auth.exceptions.GoogleAuthError,)
         self._lock = threading.Lock()
 
     def __call__(self) -> str:
         with self._lock:
             if not self._credentials.valid:
-                self._credentials.refresh(self._request)
+                try:
+                    # google-auth would wait 120 s for the token endpoint
+                    self._credentials.refresh(functools.partial(self._request, timeout=self._timeout))
+                except self._failures as error:
+                    raise FirestoreError(0, "token_unavailable", repr(error)) from error
             return str(self._credentials.token)
 
+    def invalidate(self) -> None:
+        with self._lock:
+            self._credentials.token = None
 
-def default_token(timeout_s: float) -> Callable[[], str]:
+
+class EmulatorToken:
+    """The emulator's admin access, as the official clients send it."""
+
+    def __call__(self) -> str:
+        return "owner"
+
+    def invalidate(self) -> None:
+        pass
+
+
+def default_token(timeout_s: float) -> MetadataServerToken | KeyFileToken:
     if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
-        return KeyFileToken()
+        return KeyFileToken(timeout_s)
     return MetadataServerToken(timeout_s)
 
 
@@ -204,31 +244,45 @@ class _HTTPSConnection(_NoDelay, http.client.HTTPSConnection):
 
 class _Connections:
     """Keep-alive connections to one host, one per concurrent call: http.client
-    connections are not thread-safe, and functions-framework serves on threads."""
+    connections are not thread-safe, and functions-framework serves on threads.
+
+    A connection idle longer than IDLE_MAX_S is not reused: between requests a
+    serverless instance gets no CPU, and a connection a middlebox dropped silently
+    would cost a call its whole deadline (a timeout is not retried).
+    """
 
     def __init__(self, connect: Callable[[], http.client.HTTPConnection]) -> None:
         self._connect = connect
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[tuple[float, http.client.HTTPConnection]] = []
         self._lock = threading.Lock()
 
     def take(self) -> http.client.HTTPConnection:
+        stale = []
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._connect()
+            while self._idle:
+                since, connection = self._idle.pop()
+                if time.monotonic() - since <= IDLE_MAX_S:
+                    break
+                stale.append(connection)
+            else:
+                connection = None
+        for old in stale:
+            old.close()
+        return connection if connection is not None else self._connect()
 
     def give_back(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             if len(self._idle) < IDLE_CONNECTIONS:
-                self._idle.append(connection)
+                self._idle.append((time.monotonic(), connection))
                 return
         connection.close()
 
 
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, FirestoreError):
-        # UNAVAILABLE, and ABORTED (contention), as Firestore's own clients retry them
-        return error.status == 503 or error.reason == "ABORTED"
+        # UNAVAILABLE, and ABORTED (contention), as Firestore's own clients retry them;
+        # UNAUTHENTICATED once the refused token is dropped (see _send)
+        return error.status in (401, 503) or error.reason == "ABORTED"
     # A refused connection or a keep-alive connection the server had closed: the request
     # never reached Firestore. A timeout is not retried: the call may have taken effect.
     return isinstance(error, (ConnectionRefusedError, ConnectionResetError, BrokenPipeError))
@@ -248,14 +302,14 @@ class FirestoreDocuments:
         *,
         timeout_s: float,
         emulator_host: str | None = None,
-        token: Callable[[], str] | None = None,
+        token: TokenSource | None = None,
     ) -> None:
         self._timeout = timeout_s
         self._root = f"/v1/projects/{quote(project, safe='')}/databases/{quote(database, safe='()')}/documents"
         if emulator_host:
             host, _, port = emulator_host.rpartition(":")
             self._connections = _Connections(lambda: _HTTPConnection(host, int(port), timeout=timeout_s))
-            self._token: Callable[[], str] = lambda: "owner"  # the emulator's admin access
+            self._token: TokenSource = EmulatorToken()
         else:
             import ssl
 
@@ -264,7 +318,7 @@ class FirestoreDocuments:
             self._token = token or default_token(timeout_s)
         self._retrying = Retrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_delay(timeout_s),
+            stop=stop_before_delay(timeout_s),  # no sleep that would end past the deadline
             wait=wait_exponential(multiplier=0.05, max=0.5),
             reraise=True,
         )
@@ -311,7 +365,7 @@ class FirestoreDocuments:
                     return self._send(method, target, payload, deadline)
         except FirestoreError:
             raise
-        except OSError as error:
+        except (OSError, http.client.HTTPException) as error:  # incl. a cut-off or garbled response
             raise FirestoreError(0, type(error).__name__, str(error)) from error
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
@@ -339,6 +393,8 @@ class FirestoreDocuments:
             answer = json.loads(data) if data else {}
         except ValueError:  # a proxy's or a load balancer's error page
             answer = {}
+        if response.status == 401:
+            self._token.invalidate()
         if response.status >= 300:
             error = answer.get("error", {}) if isinstance(answer, dict) else {}
             raise FirestoreError(response.status, error.get("status", "HTTP_ERROR"), error.get("message", ""))

@@ -13,8 +13,10 @@ import pytest
 from google.cloud import firestore
 
 from common import bootstrap
+from common.adapters.firestore_idempotency import FirestoreRecordStore
 from common.adapters.firestore_rest import FirestoreDocuments, FirestoreError
 from common.config import get_settings
+from common.errors import DependencyUnavailable
 
 COLLECTION = "rest_client_checks"
 
@@ -99,3 +101,31 @@ def test_an_unreachable_firestore_fails_within_the_timeout(stack):
         unreachable.get("c/d")
     assert failed.value.status == 0 and failed.value.reason == "ConnectionRefusedError"
     assert time.monotonic() - began < 3.0  # retried, but only within its 0.5 s timeout
+
+
+def test_a_response_cut_off_mid_body_is_a_503_not_a_crash(stack):
+    """A connection that dies inside Firestore's answer (http.client's IncompleteRead,
+    which is no OSError) must end as the store's DependencyUnavailable like any outage."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_half():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"na')
+
+    threading.Thread(target=answer_half, daemon=True).start()
+    try:
+        cut_off = FirestoreDocuments("p", "(default)", timeout_s=0.5, emulator_host=f"127.0.0.1:{port}")
+        store = FirestoreRecordStore(cut_off, "records")
+        with pytest.raises(DependencyUnavailable) as failed:
+            store.get("doc")
+        assert failed.value.details == {"service": "firestore"}
+        assert isinstance(failed.value.__cause__, FirestoreError)
+    finally:
+        listener.close()

@@ -58,3 +58,12 @@ def test_a_naive_datetime_is_refused_rather_than_guessed():
 def test_a_value_without_a_firestore_type_is_refused():
     with pytest.raises(TypeError, match="set"):
         encode_value({1, 2})
+
+
+def test_non_finite_doubles_are_spelled_as_firestore_spells_them():
+    assert [encode_value(x) for x in (float("nan"), float("inf"), float("-inf"))] == [
+        {"doubleValue": "NaN"},
+        {"doubleValue": "Infinity"},
+        {"doubleValue": "-Infinity"},
+    ]
+    assert decode_fields(encode_fields({"x": float("inf")})) == {"x": float("inf")}
