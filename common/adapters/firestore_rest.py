@@ -308,6 +308,7 @@ class FirestoreDocuments:
         self._root = f"/v1/projects/{quote(project, safe='')}/databases/{quote(database, safe='()')}/documents"
         if emulator_host:
             host, _, port = emulator_host.rpartition(":")
+            host = host.strip("[]")  # an IPv6 address, as in [::1]:8080
             self._connections = _Connections(lambda: _HTTPConnection(host, int(port), timeout=timeout_s))
             self._token: TokenSource = EmulatorToken()
         else:
