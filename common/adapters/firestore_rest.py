@@ -302,7 +302,6 @@ class FirestoreDocuments:
         *,
         timeout_s: float,
         emulator_host: str | None = None,
-        token: TokenSource | None = None,
     ) -> None:
         self._timeout = timeout_s
         self._root = f"/v1/projects/{quote(project, safe='')}/databases/{quote(database, safe='()')}/documents"
@@ -316,7 +315,7 @@ class FirestoreDocuments:
 
             tls = ssl.create_default_context()
             self._connections = _Connections(lambda: _HTTPSConnection(FIRESTORE_HOST, timeout=timeout_s, context=tls))
-            self._token = token or default_token(timeout_s)
+            self._token = default_token(timeout_s)
         self._retrying = Retrying(
             retry=retry_if_exception(_retryable),
             stop=stop_before_delay(timeout_s),  # no sleep that would end past the deadline
