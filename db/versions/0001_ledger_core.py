@@ -1,4 +1,4 @@
-"""Assets, wallets, transactions, entries and the guards that keep them balanced."""
+"""Assets, wallets, transactions and entries, with the constraints each row must meet."""
 
 from db.sql_migration import run_sql_file
 

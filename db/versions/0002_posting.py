@@ -1,13 +1,14 @@
-"""ledger.commit_posting(), asset creation and the application role's privileges."""
-
-from db.sql_migration import run_sql_file
+"""Nothing left to run once: ledger.commit_posting(), ledger.create_asset() and the
+functions' privileges are current definitions in db/schema/ (70_posting.sql,
+99_grants.sql), re-applied after every migration run. The revision stays so that a
+database migrated before the move keeps its place in the chain."""
 
 revision = "0002_posting"
 down_revision = "0001_ledger_core"
 
 
 def upgrade() -> None:
-    run_sql_file("0002_posting.sql")
+    pass
 
 
 def downgrade() -> None:

@@ -1,4 +1,4 @@
-"""The transactional outbox: one event per ledger transaction, written with it."""
+"""The transactional outbox's table: one row per ledger transaction, written with it."""
 
 from db.sql_migration import run_sql_file
 

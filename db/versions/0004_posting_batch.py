@@ -1,4 +1,4 @@
-"""Group commit: several postings per round trip, each with its own outcome."""
+"""Each ledger transaction records the top-level database transaction that created it."""
 
 from db.sql_migration import run_sql_file
 

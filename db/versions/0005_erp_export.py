@@ -1,4 +1,4 @@
-"""The ERP export: its order over the ledger, cursors, charts and batches."""
+"""The ERP export's order over the ledger, and its state: charts, cursors, batches."""
 
 from db.sql_migration import run_sql_file
 

@@ -1,4 +1,4 @@
-"""Wallet models: enterprise and reseller trees, spend limits, credit lots with expiry."""
+"""Wallet models: tree columns, spend limit and lot tables, new actions and system accounts."""
 
 from db.sql_migration import run_sql_file
 

@@ -1,27 +1,17 @@
 -- Ledger core: assets, wallets, transactions and their entries.
 --
--- The database itself guards the money:
---   * every INSERT into entries must balance per transaction and asset, with two or
---     more legs, and may only attach legs to a transaction created in the same
---     database transaction (so a committed transaction is sealed);
---   * every ledger transaction has entries (deferred check at commit);
---   * entries and transactions are append-only (UPDATE, DELETE, TRUNCATE refused);
---   * a customer wallet's cached balance never goes below -credit_limit (CHECK);
---   * the application role cannot touch balances or entries except through
---     ledger.commit_posting(), a SECURITY DEFINER function that updates the cached balance and
---     writes the entries in one statement.
+-- The tables' own constraints guard what a single row may hold: a customer wallet's
+-- cached balance never goes below -credit_limit, a system account keeps no cached
+-- balance, an entry's asset is its wallet's (a composite foreign key), a transaction is
+-- voided at most once. The rules across rows (legs balance, entries and transactions
+-- are append-only, a committed transaction is sealed) are triggers in
+-- db/schema/20_guards.sql; money moves only through ledger.commit_posting()
+-- (db/schema/70_posting.sql).
 -- System accounts (funding, revenue, promotion) keep no cached balance and take no
 -- row lock: their balance is derived from their entries, so the treasury that every
 -- top-up touches never serializes traffic.
 
 CREATE SCHEMA IF NOT EXISTS ledger;
-
-DO $$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
-    CREATE ROLE ledger_app NOLOGIN;
-  END IF;
-END $$;
 
 CREATE TABLE ledger.assets (
   code        text PRIMARY KEY CHECK (code ~ '^[A-Z][A-Z0-9_]{1,15}$'),
@@ -96,65 +86,3 @@ CREATE TABLE ledger.entries (
 );
 CREATE INDEX entries_wallet_history ON ledger.entries (wallet_id, id);
 CREATE INDEX entries_by_transaction ON ledger.entries (transaction_id);
-
--- Append-only ------------------------------------------------------------------
-
-CREATE FUNCTION ledger.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'append_only',
-    DETAIL = format('%s rows are append-only: %s refused', TG_TABLE_NAME, TG_OP);
-END $$;
-
-CREATE TRIGGER entries_append_only BEFORE UPDATE OR DELETE ON ledger.entries
-  FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change();
-CREATE TRIGGER entries_no_truncate BEFORE TRUNCATE ON ledger.entries
-  FOR EACH STATEMENT EXECUTE FUNCTION ledger.refuse_change();
-CREATE TRIGGER transactions_append_only BEFORE UPDATE OR DELETE ON ledger.transactions
-  FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change();
-CREATE TRIGGER transactions_no_truncate BEFORE TRUNCATE ON ledger.transactions
-  FOR EACH STATEMENT EXECUTE FUNCTION ledger.refuse_change();
-
--- Double entry -----------------------------------------------------------------
-
--- One check per INSERT statement (not per row): every statement's legs balance per
--- transaction and asset, and only reach transactions created by the current database
--- transaction. Together these make every committed transaction balanced and sealed.
-CREATE FUNCTION ledger.check_entries_balance() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  bad record;
-BEGIN
-  SELECT transaction_id, asset_code, sum(amount) AS total, count(*) AS legs INTO bad
-    FROM new_entries GROUP BY transaction_id, asset_code
-    HAVING sum(amount) <> 0 OR count(*) < 2 LIMIT 1;
-  IF FOUND THEN
-    RAISE EXCEPTION USING ERRCODE = '23514', MESSAGE = 'unbalanced_transaction',
-      DETAIL = format('transaction %s asset %s: %s legs summing to %s',
-                      bad.transaction_id, bad.asset_code, bad.legs, bad.total);
-  END IF;
-  PERFORM 1 FROM (SELECT DISTINCT transaction_id FROM new_entries) n
-    JOIN ledger.transactions t ON t.id = n.transaction_id
-   WHERE t.xmin::text::bigint <> pg_current_xact_id()::text::bigint % 4294967296;
-  IF FOUND THEN
-    RAISE EXCEPTION USING ERRCODE = '23514', MESSAGE = 'sealed_transaction',
-      DETAIL = 'entries can only be added by the database transaction that created their ledger transaction';
-  END IF;
-  RETURN NULL;
-END $$;
-
-CREATE TRIGGER entries_must_balance AFTER INSERT ON ledger.entries
-  REFERENCING NEW TABLE AS new_entries
-  FOR EACH STATEMENT EXECUTE FUNCTION ledger.check_entries_balance();
-
-CREATE FUNCTION ledger.check_transaction_has_entries() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM 1 FROM ledger.entries WHERE transaction_id = NEW.id LIMIT 1;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION USING ERRCODE = '23514', MESSAGE = 'unbalanced_transaction',
-      DETAIL = format('transaction %s has no entries', NEW.id);
-  END IF;
-  RETURN NULL;
-END $$;
-
-CREATE CONSTRAINT TRIGGER transactions_need_entries AFTER INSERT ON ledger.transactions
-  DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW EXECUTE FUNCTION ledger.check_transaction_has_entries();

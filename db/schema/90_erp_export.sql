@@ -1,0 +1,76 @@
+-- The ERP export's state changes: recording batches, delivery outcomes, replays,
+-- streams and charts.
+--
+-- Export order. Transaction ids are handed out before commit, so a reader that walks
+-- ids can pass a lower id whose database transaction is still running and never come
+-- back for it. The export therefore walks (created_xact, id) and reads only rows whose
+-- creating database transaction is older than the oldest one still running
+-- (pg_snapshot_xmin of the current snapshot): that set never changes again, so a
+-- cursor over it misses nothing and repeats nothing. Only erp_exporter may call these
+-- (99_grants.sql).
+
+-- Record a batch and move the cursor past it, only if the cursor is still where the
+-- batch starts: two exporters racing cannot both take the same range.
+CREATE FUNCTION erp.record_batch(
+  p_stream text, p_id text, p_after_xact xid8, p_after_id bigint, p_last_xact xid8, p_last_id bigint,
+  p_chart_version text, p_events integer, p_lines integer, p_totals jsonb
+) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
+BEGIN
+  UPDATE cursors SET after_xact = p_last_xact, after_id = p_last_id, updated_at = now()
+   WHERE name = p_stream AND after_xact = p_after_xact AND after_id = p_after_id;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  INSERT INTO batches (id, stream, after_xact, after_id, last_xact, last_id, chart_version,
+                       event_count, line_count, totals)
+  VALUES (p_id, p_stream, p_after_xact, p_after_id, p_last_xact, p_last_id, p_chart_version,
+          p_events, p_lines, p_totals);
+  RETURN true;
+END $$;
+
+-- Delivery outcomes. A delivered batch stays delivered; a batch that failed
+-- `p_park_after` times is parked until an operator replays it.
+CREATE FUNCTION erp.mark_delivered(p_id text, p_acknowledgement jsonb) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
+  UPDATE batches SET status = 'delivered', delivered_at = now(), attempts = attempts + 1,
+                     last_error = NULL, acknowledgement = p_acknowledgement
+   WHERE id = p_id AND status <> 'delivered'
+$$;
+
+CREATE FUNCTION erp.mark_failed(p_id text, p_error text, p_retry_in interval, p_park_after integer)
+RETURNS text
+LANGUAGE sql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
+  UPDATE batches
+     SET attempts = attempts + 1, last_error = left(p_error, 500), next_attempt_at = now() + p_retry_in,
+         status = CASE WHEN attempts + 1 >= p_park_after THEN 'parked' ELSE 'pending' END
+   WHERE id = p_id AND status = 'pending'
+  RETURNING status
+$$;
+
+CREATE FUNCTION erp.replay(p_id text) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
+  UPDATE batches SET status = 'pending', attempts = 0, next_attempt_at = now()
+   WHERE id = p_id AND status = 'parked'
+  RETURNING true
+$$;
+
+-- A new stream that starts at the horizon of finished database transactions, not at
+-- the newest visible transaction, so a posting still running with an older transaction
+-- id cannot commit behind the start and never be exported.
+CREATE FUNCTION erp.open_stream(p_name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
+DECLARE
+  -- every transaction created before the oldest one still running is final: start
+  -- after all of them (xid8 has no arithmetic; numeric does it)
+  v_xact xid8 := ((pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text)::xid8;
+BEGIN
+  INSERT INTO cursors (name, start_xact, start_id, after_xact, after_id)
+  VALUES (p_name, v_xact, 9223372036854775807, v_xact, 9223372036854775807)
+  ON CONFLICT (name) DO NOTHING;
+END $$;
+
+CREATE FUNCTION erp.save_chart(p_version text, p_chart jsonb) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
+  INSERT INTO charts (version, chart) VALUES (p_version, p_chart) ON CONFLICT (version) DO NOTHING
+$$;

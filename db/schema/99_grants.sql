@@ -1,0 +1,71 @@
+-- Roles and privileges, as they are now.
+--
+-- ledger_app is the role of the functions (internet-facing and scheduled alike). It
+-- reads the ledger, creates customer wallets, changes a wallet's status, credit limit
+-- and spend mode, keeps spend limits, and moves money only through
+-- ledger.commit_posting() and ledger.commit_postings().
+--
+-- erp_exporter is the ERP export's own role. Moving the export cursor, recording,
+-- marking and replaying batches, and opening streams belong to the scheduled export
+-- alone: a compromised HTTP function must not be able to move the cursor over
+-- transactions that were never sent. erp_exporter reads the ledger and changes the
+-- export's state only through the erp.* functions; it cannot post money. Its login
+-- (the exporter's IAM user in Google Cloud, ledger_erp locally) is granted
+-- erp_exporter the way the functions' user is granted ledger_app.
+--
+-- Everything is revoked first and granted again, so a grant removed from this file is
+-- gone from the database too. Functions are created afresh by every apply and start
+-- with EXECUTE for PUBLIC, which the revoke takes away: a function is callable only by
+-- the roles named here. Grants to ledger_app come before those to erp_exporter, the
+-- order they were first given in (pg_dump prints privileges in that order).
+
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
+    CREATE ROLE ledger_app NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'erp_exporter') THEN
+    CREATE ROLE erp_exporter NOLOGIN;
+  END IF;
+END $$;
+
+REVOKE ALL ON SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter;
+REVOKE ALL ON ALL TABLES IN SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter;
+
+-- The functions: ledger_app ------------------------------------------------------
+
+GRANT USAGE ON SCHEMA ledger, erp TO ledger_app;
+GRANT SELECT ON
+  ledger.assets, ledger.wallets, ledger.transactions, ledger.entries, ledger.outbox, ledger.outbox_events,
+  ledger.spend_limits, ledger.spend_counters, ledger.spend_charges,
+  ledger.lots, ledger.lot_movements, ledger.lot_extensions,
+  erp.charts, erp.cursors, erp.batches
+  TO ledger_app;
+GRANT INSERT (asset_code, owner_id, model, credit_limit, metadata, parent_id, spend_mode) ON ledger.wallets TO ledger_app;
+GRANT UPDATE (status, credit_limit, metadata, updated_at, spend_mode) ON ledger.wallets TO ledger_app;
+GRANT INSERT, UPDATE, DELETE ON ledger.spend_limits TO ledger_app;
+GRANT EXECUTE ON FUNCTION
+  ledger.commit_posting(text, text, text, text, bigint, bigint, bigint, bigint[], bigint[],
+    text, text, text, text, bigint, jsonb, timestamptz, timestamptz, bigint),
+  ledger.commit_postings(jsonb),
+  ledger.transaction_json(bigint),
+  ledger.iso_utc(timestamptz),
+  ledger.create_asset(text, smallint, text),
+  ledger.mark_published(bigint[]),
+  ledger.mark_failed(bigint, text),
+  ledger.expire_lots(integer, timestamptz, bigint),
+  ledger.extend_lot(text, bigint, timestamptz, text),
+  ledger.period_start(text, timestamptz)
+  TO ledger_app;
+
+-- The ERP export: erp_exporter ---------------------------------------------------
+
+GRANT USAGE ON SCHEMA ledger, erp TO erp_exporter;
+GRANT SELECT ON
+  ledger.assets, ledger.wallets, ledger.transactions, ledger.entries,
+  ledger.spend_charges, ledger.lots, ledger.lot_movements,
+  erp.charts, erp.cursors, erp.batches
+  TO erp_exporter;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA erp TO erp_exporter;
+GRANT EXECUTE ON FUNCTION ledger.iso_utc(timestamptz) TO erp_exporter;

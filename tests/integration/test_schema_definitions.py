@@ -1,0 +1,159 @@
+"""The current definitions (db/schema/) are applied after the migrations, tracked by
+checksum, in one transaction, and re-created whole: a changed signature leaves no old
+overload, a failing file changes nothing, and a forced re-creation gives back exactly
+the schema a fresh database gets."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+
+from db import definitions
+from emulators.stack import PG_BIN, REPO, Stack
+from tests.support import sql
+
+
+def url(stack: Stack, database: str) -> str:
+    dsn = stack.owner_dsn()
+    return f"postgresql+pg8000://{dsn['user']}:{dsn['password']}@{dsn['host']}:{dsn['port']}/{database}"
+
+
+def upgrade(stack: Stack, database: str) -> None:
+    config = Config(str(REPO / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO / "db"))
+    config.set_main_option("sqlalchemy.url", url(stack, database))
+    command.upgrade(config, "head")
+
+
+def schema_dump(stack: Stack, database: str) -> str:
+    dsn = stack.owner_dsn()
+    dump = subprocess.run(
+        [str(PG_BIN / "pg_dump"), "--schema-only", "-T", "public.schema_definitions"]
+        + ["-h", str(dsn["host"]), "-p", str(dsn["port"]), "-U", str(dsn["user"]), database],
+        env={**os.environ, "PGPASSWORD": str(dsn["password"])},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # pg_dump guards its output with a random key per run
+    return re.sub(r"^\\(un)?restrict \S+$", "", dump, flags=re.M)
+
+
+@pytest.fixture
+def scratch(stack):
+    """A database of its own on the test cluster, for re-creating definitions freely."""
+    name = f"scratch_{uuid.uuid4().hex[:10]}"
+    stack.psql(f"CREATE DATABASE {name} OWNER ledger_owner")
+    engine = create_engine(url(stack, name))
+    yield name, engine
+    engine.dispose()
+    stack.psql(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def commit_posting_oid(stack: Stack) -> int:
+    return sql(stack, "SELECT 'ledger.commit_posting'::regproc::oid::bigint")[0][0]
+
+
+def write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.sql"):
+        old.unlink()
+    for name, body in files.items():
+        (directory / name).write_text(body)
+    return directory
+
+
+def overloads(engine, name: str) -> list[str]:
+    with engine.connect() as con:
+        rows = con.execute(
+            text("SELECT oid::regprocedure::text FROM pg_proc WHERE proname = :n ORDER BY 1"), {"n": name}
+        )
+        return [row[0] for row in rows]
+
+
+def test_the_applied_definitions_are_the_files_on_disk(stack):
+    recorded = sql(stack, "SELECT file, sha256 FROM public.schema_definitions ORDER BY file")
+    assert [tuple(row) for row in recorded] == definitions.files()
+
+
+def test_migrating_again_with_nothing_changed_recreates_nothing(stack):
+    before = commit_posting_oid(stack)
+    upgrade(stack, "ledger")
+    assert commit_posting_oid(stack) == before
+
+
+def test_a_forced_re_creation_gives_back_the_fresh_schema(stack, scratch):
+    name, engine = scratch
+    upgrade(stack, name)
+    fresh = schema_dump(stack, name)
+    assert "FUNCTION ledger.commit_posting(" in fresh and "CREATE TRIGGER entries_must_balance" in fresh
+    with engine.begin() as con:
+        assert definitions.rebuild(con, force=True)
+    assert schema_dump(stack, name) == fresh
+    # and the test stack's own database, migrated the same way, has that schema too
+    assert schema_dump(stack, "ledger") == fresh
+
+
+def test_a_changed_signature_leaves_no_old_overload(scratch, tmp_path):
+    _, engine = scratch
+    with engine.begin() as con:
+        con.execute(text("CREATE SCHEMA defs"))
+    one = "CREATE FUNCTION defs.f(a integer) RETURNS integer LANGUAGE sql AS $$ SELECT a $$;\n"
+    two = "CREATE FUNCTION defs.f(a integer, b integer) RETURNS integer LANGUAGE sql AS $$ SELECT a + b $$;\n"
+    for body, expected in ((one, ["defs.f(integer)"]), (two, ["defs.f(integer,integer)"])):
+        directory = write(tmp_path / "schema", {"10_f.sql": body})
+        with engine.begin() as con:
+            assert definitions.rebuild(con, directory=directory, schemas=["defs"])
+        assert overloads(engine, "f") == expected
+    # unchanged files: nothing is dropped or applied again
+    oid = overloads(engine, "f")
+    with engine.begin() as con:
+        assert not definitions.rebuild(con, directory=directory, schemas=["defs"])
+    assert overloads(engine, "f") == oid
+
+
+def test_a_failing_file_changes_nothing(scratch, tmp_path):
+    _, engine = scratch
+    with engine.begin() as con:
+        con.execute(text("CREATE SCHEMA defs"))
+    good = write(
+        tmp_path / "good", {"10_f.sql": "CREATE FUNCTION defs.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;"}
+    )
+    with engine.begin() as con:
+        definitions.rebuild(con, directory=good, schemas=["defs"])
+        applied = definitions.recorded(con)
+    bad = write(
+        tmp_path / "bad",
+        {
+            "10_f.sql": "CREATE FUNCTION defs.f() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$;",
+            "20_broken.sql": "CREATE FUNCTION defs.g( RETURNS int;",
+        },
+    )
+    with pytest.raises(RuntimeError, match="bad/20_broken.sql"), engine.begin() as con:
+        definitions.rebuild(con, directory=bad, schemas=["defs"])
+    with engine.begin() as con:
+        assert con.execute(text("SELECT defs.f()")).scalar() == 1
+        assert definitions.recorded(con) == applied
+
+
+def test_a_routine_that_a_table_depends_on_is_never_dropped_silently(scratch, tmp_path):
+    _, engine = scratch
+    with engine.begin() as con:
+        con.execute(text("CREATE SCHEMA defs"))
+    body = "CREATE FUNCTION defs.f() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT {} $$;"
+    with engine.begin() as con:
+        definitions.rebuild(con, directory=write(tmp_path / "v1", {"10_f.sql": body.format(1)}), schemas=["defs"])
+        con.execute(text("CREATE TABLE defs.t (x integer DEFAULT defs.f())"))
+    with pytest.raises(Exception, match="depend"), engine.begin() as con:
+        definitions.rebuild(con, directory=write(tmp_path / "v2", {"10_f.sql": body.format(2)}), schemas=["defs"])
+    default = "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'defs.t'::regclass"
+    with engine.begin() as con:
+        assert con.execute(text(default)).scalar() == "defs.f()"

@@ -1,0 +1,49 @@
+"""Where the database's code lives: migrations (db/migrations/) hold what runs once, the
+current definitions (db/schema/) what can be re-created, and each SQL function is
+defined in exactly one file."""
+
+import re
+from collections import Counter
+from pathlib import Path
+
+DB = Path(__file__).resolve().parents[2] / "db"
+MIGRATIONS = sorted((DB / "migrations").glob("*.sql"))
+DEFINITIONS = sorted((DB / "schema").glob("*.sql"))
+FUNCTION = re.compile(r"^CREATE (?:OR REPLACE )?(?:FUNCTION|PROCEDURE) ([\w.]+)\s*\(", re.M | re.I)
+
+
+def statements_at_line_start(paths: list[Path], pattern: str) -> list[str]:
+    found = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if re.match(pattern, line, re.I):
+                found.append(f"{path.name}: {line}")
+    return found
+
+
+def test_migrations_hold_no_re_creatable_code():
+    code = (
+        r"(CREATE (OR REPLACE )?(FUNCTION|PROCEDURE|TRIGGER|CONSTRAINT TRIGGER|VIEW|MATERIALIZED VIEW|ROLE)"
+        r"|GRANT|REVOKE)\b"
+    )
+    assert statements_at_line_start(MIGRATIONS, code) == []
+
+
+def test_definitions_hold_no_tables_indexes_or_data_changes():
+    once = r"(CREATE (UNIQUE )?(TABLE|INDEX|SCHEMA|SEQUENCE|TYPE)|ALTER TABLE|INSERT|UPDATE|DELETE|TRUNCATE)\b"
+    assert statements_at_line_start(DEFINITIONS, once) == []
+
+
+def test_no_sql_function_is_defined_in_more_than_one_place():
+    definitions = Counter()
+    for path in [*MIGRATIONS, *DEFINITIONS]:
+        for name in FUNCTION.findall(path.read_text()):
+            definitions[name.lower()] += 1
+    assert definitions, "no function definitions found: the pattern is stale"
+    assert [name for name, count in definitions.items() if count > 1] == []
+
+
+def test_definition_files_apply_in_a_stated_order():
+    # 10_refusals.sql, 20_guards.sql, ...: the number orders them, the name says the concept
+    assert DEFINITIONS and all(re.fullmatch(r"\d{2}_[a-z_]+\.sql", path.name) for path in DEFINITIONS)
+    assert len({path.name[:2] for path in DEFINITIONS}) == len(DEFINITIONS)
