@@ -62,25 +62,44 @@ class DependencyUnavailable(LedgerError):
     code = "dependency_unavailable"
 
 
-# Codes raised by ledger.commit_posting() in Postgres, and the class each belongs to.
+class GuardViolation(LedgerError):
+    """The database refused a write that would break a ledger invariant (db/schema/
+    20_guards.sql). The functions never send one; reaching this is a bug, not the
+    caller's fault, and nothing was written."""
+
+    status = 500
+
+
+# The one list of codes the database raises (db/schema/: ledger.refuse() and the
+# guards), and the class each belongs to. tests/unit/test_refusals.py reads every code
+# the SQL can raise and fails on a code missing here, or one here the SQL never raises.
 DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
+    # posting (70_posting.sql) and the rules it calls
     "wallet_not_found": NotFound,
     "asset_mismatch": Refused,
     "wallet_frozen": Refused,
     "wallet_closed": Refused,
     "insufficient_funds": Refused,
     "idempotency_key_reused": Refused,
-    "not_a_child": Refused,
-    "transfer_outside_tree": Refused,
-    "spend_limit_exceeded": Refused,
-    "parent_not_active": Refused,
-    "expiry_in_past": Refused,
     "invalid_posting": InvalidRequest,
+    "system_account": Refused,
+    "transfer_outside_tree": Refused,
+    "not_voidable": Refused,
+    "credit_expired": Refused,
+    "expiry_in_past": Refused,
+    # trees (40_trees.sql)
+    "not_a_child": Refused,
+    "parent_not_active": Refused,
+    # spend limits (50_spend_limits.sql)
+    "spend_limit_exceeded": Refused,
+    # lots (60_lots.sql)
     "lot_not_found": NotFound,
     "lot_expired": Refused,
     "lot_spent": Refused,
     "expiry_not_later": Refused,
-    "credit_expired": Refused,
-    "not_voidable": Refused,
-    "system_account": Refused,
+    # guards (20_guards.sql)
+    "append_only": GuardViolation,
+    "unbalanced_transaction": GuardViolation,
+    "sealed_transaction": GuardViolation,
+    "wallet_identity_fixed": GuardViolation,
 }

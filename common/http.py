@@ -58,6 +58,8 @@ def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[fl
         try:
             response = handler(request)
         except LedgerError as error:
+            if error.status == 500:  # a guard the database enforces was hit: a bug to see
+                log.error("ledger error", extra={"path": request.path, "code": error.code, "details": error.details})
             response = error_response(error)
         except Exception:
             log.exception("unhandled error", extra={"path": request.path})

@@ -124,7 +124,9 @@ def translate(error: Exception) -> Exception:
     if not fields:
         return error
     sqlstate, message = fields.get("C", ""), fields.get("M", "")
-    if sqlstate == "P0001" and message in DATABASE_REFUSALS:
+    # Refusals are P0001; the double-entry guards raise check_violation (23514), whose
+    # message is otherwise a constraint's text, never a code of the list.
+    if sqlstate in ("P0001", "23514") and message in DATABASE_REFUSALS:
         try:
             details = json.loads(fields.get("D") or "null")
         except ValueError:
