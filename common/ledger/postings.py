@@ -6,8 +6,11 @@ other side: funding (money received, going negative as it is issued), promotion
 (bonuses granted), revenue (usage earned), breakage (expired credit, posted by the
 database's expiry job), discount (a wholesale price's difference).
 
-Which lots a debit takes, and who pays in a shared pool, the database decides under
-the wallet locks (db/sql/0006_wallet_models.sql); these rules only say what moves.
+Each rule here is the Python half of a posting rule; its SQL half is the branch of
+ledger.commit_posting() for the same action (db/schema/70_posting.sql, whose header
+pairs them up). Which lots a debit takes, who pays in a shared pool, which spend limits
+a usage charges and whether a transfer stays in its tree, the database decides under
+the wallet locks; these rules only say what moves.
 """
 
 from __future__ import annotations
@@ -120,6 +123,8 @@ def bonus(cmd: commands.Bonus, accounts: SystemAccounts) -> Posting:
 
 
 def usage(cmd: commands.Usage, accounts: SystemAccounts) -> Posting:
+    """Wallet to revenue. SQL half: a shared pool's member has the pool pay, and every
+    spend limit on the wallet's path is charged."""
     return Posting(
         "usage",
         cmd.asset,
@@ -134,6 +139,7 @@ def usage(cmd: commands.Usage, accounts: SystemAccounts) -> Posting:
 
 
 def transfer(cmd: commands.Transfer) -> Posting:
+    """Wallet to wallet. SQL half: both personal or in one tree, lot credit carried."""
     if cmd.from_wallet_id == cmd.to_wallet_id:
         raise Refused(
             "a transfer needs two different wallets", code="same_wallet", details={"wallet_id": cmd.from_wallet_id}
@@ -151,7 +157,8 @@ def transfer(cmd: commands.Transfer) -> Posting:
 
 
 def allocate(cmd: commands.Allocate, parent_id: int) -> Posting:
-    """Parent to child. `wallet_id` is the child, the counterparty its parent."""
+    """Parent to child. `wallet_id` is the child, the counterparty its parent. SQL half:
+    the edge is checked (not_a_child), lot credit carried down."""
     return _along_edge("allocate", cmd, parent_id, _move(parent_id, cmd.wallet_id, cmd.amount))
 
 
