@@ -86,7 +86,6 @@ CREATE CONSTRAINT TRIGGER transactions_need_entries AFTER INSERT ON ledger.trans
 
 -- Identity ---------------------------------------------------------------------
 
-
 -- What an event says must not change after it is written: it is rendered on read from
 -- transactions and entries (append-only) and from each leg's wallet, whose identity
 -- (owner, model, kind, role, asset) is therefore fixed once the wallet exists.

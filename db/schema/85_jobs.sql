@@ -1,6 +1,5 @@
 -- Jobs: the database's side of the scheduled workers.
 
-
 -- Turn what remains in expired lots into breakage, one ledger transaction (action
 -- `expiry`) per lot, each in its own subtransaction so one failure stops only its lot.
 -- The caller pages through the due lots in expiry order with (p_after_at, p_after_id)
