@@ -108,6 +108,20 @@ def ledger() -> Any:
 
 
 @once
+def ledger_admin() -> Any:
+    from common.adapters.ledger_admin import LedgerAdmin
+
+    return LedgerAdmin(pool(), attempts=get_settings().posting_attempts)
+
+
+@once
+def ledger_queries() -> Any:
+    from common.adapters.ledger_queries import LedgerQueries
+
+    return LedgerQueries(pool(), attempts=get_settings().posting_attempts)
+
+
+@once
 def redis_client() -> Any:
     import redis
 
@@ -225,7 +239,14 @@ def after_commit() -> Any:
 def service() -> Any:
     from common.service import LedgerService
 
-    return LedgerService(ledger(), idempotency, locks, lambda transaction_id: after_commit().submit(transaction_id))
+    return LedgerService(
+        ledger(),
+        ledger_admin(),
+        ledger_queries(),
+        idempotency,
+        locks,
+        lambda transaction_id: after_commit().submit(transaction_id),
+    )
 
 
 # The ERP export -------------------------------------------------------------------
