@@ -67,7 +67,7 @@ IMPORTS = [
         "common/adapters/firestore_rest.py",
     ),
     (
-        "google.auth compute-engine credentials with requests",
+        "google.auth compute-engine credentials (with requests and cryptography)",
         "import google.auth.compute_engine, google.auth.transport.requests",
         "google.auth",
         "common/adapters/firestore_rest.py",

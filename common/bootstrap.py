@@ -76,7 +76,8 @@ def connect_postgres() -> Any:
 
 def _direct_ssl(mode: str) -> Any:
     """pg8000's ssl_context for a libpq-style sslmode. `prefer` (pg8000's default) builds a
-    TLS context on every connect, about 20 ms here, even when the server then declines."""
+    TLS context on every connect, even when the server then declines, and building one
+    loads the system's CA certificates (what that costs: bench/results/imports.md)."""
     if mode == "disable":
         return False
     if mode == "prefer":
