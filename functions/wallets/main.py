@@ -3,7 +3,7 @@
 POST  /wallets                  create a wallet
 GET   /wallets?owner_id=O       an owner's wallets
 GET   /wallets/{id}             a wallet with its balance
-PATCH /wallets/{id}             change status (active, frozen, closed) or credit limit
+PATCH /wallets/{id}             change status (active, frozen, closed), credit limit, spend mode or limits
 GET   /wallets/{id}/history     entries, newest first (?action=&from=&to=&limit=&cursor=)
 GET   /wallets/{id}/lots        per-lot breakdown: open lots, earliest expiry first (?all=true: every lot)
 GET   /wallets/{id}/rollup      a node's balance plus all its descendants', per child, summed on read
