@@ -173,13 +173,13 @@ def run(stack: Stack, workers: int, duration_s: float) -> tuple[str, list[runner
     # Postings made here have no after-commit relay (as the core runs): their events
     # are for no consumer, and left pending they would keep the next sweep busy.
     setup.mark_events_published(stack, before)
-    ledger = bootstrap.ledger()
-    division = ledger.get_wallet(trees.allocated_teams[0])["parent_id"]
+    queries = bootstrap.ledger_queries()
+    division = queries.get_wallet(trees.allocated_teams[0])["parent_id"]
     reads = [
-        ("roll-up of the root (1,000 members)", lambda: ledger.rollup(trees.allocated_root)),
-        ("roll-up of a division (49 members)", lambda: ledger.rollup(division)),
-        ("members of the root, first page of 100", lambda: ledger.members(trees.allocated_root, 0, 100)),
-        ("per-lot breakdown of a wallet with 3 lots", lambda: ledger.lots(trees.with_lots[0], False)),
+        ("roll-up of the root (1,000 members)", lambda: queries.rollup(trees.allocated_root)),
+        ("roll-up of a division (49 members)", lambda: queries.rollup(division)),
+        ("members of the root, first page of 100", lambda: queries.members(trees.allocated_root, 0, 100)),
+        ("per-lot breakdown of a wallet with 3 lots", lambda: queries.lots(trees.with_lots[0], False)),
     ]
     rows = ["| read | p50 ms | p99 ms |", "|---|---:|---:|"]
     for name, read in reads:

@@ -76,7 +76,8 @@ def connect_postgres() -> Any:
 
 def _direct_ssl(mode: str) -> Any:
     """pg8000's ssl_context for a libpq-style sslmode. `prefer` (pg8000's default) builds a
-    TLS context on every connect, about 20 ms here, even when the server then declines."""
+    TLS context on every connect, even when the server then declines, and building one
+    loads the system's CA certificates (what that costs: bench/results/imports.md)."""
     if mode == "disable":
         return False
     if mode == "prefer":
@@ -105,6 +106,20 @@ def ledger() -> Any:
         group_commit_max=settings.group_commit_max,
         group_commit_in_flight=settings.group_commit_in_flight,
     )
+
+
+@once
+def ledger_admin() -> Any:
+    from common.adapters.ledger_admin import LedgerAdmin
+
+    return LedgerAdmin(pool(), attempts=get_settings().posting_attempts)
+
+
+@once
+def ledger_queries() -> Any:
+    from common.adapters.ledger_queries import LedgerQueries
+
+    return LedgerQueries(pool(), attempts=get_settings().posting_attempts)
 
 
 @once
@@ -225,7 +240,14 @@ def after_commit() -> Any:
 def service() -> Any:
     from common.service import LedgerService
 
-    return LedgerService(ledger(), idempotency, locks, lambda transaction_id: after_commit().submit(transaction_id))
+    return LedgerService(
+        ledger(),
+        ledger_admin(),
+        ledger_queries(),
+        idempotency,
+        locks,
+        lambda transaction_id: after_commit().submit(transaction_id),
+    )
 
 
 # The ERP export -------------------------------------------------------------------

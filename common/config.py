@@ -5,9 +5,10 @@ setup. In Google Cloud, LEDGER_DB_INSTANCE switches Postgres to the Cloud SQL Py
 Connector with IAM database authentication, and LEDGER_REDIS_URL points at Memorystore.
 
 A plain dataclass rather than pydantic-settings: every function reads its settings on
-its first request, and pydantic-settings' import alone added about 40 ms to each cold
-start (bench/: cold starts). Each `LEDGER_<FIELD>` variable is converted to the field's
-type; a value that does not convert stops the instance with a message naming it.
+its first request, and pydantic-settings' import alone was a sizeable part of each cold
+start (the figure: bench/results/notes.md). Each `LEDGER_<FIELD>` variable is converted
+to the field's type; a value that does not convert stops the instance with a message
+naming it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Each money-moving action runs inside the idempotency protocol, builds its posting with
 the pure rules in `common.ledger.postings`, and posts it in one call to Postgres.
-Usage additionally holds the wallet's Redis lock while it posts.
+Usage additionally holds the wallet's Redis lock while it posts. Admin writes go to
+`LedgerAdmin`, and every read, a changed wallet's or lot's included, to `LedgerQueries`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
 from common.ledger import postings
 
 if TYPE_CHECKING:  # adapters load with their clients, models with the first parsed body (cold starts)
+    from common.adapters.ledger_admin import LedgerAdmin
+    from common.adapters.ledger_queries import LedgerQueries
     from common.adapters.ledger_store import PostgresLedger
     from common.adapters.redis_locks import RedisLocks
     from common.ledger import commands
@@ -28,11 +31,15 @@ class LedgerService:
     def __init__(
         self,
         ledger: PostgresLedger,
+        admin: LedgerAdmin,
+        queries: LedgerQueries,
         idempotency: Callable[[], Idempotency],
         locks: Callable[[], RedisLocks],
         committed: Callable[[int], None] = lambda transaction_id: None,
     ) -> None:
         self.ledger = ledger
+        self.admin = admin
+        self.queries = queries
         self._idempotency = idempotency  # built on first use: reads never touch Firestore
         self._locks = locks  # built on first use: only usage needs Redis
         # Told each new transaction's id once it is committed: the event relay. Its event
@@ -72,10 +79,10 @@ class LedgerService:
 
     def void(self, cmd: commands.Void, key: str | None) -> Outcome:
         def build() -> postings.Posting:
-            original = self.ledger.get_transaction(cmd.transaction_id)
+            original = self.queries.get_transaction(cmd.transaction_id)
             retry_of_this_void = (
                 original["voided_by"] is not None
-                and self.ledger.get_transaction(original["voided_by"])["idempotency_key"] == key
+                and self.queries.get_transaction(original["voided_by"])["idempotency_key"] == key
             )
             return postings.reversal(original, cmd, retry_of_this_void=retry_of_this_void)
 
@@ -130,40 +137,41 @@ class LedgerService:
     # Reads and admin ---------------------------------------------------------
 
     def get_transaction(self, transaction_id: int) -> dict[str, Any]:
-        return self.ledger.get_transaction(transaction_id)
+        return self.queries.get_transaction(transaction_id)
 
     def create_wallet(self, cmd: commands.CreateWallet) -> dict[str, Any]:
-        return self.ledger.create_wallet(cmd)
+        return self.queries.get_wallet(self.admin.create_wallet(cmd))
 
     def get_wallet(self, wallet_id: int) -> dict[str, Any]:
-        return self.ledger.get_wallet(wallet_id)
+        return self.queries.get_wallet(wallet_id)
 
     def list_wallets(self, owner_id: str) -> list[dict[str, Any]]:
-        return self.ledger.list_wallets(owner_id)
+        return self.queries.list_wallets(owner_id)
 
     def update_wallet(self, wallet_id: int, cmd: commands.UpdateWallet) -> dict[str, Any]:
-        return self.ledger.update_wallet(wallet_id, cmd)
+        self.admin.update_wallet(wallet_id, cmd)
+        return self.queries.get_wallet(wallet_id)
 
     def history(self, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
-        return self.ledger.history(wallet_id, query)
+        return self.queries.history(wallet_id, query)
 
     def rollup(self, wallet_id: int) -> dict[str, Any]:
-        return self.ledger.rollup(wallet_id)
+        return self.queries.rollup(wallet_id)
 
     def members(self, wallet_id: int, after: int, limit: int) -> dict[str, Any]:
-        return self.ledger.members(wallet_id, after, limit)
+        return self.queries.members(wallet_id, after, limit)
 
     def lots(self, wallet_id: int, include_closed: bool = False) -> dict[str, Any]:
-        return self.ledger.lots(wallet_id, include_closed)
+        return self.queries.lots(wallet_id, include_closed)
 
     def get_lot(self, lot_id: int) -> dict[str, Any]:
-        return self.ledger.get_lot(lot_id)
+        return self.queries.get_lot(lot_id)
 
     def extend_lot(self, lot_id: int, cmd: commands.ExtendLot, key: str | None) -> Outcome:
         """Not a money movement: the database keeps one extension per key, so a retry
         (or a racing copy) answers with the same lot and posts nothing twice."""
-        lot, replayed = self.ledger.extend_lot(validate_key(key), lot_id, cmd)
-        return Outcome(200, {"lot": lot}, replayed=replayed)
+        replayed = self.admin.extend_lot(validate_key(key), lot_id, cmd)
+        return Outcome(200, {"lot": self.queries.get_lot(lot_id)}, replayed=replayed)
 
     def expire_lots(self, batch: int = 50, budget: int = 100_000) -> dict[str, int]:
         """The expiry job: every due lot becomes breakage, a batch per call, until none
@@ -190,7 +198,7 @@ class LedgerService:
         return {"expired": expired, "failed": failed, "busy": busy, "amount": amount}
 
     def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:
-        return self.ledger.create_asset(cmd)
+        return self.admin.create_asset(cmd)
 
     def list_assets(self) -> list[dict[str, Any]]:
-        return self.ledger.list_assets()
+        return self.queries.list_assets()

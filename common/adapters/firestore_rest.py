@@ -2,14 +2,16 @@
 
 The functions make four document calls (create if absent, get, merge, delete). The
 official client, google-cloud-firestore, brings grpc, proto-plus and every generated
-Firestore type along: its import was about 200 ms of a money function's 530 ms cold
-start here, against 35 ms for http.client and ssl (bench/: cold starts). The official
-client stays the tests' independent reader: tests/integration/test_firestore_rest.py
-checks that what is written here is what it reads and writes.
+Firestore type along: its import was the largest part of a money function's cold
+start, far more than http.client and ssl (bench/results/imports.md; the cold start
+it was part of: bench/results/notes.md). The official client stays the tests'
+independent reader: tests/integration/test_firestore_rest.py checks that what is
+written here is what it reads and writes.
 
 Access tokens come from the metadata server, as on every Google Cloud runtime
-(google-auth's compute-engine credentials import requests and cryptography, another
-140 ms); with GOOGLE_APPLICATION_CREDENTIALS set, google-auth reads that file instead.
+(google-auth's compute-engine credentials import requests and cryptography, a cold
+start cost of their own: bench/results/imports.md); with GOOGLE_APPLICATION_CREDENTIALS
+set, google-auth reads that file instead.
 Against the emulator (FIRESTORE_EMULATOR_HOST) the emulator's admin token is sent, as
 the official client does.
 """
@@ -223,8 +225,8 @@ def default_token(timeout_s: float) -> MetadataServerToken | KeyFileToken:
 
 class _NoDelay:
     """Send each request at once: http.client writes headers and body separately, and
-    with Nagle's algorithm the body then waits for the server's delayed ACK (a create
-    took 5.6 ms against the emulator this way, 2.8 ms without)."""
+    with Nagle's algorithm the body then waits for the server's delayed ACK (what that
+    cost a create against the emulator: bench/results/notes.md)."""
 
     sock: socket.socket | None
 

@@ -2,10 +2,11 @@
 place where transient failures are retried.
 
 pg8000 connections are not thread-safe and functions-framework serves with threads,
-so each request borrows a connection. The pool is hand-written (about 60 lines)
-rather than SQLAlchemy's because its import alone would cost a cold start more than
-this whole module. Connections are recycled after `max_age_s` so a long-lived
-instance does not keep plans cached from an empty table forever.
+so each request borrows a connection. The pool is hand-written rather than
+SQLAlchemy's because SQLAlchemy's import alone would cost a cold start more than this
+whole module with pg8000 (bench/results/imports.md). Connections are recycled after
+`max_age_s` so a long-lived instance does not keep plans cached from an empty table
+forever.
 """
 
 from __future__ import annotations

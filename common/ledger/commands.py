@@ -23,8 +23,8 @@ Instant = Annotated[AwareDatetime, Strict(False)]
 
 class Command(BaseModel):
     # defer_build: a model's validator is built on its first use, not at import. Each
-    # function uses one or two of these models, and building all of them cost every cold
-    # start about 25 ms.
+    # function uses one or two of these models, and building all of them at import would
+    # lengthen every cold start (bench/results/imports.md, "First use").
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 

@@ -36,7 +36,9 @@ class CrashAfterCommit(LedgerProxy):
 
 def service_with(store, ledger, lease_s, wait_s=2.0):
     idempotency = Idempotency(store, ttl_s=3600, wait_s=wait_s, lease_s=lease_s)
-    return LedgerService(ledger, lambda: idempotency, bootstrap.locks)
+    return LedgerService(
+        ledger, bootstrap.ledger_admin(), bootstrap.ledger_queries(), lambda: idempotency, bootstrap.locks
+    )
 
 
 def stores():

@@ -26,7 +26,13 @@ class PostsThenRefuses(LedgerProxy):
 
 def test_a_refusal_after_another_copy_posted_answers_with_that_posting(stack):
     wallet, k = new_wallet(stack), key()
-    service = LedgerService(PostsThenRefuses(bootstrap.ledger()), bootstrap.idempotency, bootstrap.locks)
+    service = LedgerService(
+        PostsThenRefuses(bootstrap.ledger()),
+        bootstrap.ledger_admin(),
+        bootstrap.ledger_queries(),
+        bootstrap.idempotency,
+        bootstrap.locks,
+    )
     outcome = service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=70, external_ref="p"), k)
     assert outcome.status == 201 and outcome.replayed
     assert outcome.body["transaction"]["amount"] == 70

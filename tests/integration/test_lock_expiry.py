@@ -13,7 +13,9 @@ from tests.support import balance, key, new_wallet, sql
 
 def test_a_lock_that_expires_mid_operation_cannot_cause_an_overspend(stack):
     tiny = RedisLocks(bootstrap.redis_client(), ttl_ms=1, wait_ms=5000)
-    service = LedgerService(bootstrap.ledger(), bootstrap.idempotency, lambda: tiny)
+    service = LedgerService(
+        bootstrap.ledger(), bootstrap.ledger_admin(), bootstrap.ledger_queries(), bootstrap.idempotency, lambda: tiny
+    )
     wallet = new_wallet(stack, funded=50)
 
     def use(n):

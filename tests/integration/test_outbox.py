@@ -142,7 +142,14 @@ def test_a_failing_after_commit_hook_leaves_the_posting_answered(stack):
     def broken(transaction_id):
         raise RuntimeError("can't start new thread")
 
-    service = LedgerService(bootstrap.ledger(), bootstrap.idempotency, bootstrap.locks, broken)
+    service = LedgerService(
+        bootstrap.ledger(),
+        bootstrap.ledger_admin(),
+        bootstrap.ledger_queries(),
+        bootstrap.idempotency,
+        bootstrap.locks,
+        broken,
+    )
     wallet, k = new_wallet(stack), key()
     outcome = service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=4, external_ref="r"), k)
     assert outcome.status == 201 and not outcome.replayed
@@ -153,7 +160,9 @@ def test_100_actions_posted_while_pubsub_is_down_arrive_after_the_scheduled_swee
     subscriber, path, recreate = subscription
     # No after-commit relay here: the test's own relay round is the one that meets the
     # outage, so the sweep after it is what publishes.
-    service = LedgerService(bootstrap.ledger(), bootstrap.idempotency, bootstrap.locks)
+    service = LedgerService(
+        bootstrap.ledger(), bootstrap.ledger_admin(), bootstrap.ledger_queries(), bootstrap.idempotency, bootstrap.locks
+    )
     alice, bob = new_wallet(stack, funded=1_000), new_wallet(stack)
     actions = [
         lambda: service.top_up(commands.TopUp(wallet_id=alice, asset="TST", amount=3, external_ref="r"), key()),
@@ -195,7 +204,9 @@ def test_100_actions_posted_while_pubsub_is_down_arrive_after_the_scheduled_swee
 
 
 def test_the_sweep_leaves_events_younger_than_its_minimum_age_to_the_relay(stack, subscription):
-    service = LedgerService(bootstrap.ledger(), bootstrap.idempotency, bootstrap.locks)  # no relay
+    service = LedgerService(
+        bootstrap.ledger(), bootstrap.ledger_admin(), bootstrap.ledger_queries(), bootstrap.idempotency, bootstrap.locks
+    )  # no relay
     wallet = new_wallet(stack)
     outcome = service.bonus(commands.Bonus(wallet_id=wallet, asset="TST", amount=1), key())
     transaction_id = outcome.body["transaction"]["id"]

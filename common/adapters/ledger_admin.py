@@ -1,0 +1,169 @@
+"""The ledger's writes that move no money: assets (with their system accounts), wallets
+and their status, limits and spend mode, and later expiries for lots.
+
+Apart from the postings (common/adapters/ledger_store.py): none of these goes through
+ledger.commit_posting() or group commit. The database's constraints have the last
+word; these refuse first, with clearer errors, and name the constraint's refusals.
+A write answers no more than what it decided (an id, a replay); the service reads the
+changed wallet or lot back through common/adapters/ledger_queries.py.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pg8000.exceptions import DatabaseError
+
+from common.adapters.postgres import Pool, error_fields, run_with_retry
+from common.errors import NotFound, Refused
+
+if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
+    from common.ledger import commands
+
+
+class LedgerAdmin:
+    def __init__(self, pool: Pool, attempts: int = 5) -> None:
+        self._pool = pool
+        self._attempts = attempts
+
+    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
+        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
+
+    # Assets ---------------------------------------------------------------
+
+    def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:
+        try:
+            self._run(
+                "SELECT ledger.create_asset(:code, CAST(:scale AS smallint), :description)",
+                code=cmd.code,
+                scale=cmd.scale,
+                description=cmd.description,
+            )
+        except DatabaseError as error:
+            if error_fields(error).get("C") == "23505":
+                raise Refused(f"asset {cmd.code} already exists", code="asset_exists") from error
+            raise
+        return {"code": cmd.code, "scale": cmd.scale, "description": cmd.description}
+
+    # Wallets --------------------------------------------------------------
+
+    def create_wallet(self, cmd: commands.CreateWallet) -> int:
+        """The new wallet's id."""
+        if cmd.parent_id is not None:
+            self._check_parent(cmd)
+        try:
+            rows = self._run(
+                "INSERT INTO ledger.wallets"
+                " (owner_id, asset_code, model, credit_limit, metadata, parent_id, spend_mode)"
+                " VALUES (:owner_id, :asset, :model, :credit_limit, CAST(:metadata AS jsonb), :parent_id, :spend_mode)"
+                " RETURNING id",
+                owner_id=cmd.owner_id,
+                asset=cmd.asset,
+                model=cmd.model,
+                credit_limit=cmd.credit_limit,
+                metadata=dict(cmd.metadata),
+                parent_id=cmd.parent_id,
+                spend_mode=cmd.spend_mode,
+            )
+        except DatabaseError as error:
+            fields = error_fields(error)
+            if fields.get("n") == "wallets_tree_depth":
+                raise Refused("a tree is at most 8 levels deep", code="tree_too_deep") from error
+            if fields.get("C") == "23503" and fields.get("n") != "wallets_parent":
+                raise Refused(
+                    f"unknown asset {cmd.asset}", code="unknown_asset", details={"asset": cmd.asset}
+                ) from error
+            raise
+        return int(rows[0][0])
+
+    def _check_parent(self, cmd: commands.CreateWallet) -> None:
+        """Clear refusals for what the database's tree constraints would refuse anyway."""
+        rows = self._run("SELECT asset_code, model, kind FROM ledger.wallets WHERE id = :id", id=cmd.parent_id)
+        if not rows:
+            raise Refused(
+                f"parent wallet {cmd.parent_id} does not exist",
+                code="parent_not_found",
+                details={"parent_id": cmd.parent_id},
+            )
+        asset, model, kind = rows[0]
+        if kind != "customer" or model != cmd.model or asset != cmd.asset:
+            raise Refused(
+                "a member's parent has the member's asset and model (enterprise or reseller)",
+                code="parent_mismatch",
+                details={"parent_id": cmd.parent_id, "parent_asset": asset, "parent_model": model},
+            )
+
+    def update_wallet(self, wallet_id: int, cmd: commands.UpdateWallet) -> None:
+        rows = self._run("SELECT kind, status, spend_mode, parent_id FROM ledger.wallets WHERE id = :id", id=wallet_id)
+        if not rows:
+            raise NotFound(
+                f"wallet {wallet_id} does not exist", code="wallet_not_found", details={"wallet_id": wallet_id}
+            )
+        kind, status, spend_mode, parent_id = rows[0]
+        if kind == "system":
+            raise Refused("system accounts cannot be changed", code="system_account")
+        if status == "closed" and cmd.status not in (None, "closed"):
+            raise Refused("a closed wallet stays closed", code="wallet_closed", details={"wallet_id": wallet_id})
+        if cmd.spend_mode is not None and spend_mode is None:
+            raise Refused(
+                "only the root of an enterprise or reseller tree has a spend mode",
+                code="not_a_root",
+                details={"wallet_id": wallet_id},
+            )
+        if cmd.credit_limit and parent_id is not None:
+            raise Refused(
+                "a member spends what it is allocated: only a root has a credit limit",
+                code="member_credit_limit",
+                details={"wallet_id": wallet_id},
+            )
+        try:
+            self._run(
+                "UPDATE ledger.wallets SET status = coalesce(CAST(:status AS text), status),"
+                " credit_limit = coalesce(CAST(:credit_limit AS bigint), credit_limit),"
+                " spend_mode = coalesce(CAST(:spend_mode AS text), spend_mode), updated_at = now()"
+                " WHERE id = :id",
+                status=cmd.status,
+                credit_limit=cmd.credit_limit,
+                spend_mode=cmd.spend_mode,
+                id=wallet_id,
+            )
+            for period, amount in sorted((cmd.spend_limits or {}).items()):
+                if amount is None:
+                    self._run(
+                        "DELETE FROM ledger.spend_limits WHERE wallet_id = :id AND period = :p", id=wallet_id, p=period
+                    )
+                else:
+                    self._run(
+                        "INSERT INTO ledger.spend_limits (wallet_id, period, amount) VALUES (:id, :p, :a)"
+                        " ON CONFLICT (wallet_id, period) DO UPDATE SET amount = excluded.amount, updated_at = now()",
+                        id=wallet_id,
+                        p=period,
+                        a=amount,
+                    )
+        except DatabaseError as error:
+            constraint = error_fields(error).get("n")
+            if constraint == "wallets_closed_is_empty":
+                raise Refused(
+                    "only an empty wallet can be closed", code="wallet_not_empty", details={"wallet_id": wallet_id}
+                ) from error
+            if constraint == "wallets_balance_within_limit":
+                raise Refused(
+                    "the balance is below the new credit limit",
+                    code="credit_limit_below_balance",
+                    details={"wallet_id": wallet_id},
+                ) from error
+            raise
+
+    # Lots -------------------------------------------------------------------
+
+    def extend_lot(self, key: str, lot_id: int, cmd: commands.ExtendLot) -> bool:
+        """Move a lot's expiry later, once per idempotency key; True when the key had
+        already done so (a replay)."""
+        rows = self._run(
+            "SELECT extension_id, replayed FROM ledger.extend_lot(:k, :id, CAST(:at AS timestamptz), :reason)",
+            k=key,
+            id=lot_id,
+            at=cmd.expires_at.isoformat(),
+            reason=cmd.reason,
+        )
+        return bool(rows[0][1])
