@@ -1,6 +1,6 @@
 """Ledger events as Pub/Sub messages (pure: no client here).
 
-An event is the outbox row Postgres wrote with its transaction (db/sql/0003_outbox.sql).
+An event is the outbox row Postgres wrote with its transaction (db/schema/80_outbox.sql).
 Its message carries the event id as an attribute, so consumers dedupe on it (Pub/Sub
 redelivers, and a re-published event gets a new message id), and the wallet the action
 is about as its ordering key, so one wallet's events arrive in order.

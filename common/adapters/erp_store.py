@@ -1,5 +1,5 @@
 """The ERP export's state in Postgres: the export order over the ledger, cursors,
-charts and batches (db/sql/0005_erp_export.sql)."""
+charts and batches (db/schema/90_erp_export.sql, privileges in 99_grants.sql)."""
 
 from __future__ import annotations
 
