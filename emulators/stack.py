@@ -23,39 +23,18 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.functions import discover, tick_functions
+
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("LEDGER_PG_BIN", "/usr/lib/postgresql/15/bin"))
 GCLOUD_PLATFORM = Path(os.environ.get("LEDGER_GCLOUD_PLATFORM", "/usr/lib/google-cloud-sdk/platform"))
 FIRESTORE_BIN = GCLOUD_PLATFORM / "cloud-firestore-emulator" / "cloud_firestore_emulator"
 PUBSUB_BIN = GCLOUD_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
 
-# Function folder -> entry point. Entry points are distinct because functions-framework
-# registers every main.py under the same module name.
-FUNCTIONS = {
-    "topup": "topup",
-    "bonus": "bonus",
-    "usage": "usage",
-    "transfer": "transfer",
-    "void": "void",
-    "wallets": "wallets",
-    "erp_export": "erp_export",
-    "outbox_sweeper": "outbox_sweeper",
-    "erp_reconcile": "erp_reconcile",
-    # added later: appended, so every earlier function keeps its local port
-    "addon": "addon",
-    "allocate": "allocate",
-    "reclaim": "reclaim",
-    "lot_expiry": "lot_expiry",
-}
-# Pub/Sub-triggered functions -> the Settings field naming the topic that triggers them.
-# Locally a push subscription on that topic delivers each message to the function, as
-# Eventarc does in Google Cloud.
-EVENT_FUNCTIONS = {
-    "erp_export": "erp_export_tick_topic",
-    "outbox_sweeper": "outbox_sweep_tick_topic",
-    "erp_reconcile": "erp_reconcile_tick_topic",
-    "lot_expiry": "lot_expiry_tick_topic",
-}
+# Every folder under functions/ (infra/functions.py), in name order: the functions'
+# local ports follow that order. A Pub/Sub-triggered function gets a push subscription
+# on its tick topic, as Eventarc gives it in Google Cloud.
+FUNCTIONS = discover()
 ERP_TOKEN = "local-erp-token"  # the local ERP receiver's credential; in Google Cloud, a secret
 
 DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400}
@@ -64,9 +43,8 @@ RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 PROJECT = "demo-wallet-ledger"
 OWNER_PASSWORD = "ledger_owner"  # local stack only; production uses IAM database auth
 APP_PASSWORD = "ledger_fn"
-EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"  # the ERP export's own login (db/sql/0005_erp_export.sql)
-# Functions that run as the ERP export's database role rather than the functions' role.
-EXPORTER_FUNCTIONS = ("erp_export", "erp_reconcile")
+# The login of functions whose deploy.json says database_login "exporter" (the ERP export's, db/sql/0005_erp_export.sql)
+EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"
 
 
 class StackError(RuntimeError):
@@ -126,7 +104,7 @@ class Stack:
     def function_env(self, name: str) -> dict[str, str]:
         """The environment of one function: the ERP export's functions log in as its role."""
         env = self.env()
-        if name in EXPORTER_FUNCTIONS:
+        if FUNCTIONS[name].database_login == "exporter":
             env.update(LEDGER_DB_USER=EXPORTER_USER, LEDGER_DB_PASSWORD=EXPORTER_PASSWORD)
         return env
 
@@ -387,14 +365,14 @@ class Stack:
 
         settings = Settings.from_env(self.env())
         self._pubsub_put(f"topics/{settings.events_topic}", None)
-        for function, topic_field in EVENT_FUNCTIONS.items():
-            topic = getattr(settings, topic_field)
+        for function in tick_functions(FUNCTIONS).values():
+            topic = getattr(settings, function.tick_topic_setting)
             self._pubsub_put(f"topics/{topic}", None)
             self._pubsub_put(
-                f"subscriptions/{topic}-{function}",
+                f"subscriptions/{topic}-{function.name}",
                 {
                     "topic": f"projects/{PROJECT}/topics/{topic}",
-                    "pushConfig": {"pushEndpoint": self.function_url(function)},
+                    "pushConfig": {"pushEndpoint": self.function_url(function.name)},
                     "ackDeadlineSeconds": 600,  # an export pass may take minutes
                 },
             )
@@ -451,9 +429,9 @@ class Stack:
                 [
                     str(Path(sys.executable).parent / "functions-framework"),
                     "--target",
-                    FUNCTIONS[name],
+                    name,
                     "--source",
-                    str(REPO / "functions" / name / "main.py"),
+                    str(FUNCTIONS[name].source),
                     "--host",
                     "127.0.0.1",
                     "--port",
