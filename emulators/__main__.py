@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from emulators import database
 from emulators.stack import Stack
 
 
@@ -21,9 +22,7 @@ def up(stack: Stack, demo: bool) -> None:
     """Start every service, migrate, seed and serve every function; return when all answer."""
     stack.up()
     if demo:
-        from emulators.database import seed_demo
-
-        wallets = seed_demo(stack)
+        wallets = database.seed_demo(stack.owner_dsn())
         click.echo("\nDemo wallets:")
         for wallet in wallets:
             click.echo(

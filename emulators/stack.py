@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulators import database
 from infra.functions import discover, tick_functions
 
 REPO = Path(__file__).resolve().parent.parent
@@ -502,9 +503,7 @@ class Stack:
         self.start_firestore()
         self.start_pubsub()
         self.start_erp()
-        from emulators import database
-
-        database.migrate(self)
+        database.migrate(self.owner_dsn())
         if functions:
             self.start_functions()
             self.start_scheduler()
