@@ -4,7 +4,9 @@ and every function served by functions-framework, all on loopback.
 One implementation serves both `make dev` (profile "dev") and the test suite (profile
 "test", its own ports and data), so what the tests prove is what a developer runs.
 Every long-running child is started in its own session (setsid) and stopped by process
-group, because killing an emulator's launcher alone orphans its JVM.
+group, because killing an emulator's launcher alone orphans its JVM. Before anything
+starts, emulators/prerequisites.py checks what the machine must have (and installs
+what Debian packages).
 """
 
 from __future__ import annotations
@@ -23,14 +25,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emulators import database
+from emulators import database, prerequisites
 from infra.functions import discover, tick_functions
 
 REPO = Path(__file__).resolve().parent.parent
-PG_BIN = Path(os.environ.get("LEDGER_PG_BIN", "/usr/lib/postgresql/15/bin"))
-GCLOUD_PLATFORM = Path(os.environ.get("LEDGER_GCLOUD_PLATFORM", "/usr/lib/google-cloud-sdk/platform"))
-FIRESTORE_BIN = GCLOUD_PLATFORM / "cloud-firestore-emulator" / "cloud_firestore_emulator"
-PUBSUB_BIN = GCLOUD_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
 
 # Every folder under functions/ (infra/functions.py), in name order: the functions'
 # local ports follow that order. A Pub/Sub-triggered function gets a push subscription
@@ -57,6 +55,7 @@ class Stack:
     profile: str = "dev"
     port_base: int = 0
     state_dir: Path = field(default=Path())
+    pg_bin_override: Path | None = None  # the PostgreSQL binaries to use; found by default
 
     def __post_init__(self) -> None:
         if not self.port_base:
@@ -150,6 +149,11 @@ class Stack:
     def pg_dir(self) -> Path:
         return self.state_dir / "pg"
 
+    @property
+    def pg_bin(self) -> Path:
+        """The binaries of the cluster's own major version (the newest installed for a new one)."""
+        return self.pg_bin_override or prerequisites.postgres_bin(self.pg_dir / "data")
+
     def _pg_user(self) -> str | None:
         """The unprivileged user Postgres runs as when we are root, else None."""
         if os.geteuid() != 0:
@@ -199,7 +203,7 @@ class Stack:
                 shutil.chown(pwfile, user, user)
             self._as_pg(
                 [
-                    str(PG_BIN / "initdb"),
+                    str(self.pg_bin / "initdb"),
                     "-D",
                     str(data),
                     "-U",
@@ -228,7 +232,7 @@ class Stack:
         if not self._pg_ready():
             self._as_pg(
                 [
-                    str(PG_BIN / "pg_ctl"),
+                    str(self.pg_bin / "pg_ctl"),
                     "-D",
                     str(data),
                     "-l",
@@ -247,14 +251,14 @@ class Stack:
 
     def _pg_ready(self) -> bool:
         result = subprocess.run(
-            [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"])], capture_output=True
+            [str(self.pg_bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"])], capture_output=True
         )
         return result.returncode == 0
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         return self._as_pg(
             [
-                str(PG_BIN / "psql"),
+                str(self.pg_bin / "psql"),
                 "-h",
                 str(self.pg_dir),
                 "-p",
@@ -303,15 +307,13 @@ class Stack:
         data = self.pg_dir / "data"
         if (data / "postmaster.pid").exists():
             try:
-                self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
+                self._as_pg([str(self.pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
             except subprocess.CalledProcessError:
                 pass
 
     # Redis ------------------------------------------------------------------
 
     def start_redis(self) -> None:
-        if shutil.which("redis-server") is None:
-            install_redis()
         (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
         if port_open(self.ports["redis"]):
             return
@@ -340,7 +342,7 @@ class Stack:
             self._spawn(
                 "firestore",
                 [
-                    str(FIRESTORE_BIN),
+                    str(prerequisites.firestore_bin()),
                     "start",
                     "--host=127.0.0.1",
                     f"--port={self.ports['firestore']}",
@@ -354,7 +356,13 @@ class Stack:
             data = self.state_dir / "pubsub"
             data.mkdir(parents=True, exist_ok=True)
             self._spawn(
-                "pubsub", [str(PUBSUB_BIN), "--host=127.0.0.1", f"--port={self.ports['pubsub']}", f"--data-dir={data}"]
+                "pubsub",
+                [
+                    str(prerequisites.pubsub_bin()),
+                    "--host=127.0.0.1",
+                    f"--port={self.ports['pubsub']}",
+                    f"--data-dir={data}",
+                ],
             )
         wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports['pubsub']}/"), "pubsub emulator", 60)
         self.create_topics()
@@ -495,7 +503,12 @@ class Stack:
 
     # Whole stack ------------------------------------------------------------
 
-    def up(self, functions: bool = True) -> None:
+    def check_prerequisites(self, install: bool = True) -> None:
+        """Install what Debian packages, or stop with one message naming every missing piece."""
+        prerequisites.ensure(self.pg_dir / "data", install)
+
+    def up(self, functions: bool = True, install: bool = True) -> None:
+        self.check_prerequisites(install)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.reserve_ports()
         self.start_postgres()
@@ -539,17 +552,6 @@ class Stack:
         ]
         rows += [(f"function {name}", self.function_url(name)) for name in FUNCTIONS]
         return rows
-
-
-def install_redis() -> None:
-    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
-    if prefix is None:
-        raise StackError("redis-server is missing; install it with: apt-get install -y redis-server")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*prefix, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        [*prefix, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env, stdout=subprocess.DEVNULL
-    )
 
 
 def kill_group(pgid: int) -> None:
