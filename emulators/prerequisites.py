@@ -106,9 +106,10 @@ def java_major(java: str) -> int | None:
 
 def _java() -> Missing | None:
     java = shutil.which("java")
-    if java is not None and (java_major(java) or 0) >= MIN_JAVA:
+    major = java_major(java) if java else None
+    if major is not None and major >= MIN_JAVA:
         return None
-    found = f" (found {java}, Java {java_major(java)})" if java else ""
+    found = f" (found {java}, Java {major})" if java else ""
     return Missing(f"a Java runtime, version {MIN_JAVA} or newer, for the emulators{found}", ("default-jre-headless",))
 
 
