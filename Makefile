@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make dev` (local stack with demo data) and
-# `make test` (the whole suite against real services). Each sets up what it needs.
+# `make test` (the whole suite against real services). Each sets up what it needs:
+# what Debian packages it installs with apt-get, and names what else is missing.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
@@ -34,6 +35,7 @@ lint: $(STAMP)
 	@$(PY) -m mypy common
 
 test: lint          ## lint, then unit, integration and end-to-end tests on a fresh test stack
+	@$(PY) -m emulators --profile test check
 	@$(PY) -m pytest
 
 bench: $(STAMP)     ## benchmark the running functions and the core postings (starts the dev stack)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.runner import Result
 from bench.setup import BenchData
-from emulators.stack import PG_BIN, Stack
+from emulators.stack import Stack
 
 SQL = Path(__file__).resolve().parent / "sql"
 PLAIN = ("pgbench: plain-SQL transfer", SQL / "transfer.pgbench")
@@ -43,7 +43,7 @@ def _pgbench(stack: Stack, data: BenchData, clients: int, seconds: int, script: 
         raise SystemExit("pgbench needs the bench wallets' ids to be contiguous")
     dsn = stack.owner_dsn()
     command = [
-        str(PG_BIN / "pgbench"),
+        str(stack.pg_bin / "pgbench"),
         "-h",
         str(dsn["host"]),
         "-p",

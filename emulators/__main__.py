@@ -1,13 +1,29 @@
-"""`python -m emulators up|down|status|restart SERVICE`: the local stack's command line."""
+"""`python -m emulators check|up|down|status|env`: the local stack's command line."""
 
 from __future__ import annotations
 
 import click
 
-from emulators.stack import Stack
+from emulators import database
+from emulators.prerequisites import PrerequisitesMissing
+from emulators.stack import Stack, StackError
+
+INSTALL = click.option(
+    "--install/--no-install", default=True, show_default=True, help="Install missing Debian packages with apt-get."
+)
 
 
-@click.group()
+class _StackCommands(click.Group):
+    """A stack that cannot start says why in a message, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (StackError, PrerequisitesMissing) as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_StackCommands)
 @click.option("--profile", default="dev", show_default=True, help="dev (make dev) or test (the test suite).")
 @click.pass_context
 def cli(ctx: click.Context, profile: str) -> None:
@@ -15,15 +31,23 @@ def cli(ctx: click.Context, profile: str) -> None:
 
 
 @cli.command()
-@click.option("--demo/--no-demo", default=True, show_default=True, help="Seed demo assets and wallets.")
+@INSTALL
 @click.pass_obj
-def up(stack: Stack, demo: bool) -> None:
-    """Start every service, migrate, seed and serve every function; return when all answer."""
-    stack.up()
-    if demo:
-        from emulators.database import seed_demo
+def check(stack: Stack, install: bool) -> None:
+    """Check (and install what apt-get can) everything the stack needs; start nothing."""
+    stack.check_prerequisites(install)
+    click.echo(f"Local stack '{stack.profile}' has what it needs (PostgreSQL in {stack.pg_bin}).")
 
-        wallets = seed_demo(stack)
+
+@cli.command()
+@click.option("--demo/--no-demo", default=True, show_default=True, help="Seed demo assets and wallets.")
+@INSTALL
+@click.pass_obj
+def up(stack: Stack, demo: bool, install: bool) -> None:
+    """Start every service, migrate, seed and serve every function; return when all answer."""
+    stack.up(install=install)
+    if demo:
+        wallets = database.seed_demo(stack.owner_dsn())
         click.echo("\nDemo wallets:")
         for wallet in wallets:
             click.echo(

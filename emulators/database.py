@@ -1,15 +1,17 @@
-"""Migrations and demo data for a local stack."""
+"""Migrations and demo data for a local database.
+
+It knows a database only by its owner's connection parameters (a pg8000 keyword dict,
+what Stack.owner_dsn() gives), not the stack around it: emulators/stack.py imports this
+module, never the other way round.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
-from alembic import command
-from alembic.config import Config
-
-if TYPE_CHECKING:
-    from emulators.stack import Stack
+REPO = Path(__file__).resolve().parent.parent
 
 DEMO_ASSETS = [("IDR", 0, "Indonesian rupiah"), ("USD", 2, "US dollar"), ("GOLD", 0, "in-app gold coins")]
 # (owner, asset, model, opening top-up in minor units)
@@ -32,24 +34,26 @@ DEMO_MONTHLY_LIMIT = ("acme-research-ml", 300_000)
 DEMO_BONUS_LOT = ("alice", "IDR", 10_000, "30 days")  # a welcome bonus that expires
 
 
-def owner_url(stack: Stack) -> str:
-    dsn = stack.owner_dsn()
+def owner_url(dsn: dict[str, Any]) -> str:
     return f"postgresql+pg8000://{dsn['user']}:{dsn['password']}@{dsn['host']}:{dsn['port']}/{dsn['database']}"
 
 
-def migrate(stack: Stack) -> None:
-    from emulators.stack import REPO
+def migrate(dsn: dict[str, Any]) -> None:
+    """`alembic upgrade head` on the database, as its owner."""
+    # imported here: alembic's import is heavy, and only migrating needs it, not every importer of the stack
+    from alembic import command
+    from alembic.config import Config
 
     config = Config(str(REPO / "alembic.ini"))
     config.set_main_option("script_location", str(REPO / "db"))
-    config.set_main_option("sqlalchemy.url", owner_url(stack))
+    config.set_main_option("sqlalchemy.url", owner_url(dsn))
     command.upgrade(config, "head")
 
 
-def owner_connection(stack: Stack):
+def owner_connection(dsn: dict[str, Any]):
     import pg8000.native
 
-    return pg8000.native.Connection(**stack.owner_dsn())
+    return pg8000.native.Connection(**dsn)
 
 
 def _post(con, key: str, action: str, asset: str, amount: int, source: int, target: int, **extra) -> None:
@@ -117,9 +121,9 @@ def _seed_trees_and_lots(con) -> None:
     )
 
 
-def seed_demo(stack: Stack) -> list[dict]:
+def seed_demo(dsn: dict[str, Any]) -> list[dict]:
     """Create the demo assets and wallets once; return the demo wallets."""
-    con = owner_connection(stack)
+    con = owner_connection(dsn)
     try:
         if con.run("SELECT count(*) FROM ledger.assets")[0][0] == 0:
             for code, scale, description in DEMO_ASSETS:

@@ -1,7 +1,8 @@
 """A stand-in for Cloud Scheduler on the dev stack: publishes each tick topic's message
-on its cron schedule (names and schedules from common/config.py), so the scheduled
-functions run locally as they do in Google Cloud. The test stack has none: tests
-publish their ticks themselves.
+on its cron schedule, so the scheduled functions run locally as they do in Google Cloud.
+Each triggered function's deploy.json names the common/config.py settings of its topic
+and schedule (infra/functions.py). The test stack has none: tests publish their ticks
+themselves.
 
 Cron fields: minute hour day-of-month month day-of-week, each `*`, `*/n`, `n` or a
 comma list of those (what the ledger's schedules use). Times are UTC.
@@ -16,14 +17,8 @@ import datetime as dt
 import time
 
 from common.config import Settings
-from emulators.stack import EVENT_FUNCTIONS, Stack
-
-SCHEDULE_OF_TOPIC_FIELD = {
-    "erp_export_tick_topic": "erp_export_schedule",
-    "outbox_sweep_tick_topic": "outbox_sweep_schedule",
-    "erp_reconcile_tick_topic": "erp_reconcile_schedule",
-    "lot_expiry_tick_topic": "lot_expiry_schedule",
-}
+from emulators.stack import FUNCTIONS, Stack
+from infra.functions import tick_functions
 
 
 def _field_matches(spec: str, value: int) -> bool:
@@ -55,8 +50,8 @@ def main() -> None:
     stack = Stack(parser.parse_args().profile)
     settings = Settings.from_env(stack.env())
     jobs = [
-        (getattr(settings, field), getattr(settings, SCHEDULE_OF_TOPIC_FIELD[field]))
-        for field in EVENT_FUNCTIONS.values()
+        (getattr(settings, function.tick_topic_setting), getattr(settings, function.tick_schedule_setting))
+        for function in tick_functions(FUNCTIONS).values()
     ]
     while True:
         now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)

@@ -4,7 +4,9 @@ and every function served by functions-framework, all on loopback.
 One implementation serves both `make dev` (profile "dev") and the test suite (profile
 "test", its own ports and data), so what the tests prove is what a developer runs.
 Every long-running child is started in its own session (setsid) and stopped by process
-group, because killing an emulator's launcher alone orphans its JVM.
+group, because killing an emulator's launcher alone orphans its JVM. Before anything
+starts, emulators/prerequisites.py checks what the machine must have (and installs
+what Debian packages).
 """
 
 from __future__ import annotations
@@ -23,39 +25,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-PG_BIN = Path(os.environ.get("LEDGER_PG_BIN", "/usr/lib/postgresql/15/bin"))
-GCLOUD_PLATFORM = Path(os.environ.get("LEDGER_GCLOUD_PLATFORM", "/usr/lib/google-cloud-sdk/platform"))
-FIRESTORE_BIN = GCLOUD_PLATFORM / "cloud-firestore-emulator" / "cloud_firestore_emulator"
-PUBSUB_BIN = GCLOUD_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+from emulators import database, prerequisites
+from infra.functions import discover, tick_functions
 
-# Function folder -> entry point. Entry points are distinct because functions-framework
-# registers every main.py under the same module name.
-FUNCTIONS = {
-    "topup": "topup",
-    "bonus": "bonus",
-    "usage": "usage",
-    "transfer": "transfer",
-    "void": "void",
-    "wallets": "wallets",
-    "erp_export": "erp_export",
-    "outbox_sweeper": "outbox_sweeper",
-    "erp_reconcile": "erp_reconcile",
-    # added later: appended, so every earlier function keeps its local port
-    "addon": "addon",
-    "allocate": "allocate",
-    "reclaim": "reclaim",
-    "lot_expiry": "lot_expiry",
-}
-# Pub/Sub-triggered functions -> the Settings field naming the topic that triggers them.
-# Locally a push subscription on that topic delivers each message to the function, as
-# Eventarc does in Google Cloud.
-EVENT_FUNCTIONS = {
-    "erp_export": "erp_export_tick_topic",
-    "outbox_sweeper": "outbox_sweep_tick_topic",
-    "erp_reconcile": "erp_reconcile_tick_topic",
-    "lot_expiry": "lot_expiry_tick_topic",
-}
+REPO = Path(__file__).resolve().parent.parent
+
+# Every folder under functions/ (infra/functions.py), in name order: the functions'
+# local ports follow that order. A Pub/Sub-triggered function gets a push subscription
+# on its tick topic, as Eventarc gives it in Google Cloud.
+FUNCTIONS = discover()
 ERP_TOKEN = "local-erp-token"  # the local ERP receiver's credential; in Google Cloud, a secret
 
 DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400}
@@ -64,9 +42,8 @@ RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 PROJECT = "demo-wallet-ledger"
 OWNER_PASSWORD = "ledger_owner"  # local stack only; production uses IAM database auth
 APP_PASSWORD = "ledger_fn"
-EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"  # the ERP export's own login (db/sql/0005_erp_export.sql)
-# Functions that run as the ERP export's database role rather than the functions' role.
-EXPORTER_FUNCTIONS = ("erp_export", "erp_reconcile")
+# The login of functions whose deploy.json says database_login "exporter" (the ERP export's, db/sql/0005_erp_export.sql)
+EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"
 
 
 class StackError(RuntimeError):
@@ -78,6 +55,7 @@ class Stack:
     profile: str = "dev"
     port_base: int = 0
     state_dir: Path = field(default=Path())
+    pg_bin_override: Path | None = None  # the PostgreSQL binaries to use; found by default
 
     def __post_init__(self) -> None:
         if not self.port_base:
@@ -126,7 +104,7 @@ class Stack:
     def function_env(self, name: str) -> dict[str, str]:
         """The environment of one function: the ERP export's functions log in as its role."""
         env = self.env()
-        if name in EXPORTER_FUNCTIONS:
+        if FUNCTIONS[name].database_login == "exporter":
             env.update(LEDGER_DB_USER=EXPORTER_USER, LEDGER_DB_PASSWORD=EXPORTER_PASSWORD)
         return env
 
@@ -170,6 +148,11 @@ class Stack:
     @property
     def pg_dir(self) -> Path:
         return self.state_dir / "pg"
+
+    @property
+    def pg_bin(self) -> Path:
+        """The binaries of the cluster's own major version (the newest installed for a new one)."""
+        return self.pg_bin_override or prerequisites.postgres_bin(self.pg_dir / "data")
 
     def _pg_user(self) -> str | None:
         """The unprivileged user Postgres runs as when we are root, else None."""
@@ -220,7 +203,7 @@ class Stack:
                 shutil.chown(pwfile, user, user)
             self._as_pg(
                 [
-                    str(PG_BIN / "initdb"),
+                    str(self.pg_bin / "initdb"),
                     "-D",
                     str(data),
                     "-U",
@@ -249,7 +232,7 @@ class Stack:
         if not self._pg_ready():
             self._as_pg(
                 [
-                    str(PG_BIN / "pg_ctl"),
+                    str(self.pg_bin / "pg_ctl"),
                     "-D",
                     str(data),
                     "-l",
@@ -268,14 +251,14 @@ class Stack:
 
     def _pg_ready(self) -> bool:
         result = subprocess.run(
-            [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"])], capture_output=True
+            [str(self.pg_bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"])], capture_output=True
         )
         return result.returncode == 0
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         return self._as_pg(
             [
-                str(PG_BIN / "psql"),
+                str(self.pg_bin / "psql"),
                 "-h",
                 str(self.pg_dir),
                 "-p",
@@ -324,15 +307,13 @@ class Stack:
         data = self.pg_dir / "data"
         if (data / "postmaster.pid").exists():
             try:
-                self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
+                self._as_pg([str(self.pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
             except subprocess.CalledProcessError:
                 pass
 
     # Redis ------------------------------------------------------------------
 
     def start_redis(self) -> None:
-        if shutil.which("redis-server") is None:
-            install_redis()
         (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
         if port_open(self.ports["redis"]):
             return
@@ -361,7 +342,7 @@ class Stack:
             self._spawn(
                 "firestore",
                 [
-                    str(FIRESTORE_BIN),
+                    str(prerequisites.firestore_bin()),
                     "start",
                     "--host=127.0.0.1",
                     f"--port={self.ports['firestore']}",
@@ -375,7 +356,13 @@ class Stack:
             data = self.state_dir / "pubsub"
             data.mkdir(parents=True, exist_ok=True)
             self._spawn(
-                "pubsub", [str(PUBSUB_BIN), "--host=127.0.0.1", f"--port={self.ports['pubsub']}", f"--data-dir={data}"]
+                "pubsub",
+                [
+                    str(prerequisites.pubsub_bin()),
+                    "--host=127.0.0.1",
+                    f"--port={self.ports['pubsub']}",
+                    f"--data-dir={data}",
+                ],
             )
         wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports['pubsub']}/"), "pubsub emulator", 60)
         self.create_topics()
@@ -387,14 +374,14 @@ class Stack:
 
         settings = Settings.from_env(self.env())
         self._pubsub_put(f"topics/{settings.events_topic}", None)
-        for function, topic_field in EVENT_FUNCTIONS.items():
-            topic = getattr(settings, topic_field)
+        for function in tick_functions(FUNCTIONS).values():
+            topic = getattr(settings, function.tick_topic_setting)
             self._pubsub_put(f"topics/{topic}", None)
             self._pubsub_put(
-                f"subscriptions/{topic}-{function}",
+                f"subscriptions/{topic}-{function.name}",
                 {
                     "topic": f"projects/{PROJECT}/topics/{topic}",
-                    "pushConfig": {"pushEndpoint": self.function_url(function)},
+                    "pushConfig": {"pushEndpoint": self.function_url(function.name)},
                     "ackDeadlineSeconds": 600,  # an export pass may take minutes
                 },
             )
@@ -451,9 +438,9 @@ class Stack:
                 [
                     str(Path(sys.executable).parent / "functions-framework"),
                     "--target",
-                    FUNCTIONS[name],
+                    name,
                     "--source",
-                    str(REPO / "functions" / name / "main.py"),
+                    str(FUNCTIONS[name].source),
                     "--host",
                     "127.0.0.1",
                     "--port",
@@ -516,7 +503,12 @@ class Stack:
 
     # Whole stack ------------------------------------------------------------
 
-    def up(self, functions: bool = True) -> None:
+    def check_prerequisites(self, install: bool = True) -> None:
+        """Install what Debian packages, or stop with one message naming every missing piece."""
+        prerequisites.ensure(self.pg_dir / "data", install)
+
+    def up(self, functions: bool = True, install: bool = True) -> None:
+        self.check_prerequisites(install)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.reserve_ports()
         self.start_postgres()
@@ -524,9 +516,7 @@ class Stack:
         self.start_firestore()
         self.start_pubsub()
         self.start_erp()
-        from emulators import database
-
-        database.migrate(self)
+        database.migrate(self.owner_dsn())
         if functions:
             self.start_functions()
             self.start_scheduler()
@@ -562,17 +552,6 @@ class Stack:
         ]
         rows += [(f"function {name}", self.function_url(name)) for name in FUNCTIONS]
         return rows
-
-
-def install_redis() -> None:
-    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
-    if prefix is None:
-        raise StackError("redis-server is missing; install it with: apt-get install -y redis-server")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*prefix, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        [*prefix, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env, stdout=subprocess.DEVNULL
-    )
 
 
 def kill_group(pgid: int) -> None:

@@ -23,3 +23,15 @@ def stack():
     TEST_STACK.up()
     yield TEST_STACK
     TEST_STACK.down()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the PostgreSQL versions the ledger was tested on (tests/integration/test_postgres_versions.py)."""
+    versions = [
+        value
+        for report in terminalreporter.stats.get("passed", [])
+        for name, value in report.user_properties
+        if name == "postgres_version"
+    ]
+    if versions:
+        terminalreporter.write_line(f"PostgreSQL versions tested: {', '.join(versions)}")

@@ -1,18 +1,7 @@
-# Every function deploys as its folder plus common/ (built by infra/bundle.py).
+# Every function deploys as its folder plus common/ (built by infra/bundle.py). Which
+# functions there are, and how each is triggered, comes from the folders (function_list.tf).
 
 locals {
-  http_functions = toset(["topup", "addon", "bonus", "usage", "transfer", "void", "allocate", "reclaim", "wallets"])
-  # Pub/Sub-triggered functions and the Cloud Scheduler tick topic each consumes
-  # (pubsub.tf); the same names are the defaults in common/config.py.
-  tick_functions = {
-    erp_export     = google_pubsub_topic.ticks["erp-export-tick"]
-    outbox_sweeper = google_pubsub_topic.ticks["outbox-sweep-tick"]
-    erp_reconcile  = google_pubsub_topic.ticks["erp-reconcile-tick"]
-    lot_expiry     = google_pubsub_topic.ticks["lot-expiry-tick"]
-  }
-  all_functions      = setunion(local.http_functions, toset(keys(local.tick_functions)))
-  exporter_functions = ["erp_export", "erp_reconcile"]
-
   function_env = {
     LEDGER_DB_INSTANCE        = google_sql_database_instance.ledger.connection_name
     LEDGER_DB_USER            = google_sql_user.functions.name
@@ -38,7 +27,7 @@ resource "google_storage_bucket" "sources" {
 }
 
 resource "google_storage_bucket_object" "bundle" {
-  for_each = local.all_functions
+  for_each = local.function_names
   # The content hash in the name makes a changed bundle a new object, and so a redeploy.
   name   = "${each.key}-${filemd5("${path.module}/${var.bundle_dir}/${each.key}.zip")}.zip"
   bucket = google_storage_bucket.sources.name
@@ -80,7 +69,7 @@ resource "google_cloudfunctions2_function" "http" {
 # erp_export reads the ledger itself, so it needs no ledger-events subscription, and a
 # tick Pub/Sub delivers twice runs one pass that finds nothing new.
 resource "google_cloudfunctions2_function" "ticked" {
-  for_each = local.tick_functions
+  for_each = local.tick_function_topics
   name     = replace(each.key, "_", "-")
   location = var.region
 
@@ -121,7 +110,7 @@ resource "google_cloudfunctions2_function" "ticked" {
   event_trigger {
     trigger_region        = var.region
     event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = each.value.id
+    pubsub_topic          = google_pubsub_topic.ticks[each.value].id
     retry_policy          = "RETRY_POLICY_RETRY"
     service_account_email = google_service_account.functions.email
   }

@@ -14,3 +14,9 @@ def test_every_port_of_a_stack_lies_in_its_reserved_block():
 def test_the_dev_and_test_blocks_do_not_overlap():
     dev, test = sorted(DEFAULT_PORT_BASE.values())
     assert dev + PORT_BLOCK <= test
+
+
+def test_functions_get_ports_in_name_order_after_the_services():
+    base = DEFAULT_PORT_BASE["dev"]
+    ports = Stack("dev", port_base=base).ports
+    assert [ports[name] for name in sorted(FUNCTIONS)] == list(range(base + 10, base + 10 + len(FUNCTIONS)))

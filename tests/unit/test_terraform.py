@@ -1,4 +1,5 @@
-"""Structural checks of infra/terraform that need no provider download."""
+"""Structural checks of infra/terraform that need no provider download (the functions it
+deploys: test_function_list.py)."""
 
 import re
 import shutil
@@ -19,23 +20,6 @@ def test_terraform_is_formatted():
         ["terraform", "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
-
-
-def test_every_function_folder_is_deployed_with_its_own_entry_point():
-    folders = sorted(p.name for p in (REPO / "functions").iterdir() if (p / "main.py").exists())
-    http = set(
-        re.search(r"http_functions\s*=\s*toset\(\[([^\]]*)\]\)", SOURCE)
-        .group(1)
-        .replace('"', "")
-        .replace(" ", "")
-        .split(",")
-    )
-    ticked = set(re.findall(r"^\s+(\w+)\s+= google_pubsub_topic\.ticks\[\"", SOURCE, re.M))
-    assert ticked == {"erp_export", "outbox_sweeper", "erp_reconcile", "lot_expiry"}
-    assert sorted(http | ticked) == folders
-    flat = re.sub(r"\s+", " ", SOURCE)
-    assert "for_each = local.http_functions" in flat and "for_each = local.tick_functions" in flat
-    assert flat.count("entry_point = each.key") == 2
 
 
 def test_idempotency_records_have_a_ttl_on_expire_at():
