@@ -42,7 +42,7 @@ RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 PROJECT = "demo-wallet-ledger"
 OWNER_PASSWORD = "ledger_owner"  # local stack only; production uses IAM database auth
 APP_PASSWORD = "ledger_fn"
-# The login of functions whose deploy.json says database_login "exporter" (the ERP export's, db/sql/0005_erp_export.sql)
+# The login of functions whose deploy.json says database_login "exporter" (role: db/schema/99_grants.sql)
 EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"
 
 
@@ -288,7 +288,7 @@ class Stack:
 
     def _ensure_exporter_login(self) -> None:
         """The ERP export's login (its IAM user in Google Cloud), in the erp_exporter role
-        (db/sql/0005_erp_export.sql); also on a stack made before that role existed."""
+        (db/schema/99_grants.sql); also on a stack made before that role existed."""
         self.psql(f"""
             DO $$
             BEGIN

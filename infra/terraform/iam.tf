@@ -22,7 +22,7 @@ resource "google_project_iam_member" "functions" {
 }
 
 # The ERP export and reconciliation run as their own identity: their database user is
-# granted erp_exporter (db/sql/0005_erp_export.sql), which may move the export's state and cannot post
+# granted erp_exporter (db/schema/99_grants.sql), which may move the export's state and cannot post
 # money; the functions' user (ledger_app) can do neither of the export's writes.
 resource "google_service_account" "exporter" {
   account_id   = "ledger-erp-exporter"

@@ -12,33 +12,28 @@ import uuid
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 
 from db import definitions
-from emulators.stack import PG_BIN, REPO, Stack
+from emulators import database as stack_database
+from emulators.stack import Stack
 from tests.support import sql
 
 
-def url(stack: Stack, database: str) -> str:
-    dsn = stack.owner_dsn()
-    return f"postgresql+pg8000://{dsn['user']}:{dsn['password']}@{dsn['host']}:{dsn['port']}/{database}"
+def dsn(stack: Stack, database: str) -> dict:
+    return {**stack.owner_dsn(), "database": database}
 
 
 def upgrade(stack: Stack, database: str) -> None:
-    config = Config(str(REPO / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO / "db"))
-    config.set_main_option("sqlalchemy.url", url(stack, database))
-    command.upgrade(config, "head")
+    stack_database.migrate(dsn(stack, database))
 
 
 def schema_dump(stack: Stack, database: str) -> str:
-    dsn = stack.owner_dsn()
+    owner = stack.owner_dsn()
     dump = subprocess.run(
-        [str(PG_BIN / "pg_dump"), "--schema-only", "-T", "public.schema_definitions"]
-        + ["-h", str(dsn["host"]), "-p", str(dsn["port"]), "-U", str(dsn["user"]), database],
-        env={**os.environ, "PGPASSWORD": str(dsn["password"])},
+        [str(stack.pg_bin / "pg_dump"), "--schema-only", "-T", "public.schema_definitions"]
+        + ["-h", str(owner["host"]), "-p", str(owner["port"]), "-U", str(owner["user"]), database],
+        env={**os.environ, "PGPASSWORD": str(owner["password"])},
         capture_output=True,
         text=True,
         check=True,
@@ -52,7 +47,7 @@ def scratch(stack):
     """A database of its own on the test cluster, for re-creating definitions freely."""
     name = f"scratch_{uuid.uuid4().hex[:10]}"
     stack.psql(f"CREATE DATABASE {name} OWNER ledger_owner")
-    engine = create_engine(url(stack, name))
+    engine = create_engine(stack_database.owner_url(dsn(stack, name)))
     yield name, engine
     engine.dispose()
     stack.psql(f"DROP DATABASE {name} WITH (FORCE)")
