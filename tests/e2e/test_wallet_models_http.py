@@ -1,6 +1,7 @@
-"""The wallet models end to end: HTTP into the functions (as the README's curl examples
-do), the lot expiry job through its Cloud Scheduler topic and push subscription, and
-the ERP lines of reseller usage, wholesale discounts and breakage."""
+"""The wallet models end to end: HTTP into the functions (as the curl examples of
+docs/wallet-models.md do), the lot expiry job through its Cloud Scheduler topic and
+push subscription, and the ERP lines of reseller usage, wholesale discounts and
+breakage."""
 
 from datetime import UTC, datetime, timedelta
 
