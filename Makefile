@@ -19,6 +19,7 @@ dev: $(STAMP)       ## start Postgres, Redis, both emulators and every function,
 down: $(STAMP)      ## stop everything `make dev` (or an interrupted test run) started
 	@$(PY) -m emulators down
 	@$(PY) -m emulators --profile test down
+	@$(PY) -m emulators --profile docs down
 
 status: $(STAMP)
 	@$(PY) -m emulators status
