@@ -1,9 +1,13 @@
-"""Alembic environment: the SQL migrations in db/migrations/ over pg8000, and around
-them the current definitions in db/schema/ (db/definitions.py), in one transaction.
+"""Alembic environment: the SQL migrations in db/migrations/ over pg8000.
 
-The URL comes from the Alembic config (set by `emulators.database.migrate` locally, or
-by `LEDGER_MIGRATIONS_URL` in a deployment job). Each migration executes its SQL file
-as the driver's raw SQL, so PL/pgSQL bodies reach Postgres untouched.
+Run through `python -m db upgrade` (db/upgrade.py), the migrations go inside the
+re-creation of the current definitions in db/schema/ (db/definitions.py), in one
+transaction. Run through the plain `alembic` command (current, history, stamp, an
+upgrade to a given revision), it is Alembic alone: the definitions are left as they are,
+and the next `python -m db upgrade` brings them up to date.
+
+Each migration executes its SQL file as the driver's raw SQL, so PL/pgSQL bodies reach
+Postgres untouched.
 """
 
 import os
@@ -15,11 +19,25 @@ from db import definitions
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or os.environ["LEDGER_MIGRATIONS_URL"]
-engine = create_engine(url, poolclass=pool.NullPool)
+with_definitions = config.attributes.get("with_definitions", False)
 
-with engine.connect() as connection:
-    context.configure(connection=connection, version_table_schema="public")
+if context.is_offline_mode():
+    if with_definitions:
+        raise SystemExit("the definitions are applied to a live database only: no --sql with python -m db upgrade")
+    context.configure(url=url, literal_binds=True, version_table_schema="public")
     with context.begin_transaction():
-        migration = context.get_context()
-        pending = set(migration.get_current_heads()) != set(context.script.get_heads())
-        definitions.rebuild(connection, context.run_migrations, force=pending)
+        context.run_migrations()
+else:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, version_table_schema="public")
+        with context.begin_transaction():
+            if with_definitions:
+                migration = context.get_context()
+                config.attributes["definitions_rebuilt"] = definitions.rebuild(
+                    connection,
+                    context.run_migrations,
+                    pending=lambda: set(migration.get_current_heads()) != set(context.script.get_heads()),
+                )
+            else:
+                context.run_migrations()

@@ -8,10 +8,7 @@ module, never the other way round.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-REPO = Path(__file__).resolve().parent.parent
 
 DEMO_ASSETS = [("IDR", 0, "Indonesian rupiah"), ("USD", 2, "US dollar"), ("GOLD", 0, "in-app gold coins")]
 # (owner, asset, model, opening top-up in minor units)
@@ -38,16 +35,13 @@ def owner_url(dsn: dict[str, Any]) -> str:
     return f"postgresql+pg8000://{dsn['user']}:{dsn['password']}@{dsn['host']}:{dsn['port']}/{dsn['database']}"
 
 
-def migrate(dsn: dict[str, Any]) -> None:
-    """`alembic upgrade head` on the database, as its owner."""
+def migrate(dsn: dict[str, Any]) -> bool:
+    """`python -m db upgrade` on the database, as its owner: the pending migrations and
+    the current definitions (db/schema/); returns whether the definitions were re-created."""
     # imported here: alembic's import is heavy, and only migrating needs it, not every importer of the stack
-    from alembic import command
-    from alembic.config import Config
+    from db.upgrade import upgrade
 
-    config = Config(str(REPO / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO / "db"))
-    config.set_main_option("sqlalchemy.url", owner_url(dsn))
-    command.upgrade(config, "head")
+    return upgrade(owner_url(dsn))
 
 
 def owner_connection(dsn: dict[str, Any]):

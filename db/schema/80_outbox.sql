@@ -9,7 +9,7 @@
 -- statement). The row holds the event id; the event's content is the transaction and
 -- its entries, which are append-only, and the legs' wallets, so ledger.outbox_events
 -- (30_read_views.sql) renders it when it is read. That keeps the posting's own cost to
--- one small insert (bench/: pgbench calling ledger.commit_posting()).
+-- one small insert (bench/results/notes.md: the outbox event rendered on read).
 
 CREATE FUNCTION ledger.write_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -1,18 +1,23 @@
-"""The current definitions (db/schema/) are applied after the migrations, tracked by
-checksum, in one transaction, and re-created whole: a changed signature leaves no old
-overload, a failing file changes nothing, and a forced re-creation gives back exactly
-the schema a fresh database gets."""
+"""The current definitions (db/schema/) are applied with the migrations by
+`python -m db upgrade`, tracked by checksum, in one transaction, and re-created whole: a
+changed signature leaves no old overload, a failing file or a lock not had in time
+changes nothing, nothing outside them is dropped along, plain Alembic commands leave
+them be, and a forced re-creation gives back exactly the schema a fresh database gets."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 
 from db import definitions
 from emulators import database as stack_database
@@ -53,8 +58,12 @@ def scratch(stack):
     stack.psql(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def commit_posting_oid(stack: Stack) -> int:
-    return sql(stack, "SELECT 'ledger.commit_posting'::regproc::oid::bigint")[0][0]
+def commit_posting_oid(stack: Stack, database: str = "ledger") -> int:
+    con = stack_database.owner_connection(dsn(stack, database))
+    try:
+        return con.run("SELECT 'ledger.commit_posting'::regproc::oid::bigint")[0][0]
+    finally:
+        con.close()
 
 
 def write(directory: Path, files: dict[str, str]) -> Path:
@@ -75,8 +84,8 @@ def overloads(engine, name: str) -> list[str]:
 
 
 def test_the_applied_definitions_are_the_files_on_disk(stack):
-    recorded = sql(stack, "SELECT file, sha256 FROM public.schema_definitions ORDER BY file")
-    assert [tuple(row) for row in recorded] == definitions.files()
+    recorded = sql(stack, "SELECT file, sha256 FROM public.schema_definitions")
+    assert dict(recorded) == definitions.files() != {}
 
 
 def test_migrating_again_with_nothing_changed_recreates_nothing(stack):
@@ -152,3 +161,72 @@ def test_a_routine_that_a_table_depends_on_is_never_dropped_silently(scratch, tm
     default = "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'defs.t'::regclass"
     with engine.begin() as con:
         assert con.execute(text(default)).scalar() == "defs.f()"
+
+
+def test_plain_alembic_commands_leave_the_definitions_be(stack, scratch):
+    name, engine = scratch
+    upgrade(stack, name)
+    before = commit_posting_oid(stack, name)
+    with engine.begin() as con:
+        con.execute(text("DELETE FROM public.schema_definitions"))  # as if a file had changed
+    config = Config(str(Path(definitions.__file__).parents[1] / "alembic.ini"))
+    config.set_main_option("script_location", str(Path(definitions.__file__).parent))
+    config.set_main_option("sqlalchemy.url", stack_database.owner_url(dsn(stack, name)))
+    command.current(config)
+    command.upgrade(config, "heads")
+    command.stamp(config, "heads")
+    assert commit_posting_oid(stack, name) == before
+    assert stack_database.migrate(dsn(stack, name)), "python -m db upgrade re-creates them"
+    assert commit_posting_oid(stack, name) != before
+
+
+def test_a_deploy_that_cannot_have_the_tables_in_time_changes_nothing(stack, scratch):
+    name, engine = scratch
+    upgrade(stack, name)
+    before = commit_posting_oid(stack, name)
+    holder = engine.connect()
+    holder.begin()
+    holder.execute(text("SELECT 1 FROM ledger.wallets LIMIT 1"))  # a reader in a long transaction
+    try:
+        with pytest.raises(DBAPIError, match="55P03"), engine.begin() as con:
+            definitions.rebuild(con, force=True, lock_timeout="200ms")
+    finally:
+        holder.close()
+    assert commit_posting_oid(stack, name) == before
+
+
+def test_a_deploy_waits_its_turn_and_tries_again(stack, scratch):
+    """The reader holds a table past the lock timeout: the first try gives up, a later
+    one re-creates the definitions."""
+    name, engine = scratch
+    upgrade(stack, name)
+    before = commit_posting_oid(stack, name)
+    with engine.begin() as con:
+        con.execute(text("DELETE FROM public.schema_definitions"))
+    holder = engine.connect()
+    holder.begin()
+    holder.execute(text("SELECT 1 FROM ledger.entries LIMIT 1"))
+    release = threading.Timer(definitions_lock_timeout_s() + 0.5, holder.close)
+    release.start()
+    try:
+        assert stack_database.migrate(dsn(stack, name))
+    finally:
+        release.cancel()
+        holder.close()
+    assert commit_posting_oid(stack, name) != before
+
+
+def definitions_lock_timeout_s() -> float:
+    assert definitions.LOCK_TIMEOUT.endswith("s") and not definitions.LOCK_TIMEOUT.endswith("ms")
+    return float(definitions.LOCK_TIMEOUT[:-1])
+
+
+def test_nothing_outside_the_definitions_is_dropped_along(stack, scratch):
+    name, engine = scratch
+    upgrade(stack, name)
+    with engine.begin() as con:
+        con.execute(text("CREATE VIEW public.event_report AS SELECT transaction_id FROM ledger.outbox_events"))
+    with pytest.raises(Exception, match="depend"), engine.begin() as con:
+        definitions.rebuild(con, force=True)
+    with engine.begin() as con:
+        assert con.execute(text("SELECT count(*) FROM public.event_report")).scalar() == 0

@@ -1,0 +1,48 @@
+"""`python -m db upgrade`: the one way a database is brought up to date, locally
+(make dev, make test) and in a deployment. The pending migrations and the current
+definitions in db/schema/ go in one transaction (db/definitions.py).
+
+A deploy that can't have the ledger's tables within the lock timeout (a long
+transaction holds one), or that a live posting deadlocks with, changed nothing: it is
+tried again a few times, with a pause in between.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.exc import DBAPIError
+from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
+
+REPO = Path(__file__).resolve().parent.parent
+LOCK_CONFLICTS = ("55P03", "40P01")  # lock_not_available (the lock timeout), deadlock_detected
+log = logging.getLogger("db.upgrade")
+
+
+def upgrade(url: str, attempts: int = 5) -> bool:
+    """Migrate to the heads and bring the definitions up to date; returns whether the
+    definitions were re-created."""
+    config = Config(str(REPO / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO / "db"))
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["with_definitions"] = True
+    for attempt in Retrying(
+        retry=retry_if_exception(_lock_conflict),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=1, max=15),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt:
+            command.upgrade(config, "heads")
+    return bool(config.attributes.get("definitions_rebuilt"))
+
+
+def _lock_conflict(error: BaseException) -> bool:
+    if not isinstance(error, DBAPIError) or not error.orig.args:
+        return False
+    fields = error.orig.args[0]
+    return isinstance(fields, dict) and fields.get("C") in LOCK_CONFLICTS
