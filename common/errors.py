@@ -69,6 +69,10 @@ class GuardViolation(LedgerError):
 
     status = 500
 
+    def body(self) -> dict[str, Any]:
+        # the guard's own words name rows and amounts: for the log, not for the caller
+        return {"error": {"code": self.code, "message": self.message, "details": None}}
+
 
 # The one list of codes the database raises (db/schema/: ledger.refuse() and the
 # guards), and the class each belongs to. tests/unit/test_refusals.py reads every code

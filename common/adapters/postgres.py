@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+QUERY_CANCELED = "57014"  # the statement timeout
 UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")  # connection, resources, shutdown
 
 
@@ -139,7 +140,9 @@ def translate(error: Exception) -> Exception:
         return InvalidRequest(
             "the amount would take a balance or total beyond a signed 64-bit integer", code="amount_out_of_range"
         )
-    if sqlstate in RETRYABLE_SQLSTATES:  # still failing after every retry
+    # still failing after every retry, or cancelled by the statement timeout (a deploy
+    # re-creating the database's code holds the tables for a moment): rolled back
+    if sqlstate in RETRYABLE_SQLSTATES or sqlstate == QUERY_CANCELED:
         return DependencyUnavailable(
             "the ledger database is too contended; retry", code="database_busy", details={"service": "postgres"}
         )

@@ -68,3 +68,13 @@ def test_running_balances_come_back_with_system_legs_empty():
     from common.adapters.ledger_store import _parse_balances
 
     assert _parse_balances("120,,-5") == [120, None, -5]
+
+
+def test_a_statement_cancelled_by_its_timeout_is_a_busy_database():
+    from pg8000.exceptions import DatabaseError
+
+    from common.adapters.postgres import translate
+    from common.errors import DependencyUnavailable
+
+    error = translate(DatabaseError({"C": "57014", "M": "canceling statement due to statement timeout"}))
+    assert isinstance(error, DependencyUnavailable) and error.code == "database_busy" and error.status == 503
