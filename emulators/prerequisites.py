@@ -9,7 +9,8 @@ only says how. Every missing piece is reported in one message, and nothing is st
 until none is missing.
 
 A cluster can only be started by its own major version: an existing data directory
-gets the binaries named by its PG_VERSION; a new one, the newest supported version.
+gets the binaries named by its PG_VERSION; a new one, the version Cloud SQL runs
+(infra/terraform/database.tf) when it is installed, else the newest supported one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-SUPPORTED_POSTGRES = (17, 16, 15)  # newest first: a new cluster gets the newest installed
+# in order of preference for a new cluster: the version Cloud SQL runs, then the newest
+SUPPORTED_POSTGRES = (15, 17, 16)
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 POSTGRES_PROGRAMS = ("initdb", "pg_ctl", "postgres", "psql", "pg_isready")
 MIN_JAVA = 17

@@ -24,6 +24,14 @@ resource "google_storage_bucket" "sources" {
   versioning {
     enabled = true
   }
+  lifecycle {
+    # function_list.tf reads ../../functions: run from a copy without it, the list would
+    # be empty and the plan would destroy every function
+    precondition {
+      condition     = length(local.function_names) > 0
+      error_message = "No functions found under ${local.functions_dir}: run Terraform from the repository's infra/terraform."
+    }
+  }
 }
 
 resource "google_storage_bucket_object" "bundle" {

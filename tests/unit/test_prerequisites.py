@@ -3,6 +3,7 @@ reads a Java version, and the one message (through the real command line) when p
 are missing."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,9 +34,21 @@ def cluster(path: Path, major: int) -> Path:
     return path
 
 
-def test_a_new_cluster_gets_the_newest_supported_postgres(tmp_path):
-    install_postgres(tmp_path, 14, 15, 16, 18)
-    assert postgres_bin(tmp_path / "no-cluster-yet", root=tmp_path) == tmp_path / "16" / "bin"
+def test_a_new_cluster_gets_the_version_cloud_sql_runs_when_installed(tmp_path):
+    install_postgres(tmp_path, 14, 15, 16, 17, 18)
+    assert postgres_bin(tmp_path / "no-cluster-yet", root=tmp_path) == tmp_path / "15" / "bin"
+
+
+def test_else_a_new_cluster_gets_the_newest_supported_postgres(tmp_path):
+    install_postgres(tmp_path, 14, 16, 17, 18)
+    assert postgres_bin(tmp_path / "no-cluster-yet", root=tmp_path) == tmp_path / "17" / "bin"
+
+
+def test_the_preferred_version_is_the_one_terraform_deploys():
+    from emulators.prerequisites import SUPPORTED_POSTGRES
+
+    database_tf = (Path(__file__).resolve().parents[2] / "infra" / "terraform" / "database.tf").read_text()
+    assert re.search(rf'database_version\s*=\s*"POSTGRES_{SUPPORTED_POSTGRES[0]}"', database_tf)
 
 
 def test_an_existing_cluster_gets_its_own_major_version(tmp_path):

@@ -36,3 +36,10 @@ def test_database_uses_iam_authentication_and_private_ip():
 
 def test_no_broad_roles_are_granted():
     assert not re.search(r"roles/(owner|editor)\b", SOURCE)
+
+
+def test_an_empty_function_list_stops_the_plan():
+    """Run from a copy without ../../functions, the list would be empty and a plan would
+    destroy every function: a precondition refuses it."""
+    flat = re.sub(r"\s+", " ", SOURCE)
+    assert "precondition { condition = length(local.function_names) > 0" in flat
