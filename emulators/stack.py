@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 FUNCTIONS = discover()
 ERP_TOKEN = "local-erp-token"  # the local ERP receiver's credential; in Google Cloud, a secret
 
-DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400}
+DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400, "docs": 54500}  # docs: tests/e2e/test_docs_examples.py
 PORT_BLOCK = 50  # ports from a stack's base: services at +0..+9, functions from +10
 RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 PROJECT = "demo-wallet-ledger"
@@ -60,7 +60,7 @@ class Stack:
     def __post_init__(self) -> None:
         if not self.port_base:
             env = f"LEDGER_{self.profile.upper()}_PORT_BASE"
-            self.port_base = int(os.environ.get(env, DEFAULT_PORT_BASE.get(self.profile, 54500)))
+            self.port_base = int(os.environ.get(env, DEFAULT_PORT_BASE.get(self.profile, 54600)))
         if self.state_dir == Path():
             self.state_dir = REPO / ".stack" / self.profile
 

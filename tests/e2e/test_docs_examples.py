@@ -22,7 +22,6 @@ stack's port with the same offset.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -202,7 +201,7 @@ def money_invariants():
 
 @pytest.fixture(scope="module")
 def docs_stack():
-    stack = Stack("docs", port_base=int(os.environ.get("LEDGER_DOCS_PORT_BASE", "54500")))
+    stack = Stack("docs")  # its ports from LEDGER_DOCS_PORT_BASE
     stack.down()
     shutil.rmtree(stack.state_dir, ignore_errors=True)
     try:
