@@ -14,21 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from pg8000.exceptions import DatabaseError
 
-from common.adapters.postgres import Pool, error_fields, run_with_retry
+from common.adapters.postgres import Statements, error_fields
 from common.errors import NotFound, Refused
 
 if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
     from common.ledger import commands
 
 
-class LedgerAdmin:
-    def __init__(self, pool: Pool, attempts: int = 5) -> None:
-        self._pool = pool
-        self._attempts = attempts
-
-    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
-        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
-
+class LedgerAdmin(Statements):
     # Assets ---------------------------------------------------------------
 
     def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-from common.adapters.postgres import Pool, run_with_retry
+from common.adapters.postgres import Statements
 from common.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
@@ -131,14 +131,7 @@ HISTORY_COLUMNS = (
 )
 
 
-class LedgerQueries:
-    def __init__(self, pool: Pool, attempts: int = 5) -> None:
-        self._pool = pool
-        self._attempts = attempts
-
-    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
-        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
-
+class LedgerQueries(Statements):
     # Wallets --------------------------------------------------------------
 
     def get_wallet(self, wallet_id: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from pg8000.exceptions import DatabaseError
 
 from common import timing
-from common.adapters.postgres import RETRYABLE_SQLSTATES, Pool, run_with_retry, translate
+from common.adapters.postgres import RETRYABLE_SQLSTATES, Pool, Statements, run_with_retry, translate
 from common.errors import NotFound, Refused
 from common.group_commit import GroupCommit
 from common.ledger.postings import Posting, SystemAccounts
@@ -43,14 +43,13 @@ SELECT replayed, transaction_id, created_at, effective_at, array_to_string(balan
 """
 
 
-class PostgresLedger:
+class PostgresLedger(Statements):
     def __init__(
         self, pool: Pool, attempts: int = 5, group_commit_max: int = 1, group_commit_in_flight: int = 1
     ) -> None:
         """`group_commit_max` > 1 lets postings that arrive while `group_commit_in_flight`
         calls are at the database go together (see common/group_commit.py)."""
-        self._pool = pool
-        self._attempts = attempts
+        super().__init__(pool, attempts)
         self._group: GroupCommit[dict[str, Any], PostedRow] | None = None
         if group_commit_max > 1:
             # Each posting in a batch is a subtransaction; past 64 in one transaction
@@ -59,9 +58,6 @@ class PostgresLedger:
             self._group = GroupCommit(self._post_one, self._post_many, batch, group_commit_in_flight)
         self._system_accounts: dict[str, SystemAccounts] = {}
         self._system_lock = threading.Lock()
-
-    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
-        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
 
     def _run_untimed(self, sql: str, **params: Any) -> list[list[Any]]:
         """For postings, whose span post() times (a batch runs in one request's thread)."""

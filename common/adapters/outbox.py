@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common.adapters.postgres import Pool, run_with_retry
+from common.adapters.postgres import Statements
 
 PENDING_BY_ID = """
 SELECT transaction_id, event FROM ledger.outbox_events
@@ -27,14 +27,7 @@ MARK_PUBLISHED = "SELECT ledger.mark_published(CAST(:ids AS bigint[]))"
 MARK_FAILED = "SELECT ledger.mark_failed(CAST(:id AS bigint), :error)"
 
 
-class PostgresOutbox:
-    def __init__(self, pool: Pool, attempts: int = 5) -> None:
-        self._pool = pool
-        self._attempts = attempts
-
-    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
-        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
-
+class PostgresOutbox(Statements):
     def pending(
         self, transaction_ids: list[int] | None = None, limit: int = 500, min_age_s: float = 0.0
     ) -> list[dict[str, Any]]:

@@ -196,3 +196,15 @@ def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 
         if translated is error:
             raise
         raise translated from error
+
+
+class Statements:
+    """What every Postgres adapter shares: its statements run on pooled connections,
+    prepared once per connection, with run_with_retry's retries."""
+
+    def __init__(self, pool: Pool, attempts: int = 5) -> None:
+        self._pool = pool
+        self._attempts = attempts
+
+    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
+        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts)
