@@ -536,10 +536,18 @@ class Stack:
             pass
 
     def down(self) -> None:
-        for name in reversed(list(self._load_state())):
+        """Stop every process group the stack started, then wait for its ports to close.
+        Every group goes before any port is waited for: a stack started before the
+        functions' ports changed has one function on another's port."""
+        state = self._load_state()
+        for name in reversed(list(state)):
             if name != "postgres":
-                self.stop_service(name)
+                kill_group(state.pop(name))
+                self._state_file.write_text(json.dumps(state))
         self.stop_postgres()
+        for name, port in self.ports.items():
+            if name != "postgres":
+                wait_for(lambda port=port: not port_open(port), f"{name} to stop", 20)
 
     def describe(self) -> list[tuple[str, str]]:
         p = self.ports
