@@ -3,7 +3,7 @@ the functions' ports changed has one function listening on another's port."""
 
 import sys
 
-from emulators.stack import Stack, port_open, wait_for
+from emulators.stack import Stack, kill_group, port_open, wait_for
 
 
 def test_down_stops_processes_that_sit_on_each_others_ports(tmp_path):
@@ -11,8 +11,13 @@ def test_down_stops_processes_that_sit_on_each_others_ports(tmp_path):
     first, second = "addon", "allocate"
     for name, port in ((first, stack.ports[second]), (second, stack.ports[first])):
         stack._spawn(name, [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"])
-    for name in (first, second):
-        wait_for(lambda name=name: port_open(stack.ports[name]), f"{name} to listen", 20)
-    stack.down()
-    assert not port_open(stack.ports[first]) and not port_open(stack.ports[second])
-    assert stack._load_state() == {}
+    started = dict(stack._load_state())
+    try:
+        for name in (first, second):
+            wait_for(lambda name=name: port_open(stack.ports[name]), f"{name} to listen", 20)
+        stack.down()
+        assert not port_open(stack.ports[first]) and not port_open(stack.ports[second])
+        assert stack._load_state() == {}
+    finally:
+        for pgid in started.values():  # whatever down() left behind, for the next run
+            kill_group(pgid)
