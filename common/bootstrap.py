@@ -1,13 +1,12 @@
 """The composition root: every client is built here, once per instance, on first use.
 
-Nothing connects at import time, and heavy libraries (Redis, Pub/Sub, the Cloud SQL
-connector) are imported only by the first request that needs them, so a function that
-never takes a lock never pays for Redis.
+Nothing connects at import time, and heavy libraries (Firestore, Redis, Pub/Sub, the
+Cloud SQL connector) are imported only by the first request that needs them, so a read
+never pays for Firestore and a function that never takes a lock never pays for Redis.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from functools import wraps
@@ -144,17 +143,12 @@ def locks() -> Any:
 
 
 @once
-def firestore() -> Any:
-    from common.adapters.firestore_rest import FirestoreDocuments
+def firestore_client() -> Any:
+    """google-cloud-firestore's client (FIRESTORE_EMULATOR_HOST points it at the emulator)."""
+    from google.cloud import firestore
 
     settings = get_settings()
-    return FirestoreDocuments(
-        settings.gcp_project,
-        settings.firestore_database,
-        timeout_s=settings.firestore_timeout_s,
-        # the variable the official clients and the emulator tooling use
-        emulator_host=os.environ.get("FIRESTORE_EMULATOR_HOST"),
-    )
+    return firestore.Client(project=settings.gcp_project, database=settings.firestore_database)
 
 
 @once
@@ -164,7 +158,7 @@ def idempotency() -> Any:
 
     settings = get_settings()
     return Idempotency(
-        FirestoreRecordStore(firestore(), settings.idempotency_collection),
+        FirestoreRecordStore(firestore_client(), settings.idempotency_collection, settings.firestore_timeout_s),
         ttl_s=settings.idempotency_ttl_s,
         wait_s=settings.idempotency_wait_s,
         lease_s=settings.idempotency_lease_s,

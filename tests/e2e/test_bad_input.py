@@ -13,8 +13,8 @@ MAX = 2**63 - 1
 
 
 def idempotency_record_exists(k):
-    record = f"{get_settings().idempotency_collection}/{hashlib.sha256(k.encode()).hexdigest()}"
-    return bootstrap.firestore().get(record) is not None
+    collection = bootstrap.firestore_client().collection(get_settings().idempotency_collection)
+    return collection.document(hashlib.sha256(k.encode()).hexdigest()).get().exists
 
 
 def topup(wallet, **change):

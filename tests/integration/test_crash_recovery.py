@@ -42,10 +42,11 @@ def service_with(store, ledger, lease_s, wait_s=2.0):
 
 
 def stores():
-    collection = get_settings().idempotency_collection
+    settings = get_settings()
+    client = bootstrap.firestore_client()
     return (
-        DeadProcessStore(bootstrap.firestore(), collection),
-        FirestoreRecordStore(bootstrap.firestore(), collection),
+        DeadProcessStore(client, settings.idempotency_collection, settings.firestore_timeout_s),
+        FirestoreRecordStore(client, settings.idempotency_collection, settings.firestore_timeout_s),
     )
 
 

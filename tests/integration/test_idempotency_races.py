@@ -48,9 +48,8 @@ def test_a_claim_for_another_request_under_a_posted_key_is_refused(stack):
     service.top_up(first, k)
     other = commands.TopUp(wallet_id=wallet, asset="TST", amount=99, external_ref="p")
     now = datetime.now(UTC)
-    record = f"{get_settings().idempotency_collection}/{hashlib.sha256(k.encode()).hexdigest()}"
-    bootstrap.firestore().merge(
-        record,
+    records = bootstrap.firestore_client().collection(get_settings().idempotency_collection)
+    records.document(hashlib.sha256(k.encode()).hexdigest()).set(
         {
             "key": k,
             "state": IN_PROGRESS,
