@@ -151,7 +151,7 @@ class Stack:
 
     @property
     def pg_bin(self) -> Path:
-        """The binaries of the cluster's own major version (the newest installed for a new one)."""
+        """The binaries of the cluster's own major version (emulators/prerequisites.py picks one for a new cluster)."""
         return self.pg_bin_override or prerequisites.postgres_bin(self.pg_dir / "data")
 
     def _pg_user(self) -> str | None:

@@ -147,3 +147,20 @@ def exporter_pool(stack: Stack) -> Any:
         )
 
     return Pool(connect, size=4, max_age_s=300)
+
+
+def ledger_service(ledger: Any = None, idempotency: Any = None, locks: Any = None, committed: Any = None) -> Any:
+    """The service as bootstrap builds it (without the event relay), with some of its
+    collaborators swapped for a test's own."""
+    from common import bootstrap
+    from common.service import LedgerService
+
+    extra = () if committed is None else (committed,)
+    return LedgerService(
+        ledger or bootstrap.ledger(),
+        bootstrap.ledger_admin(),
+        bootstrap.ledger_queries(),
+        idempotency or bootstrap.idempotency,
+        locks or bootstrap.locks,
+        *extra,
+    )

@@ -11,8 +11,7 @@ from common.adapters.firestore_idempotency import FirestoreRecordStore
 from common.config import get_settings
 from common.idempotency import Idempotency
 from common.ledger import commands
-from common.service import LedgerService
-from tests.support import LedgerProxy, balance, key, new_wallet, postings_with_key
+from tests.support import LedgerProxy, balance, key, ledger_service, new_wallet, postings_with_key
 
 
 class SimulatedCrash(BaseException):
@@ -36,9 +35,7 @@ class CrashAfterCommit(LedgerProxy):
 
 def service_with(store, ledger, lease_s, wait_s=2.0):
     idempotency = Idempotency(store, ttl_s=3600, wait_s=wait_s, lease_s=lease_s)
-    return LedgerService(
-        ledger, bootstrap.ledger_admin(), bootstrap.ledger_queries(), lambda: idempotency, bootstrap.locks
-    )
+    return ledger_service(ledger, idempotency=lambda: idempotency)
 
 
 def stores():

@@ -11,8 +11,7 @@ from common.config import get_settings
 from common.errors import Refused
 from common.idempotency import IN_PROGRESS, fingerprint
 from common.ledger import commands
-from common.service import LedgerService
-from tests.support import LedgerProxy, balance, key, new_wallet, postings_with_key
+from tests.support import LedgerProxy, balance, key, ledger_service, new_wallet, postings_with_key
 
 
 class PostsThenRefuses(LedgerProxy):
@@ -26,13 +25,7 @@ class PostsThenRefuses(LedgerProxy):
 
 def test_a_refusal_after_another_copy_posted_answers_with_that_posting(stack):
     wallet, k = new_wallet(stack), key()
-    service = LedgerService(
-        PostsThenRefuses(bootstrap.ledger()),
-        bootstrap.ledger_admin(),
-        bootstrap.ledger_queries(),
-        bootstrap.idempotency,
-        bootstrap.locks,
-    )
+    service = ledger_service(PostsThenRefuses(bootstrap.ledger()))
     outcome = service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=70, external_ref="p"), k)
     assert outcome.status == 201 and outcome.replayed
     assert outcome.body["transaction"]["amount"] == 70

@@ -7,15 +7,12 @@ from common import bootstrap
 from common.adapters.redis_locks import RedisLocks
 from common.errors import Refused
 from common.ledger import commands
-from common.service import LedgerService
-from tests.support import balance, key, new_wallet, sql
+from tests.support import balance, key, ledger_service, new_wallet, sql
 
 
 def test_a_lock_that_expires_mid_operation_cannot_cause_an_overspend(stack):
     tiny = RedisLocks(bootstrap.redis_client(), ttl_ms=1, wait_ms=5000)
-    service = LedgerService(
-        bootstrap.ledger(), bootstrap.ledger_admin(), bootstrap.ledger_queries(), bootstrap.idempotency, lambda: tiny
-    )
+    service = ledger_service(locks=lambda: tiny)
     wallet = new_wallet(stack, funded=50)
 
     def use(n):

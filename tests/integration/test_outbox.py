@@ -10,9 +10,8 @@ from common import bootstrap
 from common.config import get_settings
 from common.errors import Refused
 from common.ledger import commands
-from common.service import LedgerService
 from emulators.stack import PROJECT
-from tests.support import key, new_wallet, owner, sql, system_account
+from tests.support import key, ledger_service, new_wallet, owner, sql, system_account
 
 
 def outbox_row(stack, transaction_id):
@@ -142,14 +141,7 @@ def test_a_failing_after_commit_hook_leaves_the_posting_answered(stack):
     def broken(transaction_id):
         raise RuntimeError("can't start new thread")
 
-    service = LedgerService(
-        bootstrap.ledger(),
-        bootstrap.ledger_admin(),
-        bootstrap.ledger_queries(),
-        bootstrap.idempotency,
-        bootstrap.locks,
-        broken,
-    )
+    service = ledger_service(committed=broken)
     wallet, k = new_wallet(stack), key()
     outcome = service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=4, external_ref="r"), k)
     assert outcome.status == 201 and not outcome.replayed
@@ -160,9 +152,7 @@ def test_100_actions_posted_while_pubsub_is_down_arrive_after_the_scheduled_swee
     subscriber, path, recreate = subscription
     # No after-commit relay here: the test's own relay round is the one that meets the
     # outage, so the sweep after it is what publishes.
-    service = LedgerService(
-        bootstrap.ledger(), bootstrap.ledger_admin(), bootstrap.ledger_queries(), bootstrap.idempotency, bootstrap.locks
-    )
+    service = ledger_service()
     alice, bob = new_wallet(stack, funded=1_000), new_wallet(stack)
     actions = [
         lambda: service.top_up(commands.TopUp(wallet_id=alice, asset="TST", amount=3, external_ref="r"), key()),
@@ -204,9 +194,7 @@ def test_100_actions_posted_while_pubsub_is_down_arrive_after_the_scheduled_swee
 
 
 def test_the_sweep_leaves_events_younger_than_its_minimum_age_to_the_relay(stack, subscription):
-    service = LedgerService(
-        bootstrap.ledger(), bootstrap.ledger_admin(), bootstrap.ledger_queries(), bootstrap.idempotency, bootstrap.locks
-    )  # no relay
+    service = ledger_service()  # no relay
     wallet = new_wallet(stack)
     outcome = service.bonus(commands.Bonus(wallet_id=wallet, asset="TST", amount=1), key())
     transaction_id = outcome.body["transaction"]["id"]

@@ -8,20 +8,13 @@ from common import bootstrap
 from common.adapters.redis_locks import RedisLocks
 from common.errors import InProgress
 from common.ledger import commands
-from common.service import LedgerService
-from tests.support import balance, key, new_wallet, postings_with_key
+from tests.support import balance, key, ledger_service, new_wallet, postings_with_key
 
 
 def test_a_busy_wallet_answers_409_wallet_locked_and_posts_nothing(stack):
     wallet, k = new_wallet(stack, funded=10), key()
     impatient = RedisLocks(bootstrap.redis_client(), ttl_ms=5000, wait_ms=50)
-    service = LedgerService(
-        bootstrap.ledger(),
-        bootstrap.ledger_admin(),
-        bootstrap.ledger_queries(),
-        bootstrap.idempotency,
-        lambda: impatient,
-    )
+    service = ledger_service(locks=lambda: impatient)
     holder = bootstrap.redis_client().lock(f"ledger:lock:wallet:{wallet}", timeout=5)
     assert holder.acquire(blocking=False)
     try:
