@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint bench bench-quick soak status reconcile ops
+.PHONY: dev down test lint bench bench-quick soak status reconcile ops token
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,9 @@ down: $(STAMP)      ## stop everything `make dev` (or an interrupted test run) s
 
 status: $(STAMP)
 	@$(PY) -m emulators status
+
+token: $(STAMP)     ## a token from the dev stack's local issuer: make token P=alice (any principal's subject)
+	@$(PY) -m emulators token $(P)
 
 reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violation
 	@$(PY) -m common.reconcile

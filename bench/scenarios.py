@@ -113,7 +113,7 @@ def core_worker(body: Body) -> Callable[[int], Callable[[], str]]:
         def act() -> str:
             function, payload = body(rng)
             try:
-                ledger.post(build[function](payload), f"bench-core-{uuid.uuid4()}", "bench")
+                ledger.post(build[function](payload), f"bench-core-{uuid.uuid4()}", "bench", "bench", None)
             except (Refused, InProgress):
                 return REFUSED
             return OK

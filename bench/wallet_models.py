@@ -130,7 +130,7 @@ def _usage_worker(wallets: list[int]) -> Callable[[int], Callable[[], str]]:
                 wallet_id=rng.choice(wallets), asset=ASSET, amount=1, usage_id=f"wm-{rng.random()}", product="bench"
             )
             try:
-                ledger.post(postings.usage(cmd, accounts), f"bench-wm-{uuid.uuid4()}", "bench")
+                ledger.post(postings.usage(cmd, accounts), f"bench-wm-{uuid.uuid4()}", "bench", "bench", None)
             except (Refused, InProgress):
                 return runner.REFUSED
             return runner.OK

@@ -111,7 +111,10 @@ def ledger() -> Any:
 def ledger_admin() -> Any:
     from common.adapters.ledger_admin import LedgerAdmin
 
-    return LedgerAdmin(pool(), attempts=get_settings().posting_attempts)
+    settings = get_settings()
+    return LedgerAdmin(
+        pool(), attempts=settings.posting_attempts, dual_control_credit_limit=settings.dual_control_credit_limit
+    )
 
 
 @once
@@ -231,6 +234,34 @@ def after_commit() -> Any:
 
 
 @once
+def access_store() -> Any:
+    from common.adapters.access_store import AccessStore
+
+    return AccessStore(pool(), attempts=get_settings().posting_attempts)
+
+
+@once
+def trusted_issuers() -> Any:
+    """Read and checked when a function starts (common/http.py): a malformed setting, or
+    the local issuer trusted in Google Cloud, stops the instance there."""
+    from common.auth.tokens import parse_issuers, refuse_local_issuers_in_cloud
+
+    issuers = parse_issuers(get_settings().auth_issuers)
+    refuse_local_issuers_in_cloud(issuers)
+    return issuers
+
+
+@once
+def authenticator() -> Any:
+    from common.auth.authenticate import Authenticator
+    from common.auth.tokens import TokenVerifier
+
+    settings = get_settings()
+    verifier = TokenVerifier(trusted_issuers(), settings.auth_clock_skew_s, settings.auth_certs_timeout_s)
+    return Authenticator(verifier, access_store().principal, settings.auth_principal_ttl_s)
+
+
+@once
 def service() -> Any:
     from common.service import LedgerService
 
@@ -241,6 +272,7 @@ def service() -> Any:
         idempotency,
         locks,
         lambda transaction_id: after_commit().submit(transaction_id),
+        access=access_store(),
     )
 
 

@@ -87,6 +87,17 @@ class Settings:
     lot_expiry_tick_topic: str = "lot-expiry-tick"
     lot_expiry_schedule: str = "*/5 * * * *"
 
+    # Callers (common/auth/): the trusted token issuers, a JSON list of
+    # {"issuer", "certs_url", "audiences"}. Empty trusts nothing: every call is a 401.
+    auth_issuers: str = ""
+    auth_clock_skew_s: int = 30
+    auth_certs_timeout_s: float = 5.0
+    auth_principal_ttl_s: float = 30.0  # how long a principal's grants are cached per instance
+    # Dual control: a credit limit raised above this, or a grant of a role holding any of
+    # these scopes, waits for a second operator's approval.
+    dual_control_credit_limit: int = 100_000
+    dual_control_scopes: str = "topup,bonus,void,asset_admin,grants_admin"
+
     log_level: str = "INFO"
 
     @classmethod

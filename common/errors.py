@@ -31,6 +31,34 @@ class InvalidRequest(LedgerError):
     code = "invalid_request"
 
 
+class Unauthenticated(LedgerError):
+    """No bearer token, or one that does not verify (signature, issuer, audience,
+    expiry), or one whose principal the ledger does not know or has disabled."""
+
+    status = 401
+    code = "unauthenticated"
+
+    def __init__(self, message: str, *, token_sent: bool = True, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.token_sent = token_sent
+
+
+class Forbidden(LedgerError):
+    """A verified caller without the scope (or the second person) the action needs."""
+
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(LedgerError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, headers: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers = headers
+
+
 class NotFound(LedgerError):
     status = 404
     code = "not_found"
@@ -101,6 +129,10 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "lot_expired": Refused,
     "lot_spent": Refused,
     "expiry_not_later": Refused,
+    # dual control (75_access.sql)
+    "change_not_found": NotFound,
+    "change_decided": Refused,
+    "second_operator_required": Forbidden,
     # guards (20_guards.sql)
     "append_only": GuardViolation,
     "unbalanced_transaction": GuardViolation,

@@ -1,20 +1,24 @@
-"""The HTTP edge shared by every function: strict JSON parsing, the one error table,
-and responses. Entry points call `endpoint` and stay a few lines long.
+"""The HTTP edge shared by every function: the caller verified, strict JSON parsing,
+the one error table, and responses. Entry points call `endpoint` and stay a few
+lines long; their handlers take the request and its verified `Caller`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
 
-from common import timing
-from common.errors import InvalidRequest, LedgerError, MethodNotAllowed
+from common import bootstrap, timing
+from common.auth.callers import Caller
+from common.errors import InvalidRequest, LedgerError, MethodNotAllowed, RateLimited, Unauthenticated
 from common.idempotency import Outcome
 
 log = logging.getLogger("ledger.http")
@@ -24,6 +28,10 @@ M = TypeVar("M", bound="BaseModel")
 MAX_BODY_BYTES = 64 * 1024
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+REQUEST_ID_HEADER = "X-Request-Id"
+REALM = "wallet-ledger"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
+Handler = Callable[[flask.Request, Caller], flask.Response]
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> flask.Response:
@@ -38,7 +46,16 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(error: LedgerError) -> flask.Response:
-    headers = {"Retry-After": "1"} if error.status in (409, 503) else None
+    headers = {"Retry-After": "1"} if error.status in (409, 503) else {}
+    if isinstance(error, Unauthenticated):
+        # RFC 6750: a request without a token learns the scheme; one with a bad token also
+        # learns why (the message never repeats the token).
+        challenge = f'Bearer realm="{REALM}"'
+        if error.token_sent:
+            challenge += f', error="invalid_token", error_description="{error.message}"'
+        headers["WWW-Authenticate"] = challenge
+    elif isinstance(error, RateLimited):
+        headers.update(error.headers)
     return json_response(error.status, error.body(), headers)
 
 
@@ -47,16 +64,37 @@ def outcome_response(outcome: Outcome) -> flask.Response:
     return json_response(outcome.status, outcome.body, headers)
 
 
-def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[flask.Request], flask.Response]:
-    """Map every error to the JSON error shape; an unexpected one is logged with its
-    traceback and answered 500 without it."""
+def request_id(request: flask.Request) -> str:
+    """The caller's X-Request-Id when it is a plain token, else the trace id Google's
+    front end sets, else a new one: each request's id is logged and kept with its writes."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    if _REQUEST_ID.fullmatch(given):
+        return given
+    trace = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0]
+    return trace if _REQUEST_ID.fullmatch(trace) else uuid.uuid4().hex
+
+
+def authenticate(request: flask.Request, request_id: str) -> Caller:
+    return bootstrap.authenticator().caller(request.headers.get("Authorization"), request_id)  # type: ignore[no-any-return]
+
+
+def endpoint(handler: Handler) -> Callable[[flask.Request], flask.Response]:
+    """Verify the caller, then map every error to the JSON error shape; an unexpected
+    one is logged with its traceback and answered 500 without it. The trusted issuers
+    are settled when the function starts: a malformed setting, or the local issuer
+    trusted in Google Cloud, stops it there."""
+    bootstrap.trusted_issuers()
 
     @wraps(handler)
     def wrapped(request: flask.Request) -> flask.Response:
         started = time.perf_counter()
         timing.begin_request()
+        rid = request_id(request)
+        principal = None
         try:
-            response = handler(request)
+            caller = authenticate(request, rid)
+            principal = caller.principal.id
+            response = handler(request, caller)
         except LedgerError as error:
             if error.status == 500:  # a guard the database enforces was hit: a bug to see
                 log.error("ledger error", extra={"path": request.path, "code": error.code, "details": error.details})
@@ -66,6 +104,7 @@ def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[fl
             response = error_response(LedgerError("unexpected error; nothing was posted"))
         elapsed_ms = (time.perf_counter() - started) * 1000
         response.headers["Server-Timing"] = timing.server_timing(elapsed_ms)
+        response.headers[REQUEST_ID_HEADER] = rid
         log.info(
             "request",
             extra={
@@ -73,6 +112,8 @@ def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[fl
                 "path": request.path,
                 "status": response.status_code,
                 "ms": round(elapsed_ms, 2),
+                "request_id": rid,
+                "principal": principal,
             },
         )
         return response
@@ -117,11 +158,13 @@ def parse(model: type[M], data: Any) -> M:
         raise InvalidRequest("the request is invalid", code="validation_failed", details=problems) from error
 
 
-def money_action(request: flask.Request, model: type[M], action: Callable[[M, str | None], Outcome]) -> flask.Response:
+def money_action(
+    request: flask.Request, caller: Caller, model: type[M], action: Callable[[Caller, M, str | None], Outcome]
+) -> flask.Response:
     """A balance action: POST, a JSON command, an Idempotency-Key, an idempotent outcome."""
     require_method(request, "POST")
     command = parse(model, json_object(request))
-    return outcome_response(action(command, request.headers.get(IDEMPOTENCY_HEADER)))
+    return outcome_response(action(caller, command, request.headers.get(IDEMPOTENCY_HEADER)))
 
 
 def path_segments(request: flask.Request, prefix: str) -> list[str]:

@@ -63,6 +63,12 @@ def fingerprint(action: str, request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def record_id(scope: str, key: str) -> str:
+    # A newline can't appear in a key (printable ASCII only), so no two (scope, key)
+    # pairs share an id; a key of the empty scope keeps the id it had before scopes.
+    return hashlib.sha256((f"{scope}\n{key}" if scope else key).encode()).hexdigest()
+
+
 def validate_key(key: str | None) -> str:
     if key is None or not key.strip():
         raise InvalidRequest("money-moving requests need an Idempotency-Key header", code="idempotency_key_missing")
@@ -95,12 +101,15 @@ class Idempotency:
         request_fingerprint: str,
         action: Callable[[], Outcome],
         committed: Callable[[], Outcome | None],
+        scope: str = "",
     ) -> Outcome:
-        """Run `action` at most once per key; `committed` reads what the system of record
-        holds under the key (a replayed outcome), or None when nothing was posted."""
-        doc_id = hashlib.sha256(key.encode()).hexdigest()
+        """Run `action` at most once per key within `scope` (the caller's tenant: two
+        tenants' equal key strings are two keys); `committed` reads what the system of
+        record holds under the key (a replayed outcome), or None when nothing was posted."""
+        doc_id = record_id(scope, key)
         now = self._clock()
         record = {
+            "tenant": scope,
             "key": key,
             # This attempt's own mark: should a create succeed but its answer be lost
             # (a retried call then finds the record), the claim is still known as ours.

@@ -4,6 +4,10 @@ Each money-moving action runs inside the idempotency protocol, builds its postin
 the pure rules in `common.ledger.postings`, and posts it in one call to Postgres.
 Usage additionally holds the wallet's Redis lock while it posts. Admin writes go to
 `LedgerAdmin`, and every read, a changed wallet's or lot's included, to `LedgerQueries`.
+
+Every use case takes the verified `Caller` first and authorizes it before anything
+else happens (common/auth/callers.py): no idempotency key is claimed and nothing is
+read or written for a caller without the scope, or on a wallet outside its boundary.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from common.errors import Refused
+from common.auth.callers import Caller, Grant, WalletFacts, authorize, visible, within
+from common.errors import Forbidden, NotFound, Refused
 from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
 from common.ledger import postings
 
 if TYPE_CHECKING:  # adapters load with their clients, models with the first parsed body (cold starts)
+    from common.adapters.access_store import AccessStore
     from common.adapters.ledger_admin import LedgerAdmin
     from common.adapters.ledger_queries import LedgerQueries
     from common.adapters.ledger_store import PostgresLedger
@@ -36,6 +42,7 @@ class LedgerService:
         idempotency: Callable[[], Idempotency],
         locks: Callable[[], RedisLocks],
         committed: Callable[[int], None] = lambda transaction_id: None,
+        access: AccessStore | None = None,
     ) -> None:
         self.ledger = ledger
         self.admin = admin
@@ -45,28 +52,45 @@ class LedgerService:
         # Told each new transaction's id once it is committed: the event relay. Its event
         # is already in the outbox; this only publishes it sooner than the sweeper would.
         self._committed = committed
+        self._access = access
 
     # Balance actions --------------------------------------------------------
 
-    def top_up(self, cmd: commands.TopUp, key: str | None) -> Outcome:
-        return self._post_once("topup", cmd, key, lambda: postings.top_up(cmd, self.ledger.system_accounts(cmd.asset)))
-
-    def add_on(self, cmd: commands.AddOn, key: str | None) -> Outcome:
-        return self._post_once("addon", cmd, key, lambda: postings.add_on(cmd, self.ledger.system_accounts(cmd.asset)))
-
-    def bonus(self, cmd: commands.Bonus, key: str | None) -> Outcome:
-        return self._post_once("bonus", cmd, key, lambda: postings.bonus(cmd, self.ledger.system_accounts(cmd.asset)))
-
-    def allocate(self, cmd: commands.Allocate, key: str | None) -> Outcome:
+    def top_up(self, caller: Caller, cmd: commands.TopUp, key: str | None) -> Outcome:
+        grant = self._authorize(caller, "topup", [cmd.wallet_id])
         return self._post_once(
-            "allocate", cmd, key, lambda: postings.allocate(cmd, self.ledger.parent_of(cmd.wallet_id))
+            caller, grant, "topup", cmd, key, lambda: postings.top_up(cmd, self.ledger.system_accounts(cmd.asset))
         )
 
-    def reclaim(self, cmd: commands.Reclaim, key: str | None) -> Outcome:
-        return self._post_once("reclaim", cmd, key, lambda: postings.reclaim(cmd, self.ledger.parent_of(cmd.wallet_id)))
-
-    def usage(self, cmd: commands.Usage, key: str | None) -> Outcome:
+    def add_on(self, caller: Caller, cmd: commands.AddOn, key: str | None) -> Outcome:
+        grant = self._authorize(caller, "topup", [cmd.wallet_id])
         return self._post_once(
+            caller, grant, "addon", cmd, key, lambda: postings.add_on(cmd, self.ledger.system_accounts(cmd.asset))
+        )
+
+    def bonus(self, caller: Caller, cmd: commands.Bonus, key: str | None) -> Outcome:
+        grant = self._authorize(caller, "bonus", [cmd.wallet_id])
+        return self._post_once(
+            caller, grant, "bonus", cmd, key, lambda: postings.bonus(cmd, self.ledger.system_accounts(cmd.asset))
+        )
+
+    def allocate(self, caller: Caller, cmd: commands.Allocate, key: str | None) -> Outcome:
+        grant = self._authorize_edge(caller, cmd.wallet_id)
+        return self._post_once(
+            caller, grant, "allocate", cmd, key, lambda: postings.allocate(cmd, self.ledger.parent_of(cmd.wallet_id))
+        )
+
+    def reclaim(self, caller: Caller, cmd: commands.Reclaim, key: str | None) -> Outcome:
+        grant = self._authorize_edge(caller, cmd.wallet_id)
+        return self._post_once(
+            caller, grant, "reclaim", cmd, key, lambda: postings.reclaim(cmd, self.ledger.parent_of(cmd.wallet_id))
+        )
+
+    def usage(self, caller: Caller, cmd: commands.Usage, key: str | None) -> Outcome:
+        grant = self._authorize(caller, "usage", [cmd.wallet_id])
+        return self._post_once(
+            caller,
+            grant,
             "usage",
             cmd,
             key,
@@ -74,24 +98,38 @@ class LedgerService:
             lock_wallet=cmd.wallet_id,
         )
 
-    def transfer(self, cmd: commands.Transfer, key: str | None) -> Outcome:
-        return self._post_once("transfer", cmd, key, lambda: postings.transfer(cmd))
+    def transfer(self, caller: Caller, cmd: commands.Transfer, key: str | None) -> Outcome:
+        # both ends inside one grant's boundary: a tree's members, or one owner's wallets
+        grant = self._authorize(caller, "transfer", [cmd.from_wallet_id, cmd.to_wallet_id])
+        return self._post_once(caller, grant, "transfer", cmd, key, lambda: postings.transfer(cmd))
 
-    def void(self, cmd: commands.Void, key: str | None) -> Outcome:
+    def void(self, caller: Caller, cmd: commands.Void, key: str | None) -> Outcome:
+        grant = self._authorize_transaction(caller, "void", cmd.transaction_id)
+
         def build() -> postings.Posting:
             original = self.queries.get_transaction(cmd.transaction_id)
+            voiding = None if original["voided_by"] is None else self.queries.get_transaction(original["voided_by"])
             retry_of_this_void = (
-                original["voided_by"] is not None
-                and self.queries.get_transaction(original["voided_by"])["idempotency_key"] == key
+                voiding is not None
+                and voiding["idempotency_key"] == key
+                and (voiding["actor"] or {}).get("tenant", "") == caller.tenant
             )
             return postings.reversal(original, cmd, retry_of_this_void=retry_of_this_void)
 
         return self._post_once(
-            "void", cmd, key, build, refusal=lambda error: postings.void_refusal(error, cmd.transaction_id)
+            caller,
+            grant,
+            "void",
+            cmd,
+            key,
+            build,
+            refusal=lambda error: postings.void_refusal(error, cmd.transaction_id),
         )
 
     def _post_once(
         self,
+        caller: Caller,
+        grant: Grant,
         action: str,
         cmd: commands.Command,
         key: str | None,
@@ -101,19 +139,20 @@ class LedgerService:
     ) -> Outcome:
         key = validate_key(key)
         request_hash = fingerprint(action, cmd.model_dump(mode="json"))
+        tenant, actor = caller.tenant, caller.actor(grant)
 
         def committed() -> Outcome | None:
-            transaction = self.ledger.posted_under(key, request_hash)
+            transaction = self.ledger.posted_under(tenant, key, request_hash)
             return None if transaction is None else Outcome(CREATED, {"transaction": transaction}, replayed=True)
 
         def post() -> Outcome:
             try:
                 posting = build()
                 if lock_wallet is None:
-                    transaction, replayed = self.ledger.post(posting, key, request_hash)
+                    transaction, replayed = self.ledger.post(posting, key, request_hash, tenant, actor)
                 else:
                     with self._locks().wallet(lock_wallet):
-                        transaction, replayed = self.ledger.post(posting, key, request_hash)
+                        transaction, replayed = self.ledger.post(posting, key, request_hash, tenant, actor)
             except Refused as error:
                 # Another copy of this request may have posted meanwhile (a takeover, or two
                 # voids of one transaction racing): then its posting is the answer.
@@ -126,7 +165,7 @@ class LedgerService:
                 self._tell_committed(transaction["id"])
             return Outcome(CREATED, {"transaction": transaction}, replayed=replayed)
 
-        return self._idempotency().run(key, request_hash, post, committed)
+        return self._idempotency().run(key, request_hash, post, committed, scope=tenant)
 
     def _tell_committed(self, transaction_id: int) -> None:
         try:
@@ -134,44 +173,169 @@ class LedgerService:
         except Exception:  # noqa: BLE001 - the posting stands; its event waits in the outbox
             log.warning("after-commit hook failed", exc_info=True, extra={"transaction_id": transaction_id})
 
-    # Reads and admin ---------------------------------------------------------
+    # Authorization -------------------------------------------------------------
 
-    def get_transaction(self, transaction_id: int) -> dict[str, Any]:
+    def _facts(self, wallet_ids: list[int]) -> dict[int, WalletFacts]:
+        if self._access is None:
+            raise RuntimeError("a bounded caller needs the access store")
+        return self._access.wallet_facts(wallet_ids)
+
+    def _authorize(self, caller: Caller, scope: str, wallet_ids: list[int]) -> Grant:
+        return authorize(caller, scope, wallet_ids, self._facts)
+
+    def _authorize_edge(self, caller: Caller, wallet_id: int) -> Grant:
+        """Allocate and reclaim move money along one edge: the member and its parent are
+        both inside the boundary (a tree grant on a member can't pull from above it)."""
+        if caller.unbounded("allocate") is not None or not caller.grants_with("allocate"):
+            return self._authorize(caller, "allocate", [wallet_id])
+        member = self._facts([wallet_id]).get(wallet_id)
+        parent = [member.path[-2]] if member is not None and len(member.path) > 1 else []
+        return self._authorize(caller, "allocate", [wallet_id, *parent])
+
+    def _authorize_transaction(self, caller: Caller, scope: str, transaction_id: int) -> Grant:
+        """A transaction is inside a boundary when every customer wallet it moved is (a
+        void) or, for a read, any of them is (both ends of a transfer see it)."""
+        hidden = NotFound(
+            f"transaction {transaction_id} does not exist",
+            code="transaction_not_found",
+            details={"transaction_id": transaction_id},
+        )
+        if not caller.grants_with(scope):
+            raise Forbidden(f"this caller may not {scope}", details={"scope": scope})
+        unbounded = caller.unbounded(scope)
+        if unbounded is not None:
+            return unbounded
+        wallets = self._access.transaction_wallets(transaction_id) if self._access is not None else None
+        if not wallets:
+            raise hidden
+        facts = self._facts(wallets)
+        for grant in caller.grants_with(scope):
+            inside = [within(grant, caller.principal, facts.get(w)) for w in wallets]
+            if all(inside) or (scope == "read" and any(inside)):
+                return grant
+        raise hidden
+
+    def _authorize_lot(self, caller: Caller, scope: str, lot_id: int) -> Grant:
+        def hidden(_: int) -> NotFound:
+            return NotFound(f"lot {lot_id} does not exist", code="lot_not_found", details={"lot_id": lot_id})
+
+        if caller.unbounded(scope) is not None or not caller.grants_with(scope):
+            return authorize(caller, scope, [], self._facts, hidden)
+        wallet_id = self._access.lot_wallet(lot_id) if self._access is not None else None
+        if wallet_id is None:
+            raise hidden(lot_id)
+        return authorize(caller, scope, [wallet_id], self._facts, hidden)
+
+    def _require_unbounded(self, caller: Caller, scope: str, what: str) -> Grant:
+        grant = caller.unbounded(scope)
+        if grant is None:
+            raise Forbidden(f"{what} needs {scope.replace('_', ' ')} over every wallet", details={"scope": scope})
+        return grant
+
+    # Reads ---------------------------------------------------------------------
+
+    def get_transaction(self, caller: Caller, transaction_id: int) -> dict[str, Any]:
+        self._authorize_transaction(caller, "read", transaction_id)
         return self.queries.get_transaction(transaction_id)
 
-    def create_wallet(self, cmd: commands.CreateWallet) -> dict[str, Any]:
-        return self.queries.get_wallet(self.admin.create_wallet(cmd))
-
-    def get_wallet(self, wallet_id: int) -> dict[str, Any]:
+    def get_wallet(self, caller: Caller, wallet_id: int) -> dict[str, Any]:
+        self._authorize(caller, "read", [wallet_id])
         return self.queries.get_wallet(wallet_id)
 
-    def list_wallets(self, owner_id: str) -> list[dict[str, Any]]:
-        return self.queries.list_wallets(owner_id)
+    def list_wallets(self, caller: Caller, owner_id: str) -> list[dict[str, Any]]:
+        """An owner's wallets that the caller may read (none, rather than a refusal, for
+        an owner outside its boundary: an owner id can't be probed either)."""
+        if not caller.grants_with("read"):
+            raise Forbidden("this caller may not read", details={"scope": "read"})
+        wallets = self.queries.list_wallets(owner_id)
+        if caller.unbounded("read") is not None:
+            return wallets
+        allowed = {f.id for f in visible(caller, self._facts([w["id"] for w in wallets]).values())}
+        return [w for w in wallets if w["id"] in allowed]
 
-    def update_wallet(self, wallet_id: int, cmd: commands.UpdateWallet) -> dict[str, Any]:
-        self.admin.update_wallet(wallet_id, cmd)
-        return self.queries.get_wallet(wallet_id)
-
-    def history(self, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
+    def history(self, caller: Caller, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
+        self._authorize(caller, "read", [wallet_id])
         return self.queries.history(wallet_id, query)
 
-    def rollup(self, wallet_id: int) -> dict[str, Any]:
+    def rollup(self, caller: Caller, wallet_id: int) -> dict[str, Any]:
+        self._authorize(caller, "read", [wallet_id])
         return self.queries.rollup(wallet_id)
 
-    def members(self, wallet_id: int, after: int, limit: int) -> dict[str, Any]:
+    def members(self, caller: Caller, wallet_id: int, after: int, limit: int) -> dict[str, Any]:
+        self._authorize(caller, "read", [wallet_id])
         return self.queries.members(wallet_id, after, limit)
 
-    def lots(self, wallet_id: int, include_closed: bool = False) -> dict[str, Any]:
+    def lots(self, caller: Caller, wallet_id: int, include_closed: bool = False) -> dict[str, Any]:
+        self._authorize(caller, "read", [wallet_id])
         return self.queries.lots(wallet_id, include_closed)
 
-    def get_lot(self, lot_id: int) -> dict[str, Any]:
+    def get_lot(self, caller: Caller, lot_id: int) -> dict[str, Any]:
+        self._authorize_lot(caller, "read", lot_id)
         return self.queries.get_lot(lot_id)
 
-    def extend_lot(self, lot_id: int, cmd: commands.ExtendLot, key: str | None) -> Outcome:
+    def list_assets(self, caller: Caller) -> list[dict[str, Any]]:
+        if not caller.grants_with("read"):
+            raise Forbidden("this caller may not read", details={"scope": "read"})
+        return self.queries.list_assets()
+
+    # Administration ------------------------------------------------------------
+
+    def create_wallet(self, caller: Caller, cmd: commands.CreateWallet) -> dict[str, Any]:
+        """A member goes below a parent inside the caller's boundary; a root or personal
+        wallet is opened by an unbounded admin, or by an end user for themselves. Only
+        an unbounded admin gives credit."""
+        grant: Grant | None
+        if cmd.parent_id is not None:
+            grant = self._authorize(caller, "wallet_admin", [cmd.parent_id])
+        else:
+            grant = caller.unbounded("wallet_admin") or next(
+                (
+                    g
+                    for g in caller.grants_with("wallet_admin")
+                    if g.boundary == "own" and caller.principal.owner_id == cmd.owner_id
+                ),
+                None,
+            )
+            if grant is None:
+                raise Forbidden(
+                    "opening a wallet outside a tree needs wallet admin over every wallet, or the owner's own grant",
+                    details={"scope": "wallet_admin"},
+                )
+        if cmd.credit_limit and grant.boundary != "all":
+            self._require_unbounded(caller, "wallet_admin", "giving credit")
+        wallet_id, pending = self.admin.create_wallet(cmd, caller.actor(grant))
+        wallet = self.queries.get_wallet(wallet_id)
+        return wallet if pending is None else {**wallet, "pending_change_id": pending}
+
+    def update_wallet(self, caller: Caller, wallet_id: int, cmd: commands.UpdateWallet) -> dict[str, Any]:
+        """Inside the boundary; a credit limit only by an unbounded admin (above the
+        dual-control threshold it waits for a second operator); a tree admin doesn't
+        change its own root's status (an operator's freeze stays until an operator
+        lifts it)."""
+        grant = self._authorize(caller, "wallet_admin", [wallet_id])
+        if cmd.credit_limit is not None and grant.boundary != "all":
+            grant = self._require_unbounded(caller, "wallet_admin", "changing a credit limit")
+        if cmd.status is not None and grant.boundary == "tree" and grant.root_wallet_id == wallet_id:
+            raise Forbidden("a tree's own admin doesn't change its root's status", details={"wallet_id": wallet_id})
+        pending = self.admin.update_wallet(wallet_id, cmd, caller.actor(grant))
+        wallet = self.queries.get_wallet(wallet_id)
+        return wallet if pending is None else {**wallet, "pending_change_id": pending}
+
+    def extend_lot(self, caller: Caller, lot_id: int, cmd: commands.ExtendLot, key: str | None) -> Outcome:
         """Not a money movement: the database keeps one extension per key, so a retry
-        (or a racing copy) answers with the same lot and posts nothing twice."""
-        replayed = self.admin.extend_lot(validate_key(key), lot_id, cmd)
+        (or a racing copy) answers with the same lot and posts nothing twice. Extending
+        credit's life is the back office's and operators' (every wallet), never a
+        tenant's own."""
+        self._authorize_lot(caller, "wallet_admin", lot_id)
+        grant = self._require_unbounded(caller, "wallet_admin", "extending a lot")
+        replayed = self.admin.extend_lot(validate_key(key), lot_id, cmd, caller.tenant, caller.actor(grant))
         return Outcome(200, {"lot": self.queries.get_lot(lot_id)}, replayed=replayed)
+
+    def create_asset(self, caller: Caller, cmd: commands.CreateAsset) -> dict[str, Any]:
+        grant = self._require_unbounded(caller, "asset_admin", "creating an asset")
+        return self.admin.create_asset(cmd, caller.actor(grant))
+
+    # Jobs ----------------------------------------------------------------------
 
     def expire_lots(self, batch: int = 50, budget: int = 100_000) -> dict[str, int]:
         """The expiry job: every due lot becomes breakage, a batch per call, until none
@@ -196,9 +360,3 @@ class LedgerService:
             if len(outcomes) < batch:
                 break
         return {"expired": expired, "failed": failed, "busy": busy, "amount": amount}
-
-    def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:
-        return self.admin.create_asset(cmd)
-
-    def list_assets(self) -> list[dict[str, Any]]:
-        return self.queries.list_assets()

@@ -54,6 +54,14 @@ def up(stack: Stack, demo: bool, install: bool) -> None:
                 f"  #{wallet['id']:<4} {wallet['owner_id']:<18} {wallet['asset']:<5} "
                 f"{wallet['model']:<11} balance {wallet['balance']}"
             )
+        principals = database.seed_principals(stack.owner_dsn(), stack.issuer)
+        roles = {row[0]: f"{row[4]} ({row[5]})" for row in database.DEMO_PRINCIPALS}
+        click.echo("\nDemo callers, each with a token valid for 12 hours (another: make token P=NAME):")
+        for principal in principals:
+            click.echo(f"  {principal:<15} {roles[principal]}")
+            click.echo(
+                f"    export TOKEN_{principal.upper().replace('-', '_')}={stack.token(principal, lifetime_s=43200)}"
+            )
     click.echo(f"\nLocal stack '{stack.profile}' is up (data in {stack.state_dir}):")
     for name, where in stack.describe():
         click.echo(f"  {name:<22} {where}")
@@ -74,6 +82,18 @@ def status(stack: Stack) -> None:
     """Print where each service listens."""
     for name, where in stack.describe():
         click.echo(f"{name:<22} {where}")
+
+
+@cli.command()
+@click.argument("subject")
+@click.option("--lifetime", default=3600, show_default=True, help="Seconds until the token expires.")
+@click.option("--audience", default=None, help="Another audience than the local functions' (to see a 401).")
+@click.pass_obj
+def token(stack: Stack, subject: str, lifetime: int, audience: str | None) -> None:
+    """Mint a token from the stack's local issuer for SUBJECT (a principal's subject; for
+    the demo callers, their id: alice, acme-admin, payments, ops, ...)."""
+    extra = {} if audience is None else {"audience": audience}
+    click.echo(stack.token(subject, lifetime_s=lifetime, **extra))
 
 
 @cli.command()

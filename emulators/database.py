@@ -29,6 +29,18 @@ DEMO_MEMBERS = [
 ]
 DEMO_MONTHLY_LIMIT = ("acme-research-ml", 300_000)
 DEMO_BONUS_LOT = ("alice", "IDR", 10_000, "30 days")  # a welcome bonus that expires
+# The demo's callers, each with a token from the local issuer (subject = the id):
+# (id, kind, tenant, owner_id, role, boundary, the root of its tree as (owner, asset))
+DEMO_PRINCIPALS = [
+    ("alice", "user", "alice", "alice", "customer", "own", None),
+    ("acme-admin", "user", "acme", None, "enterprise_admin", "tree", ("acme-corp", "IDR")),
+    ("reseller-admin", "user", "partner-reseller", None, "reseller", "tree", ("partner-reseller", "USD")),
+    ("payments", "service", "payments", None, "payment_service", "all", None),
+    ("metering", "service", "metering", None, "metering_service", "all", None),
+    ("backoffice", "service", "backoffice", None, "back_office", "all", None),
+    ("ops", "operator", "ops", None, "operator", "all", None),
+    ("ops-2", "operator", "ops", None, "operator", "all", None),  # the second pair of eyes
+]
 
 
 def owner_url(dsn: dict[str, Any]) -> str:
@@ -113,6 +125,59 @@ def _seed_trees_and_lots(con) -> None:
         p_external_ref="welcome",
         p_lot_expires_at=expires,
     )
+
+
+def register_principal(
+    con,
+    principal_id: str,
+    issuer: str,
+    kind: str,
+    tenant: str,
+    owner_id: str | None = None,
+    grants: list[tuple[str, str, int | None]] = (),  # type: ignore[assignment]
+    subject: str | None = None,
+) -> None:
+    """A principal and its grants (role, boundary, root wallet), as the database owner
+    does before any operator exists; once, whatever runs it again."""
+    con.run(
+        "INSERT INTO ledger.principals (id, issuer, subject, kind, tenant, owner_id)"
+        " VALUES (:id, :iss, :sub, :kind, :tenant, :owner) ON CONFLICT DO NOTHING",
+        id=principal_id,
+        iss=issuer,
+        sub=subject or principal_id,
+        kind=kind,
+        tenant=tenant,
+        owner=owner_id,
+    )
+    for role, boundary, root in grants:
+        con.run(
+            "INSERT INTO ledger.grants (principal_id, role, boundary, root_wallet_id)"
+            " SELECT :id, :role, :boundary, CAST(:root AS bigint) WHERE NOT EXISTS (SELECT 1 FROM ledger.grants"
+            " WHERE principal_id = :id AND role = :role AND boundary = :boundary"
+            " AND root_wallet_id IS NOT DISTINCT FROM CAST(:root AS bigint) AND status <> 'revoked')",
+            id=principal_id,
+            role=role,
+            boundary=boundary,
+            root=root,
+        )
+
+
+def seed_principals(dsn: dict[str, Any], issuer: str) -> list[str]:
+    """The demo's callers (DEMO_PRINCIPALS), trusted from `issuer`; returns their ids."""
+    con = owner_connection(dsn)
+    try:
+        for principal_id, kind, tenant, owner_id, role, boundary, root in DEMO_PRINCIPALS:
+            root_id = None
+            if root is not None:
+                root_id = con.run(
+                    "SELECT id FROM ledger.wallets WHERE owner_id = :o AND asset_code = :a AND parent_id IS NULL",
+                    o=root[0],
+                    a=root[1],
+                )[0][0]
+            register_principal(con, principal_id, issuer, kind, tenant, owner_id, [(role, boundary, root_id)])
+        return [row[0] for row in DEMO_PRINCIPALS]
+    finally:
+        con.close()
 
 
 def seed_demo(dsn: dict[str, Any]) -> list[dict]:

@@ -24,8 +24,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from emulators import database, prerequisites
+from emulators import database, issuer, prerequisites
 from infra.functions import discover, tick_functions
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +75,7 @@ class Stack:
             "firestore": self.port_base + 2,
             "pubsub": self.port_base + 3,
             "erp": self.port_base + 4,
+            "issuer": self.port_base + 5,
         }
         for offset, name in enumerate(FUNCTIONS):
             ports[name] = self.port_base + 10 + offset
@@ -99,6 +101,8 @@ class Stack:
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "LEDGER_ERP_URL": f"http://127.0.0.1:{p['erp']}",
             "LEDGER_ERP_TOKEN": ERP_TOKEN,
+            # the local token issuer (emulators/issuer.py), trusted as Google's are in the cloud
+            "LEDGER_AUTH_ISSUERS": json.dumps(issuer.trusted_issuers(p["issuer"])),
         }
 
     def function_env(self, name: str) -> dict[str, str]:
@@ -424,6 +428,37 @@ class Stack:
             )
         wait_for(lambda: http_ok(url), "ERP receiver", 20)
 
+    # The local token issuer --------------------------------------------------
+
+    @property
+    def issuer(self) -> str:
+        return issuer.issuer_url(self.ports["issuer"])
+
+    @property
+    def issuer_key(self) -> Path:
+        return issuer.ensure_key(self.state_dir)
+
+    def start_issuer(self) -> None:
+        url = f"{self.issuer}/health"
+        if not http_ok(url):
+            self.issuer_key  # noqa: B018 - created before the server and any minting reads it
+            self._spawn(
+                "issuer",
+                [
+                    sys.executable,
+                    "-m",
+                    "emulators.issuer",
+                    f"--port={self.ports['issuer']}",
+                    f"--key-dir={self.state_dir}",
+                ],
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+        wait_for(lambda: http_ok(url), "token issuer", 20)
+
+    def token(self, subject: str, **kwargs: Any) -> str:
+        """A token from this stack's issuer for `subject` (a principal's subject)."""
+        return issuer.mint(self.issuer_key, self.issuer, subject, **kwargs)
+
     # Functions --------------------------------------------------------------
 
     def start_functions(self, names: list[str] | None = None) -> None:
@@ -486,6 +521,7 @@ class Stack:
             "firestore": self.start_firestore,
             "pubsub": self.start_pubsub,
             "erp": self.start_erp,
+            "issuer": self.start_issuer,
         }
         if name in starters:
             starters[name]()
@@ -516,6 +552,7 @@ class Stack:
         self.start_firestore()
         self.start_pubsub()
         self.start_erp()
+        self.start_issuer()
         database.migrate(self.owner_dsn())
         if functions:
             self.start_functions()
@@ -557,6 +594,7 @@ class Stack:
             ("firestore emulator", f"127.0.0.1:{p['firestore']}"),
             ("pubsub emulator", f"127.0.0.1:{p['pubsub']}"),
             ("ERP receiver", f"http://127.0.0.1:{p['erp']}"),
+            ("token issuer", f"{self.issuer}/certs"),
         ]
         rows += [(f"function {name}", self.function_url(name)) for name in FUNCTIONS]
         return rows

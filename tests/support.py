@@ -12,7 +12,16 @@ import pg8000.native
 import requests
 
 from common.adapters.reconciliation import find_violations
+from common.auth.callers import SCOPES, Caller, Grant, Principal
 from emulators.stack import Stack
+
+# The caller of integration tests that drive the service in-process: every scope over
+# every wallet, in a tenant of its own. Authorization has its own tests
+# (tests/unit/test_callers.py, tests/e2e/test_callers_http.py).
+CALLER = Caller(
+    Principal("tests", "tests", "tests", "service", "tests", grants=(Grant("tests", frozenset(SCOPES), "all"),)),
+    request_id="tests",
+)
 
 
 class LedgerProxy:
@@ -86,8 +95,15 @@ def balance(stack: Stack, wallet_id: int) -> int:
     return sql(stack, "SELECT balance FROM ledger.wallets WHERE id = :w", w=wallet_id)[0][0]
 
 
-def postings_with_key(stack: Stack, idempotency_key: str) -> int:
-    return sql(stack, "SELECT count(*) FROM ledger.transactions WHERE idempotency_key = :k", k=idempotency_key)[0][0]
+def postings_with_key(stack: Stack, idempotency_key: str, tenant: str | None = None) -> int:
+    """Postings under a key, in one tenant or (None) in any."""
+    return sql(
+        stack,
+        "SELECT count(*) FROM ledger.transactions WHERE idempotency_key = :k"
+        " AND (CAST(:t AS text) IS NULL OR tenant = CAST(:t AS text))",
+        k=idempotency_key,
+        t=tenant,
+    )[0][0]
 
 
 def transaction_count(stack: Stack) -> int:
@@ -108,6 +124,45 @@ def assert_invariants(stack: Stack) -> None:
 
 
 _sessions = threading.local()
+HTTP_TESTER = "tester"  # the principal end-to-end tests call as, unless they name another
+_tokens: dict[tuple[int, str], str] = {}
+
+
+def principal(
+    stack: Stack,
+    principal_id: str,
+    role: str,
+    boundary: str = "all",
+    root_wallet_id: int | None = None,
+    tenant: str | None = None,
+    owner_id: str | None = None,
+    kind: str = "service",
+) -> str:
+    """Register a principal trusted from the stack's local issuer (once) and return a
+    bearer token for it."""
+    from emulators.database import owner_connection, register_principal
+
+    con = owner_connection(stack.owner_dsn())
+    try:
+        if role == "tester":  # every scope: the tests' own role, never a deployment's
+            con.run(
+                "INSERT INTO ledger.roles (name, scopes, description) VALUES ('tester', CAST(:s AS text[]),"
+                " 'end-to-end tests') ON CONFLICT DO NOTHING",
+                s=list(SCOPES),
+            )
+        register_principal(
+            con, principal_id, stack.issuer, kind, tenant or principal_id, owner_id, [(role, boundary, root_wallet_id)]
+        )
+    finally:
+        con.close()
+    return bearer(stack, principal_id)
+
+
+def bearer(stack: Stack, subject: str) -> str:
+    token = _tokens.get((stack.port_base, subject))
+    if token is None:
+        token = _tokens[(stack.port_base, subject)] = stack.token(subject, lifetime_s=6 * 3600)
+    return token
 
 
 def http(
@@ -119,12 +174,18 @@ def http(
     path: str = "/",
     raw: bytes | None = None,
     timeout: float = 30,
+    token: str | None = None,
 ) -> requests.Response:
-    """Call a function of the running stack over HTTP (one keep-alive session per thread)."""
+    """Call a function of the running stack over HTTP (one keep-alive session per thread)
+    as the tests' own principal, or with `token` ("" sends no Authorization header)."""
     session = getattr(_sessions, "session", None)
     if session is None:
         session = _sessions.session = requests.Session()
     headers = {"Content-Type": "application/json"}
+    if token is None:
+        token = _tokens.get((stack.port_base, HTTP_TESTER)) or principal(stack, HTTP_TESTER, "tester")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
     data = raw if raw is not None else (None if body is None else json.dumps(body))
@@ -163,4 +224,5 @@ def ledger_service(ledger: Any = None, idempotency: Any = None, locks: Any = Non
         idempotency or bootstrap.idempotency,
         locks or bootstrap.locks,
         *extra,
+        access=bootstrap.access_store(),
     )

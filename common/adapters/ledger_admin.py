@@ -10,6 +10,7 @@ changed wallet or lot back through common/adapters/ledger_queries.py.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from pg8000.exceptions import DatabaseError
@@ -22,15 +23,23 @@ if TYPE_CHECKING:  # annotations only: the command models load with the first pa
 
 
 class LedgerAdmin(Statements):
+    """Every write goes through an audited procedure (db/schema/75_access.sql), which
+    records `actor` with the change."""
+
+    def __init__(self, *args: Any, dual_control_credit_limit: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._dual_control_above = dual_control_credit_limit
+
     # Assets ---------------------------------------------------------------
 
-    def create_asset(self, cmd: commands.CreateAsset) -> dict[str, Any]:
+    def create_asset(self, cmd: commands.CreateAsset, actor: dict[str, Any]) -> dict[str, Any]:
         try:
             self._run(
-                "SELECT ledger.create_asset(:code, CAST(:scale AS smallint), :description)",
+                "SELECT ledger.create_asset(:code, CAST(:scale AS smallint), :description, CAST(:actor AS jsonb))",
                 code=cmd.code,
                 scale=cmd.scale,
                 description=cmd.description,
+                actor=json.dumps(actor),
             )
         except DatabaseError as error:
             if error_fields(error).get("C") == "23505":
@@ -40,23 +49,25 @@ class LedgerAdmin(Statements):
 
     # Wallets --------------------------------------------------------------
 
-    def create_wallet(self, cmd: commands.CreateWallet) -> int:
-        """The new wallet's id."""
+    def create_wallet(self, cmd: commands.CreateWallet, actor: dict[str, Any]) -> tuple[int, int | None]:
+        """The new wallet's id, and the pending change holding its credit limit when
+        that is above the dual-control threshold."""
         if cmd.parent_id is not None:
             self._check_parent(cmd)
         try:
             rows = self._run(
-                "INSERT INTO ledger.wallets"
-                " (owner_id, asset_code, model, credit_limit, metadata, parent_id, spend_mode)"
-                " VALUES (:owner_id, :asset, :model, :credit_limit, CAST(:metadata AS jsonb), :parent_id, :spend_mode)"
-                " RETURNING id",
+                "SELECT wallet_id, pending_change_id FROM ledger.create_wallet(:owner_id, :asset, :model,"
+                " CAST(:credit_limit AS bigint), CAST(:metadata AS jsonb), CAST(:parent_id AS bigint), :spend_mode,"
+                " CAST(:actor AS jsonb), CAST(:above AS bigint))",
                 owner_id=cmd.owner_id,
                 asset=cmd.asset,
                 model=cmd.model,
                 credit_limit=cmd.credit_limit,
-                metadata=dict(cmd.metadata),
+                metadata=json.dumps(dict(cmd.metadata)),
                 parent_id=cmd.parent_id,
                 spend_mode=cmd.spend_mode,
+                actor=json.dumps(actor),
+                above=self._dual_control_above,
             )
         except DatabaseError as error:
             fields = error_fields(error)
@@ -67,7 +78,7 @@ class LedgerAdmin(Statements):
                     f"unknown asset {cmd.asset}", code="unknown_asset", details={"asset": cmd.asset}
                 ) from error
             raise
-        return int(rows[0][0])
+        return int(rows[0][0]), rows[0][1]
 
     def _check_parent(self, cmd: commands.CreateWallet) -> None:
         """Clear refusals for what the database's tree constraints would refuse anyway."""
@@ -86,7 +97,9 @@ class LedgerAdmin(Statements):
                 details={"parent_id": cmd.parent_id, "parent_asset": asset, "parent_model": model},
             )
 
-    def update_wallet(self, wallet_id: int, cmd: commands.UpdateWallet) -> None:
+    def update_wallet(self, wallet_id: int, cmd: commands.UpdateWallet, actor: dict[str, Any]) -> int | None:
+        """The change applied in one audited call; the id of the pending change when a
+        credit limit raised above the dual-control threshold waits for approval."""
         rows = self._run("SELECT kind, status, spend_mode, parent_id FROM ledger.wallets WHERE id = :id", id=wallet_id)
         if not rows:
             raise NotFound(
@@ -110,29 +123,17 @@ class LedgerAdmin(Statements):
                 details={"wallet_id": wallet_id},
             )
         try:
-            self._run(
-                "UPDATE ledger.wallets SET status = coalesce(CAST(:status AS text), status),"
-                " credit_limit = coalesce(CAST(:credit_limit AS bigint), credit_limit),"
-                " spend_mode = coalesce(CAST(:spend_mode AS text), spend_mode), updated_at = now()"
-                " WHERE id = :id",
+            rows = self._run(
+                "SELECT ledger.update_wallet(:id, :status, CAST(:credit_limit AS bigint), :spend_mode,"
+                " CAST(:spend_limits AS jsonb), CAST(:actor AS jsonb), NULL, CAST(:above AS bigint))",
+                id=wallet_id,
                 status=cmd.status,
                 credit_limit=cmd.credit_limit,
                 spend_mode=cmd.spend_mode,
-                id=wallet_id,
+                spend_limits=json.dumps(cmd.spend_limits) if cmd.spend_limits else None,
+                actor=json.dumps(actor),
+                above=self._dual_control_above,
             )
-            for period, amount in sorted((cmd.spend_limits or {}).items()):
-                if amount is None:
-                    self._run(
-                        "DELETE FROM ledger.spend_limits WHERE wallet_id = :id AND period = :p", id=wallet_id, p=period
-                    )
-                else:
-                    self._run(
-                        "INSERT INTO ledger.spend_limits (wallet_id, period, amount) VALUES (:id, :p, :a)"
-                        " ON CONFLICT (wallet_id, period) DO UPDATE SET amount = excluded.amount, updated_at = now()",
-                        id=wallet_id,
-                        p=period,
-                        a=amount,
-                    )
         except DatabaseError as error:
             constraint = error_fields(error).get("n")
             if constraint == "wallets_closed_is_empty":
@@ -146,17 +147,21 @@ class LedgerAdmin(Statements):
                     details={"wallet_id": wallet_id},
                 ) from error
             raise
+        return rows[0][0]
 
     # Lots -------------------------------------------------------------------
 
-    def extend_lot(self, key: str, lot_id: int, cmd: commands.ExtendLot) -> bool:
-        """Move a lot's expiry later, once per idempotency key; True when the key had
-        already done so (a replay)."""
+    def extend_lot(self, key: str, lot_id: int, cmd: commands.ExtendLot, tenant: str, actor: dict[str, Any]) -> bool:
+        """Move a lot's expiry later, once per idempotency key of the tenant; True when
+        the key had already done so (a replay)."""
         rows = self._run(
-            "SELECT extension_id, replayed FROM ledger.extend_lot(:k, :id, CAST(:at AS timestamptz), :reason)",
+            "SELECT extension_id, replayed FROM ledger.extend_lot(:k, :id, CAST(:at AS timestamptz), :reason,"
+            " :tenant, CAST(:actor AS jsonb))",
             k=key,
             id=lot_id,
             at=cmd.expires_at.isoformat(),
             reason=cmd.reason,
+            tenant=tenant,
+            actor=json.dumps(actor),
         )
         return bool(rows[0][1])

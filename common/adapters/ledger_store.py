@@ -39,7 +39,7 @@ SELECT replayed, transaction_id, created_at, effective_at, array_to_string(balan
   FROM ledger.commit_posting(:key, :request_hash, :action, :asset, :amount, :wallet_id, :counterparty_wallet_id,
                    CAST(:leg_wallets AS bigint[]), CAST(:leg_amounts AS bigint[]), :external_ref, :usage_id,
                    :product, :description, :voids_transaction_id, CAST(:metadata AS jsonb), NULL,
-                   CAST(:lot_expires_at AS timestamptz))
+                   CAST(:lot_expires_at AS timestamptz), NULL, :tenant, CAST(:actor AS jsonb))
 """
 
 
@@ -80,9 +80,14 @@ class PostgresLedger(Statements):
                 self._system_accounts[asset] = accounts
         return accounts
 
-    def post(self, posting: Posting, key: str, request_hash: str) -> tuple[dict[str, Any], bool]:
-        """Post once per idempotency key; returns (transaction, replayed)."""
+    def post(
+        self, posting: Posting, key: str, request_hash: str, tenant: str, actor: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Post once per idempotency key within the tenant; returns (transaction, replayed).
+        `actor` is who posted it, kept with the transaction."""
         params = {
+            "tenant": tenant,
+            "actor": actor,
             "key": key,
             "request_hash": request_hash,
             "action": posting.action,
@@ -106,7 +111,8 @@ class PostgresLedger(Statements):
         if replayed:
             return original, True
         wallets = [int(wallet) for wallet in payers.split(",")] if payers else [leg.wallet_id for leg in posting.legs]
-        return render(posting, key, transaction_id, created_at, effective_at, _parse_balances(balances), wallets), False
+        balances_after = _parse_balances(balances)
+        return render(posting, key, actor, transaction_id, created_at, effective_at, balances_after, wallets), False
 
     def _post_one(self, params: dict[str, Any]) -> PostedRow:
         return self._run_untimed(
@@ -117,6 +123,7 @@ class PostgresLedger(Statements):
                 "leg_wallets": _array_literal(params["leg_wallets"]),
                 "leg_amounts": _array_literal(params["leg_amounts"]),
                 "metadata": json.dumps(params["metadata"]) if params["metadata"] else "{}",
+                "actor": None if params["actor"] is None else json.dumps(params["actor"]),
             },
         )[0]
 
@@ -144,12 +151,13 @@ class PostgresLedger(Statements):
                 outcomes.append(translated if translated is not raw else raw)
         return outcomes
 
-    def posted_under(self, key: str, request_hash: str) -> dict[str, Any] | None:
-        """The transaction posted under an idempotency key, as a replay renders it, or
-        None when nothing was. The same key with another request is refused."""
+    def posted_under(self, tenant: str, key: str, request_hash: str) -> dict[str, Any] | None:
+        """The transaction posted under a tenant's idempotency key, as a replay renders
+        it, or None when nothing was. The same key with another request is refused."""
         rows = self._run(
             "SELECT request_hash, id, ledger.transaction_json(id)"
-            " FROM ledger.transactions WHERE idempotency_key = :key",
+            " FROM ledger.transactions WHERE tenant = :tenant AND idempotency_key = :key",
+            tenant=tenant,
             key=key,
         )
         if not rows:
@@ -196,6 +204,7 @@ class PostgresLedger(Statements):
 def render(
     posting: Posting,
     key: str,
+    actor: dict[str, Any] | None,
     transaction_id: int,
     created_at: str,
     effective_at: str,
@@ -221,6 +230,7 @@ def render(
         "metadata": posting.metadata,
         "effective_at": effective_at,
         "created_at": created_at,
+        "actor": actor,
         "entries": [
             {"wallet_id": wallet, "amount": leg.amount, "balance_after": balance}
             for leg, wallet, balance in zip(posting.legs, wallets, balances, strict=True)

@@ -4,8 +4,8 @@
 --     more legs, and may only attach legs to a transaction created in the same
 --     database transaction (so a committed transaction is sealed);
 --   * every ledger transaction has entries (deferred check at commit);
---   * entries, transactions, spend charges, lot movements and lot extensions are
---     append-only (UPDATE and DELETE refused; TRUNCATE too for the ledger itself);
+--   * entries, transactions, spend charges, lot movements, lot extensions and the
+--     audit log are append-only (UPDATE and DELETE refused; TRUNCATE too for the ledger itself);
 --   * a wallet's identity (owner, model, kind, role, asset) never changes: events
 --     render it on read.
 -- The constraints on the tables themselves (a customer never below -credit_limit, a
@@ -33,6 +33,10 @@ CREATE TRIGGER lot_movements_append_only BEFORE UPDATE OR DELETE ON ledger.lot_m
   FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change();
 CREATE TRIGGER lot_extensions_append_only BEFORE UPDATE OR DELETE ON ledger.lot_extensions
   FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change();
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON ledger.audit_log
+  FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON ledger.audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION ledger.refuse_change();
 
 -- Double entry -----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ BEGIN
     'metadata', t.metadata,
     'effective_at', iso_utc(t.effective_at),
     'created_at', iso_utc(t.created_at),
+    'actor', t.actor,
     'entries', (SELECT jsonb_agg(jsonb_build_object(
                   'wallet_id', e.wallet_id, 'amount', e.amount, 'balance_after', e.balance_after)
                   ORDER BY e.id)
@@ -66,6 +67,7 @@ SELECT o.transaction_id, o.created_at, o.published_at, o.attempts, o.last_error,
          'metadata', t.metadata,
          'effective_at', ledger.iso_utc(t.effective_at),
          'created_at', ledger.iso_utc(t.created_at),
+         'actor', t.actor,
          'legs', (SELECT jsonb_agg(jsonb_build_object(
                     'wallet_id', e.wallet_id, 'owner_id', w.owner_id, 'model', w.model,
                     'system_role', w.system_role, 'amount', e.amount) ORDER BY e.id)

@@ -100,7 +100,8 @@ END $$;
 
 -- Extension: a lot's expiry moves later, once per idempotency key. An expired lot is
 -- not extended: what the expiry job does must not depend on when it ran.
-CREATE FUNCTION ledger.extend_lot(p_key text, p_lot_id bigint, p_expires_at timestamptz, p_reason text DEFAULT NULL)
+CREATE FUNCTION ledger.extend_lot(p_key text, p_lot_id bigint, p_expires_at timestamptz, p_reason text DEFAULT NULL,
+                                  p_tenant text DEFAULT '', p_actor jsonb DEFAULT NULL)
 RETURNS TABLE (extension_id bigint, replayed boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 #variable_conflict use_column
@@ -109,13 +110,14 @@ DECLARE
   v_lot record;
 BEGIN
   -- one extension per key at a time, whichever lot the copies name: they answer alike
-  PERFORM pg_advisory_xact_lock(hashtext('lot-extension:' || p_key));
+  PERFORM pg_advisory_xact_lock(hashtext('lot-extension:' || coalesce(p_tenant, '') || ':' || p_key));
   SELECT l.wallet_id INTO v_lot FROM lots l WHERE l.id = p_lot_id;
   IF NOT FOUND THEN
     PERFORM refuse('lot_not_found', jsonb_build_object('lot_id', p_lot_id));
   END IF;
   PERFORM 1 FROM wallets WHERE id = v_lot.wallet_id FOR NO KEY UPDATE;
-  SELECT id, lot_id, new_expires_at INTO v_existing FROM lot_extensions WHERE idempotency_key = p_key;
+  SELECT id, lot_id, new_expires_at INTO v_existing FROM lot_extensions
+   WHERE tenant = coalesce(p_tenant, '') AND idempotency_key = p_key;
   IF FOUND THEN
     IF v_existing.lot_id <> p_lot_id OR v_existing.new_expires_at <> p_expires_at THEN
       PERFORM refuse('idempotency_key_reused', jsonb_build_object('extension_id', v_existing.id));
@@ -134,7 +136,7 @@ BEGIN
   END IF;
   UPDATE lots SET expires_at = p_expires_at, updated_at = now() WHERE id = p_lot_id;
   RETURN QUERY
-    INSERT INTO lot_extensions (idempotency_key, lot_id, old_expires_at, new_expires_at, reason)
-    VALUES (p_key, p_lot_id, v_lot.expires_at, p_expires_at, p_reason)
+    INSERT INTO lot_extensions (idempotency_key, lot_id, old_expires_at, new_expires_at, reason, tenant, actor)
+    VALUES (p_key, p_lot_id, v_lot.expires_at, p_expires_at, p_reason, coalesce(p_tenant, ''), p_actor)
     RETURNING id, false;
 END $$;

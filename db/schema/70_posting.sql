@@ -53,6 +53,8 @@ CREATE FUNCTION ledger.commit_posting(
   p_effective_at timestamptz DEFAULT NULL,
   p_lot_expires_at timestamptz DEFAULT NULL,  -- a top-up, add-on or bonus that creates a lot
   p_expiring_lot bigint DEFAULT NULL,         -- the lot an expiry posting empties
+  p_tenant text DEFAULT '',                   -- the caller's tenant: the key's scope
+  p_actor jsonb DEFAULT NULL,                 -- who posted: principal, issuer, role, tenant, request id
   OUT replayed boolean,
   OUT transaction_id bigint,
   OUT created_at text,
@@ -102,17 +104,18 @@ BEGIN
 
   INSERT INTO transactions (idempotency_key, request_hash, action, asset_code, amount, wallet_id,
                             counterparty_wallet_id, external_ref, usage_id, product, description,
-                            voids_transaction_id, metadata, effective_at)
+                            voids_transaction_id, metadata, effective_at, tenant, actor)
   VALUES (p_idempotency_key, p_request_hash, p_action, p_asset, p_amount, p_wallet_id,
           p_counterparty_wallet_id, p_external_ref, p_usage_id, p_product, p_description,
-          p_voids_transaction_id, coalesce(p_metadata, '{}'::jsonb), v_effective)
-  ON CONFLICT ON CONSTRAINT transactions_idempotency_key_unique DO NOTHING
+          p_voids_transaction_id, coalesce(p_metadata, '{}'::jsonb), v_effective, coalesce(p_tenant, ''), p_actor)
+  ON CONFLICT ON CONSTRAINT transactions_tenant_key_unique DO NOTHING
   RETURNING id INTO v_tx;
 
   IF v_tx IS NULL THEN
     -- The key already posted (for example a retry after a crash between this commit
     -- and the idempotency record): answer with the original transaction, post nothing.
-    SELECT id, request_hash INTO v_existing FROM transactions WHERE idempotency_key = p_idempotency_key;
+    SELECT id, request_hash INTO v_existing FROM transactions
+     WHERE tenant = coalesce(p_tenant, '') AND idempotency_key = p_idempotency_key;
     IF v_existing.request_hash <> p_request_hash THEN
       PERFORM refuse('idempotency_key_reused', jsonb_build_object('transaction_id', v_existing.id));
     END IF;
@@ -390,7 +393,7 @@ BEGIN
              item integer, key text, request_hash text, action text, asset text, amount bigint,
              wallet_id bigint, counterparty_wallet_id bigint, leg_wallets bigint[], leg_amounts bigint[],
              external_ref text, usage_id text, product text, description text, voids_transaction_id bigint,
-             metadata jsonb, lot_expires_at timestamptz)
+             metadata jsonb, lot_expires_at timestamptz, tenant text, actor jsonb)
   LOOP
     item := v_posting.item;
     BEGIN
@@ -400,7 +403,8 @@ BEGIN
                             v_posting.leg_wallets, v_posting.leg_amounts, v_posting.external_ref,
                             v_posting.usage_id, v_posting.product, v_posting.description,
                             v_posting.voids_transaction_id, coalesce(v_posting.metadata, '{}'::jsonb),
-                            NULL, v_posting.lot_expires_at);
+                            NULL, v_posting.lot_expires_at, NULL, coalesce(v_posting.tenant, ''),
+                            v_posting.actor);
       replayed := v_result.replayed;
       transaction_id := v_result.transaction_id;
       created_at := v_result.created_at;
@@ -429,11 +433,15 @@ END $$;
 
 -- An asset comes with its system accounts; creating both in one call keeps every
 -- asset postable from the moment it exists.
-CREATE FUNCTION ledger.create_asset(p_code text, p_scale smallint, p_description text DEFAULT '')
+CREATE FUNCTION ledger.create_asset(p_code text, p_scale smallint, p_description text DEFAULT '',
+                                    p_actor jsonb DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 BEGIN
   INSERT INTO assets (code, scale, description) VALUES (p_code, p_scale, coalesce(p_description, ''));
   INSERT INTO wallets (asset_code, kind, system_role, owner_id, model)
   SELECT p_code, 'system', role, 'system', 'system'
     FROM unnest(ARRAY['funding', 'revenue', 'promotion', 'breakage', 'discount']) AS role;
+  PERFORM audit(p_actor, 'asset.create', 'asset:' || p_code, NULL,
+                jsonb_build_object('code', p_code, 'scale', p_scale, 'description', coalesce(p_description, '')),
+                NULL);
 END $$;

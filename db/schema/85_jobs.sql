@@ -54,7 +54,8 @@ BEGIN
           FROM commit_posting(format('lot-expiry:%s:%s', v_due.id, v_lot.moves), 'lot-expiry', 'expiry',
                               v_lot.asset_code, v_lot.remaining, v_due.wallet_id, NULL,
                               ARRAY[v_due.wallet_id, v_breakage], ARRAY[-v_lot.remaining, v_lot.remaining],
-                              p_description => 'expired credit', p_expiring_lot => v_due.id);
+                              p_description => 'expired credit', p_expiring_lot => v_due.id,
+                              p_actor => jsonb_build_object('principal', 'ledger:lot-expiry', 'role', 'job'));
         transaction_id := v_result.transaction_id;
         amount := v_lot.remaining;
       END IF;

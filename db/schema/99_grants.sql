@@ -1,9 +1,10 @@
 -- Roles and privileges, as they are now.
 --
 -- ledger_app is the role of the functions (internet-facing and scheduled alike). It
--- reads the ledger, creates customer wallets, changes a wallet's status, credit limit
--- and spend mode, keeps spend limits, and moves money only through
--- ledger.commit_posting() and ledger.commit_postings().
+-- reads the ledger, moves money only through ledger.commit_posting() and
+-- ledger.commit_postings(), and creates and changes wallets and assets only through the
+-- audited procedures (75_access.sql): no plain INSERT or UPDATE on a wallet, and the
+-- audit log is insert-only through them (it can read it, never change it).
 --
 -- erp_exporter is the ERP export's own role. Moving the export cursor, recording,
 -- marking and replaying batches, and opening streams belong to the scheduled export
@@ -40,23 +41,25 @@ GRANT SELECT ON
   ledger.assets, ledger.wallets, ledger.transactions, ledger.entries, ledger.outbox, ledger.outbox_events,
   ledger.spend_limits, ledger.spend_counters, ledger.spend_charges,
   ledger.lots, ledger.lot_movements, ledger.lot_extensions,
+  ledger.roles, ledger.principals, ledger.grants, ledger.audit_log, ledger.pending_changes,
   erp.charts, erp.cursors, erp.batches
   TO ledger_app;
-GRANT INSERT (asset_code, owner_id, model, credit_limit, metadata, parent_id, spend_mode) ON ledger.wallets TO ledger_app;
-GRANT UPDATE (status, credit_limit, metadata, updated_at, spend_mode) ON ledger.wallets TO ledger_app;
-GRANT INSERT, UPDATE, DELETE ON ledger.spend_limits TO ledger_app;
 GRANT EXECUTE ON FUNCTION
   ledger.commit_posting(text, text, text, text, bigint, bigint, bigint, bigint[], bigint[],
-    text, text, text, text, bigint, jsonb, timestamptz, timestamptz, bigint),
+    text, text, text, text, bigint, jsonb, timestamptz, timestamptz, bigint, text, jsonb),
   ledger.commit_postings(jsonb),
   ledger.transaction_json(bigint),
   ledger.iso_utc(timestamptz),
-  ledger.create_asset(text, smallint, text),
+  ledger.create_asset(text, smallint, text, jsonb),
   ledger.mark_published(bigint[]),
   ledger.mark_failed(bigint, text),
   ledger.expire_lots(integer, timestamptz, bigint),
-  ledger.extend_lot(text, bigint, timestamptz, text),
-  ledger.period_start(text, timestamptz)
+  ledger.extend_lot(text, bigint, timestamptz, text, text, jsonb),
+  ledger.period_start(text, timestamptz),
+  ledger.caller(text, text),
+  ledger.create_wallet(text, text, text, bigint, jsonb, bigint, text, jsonb, bigint),
+  ledger.update_wallet(bigint, text, bigint, text, jsonb, jsonb, text, bigint),
+  ledger.decide_change(bigint, boolean, jsonb, text)
   TO ledger_app;
 
 -- The ERP export: erp_exporter ---------------------------------------------------

@@ -10,5 +10,5 @@ from common.ledger.commands import AddOn
 
 @functions_framework.http
 @endpoint
-def addon(request):
-    return money_action(request, AddOn, bootstrap.service().add_on)
+def addon(request, caller):
+    return money_action(request, caller, AddOn, bootstrap.service().add_on)

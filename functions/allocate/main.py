@@ -10,5 +10,5 @@ from common.ledger.commands import Allocate
 
 @functions_framework.http
 @endpoint
-def allocate(request):
-    return money_action(request, Allocate, bootstrap.service().allocate)
+def allocate(request, caller):
+    return money_action(request, caller, Allocate, bootstrap.service().allocate)

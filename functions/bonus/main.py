@@ -9,5 +9,5 @@ from common.ledger.commands import Bonus
 
 @functions_framework.http
 @endpoint
-def bonus(request):
-    return money_action(request, Bonus, bootstrap.service().bonus)
+def bonus(request, caller):
+    return money_action(request, caller, Bonus, bootstrap.service().bonus)

@@ -9,5 +9,5 @@ from common.ledger.commands import Reclaim
 
 @functions_framework.http
 @endpoint
-def reclaim(request):
-    return money_action(request, Reclaim, bootstrap.service().reclaim)
+def reclaim(request, caller):
+    return money_action(request, caller, Reclaim, bootstrap.service().reclaim)

@@ -9,5 +9,5 @@ from common.ledger.commands import TopUp
 
 @functions_framework.http
 @endpoint
-def topup(request):
-    return money_action(request, TopUp, bootstrap.service().top_up)
+def topup(request, caller):
+    return money_action(request, caller, TopUp, bootstrap.service().top_up)

@@ -9,5 +9,5 @@ from common.ledger.commands import Transfer
 
 @functions_framework.http
 @endpoint
-def transfer(request):
-    return money_action(request, Transfer, bootstrap.service().transfer)
+def transfer(request, caller):
+    return money_action(request, caller, Transfer, bootstrap.service().transfer)

@@ -9,5 +9,5 @@ from common.ledger.commands import Usage
 
 @functions_framework.http
 @endpoint
-def usage(request):
-    return money_action(request, Usage, bootstrap.service().usage)
+def usage(request, caller):
+    return money_action(request, caller, Usage, bootstrap.service().usage)

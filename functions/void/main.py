@@ -9,5 +9,5 @@ from common.ledger.commands import Void
 
 @functions_framework.http
 @endpoint
-def void(request):
-    return money_action(request, Void, bootstrap.service().void)
+def void(request, caller):
+    return money_action(request, caller, Void, bootstrap.service().void)

@@ -43,63 +43,67 @@ def _commands():
     return commands
 
 
-def create_wallet(service, request):
-    return json_response(201, {"wallet": service.create_wallet(parse(_commands().CreateWallet, json_object(request)))})
+def create_wallet(service, request, caller):
+    return json_response(
+        201, {"wallet": service.create_wallet(caller, parse(_commands().CreateWallet, json_object(request)))}
+    )
 
 
-def list_wallets(service, request):
+def list_wallets(service, request, caller):
     owner_id = request.args.get("owner_id")
     if not owner_id:
         raise InvalidRequest("give owner_id to list wallets", code="validation_failed")
-    return json_response(200, {"wallets": service.list_wallets(owner_id)})
+    return json_response(200, {"wallets": service.list_wallets(caller, owner_id)})
 
 
-def get_wallet(service, request, wallet_id):
-    return json_response(200, {"wallet": service.get_wallet(wallet_id)})
+def get_wallet(service, request, caller, wallet_id):
+    return json_response(200, {"wallet": service.get_wallet(caller, wallet_id)})
 
 
-def update_wallet(service, request, wallet_id):
+def update_wallet(service, request, caller, wallet_id):
     command = parse(_commands().UpdateWallet, json_object(request))
-    return json_response(200, {"wallet": service.update_wallet(wallet_id, command)})
+    return json_response(200, {"wallet": service.update_wallet(caller, wallet_id, command)})
 
 
-def history(service, request, wallet_id):
+def history(service, request, caller, wallet_id):
     query = parse(_commands().HistoryQuery, request.args.to_dict())
-    return json_response(200, service.history(wallet_id, query))
+    return json_response(200, service.history(caller, wallet_id, query))
 
 
-def lots(service, request, wallet_id):
-    return json_response(200, service.lots(wallet_id, request.args.get("all") == "true"))
+def lots(service, request, caller, wallet_id):
+    return json_response(200, service.lots(caller, wallet_id, request.args.get("all") == "true"))
 
 
-def rollup(service, request, wallet_id):
-    return json_response(200, service.rollup(wallet_id))
+def rollup(service, request, caller, wallet_id):
+    return json_response(200, service.rollup(caller, wallet_id))
 
 
-def members(service, request, wallet_id):
+def members(service, request, caller, wallet_id):
     after, limit = _bounded(request, "after", 0, 2**63 - 1), _bounded(request, "limit", 100, 500)
-    return json_response(200, service.members(wallet_id, after, max(limit, 1)))
+    return json_response(200, service.members(caller, wallet_id, after, max(limit, 1)))
 
 
-def get_lot(service, request, lot_id):
-    return json_response(200, {"lot": service.get_lot(lot_id)})
+def get_lot(service, request, caller, lot_id):
+    return json_response(200, {"lot": service.get_lot(caller, lot_id)})
 
 
-def extend_lot(service, request, lot_id):
+def extend_lot(service, request, caller, lot_id):
     command = parse(_commands().ExtendLot, json_object(request))
-    return outcome_response(service.extend_lot(lot_id, command, request.headers.get(IDEMPOTENCY_HEADER)))
+    return outcome_response(service.extend_lot(caller, lot_id, command, request.headers.get(IDEMPOTENCY_HEADER)))
 
 
-def get_transaction(service, request, transaction_id):
-    return json_response(200, {"transaction": service.get_transaction(transaction_id)})
+def get_transaction(service, request, caller, transaction_id):
+    return json_response(200, {"transaction": service.get_transaction(caller, transaction_id)})
 
 
-def list_assets(service, request):
-    return json_response(200, {"assets": service.list_assets()})
+def list_assets(service, request, caller):
+    return json_response(200, {"assets": service.list_assets(caller)})
 
 
-def create_asset(service, request):
-    return json_response(201, {"asset": service.create_asset(parse(_commands().CreateAsset, json_object(request)))})
+def create_asset(service, request, caller):
+    return json_response(
+        201, {"asset": service.create_asset(caller, parse(_commands().CreateAsset, json_object(request)))}
+    )
 
 
 ROUTES = Routes(
@@ -121,6 +125,6 @@ ROUTES = Routes(
 
 @functions_framework.http
 @endpoint
-def wallets(request):
+def wallets(request, caller):
     handler, ids = ROUTES.match(request)
-    return handler(bootstrap.service(), request, **ids)
+    return handler(bootstrap.service(), request, caller, **ids)

@@ -12,7 +12,7 @@ import requests
 
 from emulators.stack import FUNCTIONS, http_responds, kill_group, wait_for
 from infra.bundle import build_bundle
-from tests.support import balance, key, new_wallet
+from tests.support import HTTP_TESTER, balance, key, new_wallet, principal
 
 
 def requirements(path: Path) -> list[str]:
@@ -73,7 +73,7 @@ def test_a_bundle_serves_a_top_up_on_its_own(stack, tmp_path):
         response = requests.post(
             f"http://127.0.0.1:{port}/",
             json={"wallet_id": wallet, "asset": "TST", "amount": 3, "external_ref": "bundle"},
-            headers={"Idempotency-Key": key()},
+            headers={"Idempotency-Key": key(), "Authorization": f"Bearer {principal(stack, HTTP_TESTER, 'tester')}"},
             timeout=30,
         )
         assert response.status_code == 201, response.text

@@ -22,7 +22,7 @@ from common.config import get_settings
 from common.erp_export import DeliveryFailed, ErpExport
 from common.ledger import commands
 from emulators.stack import ERP_TOKEN, REPO, wait_for
-from tests.support import assert_invariants, exporter_pool, key, new_wallet, sql
+from tests.support import CALLER, assert_invariants, exporter_pool, key, new_wallet, sql
 
 
 def erp_url(stack, book=None):
@@ -101,14 +101,20 @@ def every_action(stack, settle=True):
     the export can see them (unless `settle` is off)."""
     service = bootstrap.service()
     alice, bob = new_wallet(stack), new_wallet(stack)
-    topped = service.top_up(commands.TopUp(wallet_id=alice, asset="TST", amount=500, external_ref="pay"), key())
+    topped = service.top_up(CALLER, commands.TopUp(wallet_id=alice, asset="TST", amount=500, external_ref="pay"), key())
     ids = [topped.body["transaction"]["id"]]
-    ids.append(service.bonus(commands.Bonus(wallet_id=alice, asset="TST", amount=50), key()).body["transaction"]["id"])
-    used = service.usage(commands.Usage(wallet_id=alice, asset="TST", amount=70, usage_id="u", product="gpu"), key())
+    ids.append(
+        service.bonus(CALLER, commands.Bonus(wallet_id=alice, asset="TST", amount=50), key()).body["transaction"]["id"]
+    )
+    used = service.usage(
+        CALLER, commands.Usage(wallet_id=alice, asset="TST", amount=70, usage_id="u", product="gpu"), key()
+    )
     ids.append(used.body["transaction"]["id"])
-    moved = service.transfer(commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=30), key())
+    moved = service.transfer(
+        CALLER, commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=30), key()
+    )
     ids.append(moved.body["transaction"]["id"])
-    voided = service.void(commands.Void(transaction_id=ids[2]), key())
+    voided = service.void(CALLER, commands.Void(transaction_id=ids[2]), key())
     ids.append(voided.body["transaction"]["id"])
     return settled(stack, ids) if settle else ids
 

@@ -11,7 +11,7 @@ from common.adapters.firestore_idempotency import FirestoreRecordStore
 from common.config import get_settings
 from common.idempotency import Idempotency
 from common.ledger import commands
-from tests.support import LedgerProxy, balance, key, ledger_service, new_wallet, postings_with_key
+from tests.support import CALLER, LedgerProxy, balance, key, ledger_service, new_wallet, postings_with_key
 
 
 class SimulatedCrash(BaseException):
@@ -57,17 +57,17 @@ def test_retry_after_a_crash_past_the_commit_replays_at_once_and_posts_nothing_m
         else commands.Usage(wallet_id=wallet, asset="TST", amount=100, usage_id="u", product="p")
     )
     with pytest.raises(SimulatedCrash):
-        getattr(service_with(crashing, CrashAfterCommit(bootstrap.ledger()), lease_s=30), action)(cmd, k)
+        getattr(service_with(crashing, CrashAfterCommit(bootstrap.ledger()), lease_s=30), action)(CALLER, cmd, k)
     assert postings_with_key(stack, k) == 1  # the posting committed; the claim is left behind
     after_crash = balance(stack, wallet)
 
     # No waiting allowed: within the dead owner's 30 s lease, anything but an answer
     # found at once in Postgres would be a 409 request_in_progress.
     retry = getattr(service_with(healthy, bootstrap.ledger(), lease_s=30, wait_s=0), action)
-    outcome = retry(cmd, k)
+    outcome = retry(CALLER, cmd, k)
     assert outcome.status == 201 and outcome.replayed
     assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == after_crash
-    assert retry(cmd, k).body == outcome.body
+    assert retry(CALLER, cmd, k).body == outcome.body
     assert postings_with_key(stack, k) == 1
 
 
@@ -81,10 +81,10 @@ def test_a_crash_before_the_commit_is_taken_over_after_the_lease(stack):
             raise SimulatedCrash()
 
     with pytest.raises(SimulatedCrash):
-        service_with(crashing, CrashBeforeCommit(bootstrap.ledger()), lease_s=0.2).top_up(cmd, k)
+        service_with(crashing, CrashBeforeCommit(bootstrap.ledger()), lease_s=0.2).top_up(CALLER, cmd, k)
     assert postings_with_key(stack, k) == 0
     time.sleep(0.3)  # the dead owner's lease runs out
-    outcome = service_with(healthy, bootstrap.ledger(), lease_s=0.2).top_up(cmd, k)
+    outcome = service_with(healthy, bootstrap.ledger(), lease_s=0.2).top_up(CALLER, cmd, k)
     assert outcome.status == 201 and not outcome.replayed
     assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 100
 
@@ -94,8 +94,8 @@ def test_retry_after_the_record_is_lost_entirely_posts_nothing_more(stack):
     service = service_with(healthy, bootstrap.ledger(), lease_s=30)
     wallet, k = new_wallet(stack), key()
     cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="pay")
-    first = service.top_up(cmd, k)
+    first = service.top_up(CALLER, cmd, k)
     healthy.release(hashlib.sha256(k.encode()).hexdigest())  # e.g. expired by its TTL
-    again = service.top_up(cmd, k)
+    again = service.top_up(CALLER, cmd, k)
     assert again.replayed and again.body == first.body
     assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 100

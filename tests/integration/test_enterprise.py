@@ -10,7 +10,7 @@ import pytest
 from common import bootstrap
 from common.errors import LedgerError, NotFound, Refused
 from common.ledger import commands
-from tests.support import balance, key, sql, system_account
+from tests.support import CALLER, balance, key, sql, system_account
 
 
 @pytest.fixture
@@ -20,26 +20,26 @@ def service(stack):
 
 def wallet(service, model="enterprise", parent=None, owner=None, **fields):
     cmd = commands.CreateWallet(owner_id=owner or key("owner"), asset="TST", model=model, parent_id=parent, **fields)
-    return service.create_wallet(cmd)["id"]
+    return service.create_wallet(CALLER, cmd)["id"]
 
 
 def top_up(service, wallet_id, amount, **fields):
     cmd = commands.TopUp(wallet_id=wallet_id, asset="TST", amount=amount, external_ref="pay", **fields)
-    return service.top_up(cmd, key()).body["transaction"]
+    return service.top_up(CALLER, cmd, key()).body["transaction"]
 
 
 def allocate(service, child, amount, idempotency_key=None):
     cmd = commands.Allocate(wallet_id=child, asset="TST", amount=amount)
-    return service.allocate(cmd, idempotency_key or key())
+    return service.allocate(CALLER, cmd, idempotency_key or key())
 
 
 def use(service, wallet_id, amount, usage_id="u"):
     cmd = commands.Usage(wallet_id=wallet_id, asset="TST", amount=amount, usage_id=usage_id, product="gpu")
-    return service.usage(cmd, key())
+    return service.usage(CALLER, cmd, key())
 
 
 def limit(service, wallet_id, **periods):
-    service.update_wallet(wallet_id, commands.UpdateWallet(spend_limits=periods))
+    service.update_wallet(CALLER, wallet_id, commands.UpdateWallet(spend_limits=periods))
 
 
 def outcomes(calls, workers=16):
@@ -61,9 +61,9 @@ def test_a_three_level_tree_records_root_and_path(service):
     root = wallet(service)
     division = wallet(service, parent=root)
     team = wallet(service, parent=division)
-    got = service.get_wallet(team)
+    got = service.get_wallet(CALLER, team)
     assert (got["parent_id"], got["root_id"], got["depth"], got["spend_mode"]) == (division, root, 2, None)
-    assert service.get_wallet(root)["spend_mode"] == "allocated"
+    assert service.get_wallet(CALLER, root)["spend_mode"] == "allocated"
 
 
 def test_a_member_must_share_its_parents_asset_and_model(stack, service):
@@ -74,7 +74,7 @@ def test_a_member_must_share_its_parents_asset_and_model(stack, service):
     with pytest.raises(Refused) as refused:
         wallet(service, parent=999_999_999)
     assert refused.value.code == "parent_not_found"
-    personal = service.create_wallet(commands.CreateWallet(owner_id="p", asset="TST"))["id"]
+    personal = service.create_wallet(CALLER, commands.CreateWallet(owner_id="p", asset="TST"))["id"]
     with pytest.raises(Refused):
         wallet(service, model="enterprise", parent=personal)
     # the database refuses it too, whatever the caller checked
@@ -96,10 +96,10 @@ def test_allocate_and_reclaim_move_money_along_one_edge_once_per_key(stack, serv
     assert not first.replayed and again.replayed and again.body == first.body
     assert first.body["transaction"]["counterparty_wallet_id"] == root
     assert (balance(stack, root), balance(stack, team)) == (700, 300)
-    service.reclaim(commands.Reclaim(wallet_id=team, asset="TST", amount=100), key())
+    service.reclaim(CALLER, commands.Reclaim(wallet_id=team, asset="TST", amount=100), key())
     assert (balance(stack, root), balance(stack, team)) == (800, 200)
     with pytest.raises(Refused) as refused:
-        service.reclaim(commands.Reclaim(wallet_id=team, asset="TST", amount=201), key())
+        service.reclaim(CALLER, commands.Reclaim(wallet_id=team, asset="TST", amount=201), key())
     assert refused.value.code == "insufficient_funds"
     with pytest.raises(Refused) as refused:
         allocate(service, root, 1)  # the root has no parent
@@ -129,12 +129,14 @@ def test_a_trees_money_does_not_leave_it_by_transfer(stack, service):
     team = wallet(service, parent=root)
     top_up(service, root, 100)
     allocate(service, team, 50)
-    personal = service.create_wallet(commands.CreateWallet(owner_id="p", asset="TST"))["id"]
+    personal = service.create_wallet(CALLER, commands.CreateWallet(owner_id="p", asset="TST"))["id"]
     with pytest.raises(Refused) as refused:
-        service.transfer(commands.Transfer(from_wallet_id=team, to_wallet_id=personal, asset="TST", amount=1), key())
+        service.transfer(
+            CALLER, commands.Transfer(from_wallet_id=team, to_wallet_id=personal, asset="TST", amount=1), key()
+        )
     assert refused.value.code == "transfer_outside_tree"
     sibling = wallet(service, parent=root)
-    service.transfer(commands.Transfer(from_wallet_id=team, to_wallet_id=sibling, asset="TST", amount=5), key())
+    service.transfer(CALLER, commands.Transfer(from_wallet_id=team, to_wallet_id=sibling, asset="TST", amount=5), key())
     assert balance(stack, sibling) == 5
 
 
@@ -153,7 +155,7 @@ def test_allocated_mode_concurrent_usage_never_overspends_an_allocation_or_a_lim
     limit(service, capped, month=450)
     ok, refusals = outcomes([lambda: use(service, capped, 50) for _ in range(20)])
     assert ok == 9 and refusals == ["spend_limit_exceeded"] and balance(stack, capped) == 550
-    assert service.get_wallet(capped)["spend_limits"]["month"]["spent"] == 450
+    assert service.get_wallet(CALLER, capped)["spend_limits"]["month"]["spent"] == 450
     assert balance(stack, root) == 8_000  # the pool never paid for a member in allocated mode
 
 
@@ -170,7 +172,7 @@ def test_shared_pool_usage_debits_the_pool_within_each_members_limit(stack, serv
     # the pool (1,000) binds before the members' limits (4 x 300)
     assert ok == 20 and balance(stack, root) == 0
     assert set(refusals) <= {"insufficient_funds", "spend_limit_exceeded"} and "insufficient_funds" in refusals
-    spent = [service.get_wallet(m)["spend_limits"]["month"]["spent"] for m in members]
+    spent = [service.get_wallet(CALLER, m)["spend_limits"]["month"]["spent"] for m in members]
     assert sum(spent) == 1_000 and max(spent) <= 300
     assert all(balance(stack, m) == 0 for m in members)  # members hold nothing: the pool paid
 
@@ -195,7 +197,7 @@ def test_a_shared_pool_usage_names_the_member_and_shows_the_pool_paying(stack, s
     revenue = system_account(stack, "TST", "revenue")
     assert [(e["wallet_id"], e["amount"]) for e in transaction["entries"]] == [(root, -30), (revenue, 30)]
     # what the function answered is what the ledger stored
-    stored = service.get_transaction(transaction["id"])
+    stored = service.get_transaction(CALLER, transaction["id"])
     assert stored == {**transaction, "voided_by": None}
 
 
@@ -208,8 +210,8 @@ def test_a_void_of_a_usage_gives_its_spend_back_to_the_limit(stack, service):
     used = use(service, member, 100).body["transaction"]
     with pytest.raises(Refused):
         use(service, member, 1)
-    service.void(commands.Void(transaction_id=used["id"]), key())
-    assert service.get_wallet(member)["spend_limits"]["month"]["spent"] == 0
+    service.void(CALLER, commands.Void(transaction_id=used["id"]), key())
+    assert service.get_wallet(CALLER, member)["spend_limits"]["month"]["spent"] == 0
     use(service, member, 100)
     assert balance(stack, member) == 900
 
@@ -218,15 +220,18 @@ def test_spend_mode_and_limits_are_wallet_settings_with_clear_refusals(service):
     root = wallet(service)
     member = wallet(service, parent=root)
     with pytest.raises(Refused) as refused:
-        service.update_wallet(member, commands.UpdateWallet(spend_mode="shared_pool"))
+        service.update_wallet(CALLER, member, commands.UpdateWallet(spend_mode="shared_pool"))
     assert refused.value.code == "not_a_root"
     with pytest.raises(Refused) as refused:
-        service.update_wallet(member, commands.UpdateWallet(credit_limit=10))
+        service.update_wallet(CALLER, member, commands.UpdateWallet(credit_limit=10))
     assert refused.value.code == "member_credit_limit"
     limit(service, member, day=5, month=50)
     limit(service, member, day=None)
-    assert set(service.get_wallet(member)["spend_limits"]) == {"month"}
-    assert service.update_wallet(root, commands.UpdateWallet(spend_mode="shared_pool"))["spend_mode"] == "shared_pool"
+    assert set(service.get_wallet(CALLER, member)["spend_limits"]) == {"month"}
+    assert (
+        service.update_wallet(CALLER, root, commands.UpdateWallet(spend_mode="shared_pool"))["spend_mode"]
+        == "shared_pool"
+    )
 
 
 def test_rollups_over_a_three_level_tree_of_1000_members(stack, service):
@@ -259,27 +264,27 @@ def test_rollups_over_a_three_level_tree_of_1000_members(stack, service):
         amounts=[amounts[team] for team, _ in teams],
     )
     balances = dict(sql(stack, "SELECT id, balance FROM ledger.wallets WHERE root_id = :r", r=root))
-    rollup = service.rollup(root)
+    rollup = service.rollup(CALLER, root)
     assert rollup["members"] == 1_000 and len(rollup["children"]) == 20
     assert rollup["rollup_balance"] == sum(balances.values()) == 10_000_000
     for child in rollup["children"]:
         below = [team for team, parent in teams if parent == child["wallet_id"]]
         assert child["rollup_balance"] == balances[child["wallet_id"]] + sum(balances[t] for t in below)
         assert child["members"] == len(below)
-        division_rollup = service.rollup(child["wallet_id"])
+        division_rollup = service.rollup(CALLER, child["wallet_id"])
         assert division_rollup["rollup_balance"] == child["rollup_balance"]
-    leaf = service.rollup(teams[0][0])
+    leaf = service.rollup(CALLER, teams[0][0])
     assert (leaf["rollup_balance"], leaf["members"], leaf["children"]) == (balances[teams[0][0]], 0, [])
     # every member, a page at a time, and nothing outside the tree
     seen, after = [], 0
     while True:
-        page = service.members(root, after, 300)
+        page = service.members(CALLER, root, after, 300)
         seen += [m["id"] for m in page["members"]]
         if page["next_after"] is None:
             break
         after = page["next_after"]
     assert sorted(seen) == sorted(set(balances) - {root})
-    assert {m["id"] for m in service.members(divisions[0], 0, 500)["members"]} == {
+    assert {m["id"] for m in service.members(CALLER, divisions[0], 0, 500)["members"]} == {
         team for team, parent in teams if parent == divisions[0]
     }
 
@@ -297,18 +302,20 @@ def test_a_reseller_buys_wholesale_and_allocates_to_its_customers(stack, service
     allocate(service, customer, 400)
     used = use(service, customer, 150, usage_id="job-9").body["transaction"]
     assert used["wallet_id"] == customer and balance(stack, customer) == 250 and balance(stack, reseller) == 600
-    assert service.rollup(reseller)["rollup_balance"] == 850
+    assert service.rollup(CALLER, reseller)["rollup_balance"] == 850
     # what a reseller may see: its own tree
-    assert [m["id"] for m in service.members(reseller, 0, 100)["members"]] == [customer]
+    assert [m["id"] for m in service.members(CALLER, reseller, 0, 100)["members"]] == [customer]
     with pytest.raises(NotFound):
-        service.members(999_999_999, 0, 10)
+        service.members(CALLER, 999_999_999, 0, 10)
 
 
 def test_a_system_account_never_stands_in_for_the_acting_wallet(stack, service):
-    customer = service.create_wallet(commands.CreateWallet(owner_id="c", asset="TST"))["id"]
+    customer = service.create_wallet(CALLER, commands.CreateWallet(owner_id="c", asset="TST"))["id"]
     funding = system_account(stack, "TST", "funding")
     with pytest.raises(Refused) as refused:  # a transfer out of funding would mint money
-        service.transfer(commands.Transfer(from_wallet_id=funding, to_wallet_id=customer, asset="TST", amount=5), key())
+        service.transfer(
+            CALLER, commands.Transfer(from_wallet_id=funding, to_wallet_id=customer, asset="TST", amount=5), key()
+        )
     assert refused.value.code == "system_account"
     with pytest.raises(Refused) as refused:
         top_up(service, system_account(stack, "TST", "breakage"), 5)
@@ -331,4 +338,4 @@ def test_allocated_members_charging_one_divisions_limit_at_once_never_pass_it(st
     ok, refusals = outcomes(calls)
     assert ok == 7 and refusals == ["spend_limit_exceeded"]
     assert sum(balance(stack, m) for m in members) == 4_000 - 700
-    assert service.get_wallet(division)["spend_limits"]["week"]["spent"] == 700
+    assert service.get_wallet(CALLER, division)["spend_limits"]["week"]["spent"] == 700

@@ -30,7 +30,7 @@ def post_in_threads(ledger, calls):
 
     def post(name, posting, idempotency_key, request_hash):
         try:
-            results[name] = ledger.post(posting, idempotency_key, request_hash)
+            results[name] = ledger.post(posting, idempotency_key, request_hash, "tests", None)
         except Exception as error:  # noqa: BLE001 - recorded for the assertions
             results[name] = error
 
@@ -43,7 +43,7 @@ def post_in_threads(ledger, calls):
 def test_postings_that_wait_go_together_and_each_gets_its_own_outcome(stack, ledger):
     blocker, alice, bob, carol = (new_wallet(stack, funded=100) for _ in range(4))
     earlier_key = key()
-    earlier, _ = ledger.post(move(alice, bob, 1), earlier_key, "h-earlier")
+    earlier, _ = ledger.post(move(alice, bob, 1), earlier_key, "h-earlier", "tests", None)
 
     # Hold the blocker's row so the first posting sits at the database; everything
     # submitted meanwhile waits and then goes as one batch.
@@ -101,7 +101,7 @@ def test_crossing_transfers_from_two_instances_never_deadlock_or_lose_money(stac
         for _ in range(25):
             source, target = rng.sample(wallets, 2)
             try:
-                ledger.post(move(source, target, rng.randint(1, 300)), key(), "h")
+                ledger.post(move(source, target, rng.randint(1, 300)), key(), "h", "tests", None)
             except Refused as error:
                 refused.append(error.code)
             except Exception as error:  # noqa: BLE001 - any other outcome fails the test

@@ -11,7 +11,7 @@ from common.config import get_settings
 from common.errors import Refused
 from common.idempotency import IN_PROGRESS, fingerprint
 from common.ledger import commands
-from tests.support import LedgerProxy, balance, key, ledger_service, new_wallet, postings_with_key
+from tests.support import CALLER, LedgerProxy, balance, key, ledger_service, new_wallet, postings_with_key
 
 
 class PostsThenRefuses(LedgerProxy):
@@ -26,7 +26,7 @@ class PostsThenRefuses(LedgerProxy):
 def test_a_refusal_after_another_copy_posted_answers_with_that_posting(stack):
     wallet, k = new_wallet(stack), key()
     service = ledger_service(PostsThenRefuses(bootstrap.ledger()))
-    outcome = service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=70, external_ref="p"), k)
+    outcome = service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=70, external_ref="p"), k)
     assert outcome.status == 201 and outcome.replayed
     assert outcome.body["transaction"]["amount"] == 70
     assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 70
@@ -38,7 +38,7 @@ def test_a_claim_for_another_request_under_a_posted_key_is_refused(stack):
     service = bootstrap.service()
     wallet, k = new_wallet(stack), key()
     first = commands.TopUp(wallet_id=wallet, asset="TST", amount=10, external_ref="p")
-    service.top_up(first, k)
+    service.top_up(CALLER, first, k)
     other = commands.TopUp(wallet_id=wallet, asset="TST", amount=99, external_ref="p")
     now = datetime.now(UTC)
     records = bootstrap.firestore_client().collection(get_settings().idempotency_collection)
@@ -52,6 +52,6 @@ def test_a_claim_for_another_request_under_a_posted_key_is_refused(stack):
         },
     )
     with pytest.raises(Refused) as refused:
-        service.top_up(other, k)
+        service.top_up(CALLER, other, k)
     assert refused.value.code == "idempotency_key_reused"
     assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 10

@@ -7,7 +7,7 @@ from common import bootstrap
 from common.adapters.redis_locks import RedisLocks
 from common.errors import Refused
 from common.ledger import commands
-from tests.support import balance, key, ledger_service, new_wallet, sql
+from tests.support import CALLER, balance, key, ledger_service, new_wallet, sql
 
 
 def test_a_lock_that_expires_mid_operation_cannot_cause_an_overspend(stack):
@@ -17,7 +17,9 @@ def test_a_lock_that_expires_mid_operation_cannot_cause_an_overspend(stack):
 
     def use(n):
         try:
-            service.usage(commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id=f"u{n}", product="p"), key())
+            service.usage(
+                CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id=f"u{n}", product="p"), key()
+            )
             return "ok"
         except Refused as refused:
             return refused.code

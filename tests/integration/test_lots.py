@@ -10,7 +10,7 @@ import pytest
 from common import bootstrap
 from common.errors import LedgerError, NotFound, Refused
 from common.ledger import commands
-from tests.support import balance, key, sql, system_account
+from tests.support import CALLER, balance, key, sql, system_account
 
 
 @pytest.fixture
@@ -24,17 +24,17 @@ def later(**delta):
 
 def top_up(service, wallet_id, amount, expires_at=None):
     cmd = commands.TopUp(wallet_id=wallet_id, asset="TST", amount=amount, external_ref="pay", expires_at=expires_at)
-    return service.top_up(cmd, key()).body["transaction"]
+    return service.top_up(CALLER, cmd, key()).body["transaction"]
 
 
 def use(service, wallet_id, amount):
     cmd = commands.Usage(wallet_id=wallet_id, asset="TST", amount=amount, usage_id="u", product="gpu")
-    return service.usage(cmd, key()).body["transaction"]
+    return service.usage(CALLER, cmd, key()).body["transaction"]
 
 
 def remaining(service, wallet_id):
     """{lot expiry (ISO): remaining} of every lot the wallet ever had."""
-    return {lot["expires_at"]: lot["remaining"] for lot in service.lots(wallet_id, include_closed=True)["lots"]}
+    return {lot["expires_at"]: lot["remaining"] for lot in service.lots(CALLER, wallet_id, include_closed=True)["lots"]}
 
 
 def backdate_lots(stack, wallet_id, seconds=1):
@@ -55,15 +55,17 @@ def test_usage_takes_lots_earliest_expiry_first_and_non_expiring_credit_last(ser
     top_up(service, wallet, 50, later_on)
     top_up(service, wallet, 30, soon)
     use(service, wallet, 40)
-    assert [(lot["amount"], lot["remaining"]) for lot in service.lots(wallet)["lots"]] == [(50, 40)]  # open lots
+    assert [(lot["amount"], lot["remaining"]) for lot in service.lots(CALLER, wallet)["lots"]] == [
+        (50, 40)
+    ]  # open lots
     assert remaining(service, wallet) == {iso(soon): 0, iso(later_on): 40}
     use(service, wallet, 60)  # 40 from the later lot, then 20 of the non-expiring credit
     assert remaining(service, wallet) == {iso(soon): 0, iso(later_on): 0}
-    assert (lots := service.lots(wallet))["balance"] == 80 and lots["no_expiry"] == 80 and lots["lots"] == []
+    assert (lots := service.lots(CALLER, wallet))["balance"] == 80 and lots["no_expiry"] == 80 and lots["lots"] == []
 
 
 def new_wallet_for(service, **fields):
-    return service.create_wallet(commands.CreateWallet(owner_id=key("o"), asset="TST", **fields))["id"]
+    return service.create_wallet(CALLER, commands.CreateWallet(owner_id=key("o"), asset="TST", **fields))["id"]
 
 
 def iso(moment):
@@ -107,13 +109,13 @@ def test_expired_credit_is_not_available_even_before_the_expiry_job(stack, servi
     top_up(service, wallet, 100)
     top_up(service, wallet, 60, later(days=1))
     backdate_lots(stack, wallet)
-    got = service.get_wallet(wallet)
+    got = service.get_wallet(CALLER, wallet)
     assert (got["balance"], got["expiring"], got["expired"], got["available"]) == (160, 60, 60, 100)
     with pytest.raises(Refused) as refused:
         use(service, wallet, 101)
     assert refused.value.code == "insufficient_funds" and refused.value.details["available"] == 100
     use(service, wallet, 100)
-    assert service.get_wallet(wallet)["available"] == 0
+    assert service.get_wallet(CALLER, wallet)["available"] == 0
 
 
 def test_the_expiry_job_turns_expired_lots_into_breakage_once(stack, service):
@@ -124,11 +126,11 @@ def test_the_expiry_job_turns_expired_lots_into_breakage_once(stack, service):
     use(service, wallet, 30)
     backdate_lots(stack, wallet)
     breakage = system_account(stack, "TST", "breakage")
-    before = service.get_wallet(breakage)["balance"]
+    before = service.get_wallet(CALLER, breakage)["balance"]
     result = service.expire_lots()
     assert result["expired"] >= 1 and result["failed"] == 0
     assert balance(stack, wallet) == 10 and balance(stack, other) == 40  # the unexpired lot stays
-    assert service.get_wallet(breakage)["balance"] - before >= 70
+    assert service.get_wallet(CALLER, breakage)["balance"] - before >= 70
     expiry = sql(
         stack,
         "SELECT t.action, t.amount, t.description FROM ledger.transactions t WHERE t.wallet_id = :w"
@@ -168,35 +170,35 @@ def test_expired_credit_is_never_spendable_whether_the_job_runs_before_during_or
 def test_an_extension_moves_expiry_later_once_per_key(stack, service):
     wallet = new_wallet_for(service)
     top_up(service, wallet, 50, later(days=1))
-    lot = service.lots(wallet)["lots"][0]
+    lot = service.lots(CALLER, wallet)["lots"][0]
     k, new_expiry = key(), later(days=10)
-    extended = service.extend_lot(lot["id"], commands.ExtendLot(expires_at=new_expiry, reason="goodwill"), k)
-    again = service.extend_lot(lot["id"], commands.ExtendLot(expires_at=new_expiry, reason="goodwill"), k)
+    extended = service.extend_lot(CALLER, lot["id"], commands.ExtendLot(expires_at=new_expiry, reason="goodwill"), k)
+    again = service.extend_lot(CALLER, lot["id"], commands.ExtendLot(expires_at=new_expiry, reason="goodwill"), k)
     assert extended.body["lot"]["expires_at"] == iso(new_expiry) and again.replayed and not extended.replayed
     assert sql(stack, "SELECT count(*) FROM ledger.lot_extensions WHERE lot_id = :l", l=lot["id"])[0][0] == 1
     with pytest.raises(Refused) as refused:
-        service.extend_lot(lot["id"], commands.ExtendLot(expires_at=later(days=2)), key())
+        service.extend_lot(CALLER, lot["id"], commands.ExtendLot(expires_at=later(days=2)), key())
     assert refused.value.code == "expiry_not_later"
     backdate_lots(stack, wallet)
     with pytest.raises(Refused) as refused:
-        service.extend_lot(lot["id"], commands.ExtendLot(expires_at=later(days=20)), key())
+        service.extend_lot(CALLER, lot["id"], commands.ExtendLot(expires_at=later(days=20)), key())
     assert refused.value.code == "lot_expired"
     with pytest.raises(NotFound):
-        service.extend_lot(999_999_999, commands.ExtendLot(expires_at=later(days=20)), key())
+        service.extend_lot(CALLER, 999_999_999, commands.ExtendLot(expires_at=later(days=20)), key())
 
 
 def test_an_allocation_carries_expiry_to_the_member(stack, service):
     root = new_wallet_for(service, model="enterprise")
     member = service.create_wallet(
-        commands.CreateWallet(owner_id="m", asset="TST", model="enterprise", parent_id=root)
+        CALLER, commands.CreateWallet(owner_id="m", asset="TST", model="enterprise", parent_id=root)
     )["id"]
     expiry = later(days=3)
     top_up(service, root, 100, expiry)
     top_up(service, root, 100)
-    service.allocate(commands.Allocate(wallet_id=member, asset="TST", amount=150), key())
-    member_lots = service.lots(member)
+    service.allocate(CALLER, commands.Allocate(wallet_id=member, asset="TST", amount=150), key())
+    member_lots = service.lots(CALLER, member)
     assert [(lot["remaining"], lot["expires_at"]) for lot in member_lots["lots"]] == [(100, iso(expiry))]
-    assert member_lots["no_expiry"] == 50 and service.lots(root)["expiring"] == 0
+    assert member_lots["no_expiry"] == 50 and service.lots(CALLER, root)["expiring"] == 0
     assert member_lots["lots"][0]["source_lot_id"] is not None
     backdate_lots(stack, member)
     service.expire_lots()
@@ -208,14 +210,14 @@ def test_a_void_of_a_partly_spent_lot_takes_its_rest_and_the_spent_part_from_oth
     top_up(service, wallet, 100)
     lot_top_up = top_up(service, wallet, 50, later(days=5))
     use(service, wallet, 20)  # taken from the lot: 30 left in it
-    service.void(commands.Void(transaction_id=lot_top_up["id"]), key())
-    assert balance(stack, wallet) == 80 and service.lots(wallet)["expiring"] == 0
+    service.void(CALLER, commands.Void(transaction_id=lot_top_up["id"]), key())
+    assert balance(stack, wallet) == 80 and service.lots(CALLER, wallet)["expiring"] == 0
     # policy of the ledger core: a void never pushes a wallet below its limit
     poor = new_wallet_for(service)
     spent_top_up = top_up(service, poor, 50, later(days=5))
     use(service, poor, 20)
     with pytest.raises(Refused) as refused:
-        service.void(commands.Void(transaction_id=spent_top_up["id"]), key())
+        service.void(CALLER, commands.Void(transaction_id=spent_top_up["id"]), key())
     assert refused.value.code == "credit_already_spent" and balance(stack, poor) == 30
 
 
@@ -225,7 +227,7 @@ def test_a_void_of_a_usage_gives_its_lot_pieces_back(stack, service):
     top_up(service, wallet, 50, expiry)
     used = use(service, wallet, 30)
     assert remaining(service, wallet) == {iso(expiry): 20}
-    service.void(commands.Void(transaction_id=used["id"]), key())
+    service.void(CALLER, commands.Void(transaction_id=used["id"]), key())
     assert remaining(service, wallet) == {iso(expiry): 50}
 
 
@@ -236,7 +238,7 @@ def test_an_expiry_cannot_be_voided_and_a_lot_needs_a_future_expiry(stack, servi
     service.expire_lots()
     expiry_id = sql(stack, "SELECT id FROM ledger.transactions WHERE wallet_id = :w AND action = 'expiry'", w=wallet)
     with pytest.raises(Refused) as refused:
-        service.void(commands.Void(transaction_id=expiry_id[0][0]), key())
+        service.void(CALLER, commands.Void(transaction_id=expiry_id[0][0]), key())
     assert refused.value.code == "not_voidable"
     with pytest.raises(Refused) as refused:
         top_up(service, wallet, 10, later(seconds=-5))
@@ -245,14 +247,15 @@ def test_an_expiry_cannot_be_voided_and_a_lot_needs_a_future_expiry(stack, servi
 
 def test_bonus_and_add_on_create_lots(service):
     wallet = new_wallet_for(service)
-    service.bonus(commands.Bonus(wallet_id=wallet, asset="TST", amount=5, expires_at=later(days=7)), key())
+    service.bonus(CALLER, commands.Bonus(wallet_id=wallet, asset="TST", amount=5, expires_at=later(days=7)), key())
     service.add_on(
+        CALLER,
         commands.AddOn(
             wallet_id=wallet, asset="TST", amount=20, external_ref="p", plan="pro", expires_at=later(days=30)
         ),
         key(),
     )
-    assert [lot["amount"] for lot in service.lots(wallet)["lots"]] == [5, 20]
+    assert [lot["amount"] for lot in service.lots(CALLER, wallet)["lots"]] == [5, 20]
 
 
 def test_a_void_of_credit_without_expiry_takes_non_expiring_credit_before_any_lot(service):
@@ -261,8 +264,8 @@ def test_a_void_of_credit_without_expiry_takes_non_expiring_credit_before_any_lo
     plain = top_up(service, wallet, 100)
     expiry = later(days=7)
     top_up(service, wallet, 50, expiry)
-    service.void(commands.Void(transaction_id=plain["id"]), key())
-    lots = service.lots(wallet)
+    service.void(CALLER, commands.Void(transaction_id=plain["id"]), key())
+    lots = service.lots(CALLER, wallet)
     assert (lots["balance"], lots["expiring"], lots["no_expiry"]) == (50, 50, 0)
     assert remaining(service, wallet) == {iso(expiry): 50}
 
@@ -276,7 +279,7 @@ def test_a_void_of_credit_that_already_expired_into_breakage_is_refused(stack, s
     backdate_lots(stack, wallet)
     service.expire_lots()
     with pytest.raises(Refused) as refused:
-        service.void(commands.Void(transaction_id=expiring["id"]), key())
+        service.void(CALLER, commands.Void(transaction_id=expiring["id"]), key())
     assert refused.value.code == "credit_expired" and balance(stack, wallet) == 500
 
 
@@ -285,13 +288,13 @@ def test_a_transfer_carries_expiry_and_its_void_puts_the_lot_back(stack, service
     expiry = later(days=4)
     top_up(service, alice, 100, expiry)
     moved = service.transfer(
-        commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=60), key()
+        CALLER, commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=60), key()
     ).body["transaction"]
     assert remaining(service, alice) == {iso(expiry): 40}
-    assert [(lot["remaining"], lot["expires_at"]) for lot in service.lots(bob)["lots"]] == [(60, iso(expiry))]
-    service.void(commands.Void(transaction_id=moved["id"]), key())
+    assert [(lot["remaining"], lot["expires_at"]) for lot in service.lots(CALLER, bob)["lots"]] == [(60, iso(expiry))]
+    service.void(CALLER, commands.Void(transaction_id=moved["id"]), key())
     assert remaining(service, alice) == {iso(expiry): 100}
-    assert service.lots(bob)["expiring"] == 0 and balance(stack, bob) == 0
+    assert service.lots(CALLER, bob)["expiring"] == 0 and balance(stack, bob) == 0
 
 
 def test_a_lot_refilled_by_a_void_after_it_expired_expires_again_under_a_new_key(stack, service):
@@ -300,8 +303,8 @@ def test_a_lot_refilled_by_a_void_after_it_expired_expires_again_under_a_new_key
     used = use(service, wallet, 30)
     backdate_lots(stack, wallet)
     assert service.expire_lots()["amount"] >= 20
-    service.void(commands.Void(transaction_id=used["id"]), key())  # gives 30 back to the expired lot
-    assert service.get_wallet(wallet)["available"] == 0  # expired, so not spendable
+    service.void(CALLER, commands.Void(transaction_id=used["id"]), key())  # gives 30 back to the expired lot
+    assert service.get_wallet(CALLER, wallet)["available"] == 0  # expired, so not spendable
     service.expire_lots()
     expiries = sql(
         stack,
@@ -316,10 +319,10 @@ def test_a_lot_refilled_by_a_void_after_it_expired_expires_again_under_a_new_key
 def test_concurrent_copies_of_one_extension_answer_alike_and_extend_once(stack, service):
     wallet = new_wallet_for(service)
     top_up(service, wallet, 50, later(days=1))
-    lot_id = service.lots(wallet)["lots"][0]["id"]
+    lot_id = service.lots(CALLER, wallet)["lots"][0]["id"]
     k, cmd = key(), commands.ExtendLot(expires_at=later(days=30))
     with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(lambda _: service.extend_lot(lot_id, cmd, k), range(8)))
+        outcomes = list(pool.map(lambda _: service.extend_lot(CALLER, lot_id, cmd, k), range(8)))
     assert len({outcome.body["lot"]["expires_at"] for outcome in outcomes}) == 1
     assert sorted(outcome.replayed for outcome in outcomes) == [False] + [True] * 7
     assert sql(stack, "SELECT count(*) FROM ledger.lot_extensions WHERE lot_id = :l", l=lot_id)[0][0] == 1
@@ -328,7 +331,9 @@ def test_concurrent_copies_of_one_extension_answer_alike_and_extend_once(stack, 
 def test_the_expiry_jobs_idempotency_keys_are_reserved(service):
     wallet = new_wallet_for(service)
     with pytest.raises(LedgerError) as refused:
-        service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=5, external_ref="r"), "lot-expiry:1:1")
+        service.top_up(
+            CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=5, external_ref="r"), "lot-expiry:1:1"
+        )
     assert refused.value.code == "invalid_posting" and refused.value.status == 400
 
 
@@ -340,12 +345,14 @@ def test_a_void_gives_back_credit_with_the_expiry_of_what_the_payee_paid_with(st
     year, tomorrow = later(days=365), later(days=1)
     top_up(service, alice, 100, year)
     moved = service.transfer(
-        commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=100), key()
+        CALLER, commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=100), key()
     ).body["transaction"]
     use(service, bob, 100)
-    service.bonus(commands.Bonus(wallet_id=bob, asset="TST", amount=100, expires_at=tomorrow), key())
-    service.void(commands.Void(transaction_id=moved["id"]), key())
-    assert [(lot["remaining"], lot["expires_at"]) for lot in service.lots(alice)["lots"]] == [(100, iso(tomorrow))]
+    service.bonus(CALLER, commands.Bonus(wallet_id=bob, asset="TST", amount=100, expires_at=tomorrow), key())
+    service.void(CALLER, commands.Void(transaction_id=moved["id"]), key())
+    assert [(lot["remaining"], lot["expires_at"]) for lot in service.lots(CALLER, alice)["lots"]] == [
+        (100, iso(tomorrow))
+    ]
     assert balance(stack, bob) == 0 and balance(stack, alice) == 100
 
 
@@ -355,6 +362,6 @@ def test_a_void_of_an_expiring_top_up_keeps_the_wallets_non_expiring_credit(stac
     lot_top_up = top_up(service, wallet, 100, later(days=5))
     use(service, wallet, 60)  # from the lot: 40 left
     top_up(service, wallet, 100, later(days=9))
-    service.void(commands.Void(transaction_id=lot_top_up["id"]), key())
-    lots = service.lots(wallet)
+    service.void(CALLER, commands.Void(transaction_id=lot_top_up["id"]), key())
+    lots = service.lots(CALLER, wallet)
     assert (lots["balance"], lots["no_expiry"], lots["expiring"]) == (140, 100, 40)

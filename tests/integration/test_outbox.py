@@ -11,7 +11,7 @@ from common.config import get_settings
 from common.errors import Refused
 from common.ledger import commands
 from emulators.stack import PROJECT
-from tests.support import key, ledger_service, new_wallet, owner, sql, system_account
+from tests.support import CALLER, key, ledger_service, new_wallet, owner, sql, system_account
 
 
 def outbox_row(stack, transaction_id):
@@ -77,7 +77,7 @@ def test_each_posting_writes_one_event_naming_every_wallet_and_owner(stack):
     service = bootstrap.service()
     payer, payee = new_wallet(stack, funded=50, owner_id=key("payer")), new_wallet(stack, owner_id=key("payee"))
     outcome = service.transfer(
-        commands.Transfer(from_wallet_id=payer, to_wallet_id=payee, asset="TST", amount=20), key()
+        CALLER, commands.Transfer(from_wallet_id=payer, to_wallet_id=payee, asset="TST", amount=20), key()
     )
     transaction = outcome.body["transaction"]
     event, _, _, _ = outbox_row(stack, transaction["id"])
@@ -95,7 +95,7 @@ def test_a_refused_posting_leaves_no_event(stack):
     before = sql(stack, "SELECT count(*) FROM ledger.outbox")[0][0]
     with pytest.raises(Refused):
         bootstrap.service().usage(
-            commands.Usage(wallet_id=wallet, asset="TST", amount=6, usage_id="u", product="p"), key()
+            CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=6, usage_id="u", product="p"), key()
         )
     assert sql(stack, "SELECT count(*) FROM ledger.outbox")[0][0] == before
 
@@ -130,7 +130,7 @@ def test_an_event_exists_only_if_its_posting_commits(stack):
 def test_the_relay_publishes_with_the_event_id_and_marks_the_row(stack, subscription):
     subscriber, path, _ = subscription
     wallet = new_wallet(stack)
-    outcome = bootstrap.service().bonus(commands.Bonus(wallet_id=wallet, asset="TST", amount=3), key())
+    outcome = bootstrap.service().bonus(CALLER, commands.Bonus(wallet_id=wallet, asset="TST", amount=3), key())
     transaction_id = outcome.body["transaction"]["id"]
     bootstrap.relay().publish([transaction_id])
     assert str(transaction_id) in pull_events(subscriber, path, [str(transaction_id)])
@@ -143,7 +143,7 @@ def test_a_failing_after_commit_hook_leaves_the_posting_answered(stack):
 
     service = ledger_service(committed=broken)
     wallet, k = new_wallet(stack), key()
-    outcome = service.top_up(commands.TopUp(wallet_id=wallet, asset="TST", amount=4, external_ref="r"), k)
+    outcome = service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=4, external_ref="r"), k)
     assert outcome.status == 201 and not outcome.replayed
     assert outbox_row(stack, outcome.body["transaction"]["id"])[1] is False  # pending, for the sweep
 
@@ -155,11 +155,13 @@ def test_100_actions_posted_while_pubsub_is_down_arrive_after_the_scheduled_swee
     service = ledger_service()
     alice, bob = new_wallet(stack, funded=1_000), new_wallet(stack)
     actions = [
-        lambda: service.top_up(commands.TopUp(wallet_id=alice, asset="TST", amount=3, external_ref="r"), key()),
-        lambda: service.bonus(commands.Bonus(wallet_id=bob, asset="TST", amount=2), key()),
-        lambda: service.usage(commands.Usage(wallet_id=alice, asset="TST", amount=1, usage_id="u", product="p"), key()),
+        lambda: service.top_up(CALLER, commands.TopUp(wallet_id=alice, asset="TST", amount=3, external_ref="r"), key()),
+        lambda: service.bonus(CALLER, commands.Bonus(wallet_id=bob, asset="TST", amount=2), key()),
+        lambda: service.usage(
+            CALLER, commands.Usage(wallet_id=alice, asset="TST", amount=1, usage_id="u", product="p"), key()
+        ),
         lambda: service.transfer(
-            commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=1), key()
+            CALLER, commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=1), key()
         ),
     ]
     stack.stop_service("pubsub")
@@ -196,7 +198,7 @@ def test_100_actions_posted_while_pubsub_is_down_arrive_after_the_scheduled_swee
 def test_the_sweep_leaves_events_younger_than_its_minimum_age_to_the_relay(stack, subscription):
     service = ledger_service()  # no relay
     wallet = new_wallet(stack)
-    outcome = service.bonus(commands.Bonus(wallet_id=wallet, asset="TST", amount=1), key())
+    outcome = service.bonus(CALLER, commands.Bonus(wallet_id=wallet, asset="TST", amount=1), key())
     transaction_id = outcome.body["transaction"]["id"]
     bootstrap.relay().sweep(min_age_s=60)
     assert outbox_row(stack, transaction_id)[1] is False  # young: the relay's to publish

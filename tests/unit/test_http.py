@@ -5,12 +5,19 @@ import json
 import flask
 import pytest
 
-from common import errors
+from common import errors, http
+from common.auth.callers import Caller, Principal
 from common.http import endpoint, money_action
 from common.idempotency import Outcome
 from common.ledger.commands import TopUp
 
 app = flask.Flask(__name__)
+UNIT_CALLER = Caller(Principal("unit", "unit", "unit", "service", "unit"), "r")
+
+
+@pytest.fixture(autouse=True)
+def authenticated(monkeypatch):
+    monkeypatch.setattr(http, "authenticate", lambda request, request_id: UNIT_CALLER)
 
 
 def call(handler, body=b"{}", headers=None, method="POST"):
@@ -30,7 +37,7 @@ def call(handler, body=b"{}", headers=None, method="POST"):
     ],
 )
 def test_each_error_class_has_its_status_and_the_one_shape(error, status):
-    def handler(request):
+    def handler(request, caller):
         raise error
 
     response = call(handler)
@@ -41,7 +48,7 @@ def test_each_error_class_has_its_status_and_the_one_shape(error, status):
 
 
 def test_an_unexpected_error_is_a_500_without_its_traceback():
-    def handler(request):
+    def handler(request, caller):
         raise RuntimeError("secret internals")
 
     response = call(handler)
@@ -54,24 +61,26 @@ def test_a_replayed_outcome_is_marked():
     body = json.dumps({"wallet_id": 1, "asset": "IDR", "amount": 5, "external_ref": "r"}).encode()
     seen = []
 
-    def action(command, key):
-        seen.append((command.amount, key))
+    def action(caller, command, key):
+        seen.append((caller, command.amount, key))
         return Outcome(201, {"ok": True}, replayed=True)
 
-    response = call(lambda request: money_action(request, TopUp, action), body, {"Idempotency-Key": "k1"})
+    response = call(
+        lambda request, caller: money_action(request, caller, TopUp, action), body, {"Idempotency-Key": "k1"}
+    )
     assert response.status_code == 201 and response.headers["Idempotent-Replayed"] == "true"
-    assert seen == [(5, "k1")]
+    assert seen == [(UNIT_CALLER, 5, "k1")]
 
 
 def test_money_actions_accept_only_post():
-    response = call(lambda request: money_action(request, TopUp, None), method="GET")
+    response = call(lambda request, caller: money_action(request, caller, TopUp, None), method="GET")
     assert response.status_code == 405
 
 
 def test_responses_say_where_the_time_went():
     from common import timing
 
-    def handler(request):
+    def handler(request, caller):
         with timing.span("postgres"):
             pass
         with timing.span("postgres"):

@@ -8,7 +8,12 @@ from pathlib import Path
 import flask
 import pytest
 
-from common import bootstrap
+from common import bootstrap, http
+from common.auth.callers import SCOPES, Caller, Grant, Principal
+
+UNIT_CALLER = Caller(
+    Principal("unit", "unit", "unit", "service", "unit", grants=(Grant("t", frozenset(SCOPES), "all"),)), "r"
+)
 
 MAIN = Path(__file__).resolve().parents[2] / "functions" / "wallets" / "main.py"
 app = flask.Flask(__name__)
@@ -28,12 +33,17 @@ class RecordingService:
     """Answers every call with its own name and arguments (commands as plain data)."""
 
     def __getattr__(self, name):
-        return lambda *args: {"call": name, "args": [a.model_dump() if hasattr(a, "model_dump") else a for a in args]}
+        def record(caller, *args):
+            assert caller is UNIT_CALLER  # every call carries the verified caller
+            return {"call": name, "args": [a.model_dump() if hasattr(a, "model_dump") else a for a in args]}
+
+        return record
 
 
 @pytest.fixture(autouse=True)
 def service(monkeypatch):
     monkeypatch.setattr(bootstrap, "service", RecordingService)
+    monkeypatch.setattr(http, "authenticate", lambda request, request_id: UNIT_CALLER)
 
 
 def call(method, path, body=None):

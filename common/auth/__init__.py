@@ -1,0 +1,1 @@
+"""Callers: who is calling (tokens), and what they may do where (callers)."""

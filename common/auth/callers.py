@@ -1,0 +1,137 @@
+"""Principals, their grants, and the tenant boundary: pure rules, no I/O.
+
+A verified token names a principal; the principal's grants say which scopes it holds
+and where (its own wallets, a tree, or every wallet). `authorize` picks the grant that
+allows an action on the wallets it touches, or refuses: 403 `forbidden` when the caller
+holds no grant with the scope at all, and the wallet's own 404 when the wallets lie
+outside every boundary it has, so that ids can't be probed (a wallet that exists
+elsewhere and one that doesn't exist answer alike).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.errors import Forbidden, NotFound
+
+SCOPES = (
+    "topup",  # top-ups and add-ons: money that came in through the payment provider
+    "bonus",
+    "usage",
+    "transfer",
+    "void",
+    "allocate",  # allocate and reclaim along a tree's edges
+    "wallet_admin",
+    "read",
+    "asset_admin",
+    "grants_admin",
+)
+BOUNDARIES = ("own", "tree", "all")
+ACTION_CLASSES = ("money", "read", "admin")
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: str
+    scopes: frozenset[str]
+    boundary: str  # own, tree or all
+    root_wallet_id: int | None = None
+    rate_limits: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: str
+    issuer: str
+    subject: str
+    kind: str  # service, user or operator
+    tenant: str
+    owner_id: str | None = None
+    grants: tuple[Grant, ...] = ()
+    rate_limits: Mapping[str, Any] | None = None  # overrides the roles' limits
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A principal on one request."""
+
+    principal: Principal
+    request_id: str
+
+    @property
+    def tenant(self) -> str:
+        return self.principal.tenant
+
+    def actor(self, grant: Grant | None = None) -> dict[str, Any]:
+        """Who did it, as postings, events, ERP lines and audit rows record it."""
+        return {
+            "principal": self.principal.id,
+            "issuer": self.principal.issuer,
+            "role": grant.role if grant is not None else None,
+            "tenant": self.principal.tenant,
+            "request_id": self.request_id,
+        }
+
+    def grants_with(self, scope: str) -> list[Grant]:
+        return [grant for grant in self.principal.grants if scope in grant.scopes]
+
+    def unbounded(self, scope: str) -> Grant | None:
+        return next((grant for grant in self.grants_with(scope) if grant.boundary == "all"), None)
+
+
+@dataclass(frozen=True)
+class WalletFacts:
+    """What a boundary is judged on; none of it ever changes once the wallet exists."""
+
+    id: int
+    kind: str  # customer or system
+    owner_id: str
+    path: tuple[int, ...]  # the wallet's ancestors from its root, itself last
+
+
+def within(grant: Grant, principal: Principal, wallet: WalletFacts | None) -> bool:
+    if grant.boundary == "all":
+        return True
+    if wallet is None or wallet.kind != "customer":
+        return False
+    if grant.boundary == "own":
+        return principal.owner_id is not None and wallet.owner_id == principal.owner_id
+    return grant.root_wallet_id is not None and grant.root_wallet_id in wallet.path
+
+
+def wallet_hidden(wallet_id: int) -> NotFound:
+    return NotFound(f"wallet {wallet_id} does not exist", code="wallet_not_found", details={"wallet_id": wallet_id})
+
+
+def authorize(
+    caller: Caller,
+    scope: str,
+    wallet_ids: Iterable[int],
+    facts: Callable[[list[int]], Mapping[int, WalletFacts]],
+    hidden: Callable[[int], NotFound] = wallet_hidden,
+) -> Grant:
+    """The grant that lets `caller` use `scope` on every one of `wallet_ids`. `facts`
+    is asked only when no grant with the scope covers every wallet."""
+    grants = caller.grants_with(scope)
+    if not grants:
+        raise Forbidden(f"this caller may not {scope.replace('_', ' ')}", details={"scope": scope})
+    unbounded = caller.unbounded(scope)
+    if unbounded is not None:
+        return unbounded
+    ids = list(dict.fromkeys(wallet_ids))
+    known = facts(ids)
+    for grant in grants:
+        if all(within(grant, caller.principal, known.get(wallet_id)) for wallet_id in ids):
+            return grant
+    outside = next(
+        (w for w in ids if not any(within(g, caller.principal, known.get(w)) for g in grants)), ids[0] if ids else 0
+    )
+    raise hidden(outside)
+
+
+def visible(caller: Caller, wallets: Iterable[WalletFacts]) -> list[WalletFacts]:
+    """The wallets a caller may read, in the order given."""
+    grants = caller.grants_with("read")
+    return [w for w in wallets if any(within(g, caller.principal, w) for g in grants)]

@@ -1,0 +1,187 @@
+"""Bearer tokens: google-auth's ID-token verification against configured issuers.
+
+The same code verifies the Google-signed OIDC tokens of service accounts, Identity
+Platform (Firebase Auth) ID tokens of end users, and, locally and in the tests, the
+emulator stack's own issuer. Only the configuration differs (`LEDGER_AUTH_ISSUERS`,
+a JSON list of {"issuer", "certs_url", "audiences"}). Each issuer's public keys are
+fetched in Google's format (a JSON map of key id to PEM) and cached for as long as
+the keys' Cache-Control allows.
+
+Nothing turns verification off: with no issuer configured every token is refused. An
+issuer over plain HTTP or on a loopback address (the local issuer) is refused at start
+when the function runs in Google Cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from common.errors import DependencyUnavailable, Unauthenticated
+
+DEFAULT_CERTS_MAX_AGE_S = 300.0
+# A token whose key id is not among the cached keys refetches them (a rotation), at
+# most this often, so a flood of made-up key ids can't turn into a flood of fetches.
+REFETCH_UNKNOWN_KEY_AFTER_S = 30.0
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    issuer: str
+    certs_url: str
+    audiences: tuple[str, ...]
+
+    @property
+    def local(self) -> bool:
+        urls = (urlsplit(self.issuer), urlsplit(self.certs_url))
+        return any(url.scheme != "https" or (url.hostname or "") in LOOPBACK_HOSTS for url in urls)
+
+
+def parse_issuers(raw: str) -> dict[str, TrustedIssuer]:
+    """The trusted issuers, by issuer string; a malformed setting stops the function."""
+    if not raw.strip():
+        return {}
+    try:
+        items = json.loads(raw)
+        issuers = [
+            TrustedIssuer(str(item["issuer"]), str(item["certs_url"]), tuple(str(a) for a in item["audiences"]))
+            for item in items
+        ]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"LEDGER_AUTH_ISSUERS is not a JSON list of issuers: {error}") from None
+    if any(not issuer.audiences for issuer in issuers):
+        raise ValueError("LEDGER_AUTH_ISSUERS: every issuer needs at least one audience")
+    return {issuer.issuer: issuer for issuer in issuers}
+
+
+def in_google_cloud(environ: Mapping[str, str] = os.environ) -> bool:
+    # Cloud Run and Cloud Functions set K_SERVICE on every instance; the local stack doesn't.
+    return bool(environ.get("K_SERVICE"))
+
+
+def refuse_local_issuers_in_cloud(
+    issuers: Mapping[str, TrustedIssuer], environ: Mapping[str, str] = os.environ
+) -> None:
+    if in_google_cloud(environ):
+        local = [issuer.issuer for issuer in issuers.values() if issuer.local]
+        if local:
+            raise RuntimeError(
+                f"refusing to start: a local (non-HTTPS or loopback) token issuer is trusted in Google Cloud: {local}"
+            )
+
+
+class CachedCerts:
+    """A google-auth transport request that keeps each certs response for its max-age."""
+
+    def __init__(self, timeout_s: float) -> None:
+        import google.auth.transport.urllib3
+        import urllib3
+
+        self._inner = google.auth.transport.urllib3.Request(urllib3.PoolManager())
+        self._timeout_s = timeout_s
+        self._cache: dict[str, tuple[float, float, Any]] = {}  # url: (fetched, expires, response)
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, url: str, method: str = "GET", body: Any = None, headers: Any = None, timeout: Any = None, **kw: Any
+    ) -> Any:
+        now = time.monotonic()
+        cached = self._cache.get(url)
+        if cached is not None and cached[1] > now:
+            return cached[2]
+        with self._lock:
+            cached = self._cache.get(url)
+            if cached is not None and cached[1] > now:
+                return cached[2]
+            response = self._inner(url, method=method, body=body, headers=headers, timeout=self._timeout_s)
+            if response.status == 200:
+                self._cache[url] = (now, now + _max_age(response.headers), response)
+            return response
+
+    def keys(self, url: str) -> set[str] | None:
+        cached = self._cache.get(url)
+        if cached is None:
+            return None
+        try:
+            return set(json.loads(cached[2].data))
+        except ValueError:
+            return None
+
+    def forget_if_older(self, url: str, age_s: float) -> None:
+        cached = self._cache.get(url)
+        if cached is not None and time.monotonic() - cached[0] >= age_s:
+            self._cache.pop(url, None)
+
+
+def _max_age(headers: Mapping[str, str]) -> float:
+    found = re.search(r"max-age=(\d+)", headers.get("cache-control", "") or headers.get("Cache-Control", ""))
+    return float(found.group(1)) if found else DEFAULT_CERTS_MAX_AGE_S
+
+
+class TokenVerifier:
+    def __init__(self, issuers: Mapping[str, TrustedIssuer], clock_skew_s: int, certs_timeout_s: float) -> None:
+        self._issuers = dict(issuers)
+        self._clock_skew_s = clock_skew_s
+        self._certs = CachedCerts(certs_timeout_s)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's verified claims; 401 for anything that does not verify, 503 when
+        the issuer's keys can't be fetched."""
+        import google.auth.exceptions
+        from google.auth import jwt
+        from google.oauth2 import id_token
+
+        try:
+            header = jwt.decode_header(token)
+            unverified = jwt.decode(token, verify=False)
+        except (ValueError, TypeError, google.auth.exceptions.GoogleAuthError):
+            raise Unauthenticated("the bearer token is not a JWT") from None
+        issued_by = unverified.get("iss") if isinstance(unverified, dict) else None
+        issuer = self._issuers.get(issued_by) if isinstance(issued_by, str) else None
+        if issuer is None:
+            raise Unauthenticated("the token's issuer is not trusted")
+        known = self._certs.keys(issuer.certs_url)
+        if known is not None and header.get("kid") not in known:
+            self._certs.forget_if_older(issuer.certs_url, REFETCH_UNKNOWN_KEY_AFTER_S)
+        try:
+            claims = id_token.verify_token(
+                token,
+                self._certs,  # type: ignore[arg-type]  # a transport Request by protocol
+                audience=list(issuer.audiences),
+                certs_url=issuer.certs_url,
+                clock_skew_in_seconds=self._clock_skew_s,
+            )
+        except google.auth.exceptions.TransportError as error:
+            raise DependencyUnavailable(
+                "the token issuer's keys could not be fetched", code="issuer_unavailable"
+            ) from error
+        except (ValueError, TypeError, google.auth.exceptions.GoogleAuthError) as error:
+            raise Unauthenticated(f"the token does not verify: {_reason(error)}") from None
+        if claims.get("iss") != issuer.issuer or not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise Unauthenticated("the token's issuer or subject is missing")
+        return dict(claims)
+
+
+def _reason(error: Exception) -> str:
+    """What failed, without echoing any part of the token."""
+    text = str(error)
+    for known in ("expired", "audience", "signature", "not found", "algorithm", "too early", "Certificate"):
+        if known.lower() in text.lower():
+            return {
+                "expired": "expired",
+                "audience": "wrong audience",
+                "signature": "bad signature",
+                "not found": "unknown signing key",
+                "algorithm": "unsupported algorithm",
+                "too early": "not yet valid",
+                "Certificate": "unknown signing key",
+            }[known]
+    return "invalid"
