@@ -5,6 +5,7 @@ import pytest
 from common import rate_limits
 from common.config import Settings
 from common.rate_limits import Bucket, Decision, NoLimiter, Rate, resolve, response_headers
+from tests.unit.test_cold_imports import heavy_modules_loaded_by
 
 DEFAULTS = {"money": Rate(20, 40), "read": Rate(50, 100), "admin": Rate(5, 10)}
 
@@ -116,3 +117,20 @@ def test_the_defaults_come_from_the_settings():
     assert defaults["admin"] == Rate(Settings.rate_limit_admin_per_s, 3)
     assert defaults["read"] == Rate(Settings.rate_limit_read_per_s, Settings.rate_limit_read_burst)
     assert Settings.from_env({"LEDGER_RATE_LIMIT_ENABLED": "false"}).rate_limit_enabled is False
+
+
+def test_the_limits_core_loads_no_client_library_and_disabled_limits_load_no_redis():
+    assert heavy_modules_loaded_by("import common.rate_limits") == []
+    off = (
+        "import os\nos.environ['LEDGER_RATE_LIMIT_ENABLED'] = 'false'\n"
+        "from common import bootstrap\nassert type(bootstrap.rate_limiter()).__name__ == 'NoLimiter'"
+    )
+    assert heavy_modules_loaded_by(off) == []
+
+
+def test_building_the_limiter_connects_nowhere():
+    build = (
+        "import os\nos.environ['LEDGER_REDIS_URL'] = 'redis://127.0.0.1:9/0'\n"
+        "from common import bootstrap\nassert type(bootstrap.rate_limiter()).__name__ == 'RedisRateLimiter'"
+    )  # a closed port: a connection attempt would raise
+    assert heavy_modules_loaded_by(build) == ["redis"]
