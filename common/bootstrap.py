@@ -146,6 +146,25 @@ def locks() -> Any:
 
 
 @once
+def rate_limiter() -> Any:
+    """The locks' Redis client; with limits off, a limiter that imports no Redis."""
+    if not get_settings().rate_limit_enabled:
+        from common.rate_limits import NoLimiter
+
+        return NoLimiter()
+    from common.adapters.redis_rate_limits import RedisRateLimiter
+
+    return RedisRateLimiter(redis_client())
+
+
+@once
+def rate_limit_defaults() -> Any:
+    from common.rate_limits import defaults_from
+
+    return defaults_from(get_settings())
+
+
+@once
 def firestore_client() -> Any:
     """google-cloud-firestore's client (FIRESTORE_EMULATOR_HOST points it at the emulator)."""
     from google.cloud import firestore

@@ -49,6 +49,23 @@ class Settings:
     lock_ttl_ms: int = 5000
     lock_wait_ms: int = 10000
 
+    # Rate limits per principal and action class (common/rate_limits.py, docs/rate-limits.md).
+    # These defaults are for a caller whose roles and own row name no limit: an end
+    # user's app, a script, a person. None of them has a reason to exceed them, while a
+    # runaway caller held to them takes a small share of what the ledger sustains
+    # (bench/results/latest.md). Services that post in bulk (payment_service,
+    # metering_service) get their own limits in ledger.roles, not higher defaults.
+    # Money is the scarcest (each request is a Postgres commit and a Firestore write);
+    # reads page through history, so more; admin changes are made by hand, so fewer.
+    # The bursts (2x) absorb a client's retry or a page load's fan-out.
+    rate_limit_enabled: bool = True
+    rate_limit_money_per_s: float = 20.0
+    rate_limit_money_burst: int = 40
+    rate_limit_read_per_s: float = 50.0
+    rate_limit_read_burst: int = 100
+    rate_limit_admin_per_s: float = 5.0
+    rate_limit_admin_burst: int = 10
+
     gcp_project: str = "demo-wallet-ledger"
     firestore_database: str = "(default)"
     firestore_timeout_s: float = 3.0
