@@ -69,7 +69,20 @@ resource "google_cloudfunctions2_function" "http" {
     ingress_settings                 = "ALLOW_INTERNAL_AND_GCLB"
     vpc_connector                    = google_vpc_access_connector.functions.id
     vpc_connector_egress_settings    = "PRIVATE_RANGES_ONLY"
-    environment_variables            = local.function_env
+    # the issuers, keys and audiences whose tokens this function accepts (auth.tf)
+    environment_variables = merge(local.function_env, {
+      LEDGER_AUTH_ISSUERS = local.auth_issuers[each.key]
+    })
+  }
+
+  lifecycle {
+    # Services mint their tokens for the URL Google gives the function; auth.tf worked it
+    # out before the function existed. Should they ever differ, every service call would
+    # get 401: stop here instead.
+    postcondition {
+      condition     = contains(local.service_token_audiences[each.key], self.url)
+      error_message = "${each.key}'s URL is ${self.url}, which its LEDGER_AUTH_ISSUERS does not accept as services' audience: add it to var.service_token_audiences[\"${each.key}\"]."
+    }
   }
 }
 

@@ -1,6 +1,8 @@
 """Structural checks of infra/terraform that need no provider download (the functions it
-deploys: test_function_list.py)."""
+deploys: test_function_list.py). Who may call what (auth.tf) is plain locals, so it is also
+evaluated with `terraform console`, as Terraform would read it."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -8,9 +10,52 @@ from pathlib import Path
 
 import pytest
 
+from infra.functions import discover, http_functions
+
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "infra" / "terraform"
 SOURCE = "\n".join(path.read_text() for path in sorted(TERRAFORM.glob("*.tf")))
+HTTP_FUNCTIONS = http_functions(discover())
+# The callers the issue names (variables.tf's defaults); operators call everything.
+END_USER_FUNCTIONS = ["allocate", "reclaim", "transfer", "wallets"]
+SERVICE_ONLY_FUNCTIONS = ["addon", "bonus", "topup", "usage", "void"]
+PROJECT = "demo-project"
+REGION = "asia-southeast2"  # variables.tf's default
+needs_terraform = pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+
+
+def flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def block(kind: str, *labels: str) -> str:
+    """The body of a top-level block, e.g. block("resource", "google_cloudfunctions2_function", "http")."""
+    head = " ".join([kind, *(f'"{label}"' for label in labels)])
+    found = re.search(re.escape(head) + r" \{\n(.*?)\n\}", SOURCE, re.S)
+    assert found, f"no {head} block"
+    return found.group(1)
+
+
+def terraform_locals(tmp_path: Path, expression: str, *variables: str):
+    """An expression over auth.tf's locals, as Terraform evaluates it with the variables'
+    defaults (and `variables`, as -var arguments). auth.tf needs no provider, so it is
+    evaluated alone, beside function_list.tf, variables.tf and a link to functions/."""
+    module = tmp_path / "infra" / "terraform"
+    module.mkdir(parents=True)
+    for name in ("function_list.tf", "variables.tf", "auth.tf"):
+        shutil.copy(TERRAFORM / name, module)
+    (tmp_path / "functions").symlink_to(REPO / "functions")
+    arguments = [f"-var=project_id={PROJECT}", *(f"-var={v}" for v in variables)]
+    result = subprocess.run(
+        ["terraform", "console", *arguments],
+        cwd=module,
+        input=f"jsonencode({expression})",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(json.loads(result.stdout))
 
 
 def test_terraform_is_formatted():
@@ -43,3 +88,50 @@ def test_an_empty_function_list_stops_the_plan():
     destroy every function: a precondition refuses it."""
     flat = re.sub(r"\s+", " ", SOURCE)
     assert "precondition { condition = length(local.function_names) > 0" in flat
+
+
+def test_every_http_function_gets_the_issuers_it_trusts():
+    http = block("resource", "google_cloudfunctions2_function", "http")
+    assert "for_each = local.http_functions" in flat(http)
+    assert "LEDGER_AUTH_ISSUERS = local.auth_issuers[each.key]" in flat(http)
+
+
+@needs_terraform
+def test_services_tokens_are_for_the_function_url_and_end_users_only_where_they_call(tmp_path):
+    issuers = {name: json.loads(value) for name, value in terraform_locals(tmp_path, "local.auth_issuers").items()}
+    assert sorted(issuers) == HTTP_FUNCTIONS
+    for name, trusted in issuers.items():
+        url = f"https://{REGION}-{PROJECT}.cloudfunctions.net/{name.replace('_', '-')}"
+        google = {
+            "issuer": "https://accounts.google.com",
+            "certs_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "audiences": [url],
+        }
+        end_users = {
+            "issuer": f"https://securetoken.google.com/{PROJECT}",
+            "certs_url": "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com",
+            "audiences": [PROJECT],
+        }
+        assert trusted == ([google, end_users] if name in END_USER_FUNCTIONS else [google]), name
+        assert all(issuer["certs_url"].startswith("https://") for issuer in trusted)
+
+
+@needs_terraform
+def test_trusted_audiences_and_the_end_users_project_can_be_set(tmp_path):
+    issuers = terraform_locals(
+        tmp_path,
+        "local.auth_issuers",
+        'service_token_audiences={transfer=["https://transfer-abc-et.a.run.app"]}',
+        "identity_platform_project=apps-project",
+    )
+    transfer = json.loads(issuers["transfer"])
+    assert transfer[0]["audiences"][1:] == ["https://transfer-abc-et.a.run.app"]
+    assert transfer[1]["issuer"] == "https://securetoken.google.com/apps-project"
+    assert transfer[1]["audiences"] == ["apps-project"]
+
+
+def test_a_function_stops_the_apply_when_google_gives_it_another_url():
+    """Services mint tokens for the URL Google reports; the function must accept it."""
+    http = flat(block("resource", "google_cloudfunctions2_function", "http"))
+    assert "postcondition { condition = contains(local.service_token_audiences[each.key], self.url)" in http
+    assert "value = { for name, fn in google_cloudfunctions2_function.http : name => fn.url }" in flat(SOURCE)
