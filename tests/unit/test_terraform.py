@@ -135,3 +135,47 @@ def test_a_function_stops_the_apply_when_google_gives_it_another_url():
     http = flat(block("resource", "google_cloudfunctions2_function", "http"))
     assert "postcondition { condition = contains(local.service_token_audiences[each.key], self.url)" in http
     assert "value = { for name, fn in google_cloudfunctions2_function.http : name => fn.url }" in flat(SOURCE)
+
+
+def test_every_http_function_has_an_invoker_binding_on_its_cloud_run_service():
+    callers = flat(block("resource", "google_cloud_run_v2_service_iam_member", "callers"))
+    assert "for_each = local.invoker_bindings" in callers
+    assert "name = google_cloudfunctions2_function.http[each.value.function].service_config[0].service" in callers
+    assert 'role = "roles/run.invoker"' in callers
+    assert 'member = "serviceAccount:${local.caller_emails[each.value.caller]}"' in callers
+    # a gen2 function's invoker role is Cloud Run's; the Cloud Functions one is for 1st gen
+    assert "roles/cloudfunctions.invoker" not in SOURCE
+
+
+@needs_terraform
+def test_each_named_service_may_call_its_functions_and_operators_every_one(tmp_path):
+    invokers = terraform_locals(tmp_path, "local.function_invokers")
+    assert sorted(invokers) == HTTP_FUNCTIONS
+    assert all("operators" in callers for callers in invokers.values())
+    named = {name: sorted(set(callers) - {"operators"}) for name, callers in invokers.items()}
+    assert named == {
+        "topup": ["payments"],
+        "addon": ["payments"],
+        "usage": ["metering"],
+        **{name: ["back_office"] for name in ("bonus", "void", "wallets", "allocate", "reclaim", "transfer")},
+    }
+
+
+@needs_terraform
+def test_callers_can_be_existing_service_accounts(tmp_path):
+    """A caller named in caller_emails keeps its account; the others are created here."""
+    callers = terraform_locals(tmp_path, "local.service_callers")
+    assert sorted(callers) == ["back_office", "metering", "operators", "payments"]
+    accounts = flat(block("resource", "google_service_account", "callers"))
+    assert "for_each = setsubtract(local.service_callers, keys(var.caller_emails))" in accounts
+    emails = (
+        "merge({ for caller, account in google_service_account.callers : caller => account.email }, var.caller_emails)"
+    )
+    assert f"caller_emails = {emails}" in flat(SOURCE)
+
+
+def test_a_function_without_callers_stops_the_plan():
+    """A new HTTP folder must say who calls it; a name that is no function is a typo."""
+    policy = flat(block("resource", "terraform_data", "caller_policy"))
+    assert "condition = length(setsubtract(local.http_functions, keys(var.function_callers))) == 0" in policy
+    assert "condition = length(setsubtract(keys(var.function_callers), local.http_functions)) == 0" in policy
