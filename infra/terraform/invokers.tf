@@ -36,6 +36,17 @@ resource "google_cloud_run_v2_service_iam_member" "callers" {
   member   = "serviceAccount:${local.caller_emails[each.value.caller]}"
 }
 
+# Eventarc pushes each tick as the trigger's service account, which needs the invoker role
+# on the function it triggers.
+resource "google_cloud_run_v2_service_iam_member" "ticks" {
+  for_each = local.tick_function_topics
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.ticked[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.functions.email}"
+}
+
 # The caller policy against the folders, at plan time (terraform_data is built in).
 resource "terraform_data" "caller_policy" {
   lifecycle {

@@ -174,6 +174,17 @@ def test_callers_can_be_existing_service_accounts(tmp_path):
     assert f"caller_emails = {emails}" in flat(SOURCE)
 
 
+def test_the_tick_triggers_may_invoke_their_functions():
+    ticks = flat(block("resource", "google_cloud_run_v2_service_iam_member", "ticks"))
+    assert "for_each = local.tick_function_topics" in ticks
+    assert "name = google_cloudfunctions2_function.ticked[each.key].service_config[0].service" in ticks
+    assert 'member = "serviceAccount:${google_service_account.functions.email}"' in ticks
+    trigger = re.search(
+        r"event_trigger \{(.*?)\}", flat(block("resource", "google_cloudfunctions2_function", "ticked"))
+    )
+    assert "service_account_email = google_service_account.functions.email" in trigger.group(1)
+
+
 def test_a_function_without_callers_stops_the_plan():
     """A new HTTP folder must say who calls it; a name that is no function is a typo."""
     policy = flat(block("resource", "terraform_data", "caller_policy"))
