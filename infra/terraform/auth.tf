@@ -22,6 +22,18 @@ locals {
     for name in local.http_functions : name if contains(lookup(var.function_callers, name, []), "end_users")
   ])
 
+  # End users' apps reach their functions from anywhere, and an unauthenticated request
+  # still starts or occupies an instance until the function refuses it: a cap of their own
+  # bounds what a flood costs. The other functions take requests only from where
+  # var.service_function_ingress says.
+  function_ingress = {
+    for name in local.http_functions : name => contains(local.end_user_functions, name) ? "ALLOW_ALL" : var.service_function_ingress
+  }
+  function_max_instances = {
+    for name in local.http_functions :
+    name => contains(local.end_user_functions, name) ? coalesce(var.end_user_function_max_instances, var.function_max_instances) : var.function_max_instances
+  }
+
   # The callers that hold a service account (all but end_users), for each function.
   function_invokers = {
     for name in local.http_functions :

@@ -63,10 +63,10 @@ resource "google_cloudfunctions2_function" "http" {
     available_memory                 = "512Mi"
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
-    max_instance_count               = var.function_max_instances
+    max_instance_count               = local.function_max_instances[each.key]
     min_instance_count               = 1
     timeout_seconds                  = 30
-    ingress_settings                 = "ALLOW_INTERNAL_AND_GCLB"
+    ingress_settings                 = local.function_ingress[each.key]
     vpc_connector                    = google_vpc_access_connector.functions.id
     vpc_connector_egress_settings    = "PRIVATE_RANGES_ONLY"
     # the issuers, keys and audiences whose tokens this function accepts (auth.tf)

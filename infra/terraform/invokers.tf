@@ -36,6 +36,19 @@ resource "google_cloud_run_v2_service_iam_member" "callers" {
   member   = "serviceAccount:${local.caller_emails[each.value.caller]}"
 }
 
+# The functions end users call: Identity Platform tokens can't pass Cloud Run's IAM check,
+# so Cloud Run lets every request through and the function's own check is the gate (it
+# refuses any request without a valid token before reading the body). The reasons, and
+# what it costs: docs/authentication-deployment.md. Every other function keeps IAM.
+resource "google_cloud_run_v2_service_iam_member" "end_users" {
+  for_each = local.end_user_functions
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.http[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
 # Eventarc pushes each tick as the trigger's service account, which needs the invoker role
 # on the function it triggers.
 resource "google_cloud_run_v2_service_iam_member" "ticks" {

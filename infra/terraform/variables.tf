@@ -146,3 +146,19 @@ variable "service_token_audiences" {
   type        = map(list(string))
   default     = {}
 }
+
+variable "service_function_ingress" {
+  description = "Where requests may come from for the functions only services call: ALLOW_INTERNAL_AND_GCLB (this project's VPC networks and a load balancer), ALLOW_INTERNAL_ONLY, or ALLOW_ALL when a caller runs outside them. The functions end users call accept all traffic."
+  type        = string
+  default     = "ALLOW_INTERNAL_AND_GCLB"
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.service_function_ingress)
+    error_message = "One of ALLOW_ALL, ALLOW_INTERNAL_ONLY, ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "end_user_function_max_instances" {
+  description = "Instances each function end users call may run at most (null: function_max_instances). Anyone can send it requests, so this caps what a flood of unauthenticated ones costs."
+  type        = number
+  default     = null
+}

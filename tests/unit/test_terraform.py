@@ -190,3 +190,31 @@ def test_a_function_without_callers_stops_the_plan():
     policy = flat(block("resource", "terraform_data", "caller_policy"))
     assert "condition = length(setsubtract(local.http_functions, keys(var.function_callers))) == 0" in policy
     assert "condition = length(setsubtract(keys(var.function_callers), local.http_functions)) == 0" in policy
+
+
+def test_only_the_functions_end_users_call_let_everyone_through():
+    """allUsers is bound in one place, over the functions var.function_callers opens to end users."""
+    assert SOURCE.count('"allUsers"') == 1 and "allAuthenticatedUsers" not in SOURCE
+    end_users = flat(block("resource", "google_cloud_run_v2_service_iam_member", "end_users"))
+    assert "for_each = local.end_user_functions" in end_users
+    assert 'role = "roles/run.invoker" member = "allUsers"' in end_users
+
+
+@needs_terraform
+def test_service_only_functions_keep_the_iam_check(tmp_path):
+    reading = terraform_locals(
+        tmp_path,
+        "{end_users = local.end_user_functions, ingress = local.function_ingress,"
+        " max_instances = local.function_max_instances}",
+        "end_user_function_max_instances=10",
+    )
+    assert sorted(reading["end_users"]) == END_USER_FUNCTIONS
+    assert not set(reading["end_users"]) & set(SERVICE_ONLY_FUNCTIONS)
+    assert sorted(SERVICE_ONLY_FUNCTIONS + END_USER_FUNCTIONS) == HTTP_FUNCTIONS
+    for name in HTTP_FUNCTIONS:
+        end_users = name in END_USER_FUNCTIONS
+        assert reading["ingress"][name] == ("ALLOW_ALL" if end_users else "ALLOW_INTERNAL_AND_GCLB"), name
+        assert reading["max_instances"][name] == (10 if end_users else 50), name
+    http = flat(block("resource", "google_cloudfunctions2_function", "http"))
+    assert "ingress_settings = local.function_ingress[each.key]" in http
+    assert "max_instance_count = local.function_max_instances[each.key]" in http
