@@ -21,3 +21,16 @@ output "db_exporter_iam_user" {
   description = "Grant it the erp_exporter role after migrating."
   value       = google_sql_user.exporter.name
 }
+
+output "caller_service_accounts" {
+  description = "Each calling service's account: its email, and for those created here the unique ID its tokens carry as `sub` (a principal is https://accounts.google.com and that ID)."
+  value = {
+    for caller, email in local.caller_emails :
+    caller => { email = email, unique_id = try(google_service_account.callers[caller].unique_id, null) }
+  }
+}
+
+output "end_user_functions" {
+  description = "The functions end users call: Cloud Run lets every request through to their own token check."
+  value       = local.end_user_functions
+}
