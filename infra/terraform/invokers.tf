@@ -38,7 +38,7 @@ resource "google_cloud_run_v2_service_iam_member" "callers" {
 
 # The functions end users call: Identity Platform tokens can't pass Cloud Run's IAM check,
 # so Cloud Run lets every request through and the function's own check is the gate (it
-# refuses any request without a valid token before reading the body). The reasons, and
+# refuses any request without a valid token before parsing the body). The reasons, and
 # what it costs: docs/authentication-deployment.md. Every other function keeps IAM.
 resource "google_cloud_run_v2_service_iam_member" "end_users" {
   for_each = local.end_user_functions
