@@ -63,13 +63,26 @@ resource "google_cloudfunctions2_function" "http" {
     available_memory                 = "512Mi"
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
-    max_instance_count               = var.function_max_instances
+    max_instance_count               = local.function_max_instances[each.key]
     min_instance_count               = 1
     timeout_seconds                  = 30
-    ingress_settings                 = "ALLOW_INTERNAL_AND_GCLB"
+    ingress_settings                 = local.function_ingress[each.key]
     vpc_connector                    = google_vpc_access_connector.functions.id
     vpc_connector_egress_settings    = "PRIVATE_RANGES_ONLY"
-    environment_variables            = local.function_env
+    # the issuers, keys and audiences whose tokens this function accepts (auth.tf)
+    environment_variables = merge(local.function_env, {
+      LEDGER_AUTH_ISSUERS = local.auth_issuers[each.key]
+    })
+  }
+
+  lifecycle {
+    # Services mint their tokens for the URL Google gives the function; auth.tf worked it
+    # out before the function existed. Should they ever differ, every service call would
+    # get 401: stop here instead.
+    postcondition {
+      condition     = contains(local.service_token_audiences[each.key], self.url)
+      error_message = "${each.key}'s URL is ${self.url}, which its LEDGER_AUTH_ISSUERS does not accept as services' audience: add it to var.service_token_audiences[\"${each.key}\"]."
+    }
   }
 }
 

@@ -1,5 +1,10 @@
 output "function_urls" {
-  description = "URL of each HTTP function."
+  description = "URL of each HTTP function: call it there, with a token minted for this URL as the audience."
+  value       = { for name, fn in google_cloudfunctions2_function.http : name => fn.url }
+}
+
+output "function_run_urls" {
+  description = "The run.app URL of each HTTP function's Cloud Run service (a token for it is accepted only if listed in var.service_token_audiences)."
   value       = { for name, fn in google_cloudfunctions2_function.http : name => fn.service_config[0].uri }
 }
 
@@ -15,4 +20,17 @@ output "db_iam_user" {
 output "db_exporter_iam_user" {
   description = "Grant it the erp_exporter role after migrating."
   value       = google_sql_user.exporter.name
+}
+
+output "caller_service_accounts" {
+  description = "Each calling service's account: its email, and for those created here the unique ID its tokens carry as `sub` (a principal is https://accounts.google.com and that ID)."
+  value = {
+    for caller, email in local.caller_emails :
+    caller => { email = email, unique_id = try(google_service_account.callers[caller].unique_id, null) }
+  }
+}
+
+output "end_user_functions" {
+  description = "The functions end users call: Cloud Run lets every request through to their own token check."
+  value       = local.end_user_functions
 }

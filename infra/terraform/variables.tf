@@ -84,3 +84,81 @@ variable "lot_expiry_schedule" {
   type        = string
   default     = "*/5 * * * *"
 }
+
+# Callers: docs/authentication-deployment.md
+
+variable "function_callers" {
+  description = <<-EOT
+    Who calls each HTTP function (every functions/<name> whose main.py serves HTTP needs an
+    entry): names of calling services, each a service account granted Cloud Run's invoker
+    role on the function, and "end_users" where Identity Platform users call it. A function
+    end users call lets everyone through to its own token check; the others let through
+    only the named services' Google-signed tokens.
+  EOT
+  type        = map(list(string))
+  default = {
+    topup    = ["payments"]
+    addon    = ["payments"]
+    usage    = ["metering"]
+    bonus    = ["back_office"]
+    void     = ["back_office"]
+    wallets  = ["back_office", "end_users"]
+    allocate = ["back_office", "end_users"]
+    reclaim  = ["back_office", "end_users"]
+    transfer = ["back_office", "end_users"]
+  }
+  validation {
+    condition     = alltrue([for caller in flatten(values(var.function_callers)) : can(regex("^[a-z][a-z0-9_]{0,22}$", caller))])
+    error_message = "A caller's name is lower case letters, digits and underscores, at most 23 characters (its service account is ledger-<name>)."
+  }
+}
+
+variable "every_function_callers" {
+  description = "Services that may call every HTTP function (the operators' account)."
+  type        = list(string)
+  default     = ["operators"]
+  validation {
+    condition     = alltrue([for caller in var.every_function_callers : can(regex("^[a-z][a-z0-9_]{0,22}$", caller)) && caller != "end_users"])
+    error_message = "A caller's name is lower case letters, digits and underscores, at most 23 characters; end users are never everywhere."
+  }
+}
+
+variable "caller_emails" {
+  description = "Existing service accounts of callers, by caller name (a payment service in another project, say). Terraform creates ledger-<name> in this project for every caller not named here."
+  type        = map(string)
+  default     = {}
+}
+
+variable "caller_token_creators" {
+  description = "Who may mint ID tokens as a caller's service account, by caller name: e.g. { operators = [\"group:ledger-operators@example.com\"] }. People call through it, as a person's own ID token can't carry the function's URL as its audience."
+  type        = map(list(string))
+  default     = {}
+}
+
+variable "identity_platform_project" {
+  description = "The project whose Identity Platform (Firebase Auth) signs end users' ID tokens (issuer https://securetoken.google.com/<it>, audience <it>); null: project_id."
+  type        = string
+  default     = null
+}
+
+variable "service_token_audiences" {
+  description = "More audiences a function accepts in services' Google-signed tokens, by function, beside its cloudfunctions.net URL (for instance its run.app URL from `terraform output function_run_urls`)."
+  type        = map(list(string))
+  default     = {}
+}
+
+variable "service_function_ingress" {
+  description = "Where requests may come from for the functions only services call: ALLOW_INTERNAL_AND_GCLB (this project's VPC networks and a load balancer), ALLOW_INTERNAL_ONLY, or ALLOW_ALL when a caller runs outside them. The functions end users call accept all traffic."
+  type        = string
+  default     = "ALLOW_INTERNAL_AND_GCLB"
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.service_function_ingress)
+    error_message = "One of ALLOW_ALL, ALLOW_INTERNAL_ONLY, ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "end_user_function_max_instances" {
+  description = "Instances each function end users call may run at most (null: function_max_instances). Anyone can send it requests, so this caps what a flood of unauthenticated ones costs."
+  type        = number
+  default     = null
+}

@@ -1,6 +1,8 @@
 """Structural checks of infra/terraform that need no provider download (the functions it
-deploys: test_function_list.py)."""
+deploys: test_function_list.py). Who may call what (auth.tf) is plain locals, so it is also
+evaluated with `terraform console`, as Terraform would read it."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -8,9 +10,52 @@ from pathlib import Path
 
 import pytest
 
+from infra.functions import discover, http_functions
+
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "infra" / "terraform"
 SOURCE = "\n".join(path.read_text() for path in sorted(TERRAFORM.glob("*.tf")))
+HTTP_FUNCTIONS = http_functions(discover())
+# The callers the issue names (variables.tf's defaults); operators call everything.
+END_USER_FUNCTIONS = ["allocate", "reclaim", "transfer", "wallets"]
+SERVICE_ONLY_FUNCTIONS = ["addon", "bonus", "topup", "usage", "void"]
+PROJECT = "demo-project"
+REGION = "asia-southeast2"  # variables.tf's default
+needs_terraform = pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+
+
+def flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def block(kind: str, *labels: str) -> str:
+    """The body of a top-level block, e.g. block("resource", "google_cloudfunctions2_function", "http")."""
+    head = " ".join([kind, *(f'"{label}"' for label in labels)])
+    found = re.search(re.escape(head) + r" \{\n(.*?)\n\}", SOURCE, re.S)
+    assert found, f"no {head} block"
+    return found.group(1)
+
+
+def terraform_locals(tmp_path: Path, expression: str, *variables: str):
+    """An expression over auth.tf's locals, as Terraform evaluates it with the variables'
+    defaults (and `variables`, as -var arguments). auth.tf needs no provider, so it is
+    evaluated alone, beside function_list.tf, variables.tf and a link to functions/."""
+    module = tmp_path / "infra" / "terraform"
+    module.mkdir(parents=True)
+    for name in ("function_list.tf", "variables.tf", "auth.tf"):
+        shutil.copy(TERRAFORM / name, module)
+    (tmp_path / "functions").symlink_to(REPO / "functions")
+    arguments = [f"-var=project_id={PROJECT}", *(f"-var={v}" for v in variables)]
+    result = subprocess.run(
+        ["terraform", "console", *arguments],
+        cwd=module,
+        input=f"jsonencode({expression})",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(json.loads(result.stdout))
 
 
 def test_terraform_is_formatted():
@@ -43,3 +88,133 @@ def test_an_empty_function_list_stops_the_plan():
     destroy every function: a precondition refuses it."""
     flat = re.sub(r"\s+", " ", SOURCE)
     assert "precondition { condition = length(local.function_names) > 0" in flat
+
+
+def test_every_http_function_gets_the_issuers_it_trusts():
+    http = block("resource", "google_cloudfunctions2_function", "http")
+    assert "for_each = local.http_functions" in flat(http)
+    assert "LEDGER_AUTH_ISSUERS = local.auth_issuers[each.key]" in flat(http)
+
+
+@needs_terraform
+def test_services_tokens_are_for_the_function_url_and_end_users_only_where_they_call(tmp_path):
+    issuers = {name: json.loads(value) for name, value in terraform_locals(tmp_path, "local.auth_issuers").items()}
+    assert sorted(issuers) == HTTP_FUNCTIONS
+    for name, trusted in issuers.items():
+        url = f"https://{REGION}-{PROJECT}.cloudfunctions.net/{name.replace('_', '-')}"
+        google = {
+            "issuer": "https://accounts.google.com",
+            "certs_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "audiences": [url],
+        }
+        end_users = {
+            "issuer": f"https://securetoken.google.com/{PROJECT}",
+            "certs_url": "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com",
+            "audiences": [PROJECT],
+        }
+        assert trusted == ([google, end_users] if name in END_USER_FUNCTIONS else [google]), name
+        assert all(issuer["certs_url"].startswith("https://") for issuer in trusted)
+
+
+@needs_terraform
+def test_trusted_audiences_and_the_end_users_project_can_be_set(tmp_path):
+    issuers = terraform_locals(
+        tmp_path,
+        "local.auth_issuers",
+        'service_token_audiences={transfer=["https://transfer-abc-et.a.run.app"]}',
+        "identity_platform_project=apps-project",
+    )
+    transfer = json.loads(issuers["transfer"])
+    assert transfer[0]["audiences"][1:] == ["https://transfer-abc-et.a.run.app"]
+    assert transfer[1]["issuer"] == "https://securetoken.google.com/apps-project"
+    assert transfer[1]["audiences"] == ["apps-project"]
+
+
+def test_a_function_stops_the_apply_when_google_gives_it_another_url():
+    """Services mint tokens for the URL Google reports; the function must accept it."""
+    http = flat(block("resource", "google_cloudfunctions2_function", "http"))
+    assert "postcondition { condition = contains(local.service_token_audiences[each.key], self.url)" in http
+    assert "value = { for name, fn in google_cloudfunctions2_function.http : name => fn.url }" in flat(SOURCE)
+
+
+def test_every_http_function_has_an_invoker_binding_on_its_cloud_run_service():
+    callers = flat(block("resource", "google_cloud_run_v2_service_iam_member", "callers"))
+    assert "for_each = local.invoker_bindings" in callers
+    assert "name = google_cloudfunctions2_function.http[each.value.function].service_config[0].service" in callers
+    assert 'role = "roles/run.invoker"' in callers
+    assert 'member = "serviceAccount:${local.caller_emails[each.value.caller]}"' in callers
+    # a gen2 function's invoker role is Cloud Run's; the Cloud Functions one is for 1st gen
+    assert "roles/cloudfunctions.invoker" not in SOURCE
+
+
+@needs_terraform
+def test_each_named_service_may_call_its_functions_and_operators_every_one(tmp_path):
+    invokers = terraform_locals(tmp_path, "local.function_invokers")
+    assert sorted(invokers) == HTTP_FUNCTIONS
+    assert all("operators" in callers for callers in invokers.values())
+    named = {name: sorted(set(callers) - {"operators"}) for name, callers in invokers.items()}
+    assert named == {
+        "topup": ["payments"],
+        "addon": ["payments"],
+        "usage": ["metering"],
+        **{name: ["back_office"] for name in ("bonus", "void", "wallets", "allocate", "reclaim", "transfer")},
+    }
+
+
+@needs_terraform
+def test_callers_can_be_existing_service_accounts(tmp_path):
+    """A caller named in caller_emails keeps its account; the others are created here."""
+    callers = terraform_locals(tmp_path, "local.service_callers")
+    assert sorted(callers) == ["back_office", "metering", "operators", "payments"]
+    accounts = flat(block("resource", "google_service_account", "callers"))
+    assert "for_each = setsubtract(local.service_callers, keys(var.caller_emails))" in accounts
+    emails = (
+        "merge({ for caller, account in google_service_account.callers : caller => account.email }, var.caller_emails)"
+    )
+    assert f"caller_emails = {emails}" in flat(SOURCE)
+
+
+def test_the_tick_triggers_may_invoke_their_functions():
+    ticks = flat(block("resource", "google_cloud_run_v2_service_iam_member", "ticks"))
+    assert "for_each = local.tick_function_topics" in ticks
+    assert "name = google_cloudfunctions2_function.ticked[each.key].service_config[0].service" in ticks
+    assert 'member = "serviceAccount:${google_service_account.functions.email}"' in ticks
+    trigger = re.search(
+        r"event_trigger \{(.*?)\}", flat(block("resource", "google_cloudfunctions2_function", "ticked"))
+    )
+    assert "service_account_email = google_service_account.functions.email" in trigger.group(1)
+
+
+def test_a_function_without_callers_stops_the_plan():
+    """A new HTTP folder must say who calls it; a name that is no function is a typo."""
+    policy = flat(block("resource", "terraform_data", "caller_policy"))
+    assert "condition = length(setsubtract(local.http_functions, keys(var.function_callers))) == 0" in policy
+    assert "condition = length(setsubtract(keys(var.function_callers), local.http_functions)) == 0" in policy
+
+
+def test_only_the_functions_end_users_call_let_everyone_through():
+    """allUsers is bound in one place, over the functions var.function_callers opens to end users."""
+    assert SOURCE.count('"allUsers"') == 1 and "allAuthenticatedUsers" not in SOURCE
+    end_users = flat(block("resource", "google_cloud_run_v2_service_iam_member", "end_users"))
+    assert "for_each = local.end_user_functions" in end_users
+    assert 'role = "roles/run.invoker" member = "allUsers"' in end_users
+
+
+@needs_terraform
+def test_service_only_functions_keep_the_iam_check(tmp_path):
+    reading = terraform_locals(
+        tmp_path,
+        "{end_users = local.end_user_functions, ingress = local.function_ingress,"
+        " max_instances = local.function_max_instances}",
+        "end_user_function_max_instances=10",
+    )
+    assert sorted(reading["end_users"]) == END_USER_FUNCTIONS
+    assert not set(reading["end_users"]) & set(SERVICE_ONLY_FUNCTIONS)
+    assert sorted(SERVICE_ONLY_FUNCTIONS + END_USER_FUNCTIONS) == HTTP_FUNCTIONS
+    for name in HTTP_FUNCTIONS:
+        end_users = name in END_USER_FUNCTIONS
+        assert reading["ingress"][name] == ("ALLOW_ALL" if end_users else "ALLOW_INTERNAL_AND_GCLB"), name
+        assert reading["max_instances"][name] == (10 if end_users else 50), name
+    http = flat(block("resource", "google_cloudfunctions2_function", "http"))
+    assert "ingress_settings = local.function_ingress[each.key]" in http
+    assert "max_instance_count = local.function_max_instances[each.key]" in http

@@ -1,0 +1,83 @@
+# Who may invoke the functions. A gen2 function runs as a Cloud Run service, and Cloud Run
+# checks the caller's Google-signed ID token against roles/run.invoker on that service
+# (the Cloud Functions Invoker role covers 1st gen functions only). Each calling service
+# has a service account: one given in var.caller_emails, or one Terraform creates here.
+# Which functions each may call: var.function_callers (auth.tf reads it).
+
+resource "google_service_account" "callers" {
+  for_each     = setsubtract(local.service_callers, keys(var.caller_emails))
+  account_id   = "ledger-${replace(each.key, "_", "-")}"
+  display_name = "Calls the wallet ledger as ${each.key}"
+}
+
+locals {
+  caller_emails = merge({ for caller, account in google_service_account.callers : caller => account.email }, var.caller_emails)
+}
+
+# People (operators) act as a caller's service account: Cloud Run and the functions both
+# want a token whose audience is the function's URL, which only a service account's token
+# can carry (`gcloud auth print-identity-token --impersonate-service-account=EMAIL
+# --audiences=URL --include-email`).
+resource "google_service_account_iam_member" "token_creators" {
+  for_each = merge([
+    for caller, members in var.caller_token_creators : { for member in members : "${caller} ${member}" => { caller = caller, member = member } }
+  ]...)
+  service_account_id = "projects/-/serviceAccounts/${local.caller_emails[each.value.caller]}"
+  role               = "roles/iam.serviceAccountOpenIdTokenCreator"
+  member             = each.value.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "callers" {
+  for_each = local.invoker_bindings
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.http[each.value.function].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${local.caller_emails[each.value.caller]}"
+}
+
+# The functions end users call: Identity Platform tokens can't pass Cloud Run's IAM check,
+# so Cloud Run lets every request through and the function's own check is the gate (it
+# refuses any request without a valid token before parsing the body). The reasons, and
+# what it costs: docs/authentication-deployment.md. Every other function keeps IAM.
+resource "google_cloud_run_v2_service_iam_member" "end_users" {
+  for_each = local.end_user_functions
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.http[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+# Eventarc pushes each tick as the trigger's service account, which needs the invoker role
+# on the function it triggers.
+resource "google_cloud_run_v2_service_iam_member" "ticks" {
+  for_each = local.tick_function_topics
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.ticked[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# The caller policy against the folders, at plan time (terraform_data is built in).
+resource "terraform_data" "caller_policy" {
+  lifecycle {
+    precondition {
+      condition     = length(setsubtract(local.http_functions, keys(var.function_callers))) == 0
+      error_message = "No callers for ${join(", ", setsubtract(local.http_functions, keys(var.function_callers)))} in var.function_callers: say which services (and whether end users) call each HTTP function."
+    }
+    precondition {
+      condition     = length(setsubtract(keys(var.function_callers), local.http_functions)) == 0
+      error_message = "var.function_callers names ${join(", ", setsubtract(keys(var.function_callers), local.http_functions))}, which is not an HTTP function under functions/."
+    }
+    precondition {
+      condition     = length(setsubtract(keys(var.service_token_audiences), local.http_functions)) == 0
+      error_message = "var.service_token_audiences names ${join(", ", setsubtract(keys(var.service_token_audiences), local.http_functions))}, which is not an HTTP function under functions/."
+    }
+    precondition {
+      condition     = length(setsubtract(concat(keys(var.caller_emails), keys(var.caller_token_creators)), local.service_callers)) == 0
+      error_message = "var.caller_emails or var.caller_token_creators names ${join(", ", setsubtract(concat(keys(var.caller_emails), keys(var.caller_token_creators)), local.service_callers))}, which calls no function."
+    }
+  }
+}
