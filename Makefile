@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint bench bench-quick soak status reconcile ops token
+.PHONY: dev down test lint bench bench-quick soak status reconcile ops token tokens
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,9 @@ status: $(STAMP)
 
 token: $(STAMP)     ## a token from the dev stack's local issuer: make token P=alice (any principal's subject)
 	@$(PY) -m emulators token $(P)
+
+tokens: $(STAMP)    ## every demo caller's token as shell variables: eval "$$(make -s tokens)"
+	@$(PY) -m emulators tokens
 
 reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violation
 	@$(PY) -m common.reconcile

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import requests
 
+from bench import http_client
 from emulators.stack import REPO, kill_group
 
 EMPTY = Path(__file__).resolve().parent / "empty_function" / "main.py"
@@ -32,7 +33,8 @@ def _free_port() -> int:
 def first_request(name: str, wallet: int, asset: str, member: int) -> tuple[str, str, dict | None, dict[str, str]]:
     """(method, path, JSON body, headers) of a request that succeeds on a healthy stack.
     `member`: a wallet with a parent, for allocate and reclaim."""
-    key = {"Idempotency-Key": f"cold-{uuid.uuid4()}"}
+    caller = dict(http_client.AUTHORIZATION)  # set by setup.register_caller()
+    key = {"Idempotency-Key": f"cold-{uuid.uuid4()}", **caller}
     money = {"wallet_id": wallet, "asset": asset, "amount": 1}
     return {
         "empty": ("GET", "/", None, {}),
@@ -50,7 +52,7 @@ def first_request(name: str, wallet: int, asset: str, member: int) -> tuple[str,
             key,
         ),
         "void": ("POST", "/", {"transaction_id": 0}, key),  # replaced by the caller with a real id
-        "wallets": ("GET", f"/wallets/{wallet}", None, {}),
+        "wallets": ("GET", f"/wallets/{wallet}", None, caller),
         # the scheduled functions get a Cloud Scheduler tick, pushed as Pub/Sub pushes it
         "erp_export": ("POST", "/", _tick(), {}),
         "outbox_sweeper": ("POST", "/", _tick(), {}),

@@ -3,11 +3,13 @@ as the ledger owner (through ledger.commit_posting, so the invariants hold), the
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
 import pg8000.native
 
+from bench import http_client
 from emulators.stack import Stack
 
 ASSET = "BENCH"
@@ -20,9 +22,38 @@ class BenchData:
     hot_wallet: int
 
 
+BENCH_PRINCIPAL = "bench"
+
+
+def register_caller(stack: Stack) -> str:
+    """The benchmark's caller: every scope over every wallet, with limits far above what
+    one machine sends (a deployment's services get theirs from their roles). Its token
+    goes on every HTTP request the benchmarks send."""
+    from common.auth.callers import SCOPES
+    from emulators.database import owner_connection, register_principal
+
+    con = owner_connection(stack.owner_dsn())
+    try:
+        unlimited = {c: {"per_second": 1_000_000, "burst": 1_000_000} for c in ("money", "read", "admin")}
+        con.run(
+            "INSERT INTO ledger.roles (name, scopes, rate_limits, description) VALUES ('bench', CAST(:s AS text[]),"
+            " CAST(:l AS jsonb), 'benchmarks') ON CONFLICT DO NOTHING",
+            s=list(SCOPES),
+            l=json.dumps(unlimited),
+        )
+        register_principal(con, BENCH_PRINCIPAL, stack.issuer, "service", "bench", None, [("bench", "all", None)])
+    finally:
+        con.close()
+    token = stack.token(BENCH_PRINCIPAL, lifetime_s=24 * 3600)
+    http_client.authorize(token)
+    return token
+
+
 def prepare(stack: Stack, wallet_count: int) -> BenchData:
     """`wallet_count` wallets plus a hot one, created in one INSERT (so their ids are
-    contiguous, as the pgbench baseline needs) and funded by one posting."""
+    contiguous, as the pgbench baseline needs) and funded by one posting. Registers the
+    benchmark's caller too (register_caller)."""
+    register_caller(stack)
     prefix = f"bench{wallet_count}-"
     con = pg8000.native.Connection(**stack.owner_dsn())
     try:

@@ -20,6 +20,7 @@ from common import bootstrap, timing
 from common.auth.callers import Caller
 from common.errors import InvalidRequest, LedgerError, MethodNotAllowed, RateLimited, Unauthenticated
 from common.idempotency import Outcome
+from common.rate_limits import Bucket, Decision, resolve, response_headers
 
 log = logging.getLogger("ledger.http")
 if TYPE_CHECKING:  # pydantic loads with the first request that parses a body (cold starts)
@@ -78,11 +79,41 @@ def authenticate(request: flask.Request, request_id: str) -> Caller:
     return bootstrap.authenticator().caller(request.headers.get("Authorization"), request_id)  # type: ignore[no-any-return]
 
 
-def endpoint(handler: Handler) -> Callable[[flask.Request], flask.Response]:
-    """Verify the caller, then map every error to the JSON error shape; an unexpected
-    one is logged with its traceback and answered 500 without it. The trusted issuers
-    are settled when the function starts: a malformed setting, or the local issuer
-    trusted in Google Cloud, stops it there."""
+def money_or_read(request: flask.Request) -> str:
+    return "read" if request.method in ("GET", "HEAD") else "money"
+
+
+def read_or_admin(request: flask.Request) -> str:
+    return "read" if request.method in ("GET", "HEAD") else "admin"
+
+
+def rate_limit(caller: Caller, action_class: str) -> Decision:
+    """The caller's budget for this class of action (common/rate_limits.py); a 429 when
+    it is spent, before anything is parsed, claimed or written."""
+    principal = caller.principal
+    rate = resolve(
+        action_class,
+        [grant.rate_limits for grant in principal.grants],
+        principal.rate_limits,
+        bootstrap.rate_limit_defaults(),
+    )
+    decision: Decision = bootstrap.rate_limiter().check(Bucket(principal.id, action_class), rate)
+    if not decision.allowed:
+        raise RateLimited(
+            f"too many {action_class} requests; retry after the Retry-After seconds",
+            headers=response_headers(decision),
+            details={"action_class": action_class, "limit": decision.limit},
+        )
+    return decision
+
+
+def endpoint(handler: Handler | None = None, *, action_class: Callable[[flask.Request], str] = money_or_read) -> Any:
+    """Verify the caller and hold it to its rate limit, then map every error to the JSON
+    error shape; an unexpected one is logged with its traceback and answered 500
+    without it. The trusted issuers are settled when the function starts: a malformed
+    setting, or the local issuer trusted in Google Cloud, stops it there."""
+    if handler is None:
+        return lambda decorated: endpoint(decorated, action_class=action_class)
     bootstrap.trusted_issuers()
 
     @wraps(handler)
@@ -94,7 +125,9 @@ def endpoint(handler: Handler) -> Callable[[flask.Request], flask.Response]:
         try:
             caller = authenticate(request, rid)
             principal = caller.principal.id
+            decision = rate_limit(caller, action_class(request))
             response = handler(request, caller)
+            response.headers.update(response_headers(decision))
         except LedgerError as error:
             if error.status == 500:  # a guard the database enforces was hit: a bug to see
                 log.error("ledger error", extra={"path": request.path, "code": error.code, "details": error.details})

@@ -99,8 +99,10 @@ class LedgerService:
         )
 
     def transfer(self, caller: Caller, cmd: commands.Transfer, key: str | None) -> Outcome:
-        # both ends inside one grant's boundary: a tree's members, or one owner's wallets
-        grant = self._authorize(caller, "transfer", [cmd.from_wallet_id, cmd.to_wallet_id])
+        # The payer's wallet must be inside the boundary; the payee may be anyone's (paying
+        # another person is what a transfer is for). The database still keeps transfers
+        # within a tree or between personal wallets (transfer_outside_tree).
+        grant = self._authorize(caller, "transfer", [cmd.from_wallet_id])
         return self._post_once(caller, grant, "transfer", cmd, key, lambda: postings.transfer(cmd))
 
     def void(self, caller: Caller, cmd: commands.Void, key: str | None) -> Outcome:

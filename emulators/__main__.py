@@ -54,14 +54,13 @@ def up(stack: Stack, demo: bool, install: bool) -> None:
                 f"  #{wallet['id']:<4} {wallet['owner_id']:<18} {wallet['asset']:<5} "
                 f"{wallet['model']:<11} balance {wallet['balance']}"
             )
-        principals = database.seed_principals(stack.owner_dsn(), stack.issuer)
-        roles = {row[0]: f"{row[4]} ({row[5]})" for row in database.DEMO_PRINCIPALS}
-        click.echo("\nDemo callers, each with a token valid for 12 hours (another: make token P=NAME):")
-        for principal in principals:
-            click.echo(f"  {principal:<15} {roles[principal]}")
-            click.echo(
-                f"    export TOKEN_{principal.upper().replace('-', '_')}={stack.token(principal, lifetime_s=43200)}"
-            )
+        database.seed_principals(stack.owner_dsn(), stack.issuer)
+        click.echo("\nDemo callers, each with a ready token (12 hours) to paste into your shell:")
+        for principal_id, _kind, _tenant, _owner, role, boundary, _root in database.DEMO_PRINCIPALS:
+            click.echo(f"  # {principal_id}: {role} ({boundary})")
+            token = stack.token(principal_id, lifetime_s=43200)
+            click.echo(f"  export {token_variable(principal_id)}={token}")
+        click.echo('  # or all at once: eval "$(make -s tokens)"; another principal: make token P=NAME')
     click.echo(f"\nLocal stack '{stack.profile}' is up (data in {stack.state_dir}):")
     for name, where in stack.describe():
         click.echo(f"  {name:<22} {where}")
@@ -82,6 +81,19 @@ def status(stack: Stack) -> None:
     """Print where each service listens."""
     for name, where in stack.describe():
         click.echo(f"{name:<22} {where}")
+
+
+def token_variable(principal_id: str) -> str:
+    return "TOKEN_" + principal_id.upper().replace("-", "_")
+
+
+@cli.command()
+@click.option("--lifetime", default=43200, show_default=True, help="Seconds until the tokens expire.")
+@click.pass_obj
+def tokens(stack: Stack, lifetime: int) -> None:
+    """Print `export TOKEN_<NAME>=...` for every demo caller, for a shell to eval."""
+    for principal_id, *_ in database.DEMO_PRINCIPALS:
+        click.echo(f"export {token_variable(principal_id)}={stack.token(principal_id, lifetime_s=lifetime)}")
 
 
 @cli.command()

@@ -146,8 +146,9 @@ def principal(
     try:
         if role == "tester":  # every scope: the tests' own role, never a deployment's
             con.run(
-                "INSERT INTO ledger.roles (name, scopes, description) VALUES ('tester', CAST(:s AS text[]),"
-                " 'end-to-end tests') ON CONFLICT DO NOTHING",
+                "INSERT INTO ledger.roles (name, scopes, rate_limits, description) VALUES ('tester',"
+                " CAST(:s AS text[]), CAST(:limits AS jsonb), 'end-to-end tests') ON CONFLICT DO NOTHING",
+                limits=json.dumps({c: {"per_second": 100_000, "burst": 100_000} for c in ("money", "read", "admin")}),
                 s=list(SCOPES),
             )
         register_principal(

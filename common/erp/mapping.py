@@ -16,7 +16,8 @@ the leg maps to; the same rule holds for the system accounts on the other side:
 
 Every line names the transaction's customer (the owner of the wallet that acted: the
 member who used, the reseller's end customer) and, in a reseller's tree, the reseller,
-so the ERP can attribute revenue and cost per reseller, per customer and per usage id.
+so the ERP can attribute revenue and cost per reseller, per customer and per usage id;
+and the actor, the caller that posted it (its principal and role).
 
 A ledger transaction's legs sum to zero per asset, so its lines balance per currency,
 and so does every batch.
@@ -71,6 +72,8 @@ class Transaction:
     legs: tuple[Leg, ...]
     customer_id: str | None = None  # the owner of the wallet that acted
     reseller_id: str | None = None  # the reseller, when that wallet is in a reseller's tree
+    actor: str | None = None  # the principal that posted it (None before callers existed)
+    actor_role: str | None = None  # the role its grant gave it
 
 
 class Mapper:
@@ -116,6 +119,8 @@ class Mapper:
                     "product": transaction.product,
                     "external_ref": transaction.external_ref,
                     "voids_transaction_id": transaction.voids_transaction_id,
+                    "actor": transaction.actor,
+                    "actor_role": transaction.actor_role,
                 }
             )
         return lines

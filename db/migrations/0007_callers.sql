@@ -33,6 +33,14 @@ INSERT INTO ledger.roles (name, scopes, description) VALUES
   ('back_office', ARRAY['bonus', 'void', 'read', 'wallet_admin'], 'bonuses, voids and wallet support'),
   ('operator', ARRAY['read', 'void', 'allocate', 'wallet_admin', 'asset_admin', 'grants_admin'],
    'runs the ledger: wallets, assets, callers and their grants');
+-- The services post for every customer at once: their limits are the ledger's
+-- capacity, not one person's pace (the defaults, for everyone else: common/config.py).
+UPDATE ledger.roles SET rate_limits = '{"money": {"per_second": 1000, "burst": 2000},
+                                        "read": {"per_second": 1000, "burst": 2000}}'
+ WHERE name IN ('payment_service', 'metering_service');
+UPDATE ledger.roles SET rate_limits = '{"money": {"per_second": 200, "burst": 400},
+                                        "read": {"per_second": 500, "burst": 1000}}'
+ WHERE name = 'back_office';
 
 CREATE TABLE ledger.principals (
   id          text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9._:@-]{1,128}$'),

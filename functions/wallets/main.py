@@ -22,7 +22,15 @@ import functions_framework
 
 from common import bootstrap
 from common.errors import InvalidRequest
-from common.http import IDEMPOTENCY_HEADER, endpoint, json_object, json_response, outcome_response, parse
+from common.http import (
+    IDEMPOTENCY_HEADER,
+    endpoint,
+    json_object,
+    json_response,
+    outcome_response,
+    parse,
+    read_or_admin,
+)
 from common.routing import Routes
 
 
@@ -124,7 +132,7 @@ ROUTES = Routes(
 
 
 @functions_framework.http
-@endpoint
+@endpoint(action_class=read_or_admin)
 def wallets(request, caller):
     handler, ids = ROUTES.match(request)
     return handler(bootstrap.service(), request, caller, **ids)

@@ -22,6 +22,7 @@ stack's port with the same offset.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ import pytest
 import redis
 
 from emulators import database
+from emulators.__main__ import token_variable
 from emulators.stack import PROJECT, REPO, Stack
 from tests.support import assert_invariants
 
@@ -220,6 +222,7 @@ def reset(stack: Stack) -> None:
     stack.psql("CREATE DATABASE ledger OWNER ledger_owner")
     database.migrate(stack.owner_dsn())
     database.seed_demo(stack.owner_dsn())
+    database.seed_principals(stack.owner_dsn(), stack.issuer)
     firestore = f"http://127.0.0.1:{stack.ports['firestore']}"
     documents = f"{firestore}/emulator/v1/projects/{PROJECT}/databases/(default)/documents"
     urllib.request.urlopen(urllib.request.Request(documents, method="DELETE"), timeout=10).close()
@@ -237,12 +240,18 @@ def on_stack(command: str, stack: Stack) -> str:
     return DEV_PORTS.sub(lambda m: f"{m.group(1)}:{stack.port_base + int(m.group(2))}", command)
 
 
+def demo_tokens(stack: Stack) -> dict[str, str]:
+    """The demo callers' tokens as the shell variables `eval "$(make -s tokens)"` sets."""
+    return {token_variable(row[0]): stack.token(row[0]) for row in database.DEMO_PRINCIPALS}
+
+
 def run(example: Example, stack: Stack) -> tuple[int, str]:
     result = subprocess.run(
         ["bash", "-c", CURL_WRAPPER + on_stack(example.command, stack)],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **demo_tokens(stack)},
     )
     body, _, status = result.stdout.rpartition("\n")
     assert result.returncode == 0 and status.isdigit(), (

@@ -10,6 +10,7 @@ from common.auth.callers import Caller, Principal
 from common.http import endpoint, money_action
 from common.idempotency import Outcome
 from common.ledger.commands import TopUp
+from common.rate_limits import Decision, Rate
 
 app = flask.Flask(__name__)
 UNIT_CALLER = Caller(Principal("unit", "unit", "unit", "service", "unit"), "r")
@@ -18,6 +19,7 @@ UNIT_CALLER = Caller(Principal("unit", "unit", "unit", "service", "unit"), "r")
 @pytest.fixture(autouse=True)
 def authenticated(monkeypatch):
     monkeypatch.setattr(http, "authenticate", lambda request, request_id: UNIT_CALLER)
+    monkeypatch.setattr(http, "rate_limit", lambda caller, action_class: Decision.unenforced(Rate(1, 1)))
 
 
 def call(handler, body=b"{}", headers=None, method="POST"):
@@ -90,3 +92,32 @@ def test_responses_say_where_the_time_went():
     header = call(handler).headers["Server-Timing"]
     names = [part.split(";")[0] for part in header.split(", ")]
     assert names == ["postgres", "total"]
+
+
+def test_a_missing_token_gets_the_scheme_and_a_bad_one_also_the_reason():
+    missing = http.error_response(errors.Unauthenticated("no token", token_sent=False))
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="wallet-ledger"'
+    bad = http.error_response(errors.Unauthenticated("the token does not verify: expired"))
+    assert bad.headers["WWW-Authenticate"] == (
+        'Bearer realm="wallet-ledger", error="invalid_token", error_description="the token does not verify: expired"'
+    )
+
+
+def test_a_spent_rate_limit_is_a_429_with_its_headers():
+    limited = {"Retry-After": "2", "RateLimit-Limit": "40", "RateLimit-Remaining": "0", "RateLimit-Reset": "2"}
+
+    def handler(request, caller):
+        raise errors.RateLimited("slow down", headers=limited)
+
+    response = call(handler)
+    assert response.status_code == 429 and json.loads(response.get_data())["error"]["code"] == "rate_limited"
+    assert {name: response.headers[name] for name in limited} == limited
+
+
+def test_every_answer_names_its_request_id():
+    def handler(request, caller):
+        return flask.Response("{}", status=200)
+
+    assert call(handler, headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
+    assert len(call(handler, headers={"X-Request-Id": "bad id with spaces"}).headers["X-Request-Id"]) == 32
