@@ -103,6 +103,8 @@ class Stack:
             "LEDGER_ERP_TOKEN": ERP_TOKEN,
             # the local token issuer (emulators/issuer.py), trusted as Google's are in the cloud
             "LEDGER_AUTH_ISSUERS": json.dumps(issuer.trusted_issuers(p["issuer"])),
+            # the tests change grants and disable principals, and must see it at once
+            **({"LEDGER_AUTH_PRINCIPAL_TTL_S": "1"} if self.profile == "test" else {}),
         }
 
     def function_env(self, name: str) -> dict[str, str]:
