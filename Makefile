@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint bench bench-quick soak status reconcile ops token tokens
+.PHONY: dev down test lint bench bench-quick soak status reconcile ops token tokens bench-callers
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(STAMP)     ## benchmark the running functions and the core postings (st
 soak: $(STAMP)      ## 700,000 mixed actions end to end, with throughput and memory plots (about 40 min)
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench.soak
+
+bench-callers: $(STAMP) ## what verifying the caller, its boundary and its rate limit cost a request
+	@$(PY) -m emulators up --no-demo >/dev/null
+	@$(PY) -m bench.callers
 
 bench-quick: $(STAMP)
 	@$(PY) -m emulators up --no-demo >/dev/null

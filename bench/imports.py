@@ -40,7 +40,13 @@ IMPORTS = [
     ),
     ("sqlalchemy (its pool was the alternative)", "import sqlalchemy", "sqlalchemy", "common/adapters/postgres.py"),
     ("pydantic_settings", "import pydantic_settings", "pydantic_settings", "common/config.py"),
-    ("redis", "import redis", "redis", "common/bootstrap.py (locks: usage only)"),
+    ("redis", "import redis", "redis", "common/bootstrap.py (locks, rate limits)"),
+    (
+        "google-auth's ID-token verification, with its urllib3 transport",
+        "from google.oauth2 import id_token\nimport google.auth.transport.urllib3",
+        "google.oauth2",
+        "common/auth/tokens.py",
+    ),
     (
         "opentelemetry.sdk.metrics (what redis 7.2 loads when installed)",
         "import opentelemetry.sdk.metrics",
@@ -73,6 +79,23 @@ FIRST_USE = [
         "for model in models: model.model_rebuild(force=True)\n",
         "pydantic",
         "common/ledger/commands.py",
+    ),
+    (
+        "verifying one RS256 ID token with google-auth (its key given: the signature alone)",
+        "from google.auth import crypt, jwt\n"
+        "from cryptography.hazmat.primitives.asymmetric import rsa\n"
+        "from cryptography.hazmat.primitives import serialization\n"
+        "key = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n"
+        "pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,"
+        " serialization.NoEncryption()).decode()\n"
+        "public = key.public_key().public_bytes(serialization.Encoding.PEM,"
+        " serialization.PublicFormat.SubjectPublicKeyInfo).decode()\n"
+        "token = jwt.encode(crypt.RSASigner.from_string(pem, 'k'), {'iss': 'i', 'sub': 's', 'aud': 'a',"
+        " 'iat': int(time.time()), 'exp': int(time.time()) + 60})\n"
+        "t = time.perf_counter()\n"
+        "jwt.decode(token, certs={'k': public}, audience='a')\n",
+        "google.auth",
+        "common/auth/tokens.py",
     ),
     (
         "a TLS context, as pg8000 builds one per connect under sslmode=prefer",
