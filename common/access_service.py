@@ -43,9 +43,11 @@ def needs_second_operator(role_scopes: Iterable[str], boundary: str, dual_contro
     return boundary == "all" or not dual_control_scopes.isdisjoint(role_scopes)
 
 
-def _page(rows: list[dict[str, Any]], limit: int, key: str = "id") -> Any:
-    """The next page's `after`, or None on the last page."""
-    return rows[-1][key] if len(rows) == limit else None
+def _page(name: str, rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """A page of at most `limit` rows, read with one more to tell whether another page
+    follows: `next` is the `after` that reads it, or None on the last page."""
+    more = len(rows) > limit
+    return {name: rows[:limit], "next": rows[limit - 1]["id"] if more else None}
 
 
 class AccessService:
@@ -68,8 +70,7 @@ class AccessService:
 
     def list_principals(self, caller: Caller, query: commands.PrincipalsQuery) -> dict[str, Any]:
         self._operator(caller)
-        principals = self.admin.principals(query.after, query.limit)
-        return {"principals": principals, "next": _page(principals, query.limit)}
+        return _page("principals", self.admin.principals(query.after, query.limit + 1), query.limit)
 
     def get_principal(self, caller: Caller, principal_id: str) -> dict[str, Any]:
         self._operator(caller)
@@ -138,8 +139,7 @@ class AccessService:
 
     def list_changes(self, caller: Caller, query: commands.ChangesQuery) -> dict[str, Any]:
         self._operator(caller)
-        changes = self.admin.changes(query.status, query.after, query.limit)
-        return {"changes": changes, "next": _page(changes, query.limit)}
+        return _page("changes", self.admin.changes(query.status, query.after, query.limit + 1), query.limit)
 
     def decide_change(self, caller: Caller, change_id: int, approve: bool, cmd: commands.Decide) -> dict[str, Any]:
         grant = self._operator(caller)
@@ -170,5 +170,4 @@ class AccessService:
 
     def audit(self, caller: Caller, query: commands.AuditQuery) -> dict[str, Any]:
         self._operator(caller)
-        rows = self.admin.audit(query.target, query.after, query.limit)
-        return {"audit": rows, "next": _page(rows, query.limit)}
+        return _page("audit", self.admin.audit(query.target, query.after, query.limit + 1), query.limit)
