@@ -33,9 +33,8 @@ reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violati
 ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
 	@env $$($(PY) -m emulators env --operator) $(PY) -m common.ops $(ARGS)
 
-AS ?= ops
-access: $(STAMP)    ## the operators' CLI for callers against the dev stack, as AS (default ops): make access ARGS="principal list" (AS=ops-2 ARGS="change approve 1")
-	@LEDGER_TOKEN=$$($(PY) -m emulators token $(AS)) $(PY) -m common.access_cli $(ARGS)
+access: $(STAMP)    ## the operators' CLI for callers against the dev stack, as P (default ops): make access ARGS="principal list" (P=ops-2 ARGS="change approve 1")
+	@LEDGER_TOKEN=$$($(PY) -m emulators token $(or $(P),ops)) $(PY) -m common.access_cli $(ARGS)
 
 lint: $(STAMP)
 	@$(PY) -m ruff check .
