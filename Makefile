@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint bench bench-quick soak status reconcile ops token tokens bench-callers
+.PHONY: dev down test lint bench bench-quick soak status reconcile ops access token tokens bench-callers
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,9 @@ reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violati
 
 ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
 	@env $$($(PY) -m emulators env --operator) $(PY) -m common.ops $(ARGS)
+
+access: $(STAMP)    ## the operators' CLI for callers against the dev stack, as P (default ops): make access ARGS="principal list" (P=ops-2 ARGS="change approve 1")
+	@LEDGER_TOKEN=$$($(PY) -m emulators token $(or $(P),ops)) $(PY) -m common.access_cli $(ARGS)
 
 lint: $(STAMP)
 	@$(PY) -m ruff check .

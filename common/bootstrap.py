@@ -281,6 +281,21 @@ def authenticator() -> Any:
 
 
 @once
+def access_admin() -> Any:
+    from common.adapters.access_admin import AccessAdmin
+
+    return AccessAdmin(pool(), attempts=get_settings().posting_attempts)
+
+
+@once
+def access_service() -> Any:
+    """The operators' API (functions/access): principals, grants, roles, dual control."""
+    from common.access_service import AccessService, scopes_of
+
+    return AccessService(access_admin(), scopes_of(get_settings().dual_control_scopes))
+
+
+@once
 def service() -> Any:
     from common.service import LedgerService
 

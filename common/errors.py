@@ -133,6 +133,17 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "change_not_found": NotFound,
     "change_decided": Refused,
     "second_operator_required": Forbidden,
+    # principals, grants and roles (75_access.sql)
+    "principal_exists": Refused,
+    "principal_not_found": NotFound,
+    "unknown_role": Refused,
+    "principal_without_owner": Refused,
+    "root_wallet_not_found": Refused,
+    "grant_exists": Refused,
+    "grant_not_found": NotFound,
+    "grant_revoked": Refused,
+    "grant_pending": Refused,
+    "role_not_found": NotFound,
     # guards (20_guards.sql)
     "append_only": GuardViolation,
     "unbalanced_transaction": GuardViolation,

@@ -9,6 +9,7 @@ where this API answers 405 with the path's own methods, in the order it declares
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,14 +38,32 @@ class IdConverter(BaseConverter):
         return InvalidRequest(f"'{value}' is not an id", code="invalid_id")
 
 
+class NameConverter(BaseConverter):
+    """A named row's id (a principal's, a role's): ASCII letters, digits and ._:@-, at
+    most 128, the shape their tables hold. Like IdConverter it takes any one segment,
+    so that a name that can't exist is a 400 (`invalid_id`), not a missing route."""
+
+    regex = "[^/]+"
+    shape = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
+    def to_python(self, value: str) -> str | InvalidRequest:
+        if self.shape.fullmatch(value):
+            return value
+        return InvalidRequest(f"'{value[:130]}' is not a name", code="invalid_id")
+
+
 class Routes:
-    """Paths (Werkzeug rule syntax, `<id:name>` for ids), each with its handler per method.
+    """Paths (Werkzeug rule syntax, `<id:name>` for row ids, `<name:name>` for names),
+    each with its handler per method.
     `prefix` is an optional first segment that deployed URLs may keep or drop."""
 
     def __init__(self, table: Mapping[str, Mapping[str, Handler]], prefix: str) -> None:
         self._handlers = table
         self._prefix = prefix
-        self._map = Map([Rule(template, endpoint=template) for template in table], converters={"id": IdConverter})
+        self._map = Map(
+            [Rule(template, endpoint=template) for template in table],
+            converters={"id": IdConverter, "name": NameConverter},
+        )
 
     def match(self, request: flask.Request) -> tuple[Handler, Mapping[str, Any]]:
         """The handler for this request and the values its path holds (ids as ints)."""

@@ -169,3 +169,174 @@ BEGIN
   END IF;
   RETURN jsonb_build_object('id', p_id, 'status', CASE WHEN p_approve THEN 'approved' ELSE 'rejected' END);
 END $$;
+
+-- Principals, grants and roles -----------------------------------------------------
+--
+-- What the operators' API (functions/access) changes, each change one audited call.
+-- The functions' role has no INSERT or UPDATE on these tables (99_grants.sql): these
+-- procedures are the only way a caller's rights change. A principal's grants are
+-- audited under the principal ('principal:<id>'), so one target reads its whole story.
+
+CREATE FUNCTION ledger.principal_snapshot(p_id text) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = ledger, pg_temp AS $$
+  SELECT jsonb_build_object('id', p.id, 'issuer', p.issuer, 'subject', p.subject, 'kind', p.kind,
+                            'tenant', p.tenant, 'owner_id', p.owner_id, 'status', p.status,
+                            'rate_limits', p.rate_limits, 'description', p.description)
+    FROM principals p WHERE p.id = p_id
+$$;
+
+CREATE FUNCTION ledger.grant_snapshot(p_id bigint) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = ledger, pg_temp AS $$
+  SELECT jsonb_build_object('id', g.id, 'principal_id', g.principal_id, 'role', g.role, 'boundary', g.boundary,
+                            'root_wallet_id', g.root_wallet_id, 'status', g.status)
+    FROM grants g WHERE g.id = p_id
+$$;
+
+CREATE FUNCTION ledger.create_principal(p_id text, p_issuer text, p_subject text, p_kind text, p_tenant text,
+                                        p_owner_id text, p_description text, p_rate_limits jsonb, p_actor jsonb,
+                                        p_reason text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+DECLARE
+  v_after jsonb;
+BEGIN
+  INSERT INTO principals (id, issuer, subject, kind, tenant, owner_id, description, rate_limits)
+  VALUES (p_id, p_issuer, p_subject, p_kind, p_tenant, p_owner_id, coalesce(p_description, ''), p_rate_limits)
+  ON CONFLICT DO NOTHING;
+  IF NOT FOUND THEN  -- the id, or the token identity (issuer, subject), is someone's already
+    PERFORM refuse('principal_exists', jsonb_build_object(
+      'principal_id', p_id, 'issuer', p_issuer, 'subject', p_subject,
+      'existing', (SELECT id FROM principals WHERE id = p_id OR (issuer = p_issuer AND subject = p_subject) LIMIT 1)));
+  END IF;
+  v_after := principal_snapshot(p_id);
+  PERFORM audit(p_actor, 'principal.create', 'principal:' || p_id, NULL, v_after, p_reason);
+  RETURN v_after;
+END $$;
+
+-- A principal's status (active, disabled), description and rate-limit override, in one
+-- audited change. NULL leaves a field as it is; a JSON null rate_limits removes the
+-- override (the roles' limits apply again).
+CREATE FUNCTION ledger.update_principal(p_id text, p_status text, p_description text, p_rate_limits jsonb,
+                                        p_actor jsonb, p_reason text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+DECLARE
+  v_before jsonb;
+  v_after jsonb;
+BEGIN
+  PERFORM 1 FROM principals WHERE id = p_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    PERFORM refuse('principal_not_found', jsonb_build_object('principal_id', p_id));
+  END IF;
+  v_before := principal_snapshot(p_id);
+  UPDATE principals
+     SET status = coalesce(p_status, status),
+         description = coalesce(p_description, description),
+         rate_limits = CASE WHEN p_rate_limits IS NULL THEN rate_limits
+                            WHEN jsonb_typeof(p_rate_limits) = 'null' THEN NULL
+                            ELSE p_rate_limits END,
+         updated_at = now()
+   WHERE id = p_id;
+  v_after := principal_snapshot(p_id);
+  IF v_after IS DISTINCT FROM v_before THEN
+    PERFORM audit(p_actor, 'principal.update', 'principal:' || p_id, v_before, v_after, p_reason);
+  END IF;
+  RETURN v_after;
+END $$;
+
+-- A role for a principal within a boundary. A grant that needs a second operator
+-- (p_needs_approval: the service decides, from the role's scopes and the boundary) is
+-- written as pending, with a pending change that ledger.decide_change() activates;
+-- until then ledger.caller() leaves it out.
+CREATE FUNCTION ledger.grant_role(p_principal_id text, p_role text, p_boundary text, p_root_wallet_id bigint,
+                                  p_needs_approval boolean, p_actor jsonb, p_reason text DEFAULT NULL,
+                                  OUT grant_id bigint, OUT pending_change_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+DECLARE
+  v_owner_id text;
+  v_after jsonb;
+BEGIN
+  SELECT owner_id INTO v_owner_id FROM principals WHERE id = p_principal_id FOR KEY SHARE;
+  IF NOT FOUND THEN
+    PERFORM refuse('principal_not_found', jsonb_build_object('principal_id', p_principal_id));
+  END IF;
+  PERFORM 1 FROM roles WHERE name = p_role;
+  IF NOT FOUND THEN
+    PERFORM refuse('unknown_role', jsonb_build_object('role', p_role));
+  END IF;
+  IF p_boundary = 'own' AND v_owner_id IS NULL THEN  -- `own` would cover nothing
+    PERFORM refuse('principal_without_owner', jsonb_build_object('principal_id', p_principal_id));
+  END IF;
+  IF p_root_wallet_id IS NOT NULL THEN
+    PERFORM 1 FROM wallets WHERE id = p_root_wallet_id AND kind = 'customer';
+    IF NOT FOUND THEN
+      PERFORM refuse('root_wallet_not_found', jsonb_build_object('root_wallet_id', p_root_wallet_id));
+    END IF;
+  END IF;
+  INSERT INTO grants (principal_id, role, boundary, root_wallet_id, status)
+  VALUES (p_principal_id, p_role, p_boundary, p_root_wallet_id,
+          CASE WHEN p_needs_approval THEN 'pending' ELSE 'active' END)
+  ON CONFLICT DO NOTHING
+  RETURNING id INTO grant_id;
+  IF grant_id IS NULL THEN  -- the same grant is live (active or pending) already
+    PERFORM refuse('grant_exists', jsonb_build_object(
+      'principal_id', p_principal_id, 'role', p_role, 'boundary', p_boundary, 'root_wallet_id', p_root_wallet_id,
+      'grant_id', (SELECT id FROM grants WHERE principal_id = p_principal_id AND role = p_role
+                      AND boundary = p_boundary AND root_wallet_id IS NOT DISTINCT FROM p_root_wallet_id
+                      AND status <> 'revoked' LIMIT 1)));
+  END IF;
+  v_after := grant_snapshot(grant_id);
+  PERFORM audit(p_actor, 'grant.create', 'principal:' || p_principal_id, NULL, v_after, p_reason);
+  IF p_needs_approval THEN
+    pending_change_id := request_change(p_actor, 'grant', 'principal:' || p_principal_id,
+                                        jsonb_build_object('grant_id', grant_id) || (v_after - 'id' - 'status'),
+                                        p_reason);
+  END IF;
+END $$;
+
+-- A live grant revoked. A pending one is not: its change is rejected instead, by
+-- another operator, so that the record says who decided.
+CREATE FUNCTION ledger.revoke_grant(p_grant_id bigint, p_actor jsonb, p_reason text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+DECLARE
+  v_grant record;
+  v_before jsonb;
+  v_after jsonb;
+BEGIN
+  SELECT * INTO v_grant FROM grants WHERE id = p_grant_id FOR UPDATE;
+  IF NOT FOUND THEN
+    PERFORM refuse('grant_not_found', jsonb_build_object('grant_id', p_grant_id));
+  END IF;
+  IF v_grant.status = 'revoked' THEN
+    PERFORM refuse('grant_revoked', jsonb_build_object('grant_id', p_grant_id));
+  END IF;
+  IF v_grant.status = 'pending' THEN
+    PERFORM refuse('grant_pending', jsonb_build_object(
+      'grant_id', p_grant_id,
+      'change_id', (SELECT id FROM pending_changes WHERE kind = 'grant' AND status = 'pending'
+                       AND (change->>'grant_id')::bigint = p_grant_id LIMIT 1)));
+  END IF;
+  v_before := grant_snapshot(p_grant_id);
+  UPDATE grants SET status = 'revoked', updated_at = now() WHERE id = p_grant_id;
+  v_after := grant_snapshot(p_grant_id);
+  PERFORM audit(p_actor, 'grant.revoke', 'principal:' || v_grant.principal_id, v_before, v_after, p_reason);
+  RETURN v_after;
+END $$;
+
+-- A role's rate limits per action class ({"money": {"per_second": 50, "burst": 100}}),
+-- checked for shape by the service (common/auth/commands.py).
+CREATE FUNCTION ledger.set_role_rate_limits(p_role text, p_rate_limits jsonb, p_actor jsonb,
+                                            p_reason text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+DECLARE
+  v_before jsonb;
+BEGIN
+  SELECT rate_limits INTO v_before FROM roles WHERE name = p_role FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    PERFORM refuse('role_not_found', jsonb_build_object('role', p_role));
+  END IF;
+  UPDATE roles SET rate_limits = p_rate_limits, updated_at = now() WHERE name = p_role;
+  IF p_rate_limits IS DISTINCT FROM v_before THEN
+    PERFORM audit(p_actor, 'role.update', 'role:' || p_role, jsonb_build_object('rate_limits', v_before),
+                  jsonb_build_object('rate_limits', p_rate_limits), p_reason);
+  END IF;
+  RETURN jsonb_build_object('name', p_role, 'rate_limits', p_rate_limits);
+END $$;

@@ -2,9 +2,10 @@
 --
 -- ledger_app is the role of the functions (internet-facing and scheduled alike). It
 -- reads the ledger, moves money only through ledger.commit_posting() and
--- ledger.commit_postings(), and creates and changes wallets and assets only through the
--- audited procedures (75_access.sql): no plain INSERT or UPDATE on a wallet, and the
--- audit log is insert-only through them (it can read it, never change it).
+-- ledger.commit_postings(), and creates and changes wallets, assets, principals, grants
+-- and roles only through the audited procedures (75_access.sql): no plain INSERT or
+-- UPDATE on any of them, and the audit log is insert-only through them (it can read
+-- it, never change it).
 --
 -- erp_exporter is the ERP export's own role. Moving the export cursor, recording,
 -- marking and replaying batches, and opening streams belong to the scheduled export
@@ -59,7 +60,12 @@ GRANT EXECUTE ON FUNCTION
   ledger.caller(text, text),
   ledger.create_wallet(text, text, text, bigint, jsonb, bigint, text, jsonb, bigint),
   ledger.update_wallet(bigint, text, bigint, text, jsonb, jsonb, text, bigint),
-  ledger.decide_change(bigint, boolean, jsonb, text)
+  ledger.decide_change(bigint, boolean, jsonb, text),
+  ledger.create_principal(text, text, text, text, text, text, text, jsonb, jsonb, text),
+  ledger.update_principal(text, text, text, jsonb, jsonb, text),
+  ledger.grant_role(text, text, text, bigint, boolean, jsonb, text),
+  ledger.revoke_grant(bigint, jsonb, text),
+  ledger.set_role_rate_limits(text, jsonb, jsonb, text)
   TO ledger_app;
 
 -- The ERP export: erp_exporter ---------------------------------------------------
