@@ -97,6 +97,7 @@ variable "function_callers" {
   EOT
   type        = map(list(string))
   default = {
+    access   = [] # the operators' API: the operators alone (every_function_callers)
     topup    = ["payments"]
     addon    = ["payments"]
     usage    = ["metering"]
