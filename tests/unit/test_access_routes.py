@@ -11,6 +11,7 @@ import pytest
 
 from common import bootstrap, http
 from common.auth.callers import SCOPES, Caller, Grant, Principal
+from common.rate_limits import Decision, Rate
 
 UNIT_CALLER = Caller(
     Principal("unit", "unit", "unit", "operator", "unit", grants=(Grant("t", frozenset(SCOPES), "all"),)), "r"
@@ -47,6 +48,7 @@ class RecordingService:
 def service(monkeypatch):
     monkeypatch.setattr(bootstrap, "access_service", RecordingService)
     monkeypatch.setattr(http, "authenticate", lambda request, request_id: UNIT_CALLER)
+    monkeypatch.setattr(http, "rate_limit", lambda caller, action_class: Decision.unenforced(Rate(1, 1)))
 
 
 def call(method, path, body=None, raw=None):
