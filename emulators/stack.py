@@ -87,7 +87,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         """The environment a function (or a test) needs to reach this stack."""
         p = self.ports
-        return {
+        env = {
             "LEDGER_DB_HOST": "127.0.0.1",
             "LEDGER_DB_PORT": str(p["postgres"]),
             "LEDGER_DB_NAME": "ledger",
@@ -104,6 +104,11 @@ class Stack:
             # the local token issuer (emulators/issuer.py), trusted as Google's are in the cloud
             "LEDGER_AUTH_ISSUERS": json.dumps(issuer.trusted_issuers(p["issuer"])),
         }
+        if self.profile == "test":
+            # A disabled principal or a revoked grant stops working within this; the
+            # tests wait it out instead of the default 30 s.
+            env["LEDGER_AUTH_PRINCIPAL_TTL_S"] = "1"
+        return env
 
     def function_env(self, name: str) -> dict[str, str]:
         """The environment of one function: the ERP export's functions log in as its role."""
