@@ -1,7 +1,6 @@
 """A function that dies after its Postgres commit, before it answers, must not post
 twice when the request is retried: the retry finds the posting under its key."""
 
-import hashlib
 import time
 
 import pytest
@@ -9,7 +8,7 @@ import pytest
 from common import bootstrap
 from common.adapters.firestore_idempotency import FirestoreRecordStore
 from common.config import get_settings
-from common.idempotency import Idempotency
+from common.idempotency import Idempotency, record_id
 from common.ledger import commands
 from tests.support import CALLER, LedgerProxy, balance, key, ledger_service, new_wallet, postings_with_key
 
@@ -95,7 +94,9 @@ def test_retry_after_the_record_is_lost_entirely_posts_nothing_more(stack):
     wallet, k = new_wallet(stack), key()
     cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="pay")
     first = service.top_up(CALLER, cmd, k)
-    healthy.release(hashlib.sha256(k.encode()).hexdigest())  # e.g. expired by its TTL
+    record = record_id(CALLER.tenant, k)
+    assert healthy.get(record) is not None
+    healthy.release(record)  # e.g. expired by its TTL
     again = service.top_up(CALLER, cmd, k)
     assert again.replayed and again.body == first.body
     assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 100

@@ -1,7 +1,6 @@
 """Copies of one request that race each other answer with the one posting under their
 key, and a key never carries two different requests, even past its Firestore record."""
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +8,7 @@ import pytest
 from common import bootstrap
 from common.config import get_settings
 from common.errors import Refused
-from common.idempotency import IN_PROGRESS, fingerprint
+from common.idempotency import IN_PROGRESS, fingerprint, record_id
 from common.ledger import commands
 from tests.support import CALLER, LedgerProxy, balance, key, ledger_service, new_wallet, postings_with_key
 
@@ -42,7 +41,7 @@ def test_a_claim_for_another_request_under_a_posted_key_is_refused(stack):
     other = commands.TopUp(wallet_id=wallet, asset="TST", amount=99, external_ref="p")
     now = datetime.now(UTC)
     records = bootstrap.firestore_client().collection(get_settings().idempotency_collection)
-    records.document(hashlib.sha256(k.encode()).hexdigest()).set(
+    records.document(record_id(CALLER.tenant, k)).set(
         {
             "key": k,
             "state": IN_PROGRESS,

@@ -1,5 +1,5 @@
 """Token settings and the authenticator's cache (the token edge cases themselves run
-against the stack's real issuer: tests/e2e/test_callers_http.py)."""
+against the stack's real issuer: tests/e2e/test_tokens_http.py)."""
 
 import pytest
 
