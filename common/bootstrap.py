@@ -307,6 +307,7 @@ def service() -> Any:
         locks,
         lambda transaction_id: after_commit().submit(transaction_id),
         access=access_store(),
+        transfers_to_anyone=get_settings().transfers_to_anyone,
     )
 
 

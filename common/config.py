@@ -110,6 +110,10 @@ class Settings:
     auth_clock_skew_s: int = 30
     auth_certs_timeout_s: float = 5.0
     auth_principal_ttl_s: float = 30.0  # how long a principal's grants are cached per instance
+    # Whether a caller may transfer from its wallets to a wallet outside its boundary
+    # (payments between customers). Off: both ends inside one grant's boundary, and no
+    # payee can be probed (docs/callers-and-tenants.md).
+    transfers_to_anyone: bool = False
     # Dual control: a credit limit raised above this, or a grant of a role holding any of
     # these scopes, waits for a second operator's approval.
     dual_control_credit_limit: int = 100_000

@@ -43,6 +43,7 @@ class LedgerService:
         locks: Callable[[], RedisLocks],
         committed: Callable[[int], None] = lambda transaction_id: None,
         access: AccessStore | None = None,
+        transfers_to_anyone: bool = False,
     ) -> None:
         self.ledger = ledger
         self.admin = admin
@@ -53,6 +54,7 @@ class LedgerService:
         # is already in the outbox; this only publishes it sooner than the sweeper would.
         self._committed = committed
         self._access = access
+        self._transfers_to_anyone = transfers_to_anyone
 
     # Balance actions --------------------------------------------------------
 
@@ -99,10 +101,13 @@ class LedgerService:
         )
 
     def transfer(self, caller: Caller, cmd: commands.Transfer, key: str | None) -> Outcome:
-        # The payer's wallet must be inside the boundary; the payee may be anyone's (paying
-        # another person is what a transfer is for). The database still keeps transfers
-        # within a tree or between personal wallets (transfer_outside_tree).
-        grant = self._authorize(caller, "transfer", [cmd.from_wallet_id])
+        # Both ends inside one grant's boundary (an owner's own wallets, a tree's members),
+        # unless the deployment lets customers pay anyone (transfers_to_anyone): then only
+        # the payer's wallet is, at the price of a payee's existence being probeable (a
+        # wallet in a tree answers 422 transfer_outside_tree, a missing one 404). The
+        # database keeps transfers within a tree or between personal wallets either way.
+        ends = [cmd.from_wallet_id] if self._transfers_to_anyone else [cmd.from_wallet_id, cmd.to_wallet_id]
+        grant = self._authorize(caller, "transfer", ends)
         return self._post_once(caller, grant, "transfer", cmd, key, lambda: postings.transfer(cmd))
 
     def void(self, caller: Caller, cmd: commands.Void, key: str | None) -> Outcome:
