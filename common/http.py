@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import flask
 
 from common import timing
-from common.errors import InvalidRequest, LedgerError, MethodNotAllowed
+from common.errors import InvalidRequest, LedgerError, MethodNotAllowed, PayloadTooLarge
 from common.idempotency import Outcome
 
 log = logging.getLogger("ledger.http")
@@ -87,10 +87,10 @@ def require_method(request: flask.Request, *allowed: str) -> None:
 
 def json_object(request: flask.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise InvalidRequest("the body is too large", code="body_too_large")
+        raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     raw = request.get_data(cache=False)
     if len(raw) > MAX_BODY_BYTES:
-        raise InvalidRequest("the body is too large", code="body_too_large")
+        raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:

@@ -24,6 +24,7 @@ def call(handler, body=b"{}", headers=None, method="POST"):
         (errors.InvalidRequest("x"), 400),
         (errors.NotFound("x"), 404),
         (errors.MethodNotAllowed("x"), 405),
+        (errors.PayloadTooLarge("x"), 413),
         (errors.InProgress("x"), 409),
         (errors.Refused("x", code="insufficient_funds"), 422),
         (errors.DependencyUnavailable("x"), 503),
@@ -61,6 +62,15 @@ def test_a_replayed_outcome_is_marked():
     response = call(lambda request: money_action(request, TopUp, action), body, {"Idempotency-Key": "k1"})
     assert response.status_code == 201 and response.headers["Idempotent-Replayed"] == "true"
     assert seen == [(5, "k1")]
+
+
+def test_a_body_over_64_kib_is_a_413_before_it_is_parsed():
+    def action(command, key):
+        raise AssertionError("never reached")
+
+    body = b'{"pad": "' + b"x" * (64 * 1024) + b'"}'
+    response = call(lambda request: money_action(request, TopUp, action), body, {"Idempotency-Key": "k1"})
+    assert response.status_code == 413 and json.loads(response.get_data())["error"]["code"] == "body_too_large"
 
 
 def test_money_actions_accept_only_post():
