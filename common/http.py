@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import flask
 
 from common import timing
-from common.errors import InvalidRequest, LedgerError, MethodNotAllowed, PayloadTooLarge
+from common.errors import InvalidRequest, LedgerError, MethodNotAllowed, NotFound, PayloadTooLarge
 from common.idempotency import Outcome
 
 log = logging.getLogger("ledger.http")
@@ -38,7 +38,9 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(error: LedgerError) -> flask.Response:
-    headers = {"Retry-After": "1"} if error.status in (409, 503) else None
+    headers = {"Retry-After": "1"} if error.status in (409, 503) else {}
+    if isinstance(error, MethodNotAllowed) and isinstance(error.details, dict):
+        headers["Allow"] = ", ".join(error.details["allowed"])  # a 405 must name them (RFC 9110)
     return json_response(error.status, error.body(), headers)
 
 
@@ -137,4 +139,19 @@ def _configure_logging() -> None:
     logs.configure(get_settings().log_level)
 
 
+def _answer_what_the_framework_refuses() -> None:
+    """functions-framework answers some paths itself, before the function runs, and in
+    HTML: one its routing cannot match (a line break in it), /robots.txt, /favicon.ico.
+    They get the one JSON error shape too. While functions-framework loads a main.py,
+    `errorhandler` is its app's; anywhere else (tests), a stand-in that does nothing."""
+    import functions_framework
+    from werkzeug.exceptions import NotFound as NoRule
+
+    def no_route(request: flask.Request) -> flask.Response:
+        raise NotFound(f"no route for {request.path}", code="route_not_found")
+
+    functions_framework.errorhandler(NoRule)(lambda _error: endpoint(no_route)(flask.request))
+
+
 _configure_logging()
+_answer_what_the_framework_refuses()

@@ -75,7 +75,7 @@ def test_a_body_over_64_kib_is_a_413_before_it_is_parsed():
 
 def test_money_actions_accept_only_post():
     response = call(lambda request: money_action(request, TopUp, None), method="GET")
-    assert response.status_code == 405
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
 
 
 def test_responses_say_where_the_time_went():
