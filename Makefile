@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint bench bench-quick soak status reconcile ops access token tokens bench-callers
+.PHONY: dev down test lint fuzz openapi bench bench-quick soak status reconcile ops access token tokens bench-callers
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -47,6 +47,13 @@ lint: $(STAMP)
 test: lint          ## lint, then unit, integration and end-to-end tests on a fresh test stack
 	@$(PY) -m emulators --profile test check
 	@$(PY) -m pytest
+
+openapi: $(STAMP)   ## write docs/openapi.json from the code (tests/unit/test_openapi.py fails when it is stale)
+	@$(PY) -m infra.openapi
+
+fuzz: $(STAMP)      ## Schemathesis against the functions with many examples an operation (make test runs few)
+	@$(PY) -m emulators --profile test check
+	@LEDGER_FUZZ_EXAMPLES=$${LEDGER_FUZZ_EXAMPLES:-200} $(PY) -m pytest tests/e2e/test_api_contract.py
 
 bench: $(STAMP)     ## benchmark the running functions and the core postings (starts the dev stack)
 	@$(PY) -m emulators up --no-demo >/dev/null

@@ -69,6 +69,14 @@ class MethodNotAllowed(LedgerError):
     code = "method_not_allowed"
 
 
+class PayloadTooLarge(LedgerError):
+    """The body is over the size the functions read (common.http.MAX_BODY_BYTES); it
+    was not parsed."""
+
+    status = 413
+    code = "body_too_large"
+
+
 class InProgress(LedgerError):
     """Another request holds the idempotency key or the wallet; retry later."""
 

@@ -18,7 +18,15 @@ import flask
 
 from common import bootstrap, timing
 from common.auth.callers import Caller
-from common.errors import InvalidRequest, LedgerError, MethodNotAllowed, RateLimited, Unauthenticated
+from common.errors import (
+    InvalidRequest,
+    LedgerError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+)
 from common.idempotency import Outcome
 from common.rate_limits import Bucket, Decision, resolve, response_headers
 
@@ -57,6 +65,8 @@ def error_response(error: LedgerError) -> flask.Response:
         headers["WWW-Authenticate"] = challenge
     elif isinstance(error, RateLimited):
         headers.update(error.headers)
+    if isinstance(error, MethodNotAllowed) and isinstance(error.details, dict):
+        headers["Allow"] = ", ".join(error.details["allowed"])  # a 405 must name them (RFC 9110)
     return json_response(error.status, error.body(), headers)
 
 
@@ -161,10 +171,10 @@ def require_method(request: flask.Request, *allowed: str) -> None:
 
 def json_object(request: flask.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise InvalidRequest("the body is too large", code="body_too_large")
+        raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     raw = request.get_data(cache=False)
     if len(raw) > MAX_BODY_BYTES:
-        raise InvalidRequest("the body is too large", code="body_too_large")
+        raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
@@ -213,4 +223,19 @@ def _configure_logging() -> None:
     logs.configure(get_settings().log_level)
 
 
+def _answer_what_the_framework_refuses() -> None:
+    """functions-framework answers some paths itself, before the function runs, and in
+    HTML: one its routing cannot match (a line break in it), /robots.txt, /favicon.ico.
+    They get the one JSON error shape too. While functions-framework loads a main.py,
+    `errorhandler` is its app's; anywhere else (tests), a stand-in that does nothing."""
+    import functions_framework
+    from werkzeug.exceptions import NotFound as NoRule
+
+    def no_route(request: flask.Request, caller: Caller) -> flask.Response:
+        raise NotFound(f"no route for {request.path}", code="route_not_found")
+
+    functions_framework.errorhandler(NoRule)(lambda _error: endpoint(no_route)(flask.request))
+
+
 _configure_logging()
+_answer_what_the_framework_refuses()

@@ -65,6 +65,11 @@ class Routes:
             converters={"id": IdConverter, "name": NameConverter},
         )
 
+    @property
+    def table(self) -> Mapping[str, Mapping[str, Handler]]:
+        """Each path template with its handlers by method (infra/openapi documents them)."""
+        return self._handlers
+
     def match(self, request: flask.Request) -> tuple[Handler, Mapping[str, Any]]:
         """The handler for this request and the values its path holds (ids as ints)."""
         path = "/" + "/".join(path_segments(request, self._prefix))

@@ -136,6 +136,10 @@ def translate(error: Exception) -> Exception:
         return DATABASE_REFUSALS[message](message.replace("_", " "), code=message, details=details)
     if sqlstate == "23505" and fields.get("n") == "transactions_void_once":
         return Refused("the transaction is already voided", code="already_voided")
+    # a transfer, allocation or reclaim names no system account: an asset that does not
+    # exist is first seen by the transaction row's foreign key
+    if sqlstate == "23503" and fields.get("n") == "transactions_asset_code_fkey":
+        return Refused("no such asset", code="unknown_asset")
     if sqlstate == "22003":
         return InvalidRequest(
             "the amount would take a balance or total beyond a signed 64-bit integer", code="amount_out_of_range"

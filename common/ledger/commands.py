@@ -2,23 +2,61 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
 
 from common.ledger.money import Amount, AssetCode, CreditLimit, Scale, WalletId
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Description = Annotated[str, StringConstraints(max_length=500)]
-Metadata = Annotated[dict[str, str | int | bool | None], Field(max_length=32)]
+# Postgres text holds no NUL character: refused here (400), not by the database (a 500).
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=NO_NUL)]
+Description = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
+MetadataText = Annotated[str, StringConstraints(pattern=NO_NUL)]
+Metadata = Annotated[dict[MetadataText, MetadataText | int | bool | None], Field(max_length=32)]
 Action = Literal["topup", "addon", "bonus", "usage", "transfer", "void", "allocate", "reclaim", "expiry"]
 WalletModel = Literal["personal", "enterprise", "reseller"]
 WalletStatus = Literal["active", "frozen", "closed"]
 SpendMode = Literal["allocated", "shared_pool"]
 Period = Literal["day", "week", "month"]
+
+
+def _iso_text(value: Any) -> Any:
+    """Pydantic also reads a number, or a string of one, as Unix time: 0.5 is not a time here."""
+    if isinstance(value, datetime):  # built in Python, not parsed
+        return value
+    if not (isinstance(value, str) and re.match(r"\d{4}-\d\d-\d\d[Tt ]", value)):
+        raise ValueError("a time is an ISO 8601 string with its zone, e.g. 2026-12-31T23:59:59Z")
+    return value
+
+
+def _storable(value: datetime) -> datetime:
+    """Postgres holds zone offsets up to 15:59 (ISO 8601 allows 23:59), and a time must
+    have a UTC equivalent: year 1 at +23:00 has none."""
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) >= timedelta(hours=16):
+        raise ValueError("a zone offset is at most 15:59")
+    try:
+        value.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("the time is out of range") from error
+    return value
+
+
 # JSON has no time type: an ISO 8601 string with its zone, e.g. 2026-12-31T23:59:59Z.
-Instant = Annotated[AwareDatetime, Strict(False)]
+Instant = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_storable)]
 
 
 class Command(BaseModel):
@@ -113,8 +151,11 @@ class Void(Command):
     reason: Description | None = None
 
 
+OwnerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
+
+
 class CreateWallet(Command):
-    owner_id: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
+    owner_id: OwnerId
     asset: AssetCode
     model: WalletModel = "personal"
     parent_id: WalletId | None = None  # a member of an enterprise or a reseller's customer
@@ -159,14 +200,15 @@ class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     action: Action | None = None
-    from_: datetime | None = Field(default=None, alias="from")
-    to: datetime | None = None
+    from_: Instant | None = Field(default=None, alias="from")
+    to: Instant | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     cursor: Annotated[str, StringConstraints(max_length=64)] | None = None
 
-    @model_validator(mode="after")
-    def _aware_times(self) -> HistoryQuery:
-        for value in (self.from_, self.to):
-            if value is not None and value.tzinfo is None:
-                raise ValueError("from and to need a time zone, e.g. 2026-01-31T00:00:00Z")
-        return self
+
+class WalletsQuery(BaseModel):
+    """Listing an owner's wallets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    owner_id: OwnerId

@@ -34,13 +34,20 @@ from common.http import (
 from common.routing import Routes
 
 
-def _bounded(request, name, default, maximum):
+def _bounded(request, name, default, minimum, maximum):
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > maximum:
-        raise InvalidRequest(f"{name} is a whole number up to {maximum}", code="validation_failed")
+    if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= maximum:
+        raise InvalidRequest(f"{name} is a whole number from {minimum} to {maximum}", code="validation_failed")
     return int(raw)
+
+
+def _flag(request, name):
+    raw = request.args.get(name, "false")
+    if raw not in ("true", "false"):
+        raise InvalidRequest(f"{name} is true or false", code="validation_failed")
+    return raw == "true"
 
 
 def _commands():
@@ -58,10 +65,8 @@ def create_wallet(service, request, caller):
 
 
 def list_wallets(service, request, caller):
-    owner_id = request.args.get("owner_id")
-    if not owner_id:
-        raise InvalidRequest("give owner_id to list wallets", code="validation_failed")
-    return json_response(200, {"wallets": service.list_wallets(caller, owner_id)})
+    query = parse(_commands().WalletsQuery, request.args.to_dict())
+    return json_response(200, {"wallets": service.list_wallets(caller, query.owner_id)})
 
 
 def get_wallet(service, request, caller, wallet_id):
@@ -79,7 +84,7 @@ def history(service, request, caller, wallet_id):
 
 
 def lots(service, request, caller, wallet_id):
-    return json_response(200, service.lots(caller, wallet_id, request.args.get("all") == "true"))
+    return json_response(200, service.lots(caller, wallet_id, _flag(request, "all")))
 
 
 def rollup(service, request, caller, wallet_id):
@@ -87,8 +92,8 @@ def rollup(service, request, caller, wallet_id):
 
 
 def members(service, request, caller, wallet_id):
-    after, limit = _bounded(request, "after", 0, 2**63 - 1), _bounded(request, "limit", 100, 500)
-    return json_response(200, service.members(caller, wallet_id, after, max(limit, 1)))
+    after, limit = _bounded(request, "after", 0, 0, 2**63 - 1), _bounded(request, "limit", 100, 1, 500)
+    return json_response(200, service.members(caller, wallet_id, after, limit))
 
 
 def get_lot(service, request, caller, lot_id):

@@ -89,7 +89,6 @@ def test_totals_beyond_int64_are_refused_with_400_and_write_nothing(stack, funct
         ("array", b"[1, 2]", "invalid_json"),
         ("empty", b"", "invalid_json"),
         ("string", b'"topup"', "invalid_json"),
-        ("huge", b'{"pad": "' + b"x" * 70_000 + b'"}', "body_too_large"),
     ],
 )
 def test_malformed_bodies_are_refused(stack, case, raw, code):
@@ -97,6 +96,15 @@ def test_malformed_bodies_are_refused(stack, case, raw, code):
     response = http(stack, "topup", raw=raw, idempotency_key=k)
     assert response.status_code == 400 and response.json()["error"]["code"] == code
     assert postings_with_key(stack, k) == 0
+
+
+@pytest.mark.parametrize("function", ["topup", "wallets"])
+def test_a_body_over_64_kib_is_refused_with_413_before_it_is_parsed(stack, function):
+    k = key()
+    raw = b'{"pad": "' + b"x" * 70_000 + b'"}'
+    response = http(stack, function, raw=raw, idempotency_key=k, path="/wallets" if function == "wallets" else "/")
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
+    assert postings_with_key(stack, k) == 0 and not idempotency_record_exists(k)
 
 
 @pytest.mark.parametrize(
@@ -152,3 +160,19 @@ def test_bad_reads_are_refused_with_400(stack, path):
     new_wallet(stack)
     response = http(stack, "wallets", method="GET", path=path)
     assert response.status_code == 400, response.text
+
+
+def test_a_transfer_in_an_asset_that_does_not_exist_is_refused_not_a_500(stack):
+    payer, payee, k = new_wallet(stack, funded=100), new_wallet(stack), key()
+    body = {"from_wallet_id": payer, "to_wallet_id": payee, "asset": "NOPE", "amount": 10}
+    response = http(stack, "transfer", body, k)
+    assert response.status_code == 422 and response.json()["error"]["code"] == "unknown_asset"
+    assert postings_with_key(stack, k) == 0 and balance(stack, payer) == 100
+
+
+@pytest.mark.parametrize("function", ["topup", "wallets"])
+@pytest.mark.parametrize("path", ["/robots.txt", "/favicon.ico", "/wallets/lots/1%0A"])
+def test_paths_the_framework_answers_itself_get_the_json_error_shape_too(stack, function, path):
+    response = http(stack, function, method="GET", path=path)
+    assert response.status_code == 404 and response.headers["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "route_not_found" and "Server-Timing" in response.headers

@@ -31,6 +31,40 @@ def test_other_fields_are_strict_too(change):
         commands.TopUp.model_validate({**GOOD, **change})
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"external_ref": "pay\x00"},
+        {"description": "\x00"},
+        {"metadata": {"k\x00": 1}},
+        {"metadata": {"k": "v\x00"}},
+        {"metadata": {"\ud800": 1}},
+    ],
+)
+def test_text_postgres_cannot_hold_is_refused(change):
+    with pytest.raises(ValidationError):
+        commands.TopUp.model_validate({**GOOD, **change})
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        1234,
+        0.5,
+        "1234",
+        "0.5",
+        "2099-01-01T00:00:00",
+        "tomorrow",
+        "2099-01-01T00:00:00-22:56",
+        "0001-01-01T00:00:00+01:00",
+    ],
+)
+def test_a_time_is_an_iso_string_with_its_zone(expires_at):
+    with pytest.raises(ValidationError):
+        commands.TopUp.model_validate({**GOOD, "expires_at": expires_at})
+    assert commands.TopUp.model_validate({**GOOD, "expires_at": "2099-01-01T00:00:00+07:00"}).expires_at.year == 2099
+
+
 def test_missing_fields_are_refused():
     with pytest.raises(ValidationError):
         commands.Usage.model_validate({"wallet_id": 1, "asset": "IDR", "amount": 1})
@@ -39,7 +73,14 @@ def test_missing_fields_are_refused():
 def test_history_query_converts_text_but_bounds_it():
     query = commands.HistoryQuery.model_validate({"limit": "10", "action": "usage", "from": "2026-01-01T00:00:00Z"})
     assert (query.limit, query.action, query.from_.year) == (10, "usage", 2026)
-    for bad in ({"limit": "0"}, {"limit": "1000"}, {"action": "steal"}, {"from": "2026-01-01T00:00:00"}):
+    bad_queries = (
+        {"limit": "0"},
+        {"limit": "1000"},
+        {"action": "steal"},
+        {"from": "2026-01-01T00:00:00"},
+        {"to": "0.5"},
+    )
+    for bad in bad_queries:
         with pytest.raises(ValidationError):
             commands.HistoryQuery.model_validate(bad)
 

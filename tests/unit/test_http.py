@@ -33,6 +33,7 @@ def call(handler, body=b"{}", headers=None, method="POST"):
         (errors.InvalidRequest("x"), 400),
         (errors.NotFound("x"), 404),
         (errors.MethodNotAllowed("x"), 405),
+        (errors.PayloadTooLarge("x"), 413),
         (errors.InProgress("x"), 409),
         (errors.Refused("x", code="insufficient_funds"), 422),
         (errors.DependencyUnavailable("x"), 503),
@@ -74,9 +75,20 @@ def test_a_replayed_outcome_is_marked():
     assert seen == [(UNIT_CALLER, 5, "k1")]
 
 
+def test_a_body_over_64_kib_is_a_413_before_it_is_parsed():
+    def action(caller, command, key):
+        raise AssertionError("never reached")
+
+    body = b'{"pad": "' + b"x" * (64 * 1024) + b'"}'
+    response = call(
+        lambda request, caller: money_action(request, caller, TopUp, action), body, {"Idempotency-Key": "k1"}
+    )
+    assert response.status_code == 413 and json.loads(response.get_data())["error"]["code"] == "body_too_large"
+
+
 def test_money_actions_accept_only_post():
     response = call(lambda request, caller: money_action(request, caller, TopUp, None), method="GET")
-    assert response.status_code == 405
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
 
 
 def test_responses_say_where_the_time_went():

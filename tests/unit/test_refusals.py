@@ -68,6 +68,16 @@ def test_a_guard_raises_check_violation_and_maps_to_a_guard_violation():
     assert translate(check) is check
 
 
+def test_an_unknown_asset_seen_by_the_foreign_key_is_a_refusal():
+    from pg8000.exceptions import DatabaseError
+
+    raw = DatabaseError({"C": "23503", "M": "violates foreign key", "n": "transactions_asset_code_fkey"})
+    error = translate(raw)
+    assert isinstance(error, Refused) and error.status == 422 and error.code == "unknown_asset"
+    other = DatabaseError({"C": "23503", "M": "violates foreign key", "n": "entries_wallet_id_fkey"})
+    assert translate(other) is other
+
+
 def test_every_raise_and_refusal_is_written_in_a_form_this_test_reads():
     """Otherwise a code could be raised in a way the extraction above does not see."""
     for statement in re.findall(r"\bRAISE\b[^;]*;", SCHEMA):

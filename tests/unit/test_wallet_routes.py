@@ -65,7 +65,9 @@ def call(method, path, body=None):
         ("GET", "/wallets?owner_id=o", "list_wallets", ["o"]),
         ("GET", "/16/rollup", "rollup", [16]),
         ("GET", "/wallets/16/lots?all=true", "lots", [16, True]),
-        ("GET", "/16/members?after=3&limit=0", "members", [16, 3, 1]),
+        ("GET", "/16/members?after=3&limit=1", "members", [16, 3, 1]),
+        ("GET", "/16/members", "members", [16, 0, 100]),
+        ("GET", "/16/lots?all=false", "lots", [16, False]),
         ("GET", "/lots/1", "get_lot", [1]),
         ("GET", "/wallets/lots/1", "get_lot", [1]),
         ("GET", "/transactions/14", "get_transaction", [14]),
@@ -78,6 +80,27 @@ def test_each_path_reaches_its_call_with_or_without_the_prefix(method, path, cal
     status, body = call(method, path)
     recorded = body if "call" in body else next(iter(body.values()))  # bare, or under its noun
     assert status == 200 and recorded == {"call": call_name, "args": args}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/16/members?limit=0",
+        "/16/members?limit=501",
+        "/16/members?after=-1",
+        "/16/lots?all=yes",
+        "/16/lots?all=",
+        "/wallets",
+        "/wallets?owner_id=",
+        "/wallets?owner_id=a%00b",
+        "/wallets?owner_id=o&unknown=1",
+        "/16/history?to=0.5",
+        "/16/history?from=2026-01-01T00:00:00",
+    ],
+)
+def test_a_query_outside_its_bounds_is_a_400(path):
+    status, body = call("GET", path)
+    assert (status, body["error"]["code"]) == (400, "validation_failed")
 
 
 def test_writes_parse_their_body():
@@ -108,9 +131,11 @@ def test_an_id_that_cannot_exist_is_a_400(bad, template):
     ],
 )
 def test_a_method_the_path_does_not_take_is_a_405_naming_those_it_does(method, path, allowed):
-    status, body = call(method, path)
-    assert status == 405 and body["error"]["code"] == "method_not_allowed"
-    assert body["error"]["details"] == {"allowed": allowed}
+    with app.test_request_context(path, method=method):
+        response = wallets(flask.request)
+    body = json.loads(response.get_data())
+    assert response.status_code == 405 and body["error"]["code"] == "method_not_allowed"
+    assert body["error"]["details"] == {"allowed": allowed} and response.headers["Allow"] == ", ".join(allowed)
 
 
 @pytest.mark.parametrize("path", ["/wallets/16/nope", "/lots/1/nope", "/nope/1/2", "/wallets/wallets/16", "/assets/1"])

@@ -1,0 +1,72 @@
+"""Every error code an HTTP function answers, with its status and when it is given: the
+text infra/openapi.py puts in the API document.
+
+The statuses come from the classes in common/errors.py; tests/unit/test_openapi.py reads
+the codes the code raises and fails on one missing here or one here that nothing raises
+(besides those of PENDING).
+"""
+
+from __future__ import annotations
+
+# code: (HTTP status, when)
+ERROR_CODES: dict[str, tuple[int, str]] = {
+    "validation_failed": (400, "a field is missing, unknown, of the wrong type or out of range; `details` lists each"),
+    "invalid_json": (400, "the body is not a JSON object"),
+    "idempotency_key_missing": (400, "a money action without an Idempotency-Key"),
+    "idempotency_key_invalid": (400, "an Idempotency-Key that is not 1-255 printable ASCII characters"),
+    "amount_out_of_range": (400, "the action would take a balance or total past a signed 64-bit integer"),
+    "invalid_id": (400, "a path id that is not a positive 64-bit integer"),
+    "invalid_cursor": (400, "a cursor this API did not return"),
+    "invalid_posting": (400, "the database refused a malformed posting (the functions never send one)"),
+    "unauthenticated": (401, "no token, a bad or expired one, or an unknown principal"),
+    "forbidden": (403, "a valid token without the scope the action needs"),
+    "wallet_not_found": (404, "no such wallet, or one outside the caller's boundary"),
+    "transaction_not_found": (404, "no such transaction, or one outside the caller's boundary"),
+    "lot_not_found": (404, "no such lot, or one outside the caller's boundary"),
+    "route_not_found": (404, "a path the function does not serve"),
+    "method_not_allowed": (405, "a method the path does not take; `details.allowed` names those it does"),
+    "request_in_progress": (409, "another copy of this request holds its Idempotency-Key; retry"),
+    "wallet_locked": (409, "the wallet's usage lock was not had in time; retry"),
+    "body_too_large": (413, "the body is over 64 KiB; refused before it is parsed"),
+    "insufficient_funds": (422, "the debit would take the wallet past its credit limit"),
+    "asset_mismatch": (422, "the asset is not the wallet's"),
+    "unknown_asset": (422, "no such asset"),
+    "wallet_frozen": (422, "a frozen wallet moves no money, either way"),
+    "wallet_closed": (422, "a closed wallet moves no money, and stays closed"),
+    "same_wallet": (422, "a transfer to itself"),
+    "system_account": (422, "a system account as the acting wallet or counterparty, or changed"),
+    "already_voided": (422, "a transaction is voided at most once"),
+    "not_voidable": (422, "voids and expiries can't be voided"),
+    "credit_already_spent": (422, "a void whose credit was spent"),
+    "credit_expired": (422, "a void whose credit has expired into breakage"),
+    "idempotency_key_reused": (422, "a different request under a used Idempotency-Key"),
+    "wallet_not_empty": (422, "closing a wallet that holds money"),
+    "credit_limit_below_balance": (422, "a credit limit the balance is already below"),
+    "asset_exists": (422, "creating an asset twice"),
+    "transfer_outside_tree": (422, "a transfer that leaves an enterprise's or a reseller's tree"),
+    "not_a_child": (422, "allocate or reclaim on a wallet with no parent"),
+    "not_a_root": (422, "a spend mode on a wallet that is not a tree's root"),
+    "parent_not_found": (422, "a member's parent does not exist"),
+    "parent_mismatch": (422, "a member's parent is of another asset or model"),
+    "parent_not_active": (422, "a member's parent is not active"),
+    "tree_too_deep": (422, "a tree is at most 8 levels deep"),
+    "member_credit_limit": (422, "only a tree's root may have a credit limit"),
+    "spend_limit_exceeded": (422, "a usage past a spend limit on its path"),
+    "expiry_in_past": (422, "a lot's expiry not after now"),
+    "expiry_not_later": (422, "an extension not later than the lot's expiry"),
+    "lot_expired": (422, "an extension of an expired lot"),
+    "lot_spent": (422, "an extension of a spent lot"),
+    "rate_limited": (429, "the caller is over its rate limit for this class of action; retry after Retry-After"),
+    "internal_error": (500, "an unexpected error, logged with its traceback; nothing was posted"),
+    # the database's guards (db/schema/20_guards.sql): a bug, logged; the answer has no details
+    "append_only": (500, "a database guard refused to change or delete a written row; nothing written"),
+    "unbalanced_transaction": (500, "a database guard refused legs that do not sum to zero; nothing written"),
+    "sealed_transaction": (500, "a database guard refused a leg added to a committed transaction; nothing written"),
+    "wallet_identity_fixed": (500, "a database guard refused a change of a wallet's owner, model or asset"),
+    "dependency_unavailable": (503, "Postgres, Redis or Firestore unreachable (`details.service` names it); retry"),
+    "database_busy": (503, "no pooled connection came free, or contention outlasted the retries; retry"),
+}
+
+# Codes of issue 13's design that its authentication and rate limits, built alongside,
+# will raise: documented before the code raises them.
+PENDING = {"unauthenticated", "forbidden", "rate_limited"}

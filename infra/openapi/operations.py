@@ -1,0 +1,180 @@
+"""What each HTTP operation is: its summary, its request's command model, its query, and
+the shape of its answer. The routes themselves come from the code (infra/openapi/
+__init__.py); an operation the code has and this module lacks stops the generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+MAX_ID = 2**63 - 1
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+MONEY_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+READ_ERRORS = (400, 401, 403, 404, 429, 500, 503)
+WRITE_ERRORS = (400, 401, 403, 404, 413, 422, 429, 500, 503)
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def keyed(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An answer with one top-level key, e.g. {"wallet": {...}}."""
+    return obj([key], **{key: schema})
+
+
+def array(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": schema}
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    summary: str
+    answer: dict[str, Any]  # the JSON Schema of the 2xx body
+    status: int = 200
+    body: str | None = None  # the request's command model, by its name in common.ledger.commands
+    query: tuple[dict[str, Any], ...] = ()
+    idempotent: bool = False  # needs an Idempotency-Key; the same request again replays
+    errors: tuple[int, ...] = READ_ERRORS
+
+
+def query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+# The money functions (every HTTP function but wallets): the command each takes, what it does.
+MONEY_ACTIONS = {
+    "topup": ("TopUp", "Top up a wallet from funding, with the payment's reference"),
+    "addon": ("AddOn", "Add credit bought on top of a plan"),
+    "bonus": ("Bonus", "Credit a wallet from promotion"),
+    "usage": ("Usage", "Charge a wallet for a usage, under its lock"),
+    "transfer": ("Transfer", "Move value between two wallets of one asset"),
+    "void": ("Void", "Reverse an earlier transaction, at most once"),
+    "allocate": ("Allocate", "Move value from a tree member's parent to the member"),
+    "reclaim": ("Reclaim", "Move value from a tree member back to its parent"),
+}
+
+
+def money_operation(function: str) -> Operation:
+    model, summary = MONEY_ACTIONS[function]
+    return Operation(
+        summary, keyed("transaction", ref("Transaction")), 201, model, idempotent=True, errors=MONEY_ERRORS
+    )
+
+
+QUERY_PARAMETERS = {
+    "owner_id": "the owner",
+    "action": "only entries of this action",
+    "from": "entries at or after this instant (with its zone)",
+    "to": "entries before this instant (with its zone)",
+    "limit": "entries a page",
+    "cursor": "the previous page's next_cursor (opaque)",
+}
+
+
+def model_query(model: str) -> tuple[dict[str, Any], ...]:
+    """The query parameters a query model (common.ledger.commands) reads: one a field."""
+    from common.ledger import commands
+
+    schema = getattr(commands, model).model_json_schema()
+    parameters = []
+    for name, field in schema["properties"].items():
+        value = {key: value for key, value in field.items() if key not in ("title", "anyOf", "default")}
+        # optional: the value's own schema, without the null a query string can't send
+        for branch in field.get("anyOf", []):
+            if branch != {"type": "null"}:
+                value.update(branch)
+        if field.get("default") is not None:
+            value["default"] = field["default"]
+        parameters.append(query(name, value, QUERY_PARAMETERS[name], required=name in schema.get("required", ())))
+    return tuple(parameters)
+
+
+def wallet_operations() -> dict[tuple[str, str], tuple[str, Operation]]:
+    """(route template, method): (its handler's name, the operation), for the wallets
+    function's ROUTES table (functions/wallets/main.py)."""
+    wallet, lot = keyed("wallet", ref("Wallet")), keyed("lot", ref("Lot"))
+    voided_by = obj(["voided_by"], voided_by=nullable(ID))
+    every_lot = query("all", {"type": "boolean", "default": False}, "true: every lot, spent and expired ones too")
+    after = query("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, "the previous page's next_after")
+    limit = query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}, "members a page")
+    return {
+        ("/", "GET"): (
+            "list_wallets",
+            Operation(
+                "An owner's wallets, in id order (up to 500)",
+                keyed("wallets", array(ref("Wallet"))),
+                query=model_query("WalletsQuery"),
+            ),
+        ),
+        ("/", "POST"): (
+            "create_wallet",
+            Operation("Create a wallet", wallet, 201, "CreateWallet", errors=WRITE_ERRORS),
+        ),
+        ("/<id:wallet_id>", "GET"): ("get_wallet", Operation("A wallet, with its balance and limits", wallet)),
+        ("/<id:wallet_id>", "PATCH"): (
+            "update_wallet",
+            Operation(
+                "Change a wallet's status, credit limit, spend mode or spend limits",
+                wallet,
+                body="UpdateWallet",
+                errors=WRITE_ERRORS,
+            ),
+        ),
+        ("/<id:wallet_id>/history", "GET"): (
+            "history",
+            Operation(
+                "A wallet's entries, newest first, a page at a time", ref("History"), query=model_query("HistoryQuery")
+            ),
+        ),
+        ("/<id:wallet_id>/lots", "GET"): (
+            "lots",
+            Operation("A wallet's credit by lot: open lots, earliest expiry first", ref("Lots"), query=(every_lot,)),
+        ),
+        ("/<id:wallet_id>/rollup", "GET"): (
+            "rollup",
+            Operation("A tree node's balance plus every descendant's, per child", ref("Rollup")),
+        ),
+        ("/<id:wallet_id>/members", "GET"): (
+            "members",
+            Operation("Every wallet below a tree node, in id order", ref("Members"), query=(after, limit)),
+        ),
+        ("/lots/<id:lot_id>", "GET"): ("get_lot", Operation("One lot", lot)),
+        ("/lots/<id:lot_id>/extend", "POST"): (
+            "extend_lot",
+            Operation(
+                "Move a lot's expiry later, once per Idempotency-Key",
+                lot,
+                body="ExtendLot",
+                idempotent=True,
+                errors=tuple(sorted((*WRITE_ERRORS, 409))),
+            ),
+        ),
+        ("/transactions/<id:transaction_id>", "GET"): (
+            "get_transaction",
+            Operation(
+                "A transaction with its entries, and the void that reversed it",
+                keyed("transaction", {"allOf": [ref("Transaction"), voided_by]}),
+            ),
+        ),
+        ("/assets", "GET"): ("list_assets", Operation("Every asset", keyed("assets", array(ref("Asset"))))),
+        ("/assets", "POST"): (
+            "create_asset",
+            Operation(
+                "Create an asset with its five system accounts",
+                keyed("asset", ref("Asset")),
+                201,
+                "CreateAsset",
+                errors=WRITE_ERRORS,
+            ),
+        ),
+    }
