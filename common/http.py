@@ -132,12 +132,12 @@ def endpoint(handler: Handler | None = None, *, action_class: Callable[[flask.Re
         timing.begin_request()
         rid = request_id(request)
         principal = None
+        decision: Decision | None = None
         try:
             caller = authenticate(request, rid)
             principal = caller.principal.id
             decision = rate_limit(caller, action_class(request))
             response = handler(request, caller)
-            response.headers.update(response_headers(decision))
         except LedgerError as error:
             if error.status == 500:  # a guard the database enforces was hit: a bug to see
                 log.error("ledger error", extra={"path": request.path, "code": error.code, "details": error.details})
@@ -148,6 +148,8 @@ def endpoint(handler: Handler | None = None, *, action_class: Callable[[flask.Re
         elapsed_ms = (time.perf_counter() - started) * 1000
         response.headers["Server-Timing"] = timing.server_timing(elapsed_ms)
         response.headers[REQUEST_ID_HEADER] = rid
+        if decision is not None:  # a refusal after the limit was spent from carries it too
+            response.headers.update(response_headers(decision))
         log.info(
             "request",
             extra={

@@ -54,9 +54,11 @@ def up(stack: Stack, demo: bool, install: bool) -> None:
                 f"  #{wallet['id']:<4} {wallet['owner_id']:<18} {wallet['asset']:<5} "
                 f"{wallet['model']:<11} balance {wallet['balance']}"
             )
-        database.seed_principals(stack.owner_dsn(), stack.issuer)
+        registered = set(database.seed_principals(stack.owner_dsn(), stack.issuer))
         click.echo("\nDemo callers, each with a ready token (12 hours) to paste into your shell:")
         for principal_id, _kind, _tenant, _owner, role, boundary, _root in database.DEMO_PRINCIPALS:
+            if principal_id not in registered:
+                continue
             click.echo(f"  # {principal_id}: {role} ({boundary})")
             token = stack.token(principal_id, lifetime_s=43200)
             click.echo(f"  export {token_variable(principal_id)}={token}")

@@ -166,16 +166,21 @@ def seed_principals(dsn: dict[str, Any], issuer: str) -> list[str]:
     """The demo's callers (DEMO_PRINCIPALS), trusted from `issuer`; returns their ids."""
     con = owner_connection(dsn)
     try:
+        registered = []
         for principal_id, kind, tenant, owner_id, role, boundary, root in DEMO_PRINCIPALS:
             root_id = None
             if root is not None:
-                root_id = con.run(
+                found = con.run(
                     "SELECT id FROM ledger.wallets WHERE owner_id = :o AND asset_code = :a AND parent_id IS NULL",
                     o=root[0],
                     a=root[1],
-                )[0][0]
+                )
+                if not found:  # a ledger without the demo's trees (seeded by something else first)
+                    continue
+                root_id = found[0][0]
             register_principal(con, principal_id, issuer, kind, tenant, owner_id, [(role, boundary, root_id)])
-        return [row[0] for row in DEMO_PRINCIPALS]
+            registered.append(principal_id)
+        return registered
     finally:
         con.close()
 
