@@ -7,7 +7,7 @@ grant revoke GRANT_ID
 role list | limits NAME JSON
 change list [--status S] | approve ID | reject ID
 audit [--target T] [--after N] [--limit N]
-bootstrap-operator ID        the first operator of a fresh deployment, as the database owner
+bootstrap-operator ID        one of the first two operators of a fresh deployment, as the database owner
 
 Every command but bootstrap-operator calls the access function's HTTP API with an
 operator's token (--token, or LEDGER_TOKEN), so the command line is held to the same
@@ -15,12 +15,13 @@ authorization, dual control and audit as any other caller: nothing here goes aro
 them. Writes take --reason, kept in the audit log. Answers are printed as JSON; an
 error answer exits 1 with its code and message.
 
-bootstrap-operator is the one exception, for a deployment where no operator exists
-yet to call the API: it connects to Postgres as the database owner and registers the
-first operator through the same audited procedures, with the actor
-{"principal": "bootstrap:<os user>"}. It refuses once any active principal holds
-grants admin over every wallet: from then on, operators add operators (and a second
-one approves).
+bootstrap-operator is the one exception, for a deployment where no operators exist
+yet to call the API: it connects to Postgres as the database owner and registers one
+of the first two operators (ledger.bootstrap_operator(), audited with the actor
+{"principal": "bootstrap:<os user>"}). Run it twice: every later operator's grant waits
+for a second operator's approval, so one alone could approve nothing. It refuses once
+two active principals hold grants admin over every wallet: from then on, operators add
+operators (and a second one approves).
 """
 
 from __future__ import annotations
@@ -299,53 +300,20 @@ def audit(api: Api, target: str | None, after: int | None, limit: int | None) ->
 
 # The first operator --------------------------------------------------------------
 
+
 # Whoever could already manage callers through the API.
-OPERATORS = """
-SELECT p.id FROM ledger.principals p
-  JOIN ledger.grants g ON g.principal_id = p.id AND g.status = 'active' AND g.boundary = 'all'
-  JOIN ledger.roles r ON r.name = g.role AND 'grants_admin' = ANY (r.scopes)
- WHERE p.status = 'active'
- ORDER BY p.id
-"""
-
-
 def bootstrap_operator(con: Any, principal_id: str, issuer: str, subject: str, tenant: str, actor: str) -> int:
-    """Register the first operator (role operator over every wallet) on an owner's
-    pg8000 connection, in one transaction; the new grant's id. Refused (ClickException)
-    when an operator exists already. The grants table is locked for the check, so two
-    bootstraps at once make one operator, not two."""
-    who = json.dumps({"principal": actor})
-    reason = "bootstrap of the first operator"
-    con.run("BEGIN")
-    try:
-        con.run("LOCK TABLE ledger.grants IN SHARE ROW EXCLUSIVE MODE")
-        existing = [row[0] for row in con.run(OPERATORS)]
-        if existing:
-            raise click.ClickException(
-                f"operators exist already ({', '.join(existing[:5])}): add another through the API"
-                " (principal add, grant add), which a second operator approves"
-            )
-        con.run(
-            "SELECT ledger.create_principal(:id, :issuer, :subject, 'operator', :tenant, NULL, 'the first operator',"
-            " NULL, CAST(:actor AS jsonb), :reason)",
-            id=principal_id,
-            issuer=issuer,
-            subject=subject,
-            tenant=tenant,
-            actor=who,
-            reason=reason,
-        )
-        rows = con.run(
-            "SELECT grant_id FROM ledger.grant_role(:id, 'operator', 'all', NULL, false, CAST(:actor AS jsonb),"
-            " :reason)",
-            id=principal_id,
-            actor=who,
-            reason=reason,
-        )
-        con.run("COMMIT")
-    except BaseException:
-        con.run("ROLLBACK")
-        raise
+    """Register one of the first two operators (role operator over every wallet) on an
+    owner's pg8000 connection, through ledger.bootstrap_operator(); the new grant's id.
+    The database refuses (operators_exist) once two operators exist."""
+    rows = con.run(
+        "SELECT ledger.bootstrap_operator(:id, :issuer, :subject, :tenant, CAST(:actor AS jsonb))",
+        id=principal_id,
+        issuer=issuer,
+        subject=subject,
+        tenant=tenant,
+        actor=json.dumps({"principal": actor}),
+    )
     return int(rows[0][0])
 
 
@@ -377,7 +345,7 @@ def _owner_dsn(url: str | None) -> dict[str, Any]:
 )
 def bootstrap_operator_command(principal_id: str, issuer: str | None, subject: str | None, tenant: str | None,
                                database_url: str | None) -> None:  # fmt: skip
-    """Register the first operator directly in Postgres, as the database owner."""
+    """Register one of the first two operators directly in Postgres, as the database owner."""
     import pg8000.native
 
     from common.errors import DATABASE_REFUSALS

@@ -7,8 +7,9 @@ it before anything is read or written. The rules (docs/callers-and-grants.md):
 - Every route needs `grants_admin` over every wallet (boundary `all`): only operators
   manage callers, and a tenant's admin can't grant itself more. Anything less is a 403.
 - A grant waits for a second operator when its boundary is `all`, or its role holds
-  any scope of Settings.dual_control_scopes (topup, bonus, void, asset_admin and
-  grants_admin by default): `needs_second_operator`.
+  any scope of ledger.access_settings' dual_control_scopes (topup, bonus, void,
+  asset_admin and grants_admin by default). The database decides it, so no function can
+  pass itself a laxer rule.
 - A pending change is decided by a principal of kind `operator`; a credit-limit change
   also needs `wallet_admin` over every wallet (the right that sets credit limits). The
   requester never decides their own change (the database refuses it:
@@ -17,30 +18,14 @@ it before anything is read or written. The rules (docs/callers-and-grants.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from common.auth.callers import SCOPES, Caller, Grant
+from common.auth.callers import Caller, Grant
 from common.errors import Forbidden, NotFound, Refused
 
 if TYPE_CHECKING:  # the adapter loads with its client, the models with the first parsed body
     from common.adapters.access_admin import AccessAdmin
     from common.auth import commands
-
-
-def scopes_of(setting: str) -> frozenset[str]:
-    """LEDGER_DUAL_CONTROL_SCOPES, a comma list; a scope that does not exist stops the
-    function (a typo would otherwise quietly let such grants through)."""
-    scopes = frozenset(part.strip() for part in setting.split(",") if part.strip())
-    unknown = scopes - set(SCOPES)
-    if unknown:
-        raise ValueError(f"LEDGER_DUAL_CONTROL_SCOPES names unknown scopes: {sorted(unknown)}")
-    return scopes
-
-
-def needs_second_operator(role_scopes: Iterable[str], boundary: str, dual_control_scopes: frozenset[str]) -> bool:
-    """Whether a grant of a role with `role_scopes` within `boundary` waits for approval."""
-    return boundary == "all" or not dual_control_scopes.isdisjoint(role_scopes)
 
 
 def _page(name: str, rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
@@ -51,9 +36,8 @@ def _page(name: str, rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 
 
 class AccessService:
-    def __init__(self, admin: AccessAdmin, dual_control_scopes: frozenset[str]) -> None:
+    def __init__(self, admin: AccessAdmin) -> None:
         self.admin = admin
-        self._dual_control_scopes = dual_control_scopes
 
     def _operator(self, caller: Caller) -> Grant:
         grant = caller.unbounded("grants_admin")
@@ -100,8 +84,7 @@ class AccessService:
         role = self.admin.role(cmd.role)
         if role is None:
             raise Refused(f"there is no role {cmd.role}", code="unknown_role", details={"role": cmd.role})
-        held = needs_second_operator(role["scopes"], cmd.boundary, self._dual_control_scopes)
-        grant_id, pending = self.admin.grant_role(principal_id, cmd, held, caller.actor(grant))
+        grant_id, pending = self.admin.grant_role(principal_id, cmd, caller.actor(grant))
         created = self._grant(grant_id)
         return created if pending is None else {**created, "pending_change_id": pending}
 
@@ -122,10 +105,7 @@ class AccessService:
         """Each role, with whether a grant of it waits for a second operator whatever
         its boundary (`dual_control`; a grant over every wallet always does)."""
         self._operator(caller)
-        return [
-            {**role, "dual_control": not self._dual_control_scopes.isdisjoint(role["scopes"])}
-            for role in self.admin.roles()
-        ]
+        return self.admin.roles()
 
     def set_role_rate_limits(self, caller: Caller, name: str, cmd: commands.RoleLimits) -> dict[str, Any]:
         grant = self._operator(caller)

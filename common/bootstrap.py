@@ -112,9 +112,7 @@ def ledger_admin() -> Any:
     from common.adapters.ledger_admin import LedgerAdmin
 
     settings = get_settings()
-    return LedgerAdmin(
-        pool(), attempts=settings.posting_attempts, dual_control_credit_limit=settings.dual_control_credit_limit
-    )
+    return LedgerAdmin(pool(), attempts=settings.posting_attempts)
 
 
 @once
@@ -290,9 +288,9 @@ def access_admin() -> Any:
 @once
 def access_service() -> Any:
     """The operators' API (functions/access): principals, grants, roles, dual control."""
-    from common.access_service import AccessService, scopes_of
+    from common.access_service import AccessService
 
-    return AccessService(access_admin(), scopes_of(get_settings().dual_control_scopes))
+    return AccessService(access_admin())
 
 
 @once

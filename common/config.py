@@ -114,10 +114,6 @@ class Settings:
     # (payments between customers). Off: both ends inside one grant's boundary, and no
     # payee can be probed (docs/callers-and-tenants.md).
     transfers_to_anyone: bool = False
-    # Dual control: a credit limit raised above this, or a grant of a role holding any of
-    # these scopes, waits for a second operator's approval.
-    dual_control_credit_limit: int = 100_000
-    dual_control_scopes: str = "topup,bonus,void,asset_admin,grants_admin"
 
     log_level: str = "INFO"
 

@@ -140,6 +140,8 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     # dual control (75_access.sql)
     "change_not_found": NotFound,
     "change_decided": Refused,
+    "change_stale": Refused,
+    "operators_exist": Refused,
     "second_operator_required": Forbidden,
     # principals, grants and roles (75_access.sql)
     "principal_exists": Refused,

@@ -45,6 +45,8 @@ OWNER_PASSWORD = "ledger_owner"  # local stack only; production uses IAM databas
 APP_PASSWORD = "ledger_fn"
 # The login of functions whose deploy.json says database_login "exporter" (role: db/schema/99_grants.sql)
 EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"
+# ... and of the operators' access function (database_login "access_admin")
+ACCESS_USER, ACCESS_PASSWORD = "ledger_access_fn", "ledger_access_fn"
 
 
 class StackError(RuntimeError):
@@ -110,10 +112,13 @@ class Stack:
         }
 
     def function_env(self, name: str) -> dict[str, str]:
-        """The environment of one function: the ERP export's functions log in as its role."""
+        """The environment of one function: the ERP export's functions and the access
+        function log in as their own roles."""
         env = self.env()
         if FUNCTIONS[name].database_login == "exporter":
             env.update(LEDGER_DB_USER=EXPORTER_USER, LEDGER_DB_PASSWORD=EXPORTER_PASSWORD)
+        elif FUNCTIONS[name].database_login == "access_admin":
+            env.update(LEDGER_DB_USER=ACCESS_USER, LEDGER_DB_PASSWORD=ACCESS_PASSWORD)
         return env
 
     def operator_env(self) -> dict[str, str]:
@@ -256,6 +261,7 @@ class Stack:
         if not self.psql("SELECT 1 FROM pg_database WHERE datname = 'ledger'").strip():
             self._bootstrap_database()
         self._ensure_exporter_login()
+        self._ensure_login("ledger_access", ACCESS_USER, ACCESS_PASSWORD)
 
     def _pg_ready(self) -> bool:
         result = subprocess.run(
@@ -307,6 +313,23 @@ class Stack:
               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{EXPORTER_USER}') THEN
                 CREATE ROLE {EXPORTER_USER} LOGIN PASSWORD '{EXPORTER_PASSWORD}' IN ROLE erp_exporter;
                 ALTER ROLE {EXPORTER_USER} SET search_path = ledger;
+              END IF;
+            END $$;
+        """)
+
+    def _ensure_login(self, role: str, user: str, password: str) -> None:
+        """A function's own login (its IAM user in Google Cloud) in its role
+        (db/schema/99_grants.sql), on any stack, old or new."""
+        self.psql(f"""
+            DO $$
+            BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                CREATE ROLE {role} NOLOGIN;
+                GRANT {role} TO ledger_owner WITH ADMIN OPTION;
+              END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{user}') THEN
+                CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role};
+                ALTER ROLE {user} SET search_path = ledger;
               END IF;
             END $$;
         """)

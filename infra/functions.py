@@ -14,8 +14,9 @@ What a folder says about its function:
   `tick_schedule_setting` name the fields of common/config.py's Settings holding the
   topic whose Cloud Scheduler ticks trigger the function and their cron schedule
   (required for a triggered function, refused for an HTTP one); `database_login` is
-  "functions" (the default) or, for a triggered function, "exporter": the ERP export's
-  own database login and service account. JSON because Terraform can read it
+  "functions" (the default), for a triggered function "exporter" (the ERP export's own
+  database login and service account), or for an HTTP one "access_admin" (the operators'
+  access function's: principals and grants change through its role alone). JSON because Terraform can read it
   (`jsondecode`) as well as Python. It is deployment metadata, not code:
   infra/bundle.py leaves it out of the bundle.
 
@@ -32,7 +33,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = REPO / "functions"
 DECLARATION = "deploy.json"
-DATABASE_LOGINS = ("functions", "exporter")
+DATABASE_LOGINS = ("functions", "exporter", "access_admin")
+# which logins a function of each trigger may use (function_list.tf gives the identities)
+LOGINS_BY_TRIGGER = {"http": ("functions", "access_admin"), "tick": ("functions", "exporter")}
 _TRIGGERS = {"http": "http", "cloud_event": "tick"}
 
 
@@ -71,9 +74,13 @@ def read(folder: Path) -> Function:
         raise FunctionFolderError(f"{folder}: an HTTP function has no tick topic")
     if function.database_login not in DATABASE_LOGINS:
         raise FunctionFolderError(f"{folder}: database_login must be one of {', '.join(DATABASE_LOGINS)}")
-    if trigger == "http" and function.database_login != "functions":
-        # function_list.tf gives the exporter's identity to triggered functions only
-        raise FunctionFolderError(f"{folder}: an HTTP function logs in as the functions' user")
+    if function.database_login not in LOGINS_BY_TRIGGER[trigger]:
+        # function_list.tf gives the exporter's identity to triggered functions only, and
+        # the access function's to HTTP functions only
+        kind = "an HTTP" if trigger == "http" else "a triggered"
+        raise FunctionFolderError(
+            f"{folder}: {kind} function logs in as one of {', '.join(LOGINS_BY_TRIGGER[trigger])}"
+        )
     return function
 
 

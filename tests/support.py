@@ -219,6 +219,25 @@ def exporter_pool(stack: Stack) -> Any:
     return Pool(connect, size=4, max_age_s=300)
 
 
+def access_pool(stack: Stack) -> Any:
+    """Connections as the operators' access function's own database role (ledger_access):
+    principals, grants and pending changes change through its procedures alone."""
+    from common.adapters.postgres import Pool
+    from emulators.stack import ACCESS_PASSWORD, ACCESS_USER
+
+    def connect() -> pg8000.native.Connection:
+        return pg8000.native.Connection(
+            host="127.0.0.1",
+            port=stack.ports["postgres"],
+            database="ledger",
+            user=ACCESS_USER,
+            password=ACCESS_PASSWORD,
+            startup_params={"search_path": "ledger"},
+        )
+
+    return Pool(connect, size=4, max_age_s=300)
+
+
 def ledger_service(ledger: Any = None, idempotency: Any = None, locks: Any = None, committed: Any = None) -> Any:
     """The service as bootstrap builds it (without the event relay), with some of its
     collaborators swapped for a test's own."""

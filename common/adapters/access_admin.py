@@ -51,8 +51,13 @@ GRANT_SELECT = (
     " ledger.iso_utc(g.created_at), ledger.iso_utc(g.updated_at)"
     " FROM ledger.grants g JOIN ledger.roles r ON r.name = g.role"
 )
-ROLE_COLUMNS = ("name", "scopes", "rate_limits", "description", "updated_at")
-ROLE_SELECT = "SELECT name, scopes, rate_limits, description, ledger.iso_utc(updated_at) FROM ledger.roles"
+ROLE_COLUMNS = ("name", "scopes", "rate_limits", "description", "updated_at", "dual_control")
+# dual_control: whether a grant of the role waits for a second operator whatever its
+# boundary (a grant over every wallet always does): ledger.access_settings decides
+ROLE_SELECT = (
+    "SELECT name, scopes, rate_limits, description, ledger.iso_utc(updated_at),"
+    " scopes && (SELECT dual_control_scopes FROM ledger.access_settings) FROM ledger.roles"
+)
 CHANGE_COLUMNS = (
     "id",
     "kind",
@@ -131,18 +136,16 @@ class AccessAdmin(Statements):
 
     # Grants -----------------------------------------------------------------
 
-    def grant_role(
-        self, principal_id: str, cmd: commands.GrantRole, needs_approval: bool, actor: dict[str, Any]
-    ) -> tuple[int, int | None]:
-        """The new grant's id, and the pending change it waits on when it needs approval."""
+    def grant_role(self, principal_id: str, cmd: commands.GrantRole, actor: dict[str, Any]) -> tuple[int, int | None]:
+        """The new grant's id, and the pending change it waits on when the database's
+        dual-control rule (ledger.access_settings) holds it for a second operator."""
         rows = self._run(
             "SELECT grant_id, pending_change_id FROM ledger.grant_role(:principal_id, :role, :boundary,"
-            " CAST(:root AS bigint), :needs_approval, CAST(:actor AS jsonb), :reason)",
+            " CAST(:root AS bigint), CAST(:actor AS jsonb), :reason)",
             principal_id=principal_id,
             role=cmd.role,
             boundary=cmd.boundary,
             root=cmd.root_wallet_id,
-            needs_approval=needs_approval,
             actor=json.dumps(actor),
             reason=cmd.reason,
         )

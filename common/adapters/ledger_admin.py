@@ -26,10 +26,6 @@ class LedgerAdmin(Statements):
     """Every write goes through an audited procedure (db/schema/75_access.sql), which
     records `actor` with the change."""
 
-    def __init__(self, *args: Any, dual_control_credit_limit: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._dual_control_above = dual_control_credit_limit
-
     # Assets ---------------------------------------------------------------
 
     def create_asset(self, cmd: commands.CreateAsset, actor: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +54,7 @@ class LedgerAdmin(Statements):
             rows = self._run(
                 "SELECT wallet_id, pending_change_id FROM ledger.create_wallet(:owner_id, :asset, :model,"
                 " CAST(:credit_limit AS bigint), CAST(:metadata AS jsonb), CAST(:parent_id AS bigint), :spend_mode,"
-                " CAST(:actor AS jsonb), CAST(:above AS bigint))",
+                " CAST(:actor AS jsonb))",
                 owner_id=cmd.owner_id,
                 asset=cmd.asset,
                 model=cmd.model,
@@ -67,7 +63,6 @@ class LedgerAdmin(Statements):
                 parent_id=cmd.parent_id,
                 spend_mode=cmd.spend_mode,
                 actor=json.dumps(actor),
-                above=self._dual_control_above,
             )
         except DatabaseError as error:
             fields = error_fields(error)
@@ -125,14 +120,13 @@ class LedgerAdmin(Statements):
         try:
             rows = self._run(
                 "SELECT ledger.update_wallet(:id, :status, CAST(:credit_limit AS bigint), :spend_mode,"
-                " CAST(:spend_limits AS jsonb), CAST(:actor AS jsonb), NULL, CAST(:above AS bigint))",
+                " CAST(:spend_limits AS jsonb), CAST(:actor AS jsonb))",
                 id=wallet_id,
                 status=cmd.status,
                 credit_limit=cmd.credit_limit,
                 spend_mode=cmd.spend_mode,
                 spend_limits=json.dumps(cmd.spend_limits) if cmd.spend_limits else None,
                 actor=json.dumps(actor),
-                above=self._dual_control_above,
             )
         except DatabaseError as error:
             constraint = error_fields(error).get("n")

@@ -39,8 +39,13 @@ UPDATE ledger.roles SET rate_limits = '{"money": {"per_second": 1000, "burst": 2
                                         "read": {"per_second": 1000, "burst": 2000}}'
  WHERE name IN ('payment_service', 'metering_service');
 UPDATE ledger.roles SET rate_limits = '{"money": {"per_second": 200, "burst": 400},
-                                        "read": {"per_second": 500, "burst": 1000}}'
+                                        "read": {"per_second": 500, "burst": 1000},
+                                        "admin": {"per_second": 50, "burst": 100}}'
  WHERE name = 'back_office';
+-- operators script their administration (onboarding a tenant is dozens of calls)
+UPDATE ledger.roles SET rate_limits = '{"read": {"per_second": 200, "burst": 400},
+                                        "admin": {"per_second": 50, "burst": 100}}'
+ WHERE name = 'operator';
 
 CREATE TABLE ledger.principals (
   id          text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9._:@-]{1,128}$'),
@@ -103,6 +108,20 @@ CREATE TABLE ledger.pending_changes (
   -- the second pair of eyes is another principal's
   CONSTRAINT pending_changes_second_person CHECK (decided_by->>'principal' <> requested_by->>'principal')
 );
+
+-- What needs a second operator, kept in the database so that no function can pass
+-- itself a laxer rule: a customer's total credit limit (per owner and asset) above
+-- dual_control_credit_limit, and a grant over every wallet or of a role holding any of
+-- dual_control_scopes. One row; only the schema's owner changes it.
+CREATE TABLE ledger.access_settings (
+  singleton                 boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  dual_control_credit_limit bigint NOT NULL DEFAULT 100000 CHECK (dual_control_credit_limit >= 0),
+  dual_control_scopes       text[] NOT NULL DEFAULT ARRAY['topup', 'bonus', 'void', 'asset_admin', 'grants_admin']
+                            CHECK (dual_control_scopes <@ ARRAY['topup', 'bonus', 'usage', 'transfer', 'void',
+                                   'allocate', 'wallet_admin', 'read', 'asset_admin', 'grants_admin']),
+  updated_at                timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO ledger.access_settings DEFAULT VALUES;
 
 -- Postings record who made them, and idempotency keys are scoped to the caller's
 -- tenant: two tenants using one key string get two independent results. Rows posted

@@ -40,15 +40,28 @@ LANGUAGE sql STABLE SET search_path = ledger, pg_temp AS $$
     FROM wallets w WHERE w.id = p_id
 $$;
 
--- A new customer wallet. A credit limit above p_dual_control_above starts at zero and
--- waits as a pending change for a second operator.
+-- Dual control's rule for credit: a limit that would take the owner's total credit
+-- limits in this asset (the other wallets' plus this one's new limit) past the threshold
+-- in ledger.access_settings waits for a second operator. Totalled per owner, so that
+-- opening many wallets below the threshold does not add up to more credit unseen.
+CREATE FUNCTION ledger.credit_needs_second_operator(p_wallet_id bigint, p_owner_id text, p_asset text,
+                                                    p_credit_limit bigint)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = ledger, pg_temp AS $$
+  SELECT p_credit_limit > 0
+     AND coalesce((SELECT sum(w.credit_limit) FROM wallets w
+                    WHERE w.owner_id = p_owner_id AND w.asset_code = p_asset AND w.kind = 'customer'
+                      AND w.id IS DISTINCT FROM p_wallet_id), 0) + p_credit_limit
+         > (SELECT dual_control_credit_limit FROM access_settings)
+$$;
+
+-- A new customer wallet. A credit limit that needs a second operator starts at zero and
+-- waits as a pending change.
 CREATE FUNCTION ledger.create_wallet(p_owner_id text, p_asset text, p_model text, p_credit_limit bigint,
                                      p_metadata jsonb, p_parent_id bigint, p_spend_mode text, p_actor jsonb,
-                                     p_dual_control_above bigint DEFAULT NULL,
                                      OUT wallet_id bigint, OUT pending_change_id bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 DECLARE
-  v_held boolean := p_dual_control_above IS NOT NULL AND p_credit_limit > p_dual_control_above;
+  v_held boolean := credit_needs_second_operator(NULL, p_owner_id, p_asset, p_credit_limit);
 BEGIN
   INSERT INTO wallets (owner_id, asset_code, model, credit_limit, metadata, parent_id, spend_mode)
   VALUES (p_owner_id, p_asset, p_model, CASE WHEN v_held THEN 0 ELSE p_credit_limit END,
@@ -60,35 +73,47 @@ BEGIN
                 NULL);
   IF v_held THEN
     pending_change_id := request_change(p_actor, 'credit_limit', 'wallet:' || wallet_id,
-                                        jsonb_build_object('wallet_id', wallet_id, 'credit_limit', p_credit_limit),
+                                        jsonb_build_object('wallet_id', wallet_id, 'credit_limit', p_credit_limit,
+                                                           'from_credit_limit', 0),
                                         'credit limit given at creation');
   END IF;
 END $$;
 
 -- A wallet's status, credit limit, spend mode and spend limits, in one audited change.
--- A credit limit raised above p_dual_control_above is not applied: it becomes a
--- pending change (the rest of the change applies at once).
+-- A system account is never changed, and a closed wallet stays closed (checked here,
+-- under the row's lock, so two changes at once can't reopen one). A raised credit limit
+-- that needs a second operator is not applied: it becomes a pending change (the rest of
+-- the change applies at once).
 CREATE FUNCTION ledger.update_wallet(p_id bigint, p_status text, p_credit_limit bigint, p_spend_mode text,
-                                     p_spend_limits jsonb, p_actor jsonb, p_reason text DEFAULT NULL,
-                                     p_dual_control_above bigint DEFAULT NULL)
+                                     p_spend_limits jsonb, p_actor jsonb, p_reason text DEFAULT NULL)
 RETURNS bigint  -- the pending change's id, when the credit limit waits for approval
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 DECLARE
+  v_wallet record;
   v_before jsonb;
-  v_old_limit bigint;
   v_limit bigint := p_credit_limit;
   v_pending bigint;
   v_period record;
 BEGIN
-  SELECT credit_limit INTO v_old_limit FROM wallets WHERE id = p_id FOR NO KEY UPDATE;
+  SELECT kind, status, owner_id, asset_code, credit_limit INTO v_wallet FROM wallets WHERE id = p_id
+     FOR NO KEY UPDATE;
   IF NOT FOUND THEN
     PERFORM refuse('wallet_not_found', jsonb_build_object('wallet_id', p_id));
   END IF;
+  IF v_wallet.kind = 'system' THEN
+    PERFORM refuse('system_account', jsonb_build_object('wallet_id', p_id));
+  END IF;
+  IF v_wallet.status = 'closed' AND p_status IS DISTINCT FROM 'closed'
+     AND (p_status IS NOT NULL OR p_credit_limit IS NOT NULL OR p_spend_mode IS NOT NULL
+          OR p_spend_limits IS NOT NULL) THEN
+    PERFORM refuse('wallet_closed', jsonb_build_object('wallet_id', p_id));
+  END IF;
   v_before := wallet_snapshot(p_id);
-  IF v_limit IS NOT NULL AND v_limit > v_old_limit AND p_dual_control_above IS NOT NULL
-     AND v_limit > p_dual_control_above THEN
+  IF v_limit IS NOT NULL AND v_limit > v_wallet.credit_limit
+     AND credit_needs_second_operator(p_id, v_wallet.owner_id, v_wallet.asset_code, v_limit) THEN
     v_pending := request_change(p_actor, 'credit_limit', 'wallet:' || p_id,
-                                jsonb_build_object('wallet_id', p_id, 'credit_limit', v_limit), p_reason);
+                                jsonb_build_object('wallet_id', p_id, 'credit_limit', v_limit,
+                                                   'from_credit_limit', v_wallet.credit_limit), p_reason);
     v_limit := NULL;
   END IF;
   UPDATE wallets SET status = coalesce(p_status, status), credit_limit = coalesce(v_limit, credit_limit),
@@ -151,6 +176,13 @@ BEGIN
                 jsonb_build_object('status', 'pending'), jsonb_build_object('requested_by', v_change.requested_by),
                 p_reason);
   IF p_approve AND v_change.kind = 'credit_limit' THEN
+    -- approved as asked: a limit changed since (lowered, say) makes the request stale
+    PERFORM 1 FROM wallets WHERE id = (v_change.change->>'wallet_id')::bigint
+       AND credit_limit = (v_change.change->>'from_credit_limit')::bigint FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+      PERFORM refuse('change_stale', jsonb_build_object('change_id', p_id,
+                     'wallet_id', (v_change.change->>'wallet_id')::bigint));
+    END IF;
     v_before := wallet_snapshot((v_change.change->>'wallet_id')::bigint);
     UPDATE wallets SET credit_limit = (v_change.change->>'credit_limit')::bigint, updated_at = now()
      WHERE id = (v_change.change->>'wallet_id')::bigint;
@@ -242,17 +274,18 @@ BEGIN
   RETURN v_after;
 END $$;
 
--- A role for a principal within a boundary. A grant that needs a second operator
--- (p_needs_approval: the service decides, from the role's scopes and the boundary) is
--- written as pending, with a pending change that ledger.decide_change() activates;
+-- A role for a principal within a boundary. A grant that needs a second operator (over
+-- every wallet, or of a role holding a scope ledger.access_settings names) is written
+-- as pending, with a pending change that ledger.decide_change() activates;
 -- until then ledger.caller() leaves it out.
 CREATE FUNCTION ledger.grant_role(p_principal_id text, p_role text, p_boundary text, p_root_wallet_id bigint,
-                                  p_needs_approval boolean, p_actor jsonb, p_reason text DEFAULT NULL,
+                                  p_actor jsonb, p_reason text DEFAULT NULL,
                                   OUT grant_id bigint, OUT pending_change_id bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 DECLARE
   v_owner_id text;
   v_after jsonb;
+  v_needs_approval boolean;
 BEGIN
   SELECT owner_id INTO v_owner_id FROM principals WHERE id = p_principal_id FOR KEY SHARE;
   IF NOT FOUND THEN
@@ -271,9 +304,12 @@ BEGIN
       PERFORM refuse('root_wallet_not_found', jsonb_build_object('root_wallet_id', p_root_wallet_id));
     END IF;
   END IF;
+  -- over every wallet, or a role holding a scope ledger.access_settings names
+  v_needs_approval := p_boundary = 'all' OR EXISTS (
+    SELECT 1 FROM roles r, access_settings a WHERE r.name = p_role AND r.scopes && a.dual_control_scopes);
   INSERT INTO grants (principal_id, role, boundary, root_wallet_id, status)
   VALUES (p_principal_id, p_role, p_boundary, p_root_wallet_id,
-          CASE WHEN p_needs_approval THEN 'pending' ELSE 'active' END)
+          CASE WHEN v_needs_approval THEN 'pending' ELSE 'active' END)
   ON CONFLICT DO NOTHING
   RETURNING id INTO grant_id;
   IF grant_id IS NULL THEN  -- the same grant is live (active or pending) already
@@ -285,7 +321,7 @@ BEGIN
   END IF;
   v_after := grant_snapshot(grant_id);
   PERFORM audit(p_actor, 'grant.create', 'principal:' || p_principal_id, NULL, v_after, p_reason);
-  IF p_needs_approval THEN
+  IF v_needs_approval THEN
     pending_change_id := request_change(p_actor, 'grant', 'principal:' || p_principal_id,
                                         jsonb_build_object('grant_id', grant_id) || (v_after - 'id' - 'status'),
                                         p_reason);
@@ -339,4 +375,34 @@ BEGIN
                   jsonb_build_object('rate_limits', p_rate_limits), p_reason);
   END IF;
   RETURN jsonb_build_object('name', p_role, 'rate_limits', p_rate_limits);
+END $$;
+
+-- The first operators of a fresh deployment, registered by the database's owner (no
+-- function's role may call this): a principal with the operator role over every wallet,
+-- active at once, audited with the owner's actor. Two are needed, since every later
+-- operator's grant waits for a second operator's approval; once two active principals
+-- hold grants admin over every wallet, this refuses (operators_exist) and operators add
+-- operators through the access function.
+CREATE FUNCTION ledger.bootstrap_operator(p_id text, p_issuer text, p_subject text, p_tenant text, p_actor jsonb)
+RETURNS bigint LANGUAGE plpgsql SET search_path = ledger, pg_temp AS $$
+DECLARE
+  v_grant bigint;
+  v_operators text[];
+BEGIN
+  LOCK TABLE grants IN SHARE ROW EXCLUSIVE MODE;  -- two bootstraps at once count each other
+  v_operators := ARRAY(
+    SELECT p.id FROM principals p
+      JOIN grants g ON g.principal_id = p.id AND g.status = 'active' AND g.boundary = 'all'
+      JOIN roles r ON r.name = g.role AND 'grants_admin' = ANY (r.scopes)
+     WHERE p.status = 'active' ORDER BY p.id);
+  IF cardinality(v_operators) >= 2 THEN
+    PERFORM refuse('operators_exist', jsonb_build_object('operators', to_jsonb(v_operators)));
+  END IF;
+  PERFORM create_principal(p_id, p_issuer, p_subject, 'operator', p_tenant, NULL, 'a first operator', NULL,
+                           p_actor, 'bootstrap of the first operators');
+  INSERT INTO grants (principal_id, role, boundary, status) VALUES (p_id, 'operator', 'all', 'active')
+  RETURNING id INTO v_grant;
+  PERFORM audit(p_actor, 'grant.create', 'principal:' || p_id, NULL, grant_snapshot(v_grant),
+                'bootstrap of the first operators');
+  RETURN v_grant;
 END $$;

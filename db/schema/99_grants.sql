@@ -1,6 +1,8 @@
 -- Roles and privileges, as they are now.
 --
--- ledger_app is the role of the functions (internet-facing and scheduled alike). It
+-- ledger_access is the role of the operators' access function alone (below).
+--
+-- ledger_app is the role of the other functions (internet-facing and scheduled alike). It
 -- reads the ledger, moves money only through ledger.commit_posting() and
 -- ledger.commit_postings(), and creates and changes wallets, assets, principals, grants
 -- and roles only through the audited procedures (75_access.sql): no plain INSERT or
@@ -29,11 +31,14 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'erp_exporter') THEN
     CREATE ROLE erp_exporter NOLOGIN;
   END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_access') THEN
+    CREATE ROLE ledger_access NOLOGIN;
+  END IF;
 END $$;
 
-REVOKE ALL ON SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter;
-REVOKE ALL ON ALL TABLES IN SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter;
+REVOKE ALL ON SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter, ledger_access;
+REVOKE ALL ON ALL TABLES IN SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter, ledger_access;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter, ledger_access;
 
 -- The functions: ledger_app ------------------------------------------------------
 
@@ -42,7 +47,7 @@ GRANT SELECT ON
   ledger.assets, ledger.wallets, ledger.transactions, ledger.entries, ledger.outbox, ledger.outbox_events,
   ledger.spend_limits, ledger.spend_counters, ledger.spend_charges,
   ledger.lots, ledger.lot_movements, ledger.lot_extensions,
-  ledger.roles, ledger.principals, ledger.grants, ledger.audit_log, ledger.pending_changes,
+  ledger.audit_log,
   erp.charts, erp.cursors, erp.batches
   TO ledger_app;
 GRANT EXECUTE ON FUNCTION
@@ -58,15 +63,33 @@ GRANT EXECUTE ON FUNCTION
   ledger.extend_lot(text, bigint, timestamptz, text, text, jsonb),
   ledger.period_start(text, timestamptz),
   ledger.caller(text, text),
-  ledger.create_wallet(text, text, text, bigint, jsonb, bigint, text, jsonb, bigint),
-  ledger.update_wallet(bigint, text, bigint, text, jsonb, jsonb, text, bigint),
+  ledger.create_wallet(text, text, text, bigint, jsonb, bigint, text, jsonb),
+  ledger.update_wallet(bigint, text, bigint, text, jsonb, jsonb, text)
+  TO ledger_app;
+
+-- The operators' access function: ledger_access -----------------------------------
+--
+-- Principals, grants, roles' limits and the decisions on pending changes change only
+-- through this role's procedures, and no other function's role has them: a compromised
+-- money or wallets function can't grant itself a role, approve a change or lift a
+-- caller's limits. (What needs a second operator is in ledger.access_settings, which
+-- only the owner writes.)
+
+GRANT USAGE ON SCHEMA ledger TO ledger_access;
+GRANT SELECT ON
+  ledger.roles, ledger.principals, ledger.grants, ledger.audit_log, ledger.pending_changes,
+  ledger.access_settings
+  TO ledger_access;
+GRANT EXECUTE ON FUNCTION
+  ledger.iso_utc(timestamptz),
+  ledger.caller(text, text),
   ledger.decide_change(bigint, boolean, jsonb, text),
   ledger.create_principal(text, text, text, text, text, text, text, jsonb, jsonb, text),
   ledger.update_principal(text, text, text, jsonb, jsonb, text),
-  ledger.grant_role(text, text, text, bigint, boolean, jsonb, text),
+  ledger.grant_role(text, text, text, bigint, jsonb, text),
   ledger.revoke_grant(bigint, jsonb, text),
   ledger.set_role_rate_limits(text, jsonb, jsonb, text)
-  TO ledger_app;
+  TO ledger_access;
 
 -- The ERP export: erp_exporter ---------------------------------------------------
 

@@ -54,6 +54,12 @@ resource "google_sql_user" "functions" {
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 }
 
+resource "google_sql_user" "access_admin" {
+  name     = trimsuffix(google_service_account.access_admin.email, ".gserviceaccount.com")
+  instance = google_sql_database_instance.ledger.name
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
 resource "google_sql_user" "exporter" {
   name     = trimsuffix(google_service_account.exporter.email, ".gserviceaccount.com")
   instance = google_sql_database_instance.ledger.name

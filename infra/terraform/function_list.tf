@@ -29,4 +29,6 @@ locals {
   }
   # Functions that log in to the database as the ERP export's own user.
   exporter_functions = toset([for name, declared in local.function_declarations : name if declared.database_login == "exporter"])
+  # HTTP functions that log in as the operators' access function's own user.
+  access_functions = toset([for name, declared in local.function_declarations : name if declared.database_login == "access_admin"])
 }

@@ -59,7 +59,8 @@ resource "google_cloudfunctions2_function" "http" {
   }
 
   service_config {
-    service_account_email            = google_service_account.functions.email
+    # the operators' access function has an identity (and database role) of its own
+    service_account_email            = contains(local.access_functions, each.key) ? google_service_account.access_admin.email : google_service_account.functions.email
     available_memory                 = "512Mi"
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
@@ -72,7 +73,9 @@ resource "google_cloudfunctions2_function" "http" {
     # the issuers, keys and audiences whose tokens this function accepts (auth.tf)
     environment_variables = merge(local.function_env, {
       LEDGER_AUTH_ISSUERS = local.auth_issuers[each.key]
-    })
+      }, contains(local.access_functions, each.key) ? {
+      LEDGER_DB_USER = google_sql_user.access_admin.name
+    } : {})
   }
 
   lifecycle {

@@ -36,6 +36,21 @@ resource "google_project_iam_member" "exporter" {
   member   = "serviceAccount:${google_service_account.exporter.email}"
 }
 
+# The operators' access function runs as its own identity: its database user is granted
+# ledger_access (db/schema/99_grants.sql), the only role that changes principals, grants
+# and roles' limits or decides pending changes; the other functions' user can do none of it.
+resource "google_service_account" "access_admin" {
+  account_id   = "ledger-access"
+  display_name = "Wallet ledger callers' administration"
+}
+
+resource "google_project_iam_member" "access_admin" {
+  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.access_admin.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "erp_credential" {
   secret_id = google_secret_manager_secret.erp_credential.id
   role      = "roles/secretmanager.secretAccessor"

@@ -17,6 +17,11 @@ output "db_iam_user" {
   value       = google_sql_user.functions.name
 }
 
+output "db_access_iam_user" {
+  description = "Grant it the ledger_access role after migrating."
+  value       = google_sql_user.access_admin.name
+}
+
 output "db_exporter_iam_user" {
   description = "Grant it the erp_exporter role after migrating."
   value       = google_sql_user.exporter.name

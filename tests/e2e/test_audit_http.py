@@ -125,3 +125,26 @@ def test_the_functions_role_can_not_change_or_delete_audit_rows(stack, operators
     # and not even the owner rewrites history
     with pytest.raises(pg8000.native.DatabaseError, match="append_only"):
         sql(stack, "UPDATE ledger.audit_log SET reason = 'rewritten'")
+
+
+def test_credit_is_totalled_per_owner_for_dual_control(stack, operators):
+    ops, _ = operators
+    first = create_wallet(stack, ops, credit_limit=60_000)
+    assert first["credit_limit"] == 60_000 and "pending_change_id" not in first
+    # another wallet of the same owner: 60,000 more would make 120,000, past the threshold
+    body = {"owner_id": first["owner_id"], "asset": "TST", "credit_limit": 60_000}
+    second = http(stack, "wallets", body, path="/wallets", token=ops).json()["wallet"]
+    assert second["credit_limit"] == 0 and second["pending_change_id"]
+
+
+def test_an_approval_of_a_limit_changed_since_is_refused_as_stale(stack, operators):
+    ops, ops_2 = operators
+    wallet = create_wallet(stack, ops, credit_limit=50_000)
+    path = f"/wallets/{wallet['id']}"
+    change = http(stack, "wallets", {"credit_limit": 5_000_000}, method="PATCH", path=path, token=ops).json()
+    assert change["wallet"]["credit_limit"] == 50_000
+    lowered = http(stack, "wallets", {"credit_limit": 10_000}, method="PATCH", path=path, token=ops)
+    assert lowered.json()["wallet"]["credit_limit"] == 10_000
+    approval = http(stack, "access", {}, path=f"/changes/{change['wallet']['pending_change_id']}/approve", token=ops_2)
+    assert approval.status_code == 422 and approval.json()["error"]["code"] == "change_stale"
+    assert sql(stack, "SELECT credit_limit FROM ledger.wallets WHERE id = :w", w=wallet["id"]) == [[10_000]]

@@ -11,14 +11,13 @@ import pytest
 from pg8000.exceptions import DatabaseError
 
 from common import bootstrap
-from common.access_service import AccessService, scopes_of
+from common.access_service import AccessService
 from common.auth import commands
 from common.auth.callers import Caller, Grant, Principal
-from common.config import get_settings
 from common.errors import Forbidden, NotFound, Refused
 from common.ledger.commands import UpdateWallet
 from emulators.stack import APP_PASSWORD
-from tests.support import new_wallet, owner, sql
+from tests.support import access_pool, new_wallet, owner, sql
 
 ISSUER = "https://issuer.example"
 OPERATOR = Grant(
@@ -34,8 +33,11 @@ OPS, OPS_2 = operator("it-ops"), operator("it-ops-2")
 
 
 @pytest.fixture(scope="module")
-def access():
-    return AccessService(bootstrap.access_admin(), scopes_of(get_settings().dual_control_scopes))
+def access(stack):
+    """The service as the access function runs it: as its own database role."""
+    from common.adapters.access_admin import AccessAdmin
+
+    return AccessService(AccessAdmin(access_pool(stack)))
 
 
 def new_id(prefix="it"):
@@ -259,7 +261,7 @@ def test_a_roles_rate_limits_are_audited(stack, access):
 
 def test_a_credit_limit_change_is_decided_by_another_wallet_admin(stack, access):
     wallet = new_wallet(stack)
-    above = get_settings().dual_control_credit_limit + 1
+    above = sql(stack, "SELECT dual_control_credit_limit FROM ledger.access_settings")[0][0] + 1
     pending = bootstrap.ledger_admin().update_wallet(wallet, UpdateWallet(credit_limit=above), OPS.actor(OPERATOR))
     security = Caller(
         Principal(
@@ -312,6 +314,18 @@ def functions_role(stack):
         "UPDATE ledger.roles SET scopes = ARRAY['topup']",
         "UPDATE ledger.pending_changes SET status = 'approved'",
         "DELETE FROM ledger.pending_changes",
+        # what changes callers is the access function's role's alone: not even through
+        # the procedures, with a forged actor
+        "SELECT * FROM ledger.grant_role('ops', 'operator', 'all', NULL, '{\"principal\": \"x\"}')",
+        'SELECT ledger.decide_change(1, true, \'{"principal": "x"}\')',
+        "SELECT ledger.create_principal('x', 'i', 's', 'operator', 't', NULL, '', NULL, '{\"principal\": \"x\"}')",
+        "SELECT ledger.update_principal('ops', 'disabled', NULL, NULL, '{\"principal\": \"x\"}')",
+        'SELECT ledger.revoke_grant(1, \'{"principal": "x"}\')',
+        "SELECT ledger.set_role_rate_limits('customer', '{}', '{\"principal\": \"x\"}')",
+        "SELECT ledger.bootstrap_operator('x', 'i', 's', 't', '{\"principal\": \"x\"}')",
+        # the dual-control rule is the owner's: no function passes itself a laxer one
+        "UPDATE ledger.access_settings SET dual_control_credit_limit = 999999999999",
+        "SELECT * FROM ledger.principals",
     ],
 )
 def test_the_functions_role_cannot_go_around_the_procedures(functions_role, statement):
@@ -320,10 +334,38 @@ def test_the_functions_role_cannot_go_around_the_procedures(functions_role, stat
     assert refused.value.args[0]["C"] == "42501"  # insufficient_privilege
 
 
-def test_it_can_call_the_procedures_and_read_the_log(access, functions_role):
+def test_it_can_read_the_log(access, functions_role):
     principal_id = new_principal(access)
     rows = functions_role.run("SELECT count(*) FROM ledger.audit_log WHERE target = :t", t=f"principal:{principal_id}")
     assert rows[0][0] == 1
+
+
+@pytest.fixture
+def access_role(stack):
+    from emulators.stack import ACCESS_PASSWORD, ACCESS_USER
+
+    con = pg8000.native.Connection(
+        user=ACCESS_USER, password=ACCESS_PASSWORD, host="127.0.0.1", port=stack.ports["postgres"], database="ledger"
+    )
+    yield con
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger.access_settings SET dual_control_credit_limit = 999999999999",
+        "UPDATE ledger.grants SET status = 'active' WHERE status = 'pending'",
+        "SELECT ledger.bootstrap_operator('x', 'i', 's', 't', '{\"principal\": \"x\"}')",
+        "SELECT * FROM ledger.update_wallet(1, 'active', 10, NULL, NULL, '{\"principal\": \"x\"}')",
+        "SELECT ledger.commit_postings('[]')",
+        "SELECT * FROM ledger.wallets",
+    ],
+)
+def test_the_access_role_changes_callers_and_nothing_else(access_role, statement):
+    with pytest.raises(DatabaseError) as refused:
+        access_role.run(statement)
+    assert refused.value.args[0]["C"] == "42501"
 
 
 @pytest.mark.parametrize("statement", ["UPDATE ledger.audit_log SET reason = 'x'", "DELETE FROM ledger.audit_log"])

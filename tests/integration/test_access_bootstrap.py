@@ -1,6 +1,6 @@
-"""The first operator of a fresh deployment (`python -m common.access_cli
-bootstrap-operator`): registered as the database owner through the audited procedures,
-once; afterwards operators add operators through the API."""
+"""The first two operators of a fresh deployment (`python -m common.access_cli
+bootstrap-operator`): registered as the database owner, audited; afterwards operators
+add operators through the API, and a second one approves."""
 
 import getpass
 import json
@@ -29,8 +29,8 @@ def fresh(stack):
     stack.psql(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def bootstrap(dsn, principal_id, issuer="https://accounts.google.com"):
-    args = ["bootstrap-operator", principal_id, "--issuer", issuer, "--subject", "1234567890", "--tenant", "ops"]
+def bootstrap(dsn, principal_id, issuer="https://accounts.google.com", subject="1234567890"):
+    args = ["bootstrap-operator", principal_id, "--issuer", issuer, "--subject", subject, "--tenant", "ops"]
     result = CliRunner().invoke(cli, [*args, "--database-url", database_url(dsn)])
     return result.exit_code, result.output
 
@@ -59,18 +59,21 @@ def test_the_first_operator_is_registered_once_with_its_audit_rows(fresh):
     )
     assert [row[0] for row in rows] == ["principal.create", "grant.create"]
     assert all(row[1] == {"principal": f"bootstrap:{getpass.getuser()}"} and row[2] is None for row in rows)
-    assert rows[0][3] == "bootstrap of the first operator"
+    assert rows[0][3] == "bootstrap of the first operators"
 
-    code, out = bootstrap(fresh, "second-ops")
-    assert code == 1 and "operators exist already (first-ops)" in out
-    assert owner_sql(fresh, "SELECT count(*) FROM ledger.principals")[0][0] == 1
+    # a second, so that the first's later grants have someone to approve them; then no more
+    assert bootstrap(fresh, "second-ops", subject="2234567890")[0] == 0
+    code, out = bootstrap(fresh, "third-ops", subject="3234567890")
+    assert code == 1 and "operators_exist" in out and "first-ops" in out and "second-ops" in out
+    assert owner_sql(fresh, "SELECT count(*) FROM ledger.principals")[0][0] == 2
 
 
-def test_a_deployment_with_an_operator_refuses_a_bootstrap(stack):
+def test_a_deployment_with_two_operators_refuses_a_bootstrap(stack):
     from tests.support import principal
 
     principal(stack, "access-ops", "operator", kind="operator", tenant="ops")
+    principal(stack, "access-ops-2", "operator", kind="operator", tenant="ops")
     before = sql(stack, "SELECT count(*) FROM ledger.audit_log")[0][0]
     code, out = bootstrap(stack.owner_dsn(), f"boot-{uuid.uuid4().hex[:8]}")
-    assert code == 1 and "operators exist already" in out
+    assert code == 1 and "operators_exist" in out
     assert sql(stack, "SELECT count(*) FROM ledger.audit_log")[0][0] == before

@@ -3,13 +3,11 @@
 
 import pytest
 
-from common.access_service import AccessService, needs_second_operator, scopes_of
+from common.access_service import AccessService
 from common.auth import commands
 from common.auth.callers import Caller, Grant, Principal
-from common.config import Settings
 from common.errors import Forbidden, NotFound, Refused
 
-DUAL = scopes_of(Settings().dual_control_scopes)
 OPERATOR = Grant("operator", frozenset({"read", "wallet_admin", "asset_admin", "grants_admin"}), "all")
 GRANTS_ONLY = Grant("security", frozenset({"grants_admin"}), "all")
 TREE_ADMIN = Grant("grants_in_tree", frozenset({"grants_admin", "wallet_admin"}), "tree", 10)
@@ -46,9 +44,11 @@ class FakeAdmin:
     def roles(self):
         return [self.role(name) for name in self.ROLES]
 
-    def grant_role(self, principal_id, cmd, needs_approval, actor):
-        self.writes.append(("grant_role", principal_id, cmd.role, needs_approval, actor["principal"]))
-        return 5, (9 if needs_approval else None)
+    def grant_role(self, principal_id, cmd, actor):
+        # the database decides what waits (ledger.access_settings); here: every grant over all
+        held = cmd.boundary == "all"
+        self.writes.append(("grant_role", principal_id, cmd.role, held, actor["principal"]))
+        return 5, (9 if held else None)
 
     def grant(self, grant_id):
         return {"id": grant_id}
@@ -61,30 +61,7 @@ class FakeAdmin:
 
 
 def service(changes=None):
-    return AccessService(FakeAdmin(changes), DUAL)
-
-
-@pytest.mark.parametrize(
-    ("scopes", "boundary", "held"),
-    [
-        (["read", "transfer"], "own", False),
-        (["read", "allocate", "wallet_admin"], "tree", False),
-        (["usage", "read"], "all", True),  # every wallet: always a second pair of eyes
-        (["topup", "read"], "tree", True),  # minting money
-        (["bonus"], "own", True),
-        (["void"], "tree", True),
-        (["grants_admin"], "tree", True),
-        (["asset_admin"], "tree", True),
-    ],
-)
-def test_which_grants_wait_for_a_second_operator(scopes, boundary, held):
-    assert needs_second_operator(scopes, boundary, DUAL) is held
-
-
-def test_the_dual_control_setting_names_only_scopes_that_exist():
-    assert scopes_of(" topup, bonus ,,") == {"topup", "bonus"}
-    with pytest.raises(ValueError, match="top_up"):
-        scopes_of("top_up,bonus")
+    return AccessService(FakeAdmin(changes))
 
 
 @pytest.mark.parametrize(
@@ -118,23 +95,16 @@ def test_every_use_case_needs_grants_admin_over_every_wallet(who):
     assert svc.admin.writes == []
 
 
-def test_a_grant_is_held_for_approval_by_its_roles_scopes_or_its_boundary():
+def test_a_grant_answers_with_its_pending_change_when_the_database_holds_it():
     svc = service()
     ops = caller("ops", OPERATOR)
     assert "pending_change_id" not in svc.grant_role(ops, "known", commands.GrantRole(role="customer", boundary="own"))
     held = svc.grant_role(ops, "known", commands.GrantRole(role="metering_service", boundary="all"))
     assert held["pending_change_id"] == 9
-    svc.grant_role(ops, "known", commands.GrantRole(role="payment_service", boundary="tree", root_wallet_id=3))
-    assert [w[3] for w in svc.admin.writes] == [False, True, True]
     assert all(w[4] == "ops" for w in svc.admin.writes)  # the actor is the caller
     with pytest.raises(Refused) as unknown:
         svc.grant_role(ops, "known", commands.GrantRole(role="wizard", boundary="own"))
     assert unknown.value.code == "unknown_role"
-
-
-def test_roles_say_whether_their_grants_wait_for_approval():
-    roles = {role["name"]: role["dual_control"] for role in service().list_roles(caller("ops", OPERATOR))}
-    assert roles == {"customer": False, "metering_service": False, "payment_service": True, "operator": True}
 
 
 GRANT_CHANGE = {"kind": "grant", "change": {"grant_id": 5, "principal_id": "ops-3"}, "status": "pending"}

@@ -26,7 +26,7 @@ def terraform_reading(tmp_path: Path) -> dict:
     (tmp_path / "functions").symlink_to(REPO / "functions")
     expression = (
         "jsonencode({http = local.http_functions, ticks = local.tick_function_topics,"
-        " exporter = local.exporter_functions})"
+        " exporter = local.exporter_functions, access = local.access_functions})"
     )
     result = subprocess.run(
         ["terraform", "console"], cwd=module, input=expression, capture_output=True, text=True, timeout=60
@@ -66,6 +66,11 @@ def test_terraform_reads_the_folders_as_python_does(tmp_path):
         name: getattr(settings, function.tick_topic_setting) for name, function in tick_functions(FUNCTIONS).items()
     }
     assert sorted(terraform["exporter"]) == [n for n, f in FUNCTIONS.items() if f.database_login == "exporter"]
+    assert (
+        sorted(terraform["access"])
+        == [n for n, f in FUNCTIONS.items() if f.database_login == "access_admin"]
+        == ["access"]
+    )
     # Cloud Scheduler ticks exactly the topics some function consumes.
     assert pubsub_tick_topics() == set(terraform["ticks"].values())
 
@@ -110,7 +115,12 @@ def test_discovery_reads_the_decorator_and_the_declaration(tmp_path):
         ("def f(request):\n    pass\n", None, "expected one @functions_framework"),
         (TICK_MAIN.format(name="fn"), None, "needs tick_topic_setting"),
         (HTTP_MAIN.format(name="fn"), TICK, "has no tick topic"),
-        (HTTP_MAIN.format(name="fn"), {"database_login": "exporter"}, "logs in as the functions' user"),
+        (HTTP_MAIN.format(name="fn"), {"database_login": "exporter"}, "an HTTP function logs in as one of"),
+        (
+            TICK_MAIN.format(name="fn"),
+            {**TICK, "database_login": "access_admin"},
+            "a triggered function logs in as one of",
+        ),
         (TICK_MAIN.format(name="fn"), {**TICK, "database_login": "root"}, "database_login must be one of"),
         (TICK_MAIN.format(name="fn"), {**TICK, "memory": "1Gi"}, "expected an object with some of"),
     ],
