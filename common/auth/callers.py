@@ -113,7 +113,9 @@ def authorize(
     hidden: Callable[[int], NotFound] = wallet_hidden,
 ) -> Grant:
     """The grant that lets `caller` use `scope` on every one of `wallet_ids`. `facts`
-    is asked only when no grant with the scope covers every wallet."""
+    is asked only when no grant with the scope covers every wallet. Asking with no
+    wallets is a bug unless the caller's scope is unbounded: a bounded grant covers
+    wallets, never nothing."""
     grants = caller.grants_with(scope)
     if not grants:
         raise Forbidden(f"this caller may not {scope.replace('_', ' ')}", details={"scope": scope})
@@ -121,13 +123,13 @@ def authorize(
     if unbounded is not None:
         return unbounded
     ids = list(dict.fromkeys(wallet_ids))
+    if not ids:
+        raise ValueError(f"authorize({scope!r}) was asked about no wallet for a bounded caller")
     known = facts(ids)
     for grant in grants:
         if all(within(grant, caller.principal, known.get(wallet_id)) for wallet_id in ids):
             return grant
-    outside = next(
-        (w for w in ids if not any(within(g, caller.principal, known.get(w)) for g in grants)), ids[0] if ids else 0
-    )
+    outside = next((w for w in ids if not any(within(g, caller.principal, known.get(w)) for g in grants)), ids[0])
     raise hidden(outside)
 
 

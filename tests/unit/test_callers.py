@@ -100,3 +100,16 @@ def test_the_actor_names_principal_role_tenant_and_request():
         "tenant": "t",
         "request_id": "req",
     }
+
+
+def test_a_bounded_grant_is_never_the_answer_about_no_wallet():
+    """A bounded grant covers wallets, never nothing: asking about none is a bug, refused
+    rather than answered with whichever grant comes first."""
+    for bounded in (caller(CUSTOMER, owner_id="alice"), caller(ACME_ADMIN)):
+        for scope in ("read", "wallet_admin"):
+            if bounded.grants_with(scope):
+                with pytest.raises(ValueError):
+                    authorize(bounded, scope, [], facts)
+    assert authorize(caller(PAYMENTS), "read", [], facts) is PAYMENTS  # every wallet covers nothing too
+    with pytest.raises(Forbidden):
+        authorize(caller(CUSTOMER, owner_id="alice"), "topup", [], facts)
