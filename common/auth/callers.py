@@ -55,24 +55,31 @@ class Principal:
 
 @dataclass(frozen=True)
 class Caller:
-    """A principal on one request."""
+    """A principal on one request: `request_id` is the server's id for the request,
+    `client_request_id` the caller's own X-Request-Id, if it sent a plain one."""
 
     principal: Principal
     request_id: str
+    client_request_id: str | None = None
 
     @property
     def tenant(self) -> str:
         return self.principal.tenant
 
     def actor(self, grant: Grant | None = None) -> dict[str, Any]:
-        """Who did it, as postings, events, ERP lines and audit rows record it."""
-        return {
+        """Who did it, as postings, events, ERP lines and audit rows record it. The
+        request id is always the server's (a caller's own id could be another's); the
+        caller's is kept beside it, when it sent one."""
+        actor = {
             "principal": self.principal.id,
             "issuer": self.principal.issuer,
             "role": grant.role if grant is not None else None,
             "tenant": self.principal.tenant,
             "request_id": self.request_id,
         }
+        if self.client_request_id is not None:
+            actor["client_request_id"] = self.client_request_id
+        return actor
 
     def grants_with(self, scope: str) -> list[Grant]:
         return [grant for grant in self.principal.grants if scope in grant.scopes]

@@ -100,6 +100,8 @@ def test_the_actor_names_principal_role_tenant_and_request():
         "tenant": "t",
         "request_id": "req",
     }
+    given = Caller(alice.principal, "req", client_request_id="mine-1")
+    assert given.actor(CUSTOMER) == {**alice.actor(CUSTOMER), "client_request_id": "mine-1"}
 
 
 def test_a_bounded_grant_is_never_the_answer_about_no_wallet():
