@@ -74,6 +74,7 @@ def test_the_header_must_be_a_bearer_token():
         assert refused.value.token_sent is False
     with pytest.raises(Unauthenticated) as refused:
         auth.caller("Bearer nope", "r")
+    assert refused.value.token_sent is True  # a bad token learns why (RFC 6750's invalid_token)
 
 
 def test_principals_are_cached_for_the_ttl_and_an_unknown_one_is_403():
