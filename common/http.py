@@ -40,6 +40,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 REQUEST_ID_HEADER = "X-Request-Id"
 REALM = "wallet-ledger"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")  # Google's: 32 hex digits
 Handler = Callable[[flask.Request, Caller], flask.Response]
 
 
@@ -76,17 +77,25 @@ def outcome_response(outcome: Outcome) -> flask.Response:
 
 
 def request_id(request: flask.Request) -> str:
-    """The caller's X-Request-Id when it is a plain token, else the trace id Google's
-    front end sets, else a new one: each request's id is logged and kept with its writes."""
+    """The server's id for this request: the trace id Google's front end gives it
+    (X-Cloud-Trace-Context), else a new one. It is logged, kept with the request's
+    writes and sent back as X-Request-Id. Never the caller's X-Request-Id: a caller
+    could name its writes with another request's id."""
+    trace = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0].lower()
+    return trace if _TRACE_ID.fullmatch(trace) else uuid.uuid4().hex
+
+
+def client_request_id(request: flask.Request) -> str | None:
+    """The caller's own X-Request-Id when it is a plain token: kept beside the server's
+    (actor.client_request_id, the request log) so the caller can find its request."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    if _REQUEST_ID.fullmatch(given):
-        return given
-    trace = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0]
-    return trace if _REQUEST_ID.fullmatch(trace) else uuid.uuid4().hex
+    return given if _REQUEST_ID.fullmatch(given) else None
 
 
 def authenticate(request: flask.Request, request_id: str) -> Caller:
-    return bootstrap.authenticator().caller(request.headers.get("Authorization"), request_id)  # type: ignore[no-any-return]
+    return bootstrap.authenticator().caller(  # type: ignore[no-any-return]
+        request.headers.get("Authorization"), request_id, client_request_id(request)
+    )
 
 
 def money_or_read(request: flask.Request) -> str:
@@ -158,6 +167,7 @@ def endpoint(handler: Handler | None = None, *, action_class: Callable[[flask.Re
                 "status": response.status_code,
                 "ms": round(elapsed_ms, 2),
                 "request_id": rid,
+                "client_request_id": client_request_id(request),
                 "principal": principal,
             },
         )

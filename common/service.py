@@ -8,6 +8,9 @@ Usage additionally holds the wallet's Redis lock while it posts. Admin writes go
 Every use case takes the verified `Caller` first and authorizes it before anything
 else happens (common/auth/callers.py): no idempotency key is claimed and nothing is
 read or written for a caller without the scope, or on a wallet outside its boundary.
+A transaction answer (a money action's, its replay's, a read's) is shown to a caller
+bounded in what it reads as `as_seen_by` allows: no balance outside its boundary, no
+other tenant's actor or key.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from common.auth.callers import Caller, Grant, WalletFacts, authorize, visible, within
+from common.auth.callers import Caller, Grant, WalletFacts, as_seen_by, authorize, visible, within
 from common.errors import Forbidden, NotFound, Refused
 from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
 from common.ledger import postings
@@ -172,7 +175,17 @@ class LedgerService:
                 self._tell_committed(transaction["id"])
             return Outcome(CREATED, {"transaction": transaction}, replayed=replayed)
 
-        return self._idempotency().run(key, request_hash, post, committed, scope=tenant)
+        outcome = self._idempotency().run(key, request_hash, post, committed, scope=tenant)
+        return self._shown(caller, outcome)
+
+    def _shown(self, caller: Caller, outcome: Outcome) -> Outcome:
+        """The answer as this caller may see it: redacted here, not where the outcome is
+        kept, since a replay may come from a colleague of the tenant with other grants."""
+        transaction = outcome.body.get("transaction")
+        if transaction is None or caller.unbounded("read") is not None:
+            return outcome
+        body = {**outcome.body, "transaction": as_seen_by(caller, transaction, self._facts)}
+        return Outcome(outcome.status, body, replayed=outcome.replayed)
 
     def _tell_committed(self, transaction_id: int) -> None:
         try:
@@ -243,7 +256,7 @@ class LedgerService:
 
     def get_transaction(self, caller: Caller, transaction_id: int) -> dict[str, Any]:
         self._authorize_transaction(caller, "read", transaction_id)
-        return self.queries.get_transaction(transaction_id)
+        return as_seen_by(caller, self.queries.get_transaction(transaction_id), self._facts)
 
     def get_wallet(self, caller: Caller, wallet_id: int) -> dict[str, Any]:
         self._authorize(caller, "read", [wallet_id])

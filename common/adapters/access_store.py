@@ -61,8 +61,12 @@ class AccessStore(Statements):
         )
         return Principal(principal_id, issuer, subject, kind, tenant, owner_id, grants, overrides)
 
+    # Each cache is read with one .get(): another thread may evict an entry between a
+    # membership test and a lookup.
+
     def wallet_facts(self, wallet_ids: list[int]) -> dict[int, WalletFacts]:
-        found = {w: self._wallets[w] for w in wallet_ids if w in self._wallets}
+        cached = {w: self._wallets.get(w) for w in wallet_ids}
+        found = {w: facts for w, facts in cached.items() if facts is not None}
         missing = [w for w in wallet_ids if w not in found]
         if missing:
             rows = self._run(
@@ -77,8 +81,9 @@ class AccessStore(Statements):
     def transaction_wallets(self, transaction_id: int) -> list[int] | None:
         """The customer wallets a transaction moved money on, or None if there is no
         such transaction."""
-        if transaction_id in self._transactions:
-            return self._transactions[transaction_id]
+        cached: list[int] | None = self._transactions.get(transaction_id)
+        if cached is not None:
+            return cached
         rows = self._run(
             "SELECT e.wallet_id FROM ledger.entries e JOIN ledger.wallets w ON w.id = e.wallet_id"
             " WHERE e.transaction_id = :id AND w.kind = 'customer' ORDER BY e.id",
@@ -91,8 +96,9 @@ class AccessStore(Statements):
         return wallets
 
     def lot_wallet(self, lot_id: int) -> int | None:
-        if lot_id in self._lots:
-            return self._lots[lot_id]
+        cached: int | None = self._lots.get(lot_id)
+        if cached is not None:
+            return cached
         rows = self._run("SELECT wallet_id FROM ledger.lots WHERE id = :id", id=lot_id)
         if not rows:
             return None

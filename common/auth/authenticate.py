@@ -30,7 +30,7 @@ class Authenticator:
         self._cache: dict[tuple[str, str], tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
-    def caller(self, authorization: str | None, request_id: str) -> Caller:
+    def caller(self, authorization: str | None, request_id: str, client_request_id: str | None = None) -> Caller:
         if not authorization or not authorization.strip():
             raise Unauthenticated("this function needs an Authorization: Bearer token", token_sent=False)
         scheme, _, token = authorization.strip().partition(" ")
@@ -40,7 +40,7 @@ class Authenticator:
         principal = self._principal(claims["iss"], claims["sub"])
         if principal is None:
             raise Forbidden("the token's subject is not a registered (or active) caller of this ledger")
-        return Caller(principal, request_id)
+        return Caller(principal, request_id, client_request_id)
 
     def _principal(self, issuer: str, subject: str) -> Principal | None:
         now = self._clock()

@@ -55,24 +55,31 @@ class Principal:
 
 @dataclass(frozen=True)
 class Caller:
-    """A principal on one request."""
+    """A principal on one request: `request_id` is the server's id for the request,
+    `client_request_id` the caller's own X-Request-Id, if it sent a plain one."""
 
     principal: Principal
     request_id: str
+    client_request_id: str | None = None
 
     @property
     def tenant(self) -> str:
         return self.principal.tenant
 
     def actor(self, grant: Grant | None = None) -> dict[str, Any]:
-        """Who did it, as postings, events, ERP lines and audit rows record it."""
-        return {
+        """Who did it, as postings, events, ERP lines and audit rows record it. The
+        request id is always the server's (a caller's own id could be another's); the
+        caller's is kept beside it, when it sent one."""
+        actor = {
             "principal": self.principal.id,
             "issuer": self.principal.issuer,
             "role": grant.role if grant is not None else None,
             "tenant": self.principal.tenant,
             "request_id": self.request_id,
         }
+        if self.client_request_id is not None:
+            actor["client_request_id"] = self.client_request_id
+        return actor
 
     def grants_with(self, scope: str) -> list[Grant]:
         return [grant for grant in self.principal.grants if scope in grant.scopes]
@@ -113,7 +120,9 @@ def authorize(
     hidden: Callable[[int], NotFound] = wallet_hidden,
 ) -> Grant:
     """The grant that lets `caller` use `scope` on every one of `wallet_ids`. `facts`
-    is asked only when no grant with the scope covers every wallet."""
+    is asked only when no grant with the scope covers every wallet. Asking with no
+    wallets is a bug unless the caller's scope is unbounded: a bounded grant covers
+    wallets, never nothing."""
     grants = caller.grants_with(scope)
     if not grants:
         raise Forbidden(f"this caller may not {scope.replace('_', ' ')}", details={"scope": scope})
@@ -121,14 +130,47 @@ def authorize(
     if unbounded is not None:
         return unbounded
     ids = list(dict.fromkeys(wallet_ids))
+    if not ids:
+        raise ValueError(f"authorize({scope!r}) was asked about no wallet for a bounded caller")
     known = facts(ids)
     for grant in grants:
         if all(within(grant, caller.principal, known.get(wallet_id)) for wallet_id in ids):
             return grant
-    outside = next(
-        (w for w in ids if not any(within(g, caller.principal, known.get(w)) for g in grants)), ids[0] if ids else 0
-    )
+    outside = next((w for w in ids if not any(within(g, caller.principal, known.get(w)) for g in grants)), ids[0])
     raise hidden(outside)
+
+
+def as_seen_by(
+    caller: Caller, transaction: Mapping[str, Any], facts: Callable[[list[int]], Mapping[int, WalletFacts]]
+) -> dict[str, Any]:
+    """A transaction as `caller` may see it, with the same keys. A caller without read
+    over every wallet sees no running balance of a wallet outside its read grants (an
+    allocation's parent above a division's root, a payee elsewhere) and the actor and
+    idempotency key only of its own tenant's postings (a back office's void of a
+    customer's usage names no one to the customer). `facts` is asked only about
+    wallets with a balance to hide (system accounts keep none)."""
+    if caller.unbounded("read") is not None:
+        return dict(transaction)
+    grants = caller.grants_with("read")
+    balances = [e["wallet_id"] for e in transaction["entries"] if e["balance_after"] is not None]
+    known = facts(list(dict.fromkeys(balances))) if balances and grants else {}
+
+    def readable(wallet_id: int) -> bool:
+        return any(within(grant, caller.principal, known.get(wallet_id)) for grant in grants)
+
+    actor = transaction.get("actor")
+    ours = isinstance(actor, Mapping) and actor.get("tenant") == caller.tenant
+    return {
+        **transaction,
+        "entries": [
+            entry
+            if entry["balance_after"] is None or readable(entry["wallet_id"])
+            else {**entry, "balance_after": None}
+            for entry in transaction["entries"]
+        ],
+        "actor": actor if ours else None,
+        "idempotency_key": transaction.get("idempotency_key") if ours else None,
+    }
 
 
 def visible(caller: Caller, wallets: Iterable[WalletFacts]) -> list[WalletFacts]:

@@ -5,7 +5,10 @@ Platform (Firebase Auth) ID tokens of end users, and, locally and in the tests, 
 emulator stack's own issuer. Only the configuration differs (`LEDGER_AUTH_ISSUERS`,
 a JSON list of {"issuer", "certs_url", "audiences"}). Each issuer's public keys are
 fetched in Google's format (a JSON map of key id to PEM) and cached for as long as
-the keys' Cache-Control allows.
+the keys' Cache-Control allows. A certs URL that serves anything else (a JWKS, say)
+is a misconfigured issuer: every token it signs is answered 503 and the URL is logged
+once, since google-auth would otherwise take its PyJWT path for a JWKS (which ignores
+the clock skew) or fail in ways a caller can't fix.
 
 Nothing turns verification off: with no issuer configured every token is refused. An
 issuer over plain HTTP or on a loopback address (the local issuer) is refused at start
@@ -15,11 +18,12 @@ when the function runs in Google Cloud.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +35,7 @@ DEFAULT_CERTS_MAX_AGE_S = 300.0
 # most this often, so a flood of made-up key ids can't turn into a flood of fetches.
 REFETCH_UNKNOWN_KEY_AFTER_S = 30.0
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+log = logging.getLogger("ledger.auth")
 
 
 @dataclass(frozen=True)
@@ -79,46 +84,78 @@ def refuse_local_issuers_in_cloud(
 
 
 class CachedCerts:
-    """A google-auth transport request that keeps each certs response for its max-age."""
+    """A google-auth transport request that keeps each certs response for its max-age,
+    and refuses one that is not in Google's x509 format (key id to PEM)."""
 
-    def __init__(self, timeout_s: float) -> None:
-        import google.auth.transport.urllib3
-        import urllib3
+    def __init__(
+        self,
+        timeout_s: float,
+        inner: Callable[..., Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if inner is None:
+            import google.auth.transport.urllib3
+            import urllib3
 
-        self._inner = google.auth.transport.urllib3.Request(urllib3.PoolManager())
+            inner = google.auth.transport.urllib3.Request(urllib3.PoolManager())
+        self._inner = inner
         self._timeout_s = timeout_s
-        self._cache: dict[str, tuple[float, float, Any]] = {}  # url: (fetched, expires, response)
+        self._clock = clock
+        # url: (fetched, expires, response, its keys or None when not Google's format)
+        self._cache: dict[str, tuple[float, float, Any, frozenset[str] | None]] = {}
+        self._misconfigured_logged: set[str] = set()
         self._lock = threading.Lock()
 
     def __call__(
         self, url: str, method: str = "GET", body: Any = None, headers: Any = None, timeout: Any = None, **kw: Any
     ) -> Any:
-        now = time.monotonic()
+        now = self._clock()
         cached = self._cache.get(url)
-        if cached is not None and cached[1] > now:
-            return cached[2]
-        with self._lock:
-            cached = self._cache.get(url)
-            if cached is not None and cached[1] > now:
-                return cached[2]
-            response = self._inner(url, method=method, body=body, headers=headers, timeout=self._timeout_s)
-            if response.status == 200:
-                self._cache[url] = (now, now + _max_age(response.headers), response)
-            return response
+        if cached is None or cached[1] <= now:
+            with self._lock:
+                cached = self._cache.get(url)
+                if cached is None or cached[1] <= now:
+                    response = self._inner(url, method=method, body=body, headers=headers, timeout=self._timeout_s)
+                    if response.status != 200:
+                        return response  # google-auth makes it a TransportError: 503, tried again next time
+                    cached = (now, now + _max_age(response.headers), response, _google_keys(response.data))
+                    self._cache[url] = cached
+        if cached[3] is None:
+            self._refuse_misconfigured(url)
+        return cached[2]
 
-    def keys(self, url: str) -> set[str] | None:
+    def _refuse_misconfigured(self, url: str) -> None:
+        with self._lock:
+            first = url not in self._misconfigured_logged
+            self._misconfigured_logged.add(url)
+        if first:
+            log.error(
+                "a trusted issuer's certs_url does not serve Google's x509 certs format (key id to PEM);"
+                " configure that URL, not a JWKS",
+                extra={"certs_url": url},
+            )
+        raise DependencyUnavailable("the token issuer is misconfigured on this ledger", code="issuer_unavailable")
+
+    def keys(self, url: str) -> frozenset[str] | None:
         cached = self._cache.get(url)
-        if cached is None:
-            return None
-        try:
-            return set(json.loads(cached[2].data))
-        except ValueError:
-            return None
+        return None if cached is None else cached[3]
 
     def forget_if_older(self, url: str, age_s: float) -> None:
         cached = self._cache.get(url)
-        if cached is not None and time.monotonic() - cached[0] >= age_s:
+        if cached is not None and self._clock() - cached[0] >= age_s:
             self._cache.pop(url, None)
+
+
+def _google_keys(data: bytes) -> frozenset[str] | None:
+    """The key ids of a certs response in Google's format, or None for anything else
+    (a JWKS, `{"keys": [...]}`, included)."""
+    try:
+        certs = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(certs, dict) or "keys" in certs or not all(isinstance(v, str) for v in certs.values()):
+        return None
+    return frozenset(certs)
 
 
 def _max_age(headers: Mapping[str, str]) -> float:
@@ -127,10 +164,16 @@ def _max_age(headers: Mapping[str, str]) -> float:
 
 
 class TokenVerifier:
-    def __init__(self, issuers: Mapping[str, TrustedIssuer], clock_skew_s: int, certs_timeout_s: float) -> None:
+    def __init__(
+        self,
+        issuers: Mapping[str, TrustedIssuer],
+        clock_skew_s: int,
+        certs_timeout_s: float,
+        certs: CachedCerts | None = None,
+    ) -> None:
         self._issuers = dict(issuers)
         self._clock_skew_s = clock_skew_s
-        self._certs = CachedCerts(certs_timeout_s)
+        self._certs = certs or CachedCerts(certs_timeout_s)
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's verified claims; 401 for anything that does not verify, 503 when
@@ -144,12 +187,15 @@ class TokenVerifier:
             unverified = jwt.decode(token, verify=False)
         except (ValueError, TypeError, google.auth.exceptions.GoogleAuthError):
             raise Unauthenticated("the bearer token is not a JWT") from None
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise Unauthenticated("the token's key id is not a string")
         issued_by = unverified.get("iss") if isinstance(unverified, dict) else None
         issuer = self._issuers.get(issued_by) if isinstance(issued_by, str) else None
         if issuer is None:
             raise Unauthenticated("the token's issuer is not trusted")
         known = self._certs.keys(issuer.certs_url)
-        if known is not None and header.get("kid") not in known:
+        if known is not None and kid not in known:
             self._certs.forget_if_older(issuer.certs_url, REFETCH_UNKNOWN_KEY_AFTER_S)
         try:
             claims = id_token.verify_token(

@@ -14,6 +14,7 @@ POST  /changes/{id}/approve         approve (and apply) another operator's chang
 POST  /changes/{id}/reject          reject another operator's change
 GET   /audit                        the audit log in id order (?target=&after=&limit=)
 
+Reads are charged to the caller's `read` rate limit, writes to its `admin` one.
 Every write takes an optional "reason", kept in the audit log. Deployed URLs may keep
 or drop the leading /access. Principal ids and role names are names (letters, digits
 and ._:@-), grant and change ids positive integers; anything else is a 400 invalid_id.
@@ -22,7 +23,7 @@ and ._:@-), grant and change ids positive integers; anything else is a 400 inval
 import functions_framework
 
 from common import bootstrap
-from common.http import endpoint, json_object, json_response, parse
+from common.http import endpoint, json_object, json_response, parse, read_or_admin
 from common.routing import Routes
 
 
@@ -112,7 +113,7 @@ ROUTES = Routes(
 
 
 @functions_framework.http
-@endpoint
+@endpoint(action_class=read_or_admin)
 def access(request, caller):
     handler, values = ROUTES.match(request)
     return handler(bootstrap.access_service(), request, caller, **values)

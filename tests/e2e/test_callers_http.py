@@ -270,20 +270,43 @@ def test_tenant_matrix(stack, world, role, action, where):
 
 def test_a_wallet_outside_the_boundary_answers_as_one_that_does_not_exist(stack, world):
     """Ids can't be probed: the 404 of another tenant's wallet, transaction or lot is the
-    404 of an id nobody has, but for the id it names."""
+    404 of an id nobody has, but for the id it names, for every read and every write
+    that names one, and neither writes anything."""
     ghost = 2**62
-    other = world.sides["other"]
+    home, other = world.sides["ent"], world.sides["other"]
     token = world.tokens["enterprise_admin"]
-    for path, real in [
+    reads = [
         ("/wallets/{}", other.wallet),
         ("/wallets/{}/history", other.wallet),
+        ("/wallets/{}/members", other.root),
+        ("/wallets/{}/rollup", other.root),
+        ("/wallets/{}/lots", other.wallet),
         ("/transactions/{}", other.transaction),
         ("/lots/{}", other.lot),
-    ]:
-        outside = http(stack, "wallets", method="GET", path=path.format(real), token=token)
-        missing = http(stack, "wallets", method="GET", path=path.format(ghost), token=token)
-        assert outside.status_code == missing.status_code == 404
+    ]
+    # (function, path, body naming the id): writes whose other wallet is the probed one
+    writes = [
+        ("transfer", "/", lambda w: {"from_wallet_id": home.wallet, "to_wallet_id": w, "asset": "TST", "amount": 1}),
+        ("allocate", "/", lambda w: {"wallet_id": w, "asset": "TST", "amount": 1}),
+        (
+            "wallets",
+            "/wallets",
+            lambda w: {"owner_id": "m-probe", "asset": "TST", "model": "enterprise", "parent_id": w},
+        ),
+    ]
+    calls = [
+        (lambda i, p=p: http(stack, "wallets", method="GET", path=p.format(i), token=token), real) for p, real in reads
+    ]
+    calls += [
+        (lambda i, f=f, p=p, b=b: http(stack, f, b(i), key("m-probe"), path=p, token=token), other.wallet2)
+        for f, p, b in writes
+    ]
+    before = world.footprint.rows()
+    for call, real in calls:
+        outside, missing = call(real), call(ghost)
+        assert outside.status_code == missing.status_code == 404, (outside.text, missing.text)
         assert outside.text.replace(str(real), "ID") == missing.text.replace(str(ghost), "ID")
+    assert world.footprint.rows() == before
 
 
 def test_a_division_admin_cannot_pull_money_from_above_its_tree(stack, world):

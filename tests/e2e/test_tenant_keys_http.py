@@ -161,5 +161,61 @@ def test_two_tenants_extend_lots_under_one_key(stack, tenants):
     assert again.status_code == 200 and again.headers.get(REPLAYED_HEADER) == "true", again.text
 
 
+def test_two_tenants_voiding_one_transaction_under_one_key(stack, tenants):
+    """The first tenant's void stands; the second tenant's, under the same key string,
+    is refused as already voided (naming the void), never answered with the first's
+    void as if it were its own retry. Each tenant's retry keeps its own answer."""
+    voiders = [
+        principal(stack, f"{tenant.name}-backoffice", "back_office", "all", tenant=tenant.name) for tenant in tenants
+    ]
+    a, _ = tenants
+    shared = key("k-void")
+    target = http(stack, "topup", topup(a, 41)[1], key(), token=a.token).json()["transaction"]["id"]
+    first = http(stack, "void", {"transaction_id": target}, shared, token=voiders[0])
+    assert first.status_code == 201 and REPLAYED_HEADER not in first.headers, first.text
+    void = first.json()["transaction"]
+    second = http(stack, "void", {"transaction_id": target}, shared, token=voiders[1])
+    assert second.status_code == 422 and REPLAYED_HEADER not in second.headers, second.text
+    assert second.json()["error"]["code"] == "already_voided"
+    assert second.json()["error"]["details"] == {"transaction_id": target, "voided_by": void["id"]}
+
+    again = [http(stack, "void", {"transaction_id": target}, shared, token=voider) for voider in voiders]
+    assert again[0].status_code == 201 and again[0].headers.get(REPLAYED_HEADER) == "true"
+    assert again[0].json() == first.json()
+    assert again[1].status_code == 422 and again[1].json()["error"]["code"] == "already_voided"
+    voids = sql(
+        stack, "SELECT tenant, idempotency_key FROM ledger.transactions WHERE voids_transaction_id = :t", t=target
+    )
+    assert voids == [[a.name, shared]]
+
+
+def test_two_tenants_voiding_one_transaction_under_one_key_at_once(stack, tenants):
+    voiders = [
+        principal(stack, f"{tenant.name}-backoffice", "back_office", "all", tenant=tenant.name) for tenant in tenants
+    ]
+    a, _ = tenants
+    for _ in range(ROUNDS):
+        shared = key("k-void-race")
+        target = http(stack, "topup", topup(a, 43)[1], key(), token=a.token).json()["transaction"]["id"]
+        responses = at_once(
+            [
+                lambda t=token, body={"transaction_id": target}, k=shared: http(stack, "void", body, k, token=t)
+                for token in voiders
+            ]
+        )
+        assert all(REPLAYED_HEADER not in response.headers for response in responses)
+        assert sorted(response.status_code for response in responses) == [201, 422], [r.text for r in responses]
+        won = next(i for i, response in enumerate(responses) if response.status_code == 201)
+        lost = responses[1 - won].json()["error"]
+        assert lost["code"] == "already_voided"
+        voids = sql(
+            stack,
+            "SELECT tenant FROM ledger.transactions WHERE voids_transaction_id = :t AND idempotency_key = :k",
+            t=target,
+            k=shared,
+        )
+        assert voids == [[tenants[won].name]]
+
+
 def in_days(days: int) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -190,3 +190,28 @@ def test_a_request_the_models_refuse_is_a_400_before_the_service(method, path, b
 def test_a_body_that_is_not_json_is_a_400():
     status, body = call("POST", "/changes/1/approve", raw=b"{not json")
     assert (status, body["error"]["code"]) == (400, "invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "action_class"),
+    [
+        ("GET", "/principals", None, "read"),
+        ("GET", "/audit", None, "read"),
+        ("POST", "/principals", PRINCIPAL, "admin"),
+        ("PATCH", "/principals/svc-1", {"status": "disabled"}, "admin"),
+        ("POST", "/changes/3/approve", {}, "admin"),
+        ("PATCH", "/roles/customer", {"rate_limits": {"read": {"burst": 5}}}, "admin"),
+    ],
+)
+def test_writes_are_charged_to_the_admin_rate_limit_and_reads_to_the_read_one(
+    monkeypatch, method, path, body, action_class
+):
+    charged = []
+
+    def rate_limit(caller, action_class):
+        charged.append(action_class)
+        return Decision.unenforced(Rate(1, 1))
+
+    monkeypatch.setattr(http, "rate_limit", rate_limit)
+    assert call(method, path, body)[0] in (200, 201)
+    assert charged == [action_class]

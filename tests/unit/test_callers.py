@@ -2,7 +2,7 @@
 
 import pytest
 
-from common.auth.callers import Caller, Grant, Principal, WalletFacts, authorize, visible, within
+from common.auth.callers import Caller, Grant, Principal, WalletFacts, as_seen_by, authorize, visible, within
 from common.errors import Forbidden, NotFound
 
 WALLETS = {
@@ -100,3 +100,44 @@ def test_the_actor_names_principal_role_tenant_and_request():
         "tenant": "t",
         "request_id": "req",
     }
+    given = Caller(alice.principal, "req", client_request_id="mine-1")
+    assert given.actor(CUSTOMER) == {**alice.actor(CUSTOMER), "client_request_id": "mine-1"}
+
+
+def test_a_bounded_grant_is_never_the_answer_about_no_wallet():
+    """A bounded grant covers wallets, never nothing: asking about none is a bug, refused
+    rather than answered with whichever grant comes first."""
+    for bounded in (caller(CUSTOMER, owner_id="alice"), caller(ACME_ADMIN)):
+        for scope in ("read", "wallet_admin"):
+            if bounded.grants_with(scope):
+                with pytest.raises(ValueError):
+                    authorize(bounded, scope, [], facts)
+    assert authorize(caller(PAYMENTS), "read", [], facts) is PAYMENTS  # every wallet covers nothing too
+    with pytest.raises(Forbidden):
+        authorize(caller(CUSTOMER, owner_id="alice"), "topup", [], facts)
+
+
+TRANSACTION = {
+    "id": 5,
+    "idempotency_key": "k",
+    "actor": {"principal": "acme-admin", "tenant": "t"},
+    "entries": [
+        {"wallet_id": 10, "amount": -5, "balance_after": 95},
+        {"wallet_id": 11, "amount": 5, "balance_after": 5},
+        {"wallet_id": 99, "amount": 0, "balance_after": None},
+    ],
+}
+
+
+def test_a_bounded_reader_sees_no_balance_outside_its_grants_and_only_its_tenants_actor():
+    research = caller(RESEARCH_ADMIN)  # tenant "t", reads below 11
+    seen = as_seen_by(research, TRANSACTION, facts)
+    assert seen.keys() == TRANSACTION.keys()
+    assert [e["balance_after"] for e in seen["entries"]] == [None, 5, None]
+    assert seen["actor"] == TRANSACTION["actor"] and seen["idempotency_key"] == "k"
+    other_tenant = Caller(Principal("q", "iss", "sub", "user", "t2", None, (ACME_ADMIN,)), "req")
+    seen = as_seen_by(other_tenant, TRANSACTION, facts)
+    assert seen["actor"] is None and seen["idempotency_key"] is None
+    assert [e["balance_after"] for e in seen["entries"]] == [95, 5, None]
+    unbounded = as_seen_by(caller(PAYMENTS), {**TRANSACTION, "actor": {"tenant": "x"}}, facts)
+    assert unbounded == {**TRANSACTION, "actor": {"tenant": "x"}}

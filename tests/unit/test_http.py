@@ -127,9 +127,45 @@ def test_a_spent_rate_limit_is_a_429_with_its_headers():
     assert {name: response.headers[name] for name in limited} == limited
 
 
-def test_every_answer_names_its_request_id():
+REAL_AUTHENTICATE = http.authenticate
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_every_answer_names_the_servers_request_id_never_the_callers():
     def handler(request, caller):
         return flask.Response("{}", status=200)
 
-    assert call(handler, headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
-    assert len(call(handler, headers={"X-Request-Id": "bad id with spaces"}).headers["X-Request-Id"]) == 32
+    for given in ("abc-123", "bad id with spaces", None):
+        answered = call(handler, headers={"X-Request-Id": given} if given else {}).headers["X-Request-Id"]
+        assert answered != given and len(answered) == 32 and int(answered, 16) >= 0
+    traced = call(handler, headers={"X-Request-Id": "abc-123", "X-Cloud-Trace-Context": f"{TRACE}/1;o=1"})
+    assert traced.headers["X-Request-Id"] == TRACE
+    for not_a_trace in ("abc-123/1;o=1", f"{TRACE}0/1", "/1"):
+        answered = call(handler, headers={"X-Cloud-Trace-Context": not_a_trace}).headers["X-Request-Id"]
+        assert len(answered) == 32 and answered not in not_a_trace
+
+
+class RecordingAuthenticator:
+    def caller(self, authorization, request_id, client_request_id=None):
+        return Caller(UNIT_CALLER.principal, request_id, client_request_id)
+
+
+@pytest.mark.parametrize(("given", "kept"), [("abc-123", "abc-123"), ("bad id with spaces", None), (None, None)])
+def test_the_callers_request_id_is_kept_beside_the_servers_in_the_actor_and_the_log(monkeypatch, caplog, given, kept):
+    from common import bootstrap
+
+    monkeypatch.setattr(http, "authenticate", REAL_AUTHENTICATE)
+    monkeypatch.setattr(bootstrap, "authenticator", RecordingAuthenticator)
+    seen = []
+
+    def handler(request, caller):
+        seen.append(caller.actor())
+        return flask.Response("{}", status=200)
+
+    headers = {"X-Cloud-Trace-Context": f"{TRACE}/1", **({"X-Request-Id": given} if given else {})}
+    with caplog.at_level("INFO", logger="ledger.http"):
+        call(handler, headers=headers)
+    assert seen[0]["request_id"] == TRACE
+    assert seen[0].get("client_request_id") == kept and ("client_request_id" in seen[0]) == (kept is not None)
+    logged = next(r for r in caplog.records if r.getMessage() == "request")
+    assert (logged.request_id, logged.client_request_id) == (TRACE, kept)
