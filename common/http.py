@@ -77,12 +77,17 @@ def outcome_response(outcome: Outcome) -> flask.Response:
 
 
 def request_id(request: flask.Request) -> str:
-    """The server's id for this request: the trace id Google's front end gives it
-    (X-Cloud-Trace-Context), else a new one. It is logged, kept with the request's
-    writes and sent back as X-Request-Id. Never the caller's X-Request-Id: a caller
-    could name its writes with another request's id."""
+    """The server's id for this request, new for every one: logged, kept with the
+    request's writes and sent back as X-Request-Id. Never anything the caller sends: not
+    its X-Request-Id, nor a trace id (Google lets a client force one), or a caller could
+    name its writes with another request's id."""
+    return uuid.uuid4().hex
+
+
+def trace_id(request: flask.Request) -> str | None:
+    """Google's trace id (X-Cloud-Trace-Context), logged to tie the request to its trace."""
     trace = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0].lower()
-    return trace if _TRACE_ID.fullmatch(trace) else uuid.uuid4().hex
+    return trace if _TRACE_ID.fullmatch(trace) else None
 
 
 def client_request_id(request: flask.Request) -> str | None:
@@ -168,6 +173,7 @@ def endpoint(handler: Handler | None = None, *, action_class: Callable[[flask.Re
                 "ms": round(elapsed_ms, 2),
                 "request_id": rid,
                 "client_request_id": client_request_id(request),
+                "trace": trace_id(request),
                 "principal": principal,
             },
         )
