@@ -22,7 +22,7 @@ and ._:@-), grant and change ids positive integers; anything else is a 400 inval
 import functions_framework
 
 from common import bootstrap
-from common.http import endpoint, json_object, json_response, parse
+from common.http import endpoint, json_object, json_response, parse, read_or_admin
 from common.routing import Routes
 
 
@@ -112,7 +112,7 @@ ROUTES = Routes(
 
 
 @functions_framework.http
-@endpoint
+@endpoint(action_class=read_or_admin)  # managing callers is admin work, not money (docs/rate-limits.md)
 def access(request, caller):
     handler, values = ROUTES.match(request)
     return handler(bootstrap.access_service(), request, caller, **values)

@@ -190,3 +190,20 @@ def test_a_request_the_models_refuse_is_a_400_before_the_service(method, path, b
 def test_a_body_that_is_not_json_is_a_400():
     status, body = call("POST", "/changes/1/approve", raw=b"{not json")
     assert (status, body["error"]["code"]) == (400, "invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "action_class"),
+    [
+        ("GET", "/principals", None, "read"),
+        ("GET", "/audit", None, "read"),
+        ("POST", "/principals", PRINCIPAL, "admin"),
+        ("PATCH", "/roles/customer", {"rate_limits": {"read": {"burst": 5}}}, "admin"),
+        ("POST", "/changes/3/approve", {}, "admin"),
+    ],
+)
+def test_reads_spend_from_the_read_limit_and_writes_from_the_admin_one(monkeypatch, method, path, body, action_class):
+    spent = []
+    monkeypatch.setattr(http, "rate_limit", lambda caller, cls: spent.append(cls) or Decision.unenforced(Rate(1, 1)))
+    call(method, path, body)
+    assert spent == [action_class]  # managing callers is admin work, never the money class
