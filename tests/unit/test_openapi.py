@@ -265,3 +265,23 @@ def test_each_error_status_carries_its_headers():
         "RateLimit-Reset",
     }
     assert documented_codes()["body_too_large"] == 413 == errors.PayloadTooLarge.status
+
+
+def test_every_answer_names_its_request_and_every_success_the_callers_rate_limit():
+    # common.http.endpoint: X-Request-Id on every answer, RateLimit-* with every success
+    # of a limited request (and required on a 429, where the limit refused it)
+    for key, operation in operations().items():
+        successes = [status for status in operation["responses"] if status.startswith("2")]
+        assert len(successes) == 1, key
+        assert set(operation["responses"][successes[0]]["headers"]) >= {
+            "Server-Timing",
+            "X-Request-Id",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+        }, key
+    for status, response in document["components"]["responses"].items():
+        assert "X-Request-Id" in response["headers"], status
+    headers = document["components"]["headers"]
+    refused = document["components"]["responses"]["429"]["headers"].values()
+    assert all((headers[h["$ref"].rsplit("/", 1)[1]] if "$ref" in h else h)["required"] for h in refused)
