@@ -70,6 +70,10 @@ class Routes:
         """Each path template with its handlers by method (infra/openapi documents them)."""
         return self._handlers
 
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def match(self, request: flask.Request) -> tuple[Handler, Mapping[str, Any]]:
         """The handler for this request and the values its path holds (ids as ints)."""
         path = "/" + "/".join(path_segments(request, self._prefix))

@@ -3,9 +3,11 @@ the application, quick wallet setup, and the invariant check."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pg8000.native
@@ -193,12 +195,30 @@ def http(
     return session.request(method, stack.function_url(function) + path, data=data, headers=headers, timeout=timeout)
 
 
-def headers_for(operation: str) -> dict[str, str]:
+HTTP_OPERATOR = "tester-operator"  # the same role, of kind operator: the operators' API needs one
+
+
+@functools.cache
+def _access_operations() -> frozenset[str]:
+    """The operationIds of docs/openapi.json that the operators' API (functions/access) serves."""
+    document = json.loads((Path(__file__).resolve().parents[1] / "docs" / "openapi.json").read_text())
+    return frozenset(
+        operation["operationId"]
+        for item in document["paths"].values()
+        for method, operation in item.items()
+        if method in ("get", "post", "patch", "put", "delete") and operation["tags"] == ["access"]
+    )
+
+
+def headers_for(stack: Stack, operation: str) -> dict[str, str]:
     """The headers that let a test call `operation` (an operationId of docs/openapi.json):
-    the one place where a test's HTTP calls get their credentials."""
-    # TODO(issue 13): authentication lands in parallel; then this returns
-    # {"Authorization": f"Bearer {bearer('ops')}"}, with tests.support.bearer(principal).
-    return {}
+    the one place where a test's HTTP calls get their credentials. The tests' own
+    principal (role tester: every scope over every wallet, limits no test reaches); for
+    the operators' API, an operator of that role (deciding a pending change takes a
+    principal of kind operator)."""
+    subject, kind = (HTTP_OPERATOR, "operator") if operation in _access_operations() else (HTTP_TESTER, "service")
+    token = _tokens.get((stack.port_base, subject)) or principal(stack, subject, "tester", kind=kind)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def exporter_pool(stack: Stack) -> Any:

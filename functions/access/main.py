@@ -113,7 +113,7 @@ ROUTES = Routes(
 
 
 @functions_framework.http
-@endpoint(action_class=read_or_admin)
+@endpoint(action_class=read_or_admin)  # managing callers is admin work, not money (docs/rate-limits.md)
 def access(request, caller):
     handler, values = ROUTES.match(request)
     return handler(bootstrap.access_service(), request, caller, **values)

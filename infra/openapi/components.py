@@ -1,36 +1,25 @@
-"""The document's shared parts: the request models' JSON Schema (from pydantic), the
-shapes of the answers, one error response per status with its codes, the headers and
-the security scheme.
-
-Answers are described by the keys they always carry, with their types; an answer may
-carry more keys than these, so a new field does not break a client that reads the
-document.
+"""The document's shared parts: the request models' JSON Schema (from pydantic, from
+each module that holds them), the answers' shapes (answers.py), one error response per
+status with its codes, the headers and the security scheme.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
+from infra.openapi.answers import TEXT, answers
 from infra.openapi.error_codes import ERROR_CODES
-from infra.openapi.operations import ID, array, nullable, obj, ref
+from infra.openapi.operations import AUTH, LEDGER, obj
 
-MODELS = (
-    "TopUp",
-    "AddOn",
-    "Bonus",
-    "Usage",
-    "Transfer",
-    "Void",
-    "Allocate",
-    "Reclaim",
-    "CreateWallet",
-    "UpdateWallet",
-    "ExtendLot",
-    "CreateAsset",
-)
-INT, TEXT, FLAG = {"type": "integer"}, {"type": "string"}, {"type": "boolean"}
-TIME = {"type": "string", "format": "date-time"}
-OPTIONAL_INT, OPTIONAL_TEXT = nullable(INT), nullable(TEXT)
+# The request models, by the module that holds them; their names are the document's.
+MODELS = {
+    LEDGER: (
+        *("TopUp", "AddOn", "Bonus", "Usage", "Transfer", "Void", "Allocate", "Reclaim"),
+        *("CreateWallet", "UpdateWallet", "ExtendLot", "CreateAsset"),
+    ),
+    AUTH: ("CreatePrincipal", "UpdatePrincipal", "GrantRole", "RoleLimits", "Decide"),
+}
 STATUS_NAMES = {
     400: "the request is wrong; nothing was attempted",
     401: "no valid token",
@@ -44,12 +33,18 @@ STATUS_NAMES = {
     500: "a bug; nothing was posted",
     503: "a dependency is unavailable or busy; nothing was posted; retry",
 }
-# headers each error status carries, besides Server-Timing
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": "requests the caller's bucket holds (its burst)",
+    "RateLimit-Remaining": "requests allowed right now, after this one",
+    "RateLimit-Reset": "seconds until the bucket is full again",
+}
+SECONDS = {"type": "integer", "minimum": 0}
+# headers each error status carries, besides Server-Timing and X-Request-Id
 STATUS_HEADERS = {
     401: ("WWW-Authenticate",),
     405: ("Allow",),
     409: ("Retry-After",),
-    429: ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"),
+    429: ("Retry-After", *RATE_LIMIT_HEADERS),
     503: ("Retry-After",),
 }
 
@@ -63,8 +58,9 @@ def components() -> dict[str, Any]:
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": True,
-                "description": "1-255 printable ASCII characters, global to the ledger: prefix them. The same "
-                "request again answers what the first one did, with Idempotent-Replayed: true",
+                "description": "1-255 printable ASCII characters, scoped to the caller's tenant: another tenant's "
+                "equal key is another key. The same request again answers what the first one did, with "
+                "Idempotent-Replayed: true; another request under a used key is refused",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]*[!-~][ -~]*$"},
             }
         },
@@ -74,152 +70,30 @@ def components() -> dict[str, Any]:
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "An ID token from a trusted issuer: a Google service account's OIDC token, an "
-                "Identity Platform user's token, or locally the stack's own issuer's. Every operation needs one.",
+                "description": "An ID token from a trusted issuer, in `Authorization: Bearer <token>`: a Google "
+                "service account's OIDC token (its audience the function's URL), an Identity Platform user's "
+                "token, or locally the stack's own issuer's (`make token P=<principal>`). Every operation needs "
+                "one: without it, or with one that does not verify, the answer is a 401 with `WWW-Authenticate`; "
+                "a verified caller without the right gets a 403 (a wallet, lot or transaction outside its "
+                "boundary, a 404). Behind Cloud Run's IAM check, a service sends the same token in "
+                "`X-Serverless-Authorization` too: Cloud Run checks that header and lets `Authorization` reach "
+                "the function with its signature intact ([docs/authentication-deployment.md]"
+                "(authentication-deployment.md)).",
             }
         },
     }
 
 
 def request_models() -> dict[str, Any]:
-    from common.ledger import commands
-
     schemas: dict[str, Any] = {}
-    for name in MODELS:
-        schema = getattr(commands, name).model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[name] = schema
+    for module, names in MODELS.items():
+        commands = importlib.import_module(module)
+        for name in names:
+            schema = getattr(commands, name).model_json_schema(ref_template="#/components/schemas/{model}")
+            for part, part_schema in {**schema.pop("$defs", {}), name: schema}.items():
+                if schemas.setdefault(part, part_schema) != part_schema:
+                    raise ValueError(f"{module}.{name}: two models named {part}; the document needs one")
     return schemas
-
-
-def answers() -> dict[str, Any]:
-    entry = obj(["wallet_id", "amount", "balance_after"], wallet_id=ID, amount=INT, balance_after=OPTIONAL_INT)
-    transaction = obj(
-        [
-            *("id", "action", "asset", "amount", "wallet_id", "counterparty_wallet_id", "idempotency_key"),
-            *("external_ref", "usage_id", "product", "description", "voids_transaction_id", "metadata"),
-            *("effective_at", "created_at", "entries"),
-        ],
-        id=ID,
-        action=TEXT,
-        asset=TEXT,
-        amount=INT,
-        wallet_id=ID,
-        counterparty_wallet_id=nullable(ID),
-        idempotency_key=TEXT,
-        external_ref=OPTIONAL_TEXT,
-        usage_id=OPTIONAL_TEXT,
-        product=OPTIONAL_TEXT,
-        description=OPTIONAL_TEXT,
-        voids_transaction_id=nullable(ID),
-        metadata={"type": "object"},
-        effective_at=TIME,
-        created_at=TIME,
-        entries=array(ref("Entry")),
-    )
-    spend_limit = obj(["limit", "spent", "period_start"], limit=INT, spent=INT, period_start=TIME)
-    wallet = obj(
-        [
-            *("id", "owner_id", "asset", "scale", "kind", "system_role", "model", "status", "balance"),
-            *("available", "credit_limit", "expiring", "expired", "entry_count", "metadata", "parent_id"),
-            *("root_id", "depth", "spend_mode", "spend_limits", "created_at", "updated_at"),
-        ],
-        id=ID,
-        owner_id=TEXT,
-        asset=TEXT,
-        scale=INT,
-        kind={"enum": ["customer", "system"]},
-        system_role=OPTIONAL_TEXT,
-        model={"enum": ["personal", "enterprise", "reseller", "system"]},
-        status={"enum": ["active", "frozen", "closed"]},
-        balance=INT,
-        available={**OPTIONAL_INT, "description": "balance - expired + credit_limit; null for a system account"},
-        credit_limit=INT,
-        expiring=INT,
-        expired=INT,
-        entry_count=INT,
-        metadata={"type": "object"},
-        parent_id=nullable(ID),
-        root_id=nullable(ID),
-        depth=INT,
-        spend_mode=nullable({"enum": ["allocated", "shared_pool"]}),
-        spend_limits={"type": "object", "additionalProperties": spend_limit},
-        created_at=TIME,
-        updated_at=TIME,
-    )
-    lot_keys = ("id", "wallet_id", "transaction_id", "source_lot_id", "amount", "remaining", "expires_at")
-    lot = obj(
-        [*lot_keys, "expired", "created_at"],
-        id=ID,
-        wallet_id=ID,
-        transaction_id=ID,
-        source_lot_id=nullable(ID),
-        amount=INT,
-        remaining=INT,
-        expires_at=TIME,
-        expired=FLAG,
-        created_at=TIME,
-    )
-    item_keys = ("entry_id", "amount", "balance_after", "created_at", "transaction_id", "action")
-    item_keys += ("transaction_amount", "transaction_wallet_id", "counterparty_wallet_id", "external_ref")
-    item_keys += ("usage_id", "product", "description", "voids_transaction_id", "effective_at")
-    history_item = obj(
-        list(item_keys),
-        entry_id=ID,
-        amount=INT,
-        balance_after=OPTIONAL_INT,
-        created_at=TIME,
-        transaction_id=ID,
-        action=TEXT,
-        transaction_amount=INT,
-        transaction_wallet_id=ID,
-        counterparty_wallet_id=nullable(ID),
-        external_ref=OPTIONAL_TEXT,
-        usage_id=OPTIONAL_TEXT,
-        product=OPTIONAL_TEXT,
-        description=OPTIONAL_TEXT,
-        voids_transaction_id=nullable(ID),
-        effective_at=TIME,
-    )
-    sums = {"balance": INT, "rollup_balance": INT, "rollup_expiring": INT, "members": INT}
-    child = obj(["wallet_id", "owner_id", *sums], wallet_id=ID, owner_id=TEXT, **sums)
-    return {
-        "Entry": entry,
-        "Transaction": transaction,
-        "Wallet": wallet,
-        "Lot": lot,
-        "Asset": obj(["code", "scale", "description"], code=TEXT, scale=INT, description=TEXT),
-        "History": obj(
-            ["wallet_id", "items", "next_cursor"],
-            wallet_id=ID,
-            items=array(history_item),
-            next_cursor={**OPTIONAL_TEXT, "description": "give it as cursor for the next page; null on the last"},
-        ),
-        "Lots": obj(
-            ["wallet_id", "balance", "available", "expiring", "expired", "no_expiry", "lots"],
-            wallet_id=ID,
-            balance=INT,
-            available=OPTIONAL_INT,
-            expiring=INT,
-            expired=INT,
-            no_expiry=INT,
-            lots=array(ref("Lot")),
-        ),
-        "Rollup": obj(
-            ["wallet_id", "owner_id", "asset", *sums, "children"],
-            wallet_id=ID,
-            owner_id=TEXT,
-            asset=TEXT,
-            **sums,
-            children=array(child),
-        ),
-        "Members": obj(
-            ["wallet_id", "members", "next_after"],
-            wallet_id=ID,
-            members=array(ref("Wallet")),
-            next_after={**nullable(ID), "description": "give it as after for the next page; null on the last"},
-        ),
-    }
 
 
 def error_body(status: int | None) -> dict[str, Any]:
@@ -238,28 +112,45 @@ def error_body(status: int | None) -> dict[str, Any]:
 
 
 def error_response(status: int) -> dict[str, Any]:
-    names = ("Server-Timing", *STATUS_HEADERS.get(status, ()))
+    names = ("Server-Timing", "X-Request-Id", *STATUS_HEADERS.get(status, ()))
+    found = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+    if status == 429:  # a refusal of the limit always says where the caller stands
+        found.update({name: header(meaning, SECONDS) for name, meaning in RATE_LIMIT_HEADERS.items()})
     return {
         "description": STATUS_NAMES[status],
-        "headers": {name: {"$ref": f"#/components/headers/{name}"} for name in names},
+        "headers": found,
         "content": {"application/json": {"schema": error_body(status)}},
     }
 
 
-def headers() -> dict[str, Any]:
-    def header(description: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-        return {"description": description, "required": required, "schema": schema}
+def success_headers() -> dict[str, Any]:
+    """What every 2xx carries (besides Idempotent-Replayed on a replay)."""
+    names = ("Server-Timing", "X-Request-Id", *RATE_LIMIT_HEADERS)
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
-    seconds = {"type": "integer", "minimum": 0}
+
+def header(description: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": schema}
+
+
+def headers() -> dict[str, Any]:
     return {
         "Server-Timing": header("where the time went: firestore, redis, postgres, total (ms)", TEXT),
         "Idempotent-Replayed": header(
             "true when this answers an earlier request under the key", {"const": "true"}, False
         ),
-        "Retry-After": header("seconds to wait before a retry", seconds),
+        "Retry-After": header("seconds to wait before a retry", SECONDS),
         "Allow": header("the methods the path takes", TEXT),
         "WWW-Authenticate": header('Bearer realm="wallet-ledger" (with error="invalid_token" when one was sent)', TEXT),
-        "RateLimit-Limit": header("requests the caller's bucket holds", seconds),
-        "RateLimit-Remaining": header("requests left in the bucket", seconds),
-        "RateLimit-Reset": header("seconds until the bucket is full again", seconds),
+        "X-Request-Id": header(
+            "this request's id, kept with what it wrote (a posting's actor, an audit row): the caller's own "
+            "X-Request-Id when it is 1-128 of A-Z a-z 0-9 and ._:/-, else a new one",
+            {"type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,128}$"},
+        ),
+        # on every answer of a limited request (a 429's own are required there); none
+        # while limits are off or Redis is unreachable (docs/rate-limits.md: nothing true to say)
+        **{
+            name: header(f"{meaning}; left out while rate limits are off or Redis is unreachable", SECONDS, False)
+            for name, meaning in RATE_LIMIT_HEADERS.items()
+        },
     }

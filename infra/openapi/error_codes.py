@@ -2,8 +2,7 @@
 text infra/openapi.py puts in the API document.
 
 The statuses come from the classes in common/errors.py; tests/unit/test_openapi.py reads
-the codes the code raises and fails on one missing here or one here that nothing raises
-(besides those of PENDING).
+the codes the code raises and fails on one missing here or one here that nothing raises.
 """
 
 from __future__ import annotations
@@ -15,15 +14,28 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "idempotency_key_missing": (400, "a money action without an Idempotency-Key"),
     "idempotency_key_invalid": (400, "an Idempotency-Key that is not 1-255 printable ASCII characters"),
     "amount_out_of_range": (400, "the action would take a balance or total past a signed 64-bit integer"),
-    "invalid_id": (400, "a path id that is not a positive 64-bit integer"),
+    "invalid_id": (
+        400,
+        "a path id that is not a positive 64-bit integer, or a principal id or role name that is not a name "
+        "(1-128 of A-Z a-z 0-9 and ._:@-)",
+    ),
     "invalid_cursor": (400, "a cursor this API did not return"),
     "invalid_posting": (400, "the database refused a malformed posting (the functions never send one)"),
-    "unauthenticated": (401, "no token, a bad or expired one, or an unknown principal"),
-    "forbidden": (403, "a valid token without the scope the action needs"),
+    "unauthenticated": (401, "no token, or one that does not verify (signature, issuer, audience, expiry)"),
+    "forbidden": (
+        403,
+        "a verified caller without the scope the action needs, an unknown or disabled principal, or on the "
+        "access API a caller without grants admin over every wallet",
+    ),
+    "second_operator_required": (403, "the requester, or the grantee, deciding a pending change"),
     "wallet_not_found": (404, "no such wallet, or one outside the caller's boundary"),
     "transaction_not_found": (404, "no such transaction, or one outside the caller's boundary"),
     "lot_not_found": (404, "no such lot, or one outside the caller's boundary"),
     "route_not_found": (404, "a path the function does not serve"),
+    "principal_not_found": (404, "no such principal"),
+    "grant_not_found": (404, "no such grant"),
+    "role_not_found": (404, "no such role"),
+    "change_not_found": (404, "no such pending change"),
     "method_not_allowed": (405, "a method the path does not take; `details.allowed` names those it does"),
     "request_in_progress": (409, "another copy of this request holds its Idempotency-Key; retry"),
     "wallet_locked": (409, "the wallet's usage lock was not had in time; retry"),
@@ -56,6 +68,16 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "expiry_not_later": (422, "an extension not later than the lot's expiry"),
     "lot_expired": (422, "an extension of an expired lot"),
     "lot_spent": (422, "an extension of a spent lot"),
+    "principal_exists": (422, "a principal id, or issuer and subject, taken already (`details.existing`)"),
+    "unknown_role": (422, "a grant of a role that does not exist"),
+    "root_wallet_not_found": (422, "a tree grant whose top is not a customer wallet"),
+    "principal_without_owner": (422, "an `own` grant for a principal without an owner_id"),
+    "grant_exists": (422, "the same grant is live (active or pending) already (`details.grant_id`)"),
+    "grant_revoked": (422, "revoking a revoked grant"),
+    "grant_pending": (422, "revoking a pending grant: reject its change instead (`details.change_id`)"),
+    "change_decided": (422, "deciding a change decided already"),
+    "change_stale": (422, "approving a credit limit whose wallet's limit changed since it was asked for"),
+    "operators_exist": (422, "bootstrapping a third operator: operators add operators through this API"),
     "rate_limited": (429, "the caller is over its rate limit for this class of action; retry after Retry-After"),
     "internal_error": (500, "an unexpected error, logged with its traceback; nothing was posted"),
     # the database's guards (db/schema/20_guards.sql): a bug, logged; the answer has no details
@@ -64,9 +86,6 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "sealed_transaction": (500, "a database guard refused a leg added to a committed transaction; nothing written"),
     "wallet_identity_fixed": (500, "a database guard refused a change of a wallet's owner, model or asset"),
     "dependency_unavailable": (503, "Postgres, Redis or Firestore unreachable (`details.service` names it); retry"),
+    "issuer_unavailable": (503, "the token issuer's keys could not be fetched; retry"),
     "database_busy": (503, "no pooled connection came free, or contention outlasted the retries; retry"),
 }
-
-# Codes of issue 13's design that its authentication and rate limits, built alongside,
-# will raise: documented before the code raises them.
-PENDING = {"unauthenticated", "forbidden", "rate_limited"}

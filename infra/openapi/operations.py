@@ -1,13 +1,18 @@
 """What each HTTP operation is: its summary, its request's command model, its query, and
 the shape of its answer. The routes themselves come from the code (infra/openapi/
-__init__.py); an operation the code has and this module lacks stops the generator.
+__init__.py): a money function's one POST, and each route of a function with a ROUTES
+table (wallets, access). An operation the code has and this module lacks stops the
+generator.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Callable
 from typing import Any
 
+LEDGER, AUTH = "common.ledger.commands", "common.auth.commands"  # the modules of request models
 MAX_ID = 2**63 - 1
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 MONEY_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
@@ -41,7 +46,8 @@ class Operation:
     summary: str
     answer: dict[str, Any]  # the JSON Schema of the 2xx body
     status: int = 200
-    body: str | None = None  # the request's command model, by its name in common.ledger.commands
+    body: str | None = None  # the request's command model, by its name (components.MODELS names its module)
+    body_required: bool = True  # False: the body may be left out altogether
     query: tuple[dict[str, Any], ...] = ()
     idempotent: bool = False  # needs an Idempotency-Key; the same request again replays
     errors: tuple[int, ...] = READ_ERRORS
@@ -76,16 +82,17 @@ QUERY_PARAMETERS = {
     "action": "only entries of this action",
     "from": "entries at or after this instant (with its zone)",
     "to": "entries before this instant (with its zone)",
-    "limit": "entries a page",
+    "limit": "at most this many a page",
     "cursor": "the previous page's next_cursor (opaque)",
+    "after": "the previous page's `next`: the last id it holds",
+    "status": "only changes of this status (`all`: every one)",
+    "target": "only rows about this target, e.g. `principal:alice`, `wallet:16`",
 }
 
 
-def model_query(model: str) -> tuple[dict[str, Any], ...]:
-    """The query parameters a query model (common.ledger.commands) reads: one a field."""
-    from common.ledger import commands
-
-    schema = getattr(commands, model).model_json_schema()
+def model_query(model: str, module: str = LEDGER) -> tuple[dict[str, Any], ...]:
+    """The query parameters a query model reads: one a field."""
+    schema = getattr(importlib.import_module(module), model).model_json_schema()
     parameters = []
     for name, field in schema["properties"].items():
         value = {key: value for key, value in field.items() if key not in ("title", "anyOf", "default")}
@@ -178,3 +185,106 @@ def wallet_operations() -> dict[tuple[str, str], tuple[str, Operation]]:
             ),
         ),
     }
+
+
+def access_operations() -> dict[tuple[str, str], tuple[str, Operation]]:
+    """(route template, method): (its handler's name, the operation), for the access
+    function's ROUTES table (functions/access/main.py): the operators' API."""
+    principal = keyed("principal", {"allOf": [ref("Principal"), obj(["grants"], grants=array(ref("Grant")))]})
+    change = keyed("change", ref("Change"))
+
+    def decide(summary: str) -> Operation:
+        return Operation(summary, change, body="Decide", body_required=False, errors=WRITE_ERRORS)
+
+    return {
+        ("/principals", "GET"): (
+            "list_principals",
+            Operation(
+                "Principals in id order, a page at a time",
+                ref("Principals"),
+                query=model_query("PrincipalsQuery", AUTH),
+            ),
+        ),
+        ("/principals", "POST"): (
+            "create_principal",
+            Operation(
+                "Register a principal: a token's issuer and subject",
+                principal,
+                201,
+                "CreatePrincipal",
+                errors=WRITE_ERRORS,
+            ),
+        ),
+        ("/principals/<name:principal_id>", "GET"): (
+            "get_principal",
+            Operation("A principal, with every grant it was given (pending and revoked ones too)", principal),
+        ),
+        ("/principals/<name:principal_id>", "PATCH"): (
+            "update_principal",
+            Operation(
+                "Change a principal's status, description or rate-limit override",
+                principal,
+                body="UpdatePrincipal",
+                errors=WRITE_ERRORS,
+            ),
+        ),
+        ("/principals/<name:principal_id>/grants", "POST"): (
+            "grant_role",
+            Operation(
+                "Grant a role within a boundary; pending, with pending_change_id, when it needs a second operator",
+                keyed("grant", ref("Grant")),
+                201,
+                "GrantRole",
+                errors=WRITE_ERRORS,
+            ),
+        ),
+        ("/grants/<id:grant_id>/revoke", "POST"): (
+            "revoke_grant",
+            Operation(
+                "Revoke a live grant",
+                keyed("grant", ref("Grant")),
+                body="Decide",
+                body_required=False,
+                errors=WRITE_ERRORS,
+            ),
+        ),
+        ("/roles", "GET"): (
+            "list_roles",
+            Operation(
+                "Every role, with its scopes, rate limits and whether its grants wait for a second operator",
+                keyed(
+                    "roles", array({"allOf": [ref("Role"), obj(["dual_control"], dual_control={"type": "boolean"})]})
+                ),
+            ),
+        ),
+        ("/roles/<name:role>", "PATCH"): (
+            "set_role_limits",
+            Operation("Set a role's rate limits", keyed("role", ref("Role")), body="RoleLimits", errors=WRITE_ERRORS),
+        ),
+        ("/changes", "GET"): (
+            "list_changes",
+            Operation(
+                "Changes waiting for a second operator (or decided ones), in id order",
+                ref("Changes"),
+                query=model_query("ChangesQuery", AUTH),
+            ),
+        ),
+        ("/changes/<id:change_id>/approve", "POST"): (
+            "approve_change",
+            decide("Approve another operator's change, which applies at once"),
+        ),
+        ("/changes/<id:change_id>/reject", "POST"): ("reject_change", decide("Reject another operator's change")),
+        ("/audit", "GET"): (
+            "audit",
+            Operation(
+                "The audit log, in id order, a page at a time", ref("AuditLog"), query=model_query("AuditQuery", AUTH)
+            ),
+        ),
+    }
+
+
+# The functions with a ROUTES table, each with what its routes are.
+ROUTED: dict[str, Callable[[], dict[tuple[str, str], tuple[str, Operation]]]] = {
+    "wallets": wallet_operations,
+    "access": access_operations,
+}
