@@ -221,41 +221,37 @@ def headers_for(stack: Stack, operation: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def exporter_pool(stack: Stack) -> Any:
-    """Connections as the ERP export's own database role (erp_exporter), which the
-    functions' role is not: only the scheduled export moves the export's state."""
+def login_pool(stack: Stack, user: str, password: str) -> Any:
+    """Connections to the stack's ledger as one of the functions' own logins."""
     from common.adapters.postgres import Pool
-    from emulators.stack import EXPORTER_PASSWORD, EXPORTER_USER
 
     def connect() -> pg8000.native.Connection:
         return pg8000.native.Connection(
             host="127.0.0.1",
             port=stack.ports["postgres"],
             database="ledger",
-            user=EXPORTER_USER,
-            password=EXPORTER_PASSWORD,
+            user=user,
+            password=password,
+            startup_params={"search_path": "ledger"},
         )
 
     return Pool(connect, size=4, max_age_s=300)
+
+
+def exporter_pool(stack: Stack) -> Any:
+    """Connections as the ERP export's own database role (erp_exporter), which the
+    functions' role is not: only the scheduled export moves the export's state."""
+    from emulators.stack import EXPORTER_PASSWORD, EXPORTER_USER
+
+    return login_pool(stack, EXPORTER_USER, EXPORTER_PASSWORD)
 
 
 def access_pool(stack: Stack) -> Any:
     """Connections as the operators' access function's own database role (ledger_access):
     principals, grants and pending changes change through its procedures alone."""
-    from common.adapters.postgres import Pool
     from emulators.stack import ACCESS_PASSWORD, ACCESS_USER
 
-    def connect() -> pg8000.native.Connection:
-        return pg8000.native.Connection(
-            host="127.0.0.1",
-            port=stack.ports["postgres"],
-            database="ledger",
-            user=ACCESS_USER,
-            password=ACCESS_PASSWORD,
-            startup_params={"search_path": "ledger"},
-        )
-
-    return Pool(connect, size=4, max_age_s=300)
+    return login_pool(stack, ACCESS_USER, ACCESS_PASSWORD)
 
 
 def ledger_service(ledger: Any = None, idempotency: Any = None, locks: Any = None, committed: Any = None) -> Any:

@@ -2,18 +2,10 @@
 
 import pytest
 
-from common.auth.callers import Caller, Grant, Principal, WalletFacts, as_seen_by, authorize, visible, within
+from common.auth.callers import Caller, Grant, Principal, as_seen_by, authorize, visible, within
 from common.errors import Forbidden, NotFound
+from tests.unit.wallet_facts import WALLETS
 
-WALLETS = {
-    1: WalletFacts(1, "customer", "alice", (1,)),
-    2: WalletFacts(2, "customer", "bob", (2,)),
-    10: WalletFacts(10, "customer", "acme", (10,)),
-    11: WalletFacts(11, "customer", "acme-research", (10, 11)),
-    12: WalletFacts(12, "customer", "acme-research-ml", (10, 11, 12)),
-    20: WalletFacts(20, "customer", "other-corp", (20,)),
-    99: WalletFacts(99, "system", "system", (99,)),
-}
 asked: list[list[int]] = []
 
 

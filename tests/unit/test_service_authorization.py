@@ -14,21 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.auth.callers import Caller, Grant, Principal, WalletFacts
+from common.auth.callers import Caller, Grant, Principal
 from common.errors import Forbidden, NotFound
 from common.idempotency import Outcome
 from common.ledger import commands
 from common.service import LedgerService
+from tests.unit.wallet_facts import WALLETS
 
-WALLETS = {
-    1: WalletFacts(1, "customer", "alice", (1,)),
-    2: WalletFacts(2, "customer", "bob", (2,)),
-    10: WalletFacts(10, "customer", "acme", (10,)),
-    11: WalletFacts(11, "customer", "acme-research", (10, 11)),
-    12: WalletFacts(12, "customer", "acme-research-ml", (10, 11, 12)),
-    20: WalletFacts(20, "customer", "globex", (20,)),
-    99: WalletFacts(99, "system", "system", (99,)),
-}
 TRANSACTIONS = {500: [11, 12], 501: [11, 20]}
 LOTS = {700: 11, 701: 20}
 
