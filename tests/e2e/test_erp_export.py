@@ -126,6 +126,8 @@ def test_every_action_reaches_the_erp_as_balanced_lines_once(stack, books):
     for transaction_id in ids:
         lines = books.lines_of(transaction_id)
         assert len(lines) == 2 and sum(line["debit"] for line in lines) == sum(line["credit"] for line in lines)
+        # every line names who posted its transaction
+        assert {(line["actor"], line["actor_role"]) for line in lines} == {("tests", "tests")}
     usage, void = books.lines_of(ids[2]), books.lines_of(ids[4])
     assert [(u["account"], u["debit"], u["credit"]) for u in usage] == [
         (v["account"], v["credit"], v["debit"]) for v in void

@@ -129,6 +129,21 @@ def test_lines_carry_what_attributes_cost_and_revenue():
     assert (line["period"], line["currency"]) == ("2026-11-24", "XCR")
 
 
+def test_every_line_names_who_posted_its_transaction():
+    import dataclasses
+
+    posted = dataclasses.replace(
+        transaction("topup", [system("funding", -5), customer(7, 5)]), actor="payments", actor_role="payment_service"
+    )
+    assert {(line["actor"], line["actor_role"]) for line in Mapper(CHART).lines(posted)} == {
+        ("payments", "payment_service")
+    }
+    # a transaction posted before callers existed names none
+    assert {
+        line["actor"] for line in Mapper(CHART).lines(transaction("topup", [system("funding", -5), customer(7, 5)]))
+    } == {None}
+
+
 def test_every_transactions_lines_balance_and_an_unbalanced_total_is_named():
     mapper = Mapper(CHART)
     lines = mapper.lines(transaction("topup", [system("funding", -5), customer(7, 5)])) + mapper.lines(
