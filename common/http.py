@@ -187,14 +187,35 @@ def require_method(request: flask.Request, *allowed: str) -> None:
         raise MethodNotAllowed(f"use {' or '.join(allowed)}", details={"allowed": list(allowed)})
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: with a repeated key the last value would win
+    silently, and two readers of one body could disagree on what it asks."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey(sorted({key for key, _ in pairs if sum(1 for k, _ in pairs if k == key) > 1}))
+    return obj
+
+
 def json_object(request: flask.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-    raw = request.get_data(cache=False)
+    # At most one byte past the limit: a chunked body says no length up front, and
+    # reading it whole first would let one request fill the instance's memory.
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, object_pairs_hook=_one_value_per_key)
+    except _RepeatedKey as error:
+        raise InvalidRequest(
+            "a key appears twice in one JSON object", code="invalid_json", details={"keys": error.args[0]}
+        ) from None
+    except RecursionError:
+        raise InvalidRequest("the body nests too deeply", code="invalid_json") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidRequest("the body is not valid JSON", code="invalid_json") from error
     if not isinstance(body, dict):

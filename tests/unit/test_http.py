@@ -1,5 +1,6 @@
 """The HTTP edge: one error shape, the status table, no stack trace ever."""
 
+import io
 import json
 
 import flask
@@ -167,3 +168,47 @@ def test_the_callers_request_id_is_kept_beside_the_servers_in_the_actor_and_the_
     assert seen[0].get("client_request_id") == kept and ("client_request_id" in seen[0]) == (kept is not None)
     logged = next(r for r in caplog.records if r.getMessage() == "request")
     assert (logged.request_id, logged.client_request_id, logged.trace) == (seen[0]["request_id"], kept, TRACE)
+
+
+def topup_body_answer(raw, environ=None):
+    def action(caller, command, key):
+        raise AssertionError("never reached")
+
+    with app.test_request_context(
+        "/", method="POST", input_stream=io.BytesIO(raw), headers={"Idempotency-Key": "k"}, environ_overrides=environ
+    ):
+        return endpoint(lambda request, caller: money_action(request, caller, TopUp, action))(flask.request)
+
+
+def test_a_key_twice_in_one_object_is_a_400_naming_it():
+    response = topup_body_answer(
+        b'{"wallet_id": 1, "amount": 5, "amount": 500000, "asset": "IDR", "external_ref": "r"}'
+    )
+    body = json.loads(response.get_data())
+    assert response.status_code == 400 and body["error"]["code"] == "invalid_json"
+    assert body["error"]["details"] == {"keys": ["amount"]}
+
+
+def test_a_body_nested_too_deeply_is_a_400_not_a_500():
+    response = topup_body_answer(b"[" * 20_000 + b"]" * 20_000)
+    assert response.status_code == 400 and json.loads(response.get_data())["error"]["code"] == "invalid_json"
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_and_is_not_read_whole():
+    class Endless(io.RawIOBase):
+        """A body that never ends, as a chunked upload without a length can be."""
+
+        read_so_far = 0
+
+        def readinto(self, buffer):
+            buffer[:] = b" " * len(buffer)
+            Endless.read_so_far += len(buffer)
+            return len(buffer)
+
+        def readable(self):
+            return True
+
+    stream = io.BufferedReader(Endless())
+    response = topup_body_answer(b"", environ={"wsgi.input": stream, "wsgi.input_terminated": True})
+    assert response.status_code == 413 and json.loads(response.get_data())["error"]["code"] == "body_too_large"
+    assert Endless.read_so_far < 4 * 64 * 1024
