@@ -216,18 +216,19 @@ class TokenVerifier:
         return dict(claims)
 
 
+# Words of google-auth's messages, in the order they are looked for, and what the 401 says.
+_REASONS = {
+    "expired": "expired",
+    "audience": "wrong audience",
+    "signature": "bad signature",
+    "not found": "unknown signing key",
+    "algorithm": "unsupported algorithm",
+    "too early": "not yet valid",
+    "certificate": "unknown signing key",
+}
+
+
 def _reason(error: Exception) -> str:
     """What failed, without echoing any part of the token."""
-    text = str(error)
-    for known in ("expired", "audience", "signature", "not found", "algorithm", "too early", "Certificate"):
-        if known.lower() in text.lower():
-            return {
-                "expired": "expired",
-                "audience": "wrong audience",
-                "signature": "bad signature",
-                "not found": "unknown signing key",
-                "algorithm": "unsupported algorithm",
-                "too early": "not yet valid",
-                "Certificate": "unknown signing key",
-            }[known]
-    return "invalid"
+    text = str(error).lower()
+    return next((reason for word, reason in _REASONS.items() if word in text), "invalid")
