@@ -3,9 +3,10 @@
 The protocol, independent of where records live (Firestore in production, a dict in
 unit tests), with Postgres as the system of record for what was posted:
 
-1. Claim the key: create its record (`in_progress`, the request's fingerprint, a lease)
-   only if absent. This is the only write a successful request makes: its outcome is
-   the posting itself, which Postgres keeps under the same key, for good.
+1. Claim the key: create its record (`in_progress`, the request's fingerprint, this
+   attempt's claim mark, a lease) only if absent. This is the only write a successful
+   request makes: its outcome is the posting itself, which Postgres keeps under the
+   same key, for good.
 2. The claimant runs the action. A business refusal (404, 422) has no posting to show
    for it, so it is stored on the record (a second write) and stays refused. Invalid
    requests, conflicts and dependency failures release the record: a retry runs afresh.
@@ -14,8 +15,18 @@ unit tests), with Postgres as the system of record for what was posted:
    up in Postgres (`committed`), and a committed posting is replayed from there. A claim
    with nothing committed yet is awaited up to a bound, then answered 409
    `request_in_progress`; once its lease runs out (its owner died before posting), the
-   action runs again, and Postgres' unique key on the idempotency key still lets only
-   one posting ever exist under it.
+   follower takes the record over and runs the action again, and Postgres' unique key
+   on the idempotency key still lets only one posting ever exist under it.
+
+Every write after the create is conditional on the record's version (Firestore's
+update time) as this attempt last saw or wrote it, so no attempt acts on a record
+that changed under it: of two followers taking over one expired lease only one wins
+and runs the action (the other follows the winner); an expired record is deleted only
+if it is still the one that was read, never one a faster caller just created; and a
+refusal is stored, and a claim released, only while the record is still this
+attempt's. A refusal that can't be stored is not answered as a refusal (a retry could
+then succeed where the caller was told it failed): the key is released and the answer
+is 503, so the caller retries with the same key.
 
 So a function that dies after its commit leaves a claim that the next copy resolves
 at once from Postgres, and a request costs one Firestore write instead of two.
@@ -30,14 +41,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
-from common.errors import InProgress, InvalidRequest, LedgerError, Refused
+from common.errors import DependencyUnavailable, InProgress, InvalidRequest, LedgerError, Refused
 
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
 STORED_ERROR_STATUSES = frozenset({404, 422})
 LEDGER_CHECK_S = 0.25  # how often a waiting copy asks Postgres whether the key has posted
+
+# A record's version as its store knows it (Firestore's update time, a counter in
+# memory): opaque here, only handed back as the precondition of the next write.
+Version: TypeAlias = object
 
 
 @dataclass(frozen=True)
@@ -47,15 +62,30 @@ class Outcome:
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class Stored:
+    record: dict[str, Any]
+    version: Version
+
+
 class RecordStore(Protocol):
-    def create(self, doc_id: str, record: dict[str, Any]) -> bool:
-        """Create the record if absent; False when it already exists."""
+    """Conditional writes: each takes the version the writer last saw and does nothing
+    (None or False) when the record has changed or gone since."""
 
-    def get(self, doc_id: str) -> dict[str, Any] | None: ...
+    def create(self, doc_id: str, record: dict[str, Any]) -> Version | None:
+        """Create the record if absent: its version, or None when it already exists."""
 
-    def complete(self, doc_id: str, fields: dict[str, Any]) -> None: ...
+    def get(self, doc_id: str) -> Stored | None: ...
 
-    def release(self, doc_id: str) -> None: ...
+    def takeover(self, doc_id: str, record: dict[str, Any], expected: Version) -> Version | None:
+        """Replace the record's fields with `record` if it is still at `expected`: the
+        new version, or None."""
+
+    def complete(self, doc_id: str, fields: dict[str, Any], expected: Version) -> bool:
+        """Add `fields` to the record if it is still at `expected`."""
+
+    def release(self, doc_id: str, expected: Version) -> bool:
+        """Delete the record if it is still at `expected`."""
 
 
 def fingerprint(action: str, request: dict[str, Any]) -> str:
@@ -107,22 +137,24 @@ class Idempotency:
         tenants' equal key strings are two keys); `committed` reads what the system of
         record holds under the key (a replayed outcome), or None when nothing was posted."""
         doc_id = record_id(scope, key)
-        now = self._clock()
         record = {
             "tenant": scope,
             "key": key,
-            # This attempt's own mark: should a create succeed but its answer be lost
-            # (a retried call then finds the record), the claim is still known as ours.
+            # This attempt's own mark: should a create or takeover succeed but its answer
+            # be lost (a retried call then finds the record), the claim is still ours.
             "claim": secrets.token_hex(16),
             "state": IN_PROGRESS,
             "fingerprint": request_fingerprint,
-            "created_at": now,
-            "lease_until": now + self._lease,
-            "expire_at": now + self._ttl,
         }
-        if self._store.create(doc_id, record):
-            return self._execute(doc_id, record, action)
+        version = self._store.create(doc_id, self._claim(record))
+        if version is not None:
+            return self._execute(doc_id, version, action)
         return self._follow(doc_id, record, request_fingerprint, action, committed)
+
+    def _claim(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The claim as written now: a fresh lease and time to live."""
+        now = self._clock()
+        return {**record, "created_at": now, "lease_until": now + self._lease, "expire_at": now + self._ttl}
 
     def _follow(
         self,
@@ -136,20 +168,22 @@ class Idempotency:
         delay = 0.01
         next_ledger_check = 0.0  # Postgres is asked at once, then every LEDGER_CHECK_S
         while True:
-            existing = self._store.get(doc_id)
+            stored = self._store.get(doc_id)
             now = self._clock()
-            if existing is None:
-                if self._store.create(doc_id, record):  # released meanwhile: the key is free
-                    return self._execute(doc_id, record, action)
+            if stored is None:
+                version = self._store.create(doc_id, self._claim(record))  # released meanwhile: the key is free
+                if version is not None:
+                    return self._execute(doc_id, version, action)
                 continue
+            existing = stored.record
             if existing["expire_at"] <= now:
                 # Past its TTL (Firestore deletes expired records lazily): free the key and
-                # claim it afresh. Should two callers race here, Postgres' permanent unique
-                # key still lets only one request ever post under this key.
-                self._store.release(doc_id)
+                # claim it afresh. Only the record read is deleted: one that a faster caller
+                # has just created in its place is that caller's claim.
+                self._store.release(doc_id, stored.version)
                 continue
             if existing.get("claim") == record["claim"]:
-                return self._execute(doc_id, record, action)  # our own create, its answer lost
+                return self._execute(doc_id, stored.version, action)  # our own write, its answer lost
             if existing["fingerprint"] != request_fingerprint:
                 raise Refused("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
             if time.monotonic() >= next_ledger_check or existing["state"] == COMPLETED:
@@ -162,44 +196,54 @@ class Idempotency:
             if existing["state"] == COMPLETED:
                 return Outcome(existing["status"], json.loads(existing["body"]), replayed=True)
             if existing["lease_until"] <= now:
-                return self._execute(doc_id, record, action)  # the first owner died before posting
+                # The owner died before posting: take the record over, if no one else did
+                # since it was read; a follower that loses follows the winner's claim.
+                version = self._store.takeover(doc_id, self._claim(record), stored.version)
+                if version is not None:
+                    return self._execute(doc_id, version, action)
+                continue
             if time.monotonic() >= deadline:
                 raise InProgress("a request with this Idempotency-Key is still in progress; retry later")
             self._sleep(delay)
             delay = min(delay * 2, 0.1)
 
-    def _execute(self, doc_id: str, record: dict[str, Any], action: Callable[[], Outcome]) -> Outcome:
+    def _execute(self, doc_id: str, version: Version, action: Callable[[], Outcome]) -> Outcome:
         try:
             outcome = action()
         except LedgerError as error:
             if error.status in STORED_ERROR_STATUSES:
-                self._complete(doc_id, record, Outcome(error.status, error.body()))
+                self._keep_refusal(doc_id, version, Outcome(error.status, error.body()))
             else:
-                self._release(doc_id)
+                self._release(doc_id, version)
             raise
         except BaseException:
-            self._release(doc_id)
+            self._release(doc_id, version)
             raise
         return outcome  # the posting is the stored outcome: Postgres holds it under the key
 
-    def _complete(self, doc_id: str, record: dict[str, Any], outcome: Outcome) -> None:
-        # The whole record, so storing a refusal stands alone even if the record vanished.
+    def _keep_refusal(self, doc_id: str, version: Version, outcome: Outcome) -> None:
         fields = {
-            **record,
             "state": COMPLETED,
             "status": outcome.status,
             "body": json.dumps(outcome.body),
             "completed_at": self._clock(),
         }
         try:
-            self._store.complete(doc_id, fields)
+            kept = self._store.complete(doc_id, fields, version)
         except LedgerError:
-            # Answering the caller matters more; a retry after the lease runs the action
-            # again (the refusal was not stored).
-            pass
+            kept = False
+        if not kept:
+            # Firestore failed, or the record is no longer ours (our lease ran out and a
+            # follower took over, or it expired): a refusal that isn't kept must not be
+            # the answer, or a retry could succeed where the caller was told it failed.
+            self._release(doc_id, version)
+            raise DependencyUnavailable(
+                "the refusal could not be kept with its Idempotency-Key; retry with the same key",
+                details={"service": "firestore"},
+            )
 
-    def _release(self, doc_id: str) -> None:
+    def _release(self, doc_id: str, version: Version) -> None:
         try:
-            self._store.release(doc_id)
+            self._store.release(doc_id, version)
         except LedgerError:
             pass  # the lease expires on its own; a retry then runs afresh

@@ -2,7 +2,11 @@
 client: one document per key (named by the key's SHA-256, since keys may hold
 characters a document id can't).
 
-`create()` is Firestore's create-if-absent. Every call has a bounded retry and deadline
+`create()` is Firestore's create-if-absent; every later write carries a precondition
+on the document's update time as the caller last read or wrote it (Firestore answers
+FAILED_PRECONDITION, the emulator too, when the document changed or is gone), so a
+takeover, a stored refusal or a release never lands on someone else's newer record.
+A record's version is that update time. Every call has a bounded retry and deadline
 (LEDGER_FIRESTORE_TIMEOUT_S) so an unreachable Firestore answers 503 within seconds
 instead of hanging a request. `expire_at` drives a Firestore TTL policy
 (infra/terraform); expiry is also compared in code, because TTL deletion lags by up to
@@ -22,16 +26,23 @@ from google.cloud import firestore
 
 from common import timing
 from common.errors import DependencyUnavailable
+from common.idempotency import Stored, Version
 
 log = logging.getLogger(__name__)
 # What a create-if-absent that lost the race raises (the emulator answers 409 too)
 ALREADY_THERE = (gexc.AlreadyExists, gexc.Conflict)
+# What a write whose update-time precondition failed raises: FAILED_PRECONDITION, for a
+# changed and for a missing document alike (NOT_FOUND kept in case a backend says so).
+CHANGED_OR_GONE = (gexc.FailedPrecondition, gexc.NotFound)
 
 
 class FirestoreRecordStore:
     def __init__(self, client: firestore.Client, collection: str, timeout_s: float) -> None:
+        self._client = client
         self._collection = client.collection(collection)
         self._timeout = timeout_s
+        # A retried conditional write whose first attempt did land meets its own new
+        # update time and reports a loss: the protocol's claim mark and 503 cover that.
         self._retry = Retry(
             initial=0.05,
             maximum=0.5,
@@ -40,11 +51,11 @@ class FirestoreRecordStore:
             predicate=lambda error: isinstance(error, (gexc.ServiceUnavailable, gexc.Aborted)),
         )
 
-    def _call(self, call: Any, *args: Any) -> Any:
+    def _call(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             with timing.span("firestore"):
-                return call(*args, retry=self._retry, timeout=self._timeout)
-        except ALREADY_THERE:
+                return call(*args, **kwargs, retry=self._retry, timeout=self._timeout)
+        except ALREADY_THERE + CHANGED_OR_GONE:
             raise
         except (gexc.GoogleAPIError, auth_exceptions.GoogleAuthError) as error:
             # Unreachable, overloaded, or refusing our credentials: either way the
@@ -55,21 +66,40 @@ class FirestoreRecordStore:
                 "the idempotency store is unreachable", details={"service": "firestore"}
             ) from error
 
-    def create(self, doc_id: str, record: dict[str, Any]) -> bool:
+    def _unchanged_since(self, version: Version) -> Any:
+        return self._client.write_option(last_update_time=version)
+
+    def create(self, doc_id: str, record: dict[str, Any]) -> Version | None:
         try:
-            self._call(self._collection.document(doc_id).create, record)
-            return True
+            return self._call(self._collection.document(doc_id).create, record).update_time
         except ALREADY_THERE:
+            return None
+
+    def get(self, doc_id: str) -> Stored | None:
+        snapshot = self._call(self._collection.document(doc_id).get)
+        return Stored(snapshot.to_dict(), snapshot.update_time) if snapshot.exists else None
+
+    def takeover(self, doc_id: str, record: dict[str, Any], expected: Version) -> Version | None:
+        # An update of every field the claim has: a claim that is taken over (in
+        # progress) holds no field that the new claim doesn't name.
+        return self._update(doc_id, record, expected)
+
+    def complete(self, doc_id: str, fields: dict[str, Any], expected: Version) -> bool:
+        return self._update(doc_id, fields, expected) is not None
+
+    def release(self, doc_id: str, expected: Version) -> bool:
+        try:
+            self._call(self._collection.document(doc_id).delete, option=self._unchanged_since(expected))
+            return True
+        except CHANGED_OR_GONE:
             return False
 
-    def get(self, doc_id: str) -> dict[str, Any] | None:
-        snapshot = self._call(self._collection.document(doc_id).get)
-        return snapshot.to_dict() if snapshot.exists else None
-
-    def complete(self, doc_id: str, fields: dict[str, Any]) -> None:
-        # A merge, not an update: completing must not fail because the record expired
-        # and was deleted in the meantime.
-        self._call(self._collection.document(doc_id).set, fields, True)
-
-    def release(self, doc_id: str) -> None:
-        self._call(self._collection.document(doc_id).delete)
+    def _update(self, doc_id: str, fields: dict[str, Any], expected: Version) -> Version | None:
+        # Field names are plain (no dots), so each key is the top-level field of its name.
+        try:
+            written = self._call(
+                self._collection.document(doc_id).update, fields, option=self._unchanged_since(expected)
+            )
+        except CHANGED_OR_GONE:
+            return None
+        return written.update_time

@@ -20,7 +20,7 @@ class SimulatedCrash(BaseException):
 class DeadProcessStore(FirestoreRecordStore):
     """The store as seen by a process that was killed: it never releases its claim."""
 
-    def release(self, doc_id):
+    def release(self, doc_id, expected):
         raise SimulatedCrash()
 
 
@@ -95,8 +95,9 @@ def test_retry_after_the_record_is_lost_entirely_posts_nothing_more(stack):
     cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="pay")
     first = service.top_up(CALLER, cmd, k)
     record = record_id(CALLER.tenant, k)
-    assert healthy.get(record) is not None
-    healthy.release(record)  # e.g. expired by its TTL
+    stored = healthy.get(record)
+    assert stored is not None
+    assert healthy.release(record, stored.version)  # e.g. expired by its TTL
     again = service.top_up(CALLER, cmd, k)
     assert again.replayed and again.body == first.body
     assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 100

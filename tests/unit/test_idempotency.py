@@ -1,42 +1,66 @@
 """The idempotency protocol over an in-memory record store (no Firestore)."""
 
 import hashlib
+import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from common.errors import DependencyUnavailable, InProgress, InvalidRequest, Refused
-from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
+from common.idempotency import Idempotency, Outcome, Stored, fingerprint, validate_key
 
 
 class MemoryStore:
+    """Firestore's semantics in a dict: every write gives the record a new version (a
+    counter shared by all records, as update times are never reused, so a record
+    deleted and created again never comes back at a version seen before), and every
+    write after the create applies only at the version the writer names."""
+
     def __init__(self):
         self.records = {}
+        self.versions = {}
         self.writes = 0
         self.lock = threading.Lock()
+        self._clock = itertools.count(1)
+
+    def _written(self, doc_id, record):
+        self.records[doc_id] = record
+        self.versions[doc_id] = next(self._clock)
+        self.writes += 1
+        return self.versions[doc_id]
 
     def create(self, doc_id, record):
         with self.lock:
             if doc_id in self.records:
-                return False
-            self.records[doc_id] = dict(record)
-            self.writes += 1
-            return True
+                return None
+            return self._written(doc_id, dict(record))
 
     def get(self, doc_id):
         with self.lock:
-            record = self.records.get(doc_id)
-            return dict(record) if record else None
+            if doc_id not in self.records:
+                return None
+            return Stored(dict(self.records[doc_id]), self.versions[doc_id])
 
-    def complete(self, doc_id, fields):
+    def takeover(self, doc_id, record, expected):
         with self.lock:
-            self.records.setdefault(doc_id, {}).update(fields)  # a merge, as in Firestore
-            self.writes += 1
+            if self.versions.get(doc_id) != expected:
+                return None
+            return self._written(doc_id, {**self.records[doc_id], **record})  # an update, as in Firestore
 
-    def release(self, doc_id):
+    def complete(self, doc_id, fields, expected):
         with self.lock:
-            self.records.pop(doc_id, None)
+            if self.versions.get(doc_id) != expected:
+                return False
+            self._written(doc_id, {**self.records[doc_id], **fields})
+            return True
+
+    def release(self, doc_id, expected):
+        with self.lock:
+            if self.versions.get(doc_id) != expected:
+                return False
+            del self.records[doc_id], self.versions[doc_id]
+            return True
 
 
 class MemoryLedger:
@@ -293,9 +317,9 @@ class LostAnswerStore(MemoryStore):
 
     def create(self, doc_id, record):
         created = super().create(doc_id, record)
-        if created and not self.lost:
+        if created is not None and not self.lost:
             self.lost = True
-            return False
+            return None
         return created
 
 
@@ -304,3 +328,160 @@ def test_a_claim_whose_create_answer_was_lost_is_still_ours(ledger, clock):
     outcome = make(store, clock, wait_s=0.1).run("k", "fp", ledger.action("k", {"id": 1}), ledger.committed("k"))
     # not a 409 request_in_progress for a claim that is its own, and posted once
     assert outcome == Outcome(201, {"id": 1}) and ledger.calls == 1
+
+
+# Races between copies of one request, played out in one thread: `Interleaved` lets
+# another copy run its whole request between this copy's read of a record and its
+# conditional write, the moment where an unconditional write would do harm.
+
+DOC = hashlib.sha256(b"k").hexdigest()  # record_id("", "k")
+
+
+class Interleaved(MemoryStore):
+    """Runs `meanwhile` once, just before the first call of `method` goes through."""
+
+    def __init__(self, method):
+        super().__init__()
+        self.method = method
+        self.meanwhile = None
+
+    def _before(self, method):
+        if method == self.method and self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+
+    def takeover(self, *args):
+        self._before("takeover")
+        return super().takeover(*args)
+
+    def release(self, *args):
+        self._before("release")
+        return super().release(*args)
+
+
+def counted(ledger, runs, who, body):
+    post = ledger.action("k", body)
+
+    def action():
+        runs.append(who)
+        return post()
+
+    return action
+
+
+def test_of_two_followers_after_a_lease_ran_out_only_one_takes_over_and_runs(ledger, clock):
+    store = Interleaved("takeover")
+    idem = make(store, clock, wait_s=5)
+    claimed_by_a_live_owner(store, clock)
+    clock.now += timedelta(seconds=31)  # its owner died before posting: the lease ran out
+    runs, other = [], []
+    # Both followers read the dead owner's record; the other one writes first.
+    store.meanwhile = lambda: other.append(
+        idem.run("k", "fp", counted(ledger, runs, "other", {"by": "other"}), ledger.committed("k"))
+    )
+    outcome = idem.run("k", "fp", counted(ledger, runs, "this", {"by": "this"}), ledger.committed("k"))
+    assert runs == ["other"]
+    assert other[0] == Outcome(201, {"by": "other"})
+    assert outcome == Outcome(201, {"by": "other"}, replayed=True)  # the loser followed the winner
+
+
+def test_an_expired_record_that_a_faster_caller_replaced_is_not_deleted(ledger, clock):
+    store = Interleaved("release")
+    idem = make(store, clock, ttl_s=10, wait_s=5)
+    with pytest.raises(Refused):  # a stored refusal: the record holds the key until it expires
+        idem.run("k", "fp", failing(Refused("no", code="insufficient_funds")), ledger.committed("k"))
+    clock.now += timedelta(seconds=11)
+    runs, faster = [], []
+    # Both read the expired record; the faster one deletes it and claims the key afresh.
+    store.meanwhile = lambda: faster.append(
+        idem.run("k", "fp", counted(ledger, runs, "faster", {"by": "faster"}), ledger.committed("k"))
+    )
+    outcome = idem.run("k", "fp", counted(ledger, runs, "slower", {"by": "slower"}), ledger.committed("k"))
+    assert runs == ["faster"]
+    assert store.get(DOC).record["state"] == "in_progress"  # the faster caller's claim still stands
+    assert outcome == Outcome(201, {"by": "faster"}, replayed=True)
+
+
+class FirestoreFailsOnSecondWrites(MemoryStore):
+    def complete(self, doc_id, fields, expected):
+        raise DependencyUnavailable("the idempotency store is unreachable")
+
+
+def test_a_refusal_that_cannot_be_kept_is_a_503_and_frees_the_key(ledger, clock):
+    store = FirestoreFailsOnSecondWrites()
+    idem = make(store, clock)
+    with pytest.raises(DependencyUnavailable) as failed:
+        idem.run("k", "fp", failing(Refused("no", code="insufficient_funds")), ledger.committed("k"))
+    assert failed.value.status == 503 and failed.value.details == {"service": "firestore"}
+    assert store.records == {}
+    # The caller never heard "refused", so a retry with the key may run and succeed.
+    assert idem.run("k", "fp", ledger.action("k", {"n": 1}), ledger.committed("k")) == Outcome(201, {"n": 1})
+
+
+def stalls_past_its_lease_then(error, idem, clock, ledger, store, claims):
+    """An owner that stalls past its lease while a retry takes the record over and posts,
+    and then fails with `error`."""
+
+    def action():
+        clock.now += timedelta(seconds=6)
+        post = ledger.action("k", {"n": 1})
+
+        def takeover_action():
+            claims.append(store.get(DOC).record["claim"])
+            return post()
+
+        assert idem.run("k", "fp", takeover_action, ledger.committed("k")) == Outcome(201, {"n": 1})
+        raise error
+
+    return action
+
+
+def test_a_slow_owners_refusal_does_not_overwrite_the_claim_that_took_over(store, ledger, clock):
+    idem = make(store, clock, lease_s=5)
+    claims = []
+    refusal = Refused("no", code="insufficient_funds")
+    with pytest.raises(DependencyUnavailable):  # not the refusal: it could not be kept
+        idem.run(
+            "k", "fp", stalls_past_its_lease_then(refusal, idem, clock, ledger, store, claims), ledger.committed("k")
+        )
+    record = store.get(DOC).record
+    assert record["state"] == "in_progress" and record["claim"] == claims[0] and "status" not in record
+    assert idem.run("k", "fp", ledger.action("k", {"n": 2}), ledger.committed("k")) == Outcome(
+        201, {"n": 1}, replayed=True
+    )
+
+
+@pytest.mark.parametrize("error", [DependencyUnavailable("down"), InvalidRequest("bad"), RuntimeError("bug")])
+def test_a_slow_owners_failure_does_not_release_the_claim_that_took_over(store, ledger, clock, error):
+    idem = make(store, clock, lease_s=5)
+    claims = []
+    with pytest.raises(type(error)):
+        idem.run(
+            "k", "fp", stalls_past_its_lease_then(error, idem, clock, ledger, store, claims), ledger.committed("k")
+        )
+    assert store.get(DOC).record["claim"] == claims[0]
+
+
+class LostTakeoverAnswer(MemoryStore):
+    """The first takeover takes effect but its answer is lost (the retried write then
+    meets its own new version and reports a loss)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lost = False
+
+    def takeover(self, doc_id, record, expected):
+        version = super().takeover(doc_id, record, expected)
+        if version is not None and not self.lost:
+            self.lost = True
+            return None
+        return version
+
+
+def test_a_takeover_whose_answer_was_lost_is_still_ours(ledger, clock):
+    store = LostTakeoverAnswer()
+    idem = make(store, clock, wait_s=0.1)
+    claimed_by_a_live_owner(store, clock)
+    clock.now += timedelta(seconds=31)
+    assert idem.run("k", "fp", ledger.action("k", {"id": 1}), ledger.committed("k")) == Outcome(201, {"id": 1})
+    assert store.lost and ledger.calls == 1
