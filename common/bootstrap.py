@@ -7,12 +7,13 @@ never pays for Firestore and a function that never takes a lock never pays for R
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from common.config import get_settings
+from common.config import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -40,24 +41,27 @@ def once(build: Callable[[], T]) -> Callable[[], T]:
 def cloud_sql_connector() -> Any:
     from google.cloud.sql.connector import Connector
 
-    # lazy refresh: serverless instances get no CPU between requests for a background refresh
-    return Connector(refresh_strategy="lazy")
+    # lazy refresh: serverless instances get no CPU between requests for a background refresh;
+    # its timeout (whole seconds) is its default for what it passes on to pg8000
+    return Connector(refresh_strategy="lazy", timeout=math.ceil(get_settings().db_connect_timeout_s))
 
 
-def connect_postgres() -> Any:
-    settings = get_settings()
+def connect_postgres(settings: Settings | None = None, connector: Any = None) -> Any:
+    """One connection, bounded in time on both paths (common/adapters/postgres_connect.py)."""
+    from common.adapters import postgres_connect as pc
+
+    settings = settings or get_settings()
     startup = {"statement_timeout": str(settings.db_statement_timeout_ms), "search_path": "ledger"}
+    per_operation_s = pc.per_operation_timeout_s(settings.db_connect_timeout_s, settings.db_statement_timeout_ms)
     if settings.db_instance:
-        return cloud_sql_connector().connect(
-            settings.db_instance,
-            "pg8000",
-            user=settings.db_user,
-            db=settings.db_name,
-            enable_iam_auth=settings.db_iam_auth,
-            ip_type="private",
-            startup_params=startup,
-            application_name="wallet-ledger",
+        kwargs = pc.connector_kwargs(
+            settings.db_user, settings.db_name, settings.db_iam_auth, startup, settings.db_connect_timeout_s
         )
+        instance, through = settings.db_instance, connector or cloud_sql_connector()
+        connection = pc.connect_within(
+            lambda: through.connect(instance, "pg8000", **kwargs), settings.db_connect_timeout_s
+        )
+        return pc.bound_socket(connection, per_operation_s)
     import pg8000.native
 
     return pg8000.native.Connection(
@@ -66,24 +70,11 @@ def connect_postgres() -> Any:
         port=settings.db_port,
         database=settings.db_name,
         password=settings.db_password,
-        timeout=settings.db_connect_timeout_s + settings.db_statement_timeout_ms / 1000,
+        timeout=per_operation_s,
         application_name="wallet-ledger",
         startup_params=startup,
-        ssl_context=_direct_ssl(settings.db_sslmode),
+        ssl_context=pc.tls_context(settings.db_sslmode, settings.db_sslrootcert),
     )
-
-
-def _direct_ssl(mode: str) -> Any:
-    """pg8000's ssl_context for a libpq-style sslmode. `prefer` (pg8000's default) builds a
-    TLS context on every connect, even when the server then declines, and building one
-    loads the system's CA certificates (what that costs: bench/results/imports.md)."""
-    if mode == "disable":
-        return False
-    if mode == "prefer":
-        return None
-    if mode == "require":
-        return True
-    raise ValueError(f"LEDGER_DB_SSLMODE={mode!r}: use disable, prefer or require")
 
 
 @once
@@ -140,7 +131,12 @@ def locks() -> Any:
     from common.adapters.redis_locks import RedisLocks
 
     settings = get_settings()
-    return RedisLocks(redis_client(), ttl_ms=settings.lock_ttl_ms, wait_ms=settings.lock_wait_ms)
+    return RedisLocks(
+        redis_client(),
+        ttl_ms=settings.lock_ttl_ms,
+        wait_ms=settings.lock_wait_ms,
+        max_waiters=settings.lock_max_waiters,
+    )
 
 
 @once

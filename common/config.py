@@ -32,7 +32,11 @@ class Settings:
     db_password: str = "ledger_fn"
     db_instance: str = ""  # Cloud SQL "project:region:instance"; empty means a direct TCP connection
     db_iam_auth: bool = True
-    db_sslmode: str = "prefer"  # direct connections only: disable, prefer (try TLS) or require
+    # Direct connections only (the connector makes its own TLS): verify-full checks the
+    # server's certificate and name (CA: db_sslrootcert, else the system's store);
+    # disable is allowed towards a loopback host alone (common/adapters/postgres_connect.py).
+    db_sslmode: str = "verify-full"
+    db_sslrootcert: str = ""
     db_pool_size: int = 8
     db_connect_timeout_s: float = 3.0
     db_statement_timeout_ms: int = 5000
@@ -47,7 +51,12 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:54301/0"
     redis_timeout_s: float = 2.0
     lock_ttl_ms: int = 5000
-    lock_wait_ms: int = 10000
+    # A usage that cannot have its wallet's lock within lock_wait_ms, or that finds
+    # lock_max_waiters usages already waiting for it, answers 409 wallet_locked: a
+    # wallet's usages go one at a time, so a longer queue only adds latency (and Redis
+    # calls) before the same answer. Waiters poll with jittered exponential backoff.
+    lock_wait_ms: int = 2000
+    lock_max_waiters: int = 16
 
     # Rate limits per principal and action class (common/rate_limits.py, docs/rate-limits.md).
     # These defaults are for a caller whose roles and own row name no limit: an end
@@ -117,6 +126,9 @@ class Settings:
 
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        _check_sslmode(self.db_sslmode, self.db_host, direct=not self.db_instance)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         values: dict[str, Any] = {}
@@ -140,6 +152,34 @@ def _convert(name: str, kind: object, raw: str) -> object:
     except ValueError:
         raise ValueError(f"{PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+SSL_MODES = ("disable", "verify-full")
+
+
+def _check_sslmode(mode: str, host: str, direct: bool) -> None:
+    """Refuse a mode that would not check the server, before anything connects."""
+    if mode not in SSL_MODES:
+        raise ValueError(
+            f"{PREFIX}DB_SSLMODE={mode!r}: use verify-full (TLS, the server's certificate and name checked)"
+            " or disable (loopback only); prefer and require do not check who answers"
+        )
+    if mode == "disable" and direct and not _is_loopback(host):
+        raise ValueError(
+            f"{PREFIX}DB_SSLMODE=disable would send the database's traffic in clear to {host!r}:"
+            " only a loopback host may go without TLS; use verify-full"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)

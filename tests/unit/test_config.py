@@ -27,15 +27,28 @@ def test_a_value_that_does_not_convert_is_named_in_the_error(name, value):
         Settings.from_env({name: value})
 
 
-@pytest.mark.parametrize(("mode", "context"), [("disable", False), ("prefer", None), ("require", True)])
-def test_sslmode_maps_to_the_drivers_tls_setting(mode, context):
-    from common.bootstrap import _direct_ssl
-
-    assert _direct_ssl(mode) is context
-
-
-def test_an_unknown_sslmode_is_refused():
-    from common.bootstrap import _direct_ssl
-
+@pytest.mark.parametrize("mode", ["prefer", "require", "allow", "verify-ca", ""])
+def test_a_mode_that_does_not_check_the_server_is_refused_when_settings_load(mode):
     with pytest.raises(ValueError, match="LEDGER_DB_SSLMODE"):
-        _direct_ssl("verify-full")
+        Settings.from_env({"LEDGER_DB_SSLMODE": mode})
+
+
+def test_direct_connections_verify_the_server_by_default():
+    assert Settings.from_env({}).db_sslmode == "verify-full"
+
+
+@pytest.mark.parametrize("host", ["10.0.0.3", "db.internal", "127.0.0.1.nip.io"])
+def test_no_tls_is_refused_towards_a_host_off_this_machine(host):
+    with pytest.raises(ValueError, match="only a loopback host"):
+        Settings.from_env({"LEDGER_DB_SSLMODE": "disable", "LEDGER_DB_HOST": host})
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_no_tls_is_allowed_on_loopback(host):
+    assert Settings.from_env({"LEDGER_DB_SSLMODE": "disable", "LEDGER_DB_HOST": host}).db_sslmode == "disable"
+
+
+def test_the_connector_path_ignores_the_direct_tls_mode():
+    """The connector makes its own TLS (the instance's CA, IAM): the direct host is unused."""
+    env = {"LEDGER_DB_SSLMODE": "disable", "LEDGER_DB_HOST": "10.0.0.3", "LEDGER_DB_INSTANCE": "p:r:i"}
+    assert Settings.from_env(env).db_instance == "p:r:i"
