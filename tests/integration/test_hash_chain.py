@@ -7,6 +7,7 @@ that verify runs in too and that is rolled back: no tampered row outlives its te
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from common import bootstrap
 from common.adapters.chain_store import ENTRY_FIELDS, TRANSACTION_FIELDS, ChainStore
 from common.adapters.reconciliation import find_violations
+from common.config import get_settings
 from common.hash_chain import canonical_text, extend, verify
 from tests.support import key, new_wallet, owner, sql, system_account
 
@@ -63,6 +65,17 @@ def test_postings_are_linked_in_commit_order_and_verify_finds_nothing(stack, lin
     report = verify(bootstrap.chain_store())
     assert report["ok"] and report["problem"] is None
     assert report["head"] == linked["head"] and report["checked"] == linked["head"]["position"]
+
+
+def test_the_outbox_sweepers_tick_extends_the_chain(stack):
+    """What links transactions in production: the sweeper function, on Cloud Scheduler's tick."""
+    transaction_id = topup_of(stack, new_wallet(stack, funded=10))
+    deadline = time.monotonic() + 90
+    while link_position(stack, transaction_id) is None:
+        assert time.monotonic() < deadline, "the sweeper's tick did not link the transaction"
+        stack.publish(get_settings().outbox_sweep_tick_topic)
+        time.sleep(3)
+    assert verify(bootstrap.chain_store())["ok"]
 
 
 def test_the_database_hashes_the_text_verify_builds(stack):
