@@ -34,10 +34,10 @@ reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violati
 	@$(PY) -m common.reconcile
 
 chain: $(STAMP)     ## extend the dev ledger's hash chain until caught up; prints its head
-	@$(PY) -m common.chain extend
+	@env $$($(PY) -m emulators env | grep '^LEDGER_DB_') $(PY) -m common.chain extend
 
 verify-chain: $(STAMP) ## recompute the dev ledger's hash chain; exits 1 naming the first problem (ARGS="--expect-head POS:HASH")
-	@$(PY) -m common.chain verify $(ARGS)
+	@env $$($(PY) -m emulators env | grep '^LEDGER_DB_') $(PY) -m common.chain verify $(ARGS)
 
 ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
 	@env $$($(PY) -m emulators env --operator) $(PY) -m common.ops $(ARGS)
