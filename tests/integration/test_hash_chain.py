@@ -75,7 +75,7 @@ def test_postings_are_linked_in_commit_order_and_verify_finds_nothing(stack, lin
     assert link_position(stack, first) < link_position(stack, second)
     report = verify(bootstrap.chain_store())
     assert report["ok"] and report["problem"] is None
-    assert report["head"] == linked["head"] and report["checked"] == linked["head"]["position"]
+    assert report["checked"] == report["head"]["position"] >= linked["head"]["position"]
 
 
 def test_the_outbox_sweepers_tick_extends_the_chain(stack):
