@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint fuzz openapi bench bench-quick soak status reconcile ops access token tokens bench-callers
+.PHONY: dev down test lint fuzz openapi bench bench-quick soak status reconcile chain verify-chain ops access token tokens bench-callers
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,12 @@ tokens: $(STAMP)    ## every demo caller's token as shell variables: eval "$$(ma
 
 reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violation
 	@$(PY) -m common.reconcile
+
+chain: $(STAMP)     ## extend the dev ledger's hash chain until caught up; prints its head
+	@env $$($(PY) -m emulators env | grep '^LEDGER_DB_') $(PY) -m common.chain extend
+
+verify-chain: $(STAMP) ## recompute the dev ledger's hash chain; exits 1 naming the first problem (ARGS="--expect-head POS:HASH")
+	@env $$($(PY) -m emulators env | grep '^LEDGER_DB_') $(PY) -m common.chain verify $(ARGS)
 
 ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
 	@env $$($(PY) -m emulators env --operator) $(PY) -m common.ops $(ARGS)

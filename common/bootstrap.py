@@ -305,6 +305,16 @@ def service() -> Any:
     )
 
 
+@once
+def chain_store() -> Any:
+    """The hash chain's links and the rows they cover (common/hash_chain.py)."""
+    from common.adapters.chain_store import ChainStore
+    from common.adapters.postgres import run_with_retry
+
+    connections = pool()
+    return ChainStore(lambda sql, **params: run_with_retry(connections, lambda con: con.run(sql, **params)))
+
+
 # The ERP export -------------------------------------------------------------------
 
 

@@ -66,6 +66,10 @@ GRANT EXECUTE ON FUNCTION
   ledger.create_wallet(text, text, text, bigint, jsonb, bigint, text, jsonb),
   ledger.update_wallet(bigint, text, bigint, text, jsonb, jsonb, text)
   TO ledger_app;
+-- The hash chain (88_hash_chain.sql): the outbox sweeper's tick extends it, and
+-- `python -m common.chain verify` reads it with the rows it covers.
+GRANT SELECT ON ledger.chain_links TO ledger_app;
+GRANT EXECUTE ON FUNCTION ledger.extend_chain(integer) TO ledger_app;
 
 -- The operators' access function: ledger_access -----------------------------------
 --
