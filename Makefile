@@ -31,16 +31,16 @@ tokens: $(STAMP)    ## every demo caller's token as shell variables: eval "$$(ma
 	@$(PY) -m emulators tokens
 
 reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violation
-	@$(PY) -m common.reconcile
+	@$(PY) -m emulators run --operator $(PY) -m common.reconcile
 
 chain: $(STAMP)     ## extend the dev ledger's hash chain until caught up; prints its head
-	@env $$($(PY) -m emulators env | grep '^LEDGER_DB_') $(PY) -m common.chain extend
+	@$(PY) -m emulators run --operator $(PY) -m common.chain extend
 
 verify-chain: $(STAMP) ## recompute the dev ledger's hash chain; exits 1 naming the first problem (ARGS="--expect-head POS:HASH")
-	@env $$($(PY) -m emulators env | grep '^LEDGER_DB_') $(PY) -m common.chain verify $(ARGS)
+	@$(PY) -m emulators run --operator $(PY) -m common.chain verify $(ARGS)
 
 ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
-	@env $$($(PY) -m emulators env --operator) $(PY) -m common.ops $(ARGS)
+	@$(PY) -m emulators run --operator $(PY) -m common.ops $(ARGS)
 
 access: $(STAMP)    ## the operators' CLI for callers against the dev stack, as P (default ops): make access ARGS="principal list" (P=ops-2 ARGS="change approve 1")
 	@LEDGER_TOKEN=$$($(PY) -m emulators token $(or $(P),ops)) $(PY) -m common.access_cli $(ARGS)

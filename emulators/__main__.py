@@ -1,6 +1,8 @@
-"""`python -m emulators check|up|down|status|env`: the local stack's command line."""
+"""`python -m emulators check|up|down|status|env|run`: the local stack's command line."""
 
 from __future__ import annotations
+
+import os
 
 import click
 
@@ -117,6 +119,17 @@ def env(stack: Stack, operator: bool) -> None:
     """Print the environment that points common/ at this stack (KEY=VALUE lines)."""
     for key, value in (stack.operator_env() if operator else stack.env()).items():
         click.echo(f"{key}={value}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("--operator", is_flag=True, help="as the operator (make ops), not as a function")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+def run(stack: Stack, operator: bool, command: tuple[str, ...]) -> None:
+    """Run COMMAND with the environment that points common/ at this stack: `env`'s
+    KEY=VALUE lines can't go through a shell's word splitting (the issuers are JSON)."""
+    overrides = stack.operator_env() if operator else stack.env()
+    os.execvpe(command[0], list(command), {**os.environ, **overrides})
 
 
 if __name__ == "__main__":
