@@ -15,9 +15,9 @@ from typing import Any
 LEDGER, AUTH = "common.ledger.commands", "common.auth.commands"  # the modules of request models
 MAX_ID = 2**63 - 1
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-MONEY_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+MONEY_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
 READ_ERRORS = (400, 401, 403, 404, 429, 500, 503)
-WRITE_ERRORS = (400, 401, 403, 404, 413, 422, 429, 500, 503)
+WRITE_ERRORS = (400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
 
 
 def ref(name: str) -> dict[str, str]:
