@@ -219,3 +219,12 @@ def test_service_only_functions_keep_the_iam_check(tmp_path):
     http = flat(block("resource", "google_cloudfunctions2_function", "http"))
     assert "ingress_settings = local.function_ingress[each.key]" in http
     assert "max_instance_count = local.function_max_instances[each.key]" in http
+
+
+def test_the_wallets_function_reads_its_cursor_key_from_secret_manager():
+    functions = flat(block("resource", "google_cloudfunctions2_function", "http"))
+    assert 'for_each = each.key == "wallets" ? ["cursor"] : []' in functions
+    assert 'key = "LEDGER_CURSOR_KEY"' in functions
+    assert "secret = google_secret_manager_secret.cursor_key.secret_id" in functions
+    access = flat(block("resource", "google_secret_manager_secret_iam_member", "cursor_key"))
+    assert "google_service_account.functions.email" in access
