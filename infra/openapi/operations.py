@@ -83,7 +83,8 @@ QUERY_PARAMETERS = {
     "from": "entries at or after this instant (with its zone)",
     "to": "entries before this instant (with its zone)",
     "limit": "at most this many a page",
-    "cursor": "the previous page's next_cursor (opaque)",
+    "cursor": "the previous page's next_cursor, unchanged, with the same filters (signed: one altered or of "
+    "another query is a 400 invalid_cursor)",
     "after": "the previous page's `next`: the last id it holds",
     "status": "only changes of this status (`all`: every one)",
     "target": "only rows about this target, e.g. `principal:alice`, `wallet:16`",
