@@ -79,7 +79,7 @@ resource "google_cloudfunctions2_function" "http" {
     # the key that signs history cursors: one for every instance, or a page served by
     # another instance would refuse the cursor (the function refuses to start without it)
     dynamic "secret_environment_variables" {
-      for_each = each.key == "wallets" ? ["cursor"] : []
+      for_each = contains(local.cursor_functions, each.key) ? ["cursor"] : []
       content {
         key        = "LEDGER_CURSOR_KEY"
         project_id = var.project_id
