@@ -265,6 +265,28 @@ def trusted_issuers() -> Any:
 
 
 @once
+def cursors() -> Any:
+    """The paging cursors' signer. Required in Google Cloud: a key of one instance's own
+    would refuse the next page whenever another instance served it. Checked when the
+    wallets function starts."""
+    import logging
+    import secrets
+
+    from common.auth.tokens import in_google_cloud
+    from common.cursors import Cursors
+
+    key = get_settings().cursor_key
+    if not key:
+        if in_google_cloud():
+            raise RuntimeError("refusing to start: LEDGER_CURSOR_KEY is not set (a cursor must page on any instance)")
+        logging.getLogger("ledger.cursors").info(
+            "LEDGER_CURSOR_KEY is not set: cursors are signed with a key of this process alone"
+        )
+        return Cursors(secrets.token_bytes(32))
+    return Cursors(key.encode())
+
+
+@once
 def authenticator() -> Any:
     from common.auth.authenticate import Authenticator
     from common.auth.tokens import TokenVerifier
@@ -302,6 +324,7 @@ def service() -> Any:
         lambda transaction_id: after_commit().submit(transaction_id),
         access=access_store(),
         transfers_to_anyone=get_settings().transfers_to_anyone,
+        cursors=cursors(),
     )
 
 

@@ -123,6 +123,11 @@ class Settings:
     # (payments between customers). Off: both ends inside one grant's boundary, and no
     # payee can be probed (docs/callers-and-tenants.md).
     transfers_to_anyone: bool = False
+    # The HMAC key that signs paging cursors (common/cursors.py), at least 32 bytes, the
+    # same on every instance so a cursor works on whichever one serves the next page. In
+    # Google Cloud a Secret Manager secret exposed as this variable, and required there;
+    # empty elsewhere means a random key per process (docs/api.md, "Paging").
+    cursor_key: str = ""
 
     log_level: str = "INFO"
 

@@ -77,6 +77,13 @@ class PayloadTooLarge(LedgerError):
     code = "body_too_large"
 
 
+class UnsupportedMediaType(LedgerError):
+    """A body that is not declared `application/json` (UTF-8); it was not read."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class InProgress(LedgerError):
     """Another request holds the idempotency key or the wallet; retry later."""
 

@@ -26,6 +26,7 @@ from common.errors import (
     PayloadTooLarge,
     RateLimited,
     Unauthenticated,
+    UnsupportedMediaType,
 )
 from common.idempotency import Outcome
 from common.rate_limits import Bucket, Decision, resolve, response_headers
@@ -200,7 +201,19 @@ def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def require_json(request: flask.Request) -> None:
+    """A body is read only when it says it is JSON: a form post or a text body (a
+    browser's cross-site form, a misconfigured client) is refused before any of it is
+    read. JSON has one charset (RFC 8259), so another declared one is refused too."""
+    if request.mimetype != "application/json" or request.mimetype_params.get("charset", "utf-8").lower() != "utf-8":
+        raise UnsupportedMediaType(
+            "send the body as Content-Type: application/json",
+            details={"content_type": request.headers.get("Content-Type", "")[:100] or None},
+        )
+
+
 def json_object(request: flask.Request) -> dict[str, Any]:
+    require_json(request)
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     # At most one byte past the limit: a chunked body says no length up front, and
@@ -241,9 +254,19 @@ def parse(model: type[M], data: Any) -> M:
 
 
 def money_action(
-    request: flask.Request, caller: Caller, model: type[M], action: Callable[[Caller, M, str | None], Outcome]
+    request: flask.Request,
+    caller: Caller,
+    model: type[M],
+    action: Callable[[Caller, M, str | None], Outcome],
+    *,
+    function: str,
 ) -> flask.Response:
-    """A balance action: POST, a JSON command, an Idempotency-Key, an idempotent outcome."""
+    """A balance action: POST to the function's own path (`/`, or `/<function>` as a
+    deployed URL may keep it), a JSON command, an Idempotency-Key, an idempotent outcome.
+    Any other path is a 404, as on the functions with several routes: a request meant
+    for another path must not move money here."""
+    if path_segments(request, function):
+        raise NotFound(f"no route for {request.path}", code="route_not_found")
     require_method(request, "POST")
     command = parse(model, json_object(request))
     return outcome_response(action(caller, command, request.headers.get(IDEMPOTENCY_HEADER)))

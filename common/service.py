@@ -16,10 +16,12 @@ other tenant's actor or key.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from common.auth.callers import Caller, Grant, WalletFacts, as_seen_by, authorize, visible, within
+from common.cursors import Cursors, history_scope
 from common.errors import Forbidden, NotFound, Refused
 from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
 from common.ledger import postings
@@ -47,6 +49,7 @@ class LedgerService:
         committed: Callable[[int], None] = lambda transaction_id: None,
         access: AccessStore | None = None,
         transfers_to_anyone: bool = False,
+        cursors: Cursors | None = None,
     ) -> None:
         self.ledger = ledger
         self.admin = admin
@@ -58,6 +61,8 @@ class LedgerService:
         self._committed = committed
         self._access = access
         self._transfers_to_anyone = transfers_to_anyone
+        # in-process stand-ins (tests) page within one process: a key of their own will do
+        self._cursors = cursors or Cursors(secrets.token_bytes(32))
 
     # Balance actions --------------------------------------------------------
 
@@ -274,8 +279,14 @@ class LedgerService:
         return [w for w in wallets if w["id"] in allowed]
 
     def history(self, caller: Caller, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
+        """A page of entries, and a cursor to the next one that only this query, on this
+        wallet, for the caller's tenant, can use (common/cursors.py)."""
         self._authorize(caller, "read", [wallet_id])
-        return self.queries.history(wallet_id, query)
+        scope = history_scope(wallet_id, caller.tenant, query.action, query.from_, query.to)
+        before = self._cursors.decode(query.cursor, scope) if query.cursor is not None else None
+        items, more = self.queries.history(wallet_id, query, before)
+        next_cursor = self._cursors.encode(items[-1]["entry_id"], scope) if more else None
+        return {"wallet_id": wallet_id, "items": items, "next_cursor": next_cursor}
 
     def rollup(self, caller: Caller, wallet_id: int) -> dict[str, Any]:
         self._authorize(caller, "read", [wallet_id])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -108,8 +109,20 @@ class Stack:
             "LEDGER_ERP_TOKEN": ERP_TOKEN,
             # the local token issuer (emulators/issuer.py), trusted as Google's are in the cloud
             "LEDGER_AUTH_ISSUERS": json.dumps(issuer.trusted_issuers(p["issuer"])),
+            "LEDGER_CURSOR_KEY": self.cursor_key,
             **cache,
         }
+
+    @property
+    def cursor_key(self) -> str:
+        """The key that signs paging cursors, generated into the stack's state on first
+        use and kept there, so every function of the stack (and a restart) shares it."""
+        path = self.state_dir / "cursor-key"
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)  # a secret: for the stack's user alone
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     def function_env(self, name: str) -> dict[str, str]:
         """The environment of one function: the ERP export's functions and the access

@@ -178,13 +178,15 @@ def http(
     raw: bytes | None = None,
     timeout: float = 30,
     token: str | None = None,
+    content_type: str = "application/json",
 ) -> requests.Response:
     """Call a function of the running stack over HTTP (one keep-alive session per thread)
-    as the tests' own principal, or with `token` ("" sends no Authorization header)."""
+    as the tests' own principal, or with `token` ("" sends no Authorization header), the
+    body as `content_type` ("" sends no Content-Type header)."""
     session = getattr(_sessions, "session", None)
     if session is None:
         session = _sessions.session = requests.Session()
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": content_type} if content_type else {}
     if token is None:
         token = _tokens.get((stack.port_base, HTTP_TESTER)) or principal(stack, HTTP_TESTER, "tester")
     if token:

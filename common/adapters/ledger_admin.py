@@ -103,8 +103,14 @@ class LedgerAdmin(Statements):
         kind, status, spend_mode, parent_id = rows[0]
         if kind == "system":
             raise Refused("system accounts cannot be changed", code="system_account")
-        if status == "closed" and cmd.status not in (None, "closed"):
-            raise Refused("a closed wallet stays closed", code="wallet_closed", details={"wallet_id": wallet_id})
+        if status == "closed" and (
+            cmd.status not in (None, "closed") or (cmd.credit_limit, cmd.spend_mode, cmd.spend_limits) != (None,) * 3
+        ):
+            raise Refused(
+                "a closed wallet stays closed and takes no change",
+                code="wallet_closed",
+                details={"wallet_id": wallet_id},
+            )
         if cmd.spend_mode is not None and spend_mode is None:
             raise Refused(
                 "only the root of an enterprise or reseller tree has a spend mode",

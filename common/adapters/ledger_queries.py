@@ -8,11 +8,10 @@ domain objects, nothing that writes. The service answers every read from here.
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING, Any
 
 from common.adapters.postgres import Statements
-from common.errors import InvalidRequest, NotFound
+from common.errors import NotFound
 
 if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
     from common.ledger import commands
@@ -146,21 +145,23 @@ class LedgerQueries(Statements):
         rows = self._run(WALLET_SELECT + " WHERE w.owner_id = :owner ORDER BY w.id LIMIT 500", owner=owner_id)
         return [_wallet(row) for row in rows]
 
-    def history(self, wallet_id: int, query: commands.HistoryQuery) -> dict[str, Any]:
+    def history(
+        self, wallet_id: int, query: commands.HistoryQuery, before: int | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """A page of the wallet's entries older than entry `before` (newest first), and
+        whether more follow."""
         self.get_wallet(wallet_id)
-        before = _decode_cursor(query.cursor) if query.cursor else 2**63 - 1
         rows = self._run(
             HISTORY_SQL,
             wallet_id=wallet_id,
-            before=before,
+            before=2**63 - 1 if before is None else before,
             action=query.action,
             from_ts=query.from_,
             to_ts=query.to,
             limit=query.limit + 1,
         )
         items = [dict(zip(HISTORY_COLUMNS, row, strict=True)) for row in rows[: query.limit]]
-        next_cursor = _encode_cursor(items[-1]["entry_id"]) if len(rows) > query.limit else None
-        return {"wallet_id": wallet_id, "items": items, "next_cursor": next_cursor}
+        return items, len(rows) > query.limit
 
     # Trees ------------------------------------------------------------------
 
@@ -264,17 +265,3 @@ def _wallet(row: list[Any]) -> dict[str, Any]:
     # spendable now: expired lots are excluded even before the expiry job runs
     wallet["available"] = wallet["balance"] - wallet["expired"] + wallet["credit_limit"] if customer else None
     return wallet
-
-
-def _encode_cursor(entry_id: int) -> str:
-    return base64.urlsafe_b64encode(f"e{entry_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("e"):
-            raise ValueError(cursor)
-        return int(text[1:])
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidRequest("cursor is not one this API returned", code="invalid_cursor") from error

@@ -140,6 +140,14 @@ def translate(error: Exception) -> Exception:
     # exist is first seen by the transaction row's foreign key
     if sqlstate == "23503" and fields.get("n") == "transactions_asset_code_fkey":
         return Refused("no such asset", code="unknown_asset")
+    # text Postgres can't hold (a NUL, a byte sequence not UTF-8): the command models
+    # refuse it first; anything that slips past them is still the caller's input, a 400
+    if sqlstate in ("22021", "22P05"):
+        return InvalidRequest(
+            "the request holds text the ledger can't store (a NUL character, say)",
+            code="validation_failed",
+            details=[{"field": None, "message": "text the database refused", "type": "invalid_text"}],
+        )
     if sqlstate == "22003":
         return InvalidRequest(
             "the amount would take a balance or total beyond a signed 64-bit integer", code="amount_out_of_range"

@@ -80,8 +80,9 @@ BEGIN
 END $$;
 
 -- A wallet's status, credit limit, spend mode and spend limits, in one audited change.
--- A system account is never changed, and a closed wallet stays closed (checked here,
--- under the row's lock, so two changes at once can't reopen one). A raised credit limit
+-- A system account is never changed, and a closed wallet stays closed and takes no other
+-- change either (checked here, under the row's lock, so two changes at once can't reopen
+-- one). A raised credit limit
 -- that needs a second operator is not applied: it becomes a pending change (the rest of
 -- the change applies at once).
 CREATE FUNCTION ledger.update_wallet(p_id bigint, p_status text, p_credit_limit bigint, p_spend_mode text,
@@ -103,8 +104,9 @@ BEGIN
   IF v_wallet.kind = 'system' THEN
     PERFORM refuse('system_account', jsonb_build_object('wallet_id', p_id));
   END IF;
-  IF v_wallet.status = 'closed' AND p_status IS DISTINCT FROM 'closed'
-     AND (p_status IS NOT NULL OR p_credit_limit IS NOT NULL OR p_spend_mode IS NOT NULL
+  -- closed is final: nothing changes on a closed wallet (saying "closed" again changes nothing)
+  IF v_wallet.status = 'closed'
+     AND (p_status <> 'closed' OR p_credit_limit IS NOT NULL OR p_spend_mode IS NOT NULL
           OR p_spend_limits IS NOT NULL) THEN
     PERFORM refuse('wallet_closed', jsonb_build_object('wallet_id', p_id));
   END IF;

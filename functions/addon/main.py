@@ -11,4 +11,4 @@ from common.ledger.commands import AddOn
 @functions_framework.http
 @endpoint
 def addon(request, caller):
-    return money_action(request, caller, AddOn, bootstrap.service().add_on)
+    return money_action(request, caller, AddOn, bootstrap.service().add_on, function="addon")

@@ -11,4 +11,4 @@ from common.ledger.commands import Allocate
 @functions_framework.http
 @endpoint
 def allocate(request, caller):
-    return money_action(request, caller, Allocate, bootstrap.service().allocate)
+    return money_action(request, caller, Allocate, bootstrap.service().allocate, function="allocate")

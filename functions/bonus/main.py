@@ -10,4 +10,4 @@ from common.ledger.commands import Bonus
 @functions_framework.http
 @endpoint
 def bonus(request, caller):
-    return money_action(request, caller, Bonus, bootstrap.service().bonus)
+    return money_action(request, caller, Bonus, bootstrap.service().bonus, function="bonus")

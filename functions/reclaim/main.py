@@ -10,4 +10,4 @@ from common.ledger.commands import Reclaim
 @functions_framework.http
 @endpoint
 def reclaim(request, caller):
-    return money_action(request, caller, Reclaim, bootstrap.service().reclaim)
+    return money_action(request, caller, Reclaim, bootstrap.service().reclaim, function="reclaim")

@@ -10,4 +10,4 @@ from common.ledger.commands import TopUp
 @functions_framework.http
 @endpoint
 def topup(request, caller):
-    return money_action(request, caller, TopUp, bootstrap.service().top_up)
+    return money_action(request, caller, TopUp, bootstrap.service().top_up, function="topup")

@@ -10,4 +10,4 @@ from common.ledger.commands import Transfer
 @functions_framework.http
 @endpoint
 def transfer(request, caller):
-    return money_action(request, caller, Transfer, bootstrap.service().transfer)
+    return money_action(request, caller, Transfer, bootstrap.service().transfer, function="transfer")

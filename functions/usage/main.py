@@ -10,4 +10,4 @@ from common.ledger.commands import Usage
 @functions_framework.http
 @endpoint
 def usage(request, caller):
-    return money_action(request, caller, Usage, bootstrap.service().usage)
+    return money_action(request, caller, Usage, bootstrap.service().usage, function="usage")

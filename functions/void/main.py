@@ -10,4 +10,4 @@ from common.ledger.commands import Void
 @functions_framework.http
 @endpoint
 def void(request, caller):
-    return money_action(request, caller, Void, bootstrap.service().void)
+    return money_action(request, caller, Void, bootstrap.service().void, function="void")

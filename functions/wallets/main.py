@@ -33,6 +33,10 @@ from common.http import (
 )
 from common.routing import Routes
 
+# Settled when the function starts: without a cursor key in Google Cloud, the instance
+# stops here rather than at its first history read.
+bootstrap.cursors()
+
 
 def _bounded(request, name, default, minimum, maximum):
     raw = request.args.get(name)

@@ -9,7 +9,7 @@ security scheme (components.py), and each error code's status and meaning
 (error_codes.py). tests/unit/test_openapi.py holds the document to the code, both ways.
 
 Each function is its own server. A path starts with its function's name: a money
-function answers on any path, and a routed function with or without its leading name,
+function answers on `/` and its name alone, and a routed function with or without its leading name,
 so `/topup`, `/wallets/16` and `/access/roles` reach the right function under its local
 base URL as under its URL in Google Cloud, and no two functions share a path.
 
@@ -71,7 +71,7 @@ def build() -> dict[str, Any]:
             "operators' `access` API: [docs/callers-and-grants.md](callers-and-grants.md)). Each function is its "
             "own server: a path starts with its function's name, and its `servers` give that function's base URL "
             "(locally `make dev`'s port; in Google Cloud its own URL, from `terraform output function_urls`). A "
-            "money function answers on any path, so `/topup` is also `/`; the `wallets` and `access` functions "
+            "money function answers on its own path only, `/topup` or `/`; the `wallets` and `access` functions "
             "answer with or without their leading `/wallets` and `/access`. Amounts and ids are JSON integers "
             "written without a fraction or an exponent: `10.0` and `1e3` are refused, though JSON Schema counts "
             "them as integers.",

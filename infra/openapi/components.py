@@ -28,6 +28,7 @@ STATUS_NAMES = {
     405: "a method the path does not take",
     409: "another request holds the key or the wallet; retry",
     413: "the body is too large",
+    415: "the body is not declared application/json",
     422: "a rule refused the action; nothing was posted",
     429: "over the rate limit; retry later",
     500: "a bug; nothing was posted",

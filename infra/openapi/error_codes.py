@@ -40,6 +40,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "request_in_progress": (409, "another copy of this request holds its Idempotency-Key; retry"),
     "wallet_locked": (409, "the wallet's usage lock was not had in time; retry"),
     "body_too_large": (413, "the body is over 64 KiB; refused before it is parsed"),
+    "unsupported_media_type": (
+        415,
+        "a body sent without Content-Type application/json (UTF-8, the only charset JSON has); not read",
+    ),
     "insufficient_funds": (422, "the debit would take the wallet past its credit limit"),
     "asset_mismatch": (422, "the asset is not the wallet's"),
     "unknown_asset": (422, "no such asset"),

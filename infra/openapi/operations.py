@@ -15,9 +15,9 @@ from typing import Any
 LEDGER, AUTH = "common.ledger.commands", "common.auth.commands"  # the modules of request models
 MAX_ID = 2**63 - 1
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-MONEY_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+MONEY_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
 READ_ERRORS = (400, 401, 403, 404, 429, 500, 503)
-WRITE_ERRORS = (400, 401, 403, 404, 413, 422, 429, 500, 503)
+WRITE_ERRORS = (400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
 
 
 def ref(name: str) -> dict[str, str]:
@@ -83,7 +83,8 @@ QUERY_PARAMETERS = {
     "from": "entries at or after this instant (with its zone)",
     "to": "entries before this instant (with its zone)",
     "limit": "at most this many a page",
-    "cursor": "the previous page's next_cursor (opaque)",
+    "cursor": "the previous page's next_cursor, unchanged, with the same filters (signed: one altered or of "
+    "another query is a 400 invalid_cursor)",
     "after": "the previous page's `next`: the last id it holds",
     "status": "only changes of this status (`all`: every one)",
     "target": "only rows about this target, e.g. `principal:alice`, `wallet:16`",

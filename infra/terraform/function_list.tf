@@ -29,6 +29,11 @@ locals {
   }
   # Functions that log in to the database as the ERP export's own user.
   exporter_functions = toset([for name, declared in local.function_declarations : name if declared.database_login == "exporter"])
+  # HTTP functions that sign paging cursors (their main.py settles `bootstrap.cursors()`
+  # at start): they get the cursor key.
+  cursor_functions = toset([
+    for name in local.http_functions : name if length(regexall("(?m)^bootstrap\\.cursors\\(\\)", local.function_main[name])) > 0
+  ])
   # HTTP functions that log in as the operators' access function's own user.
   access_functions = toset([for name, declared in local.function_declarations : name if declared.database_login == "access_admin"])
 }

@@ -76,6 +76,17 @@ resource "google_cloudfunctions2_function" "http" {
       }, contains(local.access_functions, each.key) ? {
       LEDGER_DB_USER = google_sql_user.access_admin.name
     } : {})
+    # the key that signs history cursors: one for every instance, or a page served by
+    # another instance would refuse the cursor (the function refuses to start without it)
+    dynamic "secret_environment_variables" {
+      for_each = contains(local.cursor_functions, each.key) ? ["cursor"] : []
+      content {
+        key        = "LEDGER_CURSOR_KEY"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.cursor_key.secret_id
+        version    = "latest"
+      }
+    }
   }
 
   lifecycle {

@@ -51,6 +51,12 @@ resource "google_project_iam_member" "access_admin" {
   member   = "serviceAccount:${google_service_account.access_admin.email}"
 }
 
+resource "google_secret_manager_secret_iam_member" "cursor_key" {
+  secret_id = google_secret_manager_secret.cursor_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.functions.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "erp_credential" {
   secret_id = google_secret_manager_secret.erp_credential.id
   role      = "roles/secretmanager.secretAccessor"

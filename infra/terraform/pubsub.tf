@@ -15,6 +15,16 @@ resource "google_secret_manager_secret" "erp_credential" {
   # The value is added out of band (gcloud secrets versions add); never in code.
 }
 
+# The HMAC key of history cursors (docs/api.md, "Paging"), read by the wallets function.
+# The value is added out of band, at least 32 random bytes:
+#   openssl rand -base64 48 | gcloud secrets versions add cursor-key --data-file=-
+resource "google_secret_manager_secret" "cursor_key" {
+  secret_id = "cursor-key"
+  replication {
+    auto {}
+  }
+}
+
 # Cloud Scheduler ticks: one topic and one job per scheduled function.
 locals {
   ticks = {

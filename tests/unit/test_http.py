@@ -14,6 +14,7 @@ from common.ledger.commands import TopUp
 from common.rate_limits import Decision, Rate
 
 app = flask.Flask(__name__)
+JSON = "application/json"
 UNIT_CALLER = Caller(Principal("unit", "unit", "unit", "service", "unit"), "r")
 
 
@@ -23,8 +24,8 @@ def authenticated(monkeypatch):
     monkeypatch.setattr(http, "rate_limit", lambda caller, action_class: Decision.unenforced(Rate(1, 1)))
 
 
-def call(handler, body=b"{}", headers=None, method="POST"):
-    with app.test_request_context("/", method=method, data=body, headers=headers or {}):
+def call(handler, body=b"{}", headers=None, method="POST", path="/"):
+    with app.test_request_context(path, method=method, data=body, headers={"Content-Type": JSON, **(headers or {})}):
         return endpoint(handler)(flask.request)
 
 
@@ -70,7 +71,9 @@ def test_a_replayed_outcome_is_marked():
         return Outcome(201, {"ok": True}, replayed=True)
 
     response = call(
-        lambda request, caller: money_action(request, caller, TopUp, action), body, {"Idempotency-Key": "k1"}
+        lambda request, caller: money_action(request, caller, TopUp, action, function="topup"),
+        body,
+        {"Idempotency-Key": "k1"},
     )
     assert response.status_code == 201 and response.headers["Idempotent-Replayed"] == "true"
     assert seen == [(UNIT_CALLER, 5, "k1")]
@@ -82,13 +85,15 @@ def test_a_body_over_64_kib_is_a_413_before_it_is_parsed():
 
     body = b'{"pad": "' + b"x" * (64 * 1024) + b'"}'
     response = call(
-        lambda request, caller: money_action(request, caller, TopUp, action), body, {"Idempotency-Key": "k1"}
+        lambda request, caller: money_action(request, caller, TopUp, action, function="topup"),
+        body,
+        {"Idempotency-Key": "k1"},
     )
     assert response.status_code == 413 and json.loads(response.get_data())["error"]["code"] == "body_too_large"
 
 
 def test_money_actions_accept_only_post():
-    response = call(lambda request, caller: money_action(request, caller, TopUp, None), method="GET")
+    response = call(lambda request, caller: money_action(request, caller, TopUp, None, function="topup"), method="GET")
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
 
 
@@ -170,14 +175,17 @@ def test_the_callers_request_id_is_kept_beside_the_servers_in_the_actor_and_the_
     assert (logged.request_id, logged.client_request_id, logged.trace) == (seen[0]["request_id"], kept, TRACE)
 
 
-def topup_body_answer(raw, environ=None):
+def topup_body_answer(raw, environ=None, content_type=JSON):
     def action(caller, command, key):
         raise AssertionError("never reached")
 
+    headers = {"Idempotency-Key": "k", **({"Content-Type": content_type} if content_type is not None else {})}
     with app.test_request_context(
-        "/", method="POST", input_stream=io.BytesIO(raw), headers={"Idempotency-Key": "k"}, environ_overrides=environ
+        "/", method="POST", input_stream=io.BytesIO(raw), headers=headers, environ_overrides=environ
     ):
-        return endpoint(lambda request, caller: money_action(request, caller, TopUp, action))(flask.request)
+        return endpoint(lambda request, caller: money_action(request, caller, TopUp, action, function="topup"))(
+            flask.request
+        )
 
 
 def test_a_key_twice_in_one_object_is_a_400_naming_it():
@@ -212,3 +220,61 @@ def test_a_chunked_body_over_the_limit_is_a_413_and_is_not_read_whole():
     response = topup_body_answer(b"", environ={"wsgi.input": stream, "wsgi.input_terminated": True})
     assert response.status_code == 413 and json.loads(response.get_data())["error"]["code"] == "body_too_large"
     assert Endless.read_so_far < 4 * 64 * 1024
+
+
+TOPUP = json.dumps({"wallet_id": 1, "asset": "IDR", "amount": 5, "external_ref": "r"}).encode()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "application/json-patch+json",
+        "application/json; charset=latin-1",
+        "application/json; charset=utf-16",
+    ],
+)
+def test_a_body_not_declared_json_is_a_415_and_is_not_read(content_type):
+    response = topup_body_answer(TOPUP, content_type=content_type)
+    assert response.status_code == 415
+    assert json.loads(response.get_data())["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON"])
+def test_a_json_body_is_read_with_or_without_its_charset(content_type):
+    seen = []
+
+    def action(caller, command, key):
+        seen.append(command.amount)
+        return Outcome(201, {"ok": True})
+
+    response = call(
+        lambda request, caller: money_action(request, caller, TopUp, action, function="topup"),
+        TOPUP,
+        {"Idempotency-Key": "k", "Content-Type": content_type},
+    )
+    assert response.status_code == 201 and seen == [5]
+
+
+@pytest.mark.parametrize("path", ["/", "/topup", "/topup/"])
+def test_a_money_action_answers_on_its_own_path(path):
+    def action(caller, command, key):
+        return Outcome(201, {"ok": True})
+
+    handler = lambda request, caller: money_action(request, caller, TopUp, action, function="topup")  # noqa: E731
+    assert call(handler, TOPUP, {"Idempotency-Key": "k"}, path=path).status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/usage", "/topup/x", "/wallets/16", "/topup/topup", "/x/topup"])
+def test_a_money_action_on_any_other_path_is_a_404_and_never_runs(path):
+    def action(caller, command, key):
+        raise AssertionError("never reached")
+
+    handler = lambda request, caller: money_action(request, caller, TopUp, action, function="topup")  # noqa: E731
+    response = call(handler, TOPUP, {"Idempotency-Key": "k"}, path=path)
+    assert response.status_code == 404 and json.loads(response.get_data())["error"]["code"] == "route_not_found"

@@ -78,3 +78,12 @@ def test_a_statement_cancelled_by_its_timeout_is_a_busy_database():
 
     error = translate(DatabaseError({"C": "57014", "M": "canceling statement due to statement timeout"}))
     assert isinstance(error, DependencyUnavailable) and error.code == "database_busy" and error.status == 503
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "message"),
+    [("22021", 'invalid byte sequence for encoding "UTF8": 0x00'), ("22P05", "unsupported Unicode escape sequence")],
+)
+def test_text_postgres_cannot_hold_is_a_400_not_a_500(sqlstate, message):
+    error = translate(DatabaseError({"C": sqlstate, "M": message}))
+    assert (error.status, error.code) == (400, "validation_failed")

@@ -219,3 +219,17 @@ def test_service_only_functions_keep_the_iam_check(tmp_path):
     http = flat(block("resource", "google_cloudfunctions2_function", "http"))
     assert "ingress_settings = local.function_ingress[each.key]" in http
     assert "max_instance_count = local.function_max_instances[each.key]" in http
+
+
+@needs_terraform
+def test_the_functions_that_sign_cursors_are_read_from_their_code(tmp_path):
+    assert terraform_locals(tmp_path, "local.cursor_functions") == ["wallets"]
+
+
+def test_the_functions_that_sign_cursors_read_their_key_from_secret_manager():
+    functions = flat(block("resource", "google_cloudfunctions2_function", "http"))
+    assert 'for_each = contains(local.cursor_functions, each.key) ? ["cursor"] : []' in functions
+    assert 'key = "LEDGER_CURSOR_KEY"' in functions
+    assert "secret = google_secret_manager_secret.cursor_key.secret_id" in functions
+    access = flat(block("resource", "google_secret_manager_secret_iam_member", "cursor_key"))
+    assert "google_service_account.functions.email" in access
