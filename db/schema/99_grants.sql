@@ -66,6 +66,10 @@ GRANT EXECUTE ON FUNCTION
   ledger.create_wallet(text, text, text, bigint, jsonb, bigint, text, jsonb),
   ledger.update_wallet(bigint, text, bigint, text, jsonb, jsonb, text)
   TO ledger_app;
+-- Read-only: `python -m common.reconcile` checks every stored posting against its rule.
+GRANT EXECUTE ON FUNCTION
+  ledger.posting_rule_breach(text, text, bigint, bigint, bigint, jsonb, bigint, bigint[], bigint[], boolean)
+  TO ledger_app;
 
 -- The operators' access function: ledger_access -----------------------------------
 --

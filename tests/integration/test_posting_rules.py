@@ -2,7 +2,8 @@
 
 These calls go around Python, logged in as the functions' own role, and label a
 balanced movement with an action it doesn't match: each is refused before anything is
-written.
+written. The same rule, run over stored rows, makes the reconciliation name a
+mislabeled transaction written around commit_posting() by the database owner.
 """
 
 import json
@@ -11,8 +12,9 @@ import pg8000.native
 import pytest
 from pg8000.exceptions import DatabaseError
 
+from common.adapters.reconciliation import find_violations
 from emulators.stack import APP_PASSWORD
-from tests.support import balance, key, new_wallet, postings_with_key, sql, system_account
+from tests.support import balance, key, new_wallet, owner, postings_with_key, sql, system_account
 
 POST = (
     "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', :action, 'TST', :amount, :w, :c,"
@@ -223,3 +225,75 @@ def test_a_batch_refuses_a_mislabeled_posting_alone(stack):
     assert rows[0][1] == "invalid_posting" and json.loads(rows[0][2])["reason"] == "legs_do_not_follow_rule"
     assert rows[1][1] is None
     assert (balance(stack, customer), balance(stack, payer)) == (0, 5)
+
+
+# Reconciliation: the same rule over stored rows -------------------------------------
+
+
+def write_around_the_posting(con, action, amount, wallet, legs, counterparty=None, voids=None):
+    """A balanced transaction inserted by the owner, with the cached balances kept, so
+    only the posting rule can tell that it is wrong."""
+    transaction_id = con.run(
+        "INSERT INTO ledger.transactions (idempotency_key, request_hash, action, asset_code, amount, wallet_id,"
+        " counterparty_wallet_id, voids_transaction_id) VALUES (:k, 'h', :action, 'TST', :amount, :w, :c, :v)"
+        " RETURNING id",
+        k=key(),
+        action=action,
+        amount=amount,
+        w=wallet,
+        c=counterparty,
+        v=voids,
+    )[0][0]
+    balances_after = []
+    for leg_wallet, leg_amount in legs:
+        after = con.run(
+            "UPDATE ledger.wallets SET balance = balance + :a, entry_count = entry_count + 1"
+            " WHERE id = :w AND kind = 'customer' RETURNING balance",
+            a=leg_amount,
+            w=leg_wallet,
+        )
+        balances_after.append(after[0][0] if after else None)
+    # one statement: the guard checks that each INSERT's legs balance
+    con.run(
+        "INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount, balance_after)"
+        " SELECT :t, l.w, 'TST', l.a, l.b"
+        " FROM unnest(CAST(:ws AS bigint[]), CAST(:amounts AS bigint[]), CAST(:bs AS bigint[])) AS l(w, a, b)",
+        t=transaction_id,
+        ws=[leg for leg, _ in legs],
+        amounts=[leg_amount for _, leg_amount in legs],
+        bs=balances_after,
+    )
+    return transaction_id
+
+
+@pytest.mark.parametrize("case", ["usage_out_of_revenue", "transfer_to_a_third_wallet", "void_to_a_third_wallet"])
+def test_reconciliation_names_a_mislabeled_transaction_written_around_the_posting(stack, case):
+    customer, other, third = new_wallet(stack, funded=10), new_wallet(stack, funded=10), new_wallet(stack)
+    revenue = accounts(stack)["revenue"]
+    original = usage_of(stack, customer, 4)
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        if case == "usage_out_of_revenue":
+            bad = write_around_the_posting(con, "usage", 5, customer, [(revenue, -5), (customer, 5)])
+        elif case == "transfer_to_a_third_wallet":
+            legs = [(customer, -5), (third, 5)]
+            bad = write_around_the_posting(con, "transfer", 5, customer, legs, counterparty=other)
+        else:
+            bad = write_around_the_posting(con, "void", 4, customer, [(revenue, -4), (third, 4)], voids=original)
+        violations = find_violations(lambda statement: con.run(statement))
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert list(violations) == ["entries_follow_posting_rule"], violations
+    assert [row[0] for row in violations["entries_follow_posting_rule"]] == [bad]
+
+
+def test_the_functions_role_can_run_the_reconciliation(stack):
+    """`python -m common.reconcile` logs in as the functions' role: the rule check is
+    one of its queries, so that role may call the rule."""
+    con = as_functions(stack)
+    try:
+        assert "entries_follow_posting_rule" not in find_violations(lambda statement: con.run(statement))
+    finally:
+        con.close()
