@@ -72,11 +72,11 @@ INVARIANTS: dict[str, str] = {
     # ledger.commit_posting() enforces (db/schema/65_posting_rules.sql), so a balanced
     # posting written around it under a misleading action (a `usage` that pays a
     # customer out of revenue) is named here. A usage of a tree's member may show the
-    # tree's root as its payer (a shared pool). It scans every transaction, once.
+    # tree's root as its payer (a shared pool). It reads every transaction and entry once.
     "entries_follow_posting_rule": """
         SELECT t.id, t.action, r.breach FROM ledger.transactions t
-          CROSS JOIN LATERAL (SELECT array_agg(e.wallet_id) AS wallets, array_agg(e.amount) AS amounts
-                                FROM ledger.entries e WHERE e.transaction_id = t.id) e
+          LEFT JOIN (SELECT transaction_id, array_agg(wallet_id) AS wallets, array_agg(amount) AS amounts
+                       FROM ledger.entries GROUP BY transaction_id) e ON e.transaction_id = t.id
           CROSS JOIN LATERAL ledger.posting_rule_breach(t.action, t.asset_code, t.amount, t.wallet_id,
                                t.counterparty_wallet_id, t.metadata, t.voids_transaction_id, e.wallets, e.amounts,
                                p_pool_may_pay => true) AS r(breach)

@@ -297,3 +297,22 @@ def test_the_functions_role_can_run_the_reconciliation(stack):
         assert "entries_follow_posting_rule" not in find_violations(lambda statement: con.run(statement))
     finally:
         con.close()
+
+
+def test_reconciliation_names_a_many_legged_posting_and_its_void_without_a_long_comparison(stack):
+    wallets = [new_wallet(stack) for _ in range(3)]
+    funding = accounts(stack)["funding"]
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        legs = [(funding, -6), *[(wallet, 2) for wallet in wallets]]
+        topup = write_around_the_posting(con, "topup", 6, wallets[0], legs)
+        void = write_around_the_posting(con, "void", 6, wallets[0], [(w, -a) for w, a in legs], voids=topup)
+        violations = find_violations(lambda statement: con.run(statement))
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert sorted(violations["entries_follow_posting_rule"]) == [
+        [topup, "topup", "the legs are not what topup moves"],
+        [void, "void", "more legs than any rule writes"],
+    ]
