@@ -51,7 +51,7 @@ def register_caller(stack: Stack) -> str:
 
 def prepare(stack: Stack, wallet_count: int) -> BenchData:
     """`wallet_count` wallets plus a hot one, created in one INSERT (so their ids are
-    contiguous, as the pgbench baseline needs) and funded by one posting. Registers the
+    contiguous, as the pgbench baseline needs) and funded by one statement. Registers the
     benchmark's caller too (register_caller)."""
     register_caller(stack)
     prefix = f"bench{wallet_count}-"
@@ -83,16 +83,17 @@ def prepare(stack: Stack, wallet_count: int) -> BenchData:
                     n=wallet_count,
                 )
             ]
-            total = FUNDING_PER_WALLET * len(wallets)
+            # one top-up per wallet (a posting's legs follow its action's rule), all in one statement
             con.run(
-                "SELECT transaction_id FROM ledger.commit_posting(:k, 'bench-setup', 'topup', :a, :total, :w, NULL,"
-                " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]), 'bench-setup')",
+                "SELECT ledger.commit_posting(:k || w, 'bench-setup', 'topup', :a, p.amt, w, NULL,"
+                " ARRAY[p.funding, w], ARRAY[-p.amt, p.amt], 'bench-setup')"
+                " FROM (SELECT CAST(:amt AS bigint) AS amt, CAST(:f AS bigint) AS funding) p,"
+                " unnest(CAST(:ws AS bigint[])) AS w",
                 k=f"bench-setup-{prefix}",
                 a=ASSET,
-                total=total,
-                w=wallets[0],
-                legs=[funding, *wallets],
-                amts=[-total, *[FUNDING_PER_WALLET] * len(wallets)],
+                amt=FUNDING_PER_WALLET,
+                f=funding,
+                ws=wallets,
             )
         _give_history(con, funding_wallets=wallets)
         for table in ("wallets", "transactions", "entries", "outbox"):

@@ -68,6 +68,19 @@ INVARIANTS: dict[str, str] = {
           LEFT JOIN ledger.spend_charges g
             ON (g.wallet_id, g.period, g.period_start) = (c.wallet_id, c.period, c.period_start)
          GROUP BY 1, 2, 3, 4 HAVING c.spent <> coalesce(sum(g.amount), 0)""",
+    # Every transaction's entries are what its action's rule gives: the rule that
+    # ledger.commit_posting() enforces (db/schema/65_posting_rules.sql), so a balanced
+    # posting written around it under a misleading action (a `usage` that pays a
+    # customer out of revenue) is named here. A usage of a tree's member may show the
+    # tree's root as its payer (a shared pool). It reads every transaction and entry once.
+    "entries_follow_posting_rule": """
+        SELECT t.id, t.action, r.breach FROM ledger.transactions t
+          LEFT JOIN (SELECT transaction_id, array_agg(wallet_id) AS wallets, array_agg(amount) AS amounts
+                       FROM ledger.entries GROUP BY transaction_id) e ON e.transaction_id = t.id
+          CROSS JOIN LATERAL ledger.posting_rule_breach(t.action, t.asset_code, t.amount, t.wallet_id,
+                               t.counterparty_wallet_id, t.metadata, t.voids_transaction_id, e.wallets, e.amounts,
+                               p_pool_may_pay => true) AS r(breach)
+         WHERE r.breach IS NOT NULL""",
     # Trees: a member's path is its parent's path plus itself.
     "tree_paths_consistent": """
         SELECT w.id FROM ledger.wallets w LEFT JOIN ledger.wallets p ON p.id = w.parent_id

@@ -82,6 +82,10 @@ class TopUp(Command):
     def _price_within_amount(self) -> TopUp:
         if self.price is not None and self.price > self.amount:
             raise ValueError("price can't exceed amount (a top-up never books a premium)")
+        # the stored metadata's price is what the database's posting rule reads
+        # (db/schema/65_posting_rules.sql): only the price field may set it
+        if "price" in self.metadata:
+            raise ValueError("metadata.price is reserved: send a wholesale price as the price field")
         return self
 
 

@@ -10,27 +10,33 @@
 -- Refusals are raised through ledger.refuse() (10_refusals.sql).
 --
 -- Posting rules, read side by side. Each action's Python half in
--- common/ledger/postings.py says which legs move; the SQL half below is what the
--- database decides under the wallet locks:
+-- common/ledger/postings.py builds the legs; ledger.posting_rule_breach()
+-- (65_posting_rules.sql) refuses any legs that are not exactly what the action moves
+-- (invalid_posting, reason legs_do_not_follow_rule) before anything is written; the
+-- SQL half below is what the database decides under the wallet locks:
 --
---   action    Python half (postings.py)   SQL half (commit_posting, by `p_action`)
---   topup     top_up()                    a lot when `p_lot_expires_at` is set (60_lots.sql)
---   addon     add_on()                    the same
---   bonus     bonus()                     the same
---   usage     usage()                     a shared pool's member: the pool pays (legs
---                                         rewritten); spend limits on the path charged
---                                         (50_spend_limits.sql)
---   transfer  transfer()                  both wallets personal or in one tree
---                                         (transfer_outside_tree); lot pieces carried
---   allocate  allocate()                  the edge is checked (not_a_child); lot pieces
---   reclaim   reclaim()                     carried down or up the tree
---   void      reversal()                  voids and expiries refused (not_voidable); the
---                                         original's own lots taken back first, the
---                                         credit it paid returned to the lots it took
---                                         from (credit_expired once they expired); its
---                                         spend charges refunded
---   expiry    (the database's own job,    keys `lot-expiry:` reserved; the named lot
---             85_jobs.sql)                emptied exactly, into breakage
+--   action    Python half   legs (65_posting_rules.sql)   SQL half (commit_posting, by `p_action`)
+--   topup     top_up()      funding -> wallet; at a       a lot when `p_lot_expires_at` is set
+--                           price, discount gives the     (60_lots.sql)
+--                           rest
+--   addon     add_on()      funding -> wallet             the same
+--   bonus     bonus()       promotion -> wallet           the same
+--   usage     usage()       wallet -> revenue             a shared pool's member: the pool pays
+--                                                         (legs rewritten after the check); spend
+--                                                         limits on the path charged
+--                                                         (50_spend_limits.sql)
+--   transfer  transfer()    wallet -> counterparty        both wallets personal or in one tree
+--                                                         (transfer_outside_tree); lot pieces carried
+--   allocate  allocate()    parent -> wallet              the edge is checked (not_a_child); lot
+--   reclaim   reclaim()     wallet -> parent              pieces carried down or up the tree
+--   void      reversal()    the original's entries        voids and expiries refused (not_voidable);
+--                           negated; its asset, amount,   the original's own lots taken back first,
+--                           wallet and counterparty       the credit it paid returned to the lots it
+--                                                         took from (credit_expired once they
+--                                                         expired); its spend charges refunded
+--   expiry    (none: the    wallet -> breakage            keys `lot-expiry:` reserved; the named lot
+--             database's                                  emptied exactly, into breakage
+--             job, 85_jobs)
 -- Every action: a system account never acts (system_account); a customer wallet must be
 -- active (wallet_frozen, wallet_closed) and stays within its limit (insufficient_funds).
 
@@ -96,6 +102,12 @@ BEGIN
   IF cardinality(p_leg_wallets) < 2 OR cardinality(p_leg_wallets) <> cardinality(p_leg_amounts) THEN
     PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'legs'));
   END IF;
+  -- The legs are the caller's: held to the action's rule (65_posting_rules.sql) before
+  -- anything is written. A usage is checked as sent, before the pool is swapped in.
+  PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'legs_do_not_follow_rule', 'rule', breach))
+     FROM posting_rule_breach(p_action, p_asset, p_amount, p_wallet_id, p_counterparty_wallet_id, p_metadata,
+                              p_voids_transaction_id, p_leg_wallets, p_leg_amounts) AS breach
+    WHERE breach IS NOT NULL;
   -- The expiry job's keys are its own: a client posting under one could block a lot's
   -- expiry for good.
   IF (p_action = 'expiry') <> (p_idempotency_key LIKE 'lot-expiry:%') THEN

@@ -71,6 +71,11 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON ledger.chain_links TO ledger_app;
 GRANT EXECUTE ON FUNCTION ledger.extend_chain(integer) TO ledger_app;
 
+-- Read-only: `python -m common.reconcile` checks every stored posting against its rule.
+GRANT EXECUTE ON FUNCTION
+  ledger.posting_rule_breach(text, text, bigint, bigint, bigint, jsonb, bigint, bigint[], bigint[], boolean)
+  TO ledger_app;
+
 -- The operators' access function: ledger_access -----------------------------------
 --
 -- Principals, grants, roles' limits and the decisions on pending changes change only

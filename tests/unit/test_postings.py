@@ -101,6 +101,13 @@ def test_a_wholesale_top_up_books_the_price_against_funding_and_the_rest_as_disc
         commands.TopUp(wallet_id=10, asset="IDR", amount=10, external_ref="inv", price=11)
 
 
+def test_a_top_ups_metadata_cannot_carry_a_price_of_its_own():
+    # the database's rule reads the stored metadata.price: one the price field didn't set
+    # would make it expect a discount leg the Python half never built
+    with pytest.raises(ValueError, match=r"metadata\.price is reserved"):
+        commands.TopUp(wallet_id=10, asset="IDR", amount=10, external_ref="inv", metadata={"price": 5})
+
+
 def test_an_add_on_is_funding_to_the_wallet_with_its_plan_and_expiry():
     expiry = datetime(2027, 1, 1, tzinfo=UTC)
     cmd = commands.AddOn(wallet_id=10, asset="IDR", amount=50, external_ref="p", plan="pro", expires_at=expiry)

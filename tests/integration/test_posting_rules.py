@@ -1,0 +1,318 @@
+"""The database holds every posting's legs to its action's rule (db/schema/65_posting_rules.sql).
+
+These calls go around Python, logged in as the functions' own role, and label a
+balanced movement with an action it doesn't match: each is refused before anything is
+written. The same rule, run over stored rows, makes the reconciliation name a
+mislabeled transaction written around commit_posting() by the database owner.
+"""
+
+import json
+
+import pg8000.native
+import pytest
+from pg8000.exceptions import DatabaseError
+
+from common.adapters.reconciliation import find_violations
+from emulators.stack import APP_PASSWORD
+from tests.support import balance, key, new_wallet, owner, postings_with_key, sql, system_account
+
+POST = (
+    "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', :action, 'TST', :amount, :w, :c,"
+    " CAST(:legs AS bigint[]), CAST(:amounts AS bigint[]), p_voids_transaction_id => :voids,"
+    " p_metadata => CAST(:metadata AS jsonb))"
+)
+
+
+def as_functions(stack):
+    """A connection as the functions' login: what a compromised function could send."""
+    return pg8000.native.Connection(
+        user="ledger_fn", password=APP_PASSWORD, host="127.0.0.1", port=stack.ports["postgres"], database="ledger"
+    )
+
+
+def post(stack, action, amount, wallet, legs, counterparty=None, voids=None, metadata=None, idempotency_key=None):
+    con = as_functions(stack)
+    try:
+        return con.run(
+            POST,
+            k=idempotency_key or key(),
+            action=action,
+            amount=amount,
+            w=wallet,
+            c=counterparty,
+            legs=[leg for leg, _ in legs],
+            amounts=[amount for _, amount in legs],
+            voids=voids,
+            metadata=json.dumps(metadata or {}),
+        )[0][0]
+    finally:
+        con.close()
+
+
+def refusal(stack, action, amount, wallet, legs, **fields):
+    """The refusal of a posting, having checked it wrote nothing."""
+    k = key()
+    touched = sorted({leg for leg, _ in legs if leg is not None} | {wallet})
+    before = [balance(stack, w) for w in touched]
+    with pytest.raises(DatabaseError) as error:
+        post(stack, action, amount, wallet, legs, idempotency_key=k, **fields)
+    assert postings_with_key(stack, k) == 0
+    assert [balance(stack, w) for w in touched] == before
+    return error.value.args[0]["M"], json.loads(error.value.args[0].get("D") or "{}")
+
+
+def accounts(stack):
+    return {role: system_account(stack, "TST", role) for role in ("funding", "revenue", "promotion", "breakage")}
+
+
+def assert_breaks_rule(found):
+    code, details = found
+    assert (code, details.get("reason")) == ("invalid_posting", "legs_do_not_follow_rule"), found
+
+
+def test_a_usage_that_pays_a_customer_out_of_revenue_is_refused(stack):
+    customer, revenue = new_wallet(stack), accounts(stack)["revenue"]
+    assert_breaks_rule(refusal(stack, "usage", 5, customer, [(revenue, -5), (customer, 5)]))
+
+
+def test_a_usage_that_charges_another_wallet_than_its_own_is_refused(stack):
+    wallet, other, revenue = new_wallet(stack, funded=10), new_wallet(stack, funded=10), accounts(stack)["revenue"]
+    assert_breaks_rule(refusal(stack, "usage", 5, wallet, [(other, -5), (revenue, 5)]))
+
+
+@pytest.mark.parametrize(
+    ("action", "source"),
+    [("topup", "revenue"), ("topup", "promotion"), ("addon", "promotion"), ("bonus", "funding"), ("bonus", "revenue")],
+)
+def test_credit_from_the_wrong_system_account_is_refused(stack, action, source):
+    wallet = new_wallet(stack)
+    assert_breaks_rule(refusal(stack, action, 5, wallet, [(accounts(stack)[source], -5), (wallet, 5)]))
+
+
+def test_a_top_up_that_credits_more_than_its_amount_or_several_wallets_is_refused(stack):
+    wallet, other, funding = new_wallet(stack), new_wallet(stack), accounts(stack)["funding"]
+    assert_breaks_rule(refusal(stack, "topup", 5, wallet, [(funding, -50), (wallet, 50)]))
+    assert_breaks_rule(refusal(stack, "topup", 10, wallet, [(funding, -10), (wallet, 5), (other, 5)]))
+
+
+def test_a_wholesale_top_up_follows_its_stored_price(stack):
+    wallet, funding = new_wallet(stack), accounts(stack)["funding"]
+    discount = system_account(stack, "TST", "discount")
+    # a discount leg without the price stored, and a price stored without its discount leg
+    assert_breaks_rule(refusal(stack, "topup", 10, wallet, [(funding, -8), (discount, -2), (wallet, 10)]))
+    assert_breaks_rule(refusal(stack, "topup", 10, wallet, [(funding, -10), (wallet, 10)], metadata={"price": 8}))
+    for price in (0, 11, 8.5, "8"):
+        legs = [(funding, -8), (discount, -2), (wallet, 10)]
+        assert_breaks_rule(refusal(stack, "topup", 10, wallet, legs, metadata={"price": price}))
+    post(stack, "topup", 10, wallet, [(funding, -8), (discount, -2), (wallet, 10)], metadata={"price": 8})
+    assert balance(stack, wallet) == 10
+
+
+def test_a_transfer_moves_only_between_its_wallet_and_counterparty(stack):
+    a, b, c = (new_wallet(stack, funded=10) for _ in range(3))
+    assert_breaks_rule(refusal(stack, "transfer", 5, a, [(a, -5), (c, 5)], counterparty=b))
+    assert_breaks_rule(refusal(stack, "transfer", 5, a, [(c, -5), (b, 5)], counterparty=b))
+    assert_breaks_rule(refusal(stack, "transfer", 5, a, [(b, -5), (a, 5)], counterparty=b))  # the wrong way
+    assert_breaks_rule(refusal(stack, "transfer", 1, a, [(a, -5), (b, 5)], counterparty=b))  # not its amount
+    assert_breaks_rule(refusal(stack, "transfer", 5, a, [(a, -5), (b, 5)]))  # no counterparty named
+    assert_breaks_rule(refusal(stack, "transfer", 5, a, [(a, -5), (a, 5)], counterparty=a))
+
+
+def tree(stack):
+    """A root with 10 and a member holding 5 of it, built as the owner."""
+    root = sql(
+        stack,
+        "INSERT INTO ledger.wallets (owner_id, asset_code, model) VALUES (:o, 'TST', 'enterprise') RETURNING id",
+        o=key("owner"),
+    )[0][0]
+    member = sql(
+        stack,
+        "INSERT INTO ledger.wallets (owner_id, asset_code, model, parent_id) VALUES (:o, 'TST', 'enterprise', :p)"
+        " RETURNING id",
+        o=key("owner"),
+        p=root,
+    )[0][0]
+    funding = accounts(stack)["funding"]
+    post(stack, "topup", 10, root, [(funding, -10), (root, 10)])
+    post(stack, "allocate", 5, member, [(root, -5), (member, 5)], counterparty=root)
+    return root, member
+
+
+def test_allocate_and_reclaim_move_along_the_edge_in_their_own_direction(stack):
+    root, member = tree(stack)
+    assert_breaks_rule(refusal(stack, "allocate", 2, member, [(member, -2), (root, 2)], counterparty=root))
+    assert_breaks_rule(refusal(stack, "reclaim", 2, member, [(root, -2), (member, 2)], counterparty=root))
+    post(stack, "reclaim", 2, member, [(member, -2), (root, 2)], counterparty=root)
+    assert (balance(stack, root), balance(stack, member)) == (7, 3)
+
+
+def usage_of(stack, wallet, amount):
+    return post(stack, "usage", amount, wallet, [(wallet, -amount), (accounts(stack)["revenue"], amount)])
+
+
+def test_a_void_is_exactly_the_negation_of_its_original(stack):
+    wallet, other = new_wallet(stack, funded=10), new_wallet(stack, funded=10)
+    revenue = accounts(stack)["revenue"]
+    original = usage_of(stack, wallet, 4)
+    for legs in (
+        [(revenue, -4), (other, 4)],  # the refund to someone else
+        [(revenue, -8), (wallet, 8)],  # more than was charged
+        [(revenue, -2), (wallet, 2)],  # less than was charged
+        [(revenue, -4), (wallet, 2), (other, 2)],
+    ):
+        assert_breaks_rule(refusal(stack, "void", 4, wallet, legs, voids=original))
+    post(stack, "void", 4, wallet, [(revenue, -4), (wallet, 4)], voids=original)
+    assert balance(stack, wallet) == 10
+
+
+def test_a_void_carries_its_originals_asset_amount_wallet_and_counterparty(stack):
+    wallet, other = new_wallet(stack, funded=10), new_wallet(stack, funded=10)
+    revenue = accounts(stack)["revenue"]
+    original = usage_of(stack, wallet, 4)
+    legs = [(revenue, -4), (wallet, 4)]
+    assert_breaks_rule(refusal(stack, "void", 4, other, legs, voids=original))
+    assert_breaks_rule(refusal(stack, "void", 3, wallet, legs, voids=original))
+    assert_breaks_rule(refusal(stack, "void", 4, wallet, legs, voids=original, counterparty=other))
+    assert_breaks_rule(refusal(stack, "void", 4, wallet, legs, voids=2**62))  # no such original
+
+
+def test_an_expiry_moves_only_from_its_wallet_into_breakage(stack):
+    wallet, revenue = new_wallet(stack, funded=10), accounts(stack)["revenue"]
+    k = f"lot-expiry:{key()}"
+    with pytest.raises(DatabaseError) as error:
+        post(stack, "expiry", 5, wallet, [(wallet, -5), (revenue, 5)], idempotency_key=k)
+    assert error.value.args[0]["M"] == "invalid_posting"
+    assert json.loads(error.value.args[0]["D"])["reason"] == "legs_do_not_follow_rule"
+    assert postings_with_key(stack, k) == 0 and balance(stack, wallet) == 10
+
+
+@pytest.mark.parametrize("amount", [0, -5])
+def test_an_amount_that_is_not_positive_is_refused_as_a_bad_posting(stack, amount):
+    wallet, funding = new_wallet(stack), accounts(stack)["funding"]
+    assert_breaks_rule(refusal(stack, "topup", amount, wallet, [(funding, -5), (wallet, 5)]))
+
+
+def test_an_unknown_action_is_refused_as_a_bad_posting(stack):
+    wallet, funding = new_wallet(stack), accounts(stack)["funding"]
+    code, details = refusal(stack, "gift", 5, wallet, [(funding, -5), (wallet, 5)])
+    assert (code, details["reason"]) == ("invalid_posting", "legs_do_not_follow_rule")
+    assert "gift" in details["rule"]
+
+
+def test_only_a_transfer_allocation_or_reclaim_names_a_counterparty(stack):
+    wallet, other = new_wallet(stack, funded=10), new_wallet(stack)
+    revenue = accounts(stack)["revenue"]
+    assert_breaks_rule(refusal(stack, "usage", 5, wallet, [(wallet, -5), (revenue, 5)], counterparty=other))
+
+
+def test_a_batch_refuses_a_mislabeled_posting_alone(stack):
+    customer, revenue = new_wallet(stack), accounts(stack)["revenue"]
+    payer = new_wallet(stack, funded=10)
+    batch = [
+        {"item": 0, "key": key(), "request_hash": "h", "action": "usage", "asset": "TST", "amount": 5,
+         "wallet_id": customer, "leg_wallets": [revenue, customer], "leg_amounts": [-5, 5]},
+        {"item": 1, "key": key(), "request_hash": "h", "action": "usage", "asset": "TST", "amount": 5,
+         "wallet_id": payer, "leg_wallets": [payer, revenue], "leg_amounts": [-5, 5]},
+    ]  # fmt: skip
+    con = as_functions(stack)
+    try:
+        rows = con.run(
+            "SELECT item, error_message, error_detail FROM ledger.commit_postings(CAST(:b AS jsonb)) ORDER BY item",
+            b=json.dumps(batch),
+        )
+    finally:
+        con.close()
+    assert rows[0][1] == "invalid_posting" and json.loads(rows[0][2])["reason"] == "legs_do_not_follow_rule"
+    assert rows[1][1] is None
+    assert (balance(stack, customer), balance(stack, payer)) == (0, 5)
+
+
+# Reconciliation: the same rule over stored rows -------------------------------------
+
+
+def write_around_the_posting(con, action, amount, wallet, legs, counterparty=None, voids=None):
+    """A balanced transaction inserted by the owner, with the cached balances kept, so
+    only the posting rule can tell that it is wrong."""
+    transaction_id = con.run(
+        "INSERT INTO ledger.transactions (idempotency_key, request_hash, action, asset_code, amount, wallet_id,"
+        " counterparty_wallet_id, voids_transaction_id) VALUES (:k, 'h', :action, 'TST', :amount, :w, :c, :v)"
+        " RETURNING id",
+        k=key(),
+        action=action,
+        amount=amount,
+        w=wallet,
+        c=counterparty,
+        v=voids,
+    )[0][0]
+    balances_after = []
+    for leg_wallet, leg_amount in legs:
+        after = con.run(
+            "UPDATE ledger.wallets SET balance = balance + :a, entry_count = entry_count + 1"
+            " WHERE id = :w AND kind = 'customer' RETURNING balance",
+            a=leg_amount,
+            w=leg_wallet,
+        )
+        balances_after.append(after[0][0] if after else None)
+    # one statement: the guard checks that each INSERT's legs balance
+    con.run(
+        "INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount, balance_after)"
+        " SELECT :t, l.w, 'TST', l.a, l.b"
+        " FROM unnest(CAST(:ws AS bigint[]), CAST(:amounts AS bigint[]), CAST(:bs AS bigint[])) AS l(w, a, b)",
+        t=transaction_id,
+        ws=[leg for leg, _ in legs],
+        amounts=[leg_amount for _, leg_amount in legs],
+        bs=balances_after,
+    )
+    return transaction_id
+
+
+@pytest.mark.parametrize("case", ["usage_out_of_revenue", "transfer_to_a_third_wallet", "void_to_a_third_wallet"])
+def test_reconciliation_names_a_mislabeled_transaction_written_around_the_posting(stack, case):
+    customer, other, third = new_wallet(stack, funded=10), new_wallet(stack, funded=10), new_wallet(stack)
+    revenue = accounts(stack)["revenue"]
+    original = usage_of(stack, customer, 4)
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        if case == "usage_out_of_revenue":
+            bad = write_around_the_posting(con, "usage", 5, customer, [(revenue, -5), (customer, 5)])
+        elif case == "transfer_to_a_third_wallet":
+            legs = [(customer, -5), (third, 5)]
+            bad = write_around_the_posting(con, "transfer", 5, customer, legs, counterparty=other)
+        else:
+            bad = write_around_the_posting(con, "void", 4, customer, [(revenue, -4), (third, 4)], voids=original)
+        violations = find_violations(lambda statement: con.run(statement))
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert list(violations) == ["entries_follow_posting_rule"], violations
+    assert [row[0] for row in violations["entries_follow_posting_rule"]] == [bad]
+
+
+def test_the_functions_role_can_run_the_reconciliation(stack):
+    """`python -m common.reconcile` logs in as the functions' role: the rule check is
+    one of its queries, so that role may call the rule."""
+    con = as_functions(stack)
+    try:
+        assert "entries_follow_posting_rule" not in find_violations(lambda statement: con.run(statement))
+    finally:
+        con.close()
+
+
+def test_reconciliation_names_a_many_legged_posting_and_its_void_without_a_long_comparison(stack):
+    wallets = [new_wallet(stack) for _ in range(3)]
+    funding = accounts(stack)["funding"]
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        legs = [(funding, -6), *[(wallet, 2) for wallet in wallets]]
+        topup = write_around_the_posting(con, "topup", 6, wallets[0], legs)
+        void = write_around_the_posting(con, "void", 6, wallets[0], [(w, -a) for w, a in legs], voids=topup)
+        violations = find_violations(lambda statement: con.run(statement))
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert sorted(violations["entries_follow_posting_rule"]) == [
+        [topup, "topup", "the legs are not what topup moves"],
+        [void, "void", "more legs than any rule writes"],
+    ]
