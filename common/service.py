@@ -151,8 +151,14 @@ class LedgerService:
         request_hash = fingerprint(action, cmd.model_dump(mode="json"))
         tenant, actor = caller.tenant, caller.actor(grant)
 
+        business_id = _business_id(action, cmd)
+
         def committed() -> Outcome | None:
             transaction = self.ledger.posted_under(tenant, key, request_hash)
+            if transaction is None and business_id is not None:
+                # sent again under a new key, this request was answered with the posting
+                # of its business id: so is every retry under that key
+                transaction = self.ledger.posted_for(tenant, action, business_id, request_hash)
             return None if transaction is None else Outcome(CREATED, {"transaction": transaction}, replayed=True)
 
         def post() -> Outcome:
@@ -380,3 +386,11 @@ class LedgerService:
             if len(outcomes) < batch:
                 break
         return {"expired": expired, "failed": failed, "busy": busy, "amount": amount}
+
+
+def _business_id(action: str, cmd: commands.Command) -> str | None:
+    """The id under which the tenant's business posts an action once, whatever the key
+    (db/migrations/0009_business_ids.sql): a top-up's or add-on's payment reference, a
+    usage's id. A bonus's external_ref is its campaign, shared by many."""
+    field = {"topup": "external_ref", "addon": "external_ref", "usage": "usage_id"}.get(action)
+    return None if field is None else getattr(cmd, field)

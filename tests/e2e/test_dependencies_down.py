@@ -19,7 +19,7 @@ def eventually_ok(send, timeout=60):
 
 
 def usage_body(wallet):
-    return {"wallet_id": wallet, "asset": "TST", "amount": 1, "usage_id": "u", "product": "p"}
+    return {"wallet_id": wallet, "asset": "TST", "amount": 1, "usage_id": key("u"), "product": "p"}
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def test_dependency_down_gives_503_and_writes_nothing(stack, service, function):
     wallet, other = new_wallet(stack, funded=100), new_wallet(stack)
     bodies = {
         "usage": usage_body(wallet),
-        "topup": {"wallet_id": wallet, "asset": "TST", "amount": 5, "external_ref": "r"},
+        "topup": {"wallet_id": wallet, "asset": "TST", "amount": 5, "external_ref": key("r")},
         "transfer": {"from_wallet_id": wallet, "to_wallet_id": other, "asset": "TST", "amount": 5},
     }
     before = transaction_count(stack)

@@ -52,8 +52,8 @@ def world(stack):
     division = wallet(stack, owner_id="v-acme-research", model="enterprise", parent_id=root)
     team = wallet(stack, owner_id="v-acme-research-ml", model="enterprise", parent_id=division)
     alice = (wallet(stack, owner_id="v-alice"), wallet(stack, owner_id="v-alice"))
-    ok(http(stack, "topup", {"wallet_id": root, "asset": "TST", "amount": 10_000, "external_ref": "v"}, key()))
-    ok(http(stack, "topup", {"wallet_id": alice[0], "asset": "TST", "amount": 1_000, "external_ref": "v"}, key()))
+    ok(http(stack, "topup", {"wallet_id": root, "asset": "TST", "amount": 10_000, "external_ref": key("v")}, key()))
+    ok(http(stack, "topup", {"wallet_id": alice[0], "asset": "TST", "amount": 1_000, "external_ref": key("v")}, key()))
     # A role that may only allocate: a division's budget holder draws from the root
     # (an allocate grant over the whole tree) but reads only its division.
     sql(
@@ -128,7 +128,7 @@ def test_a_customer_does_not_learn_who_voided_its_usage(stack, world):
         http(
             stack,
             "usage",
-            {"wallet_id": world.alice[0], "asset": "TST", "amount": 7, "usage_id": "v-u", "product": "gpu"},
+            {"wallet_id": world.alice[0], "asset": "TST", "amount": 7, "usage_id": key("v-u"), "product": "gpu"},
             key("v-use"),
             token=world.tokens["metering"],
         )
