@@ -264,6 +264,21 @@ class LedgerService:
         self._authorize_transaction(caller, "read", transaction_id)
         return as_seen_by(caller, self.queries.get_transaction(transaction_id), self._facts)
 
+    def find_transaction(self, caller: Caller, lookup: commands.TransactionLookup) -> dict[str, Any]:
+        """A transaction of the caller's own tenant, by the key it was posted under or its
+        business id, as get_transaction shows it. Another tenant's, one outside the
+        caller's boundary and none at all answer alike, naming nothing (not even an id)."""
+        hidden = NotFound("no transaction of this tenant matches", code="transaction_not_found")
+        if not caller.grants_with("read"):
+            raise Forbidden("this caller may not read", details={"scope": "read"})
+        transaction_id = self.queries.find_transaction(caller.tenant, lookup)
+        if transaction_id is None:
+            raise hidden
+        try:
+            return self.get_transaction(caller, transaction_id)
+        except NotFound:
+            raise hidden from None
+
     def get_wallet(self, caller: Caller, wallet_id: int) -> dict[str, Any]:
         self._authorize(caller, "read", [wallet_id])
         return self.queries.get_wallet(wallet_id)

@@ -240,7 +240,7 @@ def test_a_database_holding_duplicates_is_not_upgraded(stack):
             con.close()
         with pytest.raises(Exception, match="1 business id.s. posted more than once") as refused:
             stack_database.migrate(dsn)
-        assert f"tenant 't' topup 'psp_777': transactions {{{ids[0]},{ids[1]}}}" in str(refused.value)
+        assert f"tenant 't' topup 'psp_777': transactions {ids[0]}, {ids[1]}" in str(refused.value)
         con = stack_database.owner_connection(dsn)
         try:
             assert con.run("SELECT version_num FROM public.alembic_version") == [["0007_callers"]]
