@@ -78,8 +78,16 @@ def test_a_caller_cannot_name_its_request_with_anothers_id(stack, callers):
     """Two requests that send one X-Request-Id are two requests in the records."""
     wallet = callers["wallets"][0]
     given = f"a-reused-{uuid.uuid4().hex}"
-    body = {"wallet_id": wallet, "asset": "TST", "amount": 2, "external_ref": key("psp-4")}
-    first, second = (post(stack, "topup", body, callers["payments"], given) for _ in range(2))
+    first, second = (
+        post(
+            stack,
+            "topup",
+            {"wallet_id": wallet, "asset": "TST", "amount": 2, "external_ref": key("psp-4")},
+            callers["payments"],
+            given,
+        )
+        for _ in range(2)
+    )
     assert first.status_code == second.status_code == 201, (first.text, second.text)
     actors = [response.json()["transaction"]["actor"] for response in (first, second)]
     assert actors[0]["request_id"] != actors[1]["request_id"]

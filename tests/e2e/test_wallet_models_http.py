@@ -147,10 +147,11 @@ def test_reseller_usage_wholesale_discount_and_breakage_reach_the_erp_attributed
         stack, "topup", {"wallet_id": reseller, "asset": "TST", "amount": 1_000, "external_ref": key("w"), "price": 700}
     )
     post(stack, "allocate", {"wallet_id": customer, "asset": "TST", "amount": 300})
+    usage_id = key("job-42")
     used = post(
         stack,
         "usage",
-        {"wallet_id": customer, "asset": "TST", "amount": 120, "usage_id": key("job-42"), "product": "llm"},
+        {"wallet_id": customer, "asset": "TST", "amount": 120, "usage_id": usage_id, "product": "llm"},
     )
     post(stack, "bonus", {"wallet_id": customer, "asset": "TST", "amount": 30, "expires_at": in_days(1)})
     sql(stack, "UPDATE ledger.lots SET expires_at = now() - interval '1 second' WHERE wallet_id = :w", w=customer)
@@ -188,7 +189,7 @@ def test_reseller_usage_wholesale_discount_and_breakage_reach_the_erp_attributed
             "revenue",
             "reseller-7",
             "end-customer-3",
-            "job-42",
+            usage_id,
         )
     wholesale = {(line["account"], line["debit"], line["credit"]) for line in books.lines_of(bought["id"])}
     assert wholesale == {("1100", 700, 0), ("4900", 300, 0), ("2320", 0, 1_000)}

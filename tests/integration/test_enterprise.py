@@ -33,7 +33,8 @@ def allocate(service, child, amount, idempotency_key=None):
     return service.allocate(CALLER, cmd, idempotency_key or key())
 
 
-def use(service, wallet_id, amount, usage_id=key("u")):
+def use(service, wallet_id, amount, usage_id=None):
+    usage_id = usage_id or key("u")  # a usage id charges once
     cmd = commands.Usage(wallet_id=wallet_id, asset="TST", amount=amount, usage_id=usage_id, product="gpu")
     return service.usage(CALLER, cmd, key())
 
