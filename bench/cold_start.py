@@ -34,17 +34,18 @@ def first_request(name: str, wallet: int, asset: str, member: int) -> tuple[str,
     """(method, path, JSON body, headers) of a request that succeeds on a healthy stack.
     `member`: a wallet with a parent, for allocate and reclaim."""
     caller = dict(http_client.AUTHORIZATION)  # set by setup.register_caller()
-    key = {"Idempotency-Key": f"cold-{uuid.uuid4()}", **caller}
+    reference = f"cold-{uuid.uuid4()}"  # as key and business id: a payment's reference, a usage, posts once
+    key = {"Idempotency-Key": reference, **caller}
     money = {"wallet_id": wallet, "asset": asset, "amount": 1}
     return {
         "empty": ("GET", "/", None, {}),
         "libraries": ("GET", "/", None, {}),
-        "topup": ("POST", "/", {**money, "external_ref": "cold"}, key),
-        "addon": ("POST", "/", {**money, "external_ref": "cold", "plan": "cold"}, key),
+        "topup": ("POST", "/", {**money, "external_ref": reference}, key),
+        "addon": ("POST", "/", {**money, "external_ref": reference, "plan": "cold"}, key),
         "allocate": ("POST", "/", {**money, "wallet_id": member}, key),
         "reclaim": ("POST", "/", {**money, "wallet_id": member}, key),
         "bonus": ("POST", "/", money, key),
-        "usage": ("POST", "/", {**money, "usage_id": "cold", "product": "cold"}, key),
+        "usage": ("POST", "/", {**money, "usage_id": reference, "product": "cold"}, key),
         "transfer": (
             "POST",
             "/",

@@ -83,8 +83,8 @@ def seed(stack: Stack, count: int) -> None:
                 SELECT 'erpbench-' || :run || '-' || g, 'bench',
                        (ARRAY['topup', 'bonus', 'usage', 'transfer'])[kind + 1], :a, 100, w,
                        CASE WHEN kind = 3 THEN other END,
-                       CASE WHEN kind = 2 THEN 'use-' || g END, CASE WHEN kind = 2 THEN 'api-calls' END,
-                       CASE WHEN kind = 0 THEN 'pay-' || g END
+                       CASE WHEN kind = 2 THEN 'use-' || :run || '-' || g END, CASE WHEN kind = 2 THEN 'api-calls' END,
+                       CASE WHEN kind = 0 THEN 'pay-' || :run || '-' || g END
                   FROM seeded ORDER BY g
                 """,
                 run=run,

@@ -54,12 +54,17 @@ def worker(stack: Stack, data: BenchData, totals: list[SpanTotals]) -> Callable[
                 action = "usage"
             wallet = rng.choice(data.wallets)
             body = {
-                "topup": lambda: {"wallet_id": wallet, "asset": ASSET, "amount": 10, "external_ref": "mix"},
+                "topup": lambda: {
+                    "wallet_id": wallet,
+                    "asset": ASSET,
+                    "amount": 10,
+                    "external_ref": f"m-{uuid.uuid4()}",
+                },
                 "usage": lambda: {
                     "wallet_id": wallet,
                     "asset": ASSET,
                     "amount": 1,
-                    "usage_id": f"m{rng.random()}",
+                    "usage_id": f"m-{uuid.uuid4()}",
                     "product": "mix",
                 },
                 "transfer": lambda: {

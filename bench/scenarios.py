@@ -22,14 +22,19 @@ def bodies(data: BenchData) -> dict[str, Body]:
     """Scenario name -> a function giving (function, request body) for one action."""
 
     def topup(rng):
-        return "topup", {"wallet_id": rng.choice(data.wallets), "asset": ASSET, "amount": 1, "external_ref": "bench"}
+        return "topup", {
+            "wallet_id": rng.choice(data.wallets),
+            "asset": ASSET,
+            "amount": 1,
+            "external_ref": f"b-{uuid.uuid4()}",
+        }
 
     def usage_spread(rng):
         return "usage", {
             "wallet_id": rng.choice(data.wallets),
             "asset": ASSET,
             "amount": 1,
-            "usage_id": f"b-{rng.random()}",
+            "usage_id": f"b-{uuid.uuid4()}",
             "product": "bench",
         }
 
@@ -38,7 +43,7 @@ def bodies(data: BenchData) -> dict[str, Body]:
             "wallet_id": data.hot_wallet,
             "asset": ASSET,
             "amount": 1,
-            "usage_id": f"b-{rng.random()}",
+            "usage_id": f"b-{uuid.uuid4()}",
             "product": "bench",
         }
 

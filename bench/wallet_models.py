@@ -127,7 +127,7 @@ def _usage_worker(wallets: list[int]) -> Callable[[int], Callable[[], str]]:
 
         def act() -> str:
             cmd = commands.Usage(
-                wallet_id=rng.choice(wallets), asset=ASSET, amount=1, usage_id=f"wm-{rng.random()}", product="bench"
+                wallet_id=rng.choice(wallets), asset=ASSET, amount=1, usage_id=f"wm-{uuid.uuid4()}", product="bench"
             )
             try:
                 ledger.post(postings.usage(cmd, accounts), f"bench-wm-{uuid.uuid4()}", "bench", "bench", None)

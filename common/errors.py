@@ -91,6 +91,15 @@ class InProgress(LedgerError):
     code = "request_in_progress"
 
 
+class AlreadyPosted(LedgerError):
+    """A business id (a payment's reference, a usage id) posted already, under another
+    Idempotency-Key and for another request: `details.transaction_id` names that posting.
+    Nothing was posted, and a retry won't change it."""
+
+    status = 409
+    code = "already_posted"
+
+
 class Refused(LedgerError):
     """A business rule refused the action; nothing was posted."""
 
@@ -99,10 +108,19 @@ class Refused(LedgerError):
 
 
 class DependencyUnavailable(LedgerError):
-    """Postgres, Redis or Firestore could not be reached; nothing was posted."""
+    """Postgres, Redis or Firestore could not be reached before the action was sent to
+    the database; nothing was posted."""
 
     status = 503
     code = "dependency_unavailable"
+
+
+class OutcomeUnknown(DependencyUnavailable):
+    """The connection to the database failed after a posting was sent: it may or may not
+    have committed. A retry under the same Idempotency-Key answers which (a replay, or the
+    posting made then); a new key could post it twice."""
+
+    code = "outcome_unknown"
 
 
 class GuardViolation(LedgerError):
@@ -128,6 +146,8 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "wallet_closed": Refused,
     "insufficient_funds": Refused,
     "idempotency_key_reused": Refused,
+    "external_ref_already_posted": AlreadyPosted,
+    "usage_id_already_posted": AlreadyPosted,
     "invalid_posting": InvalidRequest,
     "system_account": Refused,
     "transfer_outside_tree": Refused,

@@ -17,14 +17,21 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Value = TypeVar("Value")
-# A batch that failed as a whole hands each member this instead of an outcome: the
-# member posts alone, in its own thread, so a slow or stuck batch never makes one
-# thread post all of its members one after another while the slot stays taken.
-_ALONE: Any = object()
+
+
+class _Alone:
+    """What a batch that failed as a whole hands each member instead of an outcome: the
+    member posts alone, in its own thread, so a slow or stuck batch never makes one
+    thread post all of its members one after another while the slot stays taken."""
+
+    __slots__ = ("batch_error",)
+
+    def __init__(self, batch_error: BaseException) -> None:
+        self.batch_error = batch_error
 
 
 class _Slot(Generic[Item, Value]):
@@ -34,7 +41,7 @@ class _Slot(Generic[Item, Value]):
         self.item = item
         self.taken = False
         self.done = False
-        self.value: Value | None = None
+        self.value: Value | _Alone | None = None
         self.error: BaseException | None = None
 
 
@@ -45,11 +52,15 @@ class GroupCommit(Generic[Item, Value]):
         run_many: Callable[[Sequence[Item]], Sequence[Value | BaseException]],
         max_batch: int,
         max_in_flight: int,
+        run_after_failed_batch: Callable[[Item, BaseException], Value] | None = None,
     ) -> None:
+        """`run_after_failed_batch(item, batch_error)` runs an item alone after its batch
+        failed as a whole (default: `run_one(item)`)."""
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be at least 1")
         self._run_one = run_one
         self._run_many = run_many
+        self._run_after_failed_batch = run_after_failed_batch or (lambda item, _error: run_one(item))
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._changed = threading.Condition()
@@ -89,8 +100,8 @@ class GroupCommit(Generic[Item, Value]):
                     self._changed.notify_all()
         if slot.error is not None:
             raise slot.error
-        if slot.value is _ALONE:
-            return self._run_one(item)
+        if isinstance(slot.value, _Alone):
+            return self._run_after_failed_batch(item, slot.value.batch_error)
         return slot.value  # type: ignore[return-value]
 
     def _execute(self, batch: list[_Slot[Item, Value]]) -> None:
@@ -99,13 +110,13 @@ class GroupCommit(Generic[Item, Value]):
             self._settle(batch[0], self._outcome_alone(batch[0].item))
             return
         try:
-            outcomes = self._run_many([slot.item for slot in batch])
+            outcomes: Sequence[Value | _Alone | BaseException] = self._run_many([slot.item for slot in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"run_many gave {len(outcomes)} outcomes for {len(batch)} items")
-        except Exception:  # noqa: BLE001 - the batch as a whole failed: each item goes alone
+        except Exception as error:  # noqa: BLE001 - the batch as a whole failed: each item goes alone
             # Safe to repeat: run_one of an item that did commit in the failed batch
             # finds it (postings replay by idempotency key) instead of posting it again.
-            outcomes = [_ALONE] * len(batch)
+            outcomes = [_Alone(error)] * len(batch)
         else:
             self.batches += 1
             self.batched_items += len(batch)
@@ -119,7 +130,7 @@ class GroupCommit(Generic[Item, Value]):
             return error
 
     @staticmethod
-    def _settle(slot: _Slot[Item, Value], outcome: Value | BaseException) -> None:
+    def _settle(slot: _Slot[Item, Value], outcome: Value | _Alone | BaseException) -> None:
         if isinstance(outcome, BaseException):
             slot.error = outcome
         else:

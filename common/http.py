@@ -19,6 +19,7 @@ import flask
 from common import bootstrap, timing
 from common.auth.callers import Caller
 from common.errors import (
+    InProgress,
     InvalidRequest,
     LedgerError,
     MethodNotAllowed,
@@ -43,6 +44,13 @@ REALM = "wallet-ledger"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")  # Google's: 32 hex digits
 Handler = Callable[[flask.Request, Caller], flask.Response]
+# What a 500 can truly say: a money action that failed unexpectedly may have failed
+# after its posting committed, so it never claims that nothing was posted.
+UNEXPECTED = {
+    "money": "unexpected error: the action may or may not have posted; retry with the same Idempotency-Key "
+    "(it answers with the posting if there is one), or look the transaction up by that key",
+    "admin": "unexpected error: the change may or may not have been made; read it back before retrying",
+}
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> flask.Response:
@@ -57,7 +65,9 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(error: LedgerError) -> flask.Response:
-    headers = {"Retry-After": "1"} if error.status in (409, 503) else {}
+    # a retry can succeed: another copy holds the key or the wallet, or a dependency is down
+    # (not a 409 for a business id posted already: the same refusal again)
+    headers = {"Retry-After": "1"} if isinstance(error, InProgress) or error.status == 503 else {}
     if isinstance(error, Unauthenticated):
         # RFC 6750: a request without a token learns the scheme; one with a bad token also
         # learns why (the message never repeats the token).
@@ -159,7 +169,7 @@ def endpoint(handler: Handler | None = None, *, action_class: Callable[[flask.Re
             response = error_response(error)
         except Exception:
             log.exception("unhandled error", extra={"path": request.path})
-            response = error_response(LedgerError("unexpected error; nothing was posted"))
+            response = error_response(LedgerError(UNEXPECTED.get(action_class(request), "unexpected error")))
         elapsed_ms = (time.perf_counter() - started) * 1000
         response.headers["Server-Timing"] = timing.server_timing(elapsed_ms)
         response.headers[REQUEST_ID_HEADER] = rid

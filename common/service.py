@@ -156,8 +156,14 @@ class LedgerService:
         request_hash = fingerprint(action, cmd.model_dump(mode="json"))
         tenant, actor = caller.tenant, caller.actor(grant)
 
+        business_id = _business_id(action, cmd)
+
         def committed() -> Outcome | None:
             transaction = self.ledger.posted_under(tenant, key, request_hash)
+            if transaction is None and business_id is not None:
+                # sent again under a new key, this request was answered with the posting
+                # of its business id: so is every retry under that key
+                transaction = self.ledger.posted_for(tenant, action, business_id, request_hash)
             return None if transaction is None else Outcome(CREATED, {"transaction": transaction}, replayed=True)
 
         def post() -> Outcome:
@@ -262,6 +268,21 @@ class LedgerService:
     def get_transaction(self, caller: Caller, transaction_id: int) -> dict[str, Any]:
         self._authorize_transaction(caller, "read", transaction_id)
         return as_seen_by(caller, self.queries.get_transaction(transaction_id), self._facts)
+
+    def find_transaction(self, caller: Caller, lookup: commands.TransactionLookup) -> dict[str, Any]:
+        """A transaction of the caller's own tenant, by the key it was posted under or its
+        business id, as get_transaction shows it. Another tenant's, one outside the
+        caller's boundary and none at all answer alike, naming nothing (not even an id)."""
+        hidden = NotFound("no transaction of this tenant matches", code="transaction_not_found")
+        if not caller.grants_with("read"):
+            raise Forbidden("this caller may not read", details={"scope": "read"})
+        transaction_id = self.queries.find_transaction(caller.tenant, lookup)
+        if transaction_id is None:
+            raise hidden
+        try:
+            return self.get_transaction(caller, transaction_id)
+        except NotFound:
+            raise hidden from None
 
     def get_wallet(self, caller: Caller, wallet_id: int) -> dict[str, Any]:
         self._authorize(caller, "read", [wallet_id])
@@ -391,3 +412,11 @@ class LedgerService:
             if len(outcomes) < batch:
                 break
         return {"expired": expired, "failed": failed, "busy": busy, "amount": amount}
+
+
+def _business_id(action: str, cmd: commands.Command) -> str | None:
+    """The id under which the tenant's business posts an action once, whatever the key
+    (db/migrations/0009_business_ids.sql): a top-up's or add-on's payment reference, a
+    usage's id. A bonus's external_ref is its campaign, shared by many."""
+    field = {"topup": "external_ref", "addon": "external_ref", "usage": "usage_id"}.get(action)
+    return None if field is None else getattr(cmd, field)

@@ -208,7 +208,7 @@ def seed_demo(dsn: dict[str, Any]) -> list[dict]:
                     opening,
                     funding,
                     wallet_id,
-                    p_external_ref="demo-seed",
+                    p_external_ref=f"demo-seed-{wallet_id}",  # a payment's reference posts once
                 )
             _seed_trees_and_lots(con)
         rows = con.run(

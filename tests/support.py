@@ -82,7 +82,7 @@ def new_wallet(stack: Stack, asset: str = "TST", funded: int = 0, credit_limit: 
         sql(
             stack,
             "SELECT ledger.commit_posting(:k, 'setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
-            " CAST(:amts AS bigint[]), 'test-setup')",
+            " CAST(:amts AS bigint[]), :k)",  # the key as the payment's reference: each posts once
             k=key("setup"),
             a=asset,
             amt=funded,

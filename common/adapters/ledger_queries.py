@@ -253,6 +253,27 @@ class LedgerQueries(Statements):
             )
         return {**rows[0][0], "voided_by": rows[0][1]}
 
+    def find_transaction(self, tenant: str, lookup: commands.TransactionLookup) -> int | None:
+        """The id of the tenant's transaction posted under an idempotency key, or holding
+        a business id (db/migrations/0009_business_ids.sql): each names at most one."""
+        value: str | None
+        if lookup.idempotency_key is not None:
+            sql, value = "idempotency_key = :value", lookup.idempotency_key
+        elif lookup.usage_id is not None:
+            sql, value = "action = 'usage' AND usage_id = :value", lookup.usage_id
+        else:
+            sql, value = (
+                "action IN ('topup', 'addon') AND action = :action AND external_ref = :value",
+                lookup.external_ref,
+            )
+        rows = self._run(
+            f"SELECT id FROM ledger.transactions WHERE tenant = :tenant AND {sql}",
+            tenant=tenant,
+            value=value,
+            **({"action": lookup.action} if lookup.external_ref is not None else {}),
+        )
+        return int(rows[0][0]) if rows else None
+
     def list_assets(self) -> list[dict[str, Any]]:
         rows = self._run("SELECT code, scale, description FROM ledger.assets ORDER BY code")
         return [dict(zip(("code", "scale", "description"), row, strict=True)) for row in rows]

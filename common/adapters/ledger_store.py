@@ -18,8 +18,8 @@ from typing import Any
 from pg8000.exceptions import DatabaseError
 
 from common import timing
-from common.adapters.postgres import RETRYABLE_SQLSTATES, Pool, Statements, run_with_retry, translate
-from common.errors import NotFound, Refused
+from common.adapters.postgres import Pool, Statements, retry_alone, run_with_retry, translate
+from common.errors import DependencyUnavailable, NotFound, OutcomeUnknown, Refused
 from common.group_commit import GroupCommit
 from common.ledger.postings import Posting, SystemAccounts
 
@@ -55,13 +55,15 @@ class PostgresLedger(Statements):
             # Each posting in a batch is a subtransaction; past 64 in one transaction
             # Postgres' snapshots overflow and every session slows down.
             batch = min(group_commit_max, MAX_POSTINGS_PER_CALL)
-            self._group = GroupCommit(self._post_one, self._post_many, batch, group_commit_in_flight)
+            self._group = GroupCommit(
+                self._post_one, self._post_many, batch, group_commit_in_flight, self._post_after_failed_batch
+            )
         self._system_accounts: dict[str, SystemAccounts] = {}
         self._system_lock = threading.Lock()
 
     def _run_untimed(self, sql: str, **params: Any) -> list[list[Any]]:
         """For postings, whose span post() times (a batch runs in one request's thread)."""
-        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts, span="")
+        return run_with_retry(self._pool, lambda con: con.run(sql, **params), self._attempts, span="", posting=True)
 
     def system_accounts(self, asset: str) -> SystemAccounts:
         """System wallets never change once an asset exists, so they are cached per process."""
@@ -140,7 +142,7 @@ class PostgresLedger(Statements):
                 raise RuntimeError("ledger.commit_postings() answered out of order")
             if sqlstate is None:
                 outcomes.append(posted)
-            elif sqlstate in RETRYABLE_SQLSTATES:
+            elif retry_alone(sqlstate, constraint):
                 try:
                     outcomes.append(self._post_one(params))
                 except Exception as error:  # noqa: BLE001 - this item's own outcome
@@ -150,6 +152,17 @@ class PostgresLedger(Statements):
                 translated = translate(raw)
                 outcomes.append(translated if translated is not raw else raw)
         return outcomes
+
+    def _post_after_failed_batch(self, params: dict[str, Any], batch_error: BaseException) -> PostedRow:
+        """A posting of a batch that failed as a whole, posted alone. Should the batch's
+        connection have been lost after it was sent, a posting that can't reach the
+        database now may still have committed with the batch: its outcome is unknown."""
+        try:
+            return self._post_one(params)
+        except DependencyUnavailable as error:
+            if isinstance(batch_error, OutcomeUnknown) and not isinstance(error, OutcomeUnknown):
+                raise OutcomeUnknown(batch_error.message, details=batch_error.details) from error
+            raise
 
     def posted_under(self, tenant: str, key: str, request_hash: str) -> dict[str, Any] | None:
         """The transaction posted under a tenant's idempotency key, as a replay renders
@@ -170,6 +183,22 @@ class PostgresLedger(Statements):
                 details={"transaction_id": transaction_id},
             )
         return transaction
+
+    def posted_for(self, tenant: str, action: str, business_id: str, request_hash: str) -> dict[str, Any] | None:
+        """The posting of this very request that holds a business id in the tenant (a
+        payment's reference for a top-up or add-on, a usage id), whatever its key: a
+        request sent again under a new key was answered with it. None otherwise."""
+        column = "usage_id" if action == "usage" else "external_ref"
+        rows = self._run(
+            f"SELECT request_hash, ledger.transaction_json(id) FROM ledger.transactions"
+            f" WHERE tenant = :tenant AND action = :action AND {column} = :business_id",
+            tenant=tenant,
+            action=action,
+            business_id=business_id,
+        )
+        if not rows or rows[0][0] != request_hash:
+            return None
+        return rows[0][1]  # type: ignore[no-any-return]
 
     def parent_of(self, wallet_id: int) -> int:
         """The parent of a tree member; allocate and reclaim move money along this edge."""

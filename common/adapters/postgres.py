@@ -28,7 +28,14 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from common import timing
-from common.errors import DATABASE_REFUSALS, DependencyUnavailable, InvalidRequest, LedgerError, Refused
+from common.errors import (
+    DATABASE_REFUSALS,
+    DependencyUnavailable,
+    InvalidRequest,
+    LedgerError,
+    OutcomeUnknown,
+    Refused,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,6 +43,10 @@ T = TypeVar("T")
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 QUERY_CANCELED = "57014"  # the statement timeout
 UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")  # connection, resources, shutdown
+LOST_SQLSTATE_PREFIXES = ("08", "57P")  # the session ended under the statement (a terminate, a shutdown)
+# A business id's unique index (migration 0009) met a copy that committed while this
+# posting ran: posted again, ledger.commit_posting() finds that copy and answers with it.
+BUSINESS_ID_INDEXES = {"transactions_tenant_external_ref_unique", "transactions_tenant_usage_id_unique"}
 
 
 class Connection:
@@ -45,13 +56,17 @@ class Connection:
         self.raw = raw
         self.born = time.monotonic()
         self._prepared: dict[str, Any] = {}
+        # whether the last run() got as far as sending its statement to be executed
+        self.sent = False
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        self.sent = False
         statement = self._prepared.get(sql)
         if statement is None:
             # Works on native and DB-API connections alike (the Cloud SQL connector
             # hands back the latter).
             statement = self._prepared[sql] = pg8000.native.PreparedStatement(self.raw, sql)
+        self.sent = True
         return statement.run(**params)
 
     def close(self) -> None:
@@ -163,10 +178,18 @@ def translate(error: Exception) -> Exception:
     return error
 
 
+def retry_alone(sqlstate: str | None, constraint: str | None) -> bool:
+    """A posting that failed this way is posted again: it was rolled back, and the same
+    call can succeed (a deadlock, a serialization failure) or answer with the copy that
+    beat it (a business id's unique index)."""
+    return sqlstate in RETRYABLE_SQLSTATES or (sqlstate == "23505" and constraint in BUSINESS_ID_INDEXES)
+
+
 def _retryable(error: BaseException) -> bool:
-    sqlstate = error_fields(error).get("C")
+    fields = error_fields(error)
+    sqlstate = fields.get("C")
     if sqlstate:
-        return sqlstate in RETRYABLE_SQLSTATES
+        return retry_alone(sqlstate, fields.get("n"))
     # A pooled connection that died (database restart, idle timeout): retry once on a new
     # one. Safe for postings because a repeated ledger.commit_posting() with the same idempotency
     # key replays instead of posting twice.
@@ -184,14 +207,35 @@ def _retrying(attempts: int) -> Retrying:
     )
 
 
-def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 5, span: str = "postgres") -> T:
+def _lost(error: BaseException) -> bool:
+    """The connection ended under a statement: whether the server ran it is unknown."""
+    sqlstate = error_fields(error).get("C")
+    if sqlstate:
+        return sqlstate.startswith(LOST_SQLSTATE_PREFIXES)
+    return isinstance(error, (InterfaceError, OSError))
+
+
+def run_with_retry(
+    pool: Pool, work: Callable[[Connection], T], attempts: int = 5, span: str = "postgres", posting: bool = False
+) -> T:
     """Run `work` on a pooled connection, retrying serialization, deadlock and dropped
     connection failures with jittered exponential backoff, at most `attempts` times.
-    The time counts to the request's `span` (empty: the caller times it)."""
+    The time counts to the request's `span` (empty: the caller times it).
+
+    `posting`: `work` posts money. If an attempt's connection was lost after its
+    statement was sent, the server may have committed it (an autocommit statement
+    commits after its rows are sent), so when no later attempt gives an answer the
+    failure is OutcomeUnknown, not a 503 that says nothing was posted."""
+    sent_then_lost = False
 
     def attempt() -> T:
+        nonlocal sent_then_lost
         with pool.connection() as con:
-            return work(con)
+            try:
+                return work(con)
+            except Exception as error:
+                sent_then_lost = sent_then_lost or (getattr(con, "sent", True) and _lost(error))
+                raise
 
     try:
         with timing.span(span) if span else nullcontext():
@@ -201,13 +245,26 @@ def run_with_retry(pool: Pool, work: Callable[[Connection], T], attempts: int = 
                 if attempts <= 1 or not _retryable(error):
                     raise
             return _retrying(attempts - 1)(attempt)
-    except LedgerError:
+    except LedgerError as error:
+        if posting and sent_then_lost and isinstance(error, DependencyUnavailable):
+            raise _outcome_unknown() from error  # a later attempt found no connection
         raise
     except Exception as error:
         translated = translate(error)
+        if posting and sent_then_lost and isinstance(translated, DependencyUnavailable):
+            raise _outcome_unknown() from error
         if translated is error:
             raise
         raise translated from error
+
+
+def _outcome_unknown() -> OutcomeUnknown:
+    return OutcomeUnknown(
+        "the connection to the ledger database was lost after the posting was sent: it may or may not have "
+        "posted; retry with the same Idempotency-Key (it answers with the posting if there is one), or look the "
+        "transaction up by that key",
+        details={"service": "postgres"},
+    )
 
 
 class Statements:

@@ -143,14 +143,19 @@ def authorize(
 def as_seen_by(
     caller: Caller, transaction: Mapping[str, Any], facts: Callable[[list[int]], Mapping[int, WalletFacts]]
 ) -> dict[str, Any]:
-    """A transaction as `caller` may see it, with the same keys. A caller without read
-    over every wallet sees no running balance of a wallet outside its read grants (an
-    allocation's parent above a division's root, a payee elsewhere) and the actor and
-    idempotency key only of its own tenant's postings (a back office's void of a
-    customer's usage names no one to the customer). `facts` is asked only about
-    wallets with a balance to hide (system accounts keep none)."""
+    """A transaction as `caller` may see it, with the same keys. No caller sees another
+    tenant's idempotency key. A caller without read over every wallet also sees no
+    running balance of a wallet outside its read grants (an allocation's parent above a
+    division's root, a payee elsewhere) and the actor only of its own tenant's postings
+    (a back office's void of a customer's usage names no one to the customer). `facts`
+    is asked only about wallets with a balance to hide (system accounts keep none)."""
+    actor = transaction.get("actor")
+    ours = isinstance(actor, Mapping) and actor.get("tenant") == caller.tenant
+    key = transaction.get("idempotency_key") if ours else None
     if caller.unbounded("read") is not None:
-        return dict(transaction)
+        # who posted, for every wallet's reader; a key never leaves its tenant (whoever
+        # learns one could post under it first)
+        return {**transaction, "idempotency_key": key}
     grants = caller.grants_with("read")
     balances = [e["wallet_id"] for e in transaction["entries"] if e["balance_after"] is not None]
     known = facts(list(dict.fromkeys(balances))) if balances and grants else {}
@@ -158,8 +163,6 @@ def as_seen_by(
     def readable(wallet_id: int) -> bool:
         return any(within(grant, caller.principal, known.get(wallet_id)) for grant in grants)
 
-    actor = transaction.get("actor")
-    ours = isinstance(actor, Mapping) and actor.get("tenant") == caller.tenant
     return {
         **transaction,
         "entries": [
@@ -169,7 +172,7 @@ def as_seen_by(
             for entry in transaction["entries"]
         ],
         "actor": actor if ours else None,
-        "idempotency_key": transaction.get("idempotency_key") if ours else None,
+        "idempotency_key": key,
     }
 
 

@@ -216,3 +216,28 @@ class WalletsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     owner_id: OwnerId
+
+
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[ -~]*[!-~][ -~]*$")]
+
+
+class TransactionLookup(BaseModel):
+    """A transaction found by what its caller knows, within the caller's tenant: the
+    Idempotency-Key it posted under, a top-up's or add-on's payment reference (with its
+    action), or a usage id. Exactly one of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    idempotency_key: IdempotencyKey | None = None
+    external_ref: Text | None = None
+    action: Literal["topup", "addon"] | None = None
+    usage_id: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_lookup(self) -> TransactionLookup:
+        given = [self.idempotency_key, self.external_ref, self.usage_id]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of idempotency_key, external_ref (with action) and usage_id")
+        if (self.external_ref is None) != (self.action is None):
+            raise ValueError("external_ref and action go together: a payment's reference is per top-up or add-on")
+        return self

@@ -74,6 +74,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 DECLARE
   v_tx bigint;
   v_existing record;
+  v_same_id bigint;            -- the posting that holds this business id already
+  v_same_key text;
+  v_same_hash text;
   v_wallet record;
   v_spender record;
   v_legs bigint[] := p_leg_wallets;
@@ -112,6 +115,33 @@ BEGIN
   -- expiry for good.
   IF (p_action = 'expiry') <> (p_idempotency_key LIKE 'lot-expiry:%') THEN
     PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'idempotency keys starting lot-expiry: are reserved'));
+  END IF;
+
+  -- A business id posts once per tenant, whatever the key (the unique indexes of
+  -- migration 0009): a second request for it is the first's outcome when it is the same
+  -- request, else refused naming the first. A key that posted already keeps its own
+  -- answer (below), whatever its business id. Two at once: the index makes the later insert wait for the first and fail
+  -- (23505); the caller posts it again (common/adapters/postgres.py) and lands here.
+  IF p_action = 'usage' AND p_usage_id IS NOT NULL THEN
+    SELECT id, idempotency_key, request_hash INTO v_same_id, v_same_key, v_same_hash FROM transactions
+     WHERE tenant = coalesce(p_tenant, '') AND action = 'usage' AND usage_id = p_usage_id;
+  ELSIF p_action IN ('topup', 'addon') AND p_external_ref IS NOT NULL THEN
+    SELECT id, idempotency_key, request_hash INTO v_same_id, v_same_key, v_same_hash FROM transactions
+     WHERE tenant = coalesce(p_tenant, '') AND action IN ('topup', 'addon') AND action = p_action
+       AND external_ref = p_external_ref;
+  END IF;
+  IF v_same_id IS NOT NULL AND v_same_key <> p_idempotency_key
+     AND NOT EXISTS (SELECT 1 FROM transactions
+                      WHERE tenant = coalesce(p_tenant, '') AND idempotency_key = p_idempotency_key) THEN
+    IF v_same_hash <> p_request_hash AND p_action = 'usage' THEN
+      PERFORM refuse('usage_id_already_posted', jsonb_build_object('transaction_id', v_same_id));
+    ELSIF v_same_hash <> p_request_hash THEN
+      PERFORM refuse('external_ref_already_posted', jsonb_build_object('transaction_id', v_same_id));
+    END IF;
+    replayed := true;
+    transaction_id := v_same_id;
+    original := transaction_json(v_same_id);
+    RETURN;
   END IF;
 
   INSERT INTO transactions (idempotency_key, request_hash, action, asset_code, amount, wallet_id,

@@ -11,6 +11,8 @@ GET   /wallets/{id}/members     every wallet below a node, in id order (?after=&
 GET   /lots/{id}                one lot
 POST  /lots/{id}/extend         move a lot's expiry later (Idempotency-Key)
 GET   /transactions/{id}        a transaction with its entries
+GET   /transactions?idempotency_key=K, ?external_ref=R&action=topup|addon, ?usage_id=U
+                                the caller's tenant's transaction posted under that key or business id
 GET   /assets, POST /assets     list or create assets (with their system accounts)
 
 Deployed URLs may keep or drop the leading /wallets: /wallets/16 and /16 are one route.
@@ -113,6 +115,11 @@ def get_transaction(service, request, caller, transaction_id):
     return json_response(200, {"transaction": service.get_transaction(caller, transaction_id)})
 
 
+def find_transaction(service, request, caller):
+    lookup = parse(_commands().TransactionLookup, request.args.to_dict())
+    return json_response(200, {"transaction": service.find_transaction(caller, lookup)})
+
+
 def list_assets(service, request, caller):
     return json_response(200, {"assets": service.list_assets(caller)})
 
@@ -133,6 +140,7 @@ ROUTES = Routes(
         "/<id:wallet_id>/members": {"GET": members},
         "/lots/<id:lot_id>": {"GET": get_lot},
         "/lots/<id:lot_id>/extend": {"POST": extend_lot},
+        "/transactions": {"GET": find_transaction},
         "/transactions/<id:transaction_id>": {"GET": get_transaction},
         "/assets": {"GET": list_assets, "POST": create_asset},
     },

@@ -26,13 +26,14 @@ STATUS_NAMES = {
     403: "the token's principal may not do this",
     404: "no such resource, or one outside the caller's boundary",
     405: "a method the path does not take",
-    409: "another request holds the key or the wallet; retry",
+    409: "another request holds the key or the wallet (retry), or the business id posted already (don't)",
     413: "the body is too large",
     415: "the body is not declared application/json",
     422: "a rule refused the action; nothing was posted",
     429: "over the rate limit; retry later",
-    500: "a bug; nothing was posted",
-    503: "a dependency is unavailable or busy; nothing was posted; retry",
+    500: "a bug; a guard's refusal wrote nothing, an unexpected error's money action may or may not have posted",
+    503: "a dependency is unavailable or busy; nothing was posted (outcome_unknown: maybe it was); retry with "
+    "the same key",
 }
 RATE_LIMIT_HEADERS = {
     "RateLimit-Limit": "requests the caller's bucket holds (its burst)",
@@ -44,7 +45,6 @@ SECONDS = {"type": "integer", "minimum": 0}
 STATUS_HEADERS = {
     401: ("WWW-Authenticate",),
     405: ("Allow",),
-    409: ("Retry-After",),
     429: ("Retry-After", *RATE_LIMIT_HEADERS),
     503: ("Retry-After",),
 }
@@ -115,6 +115,10 @@ def error_body(status: int | None) -> dict[str, Any]:
 def error_response(status: int) -> dict[str, Any]:
     names = ("Server-Timing", "X-Request-Id", *STATUS_HEADERS.get(status, ()))
     found = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+    if status == 409:  # only where a retry can succeed: a key or a wallet held by another request
+        found["Retry-After"] = header(
+            "seconds to wait before a retry (request_in_progress, wallet_locked)", SECONDS, False
+        )
     if status == 429:  # a refusal of the limit always says where the caller stands
         found.update({name: header(meaning, SECONDS) for name, meaning in RATE_LIMIT_HEADERS.items()})
     return {

@@ -39,6 +39,16 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "a method the path does not take; `details.allowed` names those it does"),
     "request_in_progress": (409, "another copy of this request holds its Idempotency-Key; retry"),
     "wallet_locked": (409, "the wallet's usage lock was not had in time; retry"),
+    "external_ref_already_posted": (
+        409,
+        "a top-up's or add-on's payment reference posted already, by another request (under any key) of the "
+        "tenant; `details.transaction_id` names that posting (GET /transactions?external_ref=&action=); no retry",
+    ),
+    "usage_id_already_posted": (
+        409,
+        "a usage id posted already, by another request (under any key) of the tenant; `details.transaction_id` "
+        "names that posting (GET /transactions?usage_id=); no retry",
+    ),
     "body_too_large": (413, "the body is over 64 KiB; refused before it is parsed"),
     "unsupported_media_type": (
         415,
@@ -83,13 +93,26 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "change_stale": (422, "approving a credit limit whose wallet's limit changed since it was asked for"),
     "operators_exist": (422, "bootstrapping a third operator: operators add operators through this API"),
     "rate_limited": (429, "the caller is over its rate limit for this class of action; retry after Retry-After"),
-    "internal_error": (500, "an unexpected error, logged with its traceback; nothing was posted"),
+    "internal_error": (
+        500,
+        "an unexpected error, logged with its traceback; a money action may or may not have posted: retry with "
+        "the same Idempotency-Key, or look it up by that key",
+    ),
     # the database's guards (db/schema/20_guards.sql): a bug, logged; the answer has no details
     "append_only": (500, "a database guard refused to change or delete a written row; nothing written"),
     "unbalanced_transaction": (500, "a database guard refused legs that do not sum to zero; nothing written"),
     "sealed_transaction": (500, "a database guard refused a leg added to a committed transaction; nothing written"),
     "wallet_identity_fixed": (500, "a database guard refused a change of a wallet's owner, model or asset"),
-    "dependency_unavailable": (503, "Postgres, Redis or Firestore unreachable (`details.service` names it); retry"),
+    "dependency_unavailable": (
+        503,
+        "Postgres, Redis or Firestore unreachable (`details.service` names it) before anything was sent to be "
+        "posted; nothing was posted; retry",
+    ),
+    "outcome_unknown": (
+        503,
+        "the database connection was lost after the posting was sent: it may or may not have posted; retry with "
+        "the same Idempotency-Key (never a new one), or look it up by that key",
+    ),
     "issuer_unavailable": (503, "the token issuer's keys could not be fetched; retry"),
     "database_busy": (503, "no pooled connection came free, or contention outlasted the retries; retry"),
 }

@@ -88,11 +88,18 @@ QUERY_PARAMETERS = {
     "after": "the previous page's `next`: the last id it holds",
     "status": "only changes of this status (`all`: every one)",
     "target": "only rows about this target, e.g. `principal:alice`, `wallet:16`",
+    "idempotency_key": "the Idempotency-Key the transaction was posted under (the caller's tenant's)",
+    "external_ref": "a top-up's or add-on's payment reference (with `action`)",
+    "usage_id": "a usage's id",
 }
 
 
-def model_query(model: str, module: str = LEDGER) -> tuple[dict[str, Any], ...]:
-    """The query parameters a query model reads: one a field."""
+def model_query(
+    model: str, module: str = LEDGER, descriptions: dict[str, str] | None = None
+) -> tuple[dict[str, Any], ...]:
+    """The query parameters a query model reads: one a field (`descriptions` for a name
+    that means something else here than in QUERY_PARAMETERS)."""
+    described = {**QUERY_PARAMETERS, **(descriptions or {})}
     schema = getattr(importlib.import_module(module), model).model_json_schema()
     parameters = []
     for name, field in schema["properties"].items():
@@ -103,7 +110,7 @@ def model_query(model: str, module: str = LEDGER) -> tuple[dict[str, Any], ...]:
                 value.update(branch)
         if field.get("default") is not None:
             value["default"] = field["default"]
-        parameters.append(query(name, value, QUERY_PARAMETERS[name], required=name in schema.get("required", ())))
+        parameters.append(query(name, value, described[name], required=name in schema.get("required", ())))
     return tuple(parameters)
 
 
@@ -172,6 +179,18 @@ def wallet_operations() -> dict[tuple[str, str], tuple[str, Operation]]:
             Operation(
                 "A transaction with its entries, and the void that reversed it",
                 keyed("transaction", {"allOf": [ref("Transaction"), voided_by]}),
+            ),
+        ),
+        ("/transactions", "GET"): (
+            "find_transaction",
+            Operation(
+                "The caller's tenant's transaction posted under an Idempotency-Key or holding a business id "
+                "(exactly one of idempotency_key, external_ref with action, usage_id), as GET "
+                "/transactions/{transaction_id} shows it; 404 for any other tenant's",
+                keyed("transaction", {"allOf": [ref("Transaction"), voided_by]}),
+                query=model_query(
+                    "TransactionLookup", descriptions={"action": "the action the payment's reference was posted by"}
+                ),
             ),
         ),
         ("/assets", "GET"): ("list_assets", Operation("Every asset", keyed("assets", array(ref("Asset"))))),

@@ -11,9 +11,9 @@ def test_every_action_over_http(stack):
     alice = created.json()["wallet"]["id"]
     bob = new_wallet(stack)
     steps = [
-        ("topup", {"wallet_id": alice, "asset": "TST", "amount": 1000, "external_ref": "pay_1"}),
+        ("topup", {"wallet_id": alice, "asset": "TST", "amount": 1000, "external_ref": key("pay_1")}),
         ("bonus", {"wallet_id": alice, "asset": "TST", "amount": 100, "campaign": "welcome"}),
-        ("usage", {"wallet_id": alice, "asset": "TST", "amount": 250, "usage_id": "u-1", "product": "gpu"}),
+        ("usage", {"wallet_id": alice, "asset": "TST", "amount": 250, "usage_id": key("u-1"), "product": "gpu"}),
         ("transfer", {"from_wallet_id": alice, "to_wallet_id": bob, "asset": "TST", "amount": 50}),
     ]
     ids = []
@@ -36,7 +36,7 @@ def test_every_action_over_http(stack):
 
 def test_a_replay_returns_the_same_status_and_body_and_posts_nothing(stack):
     wallet, k = new_wallet(stack), key()
-    body = {"wallet_id": wallet, "asset": "TST", "amount": 10, "external_ref": "pay"}
+    body = {"wallet_id": wallet, "asset": "TST", "amount": 10, "external_ref": key("pay")}
     first, second = http(stack, "topup", body, k), http(stack, "topup", body, k)
     assert (first.status_code, second.status_code) == (201, 201)
     assert first.content == second.content
@@ -48,7 +48,7 @@ def test_a_replay_returns_the_same_status_and_body_and_posts_nothing(stack):
 
 def test_twenty_concurrent_copies_post_once_and_answer_alike(stack):
     wallet, k = new_wallet(stack, funded=1000), key()
-    body = {"wallet_id": wallet, "asset": "TST", "amount": 7, "usage_id": "u-dup", "product": "p"}
+    body = {"wallet_id": wallet, "asset": "TST", "amount": 7, "usage_id": key("u-dup"), "product": "p"}
     with ThreadPoolExecutor(20) as pool:
         responses = list(pool.map(lambda _: http(stack, "usage", body, k), range(20)))
     assert {r.status_code for r in responses} == {201}
@@ -62,11 +62,11 @@ def test_errors_have_one_shape(stack):
     cases = [
         (
             "usage",
-            {"wallet_id": wallet, "asset": "TST", "amount": 6, "usage_id": "u", "product": "p"},
+            {"wallet_id": wallet, "asset": "TST", "amount": 6, "usage_id": key("u"), "product": "p"},
             422,
             "insufficient_funds",
         ),
-        ("topup", {"wallet_id": 2**62, "asset": "TST", "amount": 1, "external_ref": "r"}, 404, "wallet_not_found"),
+        ("topup", {"wallet_id": 2**62, "asset": "TST", "amount": 1, "external_ref": key("r")}, 404, "wallet_not_found"),
         (
             "transfer",
             {"from_wallet_id": wallet, "to_wallet_id": wallet, "asset": "TST", "amount": 1},

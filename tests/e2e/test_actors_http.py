@@ -66,7 +66,7 @@ def assert_recorded(stack, transaction, actor, reader_token):
 def test_a_top_up_records_its_actor_the_servers_request_id_and_the_callers_beside_it(stack, callers):
     wallet = callers["wallets"][0]
     given = f"a-webhook-{uuid.uuid4().hex}"
-    body = {"wallet_id": wallet, "asset": "TST", "amount": 40, "external_ref": "psp-1"}
+    body = {"wallet_id": wallet, "asset": "TST", "amount": 40, "external_ref": key("psp-1")}
     response = post(stack, "topup", body, callers["payments"], given)
     assert response.status_code == 201, response.text
     request_id = server_id(response)
@@ -78,8 +78,16 @@ def test_a_caller_cannot_name_its_request_with_anothers_id(stack, callers):
     """Two requests that send one X-Request-Id are two requests in the records."""
     wallet = callers["wallets"][0]
     given = f"a-reused-{uuid.uuid4().hex}"
-    body = {"wallet_id": wallet, "asset": "TST", "amount": 2, "external_ref": "psp-4"}
-    first, second = (post(stack, "topup", body, callers["payments"], given) for _ in range(2))
+    first, second = (
+        post(
+            stack,
+            "topup",
+            {"wallet_id": wallet, "asset": "TST", "amount": 2, "external_ref": key("psp-4")},
+            callers["payments"],
+            given,
+        )
+        for _ in range(2)
+    )
     assert first.status_code == second.status_code == 201, (first.text, second.text)
     actors = [response.json()["transaction"]["actor"] for response in (first, second)]
     assert actors[0]["request_id"] != actors[1]["request_id"]
@@ -91,7 +99,7 @@ def test_a_trace_id_the_caller_sends_does_not_name_the_request(stack, callers):
     trace = uuid.uuid4().hex
     headers = {"Authorization": f"Bearer {callers['payments']}", "Idempotency-Key": key("a-trace")}
     headers["X-Cloud-Trace-Context"] = f"{trace}/1;o=1"
-    body = {"wallet_id": callers["wallets"][0], "asset": "TST", "amount": 1, "external_ref": "psp-5"}
+    body = {"wallet_id": callers["wallets"][0], "asset": "TST", "amount": 1, "external_ref": key("psp-5")}
     response = requests.post(stack.function_url("topup"), json=body, headers=headers, timeout=30)
     assert response.status_code == 201, response.text
     assert response.headers["X-Request-Id"] != trace  # a client can force trace ids on Google's front end
@@ -101,7 +109,7 @@ def test_a_trace_id_the_caller_sends_does_not_name_the_request(stack, callers):
 @pytest.mark.parametrize("given", [None, "has spaces", "x" * 129, "a\u00e9"])
 def test_without_a_usable_request_id_of_its_own_the_caller_gets_only_the_servers(stack, callers, given):
     wallet = callers["wallets"][0]
-    body = {"wallet_id": wallet, "asset": "TST", "amount": 3, "external_ref": "psp-2"}
+    body = {"wallet_id": wallet, "asset": "TST", "amount": 3, "external_ref": key("psp-2")}
     response = post(stack, "topup", body, callers["payments"], given)
     assert response.status_code == 201, response.text
     request_id = server_id(response)
@@ -136,7 +144,7 @@ def test_a_transfer_and_a_void_record_their_own_actors(stack, callers):
 def test_a_replay_answers_with_the_first_requests_actor(stack, callers):
     wallet = callers["wallets"][0]
     headers = {"Authorization": f"Bearer {callers['payments']}", "Idempotency-Key": key("a-replay")}
-    body = {"wallet_id": wallet, "asset": "TST", "amount": 5, "external_ref": "psp-3"}
+    body = {"wallet_id": wallet, "asset": "TST", "amount": 5, "external_ref": key("psp-3")}
     first = requests.post(
         stack.function_url("topup"), json=body, headers={**headers, "X-Request-Id": "a-first"}, timeout=30
     )

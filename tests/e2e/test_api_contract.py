@@ -109,9 +109,14 @@ def pool(stack):
     for team in ("a", "b"):
         member = {"owner_id": f"fuzz-team-{team}", "asset": ASSET, "model": "enterprise", "parent_id": root_id}
         members.append(http(stack, "wallets", member, path="/wallets").json()["wallet"]["id"])
-    lot_credit = {"asset": ASSET, "amount": 50_000, "external_ref": "fuzz", "expires_at": "2099-01-01T00:00:00Z"}
+    lot_credit = {"asset": ASSET, "amount": 50_000, "expires_at": "2099-01-01T00:00:00Z"}
     for wallet in (wallets[0], root_id):
-        assert http(stack, "topup", {"wallet_id": wallet, **lot_credit}, key("fuzz-setup")).status_code == 201
+        assert (
+            http(
+                stack, "topup", {"wallet_id": wallet, **lot_credit, "external_ref": key("fuzz")}, key("fuzz-setup")
+            ).status_code
+            == 201
+        )
     for member in members:
         allocation = {"wallet_id": member, "asset": ASSET, "amount": 10_000}
         assert http(stack, "allocate", allocation, key("fuzz-setup")).status_code == 201

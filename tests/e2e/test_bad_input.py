@@ -18,7 +18,7 @@ def idempotency_record_exists(k):
 
 
 def topup(wallet, **change):
-    return {"wallet_id": wallet, "asset": "TST", "amount": 10, "external_ref": "pay", **change}
+    return {"wallet_id": wallet, "asset": "TST", "amount": 10, "external_ref": key("pay"), **change}
 
 
 BAD_AMOUNTS = {
@@ -44,7 +44,7 @@ def test_bad_amounts_are_refused_with_400(stack, function, name):
     bodies = {
         "topup": topup(wallet),
         "bonus": {"wallet_id": wallet, "asset": "TST", "amount": 10},
-        "usage": {"wallet_id": wallet, "asset": "TST", "amount": 10, "usage_id": "u", "product": "p"},
+        "usage": {"wallet_id": wallet, "asset": "TST", "amount": 10, "usage_id": key("u"), "product": "p"},
         "transfer": {"from_wallet_id": wallet, "to_wallet_id": other, "asset": "TST", "amount": 10},
         "addon": {**topup(wallet), "plan": "pro"},
         "allocate": {"wallet_id": other, "asset": "TST", "amount": 10},
@@ -72,7 +72,7 @@ def test_totals_beyond_int64_are_refused_with_400_and_write_nothing(stack, funct
     rich, other = new_wallet(stack, asset=asset, funded=MAX - 5), new_wallet(stack, asset=asset, funded=10)
     k = key()
     if function == "topup":
-        response = http(stack, "topup", {"wallet_id": rich, "asset": asset, "amount": 10, "external_ref": "r"}, k)
+        response = http(stack, "topup", {"wallet_id": rich, "asset": asset, "amount": 10, "external_ref": key("r")}, k)
     else:
         body = {"from_wallet_id": other, "to_wallet_id": rich, "asset": asset, "amount": 10}
         response = http(stack, "transfer", body, k)

@@ -72,7 +72,7 @@ def test_a_bundle_serves_a_top_up_on_its_own(stack, tmp_path):
         wallet = new_wallet(stack)
         response = requests.post(
             f"http://127.0.0.1:{port}/",
-            json={"wallet_id": wallet, "asset": "TST", "amount": 3, "external_ref": "bundle"},
+            json={"wallet_id": wallet, "asset": "TST", "amount": 3, "external_ref": key("bundle")},
             headers={"Idempotency-Key": key(), "Authorization": f"Bearer {principal(stack, HTTP_TESTER, 'tester')}"},
             timeout=30,
         )

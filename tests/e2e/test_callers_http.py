@@ -130,12 +130,12 @@ def _side(stack, model: str, owner: str) -> Side:
     if model == "personal":
         wallet, wallet2 = _wallet(stack, owner_id=owner), _wallet(stack, owner_id=owner)
         root = wallet
-        _post(stack, "topup", {"wallet_id": wallet, "amount": 100_000, "external_ref": "m-setup"})
+        _post(stack, "topup", {"wallet_id": wallet, "amount": 100_000, "external_ref": key("m-setup")})
     else:
         root = _wallet(stack, owner_id=owner, model=model)
         wallet = _wallet(stack, owner_id=f"{owner}-1", model=model, parent_id=root)
         wallet2 = _wallet(stack, owner_id=f"{owner}-2", model=model, parent_id=root)
-        _post(stack, "topup", {"wallet_id": root, "amount": 1_000_000, "external_ref": "m-setup"})
+        _post(stack, "topup", {"wallet_id": root, "amount": 1_000_000, "external_ref": key("m-setup")})
         _post(stack, "allocate", {"wallet_id": wallet, "amount": 100_000})
         owner = f"{owner}-1"
     bonus = _post(stack, "bonus", {"wallet_id": wallet, "amount": 1_000, "expires_at": in_days(30)})
@@ -187,10 +187,10 @@ def request(world: World, stack, role: str, action: str, where: str) -> tuple[st
     home, side = world.sides[home_name], world.sides[away_name if where == "outside" else home_name]
     w = side.wallet
     bodies = {
-        "topup": {"wallet_id": w, "asset": "TST", "amount": 3, "external_ref": "m-pay"},
-        "addon": {"wallet_id": w, "asset": "TST", "amount": 3, "external_ref": "m-pay", "plan": "pro"},
+        "topup": {"wallet_id": w, "asset": "TST", "amount": 3, "external_ref": key("m-pay")},
+        "addon": {"wallet_id": w, "asset": "TST", "amount": 3, "external_ref": key("m-pay"), "plan": "pro"},
         "bonus": {"wallet_id": w, "asset": "TST", "amount": 3},
-        "usage": {"wallet_id": w, "asset": "TST", "amount": 1, "usage_id": "m-use", "product": "gpu"},
+        "usage": {"wallet_id": w, "asset": "TST", "amount": 1, "usage_id": key("m-use"), "product": "gpu"},
         "transfer_out": {"from_wallet_id": home.wallet, "to_wallet_id": side.wallet2, "asset": "TST", "amount": 1},
         "transfer_in": {"from_wallet_id": w, "to_wallet_id": home.wallet2, "asset": "TST", "amount": 1},
         "allocate": {"wallet_id": w, "asset": "TST", "amount": 2},
@@ -201,7 +201,7 @@ def request(world: World, stack, role: str, action: str, where: str) -> tuple[st
         return function, "POST", "/", bodies[action]
     if action == "void":
         # a fresh posting on the wallet, so that a void the policy allows succeeds
-        fresh = _post(stack, "topup", {"wallet_id": w, "amount": 5, "external_ref": "m-to-void"})
+        fresh = _post(stack, "topup", {"wallet_id": w, "amount": 5, "external_ref": key("m-to-void")})
         return "void", "POST", "/", {"transaction_id": fresh["id"]}
     if action == "wallet_create":
         new_owner = f"m-new-{uuid.uuid4().hex[:12]}"

@@ -18,7 +18,7 @@ def test_sixteen_clients_spend_one_wallet_funded_for_exactly_300_usages(stack):
     def client(n):
         codes = []
         for i in range(50):
-            body = {"wallet_id": wallet, "asset": "TST", "amount": 10, "usage_id": f"c{n}-{i}", "product": "p"}
+            body = {"wallet_id": wallet, "asset": "TST", "amount": 10, "usage_id": key(f"c{n}-{i}"), "product": "p"}
             response = http(stack, "usage", body, key())
             codes.append(response.status_code if response.status_code != 422 else response.json()["error"]["code"])
         return codes

@@ -101,13 +101,15 @@ def every_action(stack, settle=True):
     the export can see them (unless `settle` is off)."""
     service = bootstrap.service()
     alice, bob = new_wallet(stack), new_wallet(stack)
-    topped = service.top_up(CALLER, commands.TopUp(wallet_id=alice, asset="TST", amount=500, external_ref="pay"), key())
+    topped = service.top_up(
+        CALLER, commands.TopUp(wallet_id=alice, asset="TST", amount=500, external_ref=key("pay")), key()
+    )
     ids = [topped.body["transaction"]["id"]]
     ids.append(
         service.bonus(CALLER, commands.Bonus(wallet_id=alice, asset="TST", amount=50), key()).body["transaction"]["id"]
     )
     used = service.usage(
-        CALLER, commands.Usage(wallet_id=alice, asset="TST", amount=70, usage_id="u", product="gpu"), key()
+        CALLER, commands.Usage(wallet_id=alice, asset="TST", amount=70, usage_id=key("u"), product="gpu"), key()
     )
     ids.append(used.body["transaction"]["id"])
     moved = service.transfer(

@@ -20,7 +20,7 @@ def limited_caller(stack, name, money_per_second, burst):
 
 
 def top_up(stack, token, wallet):
-    body = {"wallet_id": wallet, "asset": "TST", "amount": 1, "external_ref": "rl"}
+    body = {"wallet_id": wallet, "asset": "TST", "amount": 1, "external_ref": key("rl")}
     return http(stack, "topup", body, idempotency_key=key("rl"), token=token)
 
 

@@ -48,11 +48,11 @@ def tenants(stack) -> tuple[Tenant, Tenant]:
     return made[0], made[1]
 
 
-def topup(tenant: Tenant, amount: int) -> tuple[str, dict]:
-    return "topup", {"wallet_id": tenant.wallet, "asset": "TST", "amount": amount, "external_ref": tenant.name}
+def topup(tenant: Tenant, amount: int, reference: str) -> tuple[str, dict]:
+    return "topup", {"wallet_id": tenant.wallet, "asset": "TST", "amount": amount, "external_ref": reference}
 
 
-def transfer(tenant: Tenant, amount: int) -> tuple[str, dict]:
+def transfer(tenant: Tenant, amount: int, reference: str) -> tuple[str, dict]:
     source, target = tenant.wallets
     return "transfer", {"from_wallet_id": source, "to_wallet_id": target, "asset": "TST", "amount": amount}
 
@@ -81,7 +81,7 @@ def test_two_tenants_one_key_at_once_get_two_independent_postings(stack, tenants
     build, caller = ACTIONS[action]
 
     def send(tenant: Tenant, amount: int, idempotency_key: str):
-        function, body = build(tenant, amount)
+        function, body = build(tenant, amount, idempotency_key)  # a payment's reference per key
         return http(stack, function, body, idempotency_key, token=getattr(tenant, caller))
 
     for round_ in range(ROUNDS):
@@ -121,7 +121,7 @@ def test_two_tenants_one_key_at_once_get_two_independent_postings(stack, tenants
 def test_colleagues_in_one_tenant_share_its_keys(stack, tenants):
     a, _ = tenants
     k = key("k-colleagues")
-    _, body = topup(a, 31)
+    _, body = topup(a, 31, key())
     first = http(stack, "topup", body, k, token=a.token)
     assert first.status_code == 201 and REPLAYED_HEADER not in first.headers
     same = http(stack, "topup", body, k, token=a.colleague)
@@ -170,7 +170,7 @@ def test_two_tenants_voiding_one_transaction_under_one_key(stack, tenants):
     ]
     a, _ = tenants
     shared = key("k-void")
-    target = http(stack, "topup", topup(a, 41)[1], key(), token=a.token).json()["transaction"]["id"]
+    target = http(stack, "topup", topup(a, 41, key())[1], key(), token=a.token).json()["transaction"]["id"]
     first = http(stack, "void", {"transaction_id": target}, shared, token=voiders[0])
     assert first.status_code == 201 and REPLAYED_HEADER not in first.headers, first.text
     void = first.json()["transaction"]
@@ -196,7 +196,7 @@ def test_two_tenants_voiding_one_transaction_under_one_key_at_once(stack, tenant
     a, _ = tenants
     for _ in range(ROUNDS):
         shared = key("k-void-race")
-        target = http(stack, "topup", topup(a, 43)[1], key(), token=a.token).json()["transaction"]["id"]
+        target = http(stack, "topup", topup(a, 43, key())[1], key(), token=a.token).json()["transaction"]["id"]
         responses = at_once(
             [
                 lambda t=token, body={"transaction_id": target}, k=shared: http(stack, "void", body, k, token=t)

@@ -139,7 +139,7 @@ def setup(stack):
 
 def calls(wallet: int):
     return [
-        ("topup", "POST", "/", {"wallet_id": wallet, "asset": "TST", "amount": 7, "external_ref": "t"}),
+        ("topup", "POST", "/", {"wallet_id": wallet, "asset": "TST", "amount": 7, "external_ref": key("t")}),
         ("wallets", "GET", f"/wallets/{wallet}", None),
     ]
 

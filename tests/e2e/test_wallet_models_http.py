@@ -36,13 +36,18 @@ def test_an_enterprise_over_http(stack):
     pool = create(stack, owner_id="acme", model="enterprise", spend_mode="allocated")
     division = create(stack, owner_id="acme-research", model="enterprise", parent_id=pool)
     team = create(stack, owner_id="acme-research-ml", model="enterprise", parent_id=division)
-    post(stack, "topup", {"wallet_id": pool, "asset": "TST", "amount": 100_000, "external_ref": "inv-1"})
+    post(stack, "topup", {"wallet_id": pool, "asset": "TST", "amount": 100_000, "external_ref": key("inv-1")})
     post(stack, "allocate", {"wallet_id": division, "asset": "TST", "amount": 40_000})
     post(stack, "allocate", {"wallet_id": team, "asset": "TST", "amount": 10_000})
     ok(http(stack, "wallets", {"spend_limits": {"month": 3_000}}, method="PATCH", path=f"/wallets/{team}"), 200)
-    post(stack, "usage", {"wallet_id": team, "asset": "TST", "amount": 2_500, "usage_id": "job-1", "product": "gpu"})
+    post(
+        stack, "usage", {"wallet_id": team, "asset": "TST", "amount": 2_500, "usage_id": key("job-1"), "product": "gpu"}
+    )
     refused = http(
-        stack, "usage", {"wallet_id": team, "asset": "TST", "amount": 600, "usage_id": "j", "product": "gpu"}, key()
+        stack,
+        "usage",
+        {"wallet_id": team, "asset": "TST", "amount": 600, "usage_id": key("j"), "product": "gpu"},
+        key(),
     )
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "spend_limit_exceeded"
     post(stack, "reclaim", {"wallet_id": team, "asset": "TST", "amount": 500})
@@ -81,10 +86,10 @@ def test_tree_and_lot_requests_that_are_wrong_get_a_4xx_and_write_nothing(stack)
         ("allocate", {"wallet_id": pool, "asset": "TST", "amount": -1}, 400),
         (
             "topup",
-            {"wallet_id": pool, "asset": "TST", "amount": 5, "external_ref": "r", "expires_at": "2099-01-01"},
+            {"wallet_id": pool, "asset": "TST", "amount": 5, "external_ref": key("r"), "expires_at": "2099-01-01"},
             400,
         ),
-        ("topup", {"wallet_id": pool, "asset": "TST", "amount": 5, "external_ref": "r", "price": 6}, 400),
+        ("topup", {"wallet_id": pool, "asset": "TST", "amount": 5, "external_ref": key("r"), "price": 6}, 400),
         ("addon", {"wallet_id": pool, "asset": "TST", "amount": 5}, 400),  # no external_ref
     ]
     for function, body, status in cases:
@@ -101,7 +106,7 @@ def test_tree_and_lot_requests_that_are_wrong_get_a_4xx_and_write_nothing(stack)
 
 def test_lots_over_http_and_the_expiry_job_through_its_tick(stack):
     wallet = create(stack, owner_id="lotty")
-    post(stack, "topup", {"wallet_id": wallet, "asset": "TST", "amount": 100, "external_ref": "p"})
+    post(stack, "topup", {"wallet_id": wallet, "asset": "TST", "amount": 100, "external_ref": key("p")})
     post(
         stack,
         "addon",
@@ -109,7 +114,7 @@ def test_lots_over_http_and_the_expiry_job_through_its_tick(stack):
             "wallet_id": wallet,
             "asset": "TST",
             "amount": 50,
-            "external_ref": "p2",
+            "external_ref": key("p2"),
             "plan": "pro",
             "expires_at": in_days(1),
         },
@@ -139,11 +144,14 @@ def test_reseller_usage_wholesale_discount_and_breakage_reach_the_erp_attributed
     reseller = create(stack, owner_id="reseller-7", model="reseller")
     customer = create(stack, owner_id="end-customer-3", model="reseller", parent_id=reseller)
     bought = post(
-        stack, "topup", {"wallet_id": reseller, "asset": "TST", "amount": 1_000, "external_ref": "w", "price": 700}
+        stack, "topup", {"wallet_id": reseller, "asset": "TST", "amount": 1_000, "external_ref": key("w"), "price": 700}
     )
     post(stack, "allocate", {"wallet_id": customer, "asset": "TST", "amount": 300})
+    usage_id = key("job-42")
     used = post(
-        stack, "usage", {"wallet_id": customer, "asset": "TST", "amount": 120, "usage_id": "job-42", "product": "llm"}
+        stack,
+        "usage",
+        {"wallet_id": customer, "asset": "TST", "amount": 120, "usage_id": usage_id, "product": "llm"},
     )
     post(stack, "bonus", {"wallet_id": customer, "asset": "TST", "amount": 30, "expires_at": in_days(1)})
     sql(stack, "UPDATE ledger.lots SET expires_at = now() - interval '1 second' WHERE wallet_id = :w", w=customer)
@@ -181,7 +189,7 @@ def test_reseller_usage_wholesale_discount_and_breakage_reach_the_erp_attributed
             "revenue",
             "reseller-7",
             "end-customer-3",
-            "job-42",
+            usage_id,
         )
     wholesale = {(line["account"], line["debit"], line["credit"]) for line in books.lines_of(bought["id"])}
     assert wholesale == {("1100", 700, 0), ("4900", 300, 0), ("2320", 0, 1_000)}

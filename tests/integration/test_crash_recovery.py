@@ -51,9 +51,9 @@ def test_retry_after_a_crash_past_the_commit_replays_at_once_and_posts_nothing_m
     crashing, healthy = stores()
     wallet, k = new_wallet(stack, funded=500), key()
     cmd = (
-        commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="pay")
+        commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref=key("pay"))
         if action == "top_up"
-        else commands.Usage(wallet_id=wallet, asset="TST", amount=100, usage_id="u", product="p")
+        else commands.Usage(wallet_id=wallet, asset="TST", amount=100, usage_id=key("u"), product="p")
     )
     with pytest.raises(SimulatedCrash):
         getattr(service_with(crashing, CrashAfterCommit(bootstrap.ledger()), lease_s=30), action)(CALLER, cmd, k)
@@ -73,7 +73,7 @@ def test_retry_after_a_crash_past_the_commit_replays_at_once_and_posts_nothing_m
 def test_a_crash_before_the_commit_is_taken_over_after_the_lease(stack):
     crashing, healthy = stores()
     wallet, k = new_wallet(stack), key()
-    cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="pay")
+    cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref=key("pay"))
 
     class CrashBeforeCommit(LedgerProxy):
         def post(self, *args, **kwargs):
@@ -92,7 +92,7 @@ def test_retry_after_the_record_is_lost_entirely_posts_nothing_more(stack):
     _, healthy = stores()
     service = service_with(healthy, bootstrap.ledger(), lease_s=30)
     wallet, k = new_wallet(stack), key()
-    cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="pay")
+    cmd = commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref=key("pay"))
     first = service.top_up(CALLER, cmd, k)
     record = record_id(CALLER.tenant, k)
     stored = healthy.get(record)

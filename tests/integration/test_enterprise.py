@@ -24,7 +24,7 @@ def wallet(service, model="enterprise", parent=None, owner=None, **fields):
 
 
 def top_up(service, wallet_id, amount, **fields):
-    cmd = commands.TopUp(wallet_id=wallet_id, asset="TST", amount=amount, external_ref="pay", **fields)
+    cmd = commands.TopUp(wallet_id=wallet_id, asset="TST", amount=amount, external_ref=key("pay"), **fields)
     return service.top_up(CALLER, cmd, key()).body["transaction"]
 
 
@@ -33,7 +33,8 @@ def allocate(service, child, amount, idempotency_key=None):
     return service.allocate(CALLER, cmd, idempotency_key or key())
 
 
-def use(service, wallet_id, amount, usage_id="u"):
+def use(service, wallet_id, amount, usage_id=None):
+    usage_id = usage_id or key("u")  # a usage id charges once
     cmd = commands.Usage(wallet_id=wallet_id, asset="TST", amount=amount, usage_id=usage_id, product="gpu")
     return service.usage(CALLER, cmd, key())
 
@@ -300,7 +301,7 @@ def test_a_reseller_buys_wholesale_and_allocates_to_its_customers(stack, service
         (reseller, 1_000),
     }
     allocate(service, customer, 400)
-    used = use(service, customer, 150, usage_id="job-9").body["transaction"]
+    used = use(service, customer, 150, usage_id=key("job-9")).body["transaction"]
     assert used["wallet_id"] == customer and balance(stack, customer) == 250 and balance(stack, reseller) == 600
     assert service.rollup(CALLER, reseller)["rollup_balance"] == 850
     # what a reseller may see: its own tree

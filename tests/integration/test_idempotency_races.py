@@ -25,7 +25,7 @@ class PostsThenRefuses(LedgerProxy):
 def test_a_refusal_after_another_copy_posted_answers_with_that_posting(stack):
     wallet, k = new_wallet(stack), key()
     service = ledger_service(PostsThenRefuses(bootstrap.ledger()))
-    outcome = service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=70, external_ref="p"), k)
+    outcome = service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=70, external_ref=key("p")), k)
     assert outcome.status == 201 and outcome.replayed
     assert outcome.body["transaction"]["amount"] == 70
     assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 70
@@ -36,9 +36,9 @@ def test_a_claim_for_another_request_under_a_posted_key_is_refused(stack):
     still knows what the key posted, and a copy of the new request is refused."""
     service = bootstrap.service()
     wallet, k = new_wallet(stack), key()
-    first = commands.TopUp(wallet_id=wallet, asset="TST", amount=10, external_ref="p")
+    first = commands.TopUp(wallet_id=wallet, asset="TST", amount=10, external_ref=key("p"))
     service.top_up(CALLER, first, k)
-    other = commands.TopUp(wallet_id=wallet, asset="TST", amount=99, external_ref="p")
+    other = commands.TopUp(wallet_id=wallet, asset="TST", amount=99, external_ref=key("p"))
     now = datetime.now(UTC)
     records = bootstrap.firestore_client().collection(get_settings().idempotency_collection)
     records.document(record_id(CALLER.tenant, k)).set(

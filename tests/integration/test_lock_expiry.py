@@ -18,7 +18,9 @@ def test_a_lock_that_expires_mid_operation_cannot_cause_an_overspend(stack):
     def use(n):
         try:
             service.usage(
-                CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id=f"u{n}", product="p"), key()
+                CALLER,
+                commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id=key(f"u{n}"), product="p"),
+                key(),
             )
             return "ok"
         except Refused as refused:

@@ -23,12 +23,14 @@ def later(**delta):
 
 
 def top_up(service, wallet_id, amount, expires_at=None):
-    cmd = commands.TopUp(wallet_id=wallet_id, asset="TST", amount=amount, external_ref="pay", expires_at=expires_at)
+    cmd = commands.TopUp(
+        wallet_id=wallet_id, asset="TST", amount=amount, external_ref=key("pay"), expires_at=expires_at
+    )
     return service.top_up(CALLER, cmd, key()).body["transaction"]
 
 
 def use(service, wallet_id, amount):
-    cmd = commands.Usage(wallet_id=wallet_id, asset="TST", amount=amount, usage_id="u", product="gpu")
+    cmd = commands.Usage(wallet_id=wallet_id, asset="TST", amount=amount, usage_id=key("u"), product="gpu")
     return service.usage(CALLER, cmd, key()).body["transaction"]
 
 
@@ -251,7 +253,7 @@ def test_bonus_and_add_on_create_lots(service):
     service.add_on(
         CALLER,
         commands.AddOn(
-            wallet_id=wallet, asset="TST", amount=20, external_ref="p", plan="pro", expires_at=later(days=30)
+            wallet_id=wallet, asset="TST", amount=20, external_ref=key("p"), plan="pro", expires_at=later(days=30)
         ),
         key(),
     )
@@ -332,7 +334,7 @@ def test_the_expiry_jobs_idempotency_keys_are_reserved(service):
     wallet = new_wallet_for(service)
     with pytest.raises(LedgerError) as refused:
         service.top_up(
-            CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=5, external_ref="r"), "lot-expiry:1:1"
+            CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=5, external_ref=key("r")), "lot-expiry:1:1"
         )
     assert refused.value.code == "invalid_posting" and refused.value.status == 400
 

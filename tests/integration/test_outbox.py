@@ -95,7 +95,7 @@ def test_a_refused_posting_leaves_no_event(stack):
     before = sql(stack, "SELECT count(*) FROM ledger.outbox")[0][0]
     with pytest.raises(Refused):
         bootstrap.service().usage(
-            CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=6, usage_id="u", product="p"), key()
+            CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=6, usage_id=key("u"), product="p"), key()
         )
     assert sql(stack, "SELECT count(*) FROM ledger.outbox")[0][0] == before
 
@@ -143,7 +143,7 @@ def test_a_failing_after_commit_hook_leaves_the_posting_answered(stack):
 
     service = ledger_service(committed=broken)
     wallet, k = new_wallet(stack), key()
-    outcome = service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=4, external_ref="r"), k)
+    outcome = service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=4, external_ref=key("r")), k)
     assert outcome.status == 201 and not outcome.replayed
     assert outbox_row(stack, outcome.body["transaction"]["id"])[1] is False  # pending, for the sweep
 
@@ -155,10 +155,12 @@ def test_100_actions_posted_while_pubsub_is_down_arrive_after_the_scheduled_swee
     service = ledger_service()
     alice, bob = new_wallet(stack, funded=1_000), new_wallet(stack)
     actions = [
-        lambda: service.top_up(CALLER, commands.TopUp(wallet_id=alice, asset="TST", amount=3, external_ref="r"), key()),
+        lambda: service.top_up(
+            CALLER, commands.TopUp(wallet_id=alice, asset="TST", amount=3, external_ref=key("r")), key()
+        ),
         lambda: service.bonus(CALLER, commands.Bonus(wallet_id=bob, asset="TST", amount=2), key()),
         lambda: service.usage(
-            CALLER, commands.Usage(wallet_id=alice, asset="TST", amount=1, usage_id="u", product="p"), key()
+            CALLER, commands.Usage(wallet_id=alice, asset="TST", amount=1, usage_id=key("u"), product="p"), key()
         ),
         lambda: service.transfer(
             CALLER, commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=1), key()

@@ -15,15 +15,16 @@ def service(stack):
 
 def test_top_up_bonus_usage_transfer_and_their_balances(stack, service):
     alice, bob = new_wallet(stack), new_wallet(stack)
-    service.top_up(CALLER, commands.TopUp(wallet_id=alice, asset="TST", amount=1000, external_ref="pay-1"), key())
+    service.top_up(CALLER, commands.TopUp(wallet_id=alice, asset="TST", amount=1000, external_ref=key("pay-1")), key())
     service.bonus(CALLER, commands.Bonus(wallet_id=alice, asset="TST", amount=50, campaign="welcome"), key())
+    usage_id = key("u-1")
     used = service.usage(
-        CALLER, commands.Usage(wallet_id=alice, asset="TST", amount=300, usage_id="u-1", product="gpu"), key()
+        CALLER, commands.Usage(wallet_id=alice, asset="TST", amount=300, usage_id=usage_id, product="gpu"), key()
     )
     service.transfer(CALLER, commands.Transfer(from_wallet_id=alice, to_wallet_id=bob, asset="TST", amount=150), key())
     assert (balance(stack, alice), balance(stack, bob)) == (600, 150)
     transaction = used.body["transaction"]
-    assert used.status == 201 and transaction["usage_id"] == "u-1" and transaction["product"] == "gpu"
+    assert used.status == 201 and transaction["usage_id"] == usage_id and transaction["product"] == "gpu"
     assert {e["wallet_id"]: e["balance_after"] for e in transaction["entries"]}[alice] == 750
 
 
@@ -31,7 +32,9 @@ def test_system_account_balance_is_derived_from_its_entries(stack, service):
     revenue = system_account(stack, "TST", "revenue")
     before = service.get_wallet(CALLER, revenue)["balance"]
     wallet = new_wallet(stack, funded=100)
-    service.usage(CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=30, usage_id="u", product="p"), key())
+    service.usage(
+        CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=30, usage_id=key("u"), product="p"), key()
+    )
     after = service.get_wallet(CALLER, revenue)
     assert after["balance"] - before == 30 and after["kind"] == "system"
     assert sql(stack, "SELECT balance FROM ledger.wallets WHERE id = :w", w=revenue)[0][0] == 0  # never cached
@@ -39,21 +42,25 @@ def test_system_account_balance_is_derived_from_its_entries(stack, service):
 
 def test_usage_beyond_the_balance_is_refused_and_the_refusal_is_sticky(stack, service):
     wallet, k = new_wallet(stack, funded=100), key()
-    cmd = commands.Usage(wallet_id=wallet, asset="TST", amount=101, usage_id="u", product="p")
+    cmd = commands.Usage(wallet_id=wallet, asset="TST", amount=101, usage_id=key("u"), product="p")
     with pytest.raises(Refused) as refused:
         service.usage(CALLER, cmd, k)
     assert refused.value.code == "insufficient_funds"
-    service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="r"), key())
+    service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref=key("r")), key())
     replay = service.usage(CALLER, cmd, k)  # funds exist now, but this key already failed
     assert replay.status == 422 and replay.replayed and balance(stack, wallet) == 200
 
 
 def test_a_credit_limit_allows_going_negative_down_to_it(stack, service):
     wallet = new_wallet(stack, credit_limit=50)
-    service.usage(CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=50, usage_id="u", product="p"), key())
+    service.usage(
+        CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=50, usage_id=key("u"), product="p"), key()
+    )
     assert balance(stack, wallet) == -50
     with pytest.raises(Refused):
-        service.usage(CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id="u", product="p"), key())
+        service.usage(
+            CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id=key("u"), product="p"), key()
+        )
 
 
 def test_frozen_and_closed_wallets_move_no_money(stack, service):
@@ -61,10 +68,10 @@ def test_frozen_and_closed_wallets_move_no_money(stack, service):
     service.update_wallet(CALLER, wallet, commands.UpdateWallet(status="frozen"))
     for action in (
         lambda: service.top_up(
-            CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=1, external_ref="r"), key()
+            CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=1, external_ref=key("r")), key()
         ),
         lambda: service.usage(
-            CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id="u", product="p"), key()
+            CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id=key("u"), product="p"), key()
         ),
     ):
         with pytest.raises(Refused) as refused:
@@ -79,16 +86,16 @@ def test_frozen_and_closed_wallets_move_no_money(stack, service):
 def test_asset_mismatch_and_unknown_wallet(stack, service):
     wallet = new_wallet(stack, funded=10)
     with pytest.raises(Refused) as mismatch:
-        service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="IDR", amount=1, external_ref="r"), key())
+        service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="IDR", amount=1, external_ref=key("r")), key())
     assert mismatch.value.code in ("asset_mismatch", "unknown_asset")
     with pytest.raises(NotFound):
-        service.top_up(CALLER, commands.TopUp(wallet_id=2**62, asset="TST", amount=1, external_ref="r"), key())
+        service.top_up(CALLER, commands.TopUp(wallet_id=2**62, asset="TST", amount=1, external_ref=key("r")), key())
 
 
 def test_void_reverses_exactly_once(stack, service):
     wallet = new_wallet(stack, funded=100)
     used = service.usage(
-        CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=40, usage_id="u", product="p"), key()
+        CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=40, usage_id=key("u"), product="p"), key()
     )
     original = used.body["transaction"]["id"]
     void_key = key()
@@ -106,8 +113,12 @@ def test_void_reverses_exactly_once(stack, service):
 
 def test_voiding_a_spent_top_up_is_refused(stack, service):
     wallet = new_wallet(stack)
-    topup = service.top_up(CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref="r"), key())
-    service.usage(CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=60, usage_id="u", product="p"), key())
+    topup = service.top_up(
+        CALLER, commands.TopUp(wallet_id=wallet, asset="TST", amount=100, external_ref=key("r")), key()
+    )
+    service.usage(
+        CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=60, usage_id=key("u"), product="p"), key()
+    )
     with pytest.raises(Refused) as refused:
         service.void(CALLER, commands.Void(transaction_id=topup.body["transaction"]["id"]), key())
     assert refused.value.code == "credit_already_spent" and balance(stack, wallet) == 40
@@ -117,7 +128,9 @@ def test_history_filters_and_pages_newest_first(stack, service):
     wallet = new_wallet(stack, funded=1000)
     for n in range(5):
         service.usage(
-            CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=n + 1, usage_id=f"u{n}", product="p"), key()
+            CALLER,
+            commands.Usage(wallet_id=wallet, asset="TST", amount=n + 1, usage_id=key(f"u{n}"), product="p"),
+            key(),
         )
     first = service.history(CALLER, wallet, commands.HistoryQuery(limit=2, action="usage"))
     second = service.history(
@@ -143,14 +156,14 @@ def test_a_new_transaction_renders_exactly_as_the_stored_one_reads_back(stack, s
                 wallet_id=wallet,
                 asset="TST",
                 amount=5,
-                external_ref="r",
+                external_ref=key("r"),
                 description="d",
                 metadata={"order": "o-1", "n": 3, "flag": True, "none": None},
             ),
             key(),
         ),
         service.usage(
-            CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=5, usage_id="u", product="p"), key()
+            CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=5, usage_id=key("u"), product="p"), key()
         ),
         service.transfer(
             CALLER, commands.Transfer(from_wallet_id=wallet, to_wallet_id=other, asset="TST", amount=5), key()

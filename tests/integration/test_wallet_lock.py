@@ -22,13 +22,15 @@ def test_a_busy_wallet_answers_409_wallet_locked_and_posts_nothing(stack):
     assert holder.acquire(blocking=False)
     try:
         with pytest.raises(InProgress) as busy:
-            service.usage(CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id="u", product="p"), k)
+            service.usage(
+                CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id=key("u"), product="p"), k
+            )
         assert busy.value.status == 409 and busy.value.code == "wallet_locked"
     finally:
         holder.release()
     assert postings_with_key(stack, k) == 0 and balance(stack, wallet) == 10
     # the key was released with the conflict: the retry posts
-    service.usage(CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id="u", product="p"), k)
+    service.usage(CALLER, commands.Usage(wallet_id=wallet, asset="TST", amount=1, usage_id=key("u"), product="p"), k)
     assert balance(stack, wallet) == 9
 
 

@@ -131,5 +131,7 @@ def test_a_bounded_reader_sees_no_balance_outside_its_grants_and_only_its_tenant
     seen = as_seen_by(other_tenant, TRANSACTION, facts)
     assert seen["actor"] is None and seen["idempotency_key"] is None
     assert [e["balance_after"] for e in seen["entries"]] == [95, 5, None]
+    # a reader of every wallet sees every balance and who posted, but a key only of its
+    # own tenant: a key never leaves its tenant (issue 14)
     unbounded = as_seen_by(caller(PAYMENTS), {**TRANSACTION, "actor": {"tenant": "x"}}, facts)
-    assert unbounded == {**TRANSACTION, "actor": {"tenant": "x"}}
+    assert unbounded == {**TRANSACTION, "actor": {"tenant": "x"}, "idempotency_key": None}

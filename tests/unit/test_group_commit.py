@@ -113,6 +113,27 @@ def test_when_a_whole_batch_fails_each_item_goes_alone_in_its_own_thread():
     assert len(set(gate.threads.values())) == 3  # not all posted by the batch's leader
 
 
+def test_an_item_of_a_failed_batch_is_told_why_it_goes_alone():
+    """So a posting whose batch was lost after it was sent knows its outcome is unknown
+    should it not reach the database alone either (common/adapters/ledger_store.py)."""
+    gate, told = Gate(), {}
+    lost = ConnectionError("lost after the batch was sent")
+
+    def broken_many(items):
+        raise lost
+
+    def after_failed_batch(item, batch_error):
+        told[item] = batch_error
+        return gate.run_one(item)
+
+    group = GroupCommit(
+        gate.run_one, broken_many, max_batch=8, max_in_flight=1, run_after_failed_batch=after_failed_batch
+    )
+    results = behind_a_busy_database(group, gate, [2, 3])
+    assert results == {1: 10, 2: 20, 3: 30}
+    assert told == {2: lost, 3: lost}
+
+
 def test_an_interrupted_batch_never_leaves_an_item_waiting():
     gate = Gate()
 

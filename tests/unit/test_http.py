@@ -62,6 +62,33 @@ def test_an_unexpected_error_is_a_500_without_its_traceback():
     assert json.loads(response.get_data())["error"]["code"] == "internal_error"
 
 
+def test_an_unexpected_error_of_a_money_action_never_claims_nothing_was_posted():
+    """It may have happened after the posting committed: the caller retries with its key."""
+
+    def handler(request, caller):
+        raise RuntimeError("after the commit")
+
+    body = json.loads(call(handler).get_data())
+    assert "nothing was posted" not in body["error"]["message"]
+    assert "same Idempotency-Key" in body["error"]["message"]
+
+
+def test_only_a_conflict_a_retry_can_settle_says_when_to_retry():
+    def raising(error):
+        def handler(request, caller):
+            raise error
+
+        return handler
+
+    held = call(raising(errors.InProgress("held", code="wallet_locked")))
+    posted = call(
+        raising(errors.AlreadyPosted("posted", code="usage_id_already_posted", details={"transaction_id": 7}))
+    )
+    assert (held.status_code, posted.status_code) == (409, 409)
+    assert held.headers["Retry-After"] == "1" and "Retry-After" not in posted.headers
+    assert json.loads(posted.get_data())["error"]["details"] == {"transaction_id": 7}
+
+
 def test_a_replayed_outcome_is_marked():
     body = json.dumps({"wallet_id": 1, "asset": "IDR", "amount": 5, "external_ref": "r"}).encode()
     seen = []

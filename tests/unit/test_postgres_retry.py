@@ -3,10 +3,10 @@
 from contextlib import contextmanager
 
 import pytest
-from pg8000.exceptions import DatabaseError
+from pg8000.exceptions import DatabaseError, InterfaceError
 
 from common.adapters.postgres import run_with_retry, translate
-from common.errors import DependencyUnavailable, Refused
+from common.errors import DependencyUnavailable, OutcomeUnknown, Refused
 
 
 class FakePool:
@@ -87,3 +87,74 @@ def test_a_statement_cancelled_by_its_timeout_is_a_busy_database():
 def test_text_postgres_cannot_hold_is_a_400_not_a_500(sqlstate, message):
     error = translate(DatabaseError({"C": sqlstate, "M": message}))
     assert (error.status, error.code) == (400, "validation_failed")
+
+
+class SentConnection:
+    """A connection that says whether its statement went out, as common.adapters.postgres.Connection does."""
+
+    def __init__(self, sent: bool) -> None:
+        self.sent = sent
+
+
+class ScriptedPool:
+    """Each connection() gives the next scripted step: a connection, or the error of not getting one."""
+
+    def __init__(self, steps) -> None:
+        self.steps = list(steps)
+
+    @contextmanager
+    def connection(self):
+        step = self.steps.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        yield step
+
+
+def lost(con):
+    raise InterfaceError("network error")
+
+
+@pytest.mark.parametrize(
+    "error", [InterfaceError("network error"), DatabaseError({"C": "57P01", "M": "terminating connection"})]
+)
+def test_a_posting_whose_connection_was_lost_after_it_was_sent_has_an_unknown_outcome(error):
+    def work(con):
+        raise error
+
+    unreachable = DependencyUnavailable("the ledger database is unreachable")
+    pool = ScriptedPool([SentConnection(True), unreachable, unreachable])
+    with pytest.raises(OutcomeUnknown) as unknown:
+        run_with_retry(pool, work, attempts=3, posting=True)
+    assert unknown.value.status == 503 and unknown.value.code == "outcome_unknown"
+    assert "same Idempotency-Key" in unknown.value.message and "nothing was posted" not in unknown.value.message
+
+
+def test_nothing_was_posted_when_nothing_was_sent():
+    never_sent = ScriptedPool([SentConnection(False), DependencyUnavailable("the ledger database is unreachable")])
+    with pytest.raises(DependencyUnavailable) as unavailable:
+        run_with_retry(never_sent, lost, attempts=2, posting=True)
+    assert unavailable.value.code == "dependency_unavailable"
+    busy = ScriptedPool([DependencyUnavailable("no connection", code="database_busy")])
+    with pytest.raises(DependencyUnavailable) as no_connection:
+        run_with_retry(busy, lost, attempts=2, posting=True)
+    assert no_connection.value.code == "database_busy"
+
+
+def test_a_read_whose_connection_was_lost_is_just_unavailable():
+    pool = ScriptedPool([SentConnection(True), DependencyUnavailable("the ledger database is unreachable")])
+    with pytest.raises(DependencyUnavailable) as unavailable:
+        run_with_retry(pool, lost, attempts=2)
+    assert not isinstance(unavailable.value, OutcomeUnknown)
+
+
+def test_a_later_attempts_answer_settles_what_a_lost_one_left_unknown():
+    """The retry posts under the same key: what it answers is what happened."""
+    answers = iter([InterfaceError("network error"), "replayed"])
+
+    def work(con):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert run_with_retry(ScriptedPool([SentConnection(True)] * 2), work, attempts=2, posting=True) == "replayed"
