@@ -31,10 +31,10 @@ tokens: $(STAMP)    ## every demo caller's token as shell variables: eval "$$(ma
 	@$(PY) -m emulators tokens
 
 reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violation
-	@$(PY) -m common.reconcile
+	@$(PY) -m emulators run --operator $(PY) -m common.reconcile
 
 ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
-	@env $$($(PY) -m emulators env --operator) $(PY) -m common.ops $(ARGS)
+	@$(PY) -m emulators run --operator $(PY) -m common.ops $(ARGS)
 
 access: $(STAMP)    ## the operators' CLI for callers against the dev stack, as P (default ops): make access ARGS="principal list" (P=ops-2 ARGS="change approve 1")
 	@LEDGER_TOKEN=$$($(PY) -m emulators token $(or $(P),ops)) $(PY) -m common.access_cli $(ARGS)
