@@ -219,3 +219,20 @@ def test_service_only_functions_keep_the_iam_check(tmp_path):
     http = flat(block("resource", "google_cloudfunctions2_function", "http"))
     assert "ingress_settings = local.function_ingress[each.key]" in http
     assert "max_instance_count = local.function_max_instances[each.key]" in http
+
+
+def test_each_function_runs_as_its_database_logins_identity_and_user():
+    """No shared identity: a function's service account and IAM database user are its
+    deploy.json login's (function_list.tf database_logins), one of each per login."""
+    login_of = "local.function_declarations[each.key].database_login"
+    for name in ("http", "ticked"):
+        function = flat(block("resource", "google_cloudfunctions2_function", name))
+        assert f"service_account_email = google_service_account.database_login[{login_of}].email" in function
+        assert f"LEDGER_DB_USER = google_sql_user.database_login[{login_of}].name" in function
+    assert "for_each = local.database_logins" in flat(block("resource", "google_service_account", "database_login"))
+    assert "for_each = local.database_logins" in flat(block("resource", "google_sql_user", "database_login"))
+    # the ticks' pushing identity has no project role, and no function logs in as it
+    assert 'member = "serviceAccount:${google_service_account.functions.email}"' not in flat(
+        block("resource", "google_project_iam_member", "database_login")
+    )
+    assert "google_sql_user.functions" not in SOURCE and "LEDGER_DB_PASSWORD" not in SOURCE
