@@ -43,7 +43,7 @@ def main(
     if quick:
         duration, wallets = min(duration, 3.0), min(wallets, 2_000)
     # common/ reads its settings once per process: point it at the dev stack first.
-    os.environ.update(stack.env())
+    os.environ.update(stack.in_process_env())
 
     from bench import (
         cold_start,

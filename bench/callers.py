@@ -80,7 +80,7 @@ def _setup(stack: Stack) -> tuple[int, str, str]:
 @click.option("--requests-per-row", "http_n", default=1000, show_default=True, help="HTTP requests per row.")
 def main(profile: str, n: int, http_n: int) -> None:
     stack = Stack(profile)
-    os.environ.update(stack.env())  # before common/ reads its settings
+    os.environ.update(stack.in_process_env())  # before common/ reads its settings
     from common import bootstrap
     from common.adapters.access_store import AccessStore
     from common.auth.tokens import TokenVerifier, parse_issuers

@@ -264,5 +264,5 @@ if __name__ == "__main__":
     else:
         count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
         stack = Stack(os.environ.get("LEDGER_BENCH_PROFILE", "dev"))
-        os.environ.update(stack.env())
+        os.environ.update(stack.in_process_env())
         print(table(run(stack, count)))

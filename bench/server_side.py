@@ -25,7 +25,7 @@ from emulators.stack import Stack
 @click.option("--profile", default="dev", show_default=True, help="Which local stack to drive.")
 def main(rounds: int, duration: float, workers: int, wallets: int, profile: str) -> None:
     stack = Stack(profile)
-    os.environ.update(stack.env())
+    os.environ.update(stack.in_process_env())
     from bench import events, pgbench, setup
 
     stack.stop_service("scheduler")  # an ERP export tick must not land in a round

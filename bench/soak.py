@@ -28,7 +28,7 @@ from emulators.stack import Stack
 @click.option("--profile", default="dev", show_default=True)
 def main(actions: int, clients: int, wallets: int, profile: str) -> None:
     stack = Stack(profile)
-    os.environ.update(stack.env())
+    os.environ.update(stack.in_process_env())
     from bench import events, mixed, processes, report, setup
     from common.adapters.reconciliation import find_violations
 

@@ -196,5 +196,5 @@ if __name__ == "__main__":
     import os
 
     stack = Stack("dev")
-    os.environ.update(stack.env())
+    os.environ.update(stack.in_process_env())
     print(run(stack, workers=8, duration_s=10.0)[0])

@@ -233,6 +233,7 @@ def outbox() -> Any:
 
 @once
 def relay() -> Any:
+    """The sweeper's relay (the outbox_sweeper function, make ops sweep)."""
     from common.relay import Relay
 
     return Relay(outbox(), publisher)
@@ -240,10 +241,13 @@ def relay() -> Any:
 
 @once
 def after_commit() -> Any:
-    from common.relay import AfterCommit
+    """The relay right after a posting commits, with the marks a posting role may make."""
+    from common.adapters.outbox import AfterCommitOutbox
+    from common.relay import AfterCommit, Relay
 
     settings = get_settings()
-    return AfterCommit(relay(), settings.events_batch, settings.events_linger_ms / 1000)
+    outbox = AfterCommitOutbox(pool(), attempts=settings.posting_attempts)
+    return AfterCommit(Relay(outbox, publisher), settings.events_batch, settings.events_linger_ms / 1000)
 
 
 @once

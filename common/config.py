@@ -28,8 +28,11 @@ class Settings:
     db_host: str = "127.0.0.1"
     db_port: int = 54300
     db_name: str = "ledger"
-    db_user: str = "ledger_fn"
-    db_password: str = "ledger_fn"
+    # The function's own login (its kind's role: infra/functions.py DATABASE_LOGINS). No
+    # default password: in Google Cloud there is none (IAM database authentication), and
+    # the local stack draws its own (emulators/logins.py) and passes them by environment.
+    db_user: str = ""
+    db_password: str = ""
     db_instance: str = ""  # Cloud SQL "project:region:instance"; empty means a direct TCP connection
     db_iam_auth: bool = True
     # Direct connections only (the connector makes its own TLS): verify-full checks the

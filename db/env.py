@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, pool
 from db import definitions
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url") or os.environ["LEDGER_MIGRATIONS_URL"]
+url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url") or os.environ["LEDGER_MIGRATIONS_URL"]
 with_definitions = config.attributes.get("with_definitions", False)
 
 if context.is_offline_mode():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -22,12 +23,16 @@ LOCK_CONFLICTS = ("55P03", "40P01")  # lock_not_available (the lock timeout), de
 log = logging.getLogger("db.upgrade")
 
 
-def upgrade(url: str, attempts: int = 5) -> bool:
+def upgrade(url: str | URL, attempts: int = 5, password: str | None = None) -> bool:
     """Migrate to the heads and bring the definitions up to date; returns whether the
-    definitions were re-created."""
+    definitions were re-created. `password`, if given, is the owner's, for a `url`
+    without one: it goes to the driver, never into a string."""
     config = Config(str(REPO / "alembic.ini"))
     config.set_main_option("script_location", str(REPO / "db"))
-    config.set_main_option("sqlalchemy.url", url)
+    engine_url = make_url(url)
+    if password is not None:
+        engine_url = engine_url.set(password=password)
+    config.attributes["url"] = engine_url  # db/env.py: an object, so the password is never rendered
     config.attributes["with_definitions"] = True
     for attempt in Retrying(
         retry=retry_if_exception(_lock_conflict),

@@ -113,23 +113,26 @@ def token(stack: Stack, subject: str, lifetime: int, audience: str | None) -> No
 
 
 @cli.command()
-@click.option("--operator", is_flag=True, help="as the database owner, for the operator's CLI (make ops)")
+@click.option("--operator", is_flag=True, help="with the operator's database login (make ops)")
+@click.option("--in-process", is_flag=True, help="with the in-process service's database login (tests, benchmarks)")
 @click.pass_obj
-def env(stack: Stack, operator: bool) -> None:
-    """Print the environment that points common/ at this stack (KEY=VALUE lines)."""
-    for key, value in (stack.operator_env() if operator else stack.env()).items():
+def env(stack: Stack, operator: bool, in_process: bool) -> None:
+    """Print the environment that points common/ at this stack (KEY=VALUE lines). With a
+    login, its password too: for a file or a shell's eval, not a command line (use `run`)."""
+    chosen = stack.operator_env() if operator else stack.in_process_env() if in_process else stack.env()
+    for key, value in chosen.items():
         click.echo(f"{key}={value}")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@click.option("--operator", is_flag=True, help="as the operator (make ops), not as a function")
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--operator", is_flag=True, help="with the operator's database login (make ops, make reconcile)")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
 def run(stack: Stack, operator: bool, command: tuple[str, ...]) -> None:
-    """Run COMMAND with the environment that points common/ at this stack: `env`'s
-    KEY=VALUE lines can't go through a shell's word splitting (the issuers are JSON)."""
-    overrides = stack.operator_env() if operator else stack.env()
-    os.execvpe(command[0], list(command), {**os.environ, **overrides})
+    """Run COMMAND with the environment that points common/ at this stack: the database
+    password goes by environment, never on a command line."""
+    environment = {**os.environ, **(stack.operator_env() if operator else stack.in_process_env())}
+    os.execvpe(command[0], list(command), environment)
 
 
 if __name__ == "__main__":

@@ -43,13 +43,25 @@ DEMO_PRINCIPALS = [
 ]
 
 
-def owner_url(dsn: dict[str, Any]) -> str:
-    return f"postgresql+pg8000://{dsn['user']}:{dsn['password']}@{dsn['host']}:{dsn['port']}/{dsn['database']}"
+def owner_url(dsn: dict[str, Any]) -> Any:
+    """The owner's SQLAlchemy URL, as an object: its password is never rendered into a
+    string (nor, so, into a command line or a log)."""
+    from sqlalchemy.engine import URL
+
+    return URL.create(
+        "postgresql+pg8000",
+        username=dsn["user"],
+        password=dsn["password"],
+        host=dsn["host"],
+        port=dsn["port"],
+        database=dsn["database"],
+    )
 
 
 def migrate(dsn: dict[str, Any]) -> bool:
     """`python -m db upgrade` on the database, as its owner: the pending migrations and
-    the current definitions (db/schema/); returns whether the definitions were re-created."""
+    the current definitions (db/schema/); returns whether the definitions were re-created.
+    In-process: the owner's password goes to the driver, not into a command."""
     # imported here: alembic's import is heavy, and only migrating needs it, not every importer of the stack
     from db.upgrade import upgrade
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulators import database, issuer, prerequisites
+from emulators import database, issuer, logins, prerequisites
 from infra.functions import discover, tick_functions
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,12 +42,6 @@ DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400, "docs": 54500}  # docs: tests/
 PORT_BLOCK = 50  # ports from a stack's base: services at +0..+9, functions from +10
 RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 PROJECT = "demo-wallet-ledger"
-OWNER_PASSWORD = "ledger_owner"  # local stack only; production uses IAM database auth
-APP_PASSWORD = "ledger_fn"
-# The login of functions whose deploy.json says database_login "exporter" (role: db/schema/99_grants.sql)
-EXPORTER_USER, EXPORTER_PASSWORD = "ledger_erp", "ledger_erp"
-# ... and of the operators' access function (database_login "access_admin")
-ACCESS_USER, ACCESS_PASSWORD = "ledger_access_fn", "ledger_access_fn"
 
 
 class StackError(RuntimeError):
@@ -88,7 +82,8 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def env(self) -> dict[str, str]:
-        """The environment a function (or a test) needs to reach this stack."""
+        """The environment a function (or a test) needs to reach this stack, but for its
+        database login (login_env)."""
         p = self.ports
         # The tests change grants and then call as the grantee: a principal's grants are
         # cached for a second there, not the default 30.
@@ -97,8 +92,6 @@ class Stack:
             "LEDGER_DB_HOST": "127.0.0.1",
             "LEDGER_DB_PORT": str(p["postgres"]),
             "LEDGER_DB_NAME": "ledger",
-            "LEDGER_DB_USER": "ledger_fn",
-            "LEDGER_DB_PASSWORD": APP_PASSWORD,
             "LEDGER_DB_SSLMODE": "disable",  # the local server has no TLS: don't spend a handshake asking
             "LEDGER_REDIS_URL": f"redis://127.0.0.1:{p['redis']}/0",
             "LEDGER_GCP_PROJECT": PROJECT,
@@ -124,20 +117,30 @@ class Stack:
             path.write_text(secrets.token_urlsafe(32))
         return path.read_text().strip()
 
+    def passwords(self) -> logins.Passwords:
+        return logins.Passwords(self.state_dir)
+
+    def login(self, name: str) -> tuple[str, str]:
+        """A login's local user and this stack's password for it (emulators/logins.py)."""
+        user = logins.LOGINS[name].user
+        return user, self.passwords[user]
+
+    def login_env(self, name: str) -> dict[str, str]:
+        user, password = self.login(name)
+        return {"LEDGER_DB_USER": user, "LEDGER_DB_PASSWORD": password}
+
     def function_env(self, name: str) -> dict[str, str]:
-        """The environment of one function: the ERP export's functions and the access
-        function log in as their own roles."""
-        env = self.env()
-        if FUNCTIONS[name].database_login == "exporter":
-            env.update(LEDGER_DB_USER=EXPORTER_USER, LEDGER_DB_PASSWORD=EXPORTER_PASSWORD)
-        elif FUNCTIONS[name].database_login == "access_admin":
-            env.update(LEDGER_DB_USER=ACCESS_USER, LEDGER_DB_PASSWORD=ACCESS_PASSWORD)
-        return env
+        """The environment of one function, logged in as its deploy.json's database_login."""
+        return {**self.env(), **self.login_env(FUNCTIONS[name].database_login)}
 
     def operator_env(self) -> dict[str, str]:
-        """For the operator's CLI locally (make ops): the database owner, who may do what
-        each of the functions' roles may."""
-        return {**self.env(), "LEDGER_DB_USER": "ledger_owner", "LEDGER_DB_PASSWORD": OWNER_PASSWORD}
+        """For the operator's CLI locally (make ops, common.reconcile): its own login,
+        which sweeps, exports and reads, and is not the database's owner."""
+        return {**self.env(), **self.login_env(logins.OPERATOR_LOGIN)}
+
+    def in_process_env(self) -> dict[str, str]:
+        """For the ledger service run in-process (the tests, the benchmarks)."""
+        return {**self.env(), **self.login_env(logins.IN_PROCESS)}
 
     def pubsub_url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.ports['pubsub']}/v1/projects/{PROJECT}/{path}"
@@ -147,8 +150,8 @@ class Stack:
             "host": "127.0.0.1",
             "port": self.ports["postgres"],
             "database": "ledger",
-            "user": "ledger_owner",
-            "password": OWNER_PASSWORD,
+            "user": logins.OWNER,
+            "password": self.passwords[logins.OWNER],
         }
 
     # State ------------------------------------------------------------------
@@ -224,7 +227,8 @@ class Stack:
             if user:
                 shutil.chown(self.pg_dir, user, user)
             pwfile = self.pg_dir / "pwfile"
-            pwfile.write_text("postgres\n")
+            pwfile.touch(mode=0o600)
+            pwfile.write_text(self.passwords[logins.SUPERUSER] + "\n")
             if user:
                 shutil.chown(pwfile, user, user)
             self._as_pg(
@@ -243,6 +247,7 @@ class Stack:
                     "--locale=C.UTF-8",
                 ]
             )
+            pwfile.unlink()
             settings = [
                 "listen_addresses = '127.0.0.1'",
                 f"unix_socket_directories = '{self.pg_dir}'",
@@ -273,8 +278,7 @@ class Stack:
             )
         if not self.psql("SELECT 1 FROM pg_database WHERE datname = 'ledger'").strip():
             self._bootstrap_database()
-        self._ensure_exporter_login()
-        self._ensure_login("ledger_access", ACCESS_USER, ACCESS_PASSWORD)
+        self.psql(logins.ensure_sql(self.passwords))
 
     def _pg_ready(self) -> bool:
         result = subprocess.run(
@@ -297,55 +301,15 @@ class Stack:
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-qAt",
-                "-c",
-                sql,
-            ]
+            ],
+            input=sql,  # on standard input, not the command line: the SQL may hold a password
         ).stdout
 
     def _bootstrap_database(self) -> None:
-        """Roles and database, as a cloud project's administrator would create them."""
-        self.psql(f"""
-            CREATE ROLE ledger_owner LOGIN CREATEROLE PASSWORD '{OWNER_PASSWORD}';
-            CREATE ROLE ledger_app NOLOGIN;
-            GRANT ledger_app TO ledger_owner WITH ADMIN OPTION;
-            CREATE ROLE ledger_fn LOGIN PASSWORD '{APP_PASSWORD}' IN ROLE ledger_app;
-            ALTER ROLE ledger_fn SET search_path = ledger;
-        """)
-        self.psql("CREATE DATABASE ledger OWNER ledger_owner")
-
-    def _ensure_exporter_login(self) -> None:
-        """The ERP export's login (its IAM user in Google Cloud), in the erp_exporter role
-        (db/schema/99_grants.sql); also on a stack made before that role existed."""
-        self.psql(f"""
-            DO $$
-            BEGIN
-              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'erp_exporter') THEN
-                CREATE ROLE erp_exporter NOLOGIN;
-                GRANT erp_exporter TO ledger_owner WITH ADMIN OPTION;
-              END IF;
-              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{EXPORTER_USER}') THEN
-                CREATE ROLE {EXPORTER_USER} LOGIN PASSWORD '{EXPORTER_PASSWORD}' IN ROLE erp_exporter;
-                ALTER ROLE {EXPORTER_USER} SET search_path = ledger;
-              END IF;
-            END $$;
-        """)
-
-    def _ensure_login(self, role: str, user: str, password: str) -> None:
-        """A function's own login (its IAM user in Google Cloud) in its role
-        (db/schema/99_grants.sql), on any stack, old or new."""
-        self.psql(f"""
-            DO $$
-            BEGIN
-              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
-                CREATE ROLE {role} NOLOGIN;
-                GRANT {role} TO ledger_owner WITH ADMIN OPTION;
-              END IF;
-              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{user}') THEN
-                CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role};
-                ALTER ROLE {user} SET search_path = ledger;
-              END IF;
-            END $$;
-        """)
+        """The owner and the database, as a cloud project's administrator would create
+        them; the logins follow (emulators/logins.py)."""
+        self.psql(f"CREATE ROLE {logins.OWNER} LOGIN CREATEROLE")
+        self.psql(f"CREATE DATABASE ledger OWNER {logins.OWNER}")
 
     def stop_postgres(self) -> None:
         data = self.pg_dir / "data"
@@ -629,7 +593,7 @@ class Stack:
     def describe(self) -> list[tuple[str, str]]:
         p = self.ports
         rows = [
-            ("postgres", f"postgresql://ledger_fn@127.0.0.1:{p['postgres']}/ledger"),
+            ("postgres", f"postgresql://127.0.0.1:{p['postgres']}/ledger (passwords: {self.passwords.path})"),
             ("redis", f"redis://127.0.0.1:{p['redis']}/0"),
             ("firestore emulator", f"127.0.0.1:{p['firestore']}"),
             ("pubsub emulator", f"127.0.0.1:{p['pubsub']}"),

@@ -10,13 +10,14 @@ What a folder says about its function:
   is triggered by Pub/Sub. The decorated function must be named as its folder, because
   that name is the entry point (and functions-framework registers every main.py under one
   module name, so entry points must differ).
-- deploy.json, only where a default does not fit: `tick_topic_setting` and
+- deploy.json: `tick_topic_setting` and
   `tick_schedule_setting` name the fields of common/config.py's Settings holding the
   topic whose Cloud Scheduler ticks trigger the function and their cron schedule
-  (required for a triggered function, refused for an HTTP one); `database_login` is
-  "functions" (the default), for a triggered function "exporter" (the ERP export's own
-  database login and service account), or for an HTTP one "access_admin" (the operators'
-  access function's: principals and grants change through its role alone). JSON because Terraform can read it
+  (required for a triggered function, refused for an HTTP one); `database_login`
+  (required) names the kind of database login the function uses, one of
+  DATABASE_LOGINS, each a database role with only what that kind of function uses
+  (db/schema/99_grants.sql), and its own service account and IAM database user in
+  Google Cloud (infra/terraform/database.tf). JSON because Terraform can read it
   (`jsondecode`) as well as Python. It is deployment metadata, not code:
   infra/bundle.py leaves it out of the bundle.
 
@@ -33,9 +34,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = REPO / "functions"
 DECLARATION = "deploy.json"
-DATABASE_LOGINS = ("functions", "exporter", "access_admin")
-# which logins a function of each trigger may use (function_list.tf gives the identities)
-LOGINS_BY_TRIGGER = {"http": ("functions", "access_admin"), "tick": ("functions", "exporter")}
+# database_login -> the database role its login is granted (db/schema/99_grants.sql)
+DATABASE_LOGINS = {
+    "poster": "ledger_poster",  # the money functions
+    "wallet_admin": "ledger_wallet_admin",  # the wallets function
+    "access_admin": "ledger_access",  # the operators' access function
+    "relay": "ledger_relay",  # the outbox sweeper
+    "jobs": "ledger_jobs",  # lot expiry
+    "exporter": "erp_exporter",  # the ERP export and its reconciliation
+}
+# Not a function's: the operator's CLI (make ops, python -m common.ops, common.reconcile)
+OPERATOR_LOGIN, OPERATOR_ROLE = "operator", "ledger_operator"
+# which logins a function of each trigger may use
+LOGINS_BY_TRIGGER = {"http": ("poster", "wallet_admin", "access_admin"), "tick": ("relay", "jobs", "exporter")}
 _TRIGGERS = {"http": "http", "cloud_event": "tick"}
 
 
@@ -49,7 +60,7 @@ class Function:
     trigger: str  # "http" or "tick" (a Pub/Sub push of Cloud Scheduler's tick)
     tick_topic_setting: str | None = None  # a Settings field: the topic that triggers it
     tick_schedule_setting: str | None = None  # a Settings field: when Cloud Scheduler ticks
-    database_login: str = "functions"
+    database_login: str = ""
 
     @property
     def source(self) -> Path:
@@ -73,10 +84,11 @@ def read(folder: Path) -> Function:
     if trigger == "http" and (function.tick_topic_setting or function.tick_schedule_setting):
         raise FunctionFolderError(f"{folder}: an HTTP function has no tick topic")
     if function.database_login not in DATABASE_LOGINS:
-        raise FunctionFolderError(f"{folder}: database_login must be one of {', '.join(DATABASE_LOGINS)}")
+        raise FunctionFolderError(
+            f"{folder}: {DECLARATION} must name a database_login, one of {', '.join(DATABASE_LOGINS)}"
+        )
     if function.database_login not in LOGINS_BY_TRIGGER[trigger]:
-        # function_list.tf gives the exporter's identity to triggered functions only, and
-        # the access function's to HTTP functions only
+        # an HTTP function never sweeps or runs jobs, a scheduled one never serves callers
         kind = "an HTTP" if trigger == "http" else "a triggered"
         raise FunctionFolderError(
             f"{folder}: {kind} function logs in as one of {', '.join(LOGINS_BY_TRIGGER[trigger])}"

@@ -12,15 +12,20 @@ import pytest
 from emulators.stack import Stack
 
 TEST_STACK = Stack("test")
-# Point common/ at the test stack before anything reads its settings.
+# Point common/ at the test stack before anything reads its settings; its database login
+# once the stack has drawn its passwords.
 os.environ.update(TEST_STACK.env())
 
 
 @pytest.fixture(scope="session")
 def stack():
+    from common.config import get_settings
+
     TEST_STACK.down()
     shutil.rmtree(TEST_STACK.state_dir, ignore_errors=True)
     TEST_STACK.up()
+    os.environ.update(TEST_STACK.in_process_env())
+    get_settings.cache_clear()
     yield TEST_STACK
     TEST_STACK.down()
 

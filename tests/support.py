@@ -243,17 +243,22 @@ def login_pool(stack: Stack, user: str, password: str) -> Any:
 def exporter_pool(stack: Stack) -> Any:
     """Connections as the ERP export's own database role (erp_exporter), which the
     functions' role is not: only the scheduled export moves the export's state."""
-    from emulators.stack import EXPORTER_PASSWORD, EXPORTER_USER
-
-    return login_pool(stack, EXPORTER_USER, EXPORTER_PASSWORD)
+    return login_pool(stack, *stack.login("exporter"))
 
 
 def access_pool(stack: Stack) -> Any:
     """Connections as the operators' access function's own database role (ledger_access):
     principals, grants and pending changes change through its procedures alone."""
-    from emulators.stack import ACCESS_PASSWORD, ACCESS_USER
+    return login_pool(stack, *stack.login("access_admin"))
 
-    return login_pool(stack, ACCESS_USER, ACCESS_PASSWORD)
+
+def login_connection(stack: Stack, login: str) -> pg8000.native.Connection:
+    """One connection as a login of emulators/logins.py LOGINS (a function's kind, the
+    operator's, the in-process service's), with the stack's password for it."""
+    user, password = stack.login(login)
+    return pg8000.native.Connection(
+        user, host="127.0.0.1", port=stack.ports["postgres"], database="ledger", password=password
+    )
 
 
 def ledger_service(ledger: Any = None, idempotency: Any = None, locks: Any = None, committed: Any = None) -> Any:

@@ -25,9 +25,12 @@ SELECT transaction_id, event FROM ledger.outbox_events
 """
 MARK_PUBLISHED = "SELECT ledger.mark_published(CAST(:ids AS bigint[]))"
 MARK_FAILED = "SELECT ledger.mark_failed(CAST(:id AS bigint), :error)"
+MARK_PUBLISHED_AFTER_COMMIT = "SELECT ledger.mark_published_after_commit(CAST(:ids AS bigint[]))"
 
 
 class PostgresOutbox(Statements):
+    """The sweeper's outbox (database role ledger_relay): marks any pending event."""
+
     def pending(
         self, transaction_ids: list[int] | None = None, limit: int = 500, min_age_s: float = 0.0
     ) -> list[dict[str, Any]]:
@@ -68,6 +71,20 @@ class PostgresOutbox(Statements):
                 {"transaction_id": t, "attempts": a, "last_error": e, "age_s": round(age, 1)} for t, a, e, age in stuck
             ],
         }
+
+
+class AfterCommitOutbox(PostgresOutbox):
+    """The after-commit relay's outbox, in the money functions and the expiry job: their
+    roles may mark only the events written in the last minute (80_outbox.sql), and
+    record no failure. An event it could not send stays pending for the sweeper, which
+    records the attempts."""
+
+    def mark_published(self, transaction_ids: list[int]) -> None:
+        if transaction_ids:
+            self._run(MARK_PUBLISHED_AFTER_COMMIT, ids=_ids(transaction_ids))
+
+    def mark_failed(self, transaction_id: int, error: str) -> None:
+        pass
 
 
 def _ids(values: list[int]) -> str:

@@ -2,9 +2,11 @@
 --
 -- The export walks (created_xact, id) below the oldest running transaction
 -- (db/schema/90_erp_export.sql explains why); rows from before 0004 predate the column,
--- are all long committed, and sort first.
-UPDATE ledger.transactions SET created_xact = '1'::xid8 WHERE created_xact IS NULL;
-ALTER TABLE ledger.transactions ALTER COLUMN created_xact SET NOT NULL;
+-- are all long committed, and sort first. Transactions are append-only: the backfill
+-- is a rewrite of the column (ALTER ... TYPE ... USING), which fires no row trigger, so
+-- no append-only guard has to be switched off or be absent for it.
+ALTER TABLE ledger.transactions ALTER COLUMN created_xact TYPE xid8 USING coalesce(created_xact, '1'::xid8),
+  ALTER COLUMN created_xact SET NOT NULL;
 CREATE INDEX transactions_export_order ON ledger.transactions (created_xact, id);
 
 CREATE SCHEMA erp;

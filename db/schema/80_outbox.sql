@@ -41,3 +41,17 @@ LANGUAGE sql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
   UPDATE outbox SET attempts = attempts + 1, last_error = left(p_error, 500)
    WHERE transaction_id = p_id AND published_at IS NULL
 $$;
+
+-- The after-commit relay runs inside the money functions and the expiry job, whose
+-- database roles must not be able to hide an event that is waiting to be sent (the
+-- sweeper's backlog). They mark through this one instead: only events written in the
+-- last minute, which their own relay has just published (it publishes within
+-- milliseconds of the commit, waiting at most events_publish_timeout_s). Anything older
+-- stays pending for the sweeper, which publishes it again; consumers dedupe on the
+-- event id.
+CREATE FUNCTION ledger.mark_published_after_commit(p_ids bigint[]) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+  UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
+   WHERE transaction_id = ANY(p_ids) AND published_at IS NULL
+     AND created_at > clock_timestamp() - interval '1 minute'
+$$;

@@ -1,80 +1,147 @@
--- Roles and privileges, as they are now.
+-- Roles and privileges, as they are now: one role per kind of function, each with only
+-- what that kind uses, so a compromised function can do what its kind does and nothing
+-- else (docs/database.md#roles).
 --
--- ledger_access is the role of the operators' access function alone (below).
+--   ledger_poster        the money functions (topup, usage, transfer, void, addon, bonus,
+--                        allocate, reclaim): post through commit_posting(s), read
+--   ledger_wallet_admin  the wallets function: the audited admin procedures, read
+--   ledger_relay         the outbox sweeper: mark events published or failed
+--   ledger_jobs          the lot expiry job: expire_lots
+--   ledger_auditor       reconciliation: read the ledger and the export's state
+--   ledger_operator      the operator's CLI (common.ops, common.reconcile): the relay's,
+--                        the export's and the auditor's rights, no more
+--   erp_exporter         the ERP export and its reconciliation (90_erp_export.sql)
+--   ledger_access        the operators' access function (75_access.sql)
 --
--- ledger_app is the role of the other functions (internet-facing and scheduled alike). It
--- reads the ledger, moves money only through ledger.commit_posting() and
--- ledger.commit_postings(), and creates and changes wallets, assets, principals, grants
--- and roles only through the audited procedures (75_access.sql): no plain INSERT or
--- UPDATE on any of them, and the audit log is insert-only through them (it can read
--- it, never change it).
---
--- erp_exporter is the ERP export's own role. Moving the export cursor, recording,
--- marking and replaying batches, and opening streams belong to the scheduled export
--- alone: a compromised HTTP function must not be able to move the cursor over
--- transactions that were never sent. erp_exporter reads the ledger and changes the
--- export's state only through the erp.* functions; it cannot post money. Its login
--- (the exporter's IAM user in Google Cloud, ledger_erp locally) is granted
--- erp_exporter the way the functions' user is granted ledger_app.
+-- None of them has a plain INSERT, UPDATE, DELETE or TRUNCATE on any table: money moves
+-- only through commit_posting(s) and expire_lots, and wallets, assets, credit limits,
+-- statuses, spend modes, principals and grants change only through the audited
+-- SECURITY DEFINER procedures. None of them owns anything, so none can ALTER a table or
+-- switch a trigger off: only the owner (the migrations' login) can, and no function or
+-- operator logs in as it. Each function's login (its IAM user in Google Cloud) names
+-- its kind in functions/<name>/deploy.json (infra/functions.py maps it to a role here).
 --
 -- Everything is revoked first and granted again, so a grant removed from this file is
 -- gone from the database too. Functions are created afresh by every apply and start
 -- with EXECUTE for PUBLIC, which the revoke takes away: a function is callable only by
--- the roles named here. Grants to ledger_app come before those to erp_exporter, the
--- order they were first given in (pg_dump prints privileges in that order).
+-- the roles named here. To let a role call a new function, add it to that role's
+-- section.
 
 DO $$
+DECLARE
+  v_role text;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
-    CREATE ROLE ledger_app NOLOGIN;
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'erp_exporter') THEN
-    CREATE ROLE erp_exporter NOLOGIN;
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_access') THEN
-    CREATE ROLE ledger_access NOLOGIN;
-  END IF;
+  FOREACH v_role IN ARRAY ARRAY['ledger_poster', 'ledger_wallet_admin', 'ledger_relay', 'ledger_jobs',
+                                'ledger_auditor', 'ledger_operator', 'erp_exporter', 'ledger_access'] LOOP
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
+      EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
+    END IF;
+  END LOOP;
+  -- ledger_app, the one role every function once shared, is retired: whatever it was
+  -- granted goes, and a login still in it can do nothing here.
+  FOREACH v_role IN ARRAY ARRAY['PUBLIC', 'ledger_app', 'ledger_poster', 'ledger_wallet_admin', 'ledger_relay',
+                                'ledger_jobs', 'ledger_auditor', 'ledger_operator', 'erp_exporter',
+                                'ledger_access'] LOOP
+    IF v_role = 'PUBLIC' OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
+      EXECUTE format('REVOKE ALL ON SCHEMA ledger, erp FROM %s', v_role);
+      EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA ledger, erp FROM %s', v_role);
+      EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA ledger, erp FROM %s', v_role);
+      EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ledger, erp FROM %s', v_role);
+    END IF;
+  END LOOP;
 END $$;
 
-REVOKE ALL ON SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter, ledger_access;
-REVOKE ALL ON ALL TABLES IN SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter, ledger_access;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ledger, erp FROM PUBLIC, ledger_app, erp_exporter, ledger_access;
+-- The money functions: ledger_poster ---------------------------------------------
+--
+-- Reads what an action's authorization and answer need; posts only through
+-- commit_posting(s); marks only the events its own after-commit relay just sent
+-- (80_outbox.sql). It can't mark an older event, create an asset or change a wallet.
 
--- The functions: ledger_app ------------------------------------------------------
-
-GRANT USAGE ON SCHEMA ledger, erp TO ledger_app;
+GRANT USAGE ON SCHEMA ledger TO ledger_poster;
 GRANT SELECT ON
   ledger.assets, ledger.wallets, ledger.transactions, ledger.entries, ledger.outbox, ledger.outbox_events,
   ledger.spend_limits, ledger.spend_counters, ledger.spend_charges,
-  ledger.lots, ledger.lot_movements, ledger.lot_extensions,
-  ledger.audit_log,
-  erp.charts, erp.cursors, erp.batches
-  TO ledger_app;
+  ledger.lots, ledger.lot_movements, ledger.lot_extensions
+  TO ledger_poster;
 GRANT EXECUTE ON FUNCTION
   ledger.commit_posting(text, text, text, text, bigint, bigint, bigint, bigint[], bigint[],
     text, text, text, text, bigint, jsonb, timestamptz, timestamptz, bigint, text, jsonb),
   ledger.commit_postings(jsonb),
   ledger.transaction_json(bigint),
   ledger.iso_utc(timestamptz),
-  ledger.create_asset(text, smallint, text, jsonb),
-  ledger.mark_published(bigint[]),
-  ledger.mark_failed(bigint, text),
-  ledger.expire_lots(integer, timestamptz, bigint),
-  ledger.extend_lot(text, bigint, timestamptz, text, text, jsonb),
+  ledger.period_start(text, timestamptz),
+  ledger.caller(text, text),
+  ledger.mark_published_after_commit(bigint[])
+  TO ledger_poster;
+
+-- The wallets function: ledger_wallet_admin --------------------------------------
+--
+-- Reads, and changes wallets, assets and lots only through the audited procedures. It
+-- cannot post money or mark events.
+
+GRANT USAGE ON SCHEMA ledger TO ledger_wallet_admin;
+GRANT SELECT ON
+  ledger.assets, ledger.wallets, ledger.transactions, ledger.entries,
+  ledger.spend_limits, ledger.spend_counters, ledger.spend_charges,
+  ledger.lots, ledger.lot_movements, ledger.lot_extensions
+  TO ledger_wallet_admin;
+GRANT EXECUTE ON FUNCTION
+  ledger.transaction_json(bigint),
+  ledger.iso_utc(timestamptz),
   ledger.period_start(text, timestamptz),
   ledger.caller(text, text),
   ledger.create_wallet(text, text, text, bigint, jsonb, bigint, text, jsonb),
-  ledger.update_wallet(bigint, text, bigint, text, jsonb, jsonb, text)
-  TO ledger_app;
--- The hash chain (88_hash_chain.sql): the outbox sweeper's tick extends it, and
--- `python -m common.chain verify` reads it with the rows it covers.
-GRANT SELECT ON ledger.chain_links TO ledger_app;
-GRANT EXECUTE ON FUNCTION ledger.extend_chain(integer) TO ledger_app;
+  ledger.update_wallet(bigint, text, bigint, text, jsonb, jsonb, text),
+  ledger.create_asset(text, smallint, text, jsonb),
+  ledger.extend_lot(text, bigint, timestamptz, text, text, jsonb)
+  TO ledger_wallet_admin;
 
--- Read-only: `python -m common.reconcile` checks every stored posting against its rule.
+-- The outbox sweeper: ledger_relay -----------------------------------------------
+
+GRANT USAGE ON SCHEMA ledger TO ledger_relay;
+GRANT SELECT ON ledger.outbox, ledger.outbox_events TO ledger_relay;
+GRANT EXECUTE ON FUNCTION
+  ledger.iso_utc(timestamptz),  -- the events' view calls it, as whoever reads it
+  ledger.mark_published(bigint[]),
+  ledger.mark_failed(bigint, text)
+  TO ledger_relay;
+-- The hash chain (88_hash_chain.sql): the sweeper's tick extends it after its sweep.
+GRANT SELECT ON ledger.chain_links TO ledger_relay;
+GRANT EXECUTE ON FUNCTION ledger.extend_chain(integer) TO ledger_relay;
+
+-- The lot expiry job: ledger_jobs ------------------------------------------------
+--
+-- Expires lots (each expiry a posting made inside expire_lots), and publishes their
+-- events after commit as the money functions do.
+
+GRANT USAGE ON SCHEMA ledger TO ledger_jobs;
+-- transactions and entries: the deferred guard that every transaction has entries
+-- (20_guards.sql) runs at commit, as the committing role
+GRANT SELECT ON ledger.transactions, ledger.entries, ledger.outbox, ledger.outbox_events TO ledger_jobs;
+GRANT EXECUTE ON FUNCTION
+  ledger.expire_lots(integer, timestamptz, bigint),
+  ledger.iso_utc(timestamptz),
+  ledger.mark_published_after_commit(bigint[])
+  TO ledger_jobs;
+
+-- Reconciliation: ledger_auditor -------------------------------------------------
+
+GRANT USAGE ON SCHEMA ledger, erp TO ledger_auditor;
+GRANT SELECT ON
+  ledger.assets, ledger.wallets, ledger.transactions, ledger.entries, ledger.outbox, ledger.outbox_events,
+  ledger.spend_limits, ledger.spend_counters, ledger.spend_charges,
+  ledger.lots, ledger.lot_movements, ledger.lot_extensions,
+  ledger.audit_log,
+  erp.charts, erp.cursors, erp.batches
+  TO ledger_auditor;
+GRANT EXECUTE ON FUNCTION ledger.iso_utc(timestamptz) TO ledger_auditor;
+-- `python -m common.reconcile` checks every stored posting against its rule
+-- (65_posting_rules.sql), and `python -m common.chain verify` reads the chain's links
+-- with the rows they cover (88_hash_chain.sql).
 GRANT EXECUTE ON FUNCTION
   ledger.posting_rule_breach(text, text, bigint, bigint, bigint, jsonb, bigint, bigint[], bigint[], boolean)
-  TO ledger_app;
+  TO ledger_auditor;
+GRANT SELECT ON ledger.chain_links TO ledger_auditor;
 
 -- The operators' access function: ledger_access -----------------------------------
 --
@@ -101,6 +168,12 @@ GRANT EXECUTE ON FUNCTION
   TO ledger_access;
 
 -- The ERP export: erp_exporter ---------------------------------------------------
+--
+-- Moving the export cursor, recording, marking and replaying batches, and opening
+-- streams belong to the scheduled export alone: a compromised HTTP function must not be
+-- able to move the cursor over transactions that were never sent. erp_exporter reads
+-- the ledger and changes the export's state only through the erp.* functions; it
+-- cannot post money.
 
 GRANT USAGE ON SCHEMA ledger, erp TO erp_exporter;
 GRANT SELECT ON
@@ -110,3 +183,12 @@ GRANT SELECT ON
   TO erp_exporter;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA erp TO erp_exporter;
 GRANT EXECUTE ON FUNCTION ledger.iso_utc(timestamptz) TO erp_exporter;
+
+-- The operator's CLI: ledger_operator ---------------------------------------------
+--
+-- What `make ops` does (status, sweep, export, parked, replay, reconcile) and
+-- `python -m common.reconcile`: the relay's, the exporter's and the auditor's rights by
+-- membership. It is not the owner: it can't post, change a wallet, ALTER a table or
+-- switch a trigger off.
+
+GRANT ledger_relay, erp_exporter, ledger_auditor TO ledger_operator;

@@ -1,6 +1,6 @@
 # Cloud SQL for PostgreSQL 15, private IP only, IAM database authentication.
-# Migrations (db/) run as the built-in admin and create the ledger_app role; the
-# functions' IAM user is then granted ledger_app (see README.md beside this file).
+# Migrations (db/) run as the schema's owner and create the functions' roles; each
+# database login's IAM user is then granted its role (see README.md beside this file).
 
 resource "google_sql_database_instance" "ledger" {
   name                = "${var.name}-pg"
@@ -47,21 +47,11 @@ resource "google_sql_database" "ledger" {
   instance = google_sql_database_instance.ledger.name
 }
 
-resource "google_sql_user" "functions" {
-  # For a service account, the IAM database user is its email without ".gserviceaccount.com".
-  name     = trimsuffix(google_service_account.functions.email, ".gserviceaccount.com")
-  instance = google_sql_database_instance.ledger.name
-  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
-}
-
-resource "google_sql_user" "access_admin" {
-  name     = trimsuffix(google_service_account.access_admin.email, ".gserviceaccount.com")
-  instance = google_sql_database_instance.ledger.name
-  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
-}
-
-resource "google_sql_user" "exporter" {
-  name     = trimsuffix(google_service_account.exporter.email, ".gserviceaccount.com")
+# One IAM database user per database login: for a service account, its email without
+# ".gserviceaccount.com". None has a password, and none is the schema's owner.
+resource "google_sql_user" "database_login" {
+  for_each = local.database_logins
+  name     = trimsuffix(google_service_account.database_login[each.key].email, ".gserviceaccount.com")
   instance = google_sql_database_instance.ledger.name
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 }

@@ -11,7 +11,7 @@ locals {
   function_main  = { for name in local.function_names : name => file("${local.functions_dir}/${name}/main.py") }
   function_declarations = {
     for name in local.function_names : name => merge(
-      { tick_topic_setting = null, database_login = "functions" },
+      { tick_topic_setting = null, database_login = null },
       jsondecode(fileexists("${local.functions_dir}/${name}/deploy.json") ? file("${local.functions_dir}/${name}/deploy.json") : "{}"),
     )
   }
@@ -27,13 +27,26 @@ locals {
     name => replace(trimsuffix(local.function_declarations[name].tick_topic_setting, "_topic"), "_", "-")
     if length(regexall("(?m)^@functions_framework\\.cloud_event\\b", local.function_main[name])) > 0
   }
-  # Functions that log in to the database as the ERP export's own user.
-  exporter_functions = toset([for name, declared in local.function_declarations : name if declared.database_login == "exporter"])
+  # Each database login (deploy.json's database_login, infra/functions.py DATABASE_LOGINS):
+  # its own service account and IAM database user (iam.tf, database.tf), the database
+  # role that user is granted after migrating (db/schema/99_grants.sql), and the Google
+  # APIs its functions use beside Cloud SQL.
+  database_logins = {
+    poster       = { account_id = "ledger-poster", db_role = "ledger_poster", project_roles = ["roles/datastore.user", "roles/pubsub.publisher"] }
+    wallet_admin = { account_id = "ledger-wallet-admin", db_role = "ledger_wallet_admin", project_roles = [] }
+    access_admin = { account_id = "ledger-access", db_role = "ledger_access", project_roles = [] }
+    relay        = { account_id = "ledger-relay", db_role = "ledger_relay", project_roles = ["roles/pubsub.publisher"] }
+    jobs         = { account_id = "ledger-jobs", db_role = "ledger_jobs", project_roles = ["roles/pubsub.publisher"] }
+    exporter     = { account_id = "ledger-erp-exporter", db_role = "erp_exporter", project_roles = [] }
+  }
+  # login -> the functions that log in as it
+  database_login_functions = {
+    for login in keys(local.database_logins) :
+    login => toset([for name, declared in local.function_declarations : name if declared.database_login == login])
+  }
   # HTTP functions that sign paging cursors (their main.py settles `bootstrap.cursors()`
   # at start): they get the cursor key.
   cursor_functions = toset([
     for name in local.http_functions : name if length(regexall("(?m)^bootstrap\\.cursors\\(\\)", local.function_main[name])) > 0
   ])
-  # HTTP functions that log in as the operators' access function's own user.
-  access_functions = toset([for name, declared in local.function_declarations : name if declared.database_login == "access_admin"])
 }

@@ -4,7 +4,6 @@
 locals {
   function_env = {
     LEDGER_DB_INSTANCE        = google_sql_database_instance.ledger.connection_name
-    LEDGER_DB_USER            = google_sql_user.functions.name
     LEDGER_DB_NAME            = google_sql_database.ledger.name
     LEDGER_DB_IAM_AUTH        = "true"
     LEDGER_REDIS_URL          = "redis://${google_redis_instance.locks.host}:${google_redis_instance.locks.port}/0"
@@ -59,8 +58,8 @@ resource "google_cloudfunctions2_function" "http" {
   }
 
   service_config {
-    # the operators' access function has an identity (and database role) of its own
-    service_account_email            = contains(local.access_functions, each.key) ? google_service_account.access_admin.email : google_service_account.functions.email
+    # its database login's identity, and so its database role
+    service_account_email            = google_service_account.database_login[local.function_declarations[each.key].database_login].email
     available_memory                 = "512Mi"
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
@@ -73,9 +72,8 @@ resource "google_cloudfunctions2_function" "http" {
     # the issuers, keys and audiences whose tokens this function accepts (auth.tf)
     environment_variables = merge(local.function_env, {
       LEDGER_AUTH_ISSUERS = local.auth_issuers[each.key]
-      }, contains(local.access_functions, each.key) ? {
-      LEDGER_DB_USER = google_sql_user.access_admin.name
-    } : {})
+      LEDGER_DB_USER      = google_sql_user.database_login[local.function_declarations[each.key].database_login].name
+    })
     # the key that signs history cursors: one for every instance, or a page served by
     # another instance would refuse the cursor (the function refuses to start without it)
     dynamic "secret_environment_variables" {
@@ -120,19 +118,19 @@ resource "google_cloudfunctions2_function" "ticked" {
   }
 
   service_config {
-    # the sweeper publishes events as the functions do; the export has an identity of its own
-    service_account_email         = contains(local.exporter_functions, each.key) ? google_service_account.exporter.email : google_service_account.functions.email
+    # its database login's identity, and so its database role
+    service_account_email         = google_service_account.database_login[local.function_declarations[each.key].database_login].email
     available_memory              = "1Gi"
     max_instance_count            = 1 # one pass at a time; a racing pass stops at the cursor anyway
     timeout_seconds               = 540
     ingress_settings              = "ALLOW_INTERNAL_ONLY"
     vpc_connector                 = google_vpc_access_connector.functions.id
     vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
-    environment_variables = contains(local.exporter_functions, each.key) ? merge(local.function_env, {
-      LEDGER_DB_USER = google_sql_user.exporter.name
-    }) : local.function_env
+    environment_variables = merge(local.function_env, {
+      LEDGER_DB_USER = google_sql_user.database_login[local.function_declarations[each.key].database_login].name
+    })
     dynamic "secret_environment_variables" {
-      for_each = contains(local.exporter_functions, each.key) ? ["erp"] : []
+      for_each = local.function_declarations[each.key].database_login == "exporter" ? ["erp"] : []
       content {
         key        = "LEDGER_ERP_TOKEN"
         project_id = var.project_id

@@ -1,64 +1,48 @@
-# One service account for the functions, with only what they use.
+# A service account per database login (function_list.tf's database_logins), with only
+# what its functions use: each logs in to Cloud SQL as its own IAM database user, granted
+# its own database role (db/schema/99_grants.sql), so a compromised money function can't
+# mark events, change wallets or move the ERP export, and so on.
 
-resource "google_service_account" "functions" {
-  account_id   = "ledger-functions"
-  display_name = "Wallet ledger functions"
+resource "google_service_account" "database_login" {
+  for_each     = local.database_logins
+  account_id   = each.value.account_id
+  display_name = "Wallet ledger functions logging in as ${each.key}"
 }
 
 locals {
-  function_roles = [
-    "roles/cloudsql.client",
-    "roles/cloudsql.instanceUser",
-    "roles/datastore.user",
-    "roles/pubsub.publisher",
-  ]
+  database_login_project_roles = merge([
+    for login, declared in local.database_logins : {
+      for role in concat(["roles/cloudsql.client", "roles/cloudsql.instanceUser"], declared.project_roles) :
+      "${login} ${role}" => { login = login, role = role }
+    }
+  ]...)
 }
 
-resource "google_project_iam_member" "functions" {
-  for_each = toset(local.function_roles)
+resource "google_project_iam_member" "database_login" {
+  for_each = local.database_login_project_roles
   project  = var.project_id
-  role     = each.value
-  member   = "serviceAccount:${google_service_account.functions.email}"
+  role     = each.value.role
+  member   = "serviceAccount:${google_service_account.database_login[each.value.login].email}"
 }
 
-# The ERP export and reconciliation run as their own identity: their database user is
-# granted erp_exporter (db/schema/99_grants.sql), which may move the export's state and cannot post
-# money; the functions' user (ledger_app) can do neither of the export's writes.
-resource "google_service_account" "exporter" {
-  account_id   = "ledger-erp-exporter"
-  display_name = "Wallet ledger ERP export"
+# The identity Eventarc pushes Cloud Scheduler's ticks as (invokers.tf gives it the
+# invoker role on the ticked functions); it has no other role.
+resource "google_service_account" "functions" {
+  account_id   = "ledger-functions"
+  display_name = "Wallet ledger ticks"
 }
 
-resource "google_project_iam_member" "exporter" {
-  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
-  project  = var.project_id
-  role     = each.value
-  member   = "serviceAccount:${google_service_account.exporter.email}"
-}
-
-# The operators' access function runs as its own identity: its database user is granted
-# ledger_access (db/schema/99_grants.sql), the only role that changes principals, grants
-# and roles' limits or decides pending changes; the other functions' user can do none of it.
-resource "google_service_account" "access_admin" {
-  account_id   = "ledger-access"
-  display_name = "Wallet ledger callers' administration"
-}
-
-resource "google_project_iam_member" "access_admin" {
-  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
-  project  = var.project_id
-  role     = each.value
-  member   = "serviceAccount:${google_service_account.access_admin.email}"
-}
-
+# The functions that sign history cursors read the cursor key, through their logins' identities.
 resource "google_secret_manager_secret_iam_member" "cursor_key" {
+  for_each  = toset([for name in local.cursor_functions : local.function_declarations[name].database_login])
   secret_id = google_secret_manager_secret.cursor_key.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.functions.email}"
+  member    = "serviceAccount:${google_service_account.database_login[each.key].email}"
 }
 
+# The ERP export and reconciliation alone read the ERP's credential.
 resource "google_secret_manager_secret_iam_member" "erp_credential" {
   secret_id = google_secret_manager_secret.erp_credential.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.exporter.email}"
+  member    = "serviceAccount:${google_service_account.database_login["exporter"].email}"
 }

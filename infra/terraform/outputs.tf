@@ -12,19 +12,9 @@ output "db_connection_name" {
   value = google_sql_database_instance.ledger.connection_name
 }
 
-output "db_iam_user" {
-  description = "Grant it the ledger_app role after migrating."
-  value       = google_sql_user.functions.name
-}
-
-output "db_access_iam_user" {
-  description = "Grant it the ledger_access role after migrating."
-  value       = google_sql_user.access_admin.name
-}
-
-output "db_exporter_iam_user" {
-  description = "Grant it the erp_exporter role after migrating."
-  value       = google_sql_user.exporter.name
+output "db_iam_users" {
+  description = "Each database login's IAM user, and the database role to grant it after migrating."
+  value       = { for login, user in google_sql_user.database_login : login => { user = user.name, role = local.database_logins[login].db_role } }
 }
 
 output "caller_service_accounts" {

@@ -7,8 +7,7 @@ import uuid
 import pg8000.native
 import pytest
 
-from emulators.stack import APP_PASSWORD
-from tests.support import http, principal, sql
+from tests.support import http, login_connection, principal, sql
 
 
 def audit_rows(stack, target):
@@ -107,9 +106,7 @@ def test_a_tree_admin_can_not_give_credit(stack, operators):
 def test_the_functions_role_can_not_change_or_delete_audit_rows(stack, operators):
     ops, _ = operators
     create_wallet(stack, ops)
-    con = pg8000.native.Connection(
-        "ledger_fn", host="127.0.0.1", port=stack.ports["postgres"], database="ledger", password=APP_PASSWORD
-    )
+    con = login_connection(stack, "wallet_admin")
     try:
         for statement in (
             "UPDATE ledger.audit_log SET reason = 'rewritten'",

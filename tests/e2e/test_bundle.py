@@ -48,7 +48,7 @@ def test_a_bundle_serves_a_top_up_on_its_own(stack, tmp_path):
     bundle = build_bundle("topup", tmp_path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FUNCTION_TARGET")}
-    env.update(stack.env())
+    env.update(stack.function_env("topup"))
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "functions-framework"),

@@ -22,7 +22,7 @@ from common.config import get_settings
 from common.erp_export import DeliveryFailed, ErpExport
 from common.ledger import commands
 from emulators.stack import ERP_TOKEN, REPO, wait_for
-from tests.support import CALLER, assert_invariants, exporter_pool, key, new_wallet, sql
+from tests.support import CALLER, assert_invariants, exporter_pool, key, login_pool, new_wallet, sql
 
 
 def erp_url(stack, book=None):
@@ -64,7 +64,7 @@ class Books:
     def ops(self, *args):
         env = {
             **os.environ,
-            **self.stack.function_env("erp_export"),
+            **self.stack.operator_env(),  # as make ops runs it: the operator's login, not the owner
             "LEDGER_ERP_STREAM": self.name,
             "LEDGER_ERP_URL": erp_url(self.stack, self.name),
             "PYTHONPATH": str(REPO),
@@ -269,14 +269,17 @@ def test_two_export_streams_over_the_same_transactions_have_their_own_batches(st
     assert all(len(first.lines_of(i)) == 2 and len(second.lines_of(i)) == 2 for i in ids)
 
 
-def test_the_http_functions_role_cannot_move_the_export(stack):
-    """Only the export's own role records batches and moves the cursor."""
+@pytest.mark.parametrize("login", ["poster", "wallet_admin", "relay", "jobs", "access_admin"])
+def test_the_http_functions_role_cannot_move_the_export(stack, login):
+    """Only the export's own role (and the operator's, which has it) records batches and
+    moves the cursor."""
     from pg8000.exceptions import DatabaseError
 
-    store = ErpStore(bootstrap.pool())  # the functions' role, ledger_app
+    store = ErpStore(login_pool(stack, *stack.login(login)))
     with pytest.raises(DatabaseError) as error:
         store.record_batch("erp", "erp-forged", ("0", 0), ("99999999", 1), "v", 1, 2, {})
     assert error.value.args[0]["C"] == "42501"  # insufficient privilege
     with pytest.raises(DatabaseError):
         store.open_stream("forged")
-    assert store.status_counts("erp") is not None  # reading the export's state is fine
+    # the operator reads the export's state (make ops status)
+    assert ErpStore(login_pool(stack, *stack.login("operator"))).status_counts("erp") is not None

@@ -6,7 +6,6 @@ role unable to go around them."""
 
 import uuid
 
-import pg8000.native
 import pytest
 from pg8000.exceptions import DatabaseError
 
@@ -16,8 +15,8 @@ from common.auth import commands
 from common.auth.callers import Caller, Grant, Principal
 from common.errors import Forbidden, NotFound, Refused
 from common.ledger.commands import UpdateWallet
-from emulators.stack import APP_PASSWORD
-from tests.support import access_pool, new_wallet, owner, sql
+from emulators.logins import LOGINS
+from tests.support import access_pool, login_connection, new_wallet, owner, sql
 
 ISSUER = "https://issuer.example"
 OPERATOR = Grant(
@@ -290,11 +289,11 @@ def test_the_audit_log_pages_in_id_order(access):
 # Around the procedures: the functions' own database role -------------------------
 
 
-@pytest.fixture
-def functions_role(stack):
-    con = pg8000.native.Connection(
-        user="ledger_fn", password=APP_PASSWORD, host="127.0.0.1", port=stack.ports["postgres"], database="ledger"
-    )
+@pytest.fixture(params=[login for login in LOGINS if login != "access_admin"])
+def functions_role(stack, request):
+    """Each database login but the access function's: a money function's, the wallets
+    function's, the sweeper's, a job's, the export's, the operator's CLI's."""
+    con = login_connection(stack, request.param)
     yield con
     con.close()
 
@@ -334,19 +333,19 @@ def test_the_functions_role_cannot_go_around_the_procedures(functions_role, stat
     assert refused.value.args[0]["C"] == "42501"  # insufficient_privilege
 
 
-def test_it_can_read_the_log(access, functions_role):
+def test_the_operator_can_read_the_log(stack, access):
     principal_id = new_principal(access)
-    rows = functions_role.run("SELECT count(*) FROM ledger.audit_log WHERE target = :t", t=f"principal:{principal_id}")
+    operator = login_connection(stack, "operator")
+    try:
+        rows = operator.run("SELECT count(*) FROM ledger.audit_log WHERE target = :t", t=f"principal:{principal_id}")
+    finally:
+        operator.close()
     assert rows[0][0] == 1
 
 
 @pytest.fixture
 def access_role(stack):
-    from emulators.stack import ACCESS_PASSWORD, ACCESS_USER
-
-    con = pg8000.native.Connection(
-        user=ACCESS_USER, password=ACCESS_PASSWORD, host="127.0.0.1", port=stack.ports["postgres"], database="ledger"
-    )
+    con = login_connection(stack, "access_admin")
     yield con
     con.close()
 

@@ -1,11 +1,10 @@
 """The database refuses bad money rows by itself: these tests go around Python."""
 
-import pg8000.native
 import pytest
 from pg8000.exceptions import DatabaseError
 
-from emulators.stack import APP_PASSWORD
-from tests.support import key, new_wallet, owner, sql, system_account
+from emulators.logins import LOGINS
+from tests.support import key, login_connection, new_wallet, owner, sql, system_account
 
 
 def refused(stack, *statements, **params):
@@ -136,11 +135,10 @@ def test_post_with_a_used_key_replays_instead_of_posting_twice(stack):
     assert sql(stack, "SELECT balance FROM ledger.wallets WHERE id = :w", w=wallet)[0][0] == 5
 
 
-def test_the_application_role_cannot_touch_money_directly(stack):
+@pytest.mark.parametrize("login", list(LOGINS))
+def test_no_function_or_operator_role_can_touch_money_directly(stack, login):
     wallet = new_wallet(stack, funded=10)
-    app = pg8000.native.Connection(
-        user="ledger_fn", password=APP_PASSWORD, host="127.0.0.1", port=stack.ports["postgres"], database="ledger"
-    )
+    app = login_connection(stack, login)
     try:
         for statement in (
             f"UPDATE ledger.wallets SET balance = 1000 WHERE id = {wallet}",

@@ -8,13 +8,11 @@ mislabeled transaction written around commit_posting() by the database owner.
 
 import json
 
-import pg8000.native
 import pytest
 from pg8000.exceptions import DatabaseError
 
 from common.adapters.reconciliation import find_violations
-from emulators.stack import APP_PASSWORD
-from tests.support import balance, key, new_wallet, owner, postings_with_key, sql, system_account
+from tests.support import balance, key, login_connection, new_wallet, owner, postings_with_key, sql, system_account
 
 POST = (
     "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', :action, 'TST', :amount, :w, :c,"
@@ -24,10 +22,8 @@ POST = (
 
 
 def as_functions(stack):
-    """A connection as the functions' login: what a compromised function could send."""
-    return pg8000.native.Connection(
-        user="ledger_fn", password=APP_PASSWORD, host="127.0.0.1", port=stack.ports["postgres"], database="ledger"
-    )
+    """A connection as the money functions' login: what a compromised function could send."""
+    return login_connection(stack, "poster")
 
 
 def post(stack, action, amount, wallet, legs, counterparty=None, voids=None, metadata=None, idempotency_key=None):
@@ -289,10 +285,10 @@ def test_reconciliation_names_a_mislabeled_transaction_written_around_the_postin
     assert [row[0] for row in violations["entries_follow_posting_rule"]] == [bad]
 
 
-def test_the_functions_role_can_run_the_reconciliation(stack):
-    """`python -m common.reconcile` logs in as the functions' role: the rule check is
-    one of its queries, so that role may call the rule."""
-    con = as_functions(stack)
+def test_the_operator_can_run_the_reconciliation(stack):
+    """`python -m common.reconcile` logs in as the operator: the rule check is one of
+    its queries, so that role may call the rule."""
+    con = login_connection(stack, "operator")
     try:
         assert "entries_follow_posting_rule" not in find_violations(lambda statement: con.run(statement))
     finally:

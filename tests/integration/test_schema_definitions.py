@@ -171,7 +171,7 @@ def test_plain_alembic_commands_leave_the_definitions_be(stack, scratch):
         con.execute(text("DELETE FROM public.schema_definitions"))  # as if a file had changed
     config = Config(str(Path(definitions.__file__).parents[1] / "alembic.ini"))
     config.set_main_option("script_location", str(Path(definitions.__file__).parent))
-    config.set_main_option("sqlalchemy.url", stack_database.owner_url(dsn(stack, name)))
+    config.attributes["url"] = stack_database.owner_url(dsn(stack, name))
     command.current(config)
     command.upgrade(config, "heads")
     command.stamp(config, "heads")
@@ -230,3 +230,41 @@ def test_nothing_outside_the_definitions_is_dropped_along(stack, scratch):
         definitions.rebuild(con, force=True)
     with engine.begin() as con:
         assert con.execute(text("SELECT count(*) FROM public.event_report")).scalar() == 0
+
+
+def test_no_migration_needs_the_append_only_guards_off(stack, scratch):
+    """0005 backfills the export order of transactions written before 0004: with the
+    append-only guard in place (a plain UPDATE would be refused), it still runs, so a
+    deploy never has to switch a guard off."""
+    name, engine = scratch
+    config = Config(str(Path(definitions.__file__).parents[1] / "alembic.ini"))
+    config.set_main_option("script_location", str(Path(definitions.__file__).parent))
+    config.attributes["url"] = stack_database.owner_url(dsn(stack, name))
+    command.upgrade(config, "0004_posting_batch")
+    with engine.begin() as con:
+        con.execute(text("INSERT INTO ledger.assets (code, scale) VALUES ('OLD', 0)"))
+        con.execute(
+            text(
+                "INSERT INTO ledger.transactions (idempotency_key, request_hash, action, asset_code, amount, wallet_id,"
+                " created_xact) VALUES ('before-0004', 'h', 'topup', 'OLD', 1, 1, NULL)"
+            )
+        )
+        con.execute(
+            text(
+                "CREATE FUNCTION public.refuse_change() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'append_only'; END $$"
+            )
+        )
+        con.execute(
+            text(
+                "CREATE TRIGGER transactions_append_only BEFORE UPDATE OR DELETE ON ledger.transactions"
+                " FOR EACH ROW EXECUTE FUNCTION public.refuse_change()"
+            )
+        )
+    command.upgrade(config, "0005_erp_export")
+    with engine.begin() as con:
+        assert con.execute(text("SELECT created_xact::text FROM ledger.transactions")).scalar() == "1"
+        assert (
+            con.execute(text("SELECT tgenabled FROM pg_trigger WHERE tgname = 'transactions_append_only'")).scalar()
+            == "O"
+        )

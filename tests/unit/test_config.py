@@ -10,6 +10,13 @@ def test_defaults_point_at_the_local_stack():
     assert (settings.db_host, settings.db_port, settings.db_iam_auth) == ("127.0.0.1", 54300, True)
 
 
+def test_no_database_password_is_baked_in():
+    """In Google Cloud there is none (IAM database authentication); the local stack draws
+    its own and passes it by environment (emulators/logins.py)."""
+    settings = Settings.from_env({})
+    assert settings.db_password == "" and settings.db_user == ""
+
+
 def test_variables_are_converted_to_the_field_types():
     settings = Settings.from_env(
         {"LEDGER_DB_PORT": "6543", "LEDGER_DB_IAM_AUTH": "false", "LEDGER_IDEMPOTENCY_WAIT_S": "2.5", "OTHER": "x"}

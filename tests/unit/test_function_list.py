@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.config import Settings
-from infra.functions import FunctionFolderError, discover, http_functions, tick_functions
+from infra.functions import DATABASE_LOGINS, FunctionFolderError, discover, http_functions, tick_functions
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "infra" / "terraform"
@@ -26,7 +26,8 @@ def terraform_reading(tmp_path: Path) -> dict:
     (tmp_path / "functions").symlink_to(REPO / "functions")
     expression = (
         "jsonencode({http = local.http_functions, ticks = local.tick_function_topics,"
-        " exporter = local.exporter_functions, access = local.access_functions})"
+        " logins = local.database_login_functions,"
+        " roles = { for login, declared in local.database_logins : login => declared.db_role }})"
     )
     result = subprocess.run(
         ["terraform", "console"], cwd=module, input=expression, capture_output=True, text=True, timeout=60
@@ -65,14 +66,31 @@ def test_terraform_reads_the_folders_as_python_does(tmp_path):
     assert terraform["ticks"] == {
         name: getattr(settings, function.tick_topic_setting) for name, function in tick_functions(FUNCTIONS).items()
     }
-    assert sorted(terraform["exporter"]) == [n for n, f in FUNCTIONS.items() if f.database_login == "exporter"]
-    assert (
-        sorted(terraform["access"])
-        == [n for n, f in FUNCTIONS.items() if f.database_login == "access_admin"]
-        == ["access"]
-    )
+    # one identity (and database user) per login, granted the role infra/functions.py
+    # names, each serving the functions that name it
+    assert terraform["roles"] == DATABASE_LOGINS
+    assert {login: sorted(names) for login, names in terraform["logins"].items()} == {
+        login: [n for n, f in FUNCTIONS.items() if f.database_login == login] for login in DATABASE_LOGINS
+    }
     # Cloud Scheduler ticks exactly the topics some function consumes.
     assert pubsub_tick_topics() == set(terraform["ticks"].values())
+
+
+# Each function's database login: the kind of function it is, and so what it may do in
+# the database (db/schema/99_grants.sql). A new function must choose.
+EXPECTED_LOGINS = {
+    **dict.fromkeys(["addon", "allocate", "bonus", "reclaim", "topup", "transfer", "usage", "void"], "poster"),
+    "wallets": "wallet_admin",
+    "access": "access_admin",
+    "outbox_sweeper": "relay",
+    "lot_expiry": "jobs",
+    "erp_export": "exporter",
+    "erp_reconcile": "exporter",
+}
+
+
+def test_every_function_logs_in_as_its_kind():
+    assert {name: function.database_login for name, function in FUNCTIONS.items()} == EXPECTED_LOGINS
 
 
 def test_terraform_deploys_what_function_list_tf_reads():
@@ -96,10 +114,11 @@ def write_function(root: Path, name: str, main: str, declaration: dict | None = 
 HTTP_MAIN = "import functions_framework\n\n\n@functions_framework.http\n@decorated\ndef {name}(request):\n    pass\n"
 TICK_MAIN = "import functions_framework\n\n\n@functions_framework.cloud_event\ndef {name}(cloud_event):\n    pass\n"
 TICK = {"tick_topic_setting": "lot_expiry_tick_topic", "tick_schedule_setting": "lot_expiry_schedule"}
+JOBS = {**TICK, "database_login": "jobs"}
 
 
 def test_discovery_reads_the_decorator_and_the_declaration(tmp_path):
-    write_function(tmp_path, "b_http", HTTP_MAIN.format(name="b_http"))
+    write_function(tmp_path, "b_http", HTTP_MAIN.format(name="b_http"), {"database_login": "poster"})
     write_function(tmp_path, "a_tick", TICK_MAIN.format(name="a_tick"), {**TICK, "database_login": "exporter"})
     (tmp_path / "not_a_function").mkdir()
     found = discover(tmp_path)
@@ -113,15 +132,19 @@ def test_discovery_reads_the_decorator_and_the_declaration(tmp_path):
     [
         (HTTP_MAIN.format(name="other"), None, "the entry point is 'other'"),
         ("def f(request):\n    pass\n", None, "expected one @functions_framework"),
-        (TICK_MAIN.format(name="fn"), None, "needs tick_topic_setting"),
-        (HTTP_MAIN.format(name="fn"), TICK, "has no tick topic"),
+        (TICK_MAIN.format(name="fn"), {"database_login": "jobs"}, "needs tick_topic_setting"),
+        (HTTP_MAIN.format(name="fn"), JOBS, "has no tick topic"),
+        (HTTP_MAIN.format(name="fn"), None, "deploy.json must name a database_login"),
+        (TICK_MAIN.format(name="fn"), TICK, "deploy.json must name a database_login"),
         (HTTP_MAIN.format(name="fn"), {"database_login": "exporter"}, "an HTTP function logs in as one of"),
+        (HTTP_MAIN.format(name="fn"), {"database_login": "relay"}, "an HTTP function logs in as one of"),
+        (TICK_MAIN.format(name="fn"), {**TICK, "database_login": "poster"}, "a triggered function logs in as one of"),
         (
             TICK_MAIN.format(name="fn"),
             {**TICK, "database_login": "access_admin"},
             "a triggered function logs in as one of",
         ),
-        (TICK_MAIN.format(name="fn"), {**TICK, "database_login": "root"}, "database_login must be one of"),
+        (TICK_MAIN.format(name="fn"), {**TICK, "database_login": "root"}, "must name a database_login, one of"),
         (TICK_MAIN.format(name="fn"), {**TICK, "memory": "1Gi"}, "expected an object with some of"),
     ],
 )

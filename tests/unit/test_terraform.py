@@ -232,4 +232,21 @@ def test_the_functions_that_sign_cursors_read_their_key_from_secret_manager():
     assert 'key = "LEDGER_CURSOR_KEY"' in functions
     assert "secret = google_secret_manager_secret.cursor_key.secret_id" in functions
     access = flat(block("resource", "google_secret_manager_secret_iam_member", "cursor_key"))
-    assert "google_service_account.functions.email" in access
+    assert "google_service_account.database_login[each.key].email" in access
+
+
+def test_each_function_runs_as_its_database_logins_identity_and_user():
+    """No shared identity: a function's service account and IAM database user are its
+    deploy.json login's (function_list.tf database_logins), one of each per login."""
+    login_of = "local.function_declarations[each.key].database_login"
+    for name in ("http", "ticked"):
+        function = flat(block("resource", "google_cloudfunctions2_function", name))
+        assert f"service_account_email = google_service_account.database_login[{login_of}].email" in function
+        assert f"LEDGER_DB_USER = google_sql_user.database_login[{login_of}].name" in function
+    assert "for_each = local.database_logins" in flat(block("resource", "google_service_account", "database_login"))
+    assert "for_each = local.database_logins" in flat(block("resource", "google_sql_user", "database_login"))
+    # the ticks' pushing identity has no project role, and no function logs in as it
+    assert 'member = "serviceAccount:${google_service_account.functions.email}"' not in flat(
+        block("resource", "google_project_iam_member", "database_login")
+    )
+    assert "google_sql_user.functions" not in SOURCE and "LEDGER_DB_PASSWORD" not in SOURCE
