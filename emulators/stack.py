@@ -117,6 +117,7 @@ class Stack:
             path.write_text(secrets.token_urlsafe(32))
         return path.read_text().strip()
 
+    @property
     def passwords(self) -> logins.Passwords:
         return logins.Passwords(self.state_dir)
 
