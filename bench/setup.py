@@ -83,10 +83,11 @@ def prepare(stack: Stack, wallet_count: int) -> BenchData:
                     n=wallet_count,
                 )
             ]
-            # one top-up per wallet (a posting's legs follow its action's rule), all in one statement
+            # one top-up per wallet (a posting's legs follow its action's rule), all in one
+            # statement, each with its own payment reference (a reference posts once)
             con.run(
                 "SELECT ledger.commit_posting(:k || w, 'bench-setup', 'topup', :a, p.amt, w, NULL,"
-                " ARRAY[p.funding, w], ARRAY[-p.amt, p.amt], 'bench-setup')"
+                " ARRAY[p.funding, w], ARRAY[-p.amt, p.amt], :k || w)"
                 " FROM (SELECT CAST(:amt AS bigint) AS amt, CAST(:f AS bigint) AS funding) p,"
                 " unnest(CAST(:ws AS bigint[])) AS w",
                 k=f"bench-setup-{prefix}",

@@ -110,7 +110,10 @@ def test_a_forged_tampered_or_malformed_cursor_is_a_400(stack, cursor):
 
 # Money functions: JSON, on their own path -------------------------------------------
 
-TOPUP_FIELDS = {"asset": "TST", "amount": 10, "external_ref": "pay"}
+
+def topup_fields() -> dict:
+    """A top-up's fields, with a payment reference of its own: a reference posts once."""
+    return {"asset": "TST", "amount": 10, "external_ref": key("pay")}
 
 
 @pytest.mark.parametrize(
@@ -119,7 +122,7 @@ TOPUP_FIELDS = {"asset": "TST", "amount": 10, "external_ref": "pay"}
 @pytest.mark.parametrize("function", ["topup", "usage"])
 def test_a_money_action_not_sent_as_json_is_a_415_and_writes_nothing(stack, function, content_type):
     wallet, k = new_wallet(stack, funded=100), key()
-    body = {"wallet_id": wallet, **TOPUP_FIELDS}
+    body = {"wallet_id": wallet, **topup_fields()}
     if function == "usage":
         body = {"wallet_id": wallet, "asset": "TST", "amount": 10, "usage_id": key("u"), "product": "p"}
     response = http(stack, function, body, k, content_type=content_type)
@@ -141,13 +144,13 @@ def test_wallet_admin_takes_json_only_too(stack, method, path, body):
 @pytest.mark.parametrize("path", ["/topup", "/topup/"])
 def test_a_money_action_answers_on_its_own_path(stack, path):
     wallet = new_wallet(stack)
-    response = http(stack, "topup", {"wallet_id": wallet, **TOPUP_FIELDS}, key(), path=path)
+    response = http(stack, "topup", {"wallet_id": wallet, **topup_fields()}, key(), path=path)
     assert response.status_code == 201, response.text
 
 
 @pytest.mark.parametrize("path", ["/usage", "/wallets/1", "/topup/extra", "/anything"])
 def test_a_money_action_on_another_path_is_a_404_and_writes_nothing(stack, path):
     wallet, k = new_wallet(stack), key()
-    response = http(stack, "topup", {"wallet_id": wallet, **TOPUP_FIELDS}, k, path=path)
+    response = http(stack, "topup", {"wallet_id": wallet, **topup_fields()}, k, path=path)
     assert response.status_code == 404 and response.json()["error"]["code"] == "route_not_found"
     assert postings_with_key(stack, k) == 0 and balance(stack, wallet) == 0

@@ -222,7 +222,7 @@ def test_a_database_holding_duplicates_is_not_upgraded(stack):
     try:
         config = Config(str(Path(stack_database.__file__).parents[1] / "alembic.ini"))
         config.set_main_option("script_location", str(Path(stack_database.__file__).parents[1] / "db"))
-        config.set_main_option("sqlalchemy.url", stack_database.owner_url(dsn))
+        config.attributes["url"] = stack_database.owner_url(dsn)  # an object: db/env.py
         command.upgrade(config, "0008_hash_chain")
         con = stack_database.owner_connection(dsn)
         try:

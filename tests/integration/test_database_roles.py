@@ -138,8 +138,9 @@ def post_sql(con, stack, wallet: int, amount: int = 5) -> None:
     funding = system_account(stack, "TST", "funding")
     con.run(
         "SELECT ledger.commit_posting(:k, 'h', 'topup', 'TST', :a, :w, NULL, CAST(:legs AS bigint[]),"
-        " CAST(:amts AS bigint[]), p_external_ref => 'roles')",
+        " CAST(:amts AS bigint[]), p_external_ref => :ref)",
         k=key("roles"),
+        ref=key("pay"),  # a payment's reference posts once
         a=amount,
         w=wallet,
         legs=[funding, wallet],

@@ -119,12 +119,15 @@ def test_the_database_hashes_the_text_verify_builds(stack):
 
 def test_verify_names_a_transaction_whose_entry_changed(stack, linked):
     transaction_id = topup_of(stack, linked["first"])
-    with tampering(stack, "entries") as con:
+    with tampering(stack, "entries", "transactions") as con:
+        # a top-up made 100 larger, consistently: its legs, its amount (so it still
+        # follows its rule) and the wallet's balance; every reconciliation check passes
         con.run(
             "UPDATE ledger.entries SET amount = amount + sign(amount) * 100, balance_after = balance_after + 100"
             " WHERE transaction_id = :t",
             t=transaction_id,
         )
+        con.run("UPDATE ledger.transactions SET amount = amount + 100 WHERE id = :t", t=transaction_id)
         con.run("UPDATE ledger.wallets SET balance = balance + 100 WHERE id = :w", w=linked["first"])
         assert reconciliation_sees_nothing(con)
         problem = verify(ChainStore(con.run))["problem"]
