@@ -61,6 +61,15 @@ INVARIANTS: dict[str, str] = {
           JOIN ledger.wallets w ON w.id = e.wallet_id AND w.kind = 'system' AND w.system_role = 'breakage'
           JOIN ledger.transactions t ON t.id = e.transaction_id
          WHERE t.action <> 'expiry'""",
+    # An expiry empties a lot of its own wallet that was due when it posted: what the
+    # expiry job does, never a lot drained early into breakage (ledger.commit_posting()
+    # refuses one; this names one written around it).
+    "expiry_only_of_due_lots": """
+        SELECT t.id, m.lot_id, l.expires_at, t.created_at FROM ledger.transactions t
+          LEFT JOIN ledger.lot_movements m ON m.transaction_id = t.id AND m.amount < 0
+          LEFT JOIN ledger.lots l ON l.id = m.lot_id
+         WHERE t.action = 'expiry'
+           AND (l.id IS NULL OR l.wallet_id <> t.wallet_id OR l.expires_at > t.created_at)""",
     # Spend counters: each equals the charges recorded against it.
     "spend_counter_equals_charges": """
         SELECT c.wallet_id, c.period, c.period_start, c.spent, coalesce(sum(g.amount), 0)

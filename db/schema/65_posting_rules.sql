@@ -19,7 +19,9 @@
 --   reclaim   wallet -a, counterparty (the parent) +a
 --   void      exactly the original's entries negated, with the original's asset,
 --             amount, wallet and counterparty
---   expiry    wallet -a, breakage +a (commit_posting() checks that a is what the lot held)
+--   expiry    wallet -a, breakage +a (commit_posting() checks that the named lot is the
+--             wallet's, is due, and gave all it held: a; the reconciliation's
+--             expiry_only_of_due_lots checks the stored lot was due when it expired)
 -- Only transfer, allocate, reclaim (and a void of one) name a counterparty.
 --
 -- Legs are compared as a multiset of (wallet, amount): their order is the caller's.

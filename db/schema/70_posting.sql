@@ -34,11 +34,13 @@
 --                           wallet and counterparty       the credit it paid returned to the lots it
 --                                                         took from (credit_expired once they
 --                                                         expired); its spend charges refunded
---   expiry    (none: the    wallet -> breakage            keys `lot-expiry:` reserved; the named lot
---             database's                                  emptied exactly, into breakage
---             job, 85_jobs)
+--   expiry    (none: the    wallet -> breakage            keys `lot-expiry:` reserved; the named lot,
+--             database's                                  the wallet's own and due, emptied whole
+--             job, 85_jobs)                               into breakage
 -- Every action: a system account never acts (system_account); a customer wallet must be
--- active (wallet_frozen, wallet_closed) and stays within its limit (insufficient_funds).
+-- active (wallet_frozen, wallet_closed; an expiry alone also empties a due lot of a
+-- frozen or closed wallet) and stays within its limit (insufficient_funds); the posting
+-- is dated by the database (p_effective_at must be NULL).
 
 CREATE FUNCTION ledger.commit_posting(
   p_idempotency_key text,
@@ -90,9 +92,9 @@ DECLARE
   v_first bigint[];
   v_leg int;
   v_now timestamptz := now();
-  v_effective timestamptz := coalesce(p_effective_at, now());
-  -- Lots are judged at the posting's time; a back-dated posting can't spend expired credit.
-  v_at timestamptz := greatest(now(), coalesce(p_effective_at, now()));
+  -- A posting takes effect when it commits: the caller never dates it (see below).
+  v_effective timestamptz := now();
+  v_at timestamptz := now();  -- lots are judged at the posting's time
   v_piece record;
   v_credited bigint;
   v_restored bigint := 0;
@@ -111,6 +113,14 @@ BEGIN
      FROM posting_rule_breach(p_action, p_asset, p_amount, p_wallet_id, p_counterparty_wallet_id, p_metadata,
                               p_voids_transaction_id, p_leg_wallets, p_leg_amounts) AS breach
     WHERE breach IS NOT NULL;
+  -- The posting's time picks the spend-limit period a usage charges and the instant its
+  -- lots are judged at: a back-dated usage would charge a period already over, and the
+  -- current limit would never bind. Nothing posts with another time (the expiry job
+  -- neither), so the parameter is refused; it stays in the signature the grants and
+  -- common/adapters/ledger_store.py pin.
+  IF p_effective_at IS NOT NULL THEN
+    PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'the ledger dates a posting itself'));
+  END IF;
   -- The expiry job's keys are its own: a client posting under one could block a lot's
   -- expiry for good.
   IF (p_action = 'expiry') <> (p_idempotency_key LIKE 'lot-expiry:%') THEN
@@ -275,10 +285,20 @@ BEGIN
       PERFORM refuse('credit_expired', jsonb_build_object('transaction_id', p_voids_transaction_id));
     END IF;
   ELSIF p_action = 'expiry' THEN
-    PERFORM 1 FROM lot_movements m WHERE m.transaction_id = v_tx AND m.lot_id = p_expiring_lot
-                                     AND m.amount = -p_amount;
+    -- An expiry does only what the expiry job (85_jobs.sql) would do anyway: it empties a
+    -- lot of the acting wallet that is due, all of it, into breakage. Without this, the
+    -- money functions' role could drain any lot of any wallet, unexpired, frozen or
+    -- closed (an expiry skips the status check), into breakage at a moment of its
+    -- choosing. Checked under the wallet's lock, with the lot's row locked by the debit
+    -- above, so neither a usage nor an extension can change the lot in between (an
+    -- extension refuses a due lot anyway).
+    PERFORM 1 FROM lots l
+     WHERE l.id = p_expiring_lot AND l.wallet_id = p_wallet_id AND l.expires_at <= v_now AND l.remaining = 0
+       AND EXISTS (SELECT 1 FROM lot_movements m WHERE m.transaction_id = v_tx AND m.lot_id = l.id
+                                                   AND m.amount = -p_amount);
     IF NOT FOUND THEN
-      PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'an expiry takes exactly what its lot holds'));
+      PERFORM refuse('invalid_posting', jsonb_build_object(
+        'reason', 'an expiry takes all that a due lot of its wallet holds', 'lot_id', p_expiring_lot));
     END IF;
   END IF;
 

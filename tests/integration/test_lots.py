@@ -10,7 +10,7 @@ import pytest
 from common import bootstrap
 from common.errors import LedgerError, NotFound, Refused
 from common.ledger import commands
-from tests.support import CALLER, balance, key, sql, system_account
+from tests.support import CALLER, balance, key, owner, sql, system_account
 
 
 @pytest.fixture
@@ -74,35 +74,46 @@ def iso(moment):
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def post_usage_at(stack, wallet_id, amount, at):
-    """A usage judged at an exact instant: ledger.commit_posting() evaluates lots at the
-    posting's effective time (never earlier than now), so a future-dated posting is
-    the deterministic way to stand exactly on an expiry instant."""
+def post_usage_at_expiry(stack, wallet_id, amount, expires_in_us):
+    """A usage judged exactly at its lots' expiry (expires_in_us = 0) or just before:
+    in one transaction, whose now() stands still, the owner moves the wallet's lots to
+    expire that many microseconds after now(), then the usage posts. A posting is
+    dated by the database alone, so this is the deterministic way to stand on an
+    expiry instant."""
     revenue = system_account(stack, "TST", "revenue")
-    return sql(
-        stack,
-        "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', 'usage', 'TST', :amt, :w, NULL,"
-        " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]), p_effective_at => CAST(:at AS timestamptz))",
-        k=key(),
-        amt=amount,
-        w=wallet_id,
-        legs=[wallet_id, revenue],
-        amts=[-amount, amount],
-        at=at,
-    )[0][0]
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        con.run(
+            "UPDATE ledger.lots SET expires_at = now() + make_interval(secs => :s) WHERE wallet_id = :w",
+            s=expires_in_us / 1_000_000,
+            w=wallet_id,
+        )
+        transaction_id = con.run(
+            "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', 'usage', 'TST', :amt, :w, NULL,"
+            " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]))",
+            k=key(),
+            amt=amount,
+            w=wallet_id,
+            legs=[wallet_id, revenue],
+            amts=[-amount, amount],
+        )[0][0]
+        con.run("COMMIT")
+        return transaction_id
+    finally:
+        con.close()
 
 
 def test_a_usage_at_the_exact_expiry_instant_finds_the_lot_expired(stack, service):
     """A lot is spendable while the clock is before its expiry: at the instant itself it
     has expired. One microsecond earlier the same usage goes through."""
-    expiry = "2099-01-01T00:00:00Z"
     at_instant, just_before = new_wallet_for(service), new_wallet_for(service)
     for wallet in (at_instant, just_before):
         top_up(service, wallet, 100, datetime(2099, 1, 1, tzinfo=UTC))
     with pytest.raises(Exception, match="insufficient_funds") as refused:
-        post_usage_at(stack, at_instant, 1, expiry)
+        post_usage_at_expiry(stack, at_instant, 1, 0)
     assert '"expired": 100' in str(refused.value)
-    post_usage_at(stack, just_before, 100, "2098-12-31T23:59:59.999999Z")
+    post_usage_at_expiry(stack, just_before, 100, 1)
     assert (balance(stack, at_instant), balance(stack, just_before)) == (100, 0)
 
 

@@ -182,6 +182,107 @@ def test_an_expiry_moves_only_from_its_wallet_into_breakage(stack):
     assert postings_with_key(stack, k) == 0 and balance(stack, wallet) == 10
 
 
+def lot_of(stack, wallet, amount):
+    """A top-up of `amount` into a lot of `wallet` that expires tomorrow, posted as the
+    money functions post it: the lot's id."""
+    funding = accounts(stack)["funding"]
+    con = as_functions(stack)
+    try:
+        transaction_id = con.run(
+            "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', 'topup', 'TST', :amount, :w, NULL,"
+            " CAST(:legs AS bigint[]), CAST(:amounts AS bigint[]), p_lot_expires_at => now() + interval '1 day')",
+            k=key(),
+            amount=amount,
+            w=wallet,
+            legs=[funding, wallet],
+            amounts=[-amount, amount],
+        )[0][0]
+    finally:
+        con.close()
+    return sql(stack, "SELECT id FROM ledger.lots WHERE transaction_id = :t", t=transaction_id)[0][0]
+
+
+def make_due(stack, lot):
+    """Time passing, as the owner: the lot's expiry moves a second into the past."""
+    sql(stack, "UPDATE ledger.lots SET expires_at = now() - interval '1 second' WHERE id = :l", l=lot)
+
+
+def expire(stack, wallet, amount, lot):
+    """An expiry posted as the money functions' role could send it."""
+    con = as_functions(stack)
+    try:
+        return con.run(
+            "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', 'expiry', 'TST', :amount, :w, NULL,"
+            " CAST(:legs AS bigint[]), CAST(:amounts AS bigint[]), p_expiring_lot => :lot)",
+            k=f"lot-expiry:{key()}",
+            amount=amount,
+            w=wallet,
+            legs=[wallet, accounts(stack)["breakage"]],
+            amounts=[-amount, amount],
+            lot=lot,
+        )[0][0]
+    finally:
+        con.close()
+
+
+def expiry_refusal(stack, wallet, amount, lot):
+    before = balance(stack, wallet)
+    with pytest.raises(DatabaseError) as error:
+        expire(stack, wallet, amount, lot)
+    assert balance(stack, wallet) == before
+    found = error.value.args[0]["M"], json.loads(error.value.args[0].get("D") or "{}")
+    assert found[0] == "invalid_posting" and "due lot" in found[1]["reason"], found
+
+
+@pytest.mark.parametrize("amount", [50, 100])
+def test_an_expiry_of_a_lot_not_yet_due_is_refused(stack, amount):
+    wallet = new_wallet(stack)
+    lot = lot_of(stack, wallet, 100)
+    expiry_refusal(stack, wallet, amount, lot)
+
+
+def test_an_expiry_of_a_frozen_wallets_lot_not_yet_due_is_refused(stack):
+    wallet = new_wallet(stack)
+    lot = lot_of(stack, wallet, 100)
+    sql(stack, "UPDATE ledger.wallets SET status = 'frozen' WHERE id = :w", w=wallet)
+    expiry_refusal(stack, wallet, 100, lot)
+
+
+def test_an_expiry_takes_all_that_a_due_lot_of_its_own_wallet_holds(stack):
+    wallet, other = new_wallet(stack), new_wallet(stack)
+    lot, others_lot = lot_of(stack, wallet, 100), lot_of(stack, other, 100)
+    lot_of(stack, wallet, 100)  # a second, unexpired lot a partial expiry could reach into
+    make_due(stack, lot)
+    make_due(stack, others_lot)
+    expiry_refusal(stack, wallet, 50, lot)  # a part of it
+    expiry_refusal(stack, wallet, 100, others_lot)  # another wallet's lot, named for this one
+    expire(stack, wallet, 100, lot)  # what the expiry job would do
+    assert balance(stack, wallet) == 100
+    assert sql(stack, "SELECT remaining FROM ledger.lots WHERE id = :l", l=lot) == [[0]]
+
+
+def test_a_posting_dated_by_its_caller_is_refused(stack):
+    """A back-dated usage would charge a spend-limit period already over."""
+    wallet, revenue = new_wallet(stack, funded=10), accounts(stack)["revenue"]
+    k = key()
+    con = as_functions(stack)
+    try:
+        with pytest.raises(DatabaseError) as error:
+            con.run(
+                "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', 'usage', 'TST', 5, :w, NULL,"
+                " CAST(:legs AS bigint[]), CAST(:amounts AS bigint[]),"
+                " p_effective_at => now() - interval '40 days')",
+                k=k,
+                w=wallet,
+                legs=[wallet, revenue],
+                amounts=[-5, 5],
+            )
+    finally:
+        con.close()
+    assert error.value.args[0]["M"] == "invalid_posting"
+    assert postings_with_key(stack, k) == 0 and balance(stack, wallet) == 10
+
+
 @pytest.mark.parametrize("amount", [0, -5])
 def test_an_amount_that_is_not_positive_is_refused_as_a_bad_posting(stack, amount):
     wallet, funding = new_wallet(stack), accounts(stack)["funding"]
@@ -312,3 +413,31 @@ def test_reconciliation_names_a_many_legged_posting_and_its_void_without_a_long_
         [topup, "topup", "the legs are not what topup moves"],
         [void, "void", "more legs than any rule writes"],
     ]
+
+
+def test_reconciliation_names_an_expiry_of_a_lot_that_was_not_due(stack):
+    """An expiry posted when its lot was due, then the lot's expiry moved later by the
+    owner, as an expiry written around the posting would look."""
+    wallet = new_wallet(stack)
+    lot = lot_of(stack, wallet, 100)
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        con.run("UPDATE ledger.lots SET expires_at = now() - interval '1 second' WHERE id = :l", l=lot)
+        expiry = con.run(
+            "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', 'expiry', 'TST', 100, :w, NULL,"
+            " CAST(:legs AS bigint[]), CAST(:amounts AS bigint[]), p_expiring_lot => :lot)",
+            k=f"lot-expiry:{key()}",
+            w=wallet,
+            legs=[wallet, accounts(stack)["breakage"]],
+            amounts=[-100, 100],
+            lot=lot,
+        )[0][0]
+        assert "expiry_only_of_due_lots" not in find_violations(lambda statement: con.run(statement))
+        con.run("UPDATE ledger.lots SET expires_at = now() + interval '1 day' WHERE id = :l", l=lot)
+        violations = find_violations(lambda statement: con.run(statement))
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert list(violations) == ["expiry_only_of_due_lots"], violations
+    assert [row[:2] for row in violations["expiry_only_of_due_lots"]] == [[expiry, lot]]
