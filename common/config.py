@@ -113,6 +113,11 @@ class Settings:
     outbox_sweep_schedule: str = "* * * * *"
     outbox_stuck_after_s: float = 300.0  # an unpublished event older than this is reported as stuck
     outbox_sweep_min_age_s: float = 10.0  # the sweep leaves younger events to the after-commit relay
+    # The hash chain, extended by the sweeper's tick after its sweep: batches go on until
+    # caught up or this much of the tick has passed (the tick ends within a minute); a
+    # next transaction to link older than chain_lag_alert_s is logged as an error.
+    chain_extend_budget_s: float = 40.0
+    chain_lag_alert_s: float = 300.0
     lot_expiry_tick_topic: str = "lot-expiry-tick"
     lot_expiry_schedule: str = "*/5 * * * *"
 

@@ -10,7 +10,8 @@ function that the schema's owner could redefine. No I/O here: the store is passe
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -95,8 +96,20 @@ class Problem:
         return found
 
 
+@dataclass(frozen=True)
+class Lag:
+    """The next transaction to link, how long it has waited, and whether it waits
+    behind the horizon (an older database transaction still open)."""
+
+    next_transaction_id: int | None
+    waiting_s: float
+    held_back: bool
+
+
 class ChainExtender(Protocol):
     def extend(self, limit: int) -> tuple[int, bool, Head | None]: ...
+
+    def lag(self) -> Lag: ...
 
 
 class ChainReader(Protocol):
@@ -186,21 +199,35 @@ def _inserted(key: Key) -> Problem:
 EXTEND_BATCH = 500  # transactions a call links: each call is one short database transaction
 
 
-def extend(extender: ChainExtender, batch: int = EXTEND_BATCH, max_batches: int | None = None) -> dict[str, Any]:
-    """Link in small batches until caught up with the horizon (or `max_batches` ran),
+def extend(
+    extender: ChainExtender,
+    batch: int = EXTEND_BATCH,
+    budget_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Link in small batches until caught up with the horizon (or `budget_s` ran out),
     each batch its own transaction, so the extenders' lock is never held for long.
-    Another extender at work (busy) ends the run: it is linking the same rows."""
-    linked = batches = 0
+    Another extender at work (busy) ends the run: it is linking the same rows.
+
+    Caught up means "up to the horizon", which an old open transaction can hold still:
+    the report also says how long the next unlinked transaction has waited
+    (`lag_s`) and whether it waits behind the horizon (`held_back`)."""
+    deadline = None if budget_s is None else clock() + budget_s
+    linked = 0
     while True:
         count, busy, head = extender.extend(batch)
-        linked, batches = linked + count, batches + 1
-        if busy or count < batch or batches == max_batches:
+        linked += count
+        if busy or count < batch or (deadline is not None and clock() >= deadline):
             break
+    lag = extender.lag()
     return {
         "linked": linked,
         "caught_up": not busy and count < batch,
         "busy": busy,
         "head": head.as_dict() if head else None,
+        "next_transaction_id": lag.next_transaction_id,
+        "lag_s": round(lag.waiting_s, 3),
+        "held_back": lag.held_back,
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from common.hash_chain import Head, Key, Link, LinkedRow
+from common.hash_chain import Head, Key, Lag, Link, LinkedRow
 
 Run = Callable[..., list[list[Any]]]
 
@@ -51,6 +51,7 @@ ENTRY_FIELDS = (
 
 EXTEND_SQL = """
 SELECT linked, busy, head_position, head_transaction_id, head_hash FROM ledger.extend_chain(CAST(:limit AS integer))"""
+LAG_SQL = "SELECT next_transaction_id, waiting_s, held_back FROM ledger.chain_lag()"
 HEAD_SQL = """
 SELECT position, transaction_id, encode(chain_hash, 'hex') FROM ledger.chain_links ORDER BY position DESC LIMIT 1"""
 LINKS_SQL = f"""
@@ -81,6 +82,10 @@ class ChainStore:
         """Link up to `limit` transactions: (how many, whether another extender was at work, the head)."""
         linked, busy, position, transaction_id, digest = self._run(EXTEND_SQL, limit=limit)[0]
         return linked, busy, None if position is None else Head(position, transaction_id, digest)
+
+    def lag(self) -> Lag:
+        rows = self._run(LAG_SQL)
+        return Lag(rows[0][0], float(rows[0][1]), rows[0][2]) if rows else Lag(None, 0.0, False)
 
     def head(self) -> Head | None:
         rows = self._run(HEAD_SQL)

@@ -98,6 +98,28 @@ BEGIN
   RETURN QUERY SELECT v_linked, false, v_head.position, v_head.transaction_id, encode(v_head.chain_hash, 'hex');
 END $$;
 
+-- How far the chain trails the ledger: the next transaction to link in commit order
+-- (the first after the head), how long ago it was created, and whether it waits
+-- behind the horizon, that is, a database transaction older than it is still open
+-- (`extend` links nothing past it, however often it runs, so "caught up with the
+-- horizon" alone would hide a chain that stands still). One index lookup on
+-- (created_xact, id): the sweeper's tick and `python -m common.chain extend` report it.
+CREATE FUNCTION ledger.chain_lag()
+RETURNS TABLE (next_transaction_id bigint, waiting_s double precision, held_back boolean)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+DECLARE
+  v_head chain_links%ROWTYPE;
+BEGIN
+  SELECT * INTO v_head FROM chain_links ORDER BY position DESC LIMIT 1;
+  RETURN QUERY
+    SELECT t.id, greatest(extract(epoch FROM clock_timestamp() - t.created_at), 0)::double precision,
+           t.created_xact >= pg_snapshot_xmin(pg_current_snapshot())
+      FROM transactions t
+     WHERE (t.created_xact, t.id) > (coalesce(v_head.created_xact, '0'::xid8), coalesce(v_head.transaction_id, 0))
+     ORDER BY t.created_xact, t.id
+     LIMIT 1;
+END $$;
+
 -- Links are append-only, like the ledger they cover (20_guards.sql).
 CREATE TRIGGER chain_links_append_only BEFORE UPDATE OR DELETE ON ledger.chain_links
   FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change();

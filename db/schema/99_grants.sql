@@ -107,7 +107,7 @@ GRANT EXECUTE ON FUNCTION
   TO ledger_relay;
 -- The hash chain (88_hash_chain.sql): the sweeper's tick extends it after its sweep.
 GRANT SELECT ON ledger.chain_links TO ledger_relay;
-GRANT EXECUTE ON FUNCTION ledger.extend_chain(integer) TO ledger_relay;
+GRANT EXECUTE ON FUNCTION ledger.extend_chain(integer), ledger.chain_lag() TO ledger_relay;
 
 -- The lot expiry job: ledger_jobs ------------------------------------------------
 --
@@ -142,6 +142,7 @@ GRANT EXECUTE ON FUNCTION
   ledger.posting_rule_breach(text, text, bigint, bigint, bigint, jsonb, bigint, bigint[], bigint[], boolean)
   TO ledger_auditor;
 GRANT SELECT ON ledger.chain_links TO ledger_auditor;
+GRANT EXECUTE ON FUNCTION ledger.chain_lag() TO ledger_auditor;
 
 -- The operators' access function: ledger_access -----------------------------------
 --

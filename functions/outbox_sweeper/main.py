@@ -9,9 +9,15 @@ pending for longer than LEDGER_OUTBOX_STUCK_AFTER_S as stuck.
 The same tick then extends the ledger's hash chain (docs/tamper-evidence.md) and logs
 its head, so a record of the head exists outside the database: one more small job of
 the same kind, on the role that already reads the ledger, without a function of its own.
+It links batch after batch until caught up or LEDGER_CHAIN_EXTEND_BUDGET_S ran out
+(never past the tick's own budget), so the chain keeps up with the ledger's rate
+instead of a fixed number of rows a minute, and logs how long the next unlinked
+transaction has waited: an error past LEDGER_CHAIN_LAG_ALERT_S, whether a backlog or an
+old open transaction holding the horizon back is the cause.
 """
 
 import logging
+import time
 
 import functions_framework
 
@@ -23,14 +29,13 @@ from common.hash_chain import extend
 log = logging.getLogger("ledger.outbox_sweeper")
 logs.configure_from_settings()
 SWEEP_BUDGET_S = 45.0  # stop before the next tick comes
-# At most this many batches of the chain's (hash_chain.EXTEND_BATCH) a tick: a backlog
-# beyond that is caught up over the next ticks.
-CHAIN_BATCHES = 20
+TICK_BUDGET_S = 50.0  # the sweep and the chain together; the chain still links one batch past it
 
 
 @functions_framework.cloud_event
 def outbox_sweeper(cloud_event):
     settings = get_settings()
+    started = time.monotonic()
     try:
         result = bootstrap.relay().sweep_all(min_age_s=settings.outbox_sweep_min_age_s, budget_s=SWEEP_BUDGET_S)
         backlog = bootstrap.outbox().backlog(settings.outbox_stuck_after_s)
@@ -40,8 +45,10 @@ def outbox_sweeper(cloud_event):
     level = logging.ERROR if backlog["stuck"] else logging.INFO
     log.log(level, "outbox sweep", extra={"published": result.published, "failed": result.failed, **backlog})
     try:
-        chain = extend(bootstrap.chain_store(), max_batches=CHAIN_BATCHES)
+        budget_s = min(settings.chain_extend_budget_s, TICK_BUDGET_S - (time.monotonic() - started))
+        chain = extend(bootstrap.chain_store(), budget_s=max(budget_s, 0.0))
     except DependencyUnavailable as error:
         log.error("hash chain could not be extended", extra={"error": error.message})
         raise
-    log.info("hash chain extended", extra={"chain": chain})
+    level = logging.ERROR if chain["lag_s"] > settings.chain_lag_alert_s else logging.INFO
+    log.log(level, "hash chain extended", extra={"chain": chain})

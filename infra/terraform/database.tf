@@ -36,6 +36,14 @@ resource "google_sql_database_instance" "ledger" {
       value = "400"
     }
 
+    # A session idle inside an open transaction would hold the ledger's horizon (the
+    # hash chain, the ERP export) and its locks: ended after 2 minutes (in ms), as
+    # db/schema/05_sessions.sql sets for the database.
+    database_flags {
+      name  = "idle_in_transaction_session_timeout"
+      value = "120000"
+    }
+
     insights_config {
       query_insights_enabled = true
     }

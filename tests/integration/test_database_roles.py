@@ -58,10 +58,10 @@ MAY_EXECUTE = {
         "ledger.revoke_grant(bigint,jsonb,text)",
         "ledger.set_role_rate_limits(text,jsonb,jsonb,text)",
     },
-    "relay": READS | RELAY | {"ledger.extend_chain(integer)"},
+    "relay": READS | RELAY | {"ledger.extend_chain(integer)", "ledger.chain_lag()"},
     "jobs": READS | AFTER_COMMIT | {"ledger.expire_lots(integer,timestamp with time zone,bigint)"},
     "exporter": READS | ERP,
-    "operator": READS | RELAY | ERP | {"ledger.extend_chain(integer)", POSTING_RULE},
+    "operator": READS | RELAY | ERP | {"ledger.extend_chain(integer)", "ledger.chain_lag()", POSTING_RULE},
 }
 
 

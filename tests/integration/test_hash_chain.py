@@ -20,7 +20,7 @@ from common.adapters.chain_store import ENTRY_FIELDS, TRANSACTION_FIELDS, ChainS
 from common.adapters.reconciliation import find_violations
 from common.config import get_settings
 from common.hash_chain import canonical_text, extend, verify
-from tests.support import key, new_wallet, owner, sql, system_account
+from tests.support import key, login_connection, new_wallet, owner, sql, system_account
 
 
 def topup_of(stack, wallet_id: int) -> int:
@@ -264,3 +264,33 @@ def test_links_are_append_only(stack, linked):
     for statement in ("UPDATE ledger.chain_links SET linked_at = now()", "DELETE FROM ledger.chain_links"):
         with pytest.raises(pg8000.native.DatabaseError, match="append_only"):
             sql(stack, statement)
+
+
+def test_a_chain_held_back_by_an_open_transaction_says_so(stack):
+    """Any login's open transaction holds the horizon: the chain is caught up with it,
+    links nothing newer, and reports the wait instead of hiding it."""
+    holder = login_connection(stack, "poster")
+    try:
+        holder.run("BEGIN")
+        holder.run("SELECT pg_current_xact_id()")  # a transaction id, as any writer takes
+        later = topup_of(stack, new_wallet(stack, funded=10))
+        report = catch_up()
+        assert link_position(stack, later) is None
+        assert report["held_back"] and report["next_transaction_id"] is not None
+        assert report["lag_s"] >= 0
+    finally:
+        holder.run("ROLLBACK")
+        holder.close()
+    report = catch_up()
+    assert link_position(stack, later) is not None
+    assert not report["held_back"]
+
+
+@pytest.mark.parametrize("login", ["poster", "relay", "operator"])
+def test_no_login_can_sit_idle_in_a_transaction_for_long(stack, login):
+    """The horizon (and any lock) is held at most this long by an abandoned transaction."""
+    con = login_connection(stack, login)
+    try:
+        assert con.run("SHOW idle_in_transaction_session_timeout") == [["2min"]]
+    finally:
+        con.close()

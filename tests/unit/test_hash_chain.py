@@ -6,12 +6,15 @@ from __future__ import annotations
 import pytest
 
 from common.hash_chain import (
+    EXTEND_BATCH,
     GENESIS,
     Head,
     Key,
+    Lag,
     Link,
     LinkedRow,
     canonical_text,
+    extend,
     field,
     next_chain_hash,
     parse_head,
@@ -127,3 +130,47 @@ def test_a_recorded_head_is_position_and_hash(text):
     with pytest.raises(ValueError):
         parse_head(text)
     assert parse_head("3:" + "ab" * 32) == (3, bytes.fromhex("ab" * 32))
+
+
+# Extending: as many batches as the time budget allows, and the lag reported ---------
+
+
+class Backlog:
+    """An extender with `batches` full batches waiting, then a short one; `lag` as given."""
+
+    def __init__(self, batches: int, lag: Lag | None = None, batch: int = EXTEND_BATCH) -> None:
+        self.left, self.batch, self.calls = batches, batch, 0
+        self._lag = lag or Lag(None, 0.0, False)
+
+    def extend(self, limit: int) -> tuple[int, bool, Head | None]:
+        self.calls += 1
+        count = min(limit, self.batch) if self.left > 0 else 3
+        self.left -= 1
+        return count, False, Head(self.calls, self.calls, "00" * 32)
+
+    def lag(self) -> Lag:
+        return self._lag
+
+
+def test_extending_goes_on_until_caught_up_however_long_the_backlog():
+    backlog = Backlog(batches=40)
+    report = extend(backlog)
+    assert (report["linked"], report["caught_up"], backlog.calls) == (40 * EXTEND_BATCH + 3, True, 41)
+
+
+def test_extending_stops_when_its_time_budget_runs_out():
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0  # each batch takes a second
+        return now[0]
+
+    backlog = Backlog(batches=1000)
+    report = extend(backlog, budget_s=10.0, clock=clock)
+    assert backlog.calls == 10 and report["linked"] == 10 * EXTEND_BATCH and not report["caught_up"]
+
+
+def test_a_chain_caught_up_with_a_held_horizon_says_so():
+    report = extend(Backlog(batches=0, lag=Lag(42, 600.0, True)))
+    assert report["caught_up"] and report["held_back"]
+    assert (report["next_transaction_id"], report["lag_s"]) == (42, 600.0)

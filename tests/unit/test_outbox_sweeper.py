@@ -1,0 +1,67 @@
+"""The outbox sweeper's tick (functions/outbox_sweeper/main.py) with its stores faked:
+the hash chain keeps up with the ledger's rate, not a fixed number of rows a tick."""
+
+import importlib.util
+import logging
+from pathlib import Path
+
+from common.hash_chain import EXTEND_BATCH, Head, Lag
+from common.relay import RelayResult
+
+MAIN = Path(__file__).resolve().parents[2] / "functions" / "outbox_sweeper" / "main.py"
+
+
+def load_sweeper():
+    spec = importlib.util.spec_from_file_location("outbox_sweeper_main", MAIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Relay:
+    def sweep_all(self, min_age_s, budget_s):
+        return RelayResult(0, 0)
+
+
+class Outbox:
+    def backlog(self, stuck_after_s):
+        return {"pending": 0, "stuck": 0}
+
+
+class Chain:
+    """A backlog of full batches, then caught up; the lag it reports after."""
+
+    def __init__(self, batches, lag):
+        self.left, self._lag, self.linked = batches, lag, 0
+
+    def extend(self, limit):
+        count = limit if self.left > 0 else 0
+        self.left -= 1
+        self.linked += count
+        return count, False, Head(self.linked, self.linked, "00" * 32)
+
+    def lag(self):
+        return self._lag
+
+
+def tick(monkeypatch, chain):
+    sweeper = load_sweeper()
+    monkeypatch.setattr(sweeper.bootstrap, "relay", Relay)
+    monkeypatch.setattr(sweeper.bootstrap, "outbox", Outbox)
+    monkeypatch.setattr(sweeper.bootstrap, "chain_store", lambda: chain)
+    sweeper.outbox_sweeper(None)
+
+
+def test_one_tick_links_a_backlog_of_many_batches(monkeypatch):
+    chain = Chain(batches=60, lag=Lag(None, 0.0, False))
+    tick(monkeypatch, chain)
+    assert chain.linked == 60 * EXTEND_BATCH and chain.left < 0
+
+
+def test_a_chain_held_back_for_long_is_logged_as_an_error(monkeypatch, caplog):
+    chain = Chain(batches=0, lag=Lag(7, 3600.0, True))
+    with caplog.at_level(logging.INFO, logger="ledger.outbox_sweeper"):
+        tick(monkeypatch, chain)
+    [record] = [r for r in caplog.records if r.getMessage() == "hash chain extended"]
+    assert record.levelno == logging.ERROR
+    assert record.chain["held_back"] and record.chain["lag_s"] == 3600.0
