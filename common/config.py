@@ -149,7 +149,31 @@ class Settings:
             raw = environ.get(PREFIX + field.name.upper())
             if raw is not None:
                 values[field.name] = _convert(field.name, field.type, raw.strip())
-        return cls(**values)
+        settings = cls(**values)
+        if in_google_cloud(environ):
+            _check_iam_auth_only(settings)
+        return settings
+
+
+def in_google_cloud(environ: Mapping[str, str] = os.environ) -> bool:
+    # Cloud Run and Cloud Functions set K_SERVICE on every instance; the local stack doesn't.
+    return bool(environ.get("K_SERVICE"))
+
+
+def _check_iam_auth_only(settings: Settings) -> None:
+    """In Google Cloud a function logs in as its IAM database user and nothing else: a
+    password would be a secret to leak and rotate, and a login IAM can't revoke. Only
+    the migration job uses one (the admin user's: docs/database.md, "Passwords")."""
+    if settings.db_password:
+        raise ValueError(
+            f"{PREFIX}DB_PASSWORD is set: in Google Cloud a function logs in as its IAM database user,"
+            " without a password; unset it"
+        )
+    if not settings.db_iam_auth:
+        raise ValueError(
+            f"{PREFIX}DB_IAM_AUTH is off: in Google Cloud a function logs in only with IAM database"
+            " authentication; unset it or set it to true"
+        )
 
 
 def _convert(name: str, kind: object, raw: str) -> object:

@@ -37,6 +37,10 @@ if TYPE_CHECKING:  # pydantic loads with the first request that parses a body (c
     from pydantic import BaseModel
 M = TypeVar("M", bound="BaseModel")
 MAX_BODY_BYTES = 64 * 1024
+# No valid request nests more than a few levels (metadata is flat, rate limits go three
+# deep). A limit far below Python's recursion limit keeps every recursive reader of the
+# body after this one (pydantic, json.dumps of a stored answer) far from a RecursionError.
+MAX_JSON_DEPTH = 32
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -211,6 +215,21 @@ def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _nesting_within(value: Any, limit: int) -> bool:
+    """Whether no array or object in `value` sits more than `limit` levels deep (the
+    top-level one is level 1). A walk with its own stack, so depth costs no recursion."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        pending.extend((child, depth + 1) for child in children)
+    return True
+
+
 def require_json(request: flask.Request) -> None:
     """A body is read only when it says it is JSON: a form post or a text body (a
     browser's cross-site form, a misconfigured client) is refused before any of it is
@@ -237,13 +256,23 @@ def json_object(request: flask.Request) -> dict[str, Any]:
         raise InvalidRequest(
             "a key appears twice in one JSON object", code="invalid_json", details={"keys": error.args[0]}
         ) from None
-    except RecursionError:
-        raise InvalidRequest("the body nests too deeply", code="invalid_json") from None
+    except RecursionError:  # deeper than the parser itself goes: far over the limit
+        raise _too_deep() from None
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidRequest("the body is not valid JSON", code="invalid_json") from error
+    if not _nesting_within(body, MAX_JSON_DEPTH):
+        raise _too_deep()
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object", code="invalid_json")
     return body
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
+        code="invalid_json",
+        details={"max_depth": MAX_JSON_DEPTH},
+    )
 
 
 def parse(model: type[M], data: Any) -> M:

@@ -2,8 +2,9 @@
 
 The URL names the owner's login but carries no password: a password on a command line
 is readable by every user of the machine (ps, /proc). It comes from the environment,
-PGPASSWORD (as for psql), or LEDGER_MIGRATIONS_URL in full; in Google Cloud the
-migration job logs in with IAM authentication and has none.
+PGPASSWORD (as for psql), or LEDGER_MIGRATIONS_URL in full. In Google Cloud this is the
+one place a password is used: the instance's admin user's, read from Secret Manager into
+PGPASSWORD for the run (infra/terraform/README.md); every function logs in with IAM.
 """
 
 import os

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from common.config import in_google_cloud
 from common.errors import DependencyUnavailable, Unauthenticated
 
 DEFAULT_CERTS_MAX_AGE_S = 300.0
@@ -65,11 +66,6 @@ def parse_issuers(raw: str) -> dict[str, TrustedIssuer]:
     if any(not issuer.audiences for issuer in issuers):
         raise ValueError("LEDGER_AUTH_ISSUERS: every issuer needs at least one audience")
     return {issuer.issuer: issuer for issuer in issuers}
-
-
-def in_google_cloud(environ: Mapping[str, str] = os.environ) -> bool:
-    # Cloud Run and Cloud Functions set K_SERVICE on every instance; the local stack doesn't.
-    return bool(environ.get("K_SERVICE"))
 
 
 def refuse_local_issuers_in_cloud(

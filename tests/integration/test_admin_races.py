@@ -73,14 +73,15 @@ def snapshot(stack, wallet: int) -> dict:
 def assert_one_audit_row_per_change_chained(stack, wallet, initial, applied):
     rows = audit_rows(stack, wallet)
     assert len(rows) == len(applied)
-    by_day = {after["spend_limits"]["day"]: after for _, after in rows}
-    assert set(by_day) == set(applied)
-    for number, after in by_day.items():  # each row is one request's whole change, no mixture
-        assert after["spend_limits"] == limits(number)
-        assert after["status"] == (applied[number].status or after["status"])
+    # each request's day limit is its own number: a row names the one request it audits
+    assert sorted(after["spend_limits"]["day"] for _, after in rows) == sorted(applied)
     previous = initial
     for before, after in rows:
         assert before == previous
+        change = applied[after["spend_limits"]["day"]]
+        # that request's whole change applied to the row before, and nothing else: no
+        # other request's limits or status mixed in, nothing it left alone changed
+        assert after == {**before, "status": change.status or before["status"], "spend_limits": change.spend_limits}
         previous = after
     assert snapshot(stack, wallet) == previous
 
@@ -93,11 +94,14 @@ def test_a_closed_wallet_stays_closed_under_concurrent_reopening(stack):
 
     applied, refusals = at_once(changes, wallet)
 
-    assert set(refusals) <= {"wallet_closed"}
+    assert set(refusals) <= {"wallet_closed"} and len(applied) + len(refusals) == len(changes)
     assert_one_audit_row_per_change_chained(stack, wallet, initial, applied)
-    after_close = [after["status"] for _, after in audit_rows(stack, wallet)]
-    if "closed" in after_close:  # once closed, nothing changed it again
-        assert after_close.index("closed") == len(after_close) - 1
+    # The first close to run finds the wallet open (it is empty), so one close is always
+    # applied; after it every request is refused, so it is the last change of all.
+    statuses = [after["status"] for _, after in audit_rows(stack, wallet)]
+    assert statuses.count("closed") == 1 and statuses[-1] == "closed"
+    assert [change.status for change in applied.values()].count("closed") == 1
+    assert snapshot(stack, wallet)["status"] == "closed"
     bootstrap.service().update_wallet(CALLER, wallet, UpdateWallet(status="closed"))
     assert snapshot(stack, wallet)["status"] == "closed"
 

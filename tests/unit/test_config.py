@@ -59,3 +59,30 @@ def test_the_connector_path_ignores_the_direct_tls_mode():
     """The connector makes its own TLS (the instance's CA, IAM): the direct host is unused."""
     env = {"LEDGER_DB_SSLMODE": "disable", "LEDGER_DB_HOST": "10.0.0.3", "LEDGER_DB_INSTANCE": "p:r:i"}
     assert Settings.from_env(env).db_instance == "p:r:i"
+
+
+IN_CLOUD = {"K_SERVICE": "topup", "LEDGER_DB_INSTANCE": "p:r:i", "LEDGER_DB_USER": "ledger-poster@p.iam"}
+
+
+def test_in_google_cloud_a_function_logs_in_with_iam_alone():
+    settings = Settings.from_env(IN_CLOUD)
+    assert settings.db_iam_auth is True and settings.db_password == ""
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"LEDGER_DB_PASSWORD": "hunter2"}, "LEDGER_DB_PASSWORD"),
+        ({"LEDGER_DB_IAM_AUTH": "false"}, "LEDGER_DB_IAM_AUTH"),
+        ({"LEDGER_DB_IAM_AUTH": "false", "LEDGER_DB_PASSWORD": "hunter2"}, "LEDGER_DB_PASSWORD"),
+    ],
+)
+def test_in_google_cloud_a_password_or_iam_auth_off_refuses_to_start(extra, named):
+    with pytest.raises(ValueError, match=named) as refusal:
+        Settings.from_env({**IN_CLOUD, **extra})
+    assert "hunter2" not in str(refusal.value)
+
+
+def test_off_google_cloud_the_local_stack_logs_in_with_its_password():
+    env = {"LEDGER_DB_IAM_AUTH": "false", "LEDGER_DB_PASSWORD": "drawn-by-the-stack"}
+    assert Settings.from_env(env).db_password == "drawn-by-the-stack"

@@ -229,6 +229,33 @@ def test_a_body_nested_too_deeply_is_a_400_not_a_500():
     assert response.status_code == 400 and json.loads(response.get_data())["error"]["code"] == "invalid_json"
 
 
+def nested(levels):
+    """A JSON object `levels` arrays and objects deep, alternating (the top one is level 1)."""
+    body = "1"
+    for level in range(levels, 0, -1):
+        body = f'{{"a": {body}}}' if level % 2 else f"[{body}]"
+    return body.encode()
+
+
+def json_object_answer(raw):
+    return call(lambda request, caller: http.json_response(200, {"depth_ok": bool(http.json_object(request))}), raw)
+
+
+def test_a_body_nested_to_the_limit_is_read():
+    assert http.MAX_JSON_DEPTH == 32
+    response = json_object_answer(nested(32))
+    assert response.status_code == 200, response.get_data()
+
+
+@pytest.mark.parametrize("levels", [33, 500])
+def test_a_body_nested_past_the_limit_is_a_400_naming_it(levels):
+    """Well within what the parser's recursion allows, so only the explicit limit refuses it."""
+    response = json_object_answer(nested(levels))
+    error = json.loads(response.get_data())["error"]
+    assert response.status_code == 400 and error["code"] == "invalid_json"
+    assert "32 levels" in error["message"] and error["details"] == {"max_depth": 32}
+
+
 def test_a_chunked_body_over_the_limit_is_a_413_and_is_not_read_whole():
     class Endless(io.RawIOBase):
         """A body that never ends, as a chunked upload without a length can be."""
