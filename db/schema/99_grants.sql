@@ -54,8 +54,10 @@ END $$;
 -- The money functions: ledger_poster ---------------------------------------------
 --
 -- Reads what an action's authorization and answer need; posts only through
--- commit_posting(s); marks only the events its own after-commit relay just sent
--- (80_outbox.sql). It can't mark an older event, create an asset or change a wallet.
+-- commit_posting(s); marks events of the last minute published, as its after-commit
+-- relay does (80_outbox.sql: it could mark another posting's fresh event too, which
+-- only delays that event's Pub/Sub message; the ERP and the chain read transactions).
+-- It can't mark an older event, create an asset or change a wallet.
 
 GRANT USAGE ON SCHEMA ledger TO ledger_poster;
 GRANT SELECT ON
