@@ -55,8 +55,8 @@ END $$;
 --
 -- Reads what an action's authorization and answer need; posts only through
 -- commit_posting(s); marks events of the last minute published, as its after-commit
--- relay does (80_outbox.sql: it could mark another posting's fresh event too, which
--- only delays that event's Pub/Sub message; the ERP and the chain read transactions).
+-- relay does (80_outbox.sql: it could mark another posting's fresh event too, keeping
+-- that event off Pub/Sub; the ERP export and the chain read transactions, not events).
 -- It can't mark an older event, create an asset or change a wallet.
 
 GRANT USAGE ON SCHEMA ledger TO ledger_poster;
