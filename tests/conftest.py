@@ -20,6 +20,7 @@ os.environ.update(TEST_STACK.env())
 @pytest.fixture(scope="session")
 def stack():
     from common.config import get_settings
+    from tests.support import assert_invariants
 
     TEST_STACK.down()
     shutil.rmtree(TEST_STACK.state_dir, ignore_errors=True)
@@ -27,7 +28,12 @@ def stack():
     os.environ.update(TEST_STACK.in_process_env())
     get_settings.cache_clear()
     yield TEST_STACK
-    TEST_STACK.down()
+    try:
+        # every invariant over the whole ledger once more: after each test, each
+        # transaction's own checks ran only for the transactions it posted
+        assert_invariants(TEST_STACK)
+    finally:
+        TEST_STACK.down()
 
 
 def pytest_terminal_summary(terminalreporter):

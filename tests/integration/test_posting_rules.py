@@ -386,6 +386,28 @@ def test_reconciliation_names_a_mislabeled_transaction_written_around_the_postin
     assert [row[0] for row in violations["entries_follow_posting_rule"]] == [bad]
 
 
+def test_a_checkpoint_leaves_out_only_the_transactions_checked_before_it(stack):
+    """After each test only the transactions it posted get the rule's comparison
+    (tests/*/conftest.py): a checkpoint just below a mislabeled transaction still names
+    it, one at it does not, and the other invariants are checked whatever the checkpoint."""
+    customer = new_wallet(stack, funded=10)
+    revenue = accounts(stack)["revenue"]
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        bad = write_around_the_posting(con, "usage", 5, customer, [(revenue, -5), (customer, 5)])
+        before = find_violations(lambda statement: con.run(statement), since_transaction_id=bad - 1)
+        at = find_violations(lambda statement: con.run(statement), since_transaction_id=bad)
+        con.run("UPDATE ledger.wallets SET balance = balance + 1 WHERE id = :w", w=customer)
+        unbalanced = find_violations(lambda statement: con.run(statement), since_transaction_id=bad)
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert [row[0] for row in before["entries_follow_posting_rule"]] == [bad]
+    assert "entries_follow_posting_rule" not in at
+    assert "cached_balance_equals_entry_sum" in unbalanced
+
+
 def test_the_operator_can_run_the_reconciliation(stack):
     """`python -m common.reconcile` logs in as the operator: the rule check is one of
     its queries, so that role may call the rule."""
