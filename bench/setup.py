@@ -133,7 +133,7 @@ def voidable_transactions(stack: Stack, wallet: int, count: int) -> list[int]:
     try:
         revenue = system_account(con, "revenue")
         ids = []
-        for n in range(count):
+        for _ in range(count):
             ids.append(
                 con.run(
                     "SELECT transaction_id FROM ledger.commit_posting(:k, 'bench', 'usage', :a, 1, :w, NULL,"
@@ -143,7 +143,7 @@ def voidable_transactions(stack: Stack, wallet: int, count: int) -> list[int]:
                     w=wallet,
                     legs=[wallet, revenue],
                     amts=[-1, 1],
-                    u=f"voidable-{n}",
+                    u=f"voidable-{uuid.uuid4()}",  # a usage id posts once, across runs too
                 )[0][0]
             )
         return ids
