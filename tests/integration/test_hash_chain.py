@@ -62,6 +62,18 @@ def reconciliation_sees_nothing(con: pg8000.native.Connection) -> bool:
     return find_violations(lambda statement: con.run(statement)) == {}
 
 
+def enlarge_top_up(con: pg8000.native.Connection, transaction_id: int, wallet: int) -> None:
+    """A top-up made 100 larger, consistently: its legs, its amount (so it still follows
+    its rule) and the wallet's balance, so that every reconciliation check passes."""
+    con.run(
+        "UPDATE ledger.entries SET amount = amount + sign(amount) * 100, balance_after = balance_after + 100"
+        " WHERE transaction_id = :t",
+        t=transaction_id,
+    )
+    con.run("UPDATE ledger.transactions SET amount = amount + 100 WHERE id = :t", t=transaction_id)
+    con.run("UPDATE ledger.wallets SET balance = balance + 100 WHERE id = :w", w=wallet)
+
+
 @pytest.fixture
 def linked(stack) -> dict[str, Any]:
     """Two fresh wallets' top-ups, linked as the sweeper links them: the chain's head after."""
@@ -120,15 +132,7 @@ def test_the_database_hashes_the_text_verify_builds(stack):
 def test_verify_names_a_transaction_whose_entry_changed(stack, linked):
     transaction_id = topup_of(stack, linked["first"])
     with tampering(stack, "entries", "transactions") as con:
-        # a top-up made 100 larger, consistently: its legs, its amount (so it still
-        # follows its rule) and the wallet's balance; every reconciliation check passes
-        con.run(
-            "UPDATE ledger.entries SET amount = amount + sign(amount) * 100, balance_after = balance_after + 100"
-            " WHERE transaction_id = :t",
-            t=transaction_id,
-        )
-        con.run("UPDATE ledger.transactions SET amount = amount + 100 WHERE id = :t", t=transaction_id)
-        con.run("UPDATE ledger.wallets SET balance = balance + 100 WHERE id = :w", w=linked["first"])
+        enlarge_top_up(con, transaction_id, linked["first"])
         assert reconciliation_sees_nothing(con)
         problem = verify(ChainStore(con.run))["problem"]
     assert problem["kind"] == "transaction_changed"
@@ -197,13 +201,8 @@ def test_a_chain_rewritten_consistently_is_caught_only_by_the_recorded_head(stac
     head = linked["head"]
     recorded = (head["position"], bytes.fromhex(head["hash"]))
     transaction_id = topup_of(stack, linked["first"])
-    with tampering(stack, "entries", "chain_links") as con:
-        con.run(
-            "UPDATE ledger.entries SET amount = amount + sign(amount) * 100, balance_after = balance_after + 100"
-            " WHERE transaction_id = :t",
-            t=transaction_id,
-        )
-        con.run("UPDATE ledger.wallets SET balance = balance + 100 WHERE id = :w", w=linked["first"])
+    with tampering(stack, "entries", "transactions", "chain_links") as con:
+        enlarge_top_up(con, transaction_id, linked["first"])
         con.run("DELETE FROM ledger.chain_links")
         store = ChainStore(con.run)
         catch_up(store)
