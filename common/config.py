@@ -121,6 +121,28 @@ class Settings:
     lot_expiry_tick_topic: str = "lot-expiry-tick"
     lot_expiry_schedule: str = "*/5 * * * *"
 
+    # Balance actions as Pub/Sub messages (functions/actions, docs/messages.md). Each of
+    # action_topics (comma-separated) is one publishing service's own topic and a
+    # principal of the ledger (issuer "pubsub", subject the topic's full name), pushed to
+    # the actions function. Every outcome goes to action_results_topic; a message that
+    # failed action_max_deliveries times (or is malformed) to the dead letters.
+    action_topics: str = "balance-actions,metering-usage"
+    action_results_topic: str = "balance-action-results"
+    actions_dead_letter_topic: str = "balance-actions-dead-letter"
+    action_max_deliveries: int = 5
+    usage_batch_max: int = 1000  # usage records in one bulk message
+
+    # Event-driven automatic actions (functions/automation, docs/automation.md): pushed
+    # every ledger event and a Cloud Scheduler tick; low-balance notices go to
+    # notifications_topic; charges for auto top-ups to the payment provider.
+    automation_tick_topic: str = "automation-tick"
+    automation_schedule: str = "* * * * *"
+    automation_dead_letter_topic: str = "automation-dead-letter"
+    notifications_topic: str = "ledger-notifications"
+    payment_provider_url: str = ""
+    payment_provider_token: str = ""  # in Google Cloud, a Secret Manager secret exposed as this variable
+    payment_timeout_s: float = 10.0
+
     # Callers (common/auth/): the trusted token issuers, a JSON list of
     # {"issuer", "certs_url", "audiences"}. Empty trusts nothing: every call is a 401.
     auth_issuers: str = ""

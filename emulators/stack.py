@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from emulators import database, issuer, logins, prerequisites
-from infra.functions import discover, tick_functions
+from infra.functions import discover, push_functions, tick_functions, topics_of
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -378,11 +378,12 @@ class Stack:
 
     def create_topics(self) -> None:
         """The ledger's topics and the push subscriptions of the Pub/Sub-triggered
-        functions (names from common/config.py), created if absent."""
-        from common.config import Settings
-
-        settings = Settings.from_env(self.env())
-        self._pubsub_put(f"topics/{settings.events_topic}", None)
+        functions (names from common/config.py), created if absent: a tick topic's, and
+        each pushed topic's with its retry policy and dead-letter topic, as Terraform
+        makes them in Google Cloud (infra/terraform/pubsub.tf)."""
+        settings = self.settings()
+        for topic in (settings.events_topic, settings.action_results_topic, settings.notifications_topic):
+            self._pubsub_put(f"topics/{topic}", None)
         for function in tick_functions(FUNCTIONS).values():
             topic = getattr(settings, function.tick_topic_setting)
             self._pubsub_put(f"topics/{topic}", None)
@@ -394,6 +395,63 @@ class Stack:
                     "ackDeadlineSeconds": 600,  # an export pass may take minutes
                 },
             )
+        for function in push_functions(FUNCTIONS).values():
+            for topic in self.pushed_topics(function.name):
+                if self.profile == "test" and topic == settings.events_topic:
+                    # Every posting of the suite would be pushed to it: the tests that
+                    # need it subscribe it themselves (push_subscription).
+                    continue
+                self.push_subscription(function.name, topic)
+
+    def settings(self) -> Any:
+        from common.config import Settings
+
+        return Settings.from_env(self.env())
+
+    def pushed_topics(self, function: str) -> list[str]:
+        settings = self.settings()
+        return [
+            topic for field in FUNCTIONS[function].push_topic_settings for topic in topics_of(getattr(settings, field))
+        ]
+
+    def dead_letter_topic(self, function: str) -> str:
+        return str(getattr(self.settings(), FUNCTIONS[function].dead_letter_topic_setting or ""))
+
+    def push_subscription(self, function: str, topic: str, max_deliveries: int | None = None) -> str:
+        """`topic`'s push subscription to `function`, created if absent: to the path that
+        names the topic (functions-framework makes it the event's source), retried with
+        backoff, dead-lettered after `max_deliveries` to the function's dead-letter topic,
+        which has a pull subscription of the same name so nothing dead-lettered is lost."""
+        settings = self.settings()
+        dead_letters = self.dead_letter_topic(function)
+        self._pubsub_put(f"topics/{topic}", None)
+        self._pubsub_put(f"topics/{dead_letters}", None)
+        self._pubsub_put(f"subscriptions/{dead_letters}", {"topic": f"projects/{PROJECT}/topics/{dead_letters}"})
+        name = f"{topic}-{function}"
+        self._pubsub_put(
+            f"subscriptions/{name}",
+            {
+                "topic": f"projects/{PROJECT}/topics/{topic}",
+                "pushConfig": {"pushEndpoint": f"{self.function_url(function)}/projects/{PROJECT}/topics/{topic}"},
+                "ackDeadlineSeconds": 60,
+                "deadLetterPolicy": {
+                    "deadLetterTopic": f"projects/{PROJECT}/topics/{dead_letters}",
+                    "maxDeliveryAttempts": max_deliveries or settings.action_max_deliveries,
+                },
+                # Google Cloud's is 10 s to 600 s (infra/terraform/pubsub.tf); locally short,
+                # so a dependency back up is retried within seconds
+                "retryPolicy": {"minimumBackoff": "1s", "maximumBackoff": "5s"},
+            },
+        )
+        return name
+
+    def delete_subscription(self, name: str) -> None:
+        request = urllib.request.Request(self.pubsub_url(f"subscriptions/{name}"), method="DELETE")
+        try:
+            urllib.request.urlopen(request, timeout=10).close()
+        except urllib.error.HTTPError as error:
+            if error.code != 404:
+                raise
 
     def _pubsub_put(self, path: str, body: dict | None) -> None:
         request = urllib.request.Request(

@@ -7,13 +7,18 @@ with this one.
 
 What a folder says about its function:
 - main.py's decorator: `@functions_framework.http` serves HTTP, `@functions_framework.cloud_event`
-  is triggered by Pub/Sub. The decorated function must be named as its folder, because
-  that name is the entry point (and functions-framework registers every main.py under one
-  module name, so entry points must differ).
+  is triggered by Pub/Sub: by Cloud Scheduler's ticks, by messages pushed from topics, or
+  both. The decorated function must be named as its folder, because that name is the
+  entry point (and functions-framework registers every main.py under one module name,
+  so entry points must differ).
 - deploy.json: `tick_topic_setting` and
   `tick_schedule_setting` name the fields of common/config.py's Settings holding the
-  topic whose Cloud Scheduler ticks trigger the function and their cron schedule
-  (required for a triggered function, refused for an HTTP one); `database_login`
+  topic whose Cloud Scheduler ticks trigger the function and their cron schedule;
+  `push_topic_settings` lists the Settings fields naming the topics (one, or a
+  comma-separated list) whose messages are pushed to the function, each through a push
+  subscription with a retry policy and `dead_letter_topic_setting`'s dead-letter topic.
+  A triggered function needs ticks or pushed topics (or both); an HTTP one has neither.
+  `database_login`
   (required) names the kind of database login the function uses, one of
   DATABASE_LOGINS, each a database role with only what that kind of function uses
   (db/schema/99_grants.sql), and its own service account and IAM database user in
@@ -42,12 +47,17 @@ DATABASE_LOGINS = {
     "relay": "ledger_relay",  # the outbox sweeper
     "jobs": "ledger_jobs",  # lot expiry
     "exporter": "erp_exporter",  # the ERP export and its reconciliation
+    "automation": "ledger_automation",  # event-driven automatic actions (functions/automation)
 }
 # Not a function's: the operator's CLI (make ops, python -m common.ops, common.reconcile)
 OPERATOR_LOGIN, OPERATOR_ROLE = "operator", "ledger_operator"
 # which logins a function of each trigger may use
-LOGINS_BY_TRIGGER = {"http": ("poster", "wallet_admin", "access_admin"), "tick": ("relay", "jobs", "exporter")}
-_TRIGGERS = {"http": "http", "cloud_event": "tick"}
+# (the actions function posts balance actions from messages: a poster, as the HTTP ones)
+LOGINS_BY_TRIGGER = {
+    "http": ("poster", "wallet_admin", "access_admin"),
+    "event": ("relay", "jobs", "exporter", "poster", "automation"),
+}
+_TRIGGERS = {"http": "http", "cloud_event": "event"}
 
 
 class FunctionFolderError(ValueError):
@@ -57,9 +67,11 @@ class FunctionFolderError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Function:
     name: str  # the folder's name, which is also the entry point
-    trigger: str  # "http" or "tick" (a Pub/Sub push of Cloud Scheduler's tick)
+    trigger: str  # "http" or "event" (Pub/Sub pushes: Cloud Scheduler's ticks, messages)
     tick_topic_setting: str | None = None  # a Settings field: the topic that triggers it
     tick_schedule_setting: str | None = None  # a Settings field: when Cloud Scheduler ticks
+    push_topic_settings: tuple[str, ...] = ()  # Settings fields: topics whose messages it takes
+    dead_letter_topic_setting: str | None = None  # a Settings field: where undeliverable pushes go
     database_login: str = ""
 
     @property
@@ -75,13 +87,20 @@ def discover(root: Path = FUNCTIONS_DIR) -> dict[str, Function]:
 def read(folder: Path) -> Function:
     trigger = _trigger(folder.name, folder / "main.py")
     declared = _declaration(folder / DECLARATION)
+    if "push_topic_settings" in declared:
+        declared["push_topic_settings"] = tuple(declared["push_topic_settings"])
     function = Function(name=folder.name, trigger=trigger, **declared)
-    is_tick = function.tick_topic_setting is not None and function.tick_schedule_setting is not None
-    if trigger == "tick" and not is_tick:
+    ticks = (function.tick_topic_setting, function.tick_schedule_setting)
+    if (ticks[0] is None) != (ticks[1] is None):
+        raise FunctionFolderError(f"{folder}: name both tick_topic_setting and tick_schedule_setting, or neither")
+    if function.push_topic_settings and function.dead_letter_topic_setting is None:
+        raise FunctionFolderError(f"{folder}: pushed topics need a dead_letter_topic_setting in {DECLARATION}")
+    if trigger == "event" and ticks[0] is None and not function.push_topic_settings:
         raise FunctionFolderError(
-            f"{folder}: a cloud_event function needs tick_topic_setting and tick_schedule_setting in {DECLARATION}"
+            f"{folder}: a cloud_event function needs tick_topic_setting and tick_schedule_setting,"
+            f" or push_topic_settings, in {DECLARATION}"
         )
-    if trigger == "http" and (function.tick_topic_setting or function.tick_schedule_setting):
+    if trigger == "http" and (ticks != (None, None) or function.push_topic_settings):
         raise FunctionFolderError(f"{folder}: an HTTP function has no tick topic")
     if function.database_login not in DATABASE_LOGINS:
         raise FunctionFolderError(
@@ -131,5 +150,21 @@ def http_functions(functions: dict[str, Function]) -> list[str]:
     return [name for name, function in functions.items() if function.trigger == "http"]
 
 
+def event_functions(functions: dict[str, Function]) -> dict[str, Function]:
+    """Every Pub/Sub-triggered function."""
+    return {name: function for name, function in functions.items() if function.trigger == "event"}
+
+
 def tick_functions(functions: dict[str, Function]) -> dict[str, Function]:
-    return {name: function for name, function in functions.items() if function.trigger == "tick"}
+    """The functions Cloud Scheduler's ticks trigger."""
+    return {name: f for name, f in functions.items() if f.trigger == "event" and f.tick_topic_setting is not None}
+
+
+def push_functions(functions: dict[str, Function]) -> dict[str, Function]:
+    """The functions pushed messages from topics (besides any ticks)."""
+    return {name: f for name, f in functions.items() if f.trigger == "event" and f.push_topic_settings}
+
+
+def topics_of(setting_value: str) -> list[str]:
+    """A push topic setting's topics: one name or a comma-separated list."""
+    return [topic.strip() for topic in setting_value.split(",") if topic.strip()]

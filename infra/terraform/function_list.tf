@@ -11,7 +11,7 @@ locals {
   function_main  = { for name in local.function_names : name => file("${local.functions_dir}/${name}/main.py") }
   function_declarations = {
     for name in local.function_names : name => merge(
-      { tick_topic_setting = null, database_login = null },
+      { tick_topic_setting = null, tick_schedule_setting = null, push_topic_settings = [], dead_letter_topic_setting = null, database_login = null },
       jsondecode(fileexists("${local.functions_dir}/${name}/deploy.json") ? file("${local.functions_dir}/${name}/deploy.json") : "{}"),
     )
   }
@@ -26,6 +26,7 @@ locals {
     for name in local.function_names :
     name => replace(trimsuffix(local.function_declarations[name].tick_topic_setting, "_topic"), "_", "-")
     if length(regexall("(?m)^@functions_framework\\.cloud_event\\b", local.function_main[name])) > 0
+    && local.function_declarations[name].tick_topic_setting != null
   }
   # Each database login (deploy.json's database_login, infra/functions.py DATABASE_LOGINS):
   # its own service account and IAM database user (iam.tf, database.tf), the database
@@ -38,6 +39,7 @@ locals {
     relay        = { account_id = "ledger-relay", db_role = "ledger_relay", project_roles = ["roles/pubsub.publisher"] }
     jobs         = { account_id = "ledger-jobs", db_role = "ledger_jobs", project_roles = ["roles/pubsub.publisher"] }
     exporter     = { account_id = "ledger-erp-exporter", db_role = "erp_exporter", project_roles = [] }
+    automation   = { account_id = "ledger-automation", db_role = "ledger_automation", project_roles = ["roles/datastore.user"] }
   }
   # login -> the functions that log in as it
   database_login_functions = {

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from common.config import Settings
-from infra.functions import DATABASE_LOGINS, FunctionFolderError, discover, http_functions, tick_functions
+from infra.functions import (
+    DATABASE_LOGINS,
+    FunctionFolderError,
+    discover,
+    event_functions,
+    http_functions,
+    tick_functions,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "infra" / "terraform"
@@ -44,7 +51,7 @@ def pubsub_tick_topics() -> set[str]:
 def test_every_folder_with_a_main_py_is_a_function():
     folders = sorted(p.name for p in (REPO / "functions").iterdir() if (p / "main.py").exists())
     assert list(FUNCTIONS) == folders
-    assert sorted(http_functions(FUNCTIONS) + list(tick_functions(FUNCTIONS))) == folders
+    assert sorted(http_functions(FUNCTIONS) + list(event_functions(FUNCTIONS))) == folders
 
 
 def test_a_triggered_function_names_settings_that_exist():
@@ -123,7 +130,7 @@ def test_discovery_reads_the_decorator_and_the_declaration(tmp_path):
     (tmp_path / "not_a_function").mkdir()
     found = discover(tmp_path)
     assert list(found) == ["a_tick", "b_http"]
-    assert found["a_tick"].trigger == "tick" and found["a_tick"].database_login == "exporter"
+    assert found["a_tick"].trigger == "event" and found["a_tick"].database_login == "exporter"
     assert found["b_http"].trigger == "http" and found["b_http"].tick_topic_setting is None
 
 
@@ -138,7 +145,22 @@ def test_discovery_reads_the_decorator_and_the_declaration(tmp_path):
         (TICK_MAIN.format(name="fn"), TICK, "deploy.json must name a database_login"),
         (HTTP_MAIN.format(name="fn"), {"database_login": "exporter"}, "an HTTP function logs in as one of"),
         (HTTP_MAIN.format(name="fn"), {"database_login": "relay"}, "an HTTP function logs in as one of"),
-        (TICK_MAIN.format(name="fn"), {**TICK, "database_login": "poster"}, "a triggered function logs in as one of"),
+        (TICK_MAIN.format(name="fn"), {**TICK, "database_login": "wallet_admin"}, "a triggered function logs in as"),
+        (
+            TICK_MAIN.format(name="fn"),
+            {"push_topic_settings": ["action_topics"], "database_login": "poster"},
+            "pushed topics need a dead_letter_topic_setting",
+        ),
+        (
+            TICK_MAIN.format(name="fn"),
+            {"tick_topic_setting": "lot_expiry_tick_topic", "database_login": "jobs"},
+            "name both tick_topic_setting and tick_schedule_setting",
+        ),
+        (
+            HTTP_MAIN.format(name="fn"),
+            {"push_topic_settings": ["action_topics"], "dead_letter_topic_setting": "x", "database_login": "poster"},
+            "has no tick topic",
+        ),
         (
             TICK_MAIN.format(name="fn"),
             {**TICK, "database_login": "access_admin"},
