@@ -24,6 +24,7 @@ from common.auth.callers import Caller, Grant, WalletFacts, as_seen_by, authoriz
 from common.cursors import Cursors, history_scope
 from common.errors import Forbidden, NotFound, Refused
 from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
+from common.intake import RecordOutcome, usage_key
 from common.ledger import postings
 
 if TYPE_CHECKING:  # adapters load with their clients, models with the first parsed body (cold starts)
@@ -107,6 +108,51 @@ class LedgerService:
             lambda: postings.usage(cmd, self.ledger.system_accounts(cmd.asset)),
             lock_wallet=cmd.wallet_id,
         )
+
+    def usage_batch(self, caller: Caller, records: list[Any]) -> list[RecordOutcome]:
+        """One outcome per usage record of a bulk message, in order (common/intake.py).
+
+        REFERENCE VERSION (sequential, one usage() per record, through the idempotency
+        records): correct, slow; replaced by the group-committed intake."""
+        from pydantic import ValidationError
+
+        from common.errors import DependencyUnavailable, InProgress, InvalidRequest, LedgerError
+        from common.ledger.commands import Usage
+
+        outcomes = []
+        for index, record in enumerate(records):
+            usage_id = record.get("usage_id") if isinstance(record, dict) else None
+            usage_id = usage_id if isinstance(usage_id, str) else None
+            try:
+                cmd = Usage.model_validate(record)
+            except ValidationError as error:
+                problems = [{"field": ".".join(map(str, p["loc"])), "message": p["msg"]} for p in error.errors()]
+                outcomes.append(RecordOutcome(index, usage_id, "invalid", "validation_failed", "invalid", problems))
+                continue
+            try:
+                outcome = self.usage(caller, cmd, usage_key(cmd.usage_id))
+            except (DependencyUnavailable, InProgress) as error:
+                outcomes.append(RecordOutcome(index, usage_id, "retry", error.code, error.message, error.details))
+            except (Forbidden, NotFound) as error:
+                outcomes.append(RecordOutcome(index, usage_id, "forbidden", error.code, error.message, error.details))
+            except InvalidRequest as error:
+                outcomes.append(RecordOutcome(index, usage_id, "invalid", error.code, error.message, error.details))
+            except LedgerError as error:
+                outcomes.append(RecordOutcome(index, usage_id, "refused", error.code, error.message, error.details))
+            else:
+                if outcome.status >= 400:  # a stored refusal, replayed
+                    problem = outcome.body["error"]
+                    outcomes.append(
+                        RecordOutcome(
+                            index, usage_id, "refused", problem["code"], problem["message"], problem["details"]
+                        )
+                    )
+                else:
+                    status = "replayed" if outcome.replayed else "posted"
+                    outcomes.append(
+                        RecordOutcome(index, usage_id, status, transaction_id=outcome.body["transaction"]["id"])
+                    )
+        return outcomes
 
     def transfer(self, caller: Caller, cmd: commands.Transfer, key: str | None) -> Outcome:
         # Both ends inside one grant's boundary (an owner's own wallets, a tree's members),
