@@ -53,6 +53,25 @@ class RecordOutcome:
         return out
 
 
+@dataclass(frozen=True)
+class IntakeResult:
+    """A batch's outcomes, in record order, and how many calls to the database posted
+    them (the benchmark's postings per call)."""
+
+    outcomes: list[RecordOutcome]
+    db_calls: int = 0
+
+    def counts(self) -> dict[str, int]:
+        counted: dict[str, int] = {}
+        for outcome in self.outcomes:
+            counted[outcome.status] = counted.get(outcome.status, 0) + 1
+        return counted
+
+    @property
+    def final(self) -> bool:
+        return all(outcome.final for outcome in self.outcomes)
+
+
 def usage_key(usage_id: str) -> str:
     """The idempotency key a record posts under, derived from its usage id (a usage id
     may hold characters a key may not, and may be up to 200 long)."""

@@ -24,7 +24,7 @@ from common.auth.callers import Caller, Grant, WalletFacts, as_seen_by, authoriz
 from common.cursors import Cursors, history_scope
 from common.errors import Forbidden, NotFound, Refused
 from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
-from common.intake import RecordOutcome, usage_key
+from common.intake import IntakeResult, RecordOutcome, usage_key
 from common.ledger import postings
 
 if TYPE_CHECKING:  # adapters load with their clients, models with the first parsed body (cold starts)
@@ -109,7 +109,7 @@ class LedgerService:
             lock_wallet=cmd.wallet_id,
         )
 
-    def usage_batch(self, caller: Caller, records: list[Any]) -> list[RecordOutcome]:
+    def usage_batch(self, caller: Caller, records: list[Any]) -> IntakeResult:
         """One outcome per usage record of a bulk message, in order (common/intake.py).
 
         REFERENCE VERSION (sequential, one usage() per record, through the idempotency
@@ -119,7 +119,8 @@ class LedgerService:
         from common.errors import DependencyUnavailable, InProgress, InvalidRequest, LedgerError
         from common.ledger.commands import Usage
 
-        outcomes = []
+        outcomes: list[RecordOutcome] = []
+        db_calls = 0
         for index, record in enumerate(records):
             usage_id = record.get("usage_id") if isinstance(record, dict) else None
             usage_id = usage_id if isinstance(usage_id, str) else None
@@ -130,6 +131,7 @@ class LedgerService:
                 outcomes.append(RecordOutcome(index, usage_id, "invalid", "validation_failed", "invalid", problems))
                 continue
             try:
+                db_calls += 1
                 outcome = self.usage(caller, cmd, usage_key(cmd.usage_id))
             except (DependencyUnavailable, InProgress) as error:
                 outcomes.append(RecordOutcome(index, usage_id, "retry", error.code, error.message, error.details))
@@ -152,7 +154,7 @@ class LedgerService:
                     outcomes.append(
                         RecordOutcome(index, usage_id, status, transaction_id=outcome.body["transaction"]["id"])
                     )
-        return outcomes
+        return IntakeResult(outcomes, db_calls)
 
     def transfer(self, caller: Caller, cmd: commands.Transfer, key: str | None) -> Outcome:
         # Both ends inside one grant's boundary (an owner's own wallets, a tree's members),
