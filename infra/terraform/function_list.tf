@@ -1,9 +1,10 @@
 # The functions, read from their folders as infra/functions.py reads them: every
 # functions/<name>/main.py is one, named by its folder (also its entry point). The
-# decorator in main.py tells an HTTP function from one that Cloud Scheduler's ticks
-# trigger; deploy.json, where present, names the common/config.py Settings field of the
-# tick topic and the database login. tests/unit/test_function_list.py evaluates these
-# locals with `terraform console` and checks they agree with infra/functions.py.
+# decorator in main.py tells an HTTP function from one Pub/Sub triggers; deploy.json,
+# where present, names the common/config.py Settings fields of its tick topic, of the
+# topics pushed to it and of its dead-letter topic, and its database login.
+# tests/unit/test_function_list.py evaluates these locals (with variables.tf) with
+# `terraform console` and checks they agree with infra/functions.py.
 
 locals {
   functions_dir  = "${path.module}/../../functions"
@@ -28,18 +29,64 @@ locals {
     if length(regexall("(?m)^@functions_framework\\.cloud_event\\b", local.function_main[name])) > 0
     && local.function_declarations[name].tick_topic_setting != null
   }
+
+  # The topics a Settings field names: its default in common/config.py (the test checks),
+  # except the action topics, which are the publishing services' own
+  # (var.action_publishers). Unlike tick topics, these are not spelled from the field.
+  setting_topics = {
+    events_topic                 = ["ledger-events"]
+    action_topics                = sort([for publisher in values(var.action_publishers) : publisher.topic])
+    action_results_topic         = ["balance-action-results"]
+    actions_dead_letter_topic    = ["balance-actions-dead-letter"]
+    automation_dead_letter_topic = ["automation-dead-letter"]
+    notifications_topic          = ["ledger-notifications"]
+  }
+  # Pub/Sub-pushed function -> the topics pushed to it and its dead-letter topic. Each
+  # topic reaches it through a push subscription of our own (pubsub.tf), not an Eventarc
+  # trigger, whose subscription can't have a dead-letter policy; a function that is also
+  # ticked takes its ticks the same way, as one function has one trigger at most.
+  push_functions = {
+    for name, declared in local.function_declarations :
+    name => {
+      topics = distinct(concat(
+        flatten([for setting in declared.push_topic_settings : lookup(local.setting_topics, setting, [])]),
+        contains(keys(local.tick_function_topics), name) ? [local.tick_function_topics[name]] : [],
+      ))
+      dead_letter_topic = one(lookup(local.setting_topics, coalesce(declared.dead_letter_topic_setting, "-"), [null]))
+    }
+    if length(regexall("(?m)^@functions_framework\\.cloud_event\\b", local.function_main[name])) > 0
+    && length(declared.push_topic_settings) > 0
+  }
+  # The Settings fields some deploy.json names that setting_topics doesn't know: a plan
+  # stops on them (invokers.tf) rather than deploying a function nothing is pushed to.
+  unknown_topic_settings = setsubtract(
+    compact(flatten([for name in keys(local.push_functions) : concat(local.function_declarations[name].push_topic_settings, [local.function_declarations[name].dead_letter_topic_setting])])),
+    keys(local.setting_topics),
+  )
+  # One push subscription per (pushed function, topic), named "<topic>-<function>" as the
+  # local stack names it (pubsub.tf), and the dead-letter topics they move messages to.
+  push_subscriptions = merge([
+    for function, pushed in local.push_functions : {
+      for topic in pushed.topics : "${topic}-${function}" => { function = function, topic = topic, dead_letter_topic = pushed.dead_letter_topic }
+    }
+  ]...)
+  dead_letter_topics = toset([for pushed in values(local.push_functions) : pushed.dead_letter_topic])
+  # The ticked functions Eventarc triggers: those not pushed anything else.
+  eventarc_tick_functions = { for name, topic in local.tick_function_topics : name => topic if !contains(keys(local.push_functions), name) }
   # Each database login (deploy.json's database_login, infra/functions.py DATABASE_LOGINS):
   # its own service account and IAM database user (iam.tf, database.tf), the database
   # role that user is granted after migrating (db/schema/99_grants.sql), and the Google
-  # APIs its functions use beside Cloud SQL.
+  # APIs its functions use beside Cloud SQL project-wide (the topics each publishes to are
+  # granted on the topics: iam.tf).
   database_logins = {
-    poster       = { account_id = "ledger-poster", db_role = "ledger_poster", project_roles = ["roles/datastore.user", "roles/pubsub.publisher"] }
+    poster       = { account_id = "ledger-poster", db_role = "ledger_poster", project_roles = ["roles/datastore.user"] }
     wallet_admin = { account_id = "ledger-wallet-admin", db_role = "ledger_wallet_admin", project_roles = [] }
     access_admin = { account_id = "ledger-access", db_role = "ledger_access", project_roles = [] }
-    relay        = { account_id = "ledger-relay", db_role = "ledger_relay", project_roles = ["roles/pubsub.publisher"] }
-    jobs         = { account_id = "ledger-jobs", db_role = "ledger_jobs", project_roles = ["roles/pubsub.publisher"] }
+    relay        = { account_id = "ledger-relay", db_role = "ledger_relay", project_roles = [] }
+    jobs         = { account_id = "ledger-jobs", db_role = "ledger_jobs", project_roles = [] }
     exporter     = { account_id = "ledger-erp-exporter", db_role = "erp_exporter", project_roles = [] }
-    automation   = { account_id = "ledger-automation", db_role = "ledger_automation", project_roles = ["roles/datastore.user"] }
+    # its auto top-ups and allocations go through the idempotency records, as any posting
+    automation = { account_id = "ledger-automation", db_role = "ledger_automation", project_roles = ["roles/datastore.user"] }
   }
   # login -> the functions that log in as it
   database_login_functions = {

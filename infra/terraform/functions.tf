@@ -13,6 +13,15 @@ locals {
     LEDGER_EVENTS_TOPIC       = google_pubsub_topic.ledger_events.name
     LEDGER_ERP_URL            = var.erp_url
   }
+  # the Pub/Sub-pushed functions' topics, one variable per Settings field that names them
+  # (function_list.tf's setting_topics)
+  message_env = merge(
+    { for setting, topics in local.setting_topics : "LEDGER_${upper(setting)}" => join(",", topics) },
+    { LEDGER_ACTION_MAX_DELIVERIES = tostring(var.action_max_deliveries) },
+  )
+  # The longest a pushed function works on one message, and so how long its push
+  # subscription waits for the answer (ack_deadline_seconds, at most 600).
+  push_timeout_s = 300
 }
 
 resource "google_storage_bucket" "sources" {
@@ -98,11 +107,13 @@ resource "google_cloudfunctions2_function" "http" {
   }
 }
 
-# The scheduled functions: each runs when Cloud Scheduler publishes a tick to its topic.
+# The scheduled functions: each runs when Cloud Scheduler publishes a tick to its topic,
+# pushed by an Eventarc trigger (a function also pushed other topics takes its ticks
+# through a push subscription instead: below).
 # erp_export reads the ledger itself, so it needs no ledger-events subscription, and a
 # tick Pub/Sub delivers twice runs one pass that finds nothing new.
 resource "google_cloudfunctions2_function" "ticked" {
-  for_each = local.tick_function_topics
+  for_each = local.eventarc_tick_functions
   name     = replace(each.key, "_", "-")
   location = var.region
 
@@ -146,5 +157,60 @@ resource "google_cloudfunctions2_function" "ticked" {
     pubsub_topic          = google_pubsub_topic.ticks[each.value].id
     retry_policy          = "RETRY_POLICY_RETRY"
     service_account_email = google_service_account.functions.email
+  }
+}
+
+# The Pub/Sub-pushed functions (function_list.tf's push_functions): each topic's messages
+# arrive through a push subscription of pubsub.tf, with its retry and dead-letter policies,
+# not through an Eventarc trigger. Without a trigger Google builds the function as an HTTP
+# one; the @functions_framework.cloud_event decorator still makes functions-framework
+# serve it CloudEvents (its registry outranks the platform's signature type), converted
+# from the push envelope.
+resource "google_cloudfunctions2_function" "pushed" {
+  for_each = local.push_functions
+  name     = replace(each.key, "_", "-")
+  location = var.region
+
+  build_config {
+    runtime     = "python311"
+    entry_point = each.key
+    source {
+      storage_source {
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.bundle[each.key].name
+      }
+    }
+  }
+
+  service_config {
+    # its database login's identity, and so its database role
+    service_account_email            = google_service_account.database_login[local.function_declarations[each.key].database_login].email
+    available_memory                 = "1Gi" # a bulk message carries up to 1,000 usage records
+    available_cpu                    = "1"
+    max_instance_request_concurrency = var.function_concurrency
+    max_instance_count               = var.push_function_max_instances
+    timeout_seconds                  = local.push_timeout_s
+    # Pub/Sub's pushes count as internal traffic; nothing else calls these functions
+    ingress_settings              = "ALLOW_INTERNAL_ONLY"
+    vpc_connector                 = google_vpc_access_connector.functions.id
+    vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
+    environment_variables = merge(
+      local.function_env,
+      local.message_env,
+      { LEDGER_DB_USER = google_sql_user.database_login[local.function_declarations[each.key].database_login].name },
+      # its tick topic, when Cloud Scheduler ticks it too (function_list.tf spells it from the field)
+      { for topic in [lookup(local.tick_function_topics, each.key, null)] : "LEDGER_${upper(local.function_declarations[each.key].tick_topic_setting)}" => topic if topic != null },
+      local.function_declarations[each.key].database_login == "automation" ? { LEDGER_PAYMENT_PROVIDER_URL = var.payment_provider_url } : {},
+    )
+    # auto top-ups charge the payment provider with this token
+    dynamic "secret_environment_variables" {
+      for_each = local.function_declarations[each.key].database_login == "automation" ? ["payment"] : []
+      content {
+        key        = "LEDGER_PAYMENT_PROVIDER_TOKEN"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.payment_provider_token.secret_id
+        version    = "latest"
+      }
+    }
   }
 }

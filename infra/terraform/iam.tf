@@ -25,8 +25,31 @@ resource "google_project_iam_member" "database_login" {
   member   = "serviceAccount:${google_service_account.database_login[each.value.login].email}"
 }
 
+# The topics each login publishes to, on those topics only (function_list.tf's
+# setting_topics): every posting's event goes to ledger-events after commit (the
+# sweeper's and the expiry job's too); the actions function (a poster) publishes
+# outcomes and moves malformed messages to its dead letters at once; the automation
+# function sends notices.
+locals {
+  login_publishes = {
+    poster     = concat(local.setting_topics.events_topic, local.setting_topics.action_results_topic, local.setting_topics.actions_dead_letter_topic)
+    relay      = local.setting_topics.events_topic
+    jobs       = local.setting_topics.events_topic
+    automation = concat(local.setting_topics.events_topic, local.setting_topics.notifications_topic)
+  }
+}
+
+resource "google_pubsub_topic_iam_member" "database_login" {
+  for_each = merge([
+    for login, topics in local.login_publishes : { for topic in topics : "${login} ${topic}" => { login = login, topic = topic } }
+  ]...)
+  topic  = local.topic_ids[each.value.topic]
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.database_login[each.value.login].email}"
+}
+
 # The identity Eventarc pushes Cloud Scheduler's ticks as (invokers.tf gives it the
-# invoker role on the ticked functions); it has no other role.
+# invoker role on the functions it triggers); it has no other role.
 resource "google_service_account" "functions" {
   account_id   = "ledger-functions"
   display_name = "Wallet ledger ticks"
@@ -45,4 +68,11 @@ resource "google_secret_manager_secret_iam_member" "erp_credential" {
   secret_id = google_secret_manager_secret.erp_credential.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.database_login["exporter"].email}"
+}
+
+# The automation function alone reads the payment provider's token.
+resource "google_secret_manager_secret_iam_member" "payment_provider_token" {
+  secret_id = google_secret_manager_secret.payment_provider_token.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.database_login["automation"].email}"
 }

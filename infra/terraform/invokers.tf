@@ -52,12 +52,39 @@ resource "google_cloud_run_v2_service_iam_member" "end_users" {
 # Eventarc pushes each tick as the trigger's service account, which needs the invoker role
 # on the function it triggers.
 resource "google_cloud_run_v2_service_iam_member" "ticks" {
-  for_each = local.tick_function_topics
+  for_each = local.eventarc_tick_functions
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.ticked[each.key].service_config[0].service
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# Each Pub/Sub-pushed function's push subscriptions (pubsub.tf) carry OIDC tokens of its
+# own pushing account, which may invoke that function and nothing else, and no other
+# identity may invoke it: no caller, no operator, no other function's pushes.
+resource "google_service_account" "pushers" {
+  for_each     = local.push_functions
+  account_id   = substr("ledger-push-${replace(each.key, "_", "-")}", 0, 30)
+  display_name = "Pub/Sub pushes to the wallet ledger's ${each.key} function"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "pushers" {
+  for_each = local.push_functions
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.pushed[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.pushers[each.key].email}"
+}
+
+# Pub/Sub's service agent mints those tokens. Projects made since April 2021 let it
+# without a grant; older ones need this one, given here on the pushing accounts alone.
+resource "google_service_account_iam_member" "pushers_tokens_by_pubsub" {
+  for_each           = local.push_functions
+  service_account_id = google_service_account.pushers[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
 }
 
 # The caller policy against the folders, at plan time (terraform_data is built in).
@@ -74,6 +101,10 @@ resource "terraform_data" "caller_policy" {
     precondition {
       condition     = length(setsubtract(keys(var.service_token_audiences), local.http_functions)) == 0
       error_message = "var.service_token_audiences names ${join(", ", setsubtract(keys(var.service_token_audiences), local.http_functions))}, which is not an HTTP function under functions/."
+    }
+    precondition {
+      condition     = length(local.unknown_topic_settings) == 0
+      error_message = "A deploy.json names ${join(", ", local.unknown_topic_settings)}, which function_list.tf's setting_topics does not know: add the topics that Settings field names there."
     }
     precondition {
       condition     = length(setsubtract(concat(keys(var.caller_emails), keys(var.caller_token_creators)), local.service_callers)) == 0

@@ -163,3 +163,65 @@ variable "end_user_function_max_instances" {
   type        = number
   default     = null
 }
+
+# Balance actions as messages and event-driven automation: docs/messages.md, docs/automation.md
+
+variable "action_publishers" {
+  description = <<-EOT
+    The services that publish balance actions as messages, by name: each its own topic
+    (its publisher rights are on that topic alone, so the topic is the principal the
+    actions function acts for) and its service account's email. null: the account of the
+    caller of that name (var.function_callers), else one Terraform creates, ledger-<name>.
+    Each publisher reads its own results from a subscription of the results topic.
+  EOT
+  type = map(object({
+    topic = string
+    email = optional(string)
+  }))
+  default = {
+    payments = { topic = "balance-actions" }
+    metering = { topic = "metering-usage" }
+  }
+  validation {
+    condition     = alltrue([for service in keys(var.action_publishers) : can(regex("^[a-z][a-z0-9_]{0,22}$", service))])
+    error_message = "A publisher's name is lower case letters, digits and underscores, at most 23 characters (its service account is ledger-<name>)."
+  }
+  validation {
+    condition     = length(distinct([for publisher in values(var.action_publishers) : publisher.topic])) == length(var.action_publishers)
+    error_message = "Each publisher has a topic of its own: the topic is who the message comes from."
+  }
+}
+
+variable "action_max_deliveries" {
+  description = "Deliveries of a pushed message (a balance action, a ledger event, an automation tick) before Pub/Sub moves it to the function's dead-letter topic (5 to 100)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.action_max_deliveries >= 5 && var.action_max_deliveries <= 100
+    error_message = "Pub/Sub allows 5 to 100 delivery attempts before dead-lettering."
+  }
+}
+
+variable "push_function_max_instances" {
+  description = "Instances each Pub/Sub-pushed function (actions, automation) may run at most; each holds up to LEDGER_DB_POOL_SIZE database connections."
+  type        = number
+  default     = 10
+}
+
+variable "automation_schedule" {
+  description = "When Cloud Scheduler ticks the automation function, which runs the recurring allocations whose period has begun (cron, UTC)."
+  type        = string
+  default     = "* * * * *"
+}
+
+variable "payment_provider_url" {
+  description = "The payment provider's HTTP endpoint that auto top-ups charge; its token is the payment-provider-token secret."
+  type        = string
+  default     = ""
+}
+
+variable "dead_letter_operators" {
+  description = "Who runs `make dead-letters` (python -m common.dead_letters) against Google Cloud, e.g. [\"group:ledger-operators@example.com\"]: they read the dead letters, see which subscription each came through, and replay balance actions to their topics."
+  type        = list(string)
+  default     = []
+}

@@ -12,11 +12,14 @@ import pytest
 from common.config import Settings
 from infra.functions import (
     DATABASE_LOGINS,
+    Function,
     FunctionFolderError,
     discover,
     event_functions,
     http_functions,
+    push_functions,
     tick_functions,
+    topics_of,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,28 +27,45 @@ TERRAFORM = REPO / "infra" / "terraform"
 FUNCTIONS = discover()
 
 
-def terraform_reading(tmp_path: Path) -> dict:
-    """function_list.tf's locals as Terraform evaluates them. The file needs no provider,
-    so it is evaluated alone, beside a link to the real functions/ folder."""
+def terraform_reading(tmp_path: Path, functions: Path = REPO / "functions") -> dict:
+    """function_list.tf's locals as Terraform evaluates them, with variables.tf's defaults.
+    Neither file needs a provider, so they are evaluated alone, beside a link to the
+    functions/ folder (the real one unless told)."""
     module = tmp_path / "infra" / "terraform"
     module.mkdir(parents=True)
-    shutil.copy(TERRAFORM / "function_list.tf", module)
-    (tmp_path / "functions").symlink_to(REPO / "functions")
+    for name in ("function_list.tf", "variables.tf"):
+        shutil.copy(TERRAFORM / name, module)
+    (tmp_path / "functions").symlink_to(functions)
     expression = (
         "jsonencode({http = local.http_functions, ticks = local.tick_function_topics,"
         " logins = local.database_login_functions,"
-        " roles = { for login, declared in local.database_logins : login => declared.db_role }})"
+        " roles = { for login, declared in local.database_logins : login => declared.db_role },"
+        " pushed = local.push_functions, subscriptions = local.push_subscriptions,"
+        " dead_letters = local.dead_letter_topics, eventarc = local.eventarc_tick_functions,"
+        " setting_topics = local.setting_topics, unknown_settings = local.unknown_topic_settings})"
     )
     result = subprocess.run(
-        ["terraform", "console"], cwd=module, input=expression, capture_output=True, text=True, timeout=60
+        ["terraform", "console", "-var=project_id=demo-project"],
+        cwd=module,
+        input=expression,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(json.loads(result.stdout))
 
 
-def pubsub_tick_topics() -> set[str]:
-    block = re.search(r"ticks = \{(.*?)\n  \}", (TERRAFORM / "pubsub.tf").read_text(), re.S).group(1)
+def scheduled_tick_topics() -> set[str]:
+    block = re.search(r"tick_schedules = \{(.*?)\n  \}", (TERRAFORM / "pubsub.tf").read_text(), re.S).group(1)
     return set(re.findall(r'^\s+"([\w-]+)"\s+=', block, re.M))
+
+
+def pushed_topics(function: Function, settings: Settings) -> list[str]:
+    """The topics pushed to a function, as the local stack reads them (the Settings
+    defaults), its tick topic last when it also has one."""
+    topics = [topic for field in function.push_topic_settings for topic in topics_of(getattr(settings, field))]
+    return topics + ([getattr(settings, function.tick_topic_setting)] if function.tick_topic_setting else [])
 
 
 def test_every_folder_with_a_main_py_is_a_function():
@@ -79,8 +99,72 @@ def test_terraform_reads_the_folders_as_python_does(tmp_path):
     assert {login: sorted(names) for login, names in terraform["logins"].items()} == {
         login: [n for n, f in FUNCTIONS.items() if f.database_login == login] for login in DATABASE_LOGINS
     }
-    # Cloud Scheduler ticks exactly the topics some function consumes.
-    assert pubsub_tick_topics() == set(terraform["ticks"].values())
+    # Cloud Scheduler has a schedule for every topic some function consumes (pubsub.tf
+    # makes jobs for those alone).
+    assert set(terraform["ticks"].values()) <= scheduled_tick_topics()
+    # the pushed functions, their topics and dead letters, as the local stack makes them
+    assert {name: {**pushed, "topics": sorted(pushed["topics"])} for name, pushed in terraform["pushed"].items()} == {
+        name: {
+            "topics": sorted(pushed_topics(function, settings)),
+            "dead_letter_topic": getattr(settings, function.dead_letter_topic_setting),
+        }
+        for name, function in push_functions(FUNCTIONS).items()
+    }
+    assert terraform["eventarc"] == {
+        name: topic for name, topic in terraform["ticks"].items() if name not in push_functions(FUNCTIONS)
+    }
+    assert terraform["unknown_settings"] == []
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+def test_terraform_names_the_topics_a_setting_names_by_default(tmp_path):
+    """The function reads its topics from the environment Terraform sets, but the local
+    stack, the operator's command and the docs use the Settings defaults: the same names."""
+    settings = Settings()
+    for field, topics in terraform_reading(tmp_path)["setting_topics"].items():
+        assert sorted(topics) == sorted(topics_of(getattr(settings, field))), field
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+def test_terraform_pushes_every_topic_of_a_pushed_function_and_gives_it_dead_letters(tmp_path):
+    """On folders of its own, so it holds whichever functions exist: each pushed topic gets
+    a push subscription to the function, dead-lettered to its function's topic; a function
+    also ticked takes its ticks the same way and not through an Eventarc trigger."""
+    functions = tmp_path / "functions_under_test"
+    write_function(functions, "a_tick", TICK_MAIN.format(name="a_tick"), JOBS)
+    pushed = {
+        "tick_topic_setting": "automation_tick_topic",
+        "tick_schedule_setting": "automation_schedule",
+        "push_topic_settings": ["action_topics", "events_topic"],
+        "dead_letter_topic_setting": "actions_dead_letter_topic",
+        "database_login": "poster",
+    }
+    write_function(functions, "b_pushed", TICK_MAIN.format(name="b_pushed"), pushed)
+    write_function(
+        functions,
+        "c_unknown",
+        TICK_MAIN.format(name="c_unknown"),
+        {
+            "push_topic_settings": ["mystery_topic"],
+            "dead_letter_topic_setting": "automation_dead_letter_topic",
+            "database_login": "automation",
+        },
+    )
+    assert set(discover(functions)) == {"a_tick", "b_pushed", "c_unknown"}
+    terraform = terraform_reading(tmp_path, functions)
+    topics = ["balance-actions", "metering-usage", "ledger-events", "automation-tick"]
+    assert terraform["subscriptions"] == {
+        f"{topic}-b_pushed": {
+            "function": "b_pushed",
+            "topic": topic,
+            "dead_letter_topic": "balance-actions-dead-letter",
+        }
+        for topic in topics
+    }
+    assert sorted(terraform["dead_letters"]) == ["automation-dead-letter", "balance-actions-dead-letter"]
+    assert terraform["eventarc"] == {"a_tick": "lot-expiry-tick"}
+    # a setting Terraform can't name the topics of: the plan stops (invokers.tf)
+    assert terraform["unknown_settings"] == ["mystery_topic"]
 
 
 # Each function's database login: the kind of function it is, and so what it may do in
@@ -104,11 +188,14 @@ def test_terraform_deploys_what_function_list_tf_reads():
     source = "\n".join(path.read_text() for path in sorted(TERRAFORM.glob("*.tf")))
     flat = re.sub(r"\s+", " ", source)
     assert "for_each = local.function_names" in flat  # a bundle for every function
-    assert "for_each = local.http_functions" in flat and "for_each = local.tick_function_topics" in flat
+    assert "for_each = local.http_functions" in flat and "for_each = local.eventarc_tick_functions" in flat
+    assert "for_each = local.push_functions" in flat
     assert "pubsub_topic = google_pubsub_topic.ticks[each.value].id" in flat
-    assert flat.count("entry_point = each.key") == 2
-    for name in FUNCTIONS:  # no list of functions written out by hand
-        assert f'"{name}"' not in source, name
+    assert flat.count("entry_point = each.key") == 3
+    # the tick topics and their jobs: those some function consumes
+    assert "ticks = { for topic in values(local.tick_function_topics) : topic => local.tick_schedules[topic] }" in flat
+    for name in FUNCTIONS:  # no list of functions written out by hand (a login may share a name)
+        assert not re.search(rf'(?<!database_login == )(?<!database_login\[)"{name}"', source), name
 
 
 def write_function(root: Path, name: str, main: str, declaration: dict | None = None) -> None:

@@ -177,7 +177,7 @@ def test_callers_can_be_existing_service_accounts(tmp_path):
 
 def test_the_tick_triggers_may_invoke_their_functions():
     ticks = flat(block("resource", "google_cloud_run_v2_service_iam_member", "ticks"))
-    assert "for_each = local.tick_function_topics" in ticks
+    assert "for_each = local.eventarc_tick_functions" in ticks
     assert "name = google_cloudfunctions2_function.ticked[each.key].service_config[0].service" in ticks
     assert 'member = "serviceAccount:${google_service_account.functions.email}"' in ticks
     trigger = re.search(
@@ -250,3 +250,125 @@ def test_each_function_runs_as_its_database_logins_identity_and_user():
         block("resource", "google_project_iam_member", "database_login")
     )
     assert "google_sql_user.functions" not in SOURCE and "LEDGER_DB_PASSWORD" not in SOURCE
+
+
+def test_every_pushed_topic_has_a_push_subscription_with_retries_and_dead_letters():
+    """Each (pushed function, topic) of function_list.tf's push_subscriptions: pushed to the
+    function's URL with its own account's OIDC token, retried 10 s to 600 s, dead-lettered
+    after var.action_max_deliveries to its function's topic, and never expiring."""
+    pushed = flat(block("resource", "google_pubsub_subscription", "pushed"))
+    assert "for_each = local.push_subscriptions" in pushed
+    uri = "google_cloudfunctions2_function.pushed[each.value.function].service_config[0].uri"
+    assert f'push_endpoint = "${{{uri}}}/projects/${{var.project_id}}/topics/${{each.value.topic}}"' in pushed
+    assert (
+        "oidc_token { service_account_email = google_service_account.pushers[each.value.function].email"
+        f" audience = {uri} }}"
+    ) in pushed
+    assert 'retry_policy { minimum_backoff = "10s" maximum_backoff = "600s" }' in pushed
+    assert (
+        "dead_letter_policy { dead_letter_topic = google_pubsub_topic.dead_letters[each.value.dead_letter_topic].id"
+        " max_delivery_attempts = var.action_max_deliveries }"
+    ) in pushed
+    assert 'expiration_policy { ttl = "" }' in pushed
+    assert "ack_deadline_seconds = local.push_timeout_s" in pushed
+    assert "timeout_seconds = local.push_timeout_s" in flat(
+        block("resource", "google_cloudfunctions2_function", "pushed")
+    )
+    # no Eventarc trigger, whose subscription could not be dead-lettered
+    assert "event_trigger" not in block("resource", "google_cloudfunctions2_function", "pushed")
+    max_deliveries = flat(block("variable", "action_max_deliveries"))
+    assert (
+        "default = 5" in max_deliveries
+        and "var.action_max_deliveries >= 5 && var.action_max_deliveries <= 100" in max_deliveries
+    )
+
+
+def test_every_dead_letter_topic_has_a_subscription_that_keeps_what_it_gets():
+    for kind in ("google_pubsub_topic", "google_pubsub_subscription"):
+        assert "for_each = local.dead_letter_topics" in flat(block("resource", kind, "dead_letters"))
+    subscription = flat(block("resource", "google_pubsub_subscription", "dead_letters"))
+    assert "topic = google_pubsub_topic.dead_letters[each.key].id" in subscription
+    assert 'expiration_policy { ttl = "" }' in subscription and "push_config" not in subscription
+    # Pub/Sub's service agent moves messages there: it publishes on the dead-letter topics
+    # and acknowledges on every subscription it moves them from
+    agent = "member = local.pubsub_service_agent"
+    publishes = flat(block("resource", "google_pubsub_topic_iam_member", "dead_letters_by_pubsub"))
+    assert "for_each = local.dead_letter_topics" in publishes and 'role = "roles/pubsub.publisher"' in publishes
+    assert agent in publishes
+    subscribes = flat(block("resource", "google_pubsub_subscription_iam_member", "dead_letter_sources_by_pubsub"))
+    assert "for_each = local.push_subscriptions" in subscribes and 'role = "roles/pubsub.subscriber"' in subscribes
+    assert agent in subscribes
+    assert "@gcp-sa-pubsub.iam.gserviceaccount.com" in flat(SOURCE)
+
+
+def test_subscriptions_never_expire():
+    """A subscription left without traffic 31 days is deleted by default: a quiet topic's
+    messages would then be lost."""
+    subscriptions = re.findall(r'resource "google_pubsub_subscription" "(\w+)"', SOURCE)
+    assert sorted(subscriptions) == ["action_results", "dead_letters", "pushed"]
+    for name in subscriptions:
+        assert 'expiration_policy { ttl = "" }' in flat(block("resource", "google_pubsub_subscription", name)), name
+
+
+def test_a_pushed_function_is_invoked_by_its_pushing_account_alone():
+    invoker_blocks = re.findall(r'resource "google_cloud_run_v2_service_iam_member" "(\w+)"', SOURCE)
+    on_pushed = [
+        name
+        for name in invoker_blocks
+        if "google_cloudfunctions2_function.pushed["
+        in block("resource", "google_cloud_run_v2_service_iam_member", name)
+    ]
+    assert on_pushed == ["pushers"]
+    pushers = flat(block("resource", "google_cloud_run_v2_service_iam_member", "pushers"))
+    assert "for_each = local.push_functions" in pushers
+    assert (
+        'role = "roles/run.invoker" member = "serviceAccount:${google_service_account.pushers[each.key].email}"'
+        in pushers
+    )
+    assert "for_each = local.push_functions" in flat(block("resource", "google_service_account", "pushers"))
+    function = flat(block("resource", "google_cloudfunctions2_function", "pushed"))
+    assert 'ingress_settings = "ALLOW_INTERNAL_ONLY"' in function
+
+
+def test_each_publisher_publishes_to_its_own_topic_and_reads_its_own_results():
+    topic = flat(block("resource", "google_pubsub_topic_iam_member", "action_publishers"))
+    assert "for_each = var.action_publishers" in topic
+    assert "topic = google_pubsub_topic.action_topics[each.key].id" in topic
+    assert 'role = "roles/pubsub.publisher" member = "serviceAccount:${local.publisher_emails[each.key]}"' in topic
+    results = flat(block("resource", "google_pubsub_subscription", "action_results"))
+    # the actions function sets source_topic to the topic's full name (common/messages.py)
+    topic_name = "projects/${var.project_id}/topics/${each.value.topic}"
+    assert f'filter = "attributes.source_topic = \\"{topic_name}\\""' in results
+    reader = flat(block("resource", "google_pubsub_subscription_iam_member", "action_results"))
+    assert "subscription = google_pubsub_subscription.action_results[each.key].id" in reader
+    assert 'role = "roles/pubsub.subscriber" member = "serviceAccount:${local.publisher_emails[each.key]}"' in reader
+
+
+def test_no_login_publishes_project_wide():
+    """Publisher rights are granted on the topics each login publishes to (iam.tf), so a
+    compromised function can't publish actions as a publishing service, nor results."""
+    logins = re.search(r"database_logins = \{(.*?)\n  \}", SOURCE, re.S).group(1)
+    assert "roles/pubsub" not in logins
+    assert not re.search(r'resource "google_project_iam_member"[^\n]*\{[^}]*roles/pubsub', SOURCE)
+    publishes = re.search(r"login_publishes = \{(.*?)\n  \}", SOURCE, re.S).group(1)
+    assert re.search(
+        r"^\s+automation = concat\(local.setting_topics.events_topic, local.setting_topics.notifications_topic\)$",
+        publishes,
+        re.M,
+    )
+    grants = flat(block("resource", "google_pubsub_topic_iam_member", "database_login"))
+    assert "topic = local.topic_ids[each.value.topic]" in grants and 'role = "roles/pubsub.publisher"' in grants
+
+
+def test_the_automation_login_alone_reads_the_payment_providers_token():
+    function = flat(block("resource", "google_cloudfunctions2_function", "pushed"))
+    assert 'database_login == "automation" ? ["payment"] : []' in function
+    assert 'key = "LEDGER_PAYMENT_PROVIDER_TOKEN"' in function
+    assert "secret = google_secret_manager_secret.payment_provider_token.secret_id" in function
+    readers = re.findall(r"secret_id = google_secret_manager_secret.payment_provider_token.id", SOURCE)
+    assert len(readers) == 1
+    reader = flat(block("resource", "google_secret_manager_secret_iam_member", "payment_provider_token"))
+    assert 'member = "serviceAccount:${google_service_account.database_login["automation"].email}"' in reader
+    # every topic a Settings field names reaches the pushed functions as that setting's variable
+    env = 'for setting, topics in local.setting_topics : "LEDGER_${upper(setting)}" => join(",", topics)'
+    assert env in flat(SOURCE)
