@@ -29,3 +29,16 @@ output "end_user_functions" {
   description = "The functions end users call: Cloud Run lets every request through to their own token check."
   value       = local.end_user_functions
 }
+
+output "action_topic_principals" {
+  description = "Each publishing service's topic as the principal the actions function acts for (register it with its grants: issuer \"pubsub\", this subject), and the subscription its results arrive on."
+  value = {
+    for service, publisher in var.action_publishers :
+    service => { issuer = "pubsub", subject = google_pubsub_topic.action_topics[service].id, results_subscription = google_pubsub_subscription.action_results[service].name }
+  }
+}
+
+output "dead_letter_subscriptions" {
+  description = "Each Pub/Sub-pushed function's dead-letter subscription (make dead-letters reads the actions function's)."
+  value       = { for name, pushed in local.push_functions : name => google_pubsub_subscription.dead_letters[pushed.dead_letter_topic].name }
+}
