@@ -329,7 +329,14 @@ def service() -> Any:
         access=access_store(),
         transfers_to_anyone=get_settings().transfers_to_anyone,
         cursors=cursors(),
+        rules=rule_store(),
     )
+
+
+def rule_store() -> Any:
+    from common.adapters.rule_store import RuleStore
+
+    return RuleStore(pool(), attempts=get_settings().posting_attempts)
 
 
 @once

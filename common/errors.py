@@ -181,6 +181,11 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "grant_revoked": Refused,
     "grant_pending": Refused,
     "role_not_found": NotFound,
+    # automation rules (77_automation_rules.sql)
+    "rule_not_found": NotFound,
+    "rule_deleted": Refused,
+    "not_a_pool": Refused,
+    "member_not_in_pool": Refused,
     # guards (20_guards.sql)
     "append_only": GuardViolation,
     "unbalanced_transaction": GuardViolation,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from common.auth.callers import Caller, Grant, WalletFacts, as_seen_by, authorize, visible, within
+from common.automation_rules import AutomationRules
 from common.cursors import Cursors, history_scope
 from common.errors import Forbidden, NotFound, Refused
 from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
@@ -33,13 +34,14 @@ if TYPE_CHECKING:  # adapters load with their clients, models with the first par
     from common.adapters.ledger_queries import LedgerQueries
     from common.adapters.ledger_store import PostgresLedger
     from common.adapters.redis_locks import RedisLocks
+    from common.adapters.rule_store import RuleStore
     from common.ledger import commands
 
 CREATED = 201
 log = logging.getLogger("ledger.service")
 
 
-class LedgerService:
+class LedgerService(AutomationRules):
     def __init__(
         self,
         ledger: PostgresLedger,
@@ -51,6 +53,7 @@ class LedgerService:
         access: AccessStore | None = None,
         transfers_to_anyone: bool = False,
         cursors: Cursors | None = None,
+        rules: RuleStore | None = None,
     ) -> None:
         self.ledger = ledger
         self.admin = admin
@@ -64,6 +67,7 @@ class LedgerService:
         self._transfers_to_anyone = transfers_to_anyone
         # in-process stand-ins (tests) page within one process: a key of their own will do
         self._cursors = cursors or Cursors(secrets.token_bytes(32))
+        self._rules = rules  # automation rules (common/automation_rules.py)
 
     # Balance actions --------------------------------------------------------
 

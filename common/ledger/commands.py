@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from common.ledger.money import Amount, AssetCode, CreditLimit, Scale, WalletId
+from common.ledger.money import MAX_MINOR_UNITS, Amount, AssetCode, CreditLimit, Scale, WalletId
 
 # Postgres text holds no NUL character: refused here (400), not by the database (a 500).
 NO_NUL = r"^[^\x00]*$"
@@ -189,6 +189,50 @@ class UpdateWallet(Command):
     def _something_to_change(self) -> UpdateWallet:
         if all(value is None for value in (self.status, self.credit_limit, self.spend_mode, self.spend_limits)):
             raise ValueError("give status, credit_limit, spend_mode and/or spend_limits")
+        return self
+
+
+# Automation rules (docs/automation.md): the fields each kind takes, the rest it refuses,
+# as the table's automation_rule_shape constraint does (db/migrations/0010_automation_rules.sql).
+RuleKind = Literal["auto_topup", "low_balance", "recurring_allocation"]
+RULE_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # kind: (required, optional)
+    "auto_topup": (frozenset({"threshold", "amount", "funding_ref"}), frozenset()),
+    "low_balance": (frozenset({"threshold"}), frozenset()),
+    "recurring_allocation": (frozenset({"amount", "period"}), frozenset({"member_ids"})),
+}
+Threshold = Annotated[
+    int, Field(ge=0, le=MAX_MINOR_UNITS, description="minor units; fires when the available balance falls below it")
+]
+
+
+class CreateRule(Command):
+    """A rule on the wallet of the path: an auto top-up (threshold, amount charged to
+    funding_ref and topped up), a low-balance notice (threshold), or a recurring
+    allocation from a pool (amount to each member every period; member_ids, or every
+    child of the pool)."""
+
+    kind: RuleKind
+    threshold: Threshold | None = None
+    amount: Amount | None = None
+    funding_ref: Text | None = None  # the payment method at the provider
+    period: Literal["hour", "day", "week", "month"] | None = None
+    member_ids: Annotated[list[WalletId], Field(min_length=1, max_length=1000)] | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> CreateRule:
+        required, optional = RULE_FIELDS[self.kind]
+        given = {
+            name
+            for name in ("threshold", "amount", "funding_ref", "period", "member_ids")
+            if getattr(self, name) is not None
+        }
+        if required - given:
+            raise ValueError(f"a {self.kind} rule needs {', '.join(sorted(required - given))}")
+        if given - required - optional:
+            raise ValueError(f"a {self.kind} rule takes no {', '.join(sorted(given - required - optional))}")
+        if self.member_ids is not None and len(set(self.member_ids)) != len(self.member_ids):
+            raise ValueError("member_ids names each member once")
         return self
 
 

@@ -97,6 +97,14 @@ GRANT EXECUTE ON FUNCTION
   ledger.create_asset(text, smallint, text, jsonb),
   ledger.extend_lot(text, bigint, timestamptz, text, text, jsonb)
   TO ledger_wallet_admin;
+-- Automation rules (77_automation_rules.sql): read, and changed only through their
+-- audited procedures; the automation function reads them with its own role.
+GRANT SELECT ON ledger.automation_rules TO ledger_wallet_admin;
+GRANT EXECUTE ON FUNCTION
+  ledger.rule_json(bigint),
+  ledger.create_rule(text, text, bigint, bigint, bigint, text, text, bigint[], jsonb, jsonb),
+  ledger.change_rule(bigint, text, text, jsonb)
+  TO ledger_wallet_admin;
 
 -- The outbox sweeper: ledger_relay -----------------------------------------------
 
@@ -133,7 +141,7 @@ GRANT SELECT ON
   ledger.assets, ledger.wallets, ledger.transactions, ledger.entries, ledger.outbox, ledger.outbox_events,
   ledger.spend_limits, ledger.spend_counters, ledger.spend_charges,
   ledger.lots, ledger.lot_movements, ledger.lot_extensions,
-  ledger.audit_log,
+  ledger.audit_log, ledger.automation_rules,
   erp.charts, erp.cursors, erp.batches
   TO ledger_auditor;
 GRANT EXECUTE ON FUNCTION ledger.iso_utc(timestamptz) TO ledger_auditor;

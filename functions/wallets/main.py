@@ -14,6 +14,11 @@ GET   /transactions/{id}        a transaction with its entries
 GET   /transactions?idempotency_key=K, ?external_ref=R&action=topup|addon, ?usage_id=U
                                 the caller's tenant's transaction posted under that key or business id
 GET   /assets, POST /assets     list or create assets (with their system accounts)
+POST  /wallets/{id}/rules       create an automation rule on the wallet (auto_topup, low_balance,
+                                recurring_allocation); GET: the wallet's rules that are not deleted
+GET   /rules/{id}               one rule; DELETE /rules/{id}: delete it (kept, status deleted)
+POST  /rules/{id}/pause, /rules/{id}/resume
+                                pause a rule, or make it active (and armed) again
 
 Deployed URLs may keep or drop the leading /wallets: /wallets/16 and /16 are one route.
 An id that is not a positive int64 is a 400 (invalid_id), a method the path does not
@@ -130,6 +135,31 @@ def create_asset(service, request, caller):
     )
 
 
+def create_rule(service, request, caller, wallet_id):
+    command = parse(_commands().CreateRule, json_object(request))
+    return json_response(201, {"rule": service.create_rule(caller, wallet_id, command)})
+
+
+def list_rules(service, request, caller, wallet_id):
+    return json_response(200, {"rules": service.list_rules(caller, wallet_id)})
+
+
+def get_rule(service, request, caller, rule_id):
+    return json_response(200, {"rule": service.get_rule(caller, rule_id)})
+
+
+def pause_rule(service, request, caller, rule_id):
+    return json_response(200, {"rule": service.pause_rule(caller, rule_id)})
+
+
+def resume_rule(service, request, caller, rule_id):
+    return json_response(200, {"rule": service.resume_rule(caller, rule_id)})
+
+
+def delete_rule(service, request, caller, rule_id):
+    return json_response(200, {"rule": service.delete_rule(caller, rule_id)})
+
+
 ROUTES = Routes(
     {
         "/": {"GET": list_wallets, "POST": create_wallet},
@@ -138,6 +168,10 @@ ROUTES = Routes(
         "/<id:wallet_id>/lots": {"GET": lots},
         "/<id:wallet_id>/rollup": {"GET": rollup},
         "/<id:wallet_id>/members": {"GET": members},
+        "/<id:wallet_id>/rules": {"GET": list_rules, "POST": create_rule},
+        "/rules/<id:rule_id>": {"GET": get_rule, "DELETE": delete_rule},
+        "/rules/<id:rule_id>/pause": {"POST": pause_rule},
+        "/rules/<id:rule_id>/resume": {"POST": resume_rule},
         "/lots/<id:lot_id>": {"GET": get_lot},
         "/lots/<id:lot_id>/extend": {"POST": extend_lot},
         "/transactions": {"GET": find_transaction},

@@ -125,6 +125,7 @@ def answers() -> dict[str, Any]:
         "Transaction": transaction,
         "Wallet": wallet,
         "Lot": lot,
+        "Rule": rule_answer(),
         "Asset": obj(["code", "scale", "description"], code=TEXT, scale=INT, description=TEXT),
         "History": obj(
             ["wallet_id", "items", "next_cursor"],
@@ -256,3 +257,33 @@ def access_answers() -> dict[str, Any]:
         "Changes": page("changes", "Change", ID),
         "AuditLog": page("audit", "AuditRecord", ID),
     }
+
+
+def rule_answer() -> dict[str, Any]:
+    """An automation rule (docs/automation.md): the fields its kind does not take are null."""
+    return obj(
+        [
+            *("id", "tenant", "kind", "wallet_id", "asset", "threshold", "amount", "funding_ref", "period"),
+            *("member_ids", "status", "armed", "metadata", "created_by", "created_at", "updated_at"),
+        ],
+        id=ID,
+        tenant=TEXT,
+        kind={"enum": ["auto_topup", "low_balance", "recurring_allocation"]},
+        wallet_id={**ID, "description": "the wallet watched, or a recurring allocation's pool"},
+        asset={**TEXT, "description": "the wallet's asset: the unit of threshold and amount"},
+        threshold=OPTIONAL_INT,
+        amount=OPTIONAL_INT,
+        funding_ref=OPTIONAL_TEXT,
+        period=nullable({"enum": ["hour", "day", "week", "month"]}),
+        member_ids={**nullable(array(ID)), "description": "null: every child of the pool, at each period"},
+        status={"enum": ["active", "paused", "deleted"]},
+        armed={
+            **FLAG,
+            "description": "a threshold rule fires once per crossing: false from its firing until the "
+            "balance is back at or above the threshold, or the rule is resumed",
+        },
+        metadata={"type": "object"},
+        created_by=ref("Actor"),
+        created_at=TIME,
+        updated_at=TIME,
+    )

@@ -16,7 +16,7 @@ from infra.openapi.operations import AUTH, LEDGER, obj
 MODELS = {
     LEDGER: (
         *("TopUp", "AddOn", "Bonus", "Usage", "Transfer", "Void", "Allocate", "Reclaim"),
-        *("CreateWallet", "UpdateWallet", "ExtendLot", "CreateAsset"),
+        *("CreateWallet", "UpdateWallet", "ExtendLot", "CreateAsset", "CreateRule"),
     ),
     AUTH: ("CreatePrincipal", "UpdatePrincipal", "GrantRole", "RoleLimits", "Decide"),
 }

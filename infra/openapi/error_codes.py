@@ -36,6 +36,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "grant_not_found": (404, "no such grant"),
     "role_not_found": (404, "no such role"),
     "change_not_found": (404, "no such pending change"),
+    "rule_not_found": (404, "no such automation rule, one of another tenant, or one outside the caller's boundary"),
     "method_not_allowed": (405, "a method the path does not take; `details.allowed` names those it does"),
     "request_in_progress": (409, "another copy of this request holds its Idempotency-Key; retry"),
     "wallet_locked": (409, "the wallet's usage lock was not had in time; retry"),
@@ -92,6 +93,9 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "change_decided": (422, "deciding a change decided already"),
     "change_stale": (422, "approving a credit limit whose wallet's limit changed since it was asked for"),
     "operators_exist": (422, "bootstrapping a third operator: operators add operators through this API"),
+    "rule_deleted": (422, "pausing or resuming a deleted automation rule (deleted is final)"),
+    "not_a_pool": (422, "a recurring allocation from a wallet that is not in an enterprise's or a reseller's tree"),
+    "member_not_in_pool": (422, "a recurring allocation's member that is not a child of its pool"),
     "rate_limited": (429, "the caller is over its rate limit for this class of action; retry after Retry-After"),
     "internal_error": (
         500,

@@ -117,7 +117,7 @@ def model_query(
 def wallet_operations() -> dict[tuple[str, str], tuple[str, Operation]]:
     """(route template, method): (its handler's name, the operation), for the wallets
     function's ROUTES table (functions/wallets/main.py)."""
-    wallet, lot = keyed("wallet", ref("Wallet")), keyed("lot", ref("Lot"))
+    wallet, lot, rule = keyed("wallet", ref("Wallet")), keyed("lot", ref("Lot")), keyed("rule", ref("Rule"))
     voided_by = obj(["voided_by"], voided_by=nullable(ID))
     every_lot = query("all", {"type": "boolean", "default": False}, "true: every lot, spent and expired ones too")
     after = query("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, "the previous page's next_after")
@@ -162,6 +162,30 @@ def wallet_operations() -> dict[tuple[str, str], tuple[str, Operation]]:
         ("/<id:wallet_id>/members", "GET"): (
             "members",
             Operation("Every wallet below a tree node, in id order", ref("Members"), query=(after, limit)),
+        ),
+        ("/<id:wallet_id>/rules", "GET"): (
+            "list_rules",
+            Operation(
+                "The caller's tenant's automation rules on a wallet that are not deleted, in id order",
+                keyed("rules", array(ref("Rule"))),
+            ),
+        ),
+        ("/<id:wallet_id>/rules", "POST"): (
+            "create_rule",
+            Operation("Create an automation rule on a wallet", rule, 201, "CreateRule", errors=WRITE_ERRORS),
+        ),
+        ("/rules/<id:rule_id>", "GET"): ("get_rule", Operation("One automation rule of the caller's tenant", rule)),
+        ("/rules/<id:rule_id>", "DELETE"): (
+            "delete_rule",
+            Operation("Delete a rule (kept, with status deleted); again, a no-op", rule, errors=WRITE_ERRORS),
+        ),
+        ("/rules/<id:rule_id>/pause", "POST"): (
+            "pause_rule",
+            Operation("Pause a rule", rule, errors=WRITE_ERRORS),
+        ),
+        ("/rules/<id:rule_id>/resume", "POST"): (
+            "resume_rule",
+            Operation("Make a rule active, and a threshold rule armed, again", rule, errors=WRITE_ERRORS),
         ),
         ("/lots/<id:lot_id>", "GET"): ("get_lot", Operation("One lot", lot)),
         ("/lots/<id:lot_id>/extend", "POST"): (

@@ -99,8 +99,9 @@ CHECKS = [
 @pytest.fixture(scope="module")
 def pool(stack):
     """Personal wallets with money and a lot, an enterprise tree with money allocated
-    down, and the transactions that made them; for the operators' API, fuzz principals
-    with grants (active and pending), the changes that wait, and a role."""
+    down, the transactions that made them, and automation rules on them; for the
+    operators' API, fuzz principals with grants (active and pending), the changes that
+    wait, and a role."""
     ensure_asset(stack, ASSET)
     wallets = [new_wallet(stack, ASSET, funded=1_000_000, owner_id=OWNER) for _ in range(3)]
     root = http(stack, "wallets", {"owner_id": "fuzz-corp", "asset": ASSET, "model": "enterprise"}, path="/wallets")
@@ -121,9 +122,17 @@ def pool(stack):
         allocation = {"wallet_id": member, "asset": ASSET, "amount": 10_000}
         assert http(stack, "allocate", allocation, key("fuzz-setup")).status_code == 201
     every = [*wallets, root_id, *members]
+    rules = [
+        http(stack, "wallets", body, path=f"/wallets/{wallet}/rules").json()["rule"]["id"]
+        for wallet, body in (
+            (wallets[2], {"kind": "low_balance", "threshold": 1000}),
+            (root_id, {"kind": "recurring_allocation", "amount": 10, "period": "day", "member_ids": members}),
+        )
+    ]
     made = {
         "wallets": every,
         "roots": [root_id],
+        "rules": rules,
         "lots": [row[0] for row in sql(stack, "SELECT id FROM ledger.lots WHERE wallet_id = ANY(:w)", w=every)],
         "transactions": [
             row[0] for row in sql(stack, "SELECT id FROM ledger.transactions WHERE wallet_id = ANY(:w)", w=every)
@@ -278,6 +287,7 @@ def realistic(case, pool):
         "root_wallet_id": pool["roots"],
         "lot_id": pool["lots"],
         "transaction_id": pool["transactions"],
+        "rule_id": pool["rules"],
     }
     for values in (case.path_parameters, case.body if isinstance(case.body, dict) else None):
         for name in list(values or ()):

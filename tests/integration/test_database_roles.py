@@ -47,6 +47,9 @@ MAY_EXECUTE = {
         "ledger.update_wallet(bigint,text,bigint,text,jsonb,jsonb,text)",
         "ledger.create_asset(text,smallint,text,jsonb)",
         "ledger.extend_lot(text,bigint,timestamp with time zone,text,text,jsonb)",
+        "ledger.rule_json(bigint)",
+        "ledger.create_rule(text,text,bigint,bigint,bigint,text,text,bigint[],jsonb,jsonb)",
+        "ledger.change_rule(bigint,text,text,jsonb)",
     },
     "access_admin": READS
     | CALLER

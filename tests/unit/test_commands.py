@@ -88,3 +88,46 @@ def test_history_query_converts_text_but_bounds_it():
 def test_update_wallet_needs_something_to_change():
     with pytest.raises(ValidationError):
         commands.UpdateWallet.model_validate({})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "auto_topup", "threshold": 0, "amount": 5000, "funding_ref": "pm_1"},
+        {"kind": "low_balance", "threshold": 2**63 - 1, "metadata": {"channel": "email"}},
+        {"kind": "recurring_allocation", "amount": 1, "period": "hour"},
+        {"kind": "recurring_allocation", "amount": 1, "period": "month", "member_ids": [4, 5]},
+    ],
+)
+def test_each_kind_of_rule_parses_with_its_fields(body):
+    assert commands.CreateRule.model_validate(body).kind == body["kind"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "auto_topup", "threshold": 10, "amount": 5000},  # no funding_ref
+        {"kind": "auto_topup", "threshold": 10, "amount": 5000, "funding_ref": "pm", "period": "day"},
+        {"kind": "low_balance"},
+        {"kind": "low_balance", "threshold": 10, "amount": 1},
+        {"kind": "low_balance", "threshold": -1},
+        {"kind": "low_balance", "threshold": 10.0},
+        {"kind": "low_balance", "threshold": "10"},
+        {"kind": "low_balance", "threshold": 2**63},
+        {"kind": "recurring_allocation", "amount": 1},
+        {"kind": "recurring_allocation", "amount": 0, "period": "day"},
+        {"kind": "recurring_allocation", "amount": 1, "period": "year"},
+        {"kind": "recurring_allocation", "amount": 1, "period": "day", "threshold": 3},
+        {"kind": "recurring_allocation", "amount": 1, "period": "day", "member_ids": []},
+        {"kind": "recurring_allocation", "amount": 1, "period": "day", "member_ids": [4, 4]},
+        {"kind": "recurring_allocation", "amount": 1, "period": "day", "member_ids": [0]},
+        {"kind": "recurring_allocation", "amount": 1, "period": "day", "member_ids": list(range(1, 1002))},
+        {"kind": "auto_topup", "threshold": 1, "amount": 1, "funding_ref": "pm\x00"},
+        {"kind": "auto_topup", "threshold": 1, "amount": 1, "funding_ref": "x" * 201},
+        {"kind": "overdraft", "threshold": 1},
+        {"kind": "low_balance", "threshold": 1, "wallet_id": 3},  # the wallet is the path's
+    ],
+)
+def test_a_rule_takes_only_its_kinds_fields_strictly(body):
+    with pytest.raises(ValidationError):
+        commands.CreateRule.model_validate(body)

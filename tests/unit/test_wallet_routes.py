@@ -74,6 +74,12 @@ def call(method, path, body=None):
         ("GET", "/wallets/transactions/14", "get_transaction", [14]),
         ("GET", "/assets", "list_assets", []),
         ("GET", "/wallets/assets", "list_assets", []),
+        ("GET", "/16/rules", "list_rules", [16]),
+        ("GET", "/rules/3", "get_rule", [3]),
+        ("GET", "/wallets/rules/3", "get_rule", [3]),
+        ("POST", "/rules/3/pause", "pause_rule", [3]),
+        ("POST", "/wallets/rules/3/resume", "resume_rule", [3]),
+        ("DELETE", "/rules/3", "delete_rule", [3]),
     ],
 )
 def test_each_path_reaches_its_call_with_or_without_the_prefix(method, path, call_name, args):
@@ -142,3 +148,10 @@ def test_a_method_the_path_does_not_take_is_a_405_naming_those_it_does(method, p
 def test_any_other_path_is_a_404(path):
     status, body = call("GET", path)
     assert (status, body["error"]["code"]) == (404, "route_not_found")
+
+
+def test_a_rule_is_created_on_the_wallet_of_the_path():
+    status, body = call("POST", "/wallets/16/rules", {"kind": "low_balance", "threshold": 500})
+    assert status == 201
+    assert body["rule"]["call"] == "create_rule"
+    assert body["rule"]["args"][0] == 16 and body["rule"]["args"][1]["threshold"] == 500
