@@ -32,6 +32,7 @@ locals {
     "outbox-sweep-tick"  = "* * * * *"
     "erp-reconcile-tick" = var.erp_reconcile_schedule
     "lot-expiry-tick"    = var.lot_expiry_schedule
+    "automation-tick"    = "* * * * *"
   }
 }
 
