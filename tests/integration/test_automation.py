@@ -19,6 +19,7 @@ from common.adapters.automation_store import AutomationStore
 from common.automation_engine import AutomationEngine
 from common.errors import DependencyUnavailable, InProgress
 from common.ledger import commands
+from tests.automation_support import auto_top_ups, charges, firings, provider, rule
 from tests.support import CALLER, balance, key, login_pool, new_wallet, sql
 
 
@@ -72,32 +73,6 @@ def notices_of(stack, subscription: str, rule_id: int) -> list[dict[str, Any]]:
 _seen: list[dict[str, Any]] = []
 
 
-def provider(stack, **control: Any) -> None:
-    requests.post(f"http://127.0.0.1:{stack.ports['payments']}/control", json=control).raise_for_status()
-
-
-def charges(stack, funding_ref: str) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{stack.ports['payments']}/charges"
-    return requests.get(url, params={"funding_ref": funding_ref}).json()["charges"]
-
-
-def rule(stack, kind: str, wallet_id: int, tenant: str = "tests", **fields: Any) -> int:
-    """A rule as the wallets function would have stored it (the table's owner here)."""
-    columns = ["tenant", "kind", "wallet_id", "created_by", *fields]
-    values = [":tenant", ":kind", ":wallet", "CAST(:by AS jsonb)", *(f":{name}" for name in fields)]
-    if "member_ids" in fields:
-        values[columns.index("member_ids")] = "CAST(:member_ids AS bigint[])"
-    return sql(
-        stack,
-        f"INSERT INTO ledger.automation_rules ({', '.join(columns)}) VALUES ({', '.join(values)}) RETURNING id",
-        tenant=tenant,
-        kind=kind,
-        wallet=wallet_id,
-        by=json.dumps({"principal": "tests"}),
-        **fields,
-    )[0][0]
-
-
 def event(stack, transaction_id: int) -> dict[str, Any]:
     return sql(stack, "SELECT event FROM ledger.outbox_events WHERE transaction_id = :t", t=transaction_id)[0][0]
 
@@ -118,23 +93,12 @@ def top_up(service, wallet_id: int, amount: int) -> int:
     return service.top_up(CALLER, cmd, key()).body["transaction"]["id"]
 
 
-def auto_top_ups(stack, rule_id: int) -> list[list[Any]]:
-    return sql(
-        stack,
-        "SELECT id, amount, external_ref FROM ledger.transactions"
-        " WHERE metadata ->> 'automation_rule_id' = CAST(:r AS text) ORDER BY id",
-        r=rule_id,
-    )
-
-
-def firings(stack, rule_id: int) -> list[str]:
-    return [r[0] for r in sql(stack, "SELECT status FROM ledger.automation_firings WHERE rule_id = :r", r=rule_id)]
-
-
 def test_under_32_concurrent_usages_that_cross_the_threshold_the_auto_top_up_fires_once(stack, engine):
     service, funding = bootstrap.service(), key("card")
     wallet = new_wallet(stack, funded=1000)
-    rule_id = rule(stack, "auto_topup", wallet, threshold=500, amount=1000, funding_ref=funding)
+    # below the threshold from the first usage on, and never back above it (a top-up
+    # of 5 can't lift it): one crossing, however the 32 events interleave
+    rule_id = rule(stack, "auto_topup", wallet, threshold=990, amount=5, funding_ref=funding)
 
     def use_and_handle_its_event(_: int) -> None:
         engine.on_event(event(stack, use(service, wallet, 20)))
@@ -143,9 +107,9 @@ def test_under_32_concurrent_usages_that_cross_the_threshold_the_auto_top_up_fir
         list(pool.map(use_and_handle_its_event, range(32)))
     posted = auto_top_ups(stack, rule_id)
     assert len(charges(stack, funding)) == 1 and len(posted) == 1
-    assert posted[0][1] == 1000 and posted[0][2] == charges(stack, funding)[0]["charge_id"]
+    assert posted[0][1] == 5 and posted[0][2] == charges(stack, funding)[0]["charge_id"]
     assert firings(stack, rule_id) == ["finished"]
-    assert balance(stack, wallet) == 1000 - 32 * 20 + 1000
+    assert balance(stack, wallet) == 1000 - 32 * 20 + 5
     # the auto top-up's own event, and every event again: nothing more
     for transaction_id in [posted[0][0]]:
         assert engine.on_event(event(stack, transaction_id))["acted"] == []
