@@ -215,3 +215,16 @@ def test_the_database_holds_one_auto_top_up_of_a_wallet_in_flight(stack):
     sql(stack, insert, r=rules[0], w=wallet)
     with pytest.raises(DatabaseError, match="automation_firings_one_topup_in_flight"):
         sql(stack, insert, r=rules[1], w=wallet)
+
+
+def test_a_charge_that_timed_out_is_found_by_its_key_and_charged_once(stack):
+    from common.adapters.payments_http import HttpPaymentProvider
+
+    funding, settings = key("card"), stack.settings()
+    impatient = HttpPaymentProvider(settings.payment_provider_url, settings.payment_provider_token, timeout_s=0.2)
+    provider(stack, funding_ref=funding, delay_s=1)  # charges, then answers too late
+    with pytest.raises(DependencyUnavailable):
+        impatient.charge("auto-topup:1:event:1", funding, 100, "TST")
+    provider(stack, funding_ref=funding, delay_s=0)
+    charge = impatient.charge("auto-topup:1:event:1", funding, 100, "TST")
+    assert charge.confirmed and [c["charge_id"] for c in charges(stack, funding)] == [charge.charge_id]
