@@ -390,3 +390,40 @@ def erp_export() -> Any:
         retry_max_s=settings.erp_retry_max_s,
         budget_s=settings.erp_pass_budget_s,
     )
+
+
+# Automatic actions (functions/automation) -------------------------------------
+
+
+@once
+def automation_store() -> Any:
+    from common.adapters.automation_store import AutomationStore
+
+    return AutomationStore(pool(), attempts=get_settings().posting_attempts)
+
+
+@once
+def payment_provider() -> Any:
+    from common.adapters.payments_http import HttpPaymentProvider
+
+    settings = get_settings()
+    return HttpPaymentProvider(
+        settings.payment_provider_url, settings.payment_provider_token, settings.payment_timeout_s
+    )
+
+
+@once
+def notices() -> Any:
+    from common.adapters.pubsub_notices import PubSubNotices
+
+    settings = get_settings()
+    client = publisher_client()
+    topic = client.topic_path(settings.gcp_project, settings.notifications_topic)
+    return PubSubNotices(client, topic, settings.events_publish_timeout_s)
+
+
+@once
+def automation_engine() -> Any:
+    from common.automation_engine import AutomationEngine
+
+    return AutomationEngine(automation_store(), service(), payment_provider, notices)

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 # on its tick topic, as Eventarc gives it in Google Cloud.
 FUNCTIONS = discover()
 ERP_TOKEN = "local-erp-token"  # the local ERP receiver's credential; in Google Cloud, a secret
+PAYMENT_PROVIDER_TOKEN = "local-payment-provider-token"  # the local fake provider's; a secret there too
 
 DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400, "docs": 54500}  # docs: tests/e2e/test_docs_examples.py
 PORT_BLOCK = 50  # ports from a stack's base: services at +0..+9, functions from +10
@@ -73,6 +74,7 @@ class Stack:
             "pubsub": self.port_base + 3,
             "erp": self.port_base + 4,
             "issuer": self.port_base + 5,
+            "payments": self.port_base + 6,
         }
         for offset, name in enumerate(FUNCTIONS):
             ports[name] = self.port_base + 10 + offset
@@ -100,6 +102,8 @@ class Stack:
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "LEDGER_ERP_URL": f"http://127.0.0.1:{p['erp']}",
             "LEDGER_ERP_TOKEN": ERP_TOKEN,
+            "LEDGER_PAYMENT_PROVIDER_URL": f"http://127.0.0.1:{p['payments']}",
+            "LEDGER_PAYMENT_PROVIDER_TOKEN": PAYMENT_PROVIDER_TOKEN,
             # the local token issuer (emulators/issuer.py), trusted as Google's are in the cloud
             "LEDGER_AUTH_ISSUERS": json.dumps(issuer.trusted_issuers(p["issuer"])),
             "LEDGER_CURSOR_KEY": self.cursor_key,
@@ -491,6 +495,24 @@ class Stack:
             )
         wait_for(lambda: http_ok(url), "ERP receiver", 20)
 
+    # The payment provider stand-in --------------------------------------------
+
+    def start_payments(self) -> None:
+        url = f"http://127.0.0.1:{self.ports['payments']}/health"
+        if not http_ok(url):
+            self._spawn(
+                "payments",
+                [
+                    sys.executable,
+                    "-m",
+                    "emulators.payment_provider",
+                    f"--port={self.ports['payments']}",
+                    f"--token={PAYMENT_PROVIDER_TOKEN}",
+                ],
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+        wait_for(lambda: http_ok(url), "payment provider", 20)
+
     # The local token issuer --------------------------------------------------
 
     @property
@@ -585,6 +607,7 @@ class Stack:
             "pubsub": self.start_pubsub,
             "erp": self.start_erp,
             "issuer": self.start_issuer,
+            "payments": self.start_payments,
         }
         if name in starters:
             starters[name]()
@@ -616,6 +639,7 @@ class Stack:
         self.start_pubsub()
         self.start_erp()
         self.start_issuer()
+        self.start_payments()
         database.migrate(self.owner_dsn())
         if functions:
             self.start_functions()
@@ -658,6 +682,7 @@ class Stack:
             ("pubsub emulator", f"127.0.0.1:{p['pubsub']}"),
             ("ERP receiver", f"http://127.0.0.1:{p['erp']}"),
             ("token issuer", f"{self.issuer}/certs"),
+            ("payment provider", f"http://127.0.0.1:{p['payments']}"),
         ]
         rows += [(f"function {name}", self.function_url(name)) for name in FUNCTIONS]
         return rows

@@ -12,6 +12,8 @@
 --                        the export's and the auditor's rights, no more
 --   erp_exporter         the ERP export and its reconciliation (90_erp_export.sql)
 --   ledger_access        the operators' access function (75_access.sql)
+--   ledger_automation    the automation function: a poster, plus the rules' decisions
+--                        (78_automation.sql)
 --
 -- None of them has a plain INSERT, UPDATE, DELETE or TRUNCATE on any table: money moves
 -- only through commit_posting(s) and expire_lots, and wallets, assets, credit limits,
@@ -32,7 +34,8 @@ DECLARE
   v_role text;
 BEGIN
   FOREACH v_role IN ARRAY ARRAY['ledger_poster', 'ledger_wallet_admin', 'ledger_relay', 'ledger_jobs',
-                                'ledger_auditor', 'ledger_operator', 'erp_exporter', 'ledger_access'] LOOP
+                                'ledger_auditor', 'ledger_operator', 'erp_exporter', 'ledger_access',
+                                'ledger_automation'] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
       EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
     END IF;
@@ -41,7 +44,7 @@ BEGIN
   -- granted goes, and a login still in it can do nothing here.
   FOREACH v_role IN ARRAY ARRAY['PUBLIC', 'ledger_app', 'ledger_poster', 'ledger_wallet_admin', 'ledger_relay',
                                 'ledger_jobs', 'ledger_auditor', 'ledger_operator', 'erp_exporter',
-                                'ledger_access'] LOOP
+                                'ledger_access', 'ledger_automation'] LOOP
     IF v_role = 'PUBLIC' OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
       EXECUTE format('REVOKE ALL ON SCHEMA ledger, erp FROM %s', v_role);
       EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA ledger, erp FROM %s', v_role);
@@ -194,6 +197,20 @@ GRANT SELECT ON
   TO erp_exporter;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA erp TO erp_exporter;
 GRANT EXECUTE ON FUNCTION ledger.iso_utc(timestamptz) TO erp_exporter;
+
+-- The automation function: ledger_automation ------------------------------------
+--
+-- Posts auto top-ups and recurring allocations as the money functions do (a member of
+-- ledger_poster), reads the rules and their firings, and records firings only through
+-- automation_fire and automation_record (78_automation.sql). It can't change a rule:
+-- rules change through the wallets function's audited procedures.
+
+GRANT ledger_poster TO ledger_automation;
+GRANT SELECT ON ledger.automation_rules, ledger.automation_firings TO ledger_automation;
+GRANT EXECUTE ON FUNCTION
+  ledger.automation_fire(bigint, text),
+  ledger.automation_record(bigint, text, text, bigint, jsonb)
+  TO ledger_automation;
 
 -- The operator's CLI: ledger_operator ---------------------------------------------
 --

@@ -177,6 +177,7 @@ EXPECTED_LOGINS = {
     "lot_expiry": "jobs",
     "erp_export": "exporter",
     "erp_reconcile": "exporter",
+    "automation": "automation",
 }
 
 

@@ -1,0 +1,58 @@
+"""The payment provider over HTTP (locally emulators/payment_provider.py).
+
+POST {url}/charges {"funding_ref", "amount", "asset"} with the charge's idempotency key
+as Idempotency-Key and the credential (a Secret Manager secret in Google Cloud, through
+LEDGER_PAYMENT_PROVIDER_TOKEN) as a bearer token. 201 or 200 with "status" confirmed or
+declined is the answer; anything else, or none within the timeout, is the provider
+unavailable: the charge may or may not have happened, and the same key finds out.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from common.errors import DependencyUnavailable
+from common.payments import Charge
+
+ANSWERS = ("confirmed", "declined")
+
+
+class HttpPaymentProvider:
+    def __init__(self, url: str, token: str, timeout_s: float) -> None:
+        self._url = url.rstrip("/")
+        self._token = token
+        self._timeout_s = timeout_s
+        self._local = threading.local()  # a requests.Session per thread: they are not thread-safe
+
+    def _session(self) -> Any:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests  # on the first charge: most events never charge
+
+            session = self._local.session = requests.Session()
+            if self._token:
+                session.headers["Authorization"] = f"Bearer {self._token}"
+        return session
+
+    def charge(self, key: str, funding_ref: str, amount: int, asset: str) -> Charge:
+        import requests
+
+        if not self._url:
+            raise DependencyUnavailable("no payment provider is configured (LEDGER_PAYMENT_PROVIDER_URL)")
+        try:
+            response = self._session().post(
+                f"{self._url}/charges",
+                json={"funding_ref": funding_ref, "amount": amount, "asset": asset},
+                headers={"Idempotency-Key": key},
+                timeout=self._timeout_s,
+            )
+        except requests.RequestException as error:
+            raise DependencyUnavailable(f"the payment provider is unreachable: {type(error).__name__}") from error
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code not in (200, 201) or not isinstance(body, dict) or body.get("status") not in ANSWERS:
+            raise DependencyUnavailable(f"the payment provider answered HTTP {response.status_code}")
+        return Charge(str(body["status"]), str(body["charge_id"]), body.get("reason"))

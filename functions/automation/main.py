@@ -1,0 +1,56 @@
+"""Pub/Sub function `automation`: event-driven automatic actions (docs/automation.md).
+
+Two kinds of push arrive, told apart by the topic the CloudEvent's source names:
+- a ledger event (the events topic; the data is the event's JSON): the threshold rules
+  (auto top-up, low-balance notice) of every customer wallet it moved are judged on the
+  wallet's balance now;
+- Cloud Scheduler's tick (the automation tick topic): the recurring allocations due
+  this period, and firings a lost delivery left in flight.
+
+A dependency down fails the delivery, so Pub/Sub brings it again (with backoff, then
+to the dead-letter topic): every firing is idempotent per (rule, trigger), so the
+redelivery does nothing twice. An event that is not a ledger event is logged and
+acknowledged: a retry could not make it one.
+"""
+
+import base64
+import json
+import logging
+
+import functions_framework
+
+from common import bootstrap, logs
+from common.automation import topic_of
+from common.config import get_settings
+from common.errors import DependencyUnavailable, InProgress
+
+log = logging.getLogger("ledger.automation")
+logs.configure_from_settings()
+
+
+@functions_framework.cloud_event
+def automation(cloud_event):
+    topic = topic_of(cloud_event["source"])
+    try:
+        if topic == get_settings().events_topic:
+            event = _ledger_event(cloud_event.data)
+            if event is None:
+                return
+            report = bootstrap.automation_engine().on_event(event)
+        else:
+            report = bootstrap.automation_engine().on_tick()
+    except (DependencyUnavailable, InProgress) as error:
+        log.error("automatic actions could not run", extra={"topic": topic, "error": error.message})
+        raise
+    if report["acted"]:
+        log.info("automatic actions", extra={"topic": topic, **report})
+
+
+def _ledger_event(data):
+    try:
+        event = json.loads(base64.b64decode(data["message"]["data"]))
+        int(event["transaction_id"])
+        return event
+    except (KeyError, TypeError, ValueError) as error:
+        log.error("not a ledger event: acknowledged, not acted on", extra={"error": f"{type(error).__name__}"})
+        return None
