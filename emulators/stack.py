@@ -28,19 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from emulators import database, issuer, logins, prerequisites
-from infra.functions import discover, push_functions, tick_functions, topics_of
+from infra.functions import PORT_BLOCK, discover, push_functions, tick_functions, topics_of
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Every folder under functions/ (infra/functions.py), in name order: the functions'
-# local ports follow that order. A Pub/Sub-triggered function gets a push subscription
-# on its tick topic, as Eventarc gives it in Google Cloud.
+# Every folder under functions/ (infra/functions.py), each on the port its deploy.json's
+# local_port_offset names. A Pub/Sub-triggered function gets a push subscription on its
+# tick topic, as Eventarc gives it in Google Cloud, and on each topic pushed to it.
 FUNCTIONS = discover()
 ERP_TOKEN = "local-erp-token"  # the local ERP receiver's credential; in Google Cloud, a secret
 PAYMENT_PROVIDER_TOKEN = "local-payment-provider-token"  # the local fake provider's; a secret there too
 
 DEFAULT_PORT_BASE = {"dev": 54300, "test": 54400, "docs": 54500}  # docs: tests/e2e/test_docs_examples.py
-PORT_BLOCK = 50  # ports from a stack's base: services at +0..+9, functions from +10
 RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 PROJECT = "demo-wallet-ledger"
 
@@ -76,8 +75,8 @@ class Stack:
             "issuer": self.port_base + 5,
             "payments": self.port_base + 6,
         }
-        for offset, name in enumerate(FUNCTIONS):
-            ports[name] = self.port_base + 10 + offset
+        for name, function in FUNCTIONS.items():
+            ports[name] = self.port_base + function.local_port_offset
         return ports
 
     def function_url(self, name: str) -> str:

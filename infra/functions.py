@@ -60,6 +60,11 @@ LOGINS_BY_TRIGGER = {
 _TRIGGERS = {"http": "http", "cloud_event": "event"}
 
 
+# A local stack's ports (emulators/stack.py): services from its base, functions from
+# FIRST_PORT_OFFSET, all within PORT_BLOCK.
+FIRST_PORT_OFFSET, PORT_BLOCK = 10, 50
+
+
 class FunctionFolderError(ValueError):
     """A function folder that does not say what the deployment needs to know."""
 
@@ -73,6 +78,10 @@ class Function:
     push_topic_settings: tuple[str, ...] = ()  # Settings fields: topics whose messages it takes
     dead_letter_topic_setting: str | None = None  # a Settings field: where undeliverable pushes go
     database_login: str = ""
+    # The function's local port, as an offset from its stack's base (emulators/stack.py):
+    # fixed per function, so a new function never moves the others' ports (the docs'
+    # examples name them).
+    local_port_offset: int = 0
 
     @property
     def source(self) -> Path:
@@ -81,7 +90,16 @@ class Function:
 
 def discover(root: Path = FUNCTIONS_DIR) -> dict[str, Function]:
     """Every function under `root`, by name, in name order."""
-    return {folder.name: read(folder) for folder in sorted(root.iterdir()) if (folder / "main.py").is_file()}
+    found = {folder.name: read(folder) for folder in sorted(root.iterdir()) if (folder / "main.py").is_file()}
+    offsets: dict[int, str] = {}
+    for name, function in found.items():
+        if function.local_port_offset in offsets:
+            raise FunctionFolderError(
+                f"{name} and {offsets[function.local_port_offset]} have the same local_port_offset"
+                f" {function.local_port_offset}"
+            )
+        offsets[function.local_port_offset] = name
+    return found
 
 
 def read(folder: Path) -> Function:
@@ -111,6 +129,13 @@ def read(folder: Path) -> Function:
         kind = "an HTTP" if trigger == "http" else "a triggered"
         raise FunctionFolderError(
             f"{folder}: {kind} function logs in as one of {', '.join(LOGINS_BY_TRIGGER[trigger])}"
+        )
+    if not (
+        isinstance(function.local_port_offset, int) and FIRST_PORT_OFFSET <= function.local_port_offset < PORT_BLOCK
+    ):
+        raise FunctionFolderError(
+            f"{folder}: {DECLARATION} must name a local_port_offset from {FIRST_PORT_OFFSET} to {PORT_BLOCK - 1}"
+            " that no other function has"
         )
     return function
 

@@ -200,16 +200,36 @@ def test_terraform_deploys_what_function_list_tf_reads():
 
 
 def write_function(root: Path, name: str, main: str, declaration: dict | None = None) -> None:
+    """A function folder; its deploy.json gets a local port of its own unless it names one."""
     (root / name).mkdir(parents=True)
     (root / name / "main.py").write_text(main)
     if declaration is not None:
-        (root / name / "deploy.json").write_text(json.dumps(declaration))
+        port = {"local_port_offset": 10 + sum(1 for _ in root.iterdir())}
+        (root / name / "deploy.json").write_text(json.dumps({**port, **declaration}))
 
 
 HTTP_MAIN = "import functions_framework\n\n\n@functions_framework.http\n@decorated\ndef {name}(request):\n    pass\n"
 TICK_MAIN = "import functions_framework\n\n\n@functions_framework.cloud_event\ndef {name}(cloud_event):\n    pass\n"
 TICK = {"tick_topic_setting": "lot_expiry_tick_topic", "tick_schedule_setting": "lot_expiry_schedule"}
 JOBS = {**TICK, "database_login": "jobs"}
+
+
+def test_each_function_keeps_a_local_port_of_its_own(tmp_path):
+    write_function(tmp_path, "a", HTTP_MAIN.format(name="a"), {"database_login": "poster", "local_port_offset": 12})
+    write_function(tmp_path, "b", HTTP_MAIN.format(name="b"), {"database_login": "poster", "local_port_offset": 12})
+    with pytest.raises(FunctionFolderError, match="b and a have the same local_port_offset 12"):
+        discover(tmp_path)
+    for offset in (None, 9, 50, "12"):
+        folder = tmp_path / f"c{offset}"
+        write_function(folder, "c", HTTP_MAIN.format(name="c"), {"database_login": "poster"})
+        declared = json.loads((folder / "c" / "deploy.json").read_text())
+        if offset is None:
+            del declared["local_port_offset"]
+        else:
+            declared["local_port_offset"] = offset
+        (folder / "c" / "deploy.json").write_text(json.dumps(declared))
+        with pytest.raises(FunctionFolderError, match="must name a local_port_offset"):
+            discover(folder)
 
 
 def test_discovery_reads_the_decorator_and_the_declaration(tmp_path):
