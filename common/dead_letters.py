@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,13 @@ def pull_all(subscriber: Any, path: str) -> list[DeadLetter]:
     """Every message waiting, each once (the newest delivery of it, if one came twice)."""
     found: dict[str, DeadLetter] = {}
     while True:
-        response = subscriber.pull(request={"subscription": path, "max_messages": PULL_BATCH}, timeout=30)
+        # what is waiting now, not a wait for more (deprecated for the service, where a
+        # pull can come back empty while messages wait: list again to be sure)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            response = subscriber.pull(
+                request={"subscription": path, "max_messages": PULL_BATCH, "return_immediately": True}, timeout=30
+            )
         fresh = 0
         for received in response.received_messages:
             message = received.message
