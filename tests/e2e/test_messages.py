@@ -161,18 +161,20 @@ def test_a_malformed_message_goes_to_the_dead_letters_at_once_with_its_reason(st
 
 
 def test_a_transient_failure_is_retried_until_the_dependency_is_back_and_posts_once(stack, results, own_topic):
-    wallet, k = new_wallet(stack), key("pay")
-    topic = own_topic(["payment_service"], max_deliveries=50)  # never dead-lettered while Postgres restarts
-    stack.stop_service("postgres")
+    """Redis down: the usage has its principal and its key claimed, and fails on the
+    wallet's lock, inside the ledger service (where a final refusal would be answered)."""
+    wallet, k = new_wallet(stack, funded=100), key("use")
+    topic = own_topic(["metering_service"], max_deliveries=50)  # never dead-lettered while Redis restarts
+    stack.stop_service("redis")
     try:
-        data = publish(stack, topic, topup(wallet, k))
+        data = publish(stack, topic, {"action": "usage", "idempotency_key": k, "request": usage(wallet, 30)})
         failure = _eventually(lambda: bootstrap.action_failures().get(failure_id(data, {})))
-        assert "postgres" in failure["last_error"] or "database" in failure["last_error"], failure
+        assert failure["last_error"].startswith("dependency_unavailable"), failure
     finally:
-        stack.start_service("postgres")
+        stack.start_service("redis")
     (answer,) = results(k)
     assert answer["status"] == "posted", answer
-    assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 500
+    assert postings_with_key(stack, k) == 1 and balance(stack, wallet) == 70
 
 
 def test_a_message_that_keeps_failing_is_dead_lettered_and_replays_once(stack, results, own_topic):
