@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 from common import messages
 from common.auth.callers import Caller, Principal
+from common.auth.tokens import TOPIC_ISSUER as ISSUER
 from common.errors import LedgerError
 from common.messages import Envelope, Malformed, Message
 from common.strict_json import validated
 
 log = logging.getLogger("ledger.messages")
-ISSUER = "pubsub"
 # action -> (its command in common/ledger/commands.py, LedgerService's method)
 ACTIONS = {
     "topup": ("TopUp", "top_up"),

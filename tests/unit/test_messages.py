@@ -272,3 +272,24 @@ def test_a_result_that_cannot_be_published_is_delivered_again():
     use_case, _, _ = actions(Service(Outcome(201, {"transaction": {"id": 9}})), publisher=Published(fail=True))
     with pytest.raises(Redeliver):
         use_case.handle(message(single()))
+
+
+# A topic as a principal ------------------------------------------------------------------
+
+
+def test_the_operators_api_can_register_a_topic_as_a_principal():
+    from common.auth.commands import CreatePrincipal
+
+    topic = CreatePrincipal.model_validate(
+        {"id": "balance-actions", "issuer": "pubsub", "subject": TOPIC, "kind": "service", "tenant": "payments"}
+    )
+    assert (topic.issuer, topic.subject) == ("pubsub", TOPIC)
+
+
+def test_no_token_issuer_may_be_the_topics_issuer():
+    """Else a token naming a topic as its subject would post as that topic's publisher."""
+    from common.auth.tokens import parse_issuers
+
+    trusted = [{"issuer": "pubsub", "certs_url": "https://example.com/certs", "audiences": ["a"]}]
+    with pytest.raises(ValueError, match="topics' issuer"):
+        parse_issuers(json.dumps(trusted))
