@@ -51,6 +51,11 @@ class TrustedIssuer:
         return any(url.scheme != "https" or (url.hostname or "") in LOOPBACK_HOSTS for url in urls)
 
 
+# The issuer of the principals that are Pub/Sub topics (common/message_actions.py): no
+# token is ever trusted from it, so no HTTP caller can be a topic.
+TOPIC_ISSUER = "pubsub"
+
+
 def parse_issuers(raw: str) -> dict[str, TrustedIssuer]:
     """The trusted issuers, by issuer string; a malformed setting stops the function."""
     if not raw.strip():
@@ -65,6 +70,9 @@ def parse_issuers(raw: str) -> dict[str, TrustedIssuer]:
         raise ValueError(f"LEDGER_AUTH_ISSUERS is not a JSON list of issuers: {error}") from None
     if any(not issuer.audiences for issuer in issuers):
         raise ValueError("LEDGER_AUTH_ISSUERS: every issuer needs at least one audience")
+    if any(issuer.issuer == TOPIC_ISSUER for issuer in issuers):
+        # a token from such an issuer could name a topic and post as its publisher
+        raise ValueError(f"LEDGER_AUTH_ISSUERS: {TOPIC_ISSUER!r} is the action topics' issuer, not a token's")
     return {issuer.issuer: issuer for issuer in issuers}
 
 

@@ -26,7 +26,9 @@ def heavy_modules_loaded_by(code: str) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", ["topup", "bonus", "usage", "transfer", "void", "wallets", "access", "erp_export"])
+@pytest.mark.parametrize(
+    "name", ["topup", "bonus", "usage", "transfer", "void", "wallets", "access", "erp_export", "actions"]
+)
 def test_importing_a_function_loads_no_client_library(name):
     loader = (
         f"import importlib.util\n"

@@ -1,0 +1,295 @@
+"""Balance actions as messages, without I/O: the envelope (common/messages.py), and what
+the use case (common/message_actions.py) does with each kind of outcome."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from common import messages
+from common.auth.callers import Grant, Principal
+from common.errors import DependencyUnavailable, InProgress, InvalidRequest, NotFound, OutcomeUnknown, Refused
+from common.idempotency import Outcome
+from common.intake import IntakeResult, RecordOutcome
+from common.message_actions import MessageActions, Redeliver
+from common.messages import Malformed, Message
+
+TOPIC = "projects/p/topics/balance-actions"
+TOPUP = {"wallet_id": 16, "asset": "IDR", "amount": 500, "external_ref": "psp-1"}
+
+
+def message(body: Any, **attributes: str) -> Message:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Message(TOPIC, "m-1", data, attributes)
+
+
+def single(**fields: Any) -> dict[str, Any]:
+    return {"action": "topup", "idempotency_key": "k-1", "request": TOPUP, **fields}
+
+
+# The envelope ---------------------------------------------------------------------------
+
+
+def test_a_pushed_events_source_names_the_topic():
+    assert messages.topic_of("//pubsub.googleapis.com/projects/p/topics/t") == "projects/p/topics/t"
+    with pytest.raises(Malformed):
+        messages.topic_of("//pubsub.googleapis.com/")
+
+
+def test_a_single_action_takes_its_key_from_the_data_or_an_attribute():
+    assert messages.parse(message(single()), 1000).key == "k-1"
+    without = {"action": "topup", "request": TOPUP}
+    envelope = messages.parse(message(without, idempotency_key="k-2", correlation_id="c"), 1000)
+    assert (envelope.key, envelope.correlation_id, envelope.request) == ("k-2", "c", TOPUP)
+    assert messages.parse(message(single(), idempotency_key="k-1"), 1000).key == "k-1"  # the same twice is fine
+
+
+@pytest.mark.parametrize(
+    ("data", "attributes", "reason"),
+    [
+        (b"not json", {}, "not valid JSON"),
+        (b"[1, 2]", {}, "must be a JSON object"),
+        (b'{"action": "topup", "action": "void"}', {}, "a key appears twice"),
+        (b"[" * 40 + b"]" * 40, {}, "levels deep"),
+        (single(action="mint"), {}, "unknown action 'mint'"),
+        (single(extra=1), {}, "unknown fields ['extra']"),
+        ({"action": "topup", "request": TOPUP}, {}, "needs an idempotency_key"),
+        (single(idempotency_key=""), {}, "needs an idempotency_key"),
+        (single(idempotency_key="é"), {}, "needs an idempotency_key"),
+        (single(idempotency_key=7), {}, "must be a string"),
+        (single(), {"idempotency_key": "k-other"}, "field and attribute differ"),
+        (single(request=[TOPUP]), {}, "must be a JSON object"),
+        ({"action": "usage_batch", "batch_id": "b", "records": []}, {}, "1 to 3 usage bodies"),
+        ({"action": "usage_batch", "batch_id": "b", "records": [{}] * 4}, {}, "1 to 3 usage bodies"),
+        ({"action": "usage_batch", "batch_id": "b", "records": {}}, {}, "1 to 3 usage bodies"),
+        ({"action": "usage_batch", "records": [{}]}, {}, "needs a batch_id"),
+        ({"action": "usage_batch", "batch_id": "b", "records": [{}], "request": {}}, {}, "unknown fields"),
+        (b" " * (messages.MAX_DATA_BYTES + 1), {}, "over 1048576 bytes"),
+    ],
+)
+def test_a_malformed_message_says_why(data, attributes, reason):
+    with pytest.raises(Malformed) as raised:
+        messages.parse(message(data, **attributes), batch_max=3)
+    assert reason in raised.value.reason
+
+
+def test_a_batch_keeps_its_records_in_order():
+    records = [{"usage_id": "a"}, "not even an object"]
+    envelope = messages.parse(message({"action": "usage_batch", "batch_id": "b-1", "records": records}), 1000)
+    assert envelope.is_batch and envelope.key == "b-1" and envelope.records == tuple(records)
+
+
+# Outcomes and the messages sent back ---------------------------------------------------
+
+
+def test_what_can_succeed_later_is_transient_and_what_cannot_is_final():
+    assert messages.transient(DependencyUnavailable("down")) and messages.transient(OutcomeUnknown("?"))
+    assert messages.transient(InProgress("busy")) and messages.transient(RuntimeError("a bug"))
+    assert messages.refusal(Refused("no", code="insufficient_funds")).status == "refused"
+    assert messages.refusal(InvalidRequest("bad", code="validation_failed")).status == "invalid"
+    assert messages.refusal(NotFound("hidden", code="wallet_not_found")).status == "forbidden"
+    assert not messages.transient(Refused("no"))
+
+
+def test_a_stored_refusal_replays_as_refused_and_a_posting_as_posted_or_replayed():
+    refusal = {"error": {"code": "insufficient_funds", "message": "m", "details": None}}
+    assert messages.answered(422, refusal, replayed=True) == messages.Settled("refused", error=refusal["error"])
+    assert messages.answered(201, {"transaction": {"id": 1}}, replayed=False).status == "posted"
+    assert messages.answered(201, {"transaction": {"id": 1}}, replayed=True).status == "replayed"
+
+
+def test_a_result_is_keyed_for_the_publisher_to_filter_and_match():
+    m = message(single(), correlation_id="order-7")
+    envelope = messages.parse(m, 1000)
+    data, attributes = messages.single_result(m, envelope, messages.Settled("posted", transaction={"id": 3}))
+    assert attributes == {
+        "source_topic": TOPIC,
+        "action": "topup",
+        "key": "k-1",
+        "status": "posted",
+        "correlation_id": "order-7",
+    }
+    assert json.loads(data) == {
+        "source_topic": TOPIC,
+        "message_id": "m-1",
+        "action": "topup",
+        "idempotency_key": "k-1",
+        "correlation_id": "order-7",
+        "status": "posted",
+        "transaction": {"id": 3},
+        "error": None,
+    }
+
+
+def test_a_dead_letter_keeps_the_message_and_its_failure_id_survives_dead_lettering():
+    m = message(b"not json", marker="x")
+    data, attributes = messages.dead_letter(m, "the message's data is not valid JSON")
+    assert data == b"not json"
+    assert attributes == {
+        "marker": "x",
+        "dead_letter_reason": "the message's data is not valid JSON",
+        "dead_letter_source_topic": TOPIC,
+    }
+    by_pubsub = {"marker": "x", "CloudPubSubDeadLetterSourceDeliveryCount": "5"}
+    assert messages.failure_id(b"d", by_pubsub) == messages.failure_id(b"d", {"marker": "x"})
+    assert messages.failure_id(b"d", {"marker": "y"}) != messages.failure_id(b"d", {"marker": "x"})
+
+
+# The use case --------------------------------------------------------------------------
+
+
+class Published:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[tuple[str, dict, dict]] = []
+        self.fail = fail
+
+    def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
+        if self.fail:
+            raise DependencyUnavailable("pubsub down", details={"service": "pubsub"})
+        self.sent.append((topic, data if topic == "dead" else json.loads(data), attributes))
+        return "id"
+
+
+class Failures:
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str]] = []
+
+    def record(self, failure_id: str, error: str) -> None:
+        self.recorded.append((failure_id, error))
+
+
+class Service:
+    """Answers as told; keeps the callers it saw."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.callers: list[Any] = []
+
+    def top_up(self, caller: Any, cmd: Any, key: str) -> Outcome:
+        self.callers.append(caller)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer  # type: ignore[no-any-return]
+
+    def usage_batch(self, caller: Any, records: list[Any]) -> IntakeResult:
+        return self.answer  # type: ignore[no-any-return]
+
+
+PRINCIPAL = Principal(
+    "balance-actions", "pubsub", TOPIC, "service", "payments", grants=(Grant("p", frozenset({"topup"}), "all"),)
+)
+
+
+def actions(service: Service, principal: Principal | None = PRINCIPAL, publisher: Published | None = None):
+    published, failures = publisher or Published(), Failures()
+    use_case = MessageActions(
+        lambda: service,
+        lambda issuer, subject: principal if (issuer, subject) == ("pubsub", TOPIC) else None,
+        lambda: published,
+        lambda: failures,
+        results_topic="results",
+        dead_letter_topic="dead",
+        batch_max=1000,
+    )
+    return use_case, published, failures
+
+
+def test_a_posting_is_answered_on_the_results_topic_as_the_topics_principal():
+    service = Service(Outcome(201, {"transaction": {"id": 9}}))
+    use_case, published, _ = actions(service)
+    assert use_case.handle(message(single())) == "posted"
+    ((topic, body, attributes),) = published.sent
+    assert topic == "results" and body["transaction"] == {"id": 9} and attributes["key"] == "k-1"
+    assert service.callers[0].principal == PRINCIPAL and service.callers[0].client_request_id == "m-1"
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [(Refused("frozen", code="wallet_frozen"), "refused"), (InvalidRequest("bad", code="invalid_posting"), "invalid")],
+)
+def test_a_final_refusal_is_answered_and_acknowledged(answer, status):
+    use_case, published, failures = actions(Service(answer))
+    assert use_case.handle(message(single())) == status
+    assert published.sent[0][1]["error"]["code"] == answer.code and not failures.recorded
+
+
+def test_an_invalid_request_body_is_an_invalid_result_not_a_dead_letter():
+    use_case, published, _ = actions(Service(None))
+    assert use_case.handle(message(single(request={"wallet_id": 16}))) == "invalid"
+    assert published.sent[0][1]["error"]["code"] == "validation_failed"
+
+
+def test_a_topic_that_is_no_principal_is_forbidden_for_a_single_action_and_every_record():
+    use_case, published, _ = actions(Service(None), principal=None)
+    assert use_case.handle(message(single())) == "forbidden"
+    batch = {"action": "usage_batch", "batch_id": "b", "records": [{"usage_id": "u1"}, 5]}
+    assert use_case.handle(message(batch)) == "batch"
+    outcomes = published.sent[1][1]["outcomes"]
+    assert [(o["usage_id"], o["status"]) for o in outcomes] == [("u1", "forbidden"), (None, "forbidden")]
+
+
+@pytest.mark.parametrize(
+    "error", [DependencyUnavailable("down"), OutcomeUnknown("?"), InProgress("busy"), KeyError("bug")]
+)
+def test_a_transient_failure_publishes_nothing_records_why_and_is_delivered_again(error):
+    use_case, published, failures = actions(Service(error))
+    with pytest.raises(Redeliver):
+        use_case.handle(message(single()))
+    assert published.sent == []
+    ((failure_id, why),) = failures.recorded
+    assert failure_id == messages.failure_id(message(single()).data, {})
+    assert "Traceback" not in why and (error.__class__.__name__ in why or why.startswith(getattr(error, "code", "")))
+
+
+def test_a_batch_with_a_record_to_retry_is_delivered_again_whole():
+    intake = IntakeResult(
+        [
+            RecordOutcome(0, "u1", "posted", transaction_id=1),
+            RecordOutcome(1, "u2", "retry", "dependency_unavailable", "down"),
+        ]
+    )
+    use_case, published, failures = actions(Service(intake))
+    with pytest.raises(Redeliver):
+        use_case.handle(message({"action": "usage_batch", "batch_id": "b", "records": [{}, {}]}))
+    assert published.sent == [] and "record 1" in failures.recorded[0][1]
+
+
+def test_a_malformed_message_goes_to_the_dead_letters_and_is_acknowledged():
+    use_case, published, _ = actions(Service(None))
+    assert use_case.handle(message(b"{", marker="x")) == "dead_lettered"
+    ((topic, data, attributes),) = published.sent
+    assert (
+        topic == "dead"
+        and data == b"{"
+        and attributes["marker"] == "x"
+        and "not valid JSON" in attributes["dead_letter_reason"]
+    )
+
+
+def test_a_result_that_cannot_be_published_is_delivered_again():
+    use_case, _, _ = actions(Service(Outcome(201, {"transaction": {"id": 9}})), publisher=Published(fail=True))
+    with pytest.raises(Redeliver):
+        use_case.handle(message(single()))
+
+
+# A topic as a principal ------------------------------------------------------------------
+
+
+def test_the_operators_api_can_register_a_topic_as_a_principal():
+    from common.auth.commands import CreatePrincipal
+
+    topic = CreatePrincipal.model_validate(
+        {"id": "balance-actions", "issuer": "pubsub", "subject": TOPIC, "kind": "service", "tenant": "payments"}
+    )
+    assert (topic.issuer, topic.subject) == ("pubsub", TOPIC)
+
+
+def test_no_token_issuer_may_be_the_topics_issuer():
+    """Else a token naming a topic as its subject would post as that topic's publisher."""
+    from common.auth.tokens import parse_issuers
+
+    trusted = [{"issuer": "pubsub", "certs_url": "https://example.com/certs", "audiences": ["a"]}]
+    with pytest.raises(ValueError, match="topics' issuer"):
+        parse_issuers(json.dumps(trusted))
