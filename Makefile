@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint fuzz openapi bench bench-quick soak status reconcile chain verify-chain ops access token tokens bench-callers
+.PHONY: dev down test lint fuzz openapi bench bench-quick soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -41,6 +41,9 @@ verify-chain: $(STAMP) ## recompute the dev ledger's hash chain; exits 1 naming 
 
 ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
 	@$(PY) -m emulators run --operator $(PY) -m common.ops $(ARGS)
+
+dead-letters: $(STAMP) ## the balance actions' dead letters on the dev stack: make dead-letters ARGS="list" (or show ID, replay ID... / --all)
+	@$(PY) -m emulators run --operator $(PY) -m common.dead_letters $(ARGS)
 
 access: $(STAMP)    ## the operators' CLI for callers against the dev stack, as P (default ops): make access ARGS="principal list" (P=ops-2 ARGS="change approve 1")
 	@LEDGER_TOKEN=$$($(PY) -m emulators token $(or $(P),ops)) $(PY) -m common.access_cli $(ARGS)

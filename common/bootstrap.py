@@ -342,6 +342,44 @@ def chain_store() -> Any:
     return ChainStore(lambda sql, **params: run_with_retry(connections, lambda con: con.run(sql, **params)))
 
 
+# Balance actions as messages (functions/actions) --------------------------------------
+
+
+@once
+def message_publisher() -> Any:
+    """Results, dead letters and replays: the events' client, one wait per message."""
+    from common.adapters.pubsub_messages import MessagePublisher
+
+    settings = get_settings()
+    return MessagePublisher(publisher_client(), settings.gcp_project, settings.events_publish_timeout_s)
+
+
+@once
+def action_failures() -> Any:
+    from common.adapters.firestore_failures import FailureLog
+
+    settings = get_settings()
+    return FailureLog(firestore_client(), settings.action_failures_collection, settings.firestore_timeout_s)
+
+
+@once
+def message_actions() -> Any:
+    from common.auth.authenticate import CachedPrincipals
+    from common.message_actions import MessageActions
+
+    settings = get_settings()
+    return MessageActions(
+        service,
+        # a topic's grants are cached as a token's principal's are (auth_principal_ttl_s)
+        CachedPrincipals(access_store().principal, settings.auth_principal_ttl_s),
+        message_publisher,
+        action_failures,
+        results_topic=settings.action_results_topic,
+        dead_letter_topic=settings.actions_dead_letter_topic,
+        batch_max=settings.usage_batch_max,
+    )
+
+
 # The ERP export -------------------------------------------------------------------
 
 

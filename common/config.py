@@ -131,6 +131,7 @@ class Settings:
     actions_dead_letter_topic: str = "balance-actions-dead-letter"
     action_max_deliveries: int = 5
     usage_batch_max: int = 1000  # usage records in one bulk message
+    action_failures_collection: str = "action_failures"  # why a message is being retried (Firestore)
 
     # Event-driven automatic actions (functions/automation, docs/automation.md): pushed
     # every ledger event and a Cloud Scheduler tick; low-balance notices go to

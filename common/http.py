@@ -20,7 +20,6 @@ from common import bootstrap, timing
 from common.auth.callers import Caller
 from common.errors import (
     InProgress,
-    InvalidRequest,
     LedgerError,
     MethodNotAllowed,
     NotFound,
@@ -31,16 +30,14 @@ from common.errors import (
 )
 from common.idempotency import Outcome
 from common.rate_limits import Bucket, Decision, resolve, response_headers
+from common.strict_json import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # the edge's limit, as before
+from common.strict_json import loads_object, validated
 
 log = logging.getLogger("ledger.http")
 if TYPE_CHECKING:  # pydantic loads with the first request that parses a body (cold starts)
     from pydantic import BaseModel
 M = TypeVar("M", bound="BaseModel")
 MAX_BODY_BYTES = 64 * 1024
-# No valid request nests more than a few levels (metadata is flat, rate limits go three
-# deep). A limit far below Python's recursion limit keeps every recursive reader of the
-# body after this one (pydantic, json.dumps of a stored answer) far from a RecursionError.
-MAX_JSON_DEPTH = 32
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -202,34 +199,6 @@ def require_method(request: flask.Request, *allowed: str) -> None:
         raise MethodNotAllowed(f"use {' or '.join(allowed)}", details={"allowed": list(allowed)})
 
 
-class _RepeatedKey(ValueError):
-    pass
-
-
-def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are unique: with a repeated key the last value would win
-    silently, and two readers of one body could disagree on what it asks."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _RepeatedKey(sorted({key for key, _ in pairs if sum(1 for k, _ in pairs if k == key) > 1}))
-    return obj
-
-
-def _nesting_within(value: Any, limit: int) -> bool:
-    """Whether no array or object in `value` sits more than `limit` levels deep (the
-    top-level one is level 1). A walk with its own stack, so depth costs no recursion."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        node, depth = pending.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return False
-        pending.extend((child, depth + 1) for child in children)
-    return True
-
-
 def require_json(request: flask.Request) -> None:
     """A body is read only when it says it is JSON: a form post or a text body (a
     browser's cross-site form, a misconfigured client) is refused before any of it is
@@ -250,46 +219,11 @@ def json_object(request: flask.Request) -> dict[str, Any]:
     raw = request.stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-    try:
-        body = json.loads(raw, object_pairs_hook=_one_value_per_key)
-    except _RepeatedKey as error:
-        raise InvalidRequest(
-            "a key appears twice in one JSON object", code="invalid_json", details={"keys": error.args[0]}
-        ) from None
-    except RecursionError:  # deeper than the parser itself goes: far over the limit
-        raise _too_deep() from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidRequest("the body is not valid JSON", code="invalid_json") from error
-    if not _nesting_within(body, MAX_JSON_DEPTH):
-        raise _too_deep()
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object", code="invalid_json")
-    return body
-
-
-def _too_deep() -> InvalidRequest:
-    return InvalidRequest(
-        f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
-        code="invalid_json",
-        details={"max_depth": MAX_JSON_DEPTH},
-    )
+    return loads_object(raw)
 
 
 def parse(model: type[M], data: Any) -> M:
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        problems = [
-            {
-                "field": ".".join(str(part) for part in problem["loc"]) or None,
-                "message": problem["msg"],
-                "type": problem["type"],
-            }
-            for problem in error.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        raise InvalidRequest("the request is invalid", code="validation_failed", details=problems) from error
+    return validated(model, data)
 
 
 def money_action(

@@ -8,7 +8,7 @@ import click
 
 from emulators import database
 from emulators.prerequisites import PrerequisitesMissing
-from emulators.stack import Stack, StackError
+from emulators.stack import PROJECT, Stack, StackError
 
 INSTALL = click.option(
     "--install/--no-install", default=True, show_default=True, help="Install missing Debian packages with apt-get."
@@ -65,6 +65,10 @@ def up(stack: Stack, demo: bool, install: bool) -> None:
             token = stack.token(principal_id, lifetime_s=43200)
             click.echo(f"  export {token_variable(principal_id)}={token}")
         click.echo('  # or all at once: eval "$(make -s tokens)"; another principal: make token P=NAME')
+        topics = database.seed_topic_principals(stack.owner_dsn(), PROJECT)
+        click.echo("\nTopics whose messages post balance actions (docs/messages.md), each a principal:")
+        for topic in topics:
+            click.echo(f"  {topic}")
     click.echo(f"\nLocal stack '{stack.profile}' is up (data in {stack.state_dir}):")
     for name, where in stack.describe():
         click.echo(f"  {name:<22} {where}")

@@ -174,6 +174,32 @@ def register_principal(
         )
 
 
+# The local action topics' principals (docs/messages.md): a topic is its publisher's
+# identity, issuer "pubsub", subject the topic's full name. The metering topic shares
+# the metering service's tenant, so a usage id posts once whether it comes over HTTP or
+# as a message; the actions topic is the payment service's, with the back office's
+# scopes too for the demo (bonuses and voids as messages).
+TOPIC_ISSUER = "pubsub"
+TOPIC_PRINCIPALS = [
+    ("balance-actions", "payments", [("payment_service", "all", None), ("back_office", "all", None)]),
+    ("metering-usage", "metering", [("metering_service", "all", None)]),
+]
+
+
+def seed_topic_principals(dsn: dict[str, Any], project: str) -> list[str]:
+    """The action topics' principals (TOPIC_PRINCIPALS); returns their subjects."""
+    con = owner_connection(dsn)
+    try:
+        subjects = []
+        for topic, tenant, grants in TOPIC_PRINCIPALS:
+            subject = f"projects/{project}/topics/{topic}"
+            register_principal(con, topic, TOPIC_ISSUER, "service", tenant, None, grants, subject=subject)
+            subjects.append(subject)
+        return subjects
+    finally:
+        con.close()
+
+
 def seed_principals(dsn: dict[str, Any], issuer: str) -> list[str]:
     """The demo's callers (DEMO_PRINCIPALS), trusted from `issuer`; returns their ids."""
     con = owner_connection(dsn)

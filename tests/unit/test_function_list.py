@@ -86,7 +86,9 @@ def test_terraform_reads_the_folders_as_python_does(tmp_path):
 # Each function's database login: the kind of function it is, and so what it may do in
 # the database (db/schema/99_grants.sql). A new function must choose.
 EXPECTED_LOGINS = {
-    **dict.fromkeys(["addon", "allocate", "bonus", "reclaim", "topup", "transfer", "usage", "void"], "poster"),
+    **dict.fromkeys(
+        ["actions", "addon", "allocate", "bonus", "reclaim", "topup", "transfer", "usage", "void"], "poster"
+    ),
     "wallets": "wallet_admin",
     "access": "access_admin",
     "outbox_sweeper": "relay",

@@ -1,0 +1,36 @@
+"""Why a pushed message keeps failing: one Firestore document per message (its id:
+common/messages.failure_id), with its last error, how many deliveries failed, and
+when. Best effort, for the operator's dead-letter command: the redelivery does not
+depend on it, and Firestore being the dependency that is down is a reason it can't be
+written."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("ledger.messages")
+
+
+class FailureLog:
+    def __init__(self, client: Any, collection: str, timeout_s: float) -> None:
+        self._client = client
+        self._collection = collection
+        self._timeout_s = timeout_s
+
+    def record(self, failure_id: str, error: str) -> None:
+        from google.cloud import firestore
+
+        try:
+            self._client.collection(self._collection).document(failure_id).set(
+                {"last_error": error[:1000], "count": firestore.Increment(1), "at": firestore.SERVER_TIMESTAMP},
+                merge=True,
+                timeout=self._timeout_s,
+                retry=None,
+            )
+        except Exception as failure:  # noqa: BLE001 - best effort: the message is redelivered anyway
+            log.warning("could not record a message's failure", extra={"error": type(failure).__name__})
+
+    def get(self, failure_id: str) -> dict[str, Any] | None:
+        snapshot = self._client.collection(self._collection).document(failure_id).get(timeout=self._timeout_s)
+        return snapshot.to_dict() if snapshot.exists else None
