@@ -44,14 +44,21 @@ SELECT replayed, transaction_id, created_at, effective_at, array_to_string(balan
                    CAST(:lot_expires_at AS timestamptz), NULL, :tenant, CAST(:actor AS jsonb))
 """
 
-# The kept refusals and the postings of a batch's usage ids (a posting outranks a refusal).
+# The kept refusals and the postings of a batch's usage ids (a posting outranks a
+# refusal). One index lookup per id, whatever the tenant's size: the LIMIT keeps each
+# lookup a lateral one, which Postgres would otherwise flatten into a join that scans
+# every usage of the tenant (planned so on young statistics, and never rechecked).
 USAGE_DECISIONS_SQL = """
-SELECT usage_id, request_hash, NULL::bigint, code, message, details FROM ledger.usage_refusals
- WHERE tenant = :tenant AND usage_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))))
+SELECT u.usage_id, r.request_hash, NULL::bigint, r.code, r.message, r.details
+  FROM jsonb_array_elements_text(CAST(:ids AS jsonb)) AS u(usage_id),
+       LATERAL (SELECT * FROM ledger.usage_refusals r
+                 WHERE r.tenant = :tenant AND r.usage_id = u.usage_id LIMIT 1) r
 UNION ALL
-SELECT usage_id, request_hash, id, NULL, NULL, NULL FROM ledger.transactions
- WHERE tenant = :tenant AND action = 'usage' AND usage_id IS NOT NULL
-   AND usage_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))))
+SELECT u.usage_id, t.request_hash, t.id, NULL, NULL, NULL
+  FROM jsonb_array_elements_text(CAST(:ids AS jsonb)) AS u(usage_id),
+       LATERAL (SELECT t.request_hash, t.id FROM ledger.transactions t
+                 WHERE t.tenant = :tenant AND t.action = 'usage' AND t.usage_id IS NOT NULL
+                   AND t.usage_id = u.usage_id LIMIT 1) t
 """
 
 

@@ -230,3 +230,29 @@ def test_postgres_down_mid_batch_retries_the_rest_and_posts_nothing_twice(stack)
     assert statuses(redelivered) == ["replayed"] * MAX_POSTINGS_PER_CALL + ["posted"] * 20
     assert postings_of(stack, [r["usage_id"] for r in batch]) == {r["usage_id"]: 1 for r in batch}
     assert balance(stack, wallet) == 1000 - len(batch)
+
+
+def test_what_was_decided_is_looked_up_by_usage_id_not_by_scanning_the_tenant(stack, service):
+    """One index lookup per usage id of the batch: a tenant's millions of usages are not
+    read for each batch, whatever its statistics say."""
+    import json
+
+    from common.adapters.ledger_store import USAGE_DECISIONS_SQL
+
+    wallet = new_wallet(stack, funded=1000)
+    batch = [record(wallet, amount=1) for _ in range(200)]
+    service.usage_batch(CALLER, batch)
+    ids = json.dumps([batch[0]["usage_id"], batch[1]["usage_id"]])
+    [[plan]] = sql(stack, "EXPLAIN (ANALYZE, FORMAT JSON) " + USAGE_DECISIONS_SQL, tenant="tests", ids=ids)
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    read = sum(
+        n.get("Rows Removed by Filter", 0) + n.get("Actual Rows", 0) * n.get("Actual Loops", 1)
+        for n in nodes(plan[0]["Plan"])
+        if n.get("Relation Name") == "transactions"
+    )
+    assert read <= 2
