@@ -171,9 +171,10 @@ def check_posted_once(stack: Stack, prefix: str, records: int) -> tuple[int, int
     return count, distinct
 
 
-def reconcile() -> bool:
-    """`make reconcile`: the invariants over the whole dev ledger, as the operator."""
-    command = [sys.executable, "-m", "emulators", "run", "--operator", sys.executable, "-m", "common.reconcile"]
+def reconcile(stack: Stack) -> bool:
+    """`make reconcile`: the invariants over the whole ledger, as the operator."""
+    command = [sys.executable, "-m", "emulators", "--profile", stack.profile, "run", "--operator"]
+    command += [sys.executable, "-m", "common.reconcile"]
     return subprocess.run(command, capture_output=True, text=True, check=False).returncode == 0
 
 
@@ -201,7 +202,7 @@ def lock_cost(stack: Stack, wallets: list[int], batches: int, batch: int) -> tup
     service, locks = bootstrap.service(), bootstrap.locks()
     posting_ms = locking_ms = 0.0
     for number in range(batches):
-        chosen = wallets[number * batch : (number + 1) * batch]
+        chosen = wallets[(number * batch) % len(wallets) :][:batch]
         records = [
             {"wallet_id": w, "asset": setup.ASSET, "amount": 1, "usage_id": f"lock-{uuid.uuid4()}", "product": "b"}
             for w in chosen
@@ -217,16 +218,18 @@ def lock_cost(stack: Stack, wallets: list[int], batches: int, batch: int) -> tup
     return posting_ms / batches, locking_ms / batches
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=int(os.environ.get("N", 1_000_000)))
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--window", type=int, default=8, help="batches in flight at most")
     parser.add_argument("--wallets", type=int, default=10_000)
+    parser.add_argument("--lock-batches", type=int, default=5, help="in-process batches for the Redis locks' cost")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
-    args = parser.parse_args()
+    parser.add_argument("--profile", default="dev", help="the stack: dev, or test (the smoke test)")
+    args = parser.parse_args(argv)
 
-    stack = Stack("dev")
+    stack = Stack(args.profile)
     os.environ.update(stack.env())
     if "actions" not in processes.stack_processes(stack):
         raise StackError("the actions function is not running: start the dev stack (python -m emulators up)")
@@ -247,8 +250,8 @@ def main() -> None:
     latencies = [(run.answered_at[b] - run.sent_at[b]) * 1000 for b in run.answered_at for _ in range(run.sizes[b])]
     posted = run.counts.get("posted", 0)
     count, _distinct = check_posted_once(stack, prefix, args.records)
-    reconciled = reconcile()
-    per_batch_ms, locks_ms = lock_cost(stack, data.wallets, 5, args.batch)
+    reconciled = reconcile(stack)
+    per_batch_ms, locks_ms = lock_cost(stack, data.wallets, args.lock_batches, min(args.batch, len(data.wallets)))
 
     rows = [
         ("records", f"{args.records:,}"),
