@@ -241,12 +241,15 @@ def main(argv: list[str] | None = None) -> None:
     run = Run(args.records, args.batch)
     stop = subscribe_results(run, results_subscription(stack, f"bench-intake-{prefix}"))
     function_pids = processes.stack_processes(stack)["actions"]
+    cpu_before = processes.cpu(stack)
     started = time.monotonic()
     try:
         last = publish_all(stack, run, data.wallets, prefix, args.window)
     finally:
         stop()
     elapsed = last - started
+    # where the CPU went, per record ("load client": the bench itself)
+    cpu_spent = processes.cpu_table(cpu_before, processes.cpu(stack), args.records, time.monotonic() - started)
     latencies = [(run.answered_at[b] - run.sent_at[b]) * 1000 for b in run.answered_at for _ in range(run.sizes[b])]
     posted = run.counts.get("posted", 0)
     count, _distinct = check_posted_once(stack, prefix, args.records)
@@ -270,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         (f"in-process: taking and releasing its {args.batch:,} wallets' Redis locks (ms)", f"{locks_ms:,.0f}"),
     ]
     table = "\n".join(["| measure | value |", "|---|---:|", *(f"| {name} | {value} |" for name, value in rows)])
+    table += "\n\nCPU while publishing and answering (per record; the bench is the load client):\n\n"
+    table += cpu_spent.replace("per action", "per record")
     print(table)
     if not args.no_write:
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
