@@ -18,14 +18,31 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from common.auth.callers import Caller, Grant, WalletFacts, as_seen_by, authorize, visible, within
 from common.automation_rules import AutomationRules
 from common.cursors import Cursors, history_scope
-from common.errors import Forbidden, NotFound, Refused
+from common.errors import (
+    AlreadyPosted,
+    DependencyUnavailable,
+    Forbidden,
+    InvalidRequest,
+    LedgerError,
+    NotFound,
+    Refused,
+)
 from common.idempotency import Idempotency, Outcome, fingerprint, validate_key
-from common.intake import IntakeResult, RecordOutcome, usage_key
+from common.intake import (
+    IntakeResult,
+    RecordOutcome,
+    already_posted,
+    decided_outcome,
+    problems,
+    repeated_outcome,
+    usage_key,
+)
 from common.ledger import postings
 
 if TYPE_CHECKING:  # adapters load with their clients, models with the first parsed body (cold starts)
@@ -114,51 +131,117 @@ class LedgerService(AutomationRules):
         )
 
     def usage_batch(self, caller: Caller, records: list[Any]) -> IntakeResult:
-        """One outcome per usage record of a bulk message, in order (common/intake.py).
+        """One outcome per usage record of a bulk message, in order (common/intake.py),
+        posted together: ledger.commit_postings() calls of up to MAX_POSTINGS_PER_CALL
+        records, each record under the key its usage id derives (usage_key). No
+        Firestore record and no Redis lock per record: a usage id posts once per tenant
+        by the database's own index, and what was decided before is one query
+        (docs/messages.md#bulk-usage-intake, docs/decisions.md on the locks)."""
+        from common.adapters.ledger_store import MAX_POSTINGS_PER_CALL, posting_params
 
-        REFERENCE VERSION (sequential, one usage() per record, through the idempotency
-        records): correct, slow; replaced by the group-committed intake."""
-        from pydantic import ValidationError
-
-        from common.errors import DependencyUnavailable, InProgress, InvalidRequest, LedgerError
-        from common.ledger.commands import Usage
-
-        outcomes: list[RecordOutcome] = []
-        db_calls = 0
+        outcomes: dict[int, RecordOutcome] = {}
+        firsts: dict[str, _Record] = {}  # the first valid record of each usage id
+        repeats: list[_Record] = []
         for index, record in enumerate(records):
-            usage_id = record.get("usage_id") if isinstance(record, dict) else None
-            usage_id = usage_id if isinstance(usage_id, str) else None
-            try:
-                cmd = Usage.model_validate(record)
-            except ValidationError as error:
-                problems = [{"field": ".".join(map(str, p["loc"])), "message": p["msg"]} for p in error.errors()]
-                outcomes.append(RecordOutcome(index, usage_id, "invalid", "validation_failed", "invalid", problems))
+            parsed = _parse_usage(index, record)
+            if isinstance(parsed, RecordOutcome):
+                outcomes[index] = parsed
+            elif parsed.cmd.usage_id in firsts:
+                repeats.append(parsed)
+            else:
+                firsts[parsed.cmd.usage_id] = parsed
+
+        pending = self._authorize_records(caller, list(firsts.values()), outcomes)
+        try:
+            decided = self.ledger.usage_decisions(caller.tenant, [r.cmd.usage_id for r in pending])
+        except DependencyUnavailable as error:
+            decided, pending = {}, _retry(pending, error, outcomes)
+        to_post: list[tuple[_Record, dict[str, Any]]] = []
+        for record in pending:
+            earlier = decided.get(record.cmd.usage_id)
+            if earlier is not None:
+                outcomes[record.index] = decided_outcome(record.index, record.cmd.usage_id, record.hash, earlier)
                 continue
             try:
-                db_calls += 1
-                outcome = self.usage(caller, cmd, usage_key(cmd.usage_id))
-            except (DependencyUnavailable, InProgress) as error:
-                outcomes.append(RecordOutcome(index, usage_id, "retry", error.code, error.message, error.details))
-            except (Forbidden, NotFound) as error:
-                outcomes.append(RecordOutcome(index, usage_id, "forbidden", error.code, error.message, error.details))
-            except InvalidRequest as error:
-                outcomes.append(RecordOutcome(index, usage_id, "invalid", error.code, error.message, error.details))
+                posting = postings.usage(record.cmd, self.ledger.system_accounts(record.cmd.asset))
             except LedgerError as error:
-                outcomes.append(RecordOutcome(index, usage_id, "refused", error.code, error.message, error.details))
-            else:
-                if outcome.status >= 400:  # a stored refusal, replayed
-                    problem = outcome.body["error"]
-                    outcomes.append(
-                        RecordOutcome(
-                            index, usage_id, "refused", problem["code"], problem["message"], problem["details"]
-                        )
+                outcomes[record.index] = _failed(record, error)
+                continue
+            params = posting_params(posting, usage_key(record.cmd.usage_id), record.hash, caller.tenant, record.actor)
+            to_post.append((record, params))
+
+        db_calls = 0
+        refused: list[tuple[_Record, Refused]] = []
+        for start in range(0, len(to_post), MAX_POSTINGS_PER_CALL):
+            chunk = to_post[start : start + MAX_POSTINGS_PER_CALL]
+            db_calls += 1
+            try:
+                results, calls = self.ledger.post_batch([params for _, params in chunk])
+            except DependencyUnavailable as error:
+                # Nothing of this chunk is known to have posted (OutcomeUnknown: some may
+                # have): its records retry, and their redelivery replays what did commit.
+                # A database that is down would fail every later chunk too: they retry
+                # as well, untried. Wallets held elsewhere (database_busy) hold this chunk only.
+                down = error.code != "database_busy"
+                _retry([record for record, _ in (to_post[start:] if down else chunk)], error, outcomes)
+                if down:
+                    break
+                continue
+            db_calls += calls - 1
+            for (record, _), result in zip(chunk, results, strict=True):
+                if not isinstance(result, Exception):
+                    replayed, transaction_id = result[0], result[1]
+                    if not replayed:
+                        self._tell_committed(transaction_id)
+                    status = "replayed" if replayed else "posted"  # replayed: a racing copy posted it
+                    outcomes[record.index] = RecordOutcome(
+                        record.index, record.cmd.usage_id, status, transaction_id=transaction_id
                     )
+                elif isinstance(result, Refused) and result.code != "idempotency_key_reused":
+                    refused.append((record, result))  # final: kept, so the id gets it again
                 else:
-                    status = "replayed" if outcome.replayed else "posted"
-                    outcomes.append(
-                        RecordOutcome(index, usage_id, status, transaction_id=outcome.body["transaction"]["id"])
-                    )
-        return IntakeResult(outcomes, db_calls)
+                    outcomes[record.index] = _failed(record, result)
+
+        if refused:
+            try:
+                stands = self.ledger.record_usage_refusals(
+                    caller.tenant, [(record.cmd.usage_id, record.hash, error) for record, error in refused]
+                )
+            except DependencyUnavailable as error:
+                # not kept: the id could post on its next delivery, so the outcome is not final yet
+                _retry([record for record, _ in refused], error, outcomes)
+            else:
+                for record, _ in refused:
+                    usage_id = record.cmd.usage_id
+                    outcomes[record.index] = decided_outcome(record.index, usage_id, record.hash, stands[usage_id])
+
+        for record in repeats:
+            first = firsts[record.cmd.usage_id]
+            outcomes[record.index] = repeated_outcome(record.index, outcomes[first.index], record.hash == first.hash)
+        return IntakeResult([outcomes[index] for index in range(len(records))], db_calls)
+
+    def _authorize_records(
+        self, caller: Caller, records: list[_Record], outcomes: dict[int, RecordOutcome]
+    ) -> list[_Record]:
+        """Each record's grant, with one wallet-facts query for the whole batch; the
+        records the caller may not post get `forbidden` (a wallet outside the boundary
+        with the wallet's 404 code, as HTTP hides it). Answers the records allowed."""
+        allowed: list[_Record] = []
+        facts: dict[int, WalletFacts] = {}
+        if records and caller.grants_with("usage") and caller.unbounded("usage") is None:
+            try:
+                facts = self._facts(list(dict.fromkeys(r.cmd.wallet_id for r in records)))
+            except DependencyUnavailable as error:
+                _retry(records, error, outcomes)
+                return []
+        for record in records:
+            try:
+                grant = authorize(caller, "usage", [record.cmd.wallet_id], lambda _ids: facts)
+            except (Forbidden, NotFound) as error:
+                outcomes[record.index] = _failed(record, error)
+                continue
+            allowed.append(_Record(record.index, record.cmd, record.hash, caller.actor(grant)))
+        return allowed
 
     def transfer(self, caller: Caller, cmd: commands.Transfer, key: str | None) -> Outcome:
         # Both ends inside one grant's boundary (an owner's own wallets, a tree's members),
@@ -472,3 +555,65 @@ def _business_id(action: str, cmd: commands.Command) -> str | None:
     usage's id. A bonus's external_ref is its campaign, shared by many."""
     field = {"topup": "external_ref", "addon": "external_ref", "usage": "usage_id"}.get(action)
     return None if field is None else getattr(cmd, field)
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A bulk usage record that parsed: its place in the batch, its command, its
+    request hash (HTTP's, so the same usage over either path is one request) and, once
+    authorized, who posts it."""
+
+    index: int
+    cmd: commands.Usage
+    hash: str
+    actor: dict[str, Any] | None = None
+
+
+def _parse_usage(index: int, record: Any) -> _Record | RecordOutcome:
+    from pydantic import ValidationError
+
+    from common.ledger.commands import Usage
+
+    usage_id = record.get("usage_id") if isinstance(record, dict) else None
+    try:
+        cmd = Usage.model_validate(record)
+    except ValidationError as error:
+        found = problems(error.errors(include_url=False, include_input=False, include_context=False))
+        return RecordOutcome(
+            index,
+            usage_id if isinstance(usage_id, str) else None,
+            "invalid",
+            "validation_failed",
+            "the record is invalid",
+            found,
+        )
+    return _Record(index, cmd, fingerprint("usage", cmd.model_dump(mode="json")))
+
+
+def _failed(record: _Record, error: Exception) -> RecordOutcome:
+    """A record's outcome from an error of its own: final, or a retry when a dependency
+    failed. An error outside the ledger's hierarchy is a bug: raised, never a result."""
+    if not isinstance(error, LedgerError):
+        raise error
+    if isinstance(error, DependencyUnavailable):
+        status = "retry"
+    elif isinstance(error, (Forbidden, NotFound)):
+        status = "forbidden"
+    elif isinstance(error, InvalidRequest):
+        status = "invalid"
+    elif isinstance(error, Refused) and error.code == "idempotency_key_reused":
+        # the key is the usage id's: another request posted the id under it meanwhile
+        return already_posted(record.index, record.cmd.usage_id, (error.details or {}).get("transaction_id"))
+    elif isinstance(error, (Refused, AlreadyPosted)):
+        status = "refused"
+    else:
+        raise error
+    return RecordOutcome(record.index, record.cmd.usage_id, status, error.code, error.message, error.details)
+
+
+def _retry(records: list[_Record], error: LedgerError, outcomes: dict[int, RecordOutcome]) -> list[_Record]:
+    for record in records:
+        outcomes[record.index] = RecordOutcome(
+            record.index, record.cmd.usage_id, "retry", error.code, error.message, error.details
+        )
+    return []

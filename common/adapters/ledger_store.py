@@ -18,12 +18,14 @@ from typing import Any
 from pg8000.exceptions import DatabaseError
 
 from common import timing
-from common.adapters.postgres import Pool, Statements, retry_alone, run_with_retry, translate
+from common.adapters.postgres import Pool, Statements, error_fields, retry_alone, run_with_retry, translate
 from common.errors import DependencyUnavailable, NotFound, OutcomeUnknown, Refused
 from common.group_commit import GroupCommit
+from common.intake import Decided
 from common.ledger.postings import Posting, SystemAccounts
 
 MAX_POSTINGS_PER_CALL = 60
+LOCK_NOT_AVAILABLE = "55P03"  # commit_postings() waited its second for a batch's wallets
 # replayed, transaction_id, created_at, effective_at, balances ("12,,40"), original,
 # leg wallets when the ledger chose the payer ("7,3", a shared pool) or None
 PostedRow = list[Any]
@@ -40,6 +42,23 @@ SELECT replayed, transaction_id, created_at, effective_at, array_to_string(balan
                    CAST(:leg_wallets AS bigint[]), CAST(:leg_amounts AS bigint[]), :external_ref, :usage_id,
                    :product, :description, :voids_transaction_id, CAST(:metadata AS jsonb), NULL,
                    CAST(:lot_expires_at AS timestamptz), NULL, :tenant, CAST(:actor AS jsonb))
+"""
+
+# The kept refusals and the postings of a batch's usage ids (a posting outranks a
+# refusal). One index lookup per id, whatever the tenant's size: the LIMIT keeps each
+# lookup a lateral one, which Postgres would otherwise flatten into a join that scans
+# every usage of the tenant (planned so on young statistics, and never rechecked).
+USAGE_DECISIONS_SQL = """
+SELECT u.usage_id, r.request_hash, NULL::bigint, r.code, r.message, r.details
+  FROM jsonb_array_elements_text(CAST(:ids AS jsonb)) AS u(usage_id),
+       LATERAL (SELECT * FROM ledger.usage_refusals r
+                 WHERE r.tenant = :tenant AND r.usage_id = u.usage_id LIMIT 1) r
+UNION ALL
+SELECT u.usage_id, t.request_hash, t.id, NULL, NULL, NULL
+  FROM jsonb_array_elements_text(CAST(:ids AS jsonb)) AS u(usage_id),
+       LATERAL (SELECT t.request_hash, t.id FROM ledger.transactions t
+                 WHERE t.tenant = :tenant AND t.action = 'usage' AND t.usage_id IS NOT NULL
+                   AND t.usage_id = u.usage_id LIMIT 1) t
 """
 
 
@@ -87,26 +106,7 @@ class PostgresLedger(Statements):
     ) -> tuple[dict[str, Any], bool]:
         """Post once per idempotency key within the tenant; returns (transaction, replayed).
         `actor` is who posted it, kept with the transaction."""
-        params = {
-            "tenant": tenant,
-            "actor": actor,
-            "key": key,
-            "request_hash": request_hash,
-            "action": posting.action,
-            "asset": posting.asset,
-            "amount": posting.amount,
-            "wallet_id": posting.wallet_id,
-            "counterparty_wallet_id": posting.counterparty_wallet_id,
-            "leg_wallets": [leg.wallet_id for leg in posting.legs],
-            "leg_amounts": [leg.amount for leg in posting.legs],
-            "external_ref": posting.external_ref,
-            "usage_id": posting.usage_id,
-            "product": posting.product,
-            "description": posting.description,
-            "voids_transaction_id": posting.voids_transaction_id,
-            "metadata": posting.metadata or {},
-            "lot_expires_at": posting.lot_expires_at.isoformat() if posting.lot_expires_at else None,
-        }
+        params = posting_params(posting, key, request_hash, tenant, actor)
         with timing.span("postgres"):  # waiting for a batch included
             row = self._group.submit(params) if self._group is not None else self._post_one(params)
         replayed, transaction_id, created_at, effective_at, balances, original, payers = row
@@ -130,12 +130,37 @@ class PostgresLedger(Statements):
         )[0]
 
     def _post_many(self, batch: Sequence[dict[str, Any]]) -> list[PostedRow | Exception]:
+        return self._post_many_counted(batch)[0]
+
+    def post_batch(self, batch: Sequence[dict[str, Any]]) -> tuple[list[PostedRow | Exception], int]:
+        """Bulk intake's postings (posting_params() each, at most MAX_POSTINGS_PER_CALL):
+        one outcome each, in order, and the round trips that posted them. A call that
+        failed as a whole raises: DependencyUnavailable (OutcomeUnknown when the call may
+        have committed), or `database_busy` when its wallets stayed held by other
+        postings past commit_postings()'s lock wait."""
+        if len(batch) > MAX_POSTINGS_PER_CALL:
+            raise ValueError(f"at most {MAX_POSTINGS_PER_CALL} postings go in one call")
+        try:
+            with timing.span("postgres"):
+                return self._post_many_counted(batch)
+        except DatabaseError as error:
+            if error_fields(error).get("C") != LOCK_NOT_AVAILABLE:
+                raise
+            raise DependencyUnavailable(
+                "the wallets of these postings are held by other postings; retry",
+                code="database_busy",
+                details={"service": "postgres"},
+            ) from error
+
+    def _post_many_counted(self, batch: Sequence[dict[str, Any]]) -> tuple[list[PostedRow | Exception], int]:
         """Several postings in one call to ledger.commit_postings(): one outcome each,
-        in order. A posting that failed inside the batch comes back as the error a
-        posting of its own would have raised; a retryable one (deadlock, serialization)
-        is posted again on its own, with retries."""
+        in order, and the calls made. A posting that failed inside the batch comes back
+        as the error a posting of its own would have raised; a retryable one (deadlock,
+        serialization, a copy that posted its business id meanwhile) is posted again on
+        its own, with retries: one call more."""
         numbered = [{"item": i, **params} for i, params in enumerate(batch)]
         rows = self._run_untimed(POST_MANY_SQL, batch=json.dumps(numbered))
+        calls = 1
         outcomes: list[PostedRow | Exception] = []
         for params, (item, *posted, sqlstate, message, detail, constraint) in zip(batch, rows, strict=True):
             if item != len(outcomes):
@@ -143,6 +168,7 @@ class PostgresLedger(Statements):
             if sqlstate is None:
                 outcomes.append(posted)
             elif retry_alone(sqlstate, constraint):
+                calls += 1
                 try:
                     outcomes.append(self._post_one(params))
                 except Exception as error:  # noqa: BLE001 - this item's own outcome
@@ -151,7 +177,7 @@ class PostgresLedger(Statements):
                 raw = DatabaseError({"S": "ERROR", "C": sqlstate, "M": message, "D": detail, "n": constraint})
                 translated = translate(raw)
                 outcomes.append(translated if translated is not raw else raw)
-        return outcomes
+        return outcomes, calls
 
     def _post_after_failed_batch(self, params: dict[str, Any], batch_error: BaseException) -> PostedRow:
         """A posting of a batch that failed as a whole, posted alone. Should the batch's
@@ -200,6 +226,46 @@ class PostgresLedger(Statements):
             return None
         return rows[0][1]  # type: ignore[no-any-return]
 
+    def usage_decisions(self, tenant: str, usage_ids: Sequence[str]) -> dict[str, Decided]:
+        """What was decided before about these usage ids of the tenant, in one query: the
+        posting of each that posted (over HTTP or in bulk), else its kept refusal
+        (db/migrations/0011_usage_intake.sql). A posting wins over a refusal: that is
+        the one race bulk intake leaves (two copies, one posted, one refused)."""
+        if not usage_ids:
+            return {}
+        rows = self._run(USAGE_DECISIONS_SQL, tenant=tenant, ids=json.dumps(list(usage_ids)))
+        decided: dict[str, Decided] = {}
+        for usage_id, request_hash, transaction_id, code, message, details in rows:
+            if transaction_id is not None or usage_id not in decided:
+                decided[usage_id] = Decided(request_hash, transaction_id, code, message, details)
+        return decided
+
+    def record_usage_refusals(self, tenant: str, refusals: Sequence[tuple[str, str, Refused]]) -> dict[str, Decided]:
+        """Keep the first refusal of each (usage id, request hash, refusal), in one call;
+        answers the refusal that stands for each id, this one or one kept before."""
+        if not refusals:
+            return {}
+        batch = [
+            {
+                "tenant": tenant,
+                "usage_id": usage_id,
+                "request_hash": request_hash,
+                "code": error.code,
+                "message": error.message,
+                "details": error.details,
+            }
+            for usage_id, request_hash, error in refusals
+        ]
+        rows = self._run(
+            "SELECT usage_id, request_hash, code, message, details"
+            " FROM ledger.record_usage_refusals(CAST(:b AS jsonb))",
+            b=json.dumps(batch),
+        )
+        return {
+            usage_id: Decided(request_hash, None, code, message, details)
+            for usage_id, request_hash, code, message, details in rows
+        }
+
     def parent_of(self, wallet_id: int) -> int:
         """The parent of a tree member; allocate and reclaim move money along this edge."""
         rows = self._run("SELECT parent_id FROM ledger.wallets WHERE id = :id", id=wallet_id)
@@ -228,6 +294,32 @@ class PostgresLedger(Statements):
         )
         columns = ("lot_id", "expires_at", "transaction_id", "wallet_id", "amount", "error")
         return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def posting_params(
+    posting: Posting, key: str, request_hash: str, tenant: str, actor: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A posting as ledger.commit_posting(s)() takes it."""
+    return {
+        "tenant": tenant,
+        "actor": actor,
+        "key": key,
+        "request_hash": request_hash,
+        "action": posting.action,
+        "asset": posting.asset,
+        "amount": posting.amount,
+        "wallet_id": posting.wallet_id,
+        "counterparty_wallet_id": posting.counterparty_wallet_id,
+        "leg_wallets": [leg.wallet_id for leg in posting.legs],
+        "leg_amounts": [leg.amount for leg in posting.legs],
+        "external_ref": posting.external_ref,
+        "usage_id": posting.usage_id,
+        "product": posting.product,
+        "description": posting.description,
+        "voids_transaction_id": posting.voids_transaction_id,
+        "metadata": posting.metadata or {},
+        "lot_expires_at": posting.lot_expires_at.isoformat() if posting.lot_expires_at else None,
+    }
 
 
 def render(

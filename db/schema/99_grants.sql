@@ -66,12 +66,13 @@ GRANT USAGE ON SCHEMA ledger TO ledger_poster;
 GRANT SELECT ON
   ledger.assets, ledger.wallets, ledger.transactions, ledger.entries, ledger.outbox, ledger.outbox_events,
   ledger.spend_limits, ledger.spend_counters, ledger.spend_charges,
-  ledger.lots, ledger.lot_movements, ledger.lot_extensions
+  ledger.lots, ledger.lot_movements, ledger.lot_extensions, ledger.usage_refusals
   TO ledger_poster;
 GRANT EXECUTE ON FUNCTION
   ledger.commit_posting(text, text, text, text, bigint, bigint, bigint, bigint[], bigint[],
     text, text, text, text, bigint, jsonb, timestamptz, timestamptz, bigint, text, jsonb),
   ledger.commit_postings(jsonb),
+  ledger.record_usage_refusals(jsonb),
   ledger.transaction_json(bigint),
   ledger.iso_utc(timestamptz),
   ledger.period_start(text, timestamptz),

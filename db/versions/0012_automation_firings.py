@@ -3,7 +3,7 @@
 from db.sql_migration import run_sql_file
 
 revision = "0012_automation_firings"
-down_revision = "0010_automation_rules"
+down_revision = "0011_usage_intake"
 
 
 def upgrade() -> None:

@@ -35,6 +35,7 @@ MAY_EXECUTE = {
     | {
         POSTING,
         "ledger.commit_postings(jsonb)",
+        "ledger.record_usage_refusals(jsonb)",
         "ledger.transaction_json(bigint)",
         "ledger.period_start(text,timestamp with time zone)",
     },
