@@ -115,7 +115,10 @@ def test_a_usage_batch_published_three_times_posts_each_record_once(stack, resul
     answers = results(batch["batch_id"], 3)
     statuses = sorted(o["status"] for a in answers for o in a["outcomes"])
     assert statuses == ["posted"] * 3 + ["replayed"] * 6, answers
-    assert all(a["attributes"]["status"] == "batch" and a["db_calls"] >= 1 for a in answers)
+    assert all(a["attributes"]["status"] == "batch" for a in answers)
+    # the three records went to the database together, in one call per copy that found
+    # them not yet posted (copies delivered at once may both try; one posts, one replays)
+    assert 1 <= sum(a["db_calls"] for a in answers) <= 3
     assert usage_postings(stack, [r["usage_id"] for r in records]) == 3
     assert balance(stack, wallet) == 1000 - 60
 

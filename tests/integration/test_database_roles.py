@@ -67,18 +67,12 @@ MAY_EXECUTE = {
     "exporter": READS | ERP,
     # the automation function posts as the money functions do (a member of their role),
     # and records its firings only through these two (db/schema/78_automation.sql)
-    "automation": READS
-    | CALLER
-    | AFTER_COMMIT
-    | {
-        POSTING,
-        "ledger.commit_postings(jsonb)",
-        "ledger.transaction_json(bigint)",
-        "ledger.period_start(text,timestamp with time zone)",
-        "ledger.automation_fire(bigint,text)",
-        "ledger.automation_record(bigint,text,text,bigint,jsonb)",
-    },
     "operator": READS | RELAY | ERP | {"ledger.extend_chain(integer)", "ledger.chain_lag()", POSTING_RULE},
+}
+# the automation function posts as a poster does (it is in ledger_poster), and fires rules
+MAY_EXECUTE["automation"] = MAY_EXECUTE["poster"] | {
+    "ledger.automation_fire(bigint,text)",
+    "ledger.automation_record(bigint,text,text,bigint,jsonb)",
 }
 
 
