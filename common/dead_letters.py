@@ -38,11 +38,12 @@ class DeadLetter:
     published_at: str
 
     def source_topic(self, subscriptions: Any) -> str | None:
-        """Where it was first published: named by the function for a malformed message;
-        for one Pub/Sub dead-lettered, the topic of the subscription it came through."""
-        named = self.attributes.get(messages.DEAD_LETTER_SOURCE_TOPIC)
-        if named:
-            return named
+        """Where it was first published. For a message Pub/Sub dead-lettered (it carries
+        Pub/Sub's attributes), the topic of the subscription it came through, looked up:
+        any `dead_letter_*` attribute on it came from its publisher, never from us. Only
+        on a message the function dead-lettered itself is `dead_letter_source_topic` ours."""
+        if not self.by_pubsub:
+            return self.attributes.get(messages.DEAD_LETTER_SOURCE_TOPIC) or None
         subscription = self.attributes.get(messages.PUBSUB_DEAD_LETTER_PREFIX + "Subscription")
         if not subscription:
             return None
@@ -54,8 +55,13 @@ class DeadLetter:
         except Exception:  # noqa: BLE001 - the subscription may be gone: then it can't be replayed
             return None
 
+    @property
+    def by_pubsub(self) -> bool:
+        """Whether Pub/Sub dead-lettered it (after too many deliveries), not the function."""
+        return any(name.startswith(messages.PUBSUB_DEAD_LETTER_PREFIX) for name in self.attributes)
+
     def reason(self) -> str:
-        given = self.attributes.get(messages.DEAD_LETTER_REASON)
+        given = None if self.by_pubsub else self.attributes.get(messages.DEAD_LETTER_REASON)
         if given:
             return given
         try:

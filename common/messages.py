@@ -29,6 +29,10 @@ DEAD_LETTER_REASON = "dead_letter_reason"
 DEAD_LETTER_SOURCE_TOPIC = "dead_letter_source_topic"
 # What Pub/Sub adds to a message it dead-letters after too many deliveries.
 PUBSUB_DEAD_LETTER_PREFIX = "CloudPubSubDeadLetterSource"
+# Attribute names only dead-lettering writes (ours, then Pub/Sub's). A publisher that
+# sent them could name another topic as the source a replay goes to, so a message
+# arriving with one is malformed, and every dead letter drops them before adding its own.
+RESERVED_ATTRIBUTE_PREFIXES = ("dead_letter_", "CloudPubSubDeadLetter")
 # 1,000 usage records of a few hundred bytes each, with room to spare; Pub/Sub itself
 # takes up to 10 MB, which would only be memory spent on a message no one should send.
 MAX_DATA_BYTES = 1024 * 1024
@@ -80,9 +84,17 @@ def topic_of(source: str) -> str:
     return match.group(1)
 
 
+def reserved(attribute: str) -> bool:
+    return attribute.startswith(RESERVED_ATTRIBUTE_PREFIXES)
+
+
 def parse(message: Message, batch_max: int) -> Envelope:
     if len(message.data) > MAX_DATA_BYTES:
         raise Malformed(f"the data is over {MAX_DATA_BYTES} bytes")
+    forged = sorted(name for name in message.attributes if reserved(name))
+    if forged:
+        names = [name[:100] for name in forged[:10]]
+        raise Malformed(f"attributes {names} are reserved for dead-lettering: a publisher may not set them")
     try:
         body = loads_object(message.data, what="the message's data")
     except InvalidRequest as error:
@@ -235,9 +247,8 @@ def dead_letter(message: Message, reason: str) -> tuple[bytes, dict[str, str]]:
 
 
 def original_attributes(attributes: dict[str, str]) -> dict[str, str]:
-    """A message's attributes without what dead-lettering added (ours and Pub/Sub's)."""
-    ours = (DEAD_LETTER_REASON, DEAD_LETTER_SOURCE_TOPIC)
-    return {k: v for k, v in attributes.items() if k not in ours and not k.startswith(PUBSUB_DEAD_LETTER_PREFIX)}
+    """A message's attributes without what dead-lettering adds (ours and Pub/Sub's)."""
+    return {name: value for name, value in attributes.items() if not reserved(name)}
 
 
 def failure_id(data: bytes, attributes: dict[str, str]) -> str:

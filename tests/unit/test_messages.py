@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from common import messages
+from common import bootstrap, messages
 from common.auth.callers import Grant, Principal
 from common.errors import DependencyUnavailable, InProgress, InvalidRequest, NotFound, OutcomeUnknown, Refused
 from common.idempotency import Outcome
@@ -79,6 +79,65 @@ def test_a_batch_keeps_its_records_in_order():
     records = [{"usage_id": "a"}, "not even an object"]
     envelope = messages.parse(message({"action": "usage_batch", "batch_id": "b-1", "records": records}), 1000)
     assert envelope.is_batch and envelope.key == "b-1" and envelope.records == tuple(records)
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    ["dead_letter_source_topic", "dead_letter_reason", "dead_letter_other", "CloudPubSubDeadLetterSourceSubscription"],
+)
+def test_a_message_carrying_an_attribute_reserved_for_dead_letters_is_malformed(attribute):
+    """Else it could name another topic as the source a replay publishes it to."""
+    with pytest.raises(Malformed) as raised:
+        messages.parse(message(single(), **{attribute: "projects/p/topics/balance-actions"}), 1000)
+    assert "reserved for dead-lettering" in raised.value.reason
+
+
+def test_a_dead_letter_replaces_the_reserved_attributes_a_publisher_sent():
+    forged = message(single(), dead_letter_source_topic="projects/p/topics/other", dead_letter_x="y", marker="m")
+    _, attributes = messages.dead_letter(forged, "why")
+    assert attributes == {"marker": "m", "dead_letter_reason": "why", "dead_letter_source_topic": TOPIC}
+
+
+class Subscriptions:
+    """The subscriber API's get_subscription, as the operator's command calls it."""
+
+    def __init__(self, topics: dict[str, str]) -> None:
+        self.topics = topics
+
+    def get_subscription(self, request: dict[str, str], timeout: float) -> Any:
+        return type("Subscription", (), {"topic": self.topics[request["subscription"]]})()
+
+
+def _letter(**attributes: str) -> Any:
+    from common.dead_letters import DeadLetter
+
+    return DeadLetter("ack", "m-1", b"{}", attributes, "")
+
+
+def test_a_letter_pubsub_dead_lettered_replays_to_its_subscriptions_topic_whatever_it_claims(monkeypatch):
+    metering = "projects/p/topics/metering-usage"
+    subscriptions = Subscriptions({"projects/p/subscriptions/actions-metering-usage": metering})
+    letter = _letter(
+        dead_letter_source_topic=TOPIC,
+        dead_letter_reason="claimed",
+        CloudPubSubDeadLetterSourceSubscription="actions-metering-usage",
+        CloudPubSubDeadLetterSourceSubscriptionProject="p",
+        CloudPubSubDeadLetterSourceDeliveryCount="5",
+    )
+    assert letter.source_topic(subscriptions) == metering
+    monkeypatch.setattr(bootstrap, "action_failures", lambda: {})  # no failure recorded for it
+    assert letter.reason() == "unknown"
+    assert (
+        _letter(dead_letter_source_topic=TOPIC, CloudPubSubDeadLetterSourceDeliveryCount="5").source_topic(
+            subscriptions
+        )
+        is None
+    )  # no subscription named: unknown, never the claim
+
+
+def test_a_letter_the_function_dead_lettered_itself_names_its_source():
+    letter = _letter(dead_letter_source_topic=TOPIC, dead_letter_reason="not JSON")
+    assert letter.source_topic(Subscriptions({})) == TOPIC and letter.reason() == "not JSON"
 
 
 # Outcomes and the messages sent back ---------------------------------------------------
