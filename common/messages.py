@@ -36,6 +36,13 @@ RESERVED_ATTRIBUTE_PREFIXES = ("dead_letter_", "CloudPubSubDeadLetter")
 # 1,000 usage records of a few hundred bytes each, with room to spare; Pub/Sub itself
 # takes up to 10 MB, which would only be memory spent on a message no one should send.
 MAX_DATA_BYTES = 1024 * 1024
+# A result must fit in one Pub/Sub message (10 MB), else its publish fails on every
+# delivery and records that posted never get theirs. A batch under MAX_DATA_BYTES can
+# still fail with far more text than it sent (each bad metadata key is several problems,
+# each naming the key), so each error is clipped, and the whole result capped below 10 MB.
+MAX_RESULT_BYTES = 8 * 1000 * 1000
+MAX_PROBLEMS = 5  # per error: the first few say what to fix
+MAX_TEXT = 200  # characters of any text in an error, or of a usage id that was echoed
 _SOURCE = re.compile(r"//pubsub\.googleapis\.com/(projects/[^/]+/topics/[^/]+)")
 _ENVELOPE_FIELDS = {
     "single": {"action", "idempotency_key", "request"},
@@ -208,12 +215,15 @@ def single_result(message: Message, envelope: Envelope, settled: Settled) -> tup
         "correlation_id": envelope.correlation_id,
         "status": settled.status,
         "transaction": settled.transaction,
-        "error": settled.error,
+        "error": None if settled.error is None else _clipped(settled.error),
     }
     return _encoded(body), _result_attributes(message, envelope, settled.status)
 
 
 def batch_result(message: Message, envelope: Envelope, intake: IntakeResult) -> tuple[bytes, dict[str, str]]:
+    """The batch's result, under MAX_RESULT_BYTES: each error clipped; if that is still
+    too big, what is cut, in order, is every error's details, then its message, then
+    the outcomes themselves (the counts stay); `truncated` names the last cut."""
     body = {
         "source_topic": message.topic,
         "message_id": message.message_id,
@@ -222,9 +232,40 @@ def batch_result(message: Message, envelope: Envelope, intake: IntakeResult) -> 
         "correlation_id": envelope.correlation_id,
         "counts": intake.counts(),
         "db_calls": intake.db_calls,
-        "outcomes": [outcome.as_dict() for outcome in intake.outcomes],
     }
-    return _encoded(body), _result_attributes(message, envelope, "batch")
+    outcomes = [_clipped(outcome.as_dict()) for outcome in intake.outcomes]
+    for cut in (None, "details", "message"):
+        if cut is not None:
+            outcomes = [_without(outcome, cut) for outcome in outcomes]
+        encoded = _encoded({**body, "truncated": cut, "outcomes": outcomes})
+        if len(encoded) <= MAX_RESULT_BYTES:
+            return encoded, _result_attributes(message, envelope, "batch")
+    return _encoded({**body, "truncated": "outcomes", "outcomes": []}), _result_attributes(message, envelope, "batch")
+
+
+def _clipped(value: Any, depth: int = 0) -> Any:
+    """An outcome or error with every text cut to MAX_TEXT and every list (of problems)
+    to MAX_PROBLEMS; `more_details` counts the problems cut."""
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    if depth > 4:  # deeper than any error the ledger makes: its gist
+        return str(value)[:MAX_TEXT]
+    if isinstance(value, list | tuple):
+        return [_clipped(v, depth + 1) for v in value[:MAX_PROBLEMS]]
+    if not isinstance(value, dict):
+        return value
+    clipped = {str(k)[:MAX_TEXT]: _clipped(v, depth + 1) for k, v in value.items()}
+    details = value.get("details")
+    if isinstance(details, list) and len(details) > MAX_PROBLEMS:
+        clipped["more_details"] = len(details) - MAX_PROBLEMS
+    return clipped
+
+
+def _without(outcome: dict[str, Any], field: str) -> dict[str, Any]:
+    error = outcome.get("error")
+    if not isinstance(error, dict):
+        return outcome
+    return {**outcome, "error": {k: v for k, v in error.items() if k != field and k != "more_details"}}
 
 
 def _result_attributes(message: Message, envelope: Envelope, status: str) -> dict[str, str]:

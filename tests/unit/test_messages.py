@@ -196,6 +196,51 @@ def test_a_dead_letter_keeps_the_message_and_its_failure_id_survives_dead_letter
     assert messages.failure_id(b"d", {"marker": "y"}) != messages.failure_id(b"d", {"marker": "x"})
 
 
+def _bad_metadata_batch() -> tuple[Message, list[Any]]:
+    """1,000 records under the data limit, each with 32 metadata values no usage takes:
+    each value is three problems, so the problems alone outgrow a Pub/Sub message."""
+    metadata = {f"{'k' * 12}{i:02}": 1.5 for i in range(32)}
+    records = [
+        {"wallet_id": 16, "asset": "IDR", "amount": 1, "usage_id": f"u-{i}", "product": "p", "metadata": metadata}
+        for i in range(1000)
+    ]
+    batch = message({"action": "usage_batch", "batch_id": "b-big", "records": records})
+    assert len(batch.data) < messages.MAX_DATA_BYTES
+    return batch, records
+
+
+def test_a_batch_whose_problems_outgrow_a_message_still_gets_a_result_that_fits():
+    from common.service import _parse_usage
+
+    batch, records = _bad_metadata_batch()
+    intake = IntakeResult([_parse_usage(i, record) for i, record in enumerate(records)])
+    unbounded = json.dumps([outcome.as_dict() for outcome in intake.outcomes]).encode()
+    assert len(unbounded) > 10 * 1000 * 1000  # what Pub/Sub would refuse to publish
+    data, _ = messages.batch_result(batch, messages.parse(batch, 1000), intake)
+    assert len(data) <= messages.MAX_RESULT_BYTES
+    body = json.loads(data)
+    assert body["truncated"] is None and body["counts"] == {"invalid": 1000}
+    first = body["outcomes"][0]
+    assert (first["usage_id"], first["status"], first["error"]["code"]) == ("u-0", "invalid", "validation_failed")
+    assert len(first["error"]["details"]) == messages.MAX_PROBLEMS and first["error"]["more_details"] == 32 * 3 - 5
+
+
+def test_a_result_over_the_cap_drops_details_then_messages_then_outcomes(monkeypatch):
+    long = "x" * 1000
+    outcomes = [RecordOutcome(i, long, "invalid", "validation_failed", long, [{"field": long}] * 9) for i in range(20)]
+    batch = message({"action": "usage_batch", "batch_id": "b", "records": [{}] * 20})
+    envelope = messages.parse(batch, 1000)
+    sizes = {}
+    for cut in (None, "details", "message", "outcomes"):
+        data, _ = messages.batch_result(batch, envelope, IntakeResult(outcomes))
+        body = json.loads(data)
+        assert body["truncated"] == cut and body["counts"] == {"invalid": 20} and len(data) <= messages.MAX_RESULT_BYTES
+        sizes[cut] = len(data)
+        monkeypatch.setattr(messages, "MAX_RESULT_BYTES", len(data) - 1)
+    assert body["outcomes"] == []
+    assert sizes[None] < 20 * 2500  # each text clipped to 200, each error to 5 problems
+
+
 # The use case --------------------------------------------------------------------------
 
 
