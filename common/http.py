@@ -28,7 +28,7 @@ from common.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
-from common.idempotency import Outcome
+from common.idempotency import Outcome, refuse_reserved_key
 from common.rate_limits import Bucket, Decision, resolve, response_headers
 from common.strict_json import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # the edge's limit, as before
 from common.strict_json import loads_object, validated
@@ -242,7 +242,9 @@ def money_action(
         raise NotFound(f"no route for {request.path}", code="route_not_found")
     require_method(request, "POST")
     command = parse(model, json_object(request))
-    return outcome_response(action(caller, command, request.headers.get(IDEMPOTENCY_HEADER)))
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    refuse_reserved_key(key)
+    return outcome_response(action(caller, command, key))
 
 
 def path_segments(request: flask.Request, prefix: str) -> list[str]:

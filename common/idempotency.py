@@ -99,6 +99,23 @@ def record_id(scope: str, key: str) -> str:
     return hashlib.sha256((f"{scope}\n{key}" if scope else key).encode()).hexdigest()
 
 
+# Keys the ledger derives for postings no caller names: automation's (common/automation.py),
+# bulk intake's by usage id (common/intake.py), and lot expiry's (reserved by the database
+# too, db/schema/70_posting.sql). They share the tenant's namespace with callers' keys, so
+# a caller sending one first could take the posting's place: the edges refuse them.
+RESERVED_KEY_PREFIXES = ("auto-topup:", "auto-allocate:", "usage-id:", "lot-expiry:")
+
+
+def refuse_reserved_key(key: str | None) -> None:
+    """For the edges (HTTP, messages): a caller's key may not start with a reserved
+    prefix. LedgerService itself takes them, for the internal callers that derive them."""
+    if key is not None and key.startswith(RESERVED_KEY_PREFIXES):
+        raise InvalidRequest(
+            f"Idempotency-Key may not start with {', '.join(RESERVED_KEY_PREFIXES)}: the ledger reserves them",
+            code="idempotency_key_invalid",
+        )
+
+
 def validate_key(key: str | None) -> str:
     if key is None or not key.strip():
         raise InvalidRequest("money-moving requests need an Idempotency-Key header", code="idempotency_key_missing")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.errors import DependencyUnavailable, Forbidden, InProgress, InvalidRequest, LedgerError, NotFound
-from common.idempotency import validate_key
+from common.idempotency import refuse_reserved_key, validate_key
 from common.intake import IntakeResult, RecordOutcome
 from common.strict_json import loads_object
 
@@ -129,11 +129,16 @@ def _key(body: dict[str, Any], attributes: dict[str, str]) -> str:
     if in_data is not None and in_attributes is not None and in_data != in_attributes:
         raise Malformed("the idempotency_key field and attribute differ")
     try:
-        return validate_key(in_data if in_data is not None else in_attributes)
+        key = validate_key(in_data if in_data is not None else in_attributes)
     except InvalidRequest:
         raise Malformed(
             "a balance action needs an idempotency_key (field or attribute) of 1-255 printable ASCII characters"
         ) from None
+    try:
+        refuse_reserved_key(key)
+    except InvalidRequest as error:
+        raise Malformed(error.message) from None
+    return key
 
 
 def _batch_id(body: dict[str, Any]) -> str:

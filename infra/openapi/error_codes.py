@@ -12,7 +12,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "validation_failed": (400, "a field is missing, unknown, of the wrong type or out of range; `details` lists each"),
     "invalid_json": (400, "the body is not a JSON object, repeats a key in one object, or nests too deeply"),
     "idempotency_key_missing": (400, "a money action without an Idempotency-Key"),
-    "idempotency_key_invalid": (400, "an Idempotency-Key that is not 1-255 printable ASCII characters"),
+    "idempotency_key_invalid": (
+        400,
+        "an Idempotency-Key that is not 1-255 printable ASCII characters, or starts with a prefix the ledger reserves",
+    ),
     "amount_out_of_range": (400, "the action would take a balance or total past a signed 64-bit integer"),
     "invalid_id": (
         400,

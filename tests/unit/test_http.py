@@ -332,3 +332,35 @@ def test_a_money_action_on_any_other_path_is_a_404_and_never_runs(path):
     handler = lambda request, caller: money_action(request, caller, TopUp, action, function="topup")  # noqa: E731
     response = call(handler, TOPUP, {"Idempotency-Key": "k"}, path=path)
     assert response.status_code == 404 and json.loads(response.get_data())["error"]["code"] == "route_not_found"
+
+
+def _derived_keys() -> list[str]:
+    """Keys the ledger derives for its own postings (automation, bulk intake, lot expiry)."""
+    from common.automation import allocate_key, topup_key
+    from common.intake import usage_key
+
+    return [
+        topup_key(7, "event:12"),
+        allocate_key(7, "period:2026-11-01T00:00:00Z", 16),
+        usage_key("u-1"),
+        "lot-expiry:3:1",
+    ]
+
+
+@pytest.mark.parametrize("key", _derived_keys())
+def test_a_money_action_refuses_a_key_the_ledger_derives_for_itself(key):
+    """Else a caller could post first under the key of the automation's or the intake's next posting."""
+
+    def action(caller, command, key):
+        raise AssertionError("never reached")
+
+    handler = lambda request, caller: money_action(request, caller, TopUp, action, function="topup")  # noqa: E731
+    response = call(handler, TOPUP, {"Idempotency-Key": key})
+    error = json.loads(response.get_data())["error"]
+    assert response.status_code == 400 and error["code"] == "idempotency_key_invalid" and "reserves" in error["message"]
+
+
+def test_the_service_still_takes_the_keys_it_derives():
+    from common.idempotency import validate_key
+
+    assert [validate_key(key) for key in _derived_keys()] == _derived_keys()

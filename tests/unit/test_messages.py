@@ -75,6 +75,15 @@ def test_a_malformed_message_says_why(data, attributes, reason):
     assert reason in raised.value.reason
 
 
+@pytest.mark.parametrize("key", ["auto-topup:7:event:12", "auto-allocate:7:2026-11-01:16", "usage-id:ab12"])
+def test_a_message_may_not_use_a_key_the_ledger_derives_for_itself(key):
+    with pytest.raises(Malformed) as raised:
+        messages.parse(message(single(idempotency_key=key)), 1000)
+    assert "the ledger reserves them" in raised.value.reason
+    with pytest.raises(Malformed):
+        messages.parse(message({"action": "topup", "request": TOPUP}, idempotency_key=key), 1000)
+
+
 def test_a_batch_keeps_its_records_in_order():
     records = [{"usage_id": "a"}, "not even an object"]
     envelope = messages.parse(message({"action": "usage_batch", "batch_id": "b-1", "records": records}), 1000)
