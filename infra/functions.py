@@ -48,14 +48,16 @@ DATABASE_LOGINS = {
     "jobs": "ledger_jobs",  # lot expiry
     "exporter": "erp_exporter",  # the ERP export and its reconciliation
     "automation": "ledger_automation",  # event-driven automatic actions (functions/automation)
+    "messages": "ledger_messages",  # balance actions as messages (functions/actions)
 }
 # Not a function's: the operator's CLI (make ops, python -m common.ops, common.reconcile)
 OPERATOR_LOGIN, OPERATOR_ROLE = "operator", "ledger_operator"
-# which logins a function of each trigger may use
-# (the actions function posts balance actions from messages: a poster, as the HTTP ones)
+# which logins a function of each trigger may use (the actions function posts as the
+# HTTP money functions do, but logs in as its own `messages`: it alone may publish
+# results and dead letters)
 LOGINS_BY_TRIGGER = {
     "http": ("poster", "wallet_admin", "access_admin"),
-    "event": ("relay", "jobs", "exporter", "poster", "automation"),
+    "event": ("relay", "jobs", "exporter", "automation", "messages"),
 }
 _TRIGGERS = {"http": "http", "cloud_event": "event"}
 

@@ -14,6 +14,7 @@
 --   ledger_access        the operators' access function (75_access.sql)
 --   ledger_automation    the automation function: a poster, plus the rules' decisions
 --                        (78_automation.sql)
+--   ledger_messages      the actions function (balance actions as messages): a poster
 --
 -- None of them has a plain INSERT, UPDATE, DELETE or TRUNCATE on any table: money moves
 -- only through commit_posting(s) and expire_lots, and wallets, assets, credit limits,
@@ -35,7 +36,7 @@ DECLARE
 BEGIN
   FOREACH v_role IN ARRAY ARRAY['ledger_poster', 'ledger_wallet_admin', 'ledger_relay', 'ledger_jobs',
                                 'ledger_auditor', 'ledger_operator', 'erp_exporter', 'ledger_access',
-                                'ledger_automation'] LOOP
+                                'ledger_automation', 'ledger_messages'] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
       EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
     END IF;
@@ -44,7 +45,7 @@ BEGIN
   -- granted goes, and a login still in it can do nothing here.
   FOREACH v_role IN ARRAY ARRAY['PUBLIC', 'ledger_app', 'ledger_poster', 'ledger_wallet_admin', 'ledger_relay',
                                 'ledger_jobs', 'ledger_auditor', 'ledger_operator', 'erp_exporter',
-                                'ledger_access', 'ledger_automation'] LOOP
+                                'ledger_access', 'ledger_automation', 'ledger_messages'] LOOP
     IF v_role = 'PUBLIC' OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
       EXECUTE format('REVOKE ALL ON SCHEMA ledger, erp FROM %s', v_role);
       EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA ledger, erp FROM %s', v_role);
@@ -212,6 +213,14 @@ GRANT EXECUTE ON FUNCTION
   ledger.automation_fire(bigint, text),
   ledger.automation_record(bigint, text, text, bigint, jsonb)
   TO ledger_automation;
+
+-- The actions function: ledger_messages ------------------------------------------
+--
+-- Posts balance actions from messages as the money functions do, and nothing more (a
+-- member of ledger_poster). A role of its own because its login is its own in Google
+-- Cloud: the one account with publisher rights on the results and dead-letter topics.
+
+GRANT ledger_poster TO ledger_messages;
 
 -- The operator's CLI: ledger_operator ---------------------------------------------
 --

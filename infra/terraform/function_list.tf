@@ -87,6 +87,9 @@ locals {
     exporter     = { account_id = "ledger-erp-exporter", db_role = "erp_exporter", project_roles = [] }
     # its auto top-ups and allocations go through the idempotency records, as any posting
     automation = { account_id = "ledger-automation", db_role = "ledger_automation", project_roles = ["roles/datastore.user"] }
+    # the actions function: a poster's rights, its own account, so that it alone may
+    # publish results and dead letters (iam.tf); idempotency records and failures in Firestore
+    messages = { account_id = "ledger-messages", db_role = "ledger_messages", project_roles = ["roles/datastore.user"] }
   }
   # login -> the functions that log in as it
   database_login_functions = {

@@ -74,6 +74,8 @@ MAY_EXECUTE["automation"] = MAY_EXECUTE["poster"] | {
     "ledger.automation_fire(bigint,text)",
     "ledger.automation_record(bigint,text,text,bigint,jsonb)",
 }
+# the actions function posts as a poster does (it is in ledger_poster), and no more
+MAY_EXECUTE["messages"] = MAY_EXECUTE["poster"]
 
 
 def routines(stack) -> list[str]:

@@ -137,7 +137,7 @@ def test_terraform_pushes_every_topic_of_a_pushed_function_and_gives_it_dead_let
         "tick_schedule_setting": "automation_schedule",
         "push_topic_settings": ["action_topics", "events_topic"],
         "dead_letter_topic_setting": "actions_dead_letter_topic",
-        "database_login": "poster",
+        "database_login": "messages",
     }
     write_function(functions, "b_pushed", TICK_MAIN.format(name="b_pushed"), pushed)
     write_function(
@@ -170,9 +170,8 @@ def test_terraform_pushes_every_topic_of_a_pushed_function_and_gives_it_dead_let
 # Each function's database login: the kind of function it is, and so what it may do in
 # the database (db/schema/99_grants.sql). A new function must choose.
 EXPECTED_LOGINS = {
-    **dict.fromkeys(
-        ["actions", "addon", "allocate", "bonus", "reclaim", "topup", "transfer", "usage", "void"], "poster"
-    ),
+    **dict.fromkeys(["addon", "allocate", "bonus", "reclaim", "topup", "transfer", "usage", "void"], "poster"),
+    "actions": "messages",
     "wallets": "wallet_admin",
     "access": "access_admin",
     "outbox_sweeper": "relay",

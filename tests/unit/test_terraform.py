@@ -360,6 +360,21 @@ def test_no_login_publishes_project_wide():
     assert "topic = local.topic_ids[each.value.topic]" in grants and 'role = "roles/pubsub.publisher"' in grants
 
 
+def test_the_messages_login_alone_publishes_results_and_dead_letters():
+    """Else any money function (a poster) could forge an action's result, or a dead letter
+    the operator replays."""
+    publishes = re.search(r"login_publishes = \{(.*?)\n  \}", SOURCE, re.S).group(1)
+    topics = dict(re.findall(r"^\s+(\w+)\s+= (.*)$", publishes, re.M))
+    for setting in ("action_results_topic", "actions_dead_letter_topic"):
+        assert [login for login, granted in topics.items() if f"local.setting_topics.{setting}" in granted] == [
+            "messages"
+        ], setting
+    assert topics["poster"] == "local.setting_topics.events_topic"
+    logins = flat(re.search(r"database_logins = \{(.*?)\n  \}", SOURCE, re.S).group(1))
+    assert 'messages = { account_id = "ledger-messages", db_role = "ledger_messages"' in logins
+    assert json.loads((REPO / "functions" / "actions" / "deploy.json").read_text())["database_login"] == "messages"
+
+
 def test_the_automation_login_alone_reads_the_payment_providers_token():
     function = flat(block("resource", "google_cloudfunctions2_function", "pushed"))
     assert 'database_login == "automation" ? ["payment"] : []' in function
