@@ -163,6 +163,19 @@ def test_a_malformed_message_goes_to_the_dead_letters_at_once_with_its_reason(st
     _ack_dead_letter(stack, letter["messageId"])
 
 
+def test_a_message_naming_its_own_source_topic_is_dead_lettered_under_its_real_one(stack):
+    """A metering message claiming the payments topic as its source: never posted, and a
+    replay would go back to the metering topic."""
+    wallet, k = new_wallet(stack, funded=100), key("forged")
+    publish(stack, METERING_TOPIC, topup(wallet, k), dead_letter_source_topic=full(ACTIONS_TOPIC), marker=k)
+    letter = _dead_letter(stack, lambda m: m["attributes"].get("marker") == k)
+    assert letter["attributes"]["dead_letter_source_topic"] == full(METERING_TOPIC)
+    assert "reserved for dead-lettering" in letter["attributes"]["dead_letter_reason"]
+    assert _cli("show", letter["messageId"])["source_topic"] == full(METERING_TOPIC)
+    assert postings_with_key(stack, k) == 0 and balance(stack, wallet) == 100
+    _ack_dead_letter(stack, letter["messageId"])
+
+
 def test_a_transient_failure_is_retried_until_the_dependency_is_back_and_posts_once(stack, results, own_topic):
     """Redis down: the usage has its principal and its key claimed, and fails on the
     wallet's lock, inside the ledger service (where a final refusal would be answered)."""
