@@ -46,6 +46,7 @@ class Firing:
     act: bool
     id: int | None = None
     status: str | None = None
+    charge_id: str | None = None  # the provider's, once an auto top-up's firing is charged
 
 
 def touched_wallets(event: Mapping[str, Any]) -> list[int]:

@@ -104,32 +104,39 @@ class AutomationEngine:
     def _act(self, rule: Rule, trigger: str, firing: Firing) -> None:
         assert firing.id is not None
         if rule.kind == "auto_topup":
-            self._top_up(rule, trigger, firing.id)
+            self._top_up(rule, trigger, firing)
         elif rule.kind == "low_balance":
             self._notify(rule, firing.id, trigger, "low_balance", {"threshold": rule.threshold})
             self.store.record(firing.id, "finished")
         else:
             self._allocate(rule, trigger, firing.id)
 
-    def _top_up(self, rule: Rule, trigger: str, firing_id: int) -> None:
+    def _top_up(self, rule: Rule, trigger: str, firing: Firing) -> None:
         from common.ledger.commands import TopUp
 
-        key = topup_key(rule.id, trigger)
-        assert rule.funding_ref is not None and rule.amount is not None
-        # charged again on a carry-on too: the same key answers the same charge
-        charge = self._payments().charge(key, rule.funding_ref, rule.amount, rule.asset)
-        if not charge.confirmed:
-            details = {"charge_id": charge.charge_id, "reason": charge.reason, "amount": rule.amount}
-            self._notify(rule, firing_id, trigger, "auto_topup_declined", details)
-            self.store.record(firing_id, "declined", charge.charge_id, detail={"reason": charge.reason})
-            log.warning("auto top-up declined", extra={"rule_id": rule.id, "trigger": trigger, **details})
-            return
-        self.store.record(firing_id, "charged", charge.charge_id)
+        assert firing.id is not None and rule.funding_ref is not None and rule.amount is not None
+        firing_id, key = firing.id, topup_key(rule.id, trigger)
+        if firing.status == "charged" and firing.charge_id:
+            # An earlier delivery charged and recorded it: post with that charge, never
+            # charge again. The provider keeps keys for a while only (a day, say): a
+            # carry-on after that would charge anew, and the ledger credits only once.
+            charge_id = firing.charge_id
+        else:
+            # started: whether it charged is unknown, and the same key finds the charge
+            charge = self._payments().charge(key, rule.funding_ref, rule.amount, rule.asset)
+            if not charge.confirmed:
+                details = {"charge_id": charge.charge_id, "reason": charge.reason, "amount": rule.amount}
+                self._notify(rule, firing_id, trigger, "auto_topup_declined", details)
+                self.store.record(firing_id, "declined", charge.charge_id, detail={"reason": charge.reason})
+                log.warning("auto top-up declined", extra={"rule_id": rule.id, "trigger": trigger, **details})
+                return
+            charge_id = charge.charge_id
+            self.store.record(firing_id, "charged", charge_id)
         cmd = TopUp(
             wallet_id=rule.wallet_id,
             asset=rule.asset,
             amount=rule.amount,
-            external_ref=charge.charge_id,
+            external_ref=charge_id,
             metadata={RULE_MARK: rule.id, "trigger": trigger},
         )
         try:
@@ -137,10 +144,10 @@ class AutomationEngine:
         except TRANSIENT:
             raise
         except LedgerError as error:
-            self._failed(rule, trigger, firing_id, error.code, charge.charge_id)
+            self._failed(rule, trigger, firing_id, error.code, charge_id)
             return
         if outcome.status >= 400:  # a refusal stored under the key, replayed
-            self._failed(rule, trigger, firing_id, outcome.body["error"]["code"], charge.charge_id)
+            self._failed(rule, trigger, firing_id, outcome.body["error"]["code"], charge_id)
             return
         self.store.record(firing_id, "finished", transaction_id=outcome.body["transaction"]["id"])
 

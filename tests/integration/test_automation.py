@@ -16,10 +16,11 @@ from pg8000.exceptions import DatabaseError
 
 from common import bootstrap
 from common.adapters.automation_store import AutomationStore
+from common.automation import event_trigger, topup_key
 from common.automation_engine import AutomationEngine
 from common.errors import DependencyUnavailable, InProgress
 from common.ledger import commands
-from tests.automation_support import auto_top_ups, charges, firings, provider, rule
+from tests.automation_support import auto_top_ups, charges, firings, provider, rule, stall
 from tests.support import CALLER, balance, key, login_pool, new_wallet, sql
 
 
@@ -144,6 +145,23 @@ def test_a_declined_charge_posts_nothing_notifies_and_is_not_retried(stack, engi
     (notice,) = notices_of(stack, notices, rule_id)
     assert notice["kind"] == "auto_topup_declined" and notice["reason"] == "card_declined"
     assert notice["wallet_id"] == wallet and notice["tenant"] == "tests"
+
+
+def test_a_firing_left_charged_posts_its_charge_and_never_charges_again(stack, engine):
+    service, funding = bootstrap.service(), key("card")
+    wallet = new_wallet(stack, funded=100)
+    rule_id = rule(stack, "auto_topup", wallet, threshold=50, amount=500, funding_ref=funding)
+    trigger = event_trigger(use(service, wallet, 60))
+    # a delivery decided, charged and recorded it, then was lost before the top-up
+    firing = engine.store.fire(rule_id, trigger)
+    charge = bootstrap.payment_provider().charge(topup_key(rule_id, trigger), funding, 500, "TST")
+    engine.store.record(firing.id, "charged", charge.charge_id)
+    stall(stack, rule_id)
+    provider(stack, funding_ref=funding, forget_keys=True)  # days later: the key is gone
+    engine.on_tick()
+    assert [c["charge_id"] for c in charges(stack, funding)] == [charge.charge_id]
+    assert [row[2] for row in auto_top_ups(stack, rule_id)] == [charge.charge_id]
+    assert firings(stack, rule_id) == ["finished"] and balance(stack, wallet) == 540
 
 
 def test_an_auto_top_ups_own_event_never_triggers_another(stack, engine):
