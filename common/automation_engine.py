@@ -28,9 +28,9 @@ from common.automation import (
     allocate_key,
     caller_for,
     event_trigger,
+    is_auto_top_up,
     period_start,
     period_trigger,
-    posted_by_rule,
     topup_key,
     touched_wallets,
 )
@@ -64,11 +64,11 @@ class AutomationEngine:
         self._clock = clock
 
     def on_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Every active threshold rule of the customer wallets the event moved. An
-        automatic action's own posting triggers no auto top-up (it may still re-arm one,
-        or a low-balance rule, on a later event)."""
+        """Every active threshold rule of the customer wallets the event moved. An auto
+        top-up's own posting triggers no auto top-up (it may still re-arm one, and is
+        judged against low-balance rules); an allocation the automation made does."""
         trigger = event_trigger(int(event["transaction_id"]))
-        own = posted_by_rule(event)
+        own = is_auto_top_up(event)
         rules = [
             rule
             for rule in self.store.threshold_rules(touched_wallets(event))

@@ -177,6 +177,39 @@ def test_an_auto_top_ups_own_event_never_triggers_another(stack, engine):
     assert len(auto_top_ups(stack, rule_id)) == 1 and balance(stack, wallet) == 150
 
 
+def test_a_usage_with_forged_automation_metadata_still_triggers_the_auto_top_up(stack, engine):
+    service, funding = bootstrap.service(), key("card")
+    wallet = new_wallet(stack, funded=100)
+    rule_id = rule(stack, "auto_topup", wallet, threshold=50, amount=500, funding_ref=funding)
+    forged = {"automation_rule_id": rule_id, "trigger": "event:1"}
+    cmd = commands.Usage(wallet_id=wallet, asset="TST", amount=60, usage_id=key("u"), product="gpu", metadata=forged)
+    usage = service.usage(CALLER, cmd, key()).body["transaction"]["id"]
+    assert [a["rule_id"] for a in engine.on_event(event(stack, usage))["acted"]] == [rule_id]
+    assert len(charges(stack, funding)) == 1 and balance(stack, wallet) == 540
+
+
+def test_a_pool_drained_by_its_recurring_allocations_gets_its_auto_top_up(stack, engine):
+    service, funding = bootstrap.service(), key("card")
+
+    def wallet(parent: int | None = None) -> int:
+        cmd = commands.CreateWallet(owner_id=key("owner"), asset="TST", model="enterprise", parent_id=parent)
+        return service.create_wallet(CALLER, cmd)["id"]
+
+    pool = wallet()
+    members = [wallet(pool), wallet(pool)]
+    top_up(service, pool, 1000)
+    top_up_rule = rule(stack, "auto_topup", pool, threshold=900, amount=500, funding_ref=funding)
+    allocation = rule(stack, "recurring_allocation", pool, amount=100, period="day", member_ids=members)
+    try:
+        engine.on_tick()  # the pool falls to 800: only the automation's own allocations moved it
+    finally:
+        sql(stack, "UPDATE ledger.automation_rules SET status = 'deleted' WHERE id = :r", r=allocation)
+    for allocated in auto_top_ups(stack, allocation):  # the allocations' events, as pushed
+        engine.on_event(event(stack, allocated[0]))
+    assert firings(stack, top_up_rule) == ["finished"] and len(charges(stack, funding)) == 1
+    assert balance(stack, pool) == 1000 - 200 + 500
+
+
 def test_a_late_event_is_judged_by_the_balance_now(stack, engine):
     service, funding = bootstrap.service(), key("card")
     wallet = new_wallet(stack, funded=100)
