@@ -11,7 +11,8 @@ what they did the first time.
 
 A dependency that is down raises DependencyUnavailable after every rule had its turn,
 so the delivery fails and Pub/Sub brings it again. A refusal that can never succeed (a
-declined charge, a refused posting) is recorded on the firing and never retried.
+declined charge, a refused posting, a malformed provider answer, any other error of
+one firing) is recorded on the firing, never retried, and never stops the others.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from common.automation import (
     touched_wallets,
 )
 from common.errors import DependencyUnavailable, InProgress, LedgerError
+from common.payments import ProviderError
 
 if TYPE_CHECKING:
     from common.adapters.automation_store import AutomationStore
@@ -85,8 +87,13 @@ class AutomationEngine:
         return self._run(due + stalled)
 
     def _run(self, work: list[tuple[Rule, str]]) -> dict[str, Any]:
+        """Each firing on its own: a transient error leaves it in flight for the next
+        delivery, which this one then asks for (by raising, once every other had its
+        turn); any other error can never succeed, so the firing is failed for an
+        operator, and neither blocks the rest nor the wallet's next auto top-up."""
         acted, failure = [], None
         for rule, trigger in work:
+            firing = None
             try:
                 firing = self.store.fire(rule.id, trigger)
                 if firing.act:
@@ -97,9 +104,27 @@ class AutomationEngine:
                     "automatic action to retry", extra={"rule_id": rule.id, "trigger": trigger, "error": error.message}
                 )
                 failure = failure or error
+            except Exception as error:  # noqa: BLE001 - final for this firing, whatever it is
+                try:
+                    self._give_up(rule, trigger, firing, error)
+                except TRANSIENT as unrecorded:
+                    failure = failure or unrecorded  # failed next time, then
         if failure is not None:
             raise failure
         return {"rules": len(work), "acted": acted}
+
+    def _give_up(self, rule: Rule, trigger: str, firing: Firing | None, error: Exception) -> None:
+        reason = str(error) if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
+        log.error(
+            "automatic action failed for good",
+            exc_info=not isinstance(error, ProviderError),  # a bug's traceback, not the provider's fault
+            extra={"rule_id": rule.id, "trigger": trigger, "reason": reason},
+        )
+        if firing is None or firing.id is None or not firing.act:
+            return
+        if rule.kind == "auto_topup":  # no top-up comes: the customer hears why
+            self._notify(rule, firing.id, trigger, "auto_topup_failed", {"reason": reason, "amount": rule.amount})
+        self.store.record(firing.id, "failed", detail={"reason": reason[:500]})
 
     def _act(self, rule: Rule, trigger: str, firing: Firing) -> None:
         assert firing.id is not None

@@ -164,6 +164,28 @@ def test_a_firing_left_charged_posts_its_charge_and_never_charges_again(stack, e
     assert firings(stack, rule_id) == ["finished"] and balance(stack, wallet) == 540
 
 
+def test_a_malformed_provider_answer_fails_its_firing_and_the_tick_goes_on(stack, engine, notices):
+    service = bootstrap.service()
+    stalled = []
+    for answer in ({"status": "declined"}, None):  # no charge_id; then a good provider
+        funding, wallet = key("card"), new_wallet(stack, funded=100)
+        rule_id = rule(stack, "auto_topup", wallet, threshold=50, amount=500, funding_ref=funding)
+        engine.store.fire(rule_id, event_trigger(use(service, wallet, 60)))  # then the delivery was lost
+        stall(stack, rule_id)
+        provider(stack, funding_ref=funding, answer=answer)
+        stalled.append((rule_id, wallet))
+    (bad, bad_wallet), (good, good_wallet) = stalled
+    engine.on_tick()  # the bad one first (the older firing), and no redelivery asked for
+    engine.on_tick()
+    reason = "the payment provider's declined answer has no usable charge_id"
+    recorded = sql(stack, "SELECT detail ->> 'reason' FROM ledger.automation_firings WHERE rule_id = :r", r=bad)
+    assert firings(stack, bad) == ["failed"] and recorded == [[reason]]
+    assert auto_top_ups(stack, bad) == [] and balance(stack, bad_wallet) == 40
+    (notice,) = notices_of(stack, notices, bad)
+    assert (notice["kind"], notice["reason"]) == ("auto_topup_failed", reason)
+    assert firings(stack, good) == ["finished"] and balance(stack, good_wallet) == 540
+
+
 def test_an_auto_top_ups_own_event_never_triggers_another(stack, engine):
     service = bootstrap.service()
     wallet = new_wallet(stack, funded=1000)
