@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.auth.callers import Caller, Grant, Principal
+from common.auth.tokens import AUTOMATION_ISSUER
 
 THRESHOLD_KINDS = ("auto_topup", "low_balance")
 PERIODS = ("hour", "day", "week", "month")
@@ -46,6 +47,7 @@ class Firing:
     act: bool
     id: int | None = None
     status: str | None = None
+    charge_id: str | None = None  # the provider's, once an auto top-up's firing is charged
 
 
 def touched_wallets(event: Mapping[str, Any]) -> list[int]:
@@ -55,11 +57,20 @@ def touched_wallets(event: Mapping[str, Any]) -> list[int]:
     return list(dict.fromkeys(int(leg["wallet_id"]) for leg in legs if leg.get("system_role") is None))
 
 
-def posted_by_rule(event: Mapping[str, Any]) -> bool:
-    """Whether the event is an automatic action's own posting: an auto top-up's event
-    never triggers another auto top-up (no loops)."""
-    metadata = event.get("metadata")
-    return isinstance(metadata, Mapping) and metadata.get(RULE_MARK) is not None
+def is_auto_top_up(event: Mapping[str, Any]) -> bool:
+    """Whether the event is an auto top-up's own posting, which never triggers another
+    auto top-up (no loops). The metadata alone can't tell: any caller may write it, and
+    the automation's allocations carry it too (a pool they drain must still top up). The
+    actor can: only the automation posts as its principal, of an issuer no token has."""
+    metadata, actor = event.get("metadata"), event.get("actor")
+    return (
+        event.get("action") == "topup"
+        and isinstance(actor, Mapping)
+        and actor.get("principal") == AUTOMATION_PRINCIPAL
+        and actor.get("issuer") == AUTOMATION_ISSUER
+        and isinstance(metadata, Mapping)
+        and metadata.get(RULE_MARK) is not None
+    )
 
 
 def event_trigger(transaction_id: int) -> str:
@@ -102,7 +113,7 @@ def caller_for(rule: Rule, request_id: str) -> Caller:
     wallets, so the broad grant is never used beyond them."""
     principal = Principal(
         AUTOMATION_PRINCIPAL,
-        "ledger",
+        AUTOMATION_ISSUER,
         AUTOMATION_PRINCIPAL,
         "service",
         rule.tenant,

@@ -11,7 +11,8 @@ what they did the first time.
 
 A dependency that is down raises DependencyUnavailable after every rule had its turn,
 so the delivery fails and Pub/Sub brings it again. A refusal that can never succeed (a
-declined charge, a refused posting) is recorded on the firing and never retried.
+declined charge, a refused posting, a malformed provider answer, any other error of
+one firing) is recorded on the firing, never retried, and never stops the others.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from common.automation import (
     allocate_key,
     caller_for,
     event_trigger,
+    is_auto_top_up,
     period_start,
     period_trigger,
-    posted_by_rule,
     topup_key,
     touched_wallets,
 )
 from common.errors import DependencyUnavailable, InProgress, LedgerError
+from common.payments import ProviderError
 
 if TYPE_CHECKING:
     from common.adapters.automation_store import AutomationStore
@@ -64,11 +66,11 @@ class AutomationEngine:
         self._clock = clock
 
     def on_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Every active threshold rule of the customer wallets the event moved. An
-        automatic action's own posting triggers no auto top-up (it may still re-arm one,
-        or a low-balance rule, on a later event)."""
+        """Every active threshold rule of the customer wallets the event moved. An auto
+        top-up's own posting triggers no auto top-up (it may still re-arm one, and is
+        judged against low-balance rules); an allocation the automation made does."""
         trigger = event_trigger(int(event["transaction_id"]))
-        own = posted_by_rule(event)
+        own = is_auto_top_up(event)
         rules = [
             rule
             for rule in self.store.threshold_rules(touched_wallets(event))
@@ -85,8 +87,13 @@ class AutomationEngine:
         return self._run(due + stalled)
 
     def _run(self, work: list[tuple[Rule, str]]) -> dict[str, Any]:
+        """Each firing on its own: a transient error leaves it in flight for the next
+        delivery, which this one then asks for (by raising, once every other had its
+        turn); any other error can never succeed, so the firing is failed for an
+        operator, and neither blocks the rest nor the wallet's next auto top-up."""
         acted, failure = [], None
         for rule, trigger in work:
+            firing = None
             try:
                 firing = self.store.fire(rule.id, trigger)
                 if firing.act:
@@ -97,39 +104,64 @@ class AutomationEngine:
                     "automatic action to retry", extra={"rule_id": rule.id, "trigger": trigger, "error": error.message}
                 )
                 failure = failure or error
+            except Exception as error:  # noqa: BLE001 - final for this firing, whatever it is
+                try:
+                    self._give_up(rule, trigger, firing, error)
+                except TRANSIENT as unrecorded:
+                    failure = failure or unrecorded  # failed next time, then
         if failure is not None:
             raise failure
         return {"rules": len(work), "acted": acted}
 
+    def _give_up(self, rule: Rule, trigger: str, firing: Firing | None, error: Exception) -> None:
+        reason = str(error) if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
+        log.error(
+            "automatic action failed for good",
+            exc_info=not isinstance(error, ProviderError),  # a bug's traceback, not the provider's fault
+            extra={"rule_id": rule.id, "trigger": trigger, "reason": reason},
+        )
+        if firing is None or firing.id is None or not firing.act:
+            return
+        if rule.kind == "auto_topup":  # no top-up comes: the customer hears why
+            self._notify(rule, firing.id, trigger, "auto_topup_failed", {"reason": reason, "amount": rule.amount})
+        self.store.record(firing.id, "failed", detail={"reason": reason[:500]})
+
     def _act(self, rule: Rule, trigger: str, firing: Firing) -> None:
         assert firing.id is not None
         if rule.kind == "auto_topup":
-            self._top_up(rule, trigger, firing.id)
+            self._top_up(rule, trigger, firing)
         elif rule.kind == "low_balance":
             self._notify(rule, firing.id, trigger, "low_balance", {"threshold": rule.threshold})
             self.store.record(firing.id, "finished")
         else:
             self._allocate(rule, trigger, firing.id)
 
-    def _top_up(self, rule: Rule, trigger: str, firing_id: int) -> None:
+    def _top_up(self, rule: Rule, trigger: str, firing: Firing) -> None:
         from common.ledger.commands import TopUp
 
-        key = topup_key(rule.id, trigger)
-        assert rule.funding_ref is not None and rule.amount is not None
-        # charged again on a carry-on too: the same key answers the same charge
-        charge = self._payments().charge(key, rule.funding_ref, rule.amount, rule.asset)
-        if not charge.confirmed:
-            details = {"charge_id": charge.charge_id, "reason": charge.reason, "amount": rule.amount}
-            self._notify(rule, firing_id, trigger, "auto_topup_declined", details)
-            self.store.record(firing_id, "declined", charge.charge_id, detail={"reason": charge.reason})
-            log.warning("auto top-up declined", extra={"rule_id": rule.id, "trigger": trigger, **details})
-            return
-        self.store.record(firing_id, "charged", charge.charge_id)
+        assert firing.id is not None and rule.funding_ref is not None and rule.amount is not None
+        firing_id, key = firing.id, topup_key(rule.id, trigger)
+        if firing.status == "charged" and firing.charge_id:
+            # An earlier delivery charged and recorded it: post with that charge, never
+            # charge again. The provider keeps keys for a while only (a day, say): a
+            # carry-on after that would charge anew, and the ledger credits only once.
+            charge_id = firing.charge_id
+        else:
+            # started: whether it charged is unknown, and the same key finds the charge
+            charge = self._payments().charge(key, rule.funding_ref, rule.amount, rule.asset)
+            if not charge.confirmed:
+                details = {"charge_id": charge.charge_id, "reason": charge.reason, "amount": rule.amount}
+                self._notify(rule, firing_id, trigger, "auto_topup_declined", details)
+                self.store.record(firing_id, "declined", charge.charge_id, detail={"reason": charge.reason})
+                log.warning("auto top-up declined", extra={"rule_id": rule.id, "trigger": trigger, **details})
+                return
+            charge_id = charge.charge_id
+            self.store.record(firing_id, "charged", charge_id)
         cmd = TopUp(
             wallet_id=rule.wallet_id,
             asset=rule.asset,
             amount=rule.amount,
-            external_ref=charge.charge_id,
+            external_ref=charge_id,
             metadata={RULE_MARK: rule.id, "trigger": trigger},
         )
         try:
@@ -137,10 +169,10 @@ class AutomationEngine:
         except TRANSIENT:
             raise
         except LedgerError as error:
-            self._failed(rule, trigger, firing_id, error.code, charge.charge_id)
+            self._failed(rule, trigger, firing_id, error.code, charge_id)
             return
         if outcome.status >= 400:  # a refusal stored under the key, replayed
-            self._failed(rule, trigger, firing_id, outcome.body["error"]["code"], charge.charge_id)
+            self._failed(rule, trigger, firing_id, outcome.body["error"]["code"], charge_id)
             return
         self.store.record(firing_id, "finished", transaction_id=outcome.body["transaction"]["id"])
 

@@ -11,7 +11,12 @@ tells it to confirm, decline, be slow or fail.
                            funding_ref: every reference without its own setting). A slow
                            charge is made first, then answered after delay_s (a client that
                            gave up finds it by its key); fail_next answers the next N with
-                           503 and charges nothing. {"reset": true} forgets everything.
+                           503 and charges nothing. "answer": {...} answers new charges on R
+                           with that body (201), charging nothing: a provider's malformed
+                           answer. {"funding_ref": R, "forget_keys": true} forgets the keys of
+                           R's charges so far, as a real provider does after a day or so:
+                           they stay listed, and the same key charges anew.
+                           {"reset": true} forgets everything.
 
 Run: python -m emulators.payment_provider --port 54306 [--token T]
 """
@@ -33,6 +38,7 @@ class Behaviour:
     mode: str = "confirm"
     delay_s: float = 0.0
     fail_next: int = 0
+    answer: dict[str, Any] | None = None
 
 
 class Provider:
@@ -41,7 +47,8 @@ class Provider:
         self.reset()
 
     def reset(self) -> None:
-        self.charges: dict[str, dict[str, Any]] = {}  # by idempotency key
+        self.made: list[dict[str, Any]] = []  # every charge, with its key
+        self.charges: dict[str, dict[str, Any]] = {}  # the same, by the keys not yet forgotten
         self.default = Behaviour()
         self.by_ref: dict[str, Behaviour] = {}
 
@@ -53,11 +60,16 @@ class Provider:
             if body.get("reset"):
                 self.reset()
             ref = body.get("funding_ref")
+            if body.get("forget_keys"):
+                forgotten = [key for key, charge in self.charges.items() if charge["request"]["funding_ref"] == ref]
+                for key in forgotten:
+                    del self.charges[key]
             current = self.behaviour(ref) if ref else self.default
             updated = Behaviour(
                 mode=str(body.get("mode", current.mode)),
                 delay_s=float(body.get("delay_s", current.delay_s)),
                 fail_next=int(body.get("fail_next", current.fail_next)),
+                answer=body.get("answer", current.answer),
             )
             if ref:
                 self.by_ref[ref] = updated
@@ -78,21 +90,24 @@ class Provider:
             if behaviour.fail_next:
                 behaviour.fail_next -= 1
                 return 503, {"error": "failing on purpose"}, 0.0
+            if behaviour.answer is not None:
+                return 201, behaviour.answer, 0.0
             declined = behaviour.mode == "decline"
             answer = {
-                "charge_id": f"ch_{len(self.charges) + 1}",
+                "charge_id": f"ch_{len(self.made) + 1}",
                 "status": "declined" if declined else "confirmed",
                 "reason": "card_declined" if declined else None,
                 **request,
             }
-            self.charges[key] = {"request": request, "answer": answer}
+            self.charges[key] = {"request": request, "answer": answer, "key": key}
+            self.made.append(self.charges[key])
         return 201, answer, behaviour.delay_s
 
     def listed(self, funding_ref: str) -> list[dict[str, Any]]:
         with self.lock:
             return [
-                {**charge["answer"], "idempotency_key": key}
-                for key, charge in self.charges.items()
+                {**charge["answer"], "idempotency_key": charge["key"]}
+                for charge in self.made
                 if charge["request"]["funding_ref"] == funding_ref
             ]
 

@@ -49,3 +49,10 @@ def auto_top_ups(stack, rule_id: int) -> list[list[Any]]:
 
 def firings(stack, rule_id: int) -> list[str]:
     return [r[0] for r in sql(stack, "SELECT status FROM ledger.automation_firings WHERE rule_id = :r", r=rule_id)]
+
+
+def stall(stack, rule_id: int) -> None:
+    """The rule's firings left in flight long ago, as by a delivery that never came back:
+    the tick carries them on."""
+    backdated = "UPDATE ledger.automation_firings SET updated_at = now() - interval '1 hour' WHERE rule_id = :r"
+    sql(stack, backdated, r=rule_id)

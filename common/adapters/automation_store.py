@@ -36,7 +36,10 @@ SELECT f.trigger, {RULE_COLUMNS} FROM ledger.automation_firings f
  LIMIT 100
 """
 CHILDREN = "SELECT id FROM ledger.wallets WHERE parent_id = :pool AND status = 'active' ORDER BY id"
-FIRE = "SELECT act, firing_id, firing_status FROM ledger.automation_fire(CAST(:rule AS bigint), :trigger)"
+FIRE = (
+    "SELECT act, firing_id, firing_status, firing_charge_id"
+    " FROM ledger.automation_fire(CAST(:rule AS bigint), :trigger)"
+)
 RECORD = (
     "SELECT ledger.automation_record(CAST(:firing AS bigint), :status, CAST(:charge AS text),"
     " CAST(:tx AS bigint), CAST(:detail AS jsonb))"
@@ -63,8 +66,8 @@ class AutomationStore(Statements):
         return [int(row[0]) for row in self._run(CHILDREN, pool=pool_id)]
 
     def fire(self, rule_id: int, trigger: str) -> Firing:
-        act, firing_id, status = self._run(FIRE, rule=rule_id, trigger=trigger)[0]
-        return Firing(bool(act), firing_id, status)
+        act, firing_id, status, charge_id = self._run(FIRE, rule=rule_id, trigger=trigger)[0]
+        return Firing(bool(act), firing_id, status, charge_id)
 
     def record(
         self,

@@ -3,8 +3,9 @@
 POST {url}/charges {"funding_ref", "amount", "asset"} with the charge's idempotency key
 as Idempotency-Key and the credential (a Secret Manager secret in Google Cloud, through
 LEDGER_PAYMENT_PROVIDER_TOKEN) as a bearer token. 201 or 200 with "status" confirmed or
-declined is the answer; anything else, or none within the timeout, is the provider
-unavailable: the charge may or may not have happened, and the same key finds out.
+declined is the answer (common/payments.py checks it); anything else, or none within the
+timeout, is the provider unavailable: the charge may or may not have happened, and the
+same key finds out.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import threading
 from typing import Any
 
 from common.errors import DependencyUnavailable
-from common.payments import Charge
-
-ANSWERS = ("confirmed", "declined")
+from common.payments import ANSWERS, Charge, charge_from
 
 
 class HttpPaymentProvider:
@@ -55,4 +54,4 @@ class HttpPaymentProvider:
             body = None
         if response.status_code not in (200, 201) or not isinstance(body, dict) or body.get("status") not in ANSWERS:
             raise DependencyUnavailable(f"the payment provider answered HTTP {response.status_code}")
-        return Charge(str(body["status"]), str(body["charge_id"]), body.get("reason"))
+        return charge_from(body)

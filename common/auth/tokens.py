@@ -54,6 +54,10 @@ class TrustedIssuer:
 # The issuer of the principals that are Pub/Sub topics (common/message_actions.py): no
 # token is ever trusted from it, so no HTTP caller can be a topic.
 TOPIC_ISSUER = "pubsub"
+# The issuer of the automation's own principal (common/automation.py): no token is ever
+# trusted from it either, so no caller can pass its postings off as an auto top-up's.
+AUTOMATION_ISSUER = "ledger"
+RESERVED_ISSUERS = {TOPIC_ISSUER: "the action topics' issuer", AUTOMATION_ISSUER: "the automation's issuer"}
 
 
 def parse_issuers(raw: str) -> dict[str, TrustedIssuer]:
@@ -70,9 +74,13 @@ def parse_issuers(raw: str) -> dict[str, TrustedIssuer]:
         raise ValueError(f"LEDGER_AUTH_ISSUERS is not a JSON list of issuers: {error}") from None
     if any(not issuer.audiences for issuer in issuers):
         raise ValueError("LEDGER_AUTH_ISSUERS: every issuer needs at least one audience")
-    if any(issuer.issuer == TOPIC_ISSUER for issuer in issuers):
-        # a token from such an issuer could name a topic and post as its publisher
-        raise ValueError(f"LEDGER_AUTH_ISSUERS: {TOPIC_ISSUER!r} is the action topics' issuer, not a token's")
+    for issuer in issuers:
+        # a token from such an issuer could name a topic and post as its publisher, or
+        # post as the automation and so escape the auto top-ups
+        if issuer.issuer in RESERVED_ISSUERS:
+            raise ValueError(
+                f"LEDGER_AUTH_ISSUERS: {issuer.issuer!r} is {RESERVED_ISSUERS[issuer.issuer]}, not a token's"
+            )
     return {issuer.issuer: issuer for issuer in issuers}
 
 

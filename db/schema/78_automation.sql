@@ -5,13 +5,14 @@
 -- Whether `p_rule_id` acts on `p_trigger` ('event:<transaction id>' or 'period:<start>'),
 -- and the firing that records it. With the rule locked:
 --   * a firing of (rule, trigger) exists: a redelivery, which carries on with a firing
---     still in flight (started, charged) and does nothing once it is done;
+--     still in flight (started, charged: with the charge it made, never charging again)
+--     and does nothing once it is done;
 --   * a recurring allocation acts once per period;
 --   * a threshold rule re-arms when the wallet's available balance is at or above its
 --     threshold, and acts when it is below, armed, the wallet active and (an auto
 --     top-up) none of the wallet's is in flight; acting disarms it: once per crossing.
 CREATE FUNCTION ledger.automation_fire(p_rule_id bigint, p_trigger text)
-RETURNS TABLE (act boolean, firing_id bigint, firing_status text)
+RETURNS TABLE (act boolean, firing_id bigint, firing_status text, firing_charge_id text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 DECLARE
   v_rule record;
@@ -22,22 +23,22 @@ DECLARE
 BEGIN
   SELECT * INTO v_rule FROM automation_rules WHERE id = p_rule_id FOR UPDATE;
   IF NOT FOUND THEN
-    RETURN QUERY SELECT false, NULL::bigint, NULL::text;
+    RETURN QUERY SELECT false, NULL::bigint, NULL::text, NULL::text;
     RETURN;
   END IF;
-  SELECT f.id, f.status INTO v_firing FROM automation_firings f WHERE f.rule_id = p_rule_id AND f.trigger = p_trigger;
+  SELECT f.id, f.status, f.charge_id INTO v_firing FROM automation_firings f WHERE f.rule_id = p_rule_id AND f.trigger = p_trigger;
   IF FOUND THEN
-    RETURN QUERY SELECT v_firing.status IN ('started', 'charged'), v_firing.id, v_firing.status;
+    RETURN QUERY SELECT v_firing.status IN ('started', 'charged'), v_firing.id, v_firing.status, v_firing.charge_id;
     RETURN;
   END IF;
   IF v_rule.status <> 'active' THEN
-    RETURN QUERY SELECT false, NULL::bigint, NULL::text;
+    RETURN QUERY SELECT false, NULL::bigint, NULL::text, NULL::text;
     RETURN;
   END IF;
   IF v_rule.kind = 'recurring_allocation' THEN
     INSERT INTO automation_firings (rule_id, trigger, kind, wallet_id)
     VALUES (p_rule_id, p_trigger, v_rule.kind, v_rule.wallet_id) RETURNING id INTO v_id;
-    RETURN QUERY SELECT true, v_id, 'started'::text;
+    RETURN QUERY SELECT true, v_id, 'started'::text, NULL::text;
     RETURN;
   END IF;
   -- the available balance as the wallets' reads show it: expired lots are not spendable
@@ -51,13 +52,13 @@ BEGIN
     IF NOT v_rule.armed THEN
       UPDATE automation_rules SET armed = true WHERE id = p_rule_id;
     END IF;
-    RETURN QUERY SELECT false, NULL::bigint, NULL::text;
+    RETURN QUERY SELECT false, NULL::bigint, NULL::text, NULL::text;
     RETURN;
   END IF;
   IF NOT v_rule.armed OR v_wallet.status <> 'active' THEN
     -- fired already for this crossing; or a frozen or closed wallet, which takes no
     -- top-up (a charge would take money the ledger could not credit)
-    RETURN QUERY SELECT false, NULL::bigint, NULL::text;
+    RETURN QUERY SELECT false, NULL::bigint, NULL::text, NULL::text;
     RETURN;
   END IF;
   BEGIN
@@ -67,11 +68,11 @@ BEGIN
   EXCEPTION WHEN unique_violation THEN
     -- another auto top-up of the wallet is in flight (automation_firings_one_topup_in_flight):
     -- the rule stays armed, and the next event after that one judges again
-    RETURN QUERY SELECT false, NULL::bigint, NULL::text;
+    RETURN QUERY SELECT false, NULL::bigint, NULL::text, NULL::text;
     RETURN;
   END;
   UPDATE automation_rules SET armed = false WHERE id = p_rule_id;
-  RETURN QUERY SELECT true, v_id, 'started'::text;
+  RETURN QUERY SELECT true, v_id, 'started'::text, NULL::text;
 END $$;
 
 -- A firing's progress: forward only, from in flight (started, charged) to charged or to

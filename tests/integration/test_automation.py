@@ -16,10 +16,11 @@ from pg8000.exceptions import DatabaseError
 
 from common import bootstrap
 from common.adapters.automation_store import AutomationStore
+from common.automation import event_trigger, topup_key
 from common.automation_engine import AutomationEngine
 from common.errors import DependencyUnavailable, InProgress
 from common.ledger import commands
-from tests.automation_support import auto_top_ups, charges, firings, provider, rule
+from tests.automation_support import auto_top_ups, charges, firings, provider, rule, stall
 from tests.support import CALLER, balance, key, login_pool, new_wallet, sql
 
 
@@ -146,6 +147,45 @@ def test_a_declined_charge_posts_nothing_notifies_and_is_not_retried(stack, engi
     assert notice["wallet_id"] == wallet and notice["tenant"] == "tests"
 
 
+def test_a_firing_left_charged_posts_its_charge_and_never_charges_again(stack, engine):
+    service, funding = bootstrap.service(), key("card")
+    wallet = new_wallet(stack, funded=100)
+    rule_id = rule(stack, "auto_topup", wallet, threshold=50, amount=500, funding_ref=funding)
+    trigger = event_trigger(use(service, wallet, 60))
+    # a delivery decided, charged and recorded it, then was lost before the top-up
+    firing = engine.store.fire(rule_id, trigger)
+    charge = bootstrap.payment_provider().charge(topup_key(rule_id, trigger), funding, 500, "TST")
+    engine.store.record(firing.id, "charged", charge.charge_id)
+    stall(stack, rule_id)
+    provider(stack, funding_ref=funding, forget_keys=True)  # days later: the key is gone
+    engine.on_tick()
+    assert [c["charge_id"] for c in charges(stack, funding)] == [charge.charge_id]
+    assert [row[2] for row in auto_top_ups(stack, rule_id)] == [charge.charge_id]
+    assert firings(stack, rule_id) == ["finished"] and balance(stack, wallet) == 540
+
+
+def test_a_malformed_provider_answer_fails_its_firing_and_the_tick_goes_on(stack, engine, notices):
+    service = bootstrap.service()
+    stalled = []
+    for answer in ({"status": "declined"}, None):  # no charge_id; then a good provider
+        funding, wallet = key("card"), new_wallet(stack, funded=100)
+        rule_id = rule(stack, "auto_topup", wallet, threshold=50, amount=500, funding_ref=funding)
+        engine.store.fire(rule_id, event_trigger(use(service, wallet, 60)))  # then the delivery was lost
+        stall(stack, rule_id)
+        provider(stack, funding_ref=funding, answer=answer)
+        stalled.append((rule_id, wallet))
+    (bad, bad_wallet), (good, good_wallet) = stalled
+    engine.on_tick()  # the bad one first (the older firing), and no redelivery asked for
+    engine.on_tick()
+    reason = "the payment provider's declined answer has no usable charge_id"
+    recorded = sql(stack, "SELECT detail ->> 'reason' FROM ledger.automation_firings WHERE rule_id = :r", r=bad)
+    assert firings(stack, bad) == ["failed"] and recorded == [[reason]]
+    assert auto_top_ups(stack, bad) == [] and balance(stack, bad_wallet) == 40
+    (notice,) = notices_of(stack, notices, bad)
+    assert (notice["kind"], notice["reason"]) == ("auto_topup_failed", reason)
+    assert firings(stack, good) == ["finished"] and balance(stack, good_wallet) == 540
+
+
 def test_an_auto_top_ups_own_event_never_triggers_another(stack, engine):
     service = bootstrap.service()
     wallet = new_wallet(stack, funded=1000)
@@ -157,6 +197,39 @@ def test_an_auto_top_ups_own_event_never_triggers_another(stack, engine):
     sql(stack, "UPDATE ledger.automation_rules SET armed = true WHERE id = :r", r=rule_id)
     assert engine.on_event(event(stack, own[0]))["acted"] == []
     assert len(auto_top_ups(stack, rule_id)) == 1 and balance(stack, wallet) == 150
+
+
+def test_a_usage_with_forged_automation_metadata_still_triggers_the_auto_top_up(stack, engine):
+    service, funding = bootstrap.service(), key("card")
+    wallet = new_wallet(stack, funded=100)
+    rule_id = rule(stack, "auto_topup", wallet, threshold=50, amount=500, funding_ref=funding)
+    forged = {"automation_rule_id": rule_id, "trigger": "event:1"}
+    cmd = commands.Usage(wallet_id=wallet, asset="TST", amount=60, usage_id=key("u"), product="gpu", metadata=forged)
+    usage = service.usage(CALLER, cmd, key()).body["transaction"]["id"]
+    assert [a["rule_id"] for a in engine.on_event(event(stack, usage))["acted"]] == [rule_id]
+    assert len(charges(stack, funding)) == 1 and balance(stack, wallet) == 540
+
+
+def test_a_pool_drained_by_its_recurring_allocations_gets_its_auto_top_up(stack, engine):
+    service, funding = bootstrap.service(), key("card")
+
+    def wallet(parent: int | None = None) -> int:
+        cmd = commands.CreateWallet(owner_id=key("owner"), asset="TST", model="enterprise", parent_id=parent)
+        return service.create_wallet(CALLER, cmd)["id"]
+
+    pool = wallet()
+    members = [wallet(pool), wallet(pool)]
+    top_up(service, pool, 1000)
+    top_up_rule = rule(stack, "auto_topup", pool, threshold=900, amount=500, funding_ref=funding)
+    allocation = rule(stack, "recurring_allocation", pool, amount=100, period="day", member_ids=members)
+    try:
+        engine.on_tick()  # the pool falls to 800: only the automation's own allocations moved it
+    finally:
+        sql(stack, "UPDATE ledger.automation_rules SET status = 'deleted' WHERE id = :r", r=allocation)
+    for allocated in auto_top_ups(stack, allocation):  # the allocations' events, as pushed
+        engine.on_event(event(stack, allocated[0]))
+    assert firings(stack, top_up_rule) == ["finished"] and len(charges(stack, funding)) == 1
+    assert balance(stack, pool) == 1000 - 200 + 500
 
 
 def test_a_late_event_is_judged_by_the_balance_now(stack, engine):

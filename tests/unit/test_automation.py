@@ -1,17 +1,19 @@
 """The automation's pure rules: periods, triggers and keys, what an event touches."""
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from common.auth.tokens import parse_issuers
 from common.automation import (
     Rule,
     allocate_key,
     caller_for,
     event_trigger,
+    is_auto_top_up,
     period_start,
     period_trigger,
-    posted_by_rule,
     topic_of,
     topup_key,
     touched_wallets,
@@ -62,9 +64,25 @@ def test_an_event_touches_its_customer_wallets_not_the_system_accounts():
     assert touched_wallets({}) == []
 
 
-def test_an_automatic_actions_own_posting_is_known_by_its_metadata():
-    assert posted_by_rule({"metadata": {"automation_rule_id": 7, "trigger": "event:1"}})
-    assert not posted_by_rule({"metadata": {}}) and not posted_by_rule({"metadata": None})
+def test_an_auto_top_ups_own_posting_is_known_by_its_action_actor_and_metadata():
+    actor = caller_for(Rule(7, "acme", "auto_topup", 5, "IDR"), "auto-topup:7:event:1").actor()
+    own = {"action": "topup", "actor": actor, "metadata": {"automation_rule_id": 7, "trigger": "event:1"}}
+    assert is_auto_top_up(own)
+    # the automation's recurring allocation: it may drain a pool below its auto top-up's threshold
+    assert not is_auto_top_up({**own, "action": "allocate"})
+    # anyone's posting with the metadata forged, even naming the automation under another issuer
+    assert not is_auto_top_up({**own, "actor": {**actor, "principal": "tester"}})
+    assert not is_auto_top_up({**own, "actor": {**actor, "issuer": "https://issuer.example.com"}})
+    assert not is_auto_top_up({**own, "actor": None})
+    assert not is_auto_top_up({**own, "metadata": {}}) and not is_auto_top_up({**own, "metadata": None})
+
+
+@pytest.mark.parametrize("issuer", ["ledger", "pubsub"])
+def test_no_token_issuer_may_be_the_automations_or_the_topics(issuer):
+    """Else a token could post as the automation (and escape the auto top-ups) or as a topic."""
+    trusted = [{"issuer": issuer, "certs_url": "https://example.com/certs", "audiences": ["a"]}]
+    with pytest.raises(ValueError, match="not a token's"):
+        parse_issuers(json.dumps(trusted))
 
 
 def test_the_automation_acts_in_the_rules_tenant_with_top_up_allocate_and_read_only():
