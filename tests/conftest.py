@@ -36,6 +36,23 @@ def stack():
         TEST_STACK.down()
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "grows_ledger: posts tens of thousands of transactions; runs after every other test (see"
+        " pytest_collection_modifyitems)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that grow the ledger by tens of thousands of transactions run last. Every
+    other test's invariant check reads the whole ledger, and the hash-chain tests link
+    and verify all of it (by design), so on a ledger grown early each of them would pay
+    for those rows again; run last, the rows are checked once, by the session's final
+    whole-ledger check. The sort is stable: every other test keeps its place."""
+    items.sort(key=lambda item: item.get_closest_marker("grows_ledger") is not None)
+
+
 def pytest_terminal_summary(terminalreporter):
     """Name the PostgreSQL versions the ledger was tested on (tests/integration/test_postgres_versions.py)."""
     versions = [

@@ -5,9 +5,12 @@ Nothing here looks at speed."""
 import subprocess
 import sys
 
+import pytest
+
 from emulators.stack import REPO
 
 
+@pytest.mark.grows_ledger
 def test_bench_quick_mode_runs_without_unexpected_errors(stack):
     result = subprocess.run(
         [
