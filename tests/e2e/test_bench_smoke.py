@@ -40,6 +40,7 @@ def test_bench_quick_mode_runs_without_unexpected_errors(stack):
     assert "| 10,000 | 20,000 | 20,000 |" in result.stdout
 
 
+@pytest.mark.grows_ledger
 def test_bulk_usage_intake_bench_posts_every_record_once(stack):
     """make bench-intake, small: 2,000 usage records through Pub/Sub and the actions
     function; the bench itself fails unless each usage id posted exactly once and the
