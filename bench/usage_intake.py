@@ -171,11 +171,19 @@ def check_posted_once(stack: Stack, prefix: str, records: int) -> tuple[int, int
     return count, distinct
 
 
-def reconcile(stack: Stack) -> bool:
-    """`make reconcile`: the invariants over the whole ledger, as the operator."""
+def reconcile(stack: Stack) -> tuple[bool, str]:
+    """`make reconcile`: the invariants over the whole ledger, as the operator; whether
+    they hold, and what to report (with how long the check took)."""
     command = [sys.executable, "-m", "emulators", "--profile", stack.profile, "run", "--operator"]
     command += [sys.executable, "-m", "common.reconcile"]
-    return subprocess.run(command, capture_output=True, text=True, check=False).returncode == 0
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    took = f"{time.monotonic() - started:,.0f} s"
+    if result.returncode == 0:
+        return True, f"passes ({took})"
+    if result.returncode == 1:
+        return False, f"FAILS: violations ({took})"
+    return False, f"did not finish ({took}): {result.stdout.strip()[-300:] or result.stderr.strip()[-300:]}"
 
 
 def lock_cost(stack: Stack, wallets: list[int], batches: int, batch: int) -> tuple[float, float]:
@@ -253,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     latencies = [(run.answered_at[b] - run.sent_at[b]) * 1000 for b in run.answered_at for _ in range(run.sizes[b])]
     posted = run.counts.get("posted", 0)
     count, _distinct = check_posted_once(stack, prefix, args.records)
-    reconciled = reconcile(stack)
+    reconciled, reconciliation = reconcile(stack)
     per_batch_ms, locks_ms = lock_cost(stack, data.wallets, args.lock_batches, min(args.batch, len(data.wallets)))
 
     rows = [
@@ -268,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         ("peak RSS, actions function (MiB)", f"{peak_rss_mib(function_pids):,.0f}"),
         ("peak RSS, bench (MiB)", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f}"),
         ("usage ids posted exactly once", f"yes ({count:,} postings)"),
-        ("python -m common.reconcile", "passes" if reconciled else "FAILS"),
+        ("python -m common.reconcile", reconciliation),
         (f"in-process: posting a batch of {args.batch:,} over distinct wallets (ms)", f"{per_batch_ms:,.0f}"),
         (f"in-process: taking and releasing its {args.batch:,} wallets' Redis locks (ms)", f"{locks_ms:,.0f}"),
     ]
@@ -283,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{machine()}.\nWhat it measures and how: bench/usage_intake.py's docstring.\n\n{table}\n"
         )
     if not reconciled:
-        raise SystemExit("python -m common.reconcile found violations")
+        raise SystemExit(f"python -m common.reconcile: {reconciliation}")
 
 
 if __name__ == "__main__":

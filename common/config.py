@@ -44,6 +44,8 @@ class Settings:
     db_connect_timeout_s: float = 3.0
     db_statement_timeout_ms: int = 5000
     db_conn_max_age_s: float = 300.0
+    # python -m common.reconcile reads the whole ledger: its own bound, far above a request's
+    reconcile_statement_timeout_ms: int = 600_000
     posting_attempts: int = 5
     # Group commit (common/group_commit.py): postings that arrive while this many calls
     # are at the database wait and go together, up to group_commit_max per call.
