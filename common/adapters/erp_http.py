@@ -8,9 +8,9 @@ acknowledgement too. Anything else, or no answer, is a failed delivery to retry.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from common.adapters.http_sessions import ThreadSessions
 from common.erp_export import DeliveryFailed
 
 
@@ -19,26 +19,14 @@ class ErpClient:
         if not url:
             raise DeliveryFailed("no ERP endpoint is configured (LEDGER_ERP_URL)")
         self._url = url.rstrip("/")
-        self._token = token
         self._timeout_s = timeout_s
-        self._local = threading.local()  # a requests.Session per thread: they are not thread-safe
-
-    def _session(self) -> Any:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            import requests  # on first delivery: the function starts without it
-
-            session = self._local.session = requests.Session()
-            if self._token:
-                session.headers["Authorization"] = f"Bearer {self._token}"
-            session.headers["Content-Type"] = "application/json"
-        return session
+        self._sessions = ThreadSessions(token, {"Content-Type": "application/json"})
 
     def deliver(self, batch_id: str, body: bytes) -> dict[str, Any]:
         import requests
 
         try:
-            response = self._session().post(
+            response = self._sessions.get().post(
                 f"{self._url}/batches", data=body, headers={"Idempotency-Key": batch_id}, timeout=self._timeout_s
             )
         except requests.RequestException as error:
@@ -58,7 +46,7 @@ class ErpClient:
         import requests
 
         try:
-            response = self._session().get(f"{self._url}/totals", timeout=self._timeout_s)
+            response = self._sessions.get().get(f"{self._url}/totals", timeout=self._timeout_s)
             response.raise_for_status()
             return list(response.json()["totals"])
         except (requests.RequestException, ValueError, KeyError) as error:

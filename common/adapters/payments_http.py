@@ -10,9 +10,7 @@ same key finds out.
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
+from common.adapters.http_sessions import ThreadSessions
 from common.errors import DependencyUnavailable
 from common.payments import ANSWERS, Charge, charge_from
 
@@ -20,19 +18,8 @@ from common.payments import ANSWERS, Charge, charge_from
 class HttpPaymentProvider:
     def __init__(self, url: str, token: str, timeout_s: float) -> None:
         self._url = url.rstrip("/")
-        self._token = token
         self._timeout_s = timeout_s
-        self._local = threading.local()  # a requests.Session per thread: they are not thread-safe
-
-    def _session(self) -> Any:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            import requests  # on the first charge: most events never charge
-
-            session = self._local.session = requests.Session()
-            if self._token:
-                session.headers["Authorization"] = f"Bearer {self._token}"
-        return session
+        self._sessions = ThreadSessions(token)
 
     def charge(self, key: str, funding_ref: str, amount: int, asset: str) -> Charge:
         import requests
@@ -40,7 +27,7 @@ class HttpPaymentProvider:
         if not self._url:
             raise DependencyUnavailable("no payment provider is configured (LEDGER_PAYMENT_PROVIDER_URL)")
         try:
-            response = self._session().post(
+            response = self._sessions.get().post(
                 f"{self._url}/charges",
                 json={"funding_ref": funding_ref, "amount": amount, "asset": asset},
                 headers={"Idempotency-Key": key},
