@@ -485,32 +485,23 @@ class Stack:
     # The ERP stand-in --------------------------------------------------------
 
     def start_erp(self) -> None:
-        url = f"http://127.0.0.1:{self.ports['erp']}/health"
-        if not http_ok(url):
-            self._spawn(
-                "erp",
-                [sys.executable, "-m", "emulators.erp_receiver", f"--port={self.ports['erp']}", f"--token={ERP_TOKEN}"],
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-        wait_for(lambda: http_ok(url), "ERP receiver", 20)
+        self._serve("erp", "emulators.erp_receiver", "ERP receiver", f"--token={ERP_TOKEN}")
 
     # The payment provider stand-in --------------------------------------------
 
     def start_payments(self) -> None:
-        url = f"http://127.0.0.1:{self.ports['payments']}/health"
+        self._serve("payments", "emulators.payment_provider", "payment provider", f"--token={PAYMENT_PROVIDER_TOKEN}")
+
+    def _serve(self, name: str, module: str, what: str, *args: str) -> None:
+        """One of the stack's own Python servers, on its port, unless it answers there."""
+        url = f"http://127.0.0.1:{self.ports[name]}/health"
         if not http_ok(url):
             self._spawn(
-                "payments",
-                [
-                    sys.executable,
-                    "-m",
-                    "emulators.payment_provider",
-                    f"--port={self.ports['payments']}",
-                    f"--token={PAYMENT_PROVIDER_TOKEN}",
-                ],
+                name,
+                [sys.executable, "-m", module, f"--port={self.ports[name]}", *args],
                 env={**os.environ, "PYTHONPATH": str(REPO)},
             )
-        wait_for(lambda: http_ok(url), "payment provider", 20)
+        wait_for(lambda: http_ok(url), what, 20)
 
     # The local token issuer --------------------------------------------------
 
@@ -523,21 +514,8 @@ class Stack:
         return issuer.ensure_key(self.state_dir)
 
     def start_issuer(self) -> None:
-        url = f"{self.issuer}/health"
-        if not http_ok(url):
-            self.issuer_key  # noqa: B018 - created before the server and any minting reads it
-            self._spawn(
-                "issuer",
-                [
-                    sys.executable,
-                    "-m",
-                    "emulators.issuer",
-                    f"--port={self.ports['issuer']}",
-                    f"--key-dir={self.state_dir}",
-                ],
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-        wait_for(lambda: http_ok(url), "token issuer", 20)
+        self.issuer_key  # noqa: B018 - created before the server and any minting reads it
+        self._serve("issuer", "emulators.issuer", "token issuer", f"--key-dir={self.state_dir}")
 
     def token(self, subject: str, **kwargs: Any) -> str:
         """A token from this stack's issuer for `subject` (a principal's subject)."""
