@@ -17,3 +17,15 @@ resource "google_firestore_field" "idempotency_ttl" {
   # expire_at is only compared, never queried: no single-field indexes for it.
   index_config {}
 }
+
+# Why a pushed message failed (common/adapters/firestore_failures.py): kept as long as
+# the dead letter it explains, then deleted by the same kind of TTL policy.
+resource "google_firestore_field" "action_failures_ttl" {
+  database   = google_firestore_database.ledger.name
+  collection = "action_failures"
+  field      = "expire_at"
+
+  ttl_config {}
+
+  index_config {}
+}

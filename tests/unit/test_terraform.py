@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from common.config import Settings
 from infra.functions import discover, http_functions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +71,13 @@ def test_terraform_is_formatted():
 def test_idempotency_records_have_a_ttl_on_expire_at():
     block = re.search(r'resource "google_firestore_field" "idempotency_ttl" \{(.*?)\n\}', SOURCE, re.S).group(1)
     assert '"idempotency_keys"' in block and '"expire_at"' in block and "ttl_config" in block
+
+
+def test_every_firestore_collection_of_the_ledger_expires_its_records():
+    settings = Settings()
+    fields = re.findall(r'resource "google_firestore_field" "\w+" \{(.*?)\n\}', SOURCE, re.S)
+    expiring = {re.search(r'collection = "([^"]+)"', f).group(1) for f in fields if "ttl_config" in f}
+    assert {settings.idempotency_collection, settings.action_failures_collection} <= expiring
 
 
 def test_database_uses_iam_authentication_and_private_ip():
