@@ -100,10 +100,11 @@ def record_id(scope: str, key: str) -> str:
 
 
 # Keys the ledger derives for postings no caller names: automation's (common/automation.py),
-# bulk intake's by usage id (common/intake.py), and lot expiry's (reserved by the database
-# too, db/schema/70_posting.sql). They share the tenant's namespace with callers' keys, so
-# a caller sending one first could take the posting's place: the edges refuse them.
-RESERVED_KEY_PREFIXES = ("auto-topup:", "auto-allocate:", "usage-id:", "lot-expiry:")
+# bulk intake's by usage id (common/intake.py), bulk migrations' (common/migration.py), and
+# lot expiry's (reserved by the database too, db/schema/70_posting.sql). They share the
+# tenant's namespace with callers' keys, so a caller sending one first could take the
+# posting's place: the edges refuse them.
+RESERVED_KEY_PREFIXES = ("auto-topup:", "auto-allocate:", "usage-id:", "lot-expiry:", "migration:")
 
 
 def refuse_reserved_key(key: str | None) -> None:

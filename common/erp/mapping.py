@@ -46,6 +46,7 @@ EVENT_TYPES = {
     "allocate": "internal_transfer",
     "reclaim": "internal_transfer",
     "void": "reversal",
+    "opening_balance": "opening_balance",
 }
 
 

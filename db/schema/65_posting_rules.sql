@@ -19,6 +19,8 @@
 --   reclaim   wallet -a, counterparty (the parent) +a
 --   void      exactly the original's entries negated, with the original's asset,
 --             amount, wallet and counterparty
+--   opening_balance  migration -a, wallet +a (a balance brought in from a legacy
+--             ledger: docs/migrations.md)
 --   expiry    wallet -a, breakage +a (commit_posting() checks that the named lot is the
 --             wallet's, is due, and gave all it held: a; the reconciliation's
 --             expiry_only_of_due_lots checks the stored lot was due when it expired)
@@ -75,7 +77,8 @@ BEGIN
     IF p_counterparty_wallet_id IS NULL OR p_counterparty_wallet_id = p_wallet_id THEN
       RETURN p_action || ' moves between the wallet and another wallet, its counterparty';
     END IF;
-  ELSIF p_action IN ('topup', 'addon', 'bonus', 'usage', 'expiry') AND p_counterparty_wallet_id IS NOT NULL THEN
+  ELSIF p_action IN ('topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance')
+        AND p_counterparty_wallet_id IS NOT NULL THEN
     RETURN p_action || ' names no counterparty';
   END IF;
   IF (p_action = 'void') <> (p_voids_transaction_id IS NOT NULL) THEN
@@ -83,11 +86,12 @@ BEGIN
   END IF;
 
   CASE p_action
-  WHEN 'topup', 'addon', 'bonus', 'usage', 'expiry' THEN
+  WHEN 'topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance' THEN
     SELECT w.id INTO v_system FROM ledger.wallets w
      WHERE w.kind = 'system' AND w.asset_code = p_asset
        AND w.system_role = CASE p_action WHEN 'topup' THEN 'funding' WHEN 'addon' THEN 'funding'
                                          WHEN 'bonus' THEN 'promotion' WHEN 'usage' THEN 'revenue'
+                                         WHEN 'opening_balance' THEN 'migration'
                                          ELSE 'breakage' END;
     IF v_system IS NULL THEN
       RETURN 'the asset has no system account for ' || p_action;

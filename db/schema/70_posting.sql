@@ -21,6 +21,8 @@
 --                           rest
 --   addon     add_on()      funding -> wallet             the same
 --   bonus     bonus()       promotion -> wallet           the same
+--   opening_  (common.      migration -> wallet           the same (docs/migrations.md)
+--   balance   migrate)
 --   usage     usage()       wallet -> revenue             a shared pool's member: the pool pays
 --                                                         (legs rewritten after the check); spend
 --                                                         limits on the path charged
@@ -326,8 +328,9 @@ BEGIN
     PERFORM refund_spend(v_tx, p_voids_transaction_id);
   END IF;
   IF p_lot_expires_at IS NOT NULL THEN
-    IF p_action NOT IN ('topup', 'addon', 'bonus') THEN
-      PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'only a top-up, add-on or bonus creates a lot'));
+    IF p_action NOT IN ('topup', 'addon', 'bonus', 'opening_balance') THEN
+      PERFORM refuse('invalid_posting', jsonb_build_object(
+        'reason', 'only a top-up, add-on, bonus or opening balance creates a lot'));
     END IF;
     IF p_lot_expires_at <= v_at THEN
       PERFORM refuse('expiry_in_past', jsonb_build_object('expires_at', iso_utc(p_lot_expires_at)));
@@ -502,7 +505,7 @@ BEGIN
   INSERT INTO assets (code, scale, description) VALUES (p_code, p_scale, coalesce(p_description, ''));
   INSERT INTO wallets (asset_code, kind, system_role, owner_id, model)
   SELECT p_code, 'system', role, 'system', 'system'
-    FROM unnest(ARRAY['funding', 'revenue', 'promotion', 'breakage', 'discount']) AS role;
+    FROM unnest(ARRAY['funding', 'revenue', 'promotion', 'breakage', 'discount', 'migration']) AS role;
   PERFORM audit(p_actor, 'asset.create', 'asset:' || p_code, NULL,
                 jsonb_build_object('code', p_code, 'scale', p_scale, 'description', coalesce(p_description, '')),
                 NULL);
