@@ -1,0 +1,78 @@
+"""What a bulk migration reads and writes besides its postings (common/migrate.py):
+the pre-flight's facts, the wallets a migration created, its postings and their voids.
+Postings themselves go through PostgresLedger.post_batch() (ledger.commit_postings()),
+the one money path with all its guards; wallets through ledger.create_wallet(), the
+audited procedure. A migration's rows are found by the indexes of migration 0013."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from common.adapters.postgres import Statements
+
+
+class MigrationStore(Statements):
+    def assets(self) -> set[str]:
+        return {row[0] for row in self._run("SELECT code FROM ledger.assets")}
+
+    def migration_account(self, asset: str) -> int | None:
+        rows = self._run(
+            "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'migration' AND asset_code = :a",
+            a=asset,
+        )
+        return int(rows[0][0]) if rows else None
+
+    def parents(self, ids: Sequence[int]) -> dict[int, tuple[str, str, str]]:
+        """wallet id -> (asset, model, kind) of each that exists."""
+        if not ids:
+            return {}
+        rows = self._run(
+            "SELECT id, asset_code, model, kind FROM ledger.wallets WHERE id = ANY (CAST(:ids AS bigint[]))",
+            ids="{" + ",".join(map(str, ids)) + "}",
+        )
+        return {int(i): (asset, model, kind) for i, asset, model, kind in rows}
+
+    def wallets_of(self, migration_id: str) -> dict[tuple[str, str, str], int]:
+        """(owner, asset, model) -> the wallet this migration created for it."""
+        rows = self._run(
+            "SELECT owner_id, asset_code, model, id FROM ledger.wallets"
+            " WHERE metadata ? 'migration_id' AND metadata ->> 'migration_id' = :m",
+            m=migration_id,
+        )
+        return {(owner, asset, model): int(i) for owner, asset, model, i in rows}
+
+    def postings_of(self, migration_id: str) -> list[dict[str, Any]]:
+        """Every posting of the migration that is not a void, with whether it was voided."""
+        rows = self._run(
+            "SELECT t.id, t.action, t.metadata ->> 'migration_row', t.asset_code, t.amount, w.model,"
+            "       EXISTS (SELECT 1 FROM ledger.transactions v WHERE v.voids_transaction_id = t.id)"
+            "  FROM ledger.transactions t JOIN ledger.wallets w ON w.id = t.wallet_id"
+            " WHERE t.metadata ? 'migration_id' AND t.metadata ->> 'migration_id' = :m AND t.action <> 'void'"
+            " ORDER BY t.id",
+            m=migration_id,
+        )
+        columns = ("id", "action", "row_id", "asset", "amount", "model", "voided")
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def entries_of(self, transaction_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """What a void of each posting needs: the original's fields and its legs."""
+        rows = self._run(
+            "SELECT t.id, t.asset_code, t.amount, t.wallet_id, t.counterparty_wallet_id,"
+            "       array_to_string(array_agg(e.wallet_id ORDER BY e.id), ','),"
+            "       array_to_string(array_agg(e.amount ORDER BY e.id), ',')"
+            "  FROM ledger.transactions t JOIN ledger.entries e ON e.transaction_id = t.id"
+            " WHERE t.id = ANY (CAST(:ids AS bigint[])) GROUP BY t.id",
+            ids="{" + ",".join(map(str, transaction_ids)) + "}",
+        )
+        return {
+            int(i): {
+                "asset": asset,
+                "amount": amount,
+                "wallet_id": wallet,
+                "counterparty_wallet_id": counterparty,
+                "leg_wallets": [int(w) for w in wallets.split(",")],
+                "leg_amounts": [int(a) for a in amounts.split(",")],
+            }
+            for i, asset, amount, wallet, counterparty, wallets, amounts in rows
+        }

@@ -1,0 +1,317 @@
+"""`python -m common.migrate`: bulk balance migrations (docs/migrations.md).
+
+import FILE --migration-id ID [--dry-run]   opening balances from a legacy ledger's CSV or JSONL
+rollback --migration-id ID                  void every posting of a migration
+
+Every posting goes through ledger.commit_postings() in batches (the money path with all
+its guards; a batch holds its wallets for one call only). A row posts once per
+(migration id, row id), so a run stopped by Ctrl-C, SIGKILL or a lost database is
+continued by running it again. The report (JSON on stdout) sets the source's totals
+against the ledger's per asset and model; rejected rows go to a CSV that can be fixed
+and imported again. Exit 0 when everything reconciles, 1 when not, 2 when the database
+could not be reached (run it again to continue).
+
+It logs in as a login in ledger_poster and ledger_wallet_admin (locally: the stack's
+in-process login), the rights the money and wallets functions have, no more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TimeRemainingColumn
+from rich.text import Text
+
+from common import bootstrap
+from common.errors import DependencyUnavailable, LedgerError
+from common.ledger.commands import CreateWallet
+from common.migration import (
+    OpeningRow,
+    Rejected,
+    SourceError,
+    Totals,
+    check_migration_id,
+    first_of_each_row_id,
+    parse_opening,
+    posting_key,
+    read_rows,
+    rejected_csv,
+    void_key,
+)
+
+BATCH = 60  # ledger_store.MAX_POSTINGS_PER_CALL: past 64 subtransactions Postgres' snapshots overflow
+
+
+class _RowsPerSecond(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} rows/s" if task.speed else "- rows/s")
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Any]:
+    columns = (BarColumn(), MofNCompleteColumn(), _RowsPerSecond(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def _store() -> Any:
+    from common.adapters.migration_store import MigrationStore
+
+    return MigrationStore(bootstrap.pool())
+
+
+def _actor(migration_id: str) -> dict[str, Any]:
+    return {"principal": "common.migrate", "migration_id": migration_id}
+
+
+def _params(key: str, request_hash: str, actor: dict[str, Any], **posting: Any) -> dict[str, Any]:
+    """A posting as ledger.commit_postings() takes it (ledger_store.posting_params)."""
+    return {
+        "tenant": "",
+        "actor": actor,
+        "key": key,
+        "request_hash": request_hash,
+        "counterparty_wallet_id": None,
+        "external_ref": None,
+        "usage_id": None,
+        "product": None,
+        "description": None,
+        "voids_transaction_id": None,
+        "lot_expires_at": None,
+        **posting,
+    }
+
+
+def _preflight(rows: list[OpeningRow], store: Any) -> tuple[list[OpeningRow], list[Rejected]]:
+    """Assets known (with their migration account), parents that exist and fit."""
+    assets = store.assets()
+    accounts = {asset: store.migration_account(asset) for asset in {r.asset for r in rows} & assets}
+    parents = store.parents(sorted({r.parent for r in rows if r.parent is not None}))
+    keep: list[OpeningRow] = []
+    rejected: list[Rejected] = []
+    for row in rows:
+        parent = parents.get(row.parent) if row.parent is not None else None
+        if row.asset not in assets:
+            rejected.append(Rejected(row.source(), f"unknown asset {row.asset}"))
+        elif accounts.get(row.asset) is None:
+            rejected.append(Rejected(row.source(), f"asset {row.asset} has no migration account"))
+        elif row.parent is not None and parent is None:
+            rejected.append(Rejected(row.source(), f"parent wallet {row.parent} does not exist"))
+        elif parent is not None and parent != (row.asset, row.model, "customer"):
+            rejected.append(Rejected(row.source(), "a member's parent has the member's asset and model"))
+        else:
+            keep.append(row)
+    return keep, rejected
+
+
+def _post_rows(migration_id: str, rows: list[OpeningRow], store: Any) -> list[Rejected]:
+    """Post each row's opening balance, creating the wallet it names once per migration."""
+    ledger, admin, actor = bootstrap.ledger(), bootstrap.ledger_admin(), _actor(migration_id)
+    wallets = store.wallets_of(migration_id)
+    accounts = {asset: store.migration_account(asset) for asset in {r.asset for r in rows}}
+    rejected: list[Rejected] = []
+    with _progress("import", len(rows)) as advance:
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start : start + BATCH]
+            batch: list[tuple[OpeningRow, dict[str, Any]]] = []
+            for row in chunk:
+                owner = (row.owner, row.asset, row.model)
+                try:
+                    if owner not in wallets:
+                        wallets[owner] = admin.create_wallet(_wallet_command(row, migration_id), actor)[0]
+                except LedgerError as error:
+                    if isinstance(error, DependencyUnavailable):
+                        raise
+                    rejected.append(Rejected(row.source(), f"{error.code}: {error.message}"))
+                    continue
+                amount, account = row.amount, accounts[row.asset]
+                batch.append(
+                    (
+                        row,
+                        _params(
+                            posting_key(migration_id, row.row_id),
+                            row.request_hash(),
+                            actor,
+                            action="opening_balance",
+                            asset=row.asset,
+                            amount=amount,
+                            wallet_id=wallets[owner],
+                            leg_wallets=[account, wallets[owner]],
+                            leg_amounts=[-amount, amount],
+                            metadata={"migration_id": migration_id, "migration_row": row.row_id},
+                            lot_expires_at=row.lot_expires_at.isoformat() if row.lot_expires_at else None,
+                        ),
+                    )
+                )
+            if batch:
+                results, _calls = ledger.post_batch([params for _, params in batch])
+                for (row, _), result in zip(batch, results, strict=True):
+                    if isinstance(result, DependencyUnavailable):
+                        raise result
+                    if isinstance(result, Exception):
+                        reason = f"{result.code}: {result.message}" if isinstance(result, LedgerError) else str(result)
+                        rejected.append(Rejected(row.source(), reason))
+            advance(len(chunk))
+    return rejected
+
+
+def _wallet_command(row: OpeningRow, migration_id: str) -> CreateWallet:
+    return CreateWallet.model_validate(
+        {
+            "owner_id": row.owner,
+            "asset": row.asset,
+            "model": row.model,
+            "parent_id": row.parent,
+            "metadata": {"migration_id": migration_id},
+        }
+    )
+
+
+def _reconcile(migration_id: str, source: list[OpeningRow], store: Any) -> dict[str, Any]:
+    """The file's rows against the ledger's postings of them: totals per asset and
+    model, and every row whose posting is missing or differs."""
+    posted = {
+        p["row_id"]: p for p in store.postings_of(migration_id) if p["action"] == "opening_balance" and not p["voided"]
+    }
+    source_totals, ledger_totals = Totals(), Totals()
+    unreconciled: list[dict[str, Any]] = []
+    for row in source:
+        source_totals.add(row.asset, row.model, row.amount)
+        posting = posted.get(row.row_id)
+        if posting is None:
+            unreconciled.append({"row_id": row.row_id, "reason": "not posted"})
+            continue
+        ledger_totals.add(posting["asset"], posting["model"], posting["amount"])
+        if (posting["asset"], posting["model"], posting["amount"]) != (row.asset, row.model, row.amount):
+            unreconciled.append({"row_id": row.row_id, "reason": "posted with other content", "posted": posting})
+    return {
+        "source": source_totals.as_list(),
+        "ledger": ledger_totals.as_list(),
+        "unreconciled": unreconciled,
+        "migration_postings": len(posted),
+    }
+
+
+def _write_rejected(path: Path, rejected: list[Rejected]) -> None:
+    if rejected:
+        path.write_text(rejected_csv(rejected))
+    elif path.exists():
+        path.unlink()  # a rejected-rows file of an earlier run, now fixed
+
+
+def _finish(report: dict[str, Any], ok: bool) -> None:
+    report["ok"] = ok
+    click.echo(json.dumps(report, indent=2, default=str))
+    sys.exit(0 if ok else 1)
+
+
+@click.group()
+def main() -> None:
+    pass
+
+
+@main.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--migration-id", required=True)
+@click.option("--dry-run", is_flag=True, help="validate and report; post nothing")
+@click.option(
+    "--rejected",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="where rejected rows go (default FILE.rejected.csv)",
+)
+def import_(file: Path, migration_id: str, dry_run: bool, rejected: Path | None) -> None:
+    """Opening balances (row_id, owner, asset, amount, model, parent, lot_expires_at)."""
+    try:
+        check_migration_id(migration_id)
+        read = [parse_opening(raw, datetime.now(UTC)) for raw in read_rows(file.read_text(), file.name)]
+    except SourceError as error:
+        raise click.ClickException(str(error)) from error
+    rejected_path = rejected or file.with_name(file.name + ".rejected.csv")
+    store = _store()
+    try:
+        valid, refused = first_of_each_row_id(read)
+        valid, not_fit = _preflight(valid, store)
+        refused += not_fit
+        posted_before = {p["row_id"] for p in store.postings_of(migration_id) if p["action"] == "opening_balance"}
+        to_post = [row for row in valid if row.row_id not in posted_before]
+        if dry_run:
+            would = Totals()
+            for row in to_post:
+                would.add(row.asset, row.model, row.amount)
+            _write_rejected(rejected_path, refused)
+            report = {"dry_run": True, "would_post": would.as_list(), "already_posted": len(valid) - len(to_post)}
+            _finish({**report, "rejected": len(refused), "rejected_file": str(rejected_path)}, not refused)
+        refused += _post_rows(migration_id, to_post, store)
+        failed = {r.source.get("row_id") for r in refused}
+        report = _reconcile(migration_id, [row for row in valid if row.row_id not in failed], store)
+    except DependencyUnavailable as error:
+        click.echo(f"{error.code}: {error.message}; run it again to continue", err=True)
+        sys.exit(2)
+    _write_rejected(rejected_path, refused)
+    report.update(rows=len(read), posted_now=len(to_post) - len(refused), rejected=len(refused))
+    report["rejected_file"] = str(rejected_path) if refused else None
+    _finish(report, not refused and not report["unreconciled"])
+
+
+@main.command()
+@click.option("--migration-id", required=True)
+def rollback(migration_id: str) -> None:
+    """Void every posting of the migration not voided yet; run again to continue."""
+    try:
+        check_migration_id(migration_id)
+    except SourceError as error:
+        raise click.ClickException(str(error)) from error
+    store, ledger, actor = _store(), bootstrap.ledger(), _actor(migration_id)
+    failures: list[dict[str, Any]] = []
+    try:
+        pending = [p["id"] for p in store.postings_of(migration_id) if not p["voided"]]
+        with _progress("rollback", len(pending)) as advance:
+            for start in range(0, len(pending), BATCH):
+                chunk = pending[start : start + BATCH]
+                originals = store.entries_of(chunk)
+                batch = [_void_params(migration_id, i, originals[i], actor) for i in chunk]
+                results, _calls = ledger.post_batch(batch)
+                for transaction_id, result in zip(chunk, results, strict=True):
+                    if isinstance(result, DependencyUnavailable):
+                        raise result
+                    if isinstance(result, Exception):
+                        reason = f"{result.code}: {result.message}" if isinstance(result, LedgerError) else str(result)
+                        failures.append({"transaction_id": transaction_id, "reason": reason})
+                advance(len(chunk))
+        left = [p["id"] for p in store.postings_of(migration_id) if not p["voided"]]
+    except DependencyUnavailable as error:
+        click.echo(f"{error.code}: {error.message}; run it again to continue", err=True)
+        sys.exit(2)
+    _finish({"voided_now": len(pending) - len(failures), "not_voided": left, "failures": failures}, not left)
+
+
+def _void_params(migration_id: str, transaction_id: int, original: dict[str, Any], actor: dict[str, Any]) -> Any:
+    """The original's entries negated (the void rule of 65_posting_rules.sql)."""
+    return _params(
+        void_key(migration_id, transaction_id),
+        hashlib.sha256(f"void:{transaction_id}".encode()).hexdigest(),
+        actor,
+        action="void",
+        asset=original["asset"],
+        amount=original["amount"],
+        wallet_id=original["wallet_id"],
+        counterparty_wallet_id=original["counterparty_wallet_id"],
+        leg_wallets=original["leg_wallets"],
+        leg_amounts=[-amount for amount in original["leg_amounts"]],
+        voids_transaction_id=transaction_id,
+        metadata={"migration_id": migration_id, "migration_row": f"void:{transaction_id}"},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Bulk balance migrations through `python -m common.migrate`, run as the operator runs
+it (a subprocess on the test stack): restartable after SIGKILL, dry runs that write
+nothing, rejected rows fed back, rollbacks (docs/migrations.md)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+from emulators.stack import REPO
+from tests.support import new_wallet, sql
+
+ASSET = "TST"
+
+
+def migrate(stack, *args, background=False):
+    command = [sys.executable, "-m", "common.migrate", *map(str, args)]
+    env = {**os.environ, **stack.in_process_env()}
+    if background:
+        return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def write_csv(path, rows):
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, ["row_id", "owner", "asset", "amount", "model", "parent", "lot_expires_at"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def opening_rows(count, prefix):
+    return [
+        {"row_id": f"r{i}", "owner": f"{prefix}-{i}", "asset": ASSET, "amount": 100 + i, "model": "personal"}
+        for i in range(count)
+    ]
+
+
+def postings_of(stack, migration_id):
+    """row id -> (amount, how many postings) of the migration's opening balances."""
+    rows = sql(
+        stack,
+        "SELECT metadata ->> 'migration_row', sum(amount), count(*) FROM ledger.transactions"
+        " WHERE metadata ->> 'migration_id' = :m AND action = 'opening_balance' GROUP BY 1",
+        m=migration_id,
+    )
+    return {row_id: (int(amount), count) for row_id, amount, count in rows}
+
+
+def wallet_balances(stack, owners):
+    rows = sql(
+        stack,
+        "SELECT owner_id, count(*), sum(balance) FROM ledger.wallets WHERE owner_id = ANY (CAST(:o AS text[]))"
+        " GROUP BY owner_id",
+        o="{" + ",".join(owners) + "}",
+    )
+    return {owner: (count, int(total)) for owner, count, total in rows}
+
+
+def test_an_import_killed_midway_and_run_again_posts_each_row_once_and_reconciles(stack, tmp_path):
+    migration_id, prefix = f"m-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:8]
+    rows = opening_rows(1200, prefix)
+    source = write_csv(tmp_path / "legacy.csv", rows)
+
+    running = migrate(stack, "import", source, "--migration-id", migration_id, background=True)
+    while running.poll() is None and not postings_of(stack, migration_id):
+        pass
+    running.send_signal(signal.SIGKILL)
+    running.wait()
+    posted_when_killed = len(postings_of(stack, migration_id))
+    assert 0 < posted_when_killed < len(rows), "killed mid-way: some rows posted, not all"
+
+    result = migrate(stack, "import", source, "--migration-id", migration_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["unreconciled"] == [] and report["rejected"] == 0
+    assert (
+        report["source"]
+        == report["ledger"]
+        == [{"asset": ASSET, "model": "personal", "amount": sum(r["amount"] for r in rows), "rows": len(rows)}]
+    )
+    assert postings_of(stack, migration_id) == {r["row_id"]: (r["amount"], 1) for r in rows}
+    owners = [r["owner"] for r in rows]
+    assert wallet_balances(stack, owners) == {r["owner"]: (1, r["amount"]) for r in rows}  # one wallet each
+
+    again = migrate(stack, "import", source, "--migration-id", migration_id)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["posted_now"] == 0
+    assert postings_of(stack, migration_id) == {r["row_id"]: (r["amount"], 1) for r in rows}
+
+
+def test_a_dry_run_writes_nothing(stack, tmp_path):
+    migration_id, prefix = f"m-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:8]
+    rows = opening_rows(3, prefix) + [{"row_id": "bad", "owner": f"{prefix}-x", "asset": "NOPE", "amount": 5}]
+    source = write_csv(tmp_path / "legacy.csv", rows)
+    before = sql(stack, "SELECT (SELECT count(*) FROM ledger.transactions), (SELECT count(*) FROM ledger.wallets)")
+
+    result = migrate(stack, "import", source, "--migration-id", migration_id, "--dry-run")
+
+    assert result.returncode == 1, result.stdout + result.stderr  # a row would be rejected
+    report = json.loads(result.stdout)
+    assert report["dry_run"] and report["rejected"] == 1
+    assert report["would_post"] == [{"asset": ASSET, "model": "personal", "amount": 100 + 101 + 102, "rows": 3}]
+    after = sql(stack, "SELECT (SELECT count(*) FROM ledger.transactions), (SELECT count(*) FROM ledger.wallets)")
+    assert after == before
+
+
+def test_rejected_rows_fixed_and_fed_back_complete_the_migration(stack, tmp_path):
+    migration_id, prefix = f"m-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:8]
+    rows = opening_rows(3, prefix)
+    broken = [dict(rows[1], amount="1.5"), dict(rows[2], asset="NOPE")]
+    source = write_csv(tmp_path / "legacy.csv", [rows[0], *broken])
+
+    first = migrate(stack, "import", source, "--migration-id", migration_id)
+    assert first.returncode == 1, first.stdout + first.stderr
+    report = json.loads(first.stdout)
+    assert report["rejected"] == 2 and not report["ok"]
+    with open(report["rejected_file"], newline="") as rejected_file:
+        rejected = list(csv.DictReader(rejected_file))
+    assert [r["row_id"] for r in rejected] == ["r1", "r2"] and all(r["reason"] for r in rejected)
+
+    for row in rejected:  # the operator fixes the rows in the file it was given
+        row.update(amount=str(rows[int(row["row_id"][1:])]["amount"]), asset=ASSET)
+    fixed = tmp_path / "fixed.csv"
+    with fixed.open("w", newline="") as out:
+        writer = csv.DictWriter(out, list(rejected[0]))
+        writer.writeheader()
+        writer.writerows(rejected)
+
+    second = migrate(stack, "import", fixed, "--migration-id", migration_id)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert postings_of(stack, migration_id) == {r["row_id"]: (r["amount"], 1) for r in rows}
+
+
+def test_a_rollback_leaves_every_wallet_as_before(stack, tmp_path):
+    migration_id, prefix = f"m-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:8]
+    existing = new_wallet(stack, funded=50, owner_id=f"{prefix}-0")  # not the migration's: untouched
+    rows = opening_rows(70, prefix)  # more than one batch
+    in_future = {"lot_expires_at": "2999-01-01T00:00:00+00:00"}
+    rows[5].update(in_future)
+    source = write_csv(tmp_path / "legacy.csv", rows)
+    imported = migrate(stack, "import", source, "--migration-id", migration_id)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+
+    result = migrate(stack, "rollback", "--migration-id", migration_id)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == {"voided_now": 70, "not_voided": [], "failures": [], "ok": True}
+    balances = wallet_balances(stack, [r["owner"] for r in rows])
+    assert balances == {f"{prefix}-0": (2, 50), **{r["owner"]: (1, 0) for r in rows[1:]}}
+    assert sql(stack, "SELECT balance FROM ledger.wallets WHERE id = :w", w=existing) == [[50]]
+    assert sql(
+        stack,
+        "SELECT count(*) FROM ledger.lots l JOIN ledger.wallets w ON w.id = l.wallet_id"
+        " WHERE w.metadata ->> 'migration_id' = :m AND l.remaining > 0",
+        m=migration_id,
+    ) == [[0]]
+    again = migrate(stack, "rollback", "--migration-id", migration_id)
+    assert json.loads(again.stdout)["voided_now"] == 0 and again.returncode == 0
