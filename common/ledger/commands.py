@@ -26,7 +26,9 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whit
 Description = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
 MetadataText = Annotated[str, StringConstraints(pattern=NO_NUL)]
 Metadata = Annotated[dict[MetadataText, MetadataText | int | bool | None], Field(max_length=32)]
-Action = Literal["topup", "addon", "bonus", "usage", "transfer", "void", "allocate", "reclaim", "expiry"]
+Action = Literal[
+    "topup", "addon", "bonus", "usage", "transfer", "void", "allocate", "reclaim", "expiry", "dormant_sweep"
+]
 WalletModel = Literal["personal", "enterprise", "reseller"]
 WalletStatus = Literal["active", "frozen", "closed"]
 SpendMode = Literal["allocated", "shared_pool"]

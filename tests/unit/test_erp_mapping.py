@@ -15,6 +15,7 @@ revenue = "4000"
 promotion = "6100"
 breakage = "4100"
 discount = "4900"
+dormant = "2390"
 
 [model.enterprise]
 customer = "2310"
