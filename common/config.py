@@ -122,6 +122,8 @@ class Settings:
     chain_lag_alert_s: float = 300.0
     lot_expiry_tick_topic: str = "lot-expiry-tick"
     lot_expiry_schedule: str = "*/5 * * * *"
+    dormancy_tick_topic: str = "dormancy-tick"  # dormant processing (docs/dormancy.md)
+    dormancy_schedule: str = "15 3 * * *"
 
     # Balance actions as Pub/Sub messages (functions/actions, docs/messages.md). Each of
     # action_topics (comma-separated) is one publishing service's own topic and a

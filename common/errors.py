@@ -144,6 +144,7 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "asset_mismatch": Refused,
     "wallet_frozen": Refused,
     "wallet_closed": Refused,
+    "wallet_dormant": Refused,
     "insufficient_funds": Refused,
     "idempotency_key_reused": Refused,
     "external_ref_already_posted": AlreadyPosted,

@@ -295,6 +295,42 @@ class PostgresLedger(Statements):
         columns = ("lot_id", "expires_at", "transaction_id", "wallet_id", "amount", "error")
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
+    def dormancy_run(self, limit: int, after_id: int) -> list[dict[str, Any]]:
+        """One page of the dormancy run (db/schema/86_dormancy.sql): up to `limit`
+        wallets after `after_id`, in id order, one outcome each."""
+        rows = self._run(
+            "SELECT wallet_id, asset_code, model, outcome, amount, transaction_id, dormant_on, error"
+            " FROM ledger.dormancy_run(:n, :after)",
+            n=limit,
+            after=after_id,
+        )
+        columns = ("wallet_id", "asset", "model", "outcome", "amount", "transaction_id", "dormant_on", "error")
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def dormancy_standing(self) -> list[dict[str, Any]]:
+        """Per asset and model: wallets dormant now, what their sweeps hold in the
+        dormant accounts, and periods ended by reactivation."""
+        rows = self._run(
+            "SELECT w.asset_code, w.model, count(*) FILTER (WHERE d.reactivated_at IS NULL),"
+            " coalesce(sum(d.swept_amount) FILTER (WHERE d.reactivated_at IS NULL), 0),"
+            " count(*) FILTER (WHERE d.reactivated_at IS NOT NULL)"
+            " FROM ledger.dormancy_periods d JOIN ledger.wallets w ON w.id = d.wallet_id"
+            " WHERE d.dormant_at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        columns = ("asset", "model", "dormant", "swept_outstanding", "reactivated")
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def dormancy_reactivate(self, wallet_id: int, actor: dict[str, Any] | None) -> int | None:
+        """A dormant wallet made active again, its sweep voided; the void's id, or None
+        (nothing was swept, or the wallet was not dormant)."""
+        rows = self._run(
+            "SELECT ledger.dormancy_reactivate(:w, CAST(:actor AS jsonb))",
+            w=wallet_id,
+            actor=None if actor is None else json.dumps(actor),
+        )
+        result: int | None = rows[0][0]
+        return result
+
 
 def posting_params(
     posting: Posting, key: str, request_hash: str, tenant: str, actor: dict[str, Any] | None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_PATH = Path(__file__).with_name("chart.toml")
-ROLES = ("customer", "funding", "revenue", "promotion", "breakage", "discount", "migration")
+ROLES = ("customer", "funding", "revenue", "promotion", "breakage", "discount", "migration", "dormant")
 
 
 class ChartError(ValueError):

@@ -10,6 +10,7 @@ the leg maps to; the same rule holds for the system accounts on the other side:
     bonus      Dr promotion expense              Cr customer (deferred revenue)
     usage      Dr customer (deferred revenue)    Cr revenue
     expiry     Dr customer (deferred revenue)    Cr breakage revenue
+    dormant sweep  Dr customer (deferred revenue)  Cr dormant balances (a liability)
     transfer   Dr customer (payer's model)       Cr customer (payee's model): no P&L
     allocate, reclaim: as a transfer, within one enterprise's or reseller's tree
     void       the exact reverse of the original (its legs are the original's, negated)
@@ -47,6 +48,7 @@ EVENT_TYPES = {
     "reclaim": "internal_transfer",
     "void": "reversal",
     "opening_balance": "opening_balance",
+    "dormant_sweep": "dormant_sweep",  # liability to liability: the dormant account still owes it
 }
 
 

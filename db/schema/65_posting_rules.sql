@@ -24,6 +24,8 @@
 --   expiry    wallet -a, breakage +a (commit_posting() checks that the named lot is the
 --             wallet's, is due, and gave all it held: a; the reconciliation's
 --             expiry_only_of_due_lots checks the stored lot was due when it expired)
+--   dormant_sweep  wallet -a, dormant +a (86_dormancy.sql: the runner sweeps the whole
+--             spendable balance; its void, a reactivation, gives back exactly that)
 -- Only transfer, allocate, reclaim (and a void of one) name a counterparty.
 --
 -- Legs are compared as a multiset of (wallet, amount): their order is the caller's.
@@ -77,7 +79,7 @@ BEGIN
     IF p_counterparty_wallet_id IS NULL OR p_counterparty_wallet_id = p_wallet_id THEN
       RETURN p_action || ' moves between the wallet and another wallet, its counterparty';
     END IF;
-  ELSIF p_action IN ('topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance')
+  ELSIF p_action IN ('topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance', 'dormant_sweep')
         AND p_counterparty_wallet_id IS NOT NULL THEN
     RETURN p_action || ' names no counterparty';
   END IF;
@@ -86,17 +88,17 @@ BEGIN
   END IF;
 
   CASE p_action
-  WHEN 'topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance' THEN
+  WHEN 'topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance', 'dormant_sweep' THEN
     SELECT w.id INTO v_system FROM ledger.wallets w
      WHERE w.kind = 'system' AND w.asset_code = p_asset
        AND w.system_role = CASE p_action WHEN 'topup' THEN 'funding' WHEN 'addon' THEN 'funding'
                                          WHEN 'bonus' THEN 'promotion' WHEN 'usage' THEN 'revenue'
                                          WHEN 'opening_balance' THEN 'migration'
-                                         ELSE 'breakage' END;
+                                         WHEN 'dormant_sweep' THEN 'dormant' ELSE 'breakage' END;
     IF v_system IS NULL THEN
       RETURN 'the asset has no system account for ' || p_action;
     END IF;
-    IF p_action IN ('usage', 'expiry') THEN
+    IF p_action IN ('usage', 'expiry', 'dormant_sweep') THEN
       IF p_action = 'usage' AND p_pool_may_pay AND NOT v_payer = ANY (p_leg_wallets) THEN
         SELECT w.root_id INTO v_payer FROM ledger.wallets w WHERE w.id = p_wallet_id AND w.parent_id IS NOT NULL;
       END IF;

@@ -39,10 +39,22 @@
 --   expiry    (none: the    wallet -> breakage            keys `lot-expiry:` reserved; the named lot,
 --             database's                                  the wallet's own and due, emptied whole
 --             job, 85_jobs)                               into breakage
+--   dormant_  (none: the    wallet -> dormant             keys `dormant-sweep:` reserved; only the
+--   sweep     runner, 86_)                                period the runner opened; voided only by a
+--                                                         reactivation (`dormant-reactivation:`)
 -- Every action: a system account never acts (system_account); a customer wallet must be
 -- active (wallet_frozen, wallet_closed; an expiry alone also empties a due lot of a
--- frozen or closed wallet) and stays within its limit (insufficient_funds); the posting
+-- frozen or closed wallet; a dormant one is refused wallet_dormant, except a top-up or
+-- add-on its policy lets reactivate it, 86_dormancy.sql) and stays within its limit (insufficient_funds); the posting
 -- is dated by the database (p_effective_at must be NULL).
+
+-- A customer's own doing, the inactivity a dormancy period counts from
+-- (86_dormancy.sql): money it paid in (a top-up, an add-on) or spent or sent (a
+-- usage, a transfer). A bonus, an allocation, an expiry or a void happen to a wallet.
+CREATE FUNCTION ledger.customer_initiated(p_action text, p_leg_amount bigint)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+  SELECT (p_action IN ('topup', 'addon') AND p_leg_amount > 0) OR (p_action IN ('usage', 'transfer') AND p_leg_amount < 0)
+$$;
 
 CREATE FUNCTION ledger.commit_posting(
   p_idempotency_key text,
@@ -128,6 +140,14 @@ BEGIN
   IF (p_action = 'expiry') <> (p_idempotency_key LIKE 'lot-expiry:%') THEN
     PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'idempotency keys starting lot-expiry: are reserved'));
   END IF;
+  -- So are the dormancy runner's: a client sweeping a wallet, or voiding a sweep and so
+  -- paying the swept balance back without reactivating the wallet, would move money
+  -- no policy decided.
+  IF (p_action = 'dormant_sweep') <> (p_idempotency_key LIKE 'dormant-sweep:%')
+     OR (p_idempotency_key LIKE 'dormant-reactivation:%') AND p_action <> 'void' THEN
+    PERFORM refuse('invalid_posting', jsonb_build_object(
+      'reason', 'idempotency keys starting dormant-sweep: or dormant-reactivation: are reserved'));
+  END IF;
 
   -- A business id posts once per tenant, whatever the key (the unique indexes of
   -- migration 0009): a second request for it is the first's outcome when it is the same
@@ -202,9 +222,28 @@ BEGIN
         'wallet_id', p_wallet_id, 'parent_id', p_counterparty_wallet_id));
     END IF;
   END IF;
+  IF p_action = 'dormant_sweep' THEN
+    -- only the sweep of a period the runner opened and has not swept yet (the key names
+    -- it): anyone else's dormant_sweep is refused, whatever its key
+    PERFORM 1 FROM dormancy_periods d
+     WHERE d.wallet_id = p_wallet_id AND d.dormant_at IS NULL AND d.sweep_id IS NULL
+       AND p_idempotency_key = dormancy_sweep_key(d.wallet_id, d.since);
+    IF NOT FOUND THEN
+      PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'only the dormancy runner sweeps a wallet'));
+    END IF;
+  ELSIF p_action IN ('topup', 'addon') THEN
+    -- a dormant wallet whose policy says so comes back on a top-up (its sweep voided
+    -- first), and the top-up then posts like on any active wallet
+    PERFORM 1 FROM wallets w JOIN dormancy_policies d ON d.asset_code = w.asset_code AND d.model = w.model
+     WHERE w.id = p_wallet_id AND w.status = 'dormant' AND d.reactivation = 'automatic';
+    IF FOUND THEN
+      PERFORM dormancy_reactivate(p_wallet_id, p_actor);
+    END IF;
+  END IF;
   IF p_action = 'void' THEN
     SELECT action INTO v_original_action FROM transactions WHERE id = p_voids_transaction_id;
-    IF v_original_action IN ('void', 'expiry') THEN
+    IF v_original_action IN ('void', 'expiry')
+       OR (v_original_action = 'dormant_sweep') <> (p_idempotency_key LIKE 'dormant-reactivation:%') THEN
       PERFORM refuse('not_voidable', jsonb_build_object('transaction_id', p_voids_transaction_id));
     END IF;
     -- the debit takes back first the lots the original created, then as much
@@ -227,7 +266,9 @@ BEGIN
     UPDATE wallets
        SET balance = balance + p_leg_amounts[v_leg],
            entry_count = entry_count + 1,
-           updated_at = now()
+           updated_at = now(),
+           last_activity_at = CASE WHEN customer_initiated(p_action, p_leg_amounts[v_leg]) THEN now()
+                                   ELSE last_activity_at END
      WHERE id = v_legs[v_leg]
        AND kind = 'customer' AND (status = 'active' OR p_action = 'expiry') AND asset_code = p_asset
        AND (p_leg_amounts[v_leg] > 0 OR (lot_balance = 0 AND balance + p_leg_amounts[v_leg] >= -credit_limit))
@@ -260,6 +301,9 @@ BEGIN
       -- a debit of a wallet that holds lots
       v_balances[v_leg] := debit_with_lots(v_wallet.id, -p_leg_amounts[v_leg], v_tx, v_at, v_first,
                                            v_general_first, p_action = 'expiry');
+      IF customer_initiated(p_action, p_leg_amounts[v_leg]) THEN
+        UPDATE wallets SET last_activity_at = now() WHERE id = v_wallet.id;
+      END IF;
       v_customer_debit := true;
       v_models := v_models || v_wallet.model;
       v_roots := v_roots || v_wallet.root_id;
@@ -505,7 +549,7 @@ BEGIN
   INSERT INTO assets (code, scale, description) VALUES (p_code, p_scale, coalesce(p_description, ''));
   INSERT INTO wallets (asset_code, kind, system_role, owner_id, model)
   SELECT p_code, 'system', role, 'system', 'system'
-    FROM unnest(ARRAY['funding', 'revenue', 'promotion', 'breakage', 'discount', 'migration']) AS role;
+    FROM unnest(ARRAY['funding', 'revenue', 'promotion', 'breakage', 'discount', 'migration', 'dormant']) AS role;
   PERFORM audit(p_actor, 'asset.create', 'asset:' || p_code, NULL,
                 jsonb_build_object('code', p_code, 'scale', p_scale, 'description', coalesce(p_description, '')),
                 NULL);

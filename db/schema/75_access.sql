@@ -110,6 +110,12 @@ BEGIN
           OR p_spend_limits IS NOT NULL) THEN
     PERFORM refuse('wallet_closed', jsonb_build_object('wallet_id', p_id));
   END IF;
+  -- a dormant wallet leaves dormancy only by reactivation (86_dormancy.sql), which gives
+  -- back what was swept; no one makes a wallet dormant by hand either
+  IF (v_wallet.status = 'dormant' OR p_status = 'dormant') AND p_status IS DISTINCT FROM v_wallet.status
+     AND p_status IS NOT NULL THEN
+    PERFORM refuse('wallet_dormant', jsonb_build_object('wallet_id', p_id));
+  END IF;
   v_before := wallet_snapshot(p_id);
   IF v_limit IS NOT NULL AND v_limit > v_wallet.credit_limit
      AND credit_needs_second_operator(p_id, v_wallet.owner_id, v_wallet.asset_code, v_limit) THEN

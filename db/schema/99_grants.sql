@@ -6,7 +6,7 @@
 --                        allocate, reclaim): post through commit_posting(s), read
 --   ledger_wallet_admin  the wallets function: the audited admin procedures, read
 --   ledger_relay         the outbox sweeper: mark events published or failed
---   ledger_jobs          the lot expiry job: expire_lots
+--   ledger_jobs          the lot expiry and dormancy jobs: expire_lots, dormancy_run
 --   ledger_auditor       reconciliation: read the ledger and the export's state
 --   ledger_operator      the operator's CLI (common.ops, common.reconcile): the relay's,
 --                        the export's and the auditor's rights, no more
@@ -137,6 +137,11 @@ GRANT EXECUTE ON FUNCTION
   ledger.expire_lots(integer, timestamptz, bigint),
   ledger.iso_utc(timestamptz),
   ledger.mark_published_after_commit(bigint[])
+  TO ledger_jobs;
+-- The dormancy job (86_dormancy.sql) runs as the same role: a job of the database that
+-- posts only inside its own procedures, like the lot expiry.
+GRANT SELECT ON ledger.dormancy_policies, ledger.dormancy_periods TO ledger_jobs;
+GRANT EXECUTE ON FUNCTION ledger.dormancy_run(integer, bigint), ledger.dormancy_reactivate(bigint, jsonb)
   TO ledger_jobs;
 
 -- Reconciliation: ledger_auditor -------------------------------------------------

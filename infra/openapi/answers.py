@@ -62,7 +62,7 @@ def answers() -> dict[str, Any]:
         kind={"enum": ["customer", "system"]},
         system_role=OPTIONAL_TEXT,
         model={"enum": ["personal", "enterprise", "reseller", "system"]},
-        status={"enum": ["active", "frozen", "closed"]},
+        status={"enum": ["active", "frozen", "closed", "dormant"]},  # dormant: docs/dormancy.md
         balance=INT,
         available={**OPTIONAL_INT, "description": "balance - expired + credit_limit; null for a system account"},
         credit_limit=INT,

@@ -63,6 +63,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "unknown_asset": (422, "no such asset"),
     "wallet_frozen": (422, "a frozen wallet moves no money, either way"),
     "wallet_closed": (422, "a closed wallet moves no money, and stays closed"),
+    "wallet_dormant": (422, "a dormant wallet moves no money until it is reactivated (docs/dormancy.md)"),
     "same_wallet": (422, "a transfer to itself"),
     "system_account": (422, "a system account as the acting wallet or counterparty, or changed"),
     "already_voided": (422, "a transaction is voided at most once"),

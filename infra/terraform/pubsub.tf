@@ -43,6 +43,7 @@ locals {
     "outbox-sweep-tick"  = "* * * * *"
     "erp-reconcile-tick" = var.erp_reconcile_schedule
     "lot-expiry-tick"    = var.lot_expiry_schedule
+    "dormancy-tick"      = var.dormancy_schedule
     "automation-tick"    = var.automation_schedule
   }
   ticks = { for topic in values(local.tick_function_topics) : topic => local.tick_schedules[topic] }

@@ -85,6 +85,12 @@ variable "lot_expiry_schedule" {
   default     = "*/5 * * * *"
 }
 
+variable "dormancy_schedule" {
+  description = "When Cloud Scheduler runs dormant processing: warnings, marks and sweeps (cron, UTC)."
+  type        = string
+  default     = "15 3 * * *"
+}
+
 # Callers: docs/authentication-deployment.md
 
 variable "function_callers" {

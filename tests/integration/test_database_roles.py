@@ -63,7 +63,13 @@ MAY_EXECUTE = {
         "ledger.set_role_rate_limits(text,jsonb,jsonb,text)",
     },
     "relay": READS | RELAY | {"ledger.extend_chain(integer)", "ledger.chain_lag()"},
-    "jobs": READS | AFTER_COMMIT | {"ledger.expire_lots(integer,timestamp with time zone,bigint)"},
+    "jobs": READS
+    | AFTER_COMMIT
+    | {
+        "ledger.expire_lots(integer,timestamp with time zone,bigint)",
+        "ledger.dormancy_run(integer,bigint)",
+        "ledger.dormancy_reactivate(bigint,jsonb)",
+    },
     "exporter": READS | ERP,
     # the automation function posts as the money functions do (a member of their role),
     # and records its firings only through these two (db/schema/78_automation.sql)

@@ -16,6 +16,7 @@ promotion = "6100"
 breakage = "4100"
 discount = "4900"
 migration = "3900"
+dormant = "2390"
 
 [model.enterprise]
 customer = "2310"

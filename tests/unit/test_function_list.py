@@ -176,6 +176,7 @@ EXPECTED_LOGINS = {
     "access": "access_admin",
     "outbox_sweeper": "relay",
     "lot_expiry": "jobs",
+    "dormancy": "jobs",
     "erp_export": "exporter",
     "erp_reconcile": "exporter",
     "automation": "automation",

@@ -17,8 +17,12 @@ DYNAMIC_WALLET_STATUS = re.compile(r"PERFORM refuse\('wallet_'\s*\|\|\s*\w+\.sta
 
 def wallet_statuses() -> set[str]:
     migrations = "\n".join(path.read_text() for path in sorted((DB / "migrations").glob("*.sql")))
-    check = re.search(r"status\s+text NOT NULL DEFAULT 'active' CHECK \(status IN \(([^)]*)\)\)", migrations)
-    return set(re.findall(r"'(\w+)'", check.group(1)))
+    # the table's own, or the latest migration's that replaced it (0014 added dormant)
+    checks = re.findall(
+        r"(?:status\s+text NOT NULL DEFAULT 'active'|wallets_status_check\s+)\s*CHECK \(status IN \(([^)]*)\)\)",
+        migrations,
+    )
+    return set(re.findall(r"'(\w+)'", checks[-1]))
 
 
 def codes_the_sql_raises() -> set[str]:
@@ -42,7 +46,8 @@ def test_every_mapped_code_is_raised_by_the_database():
 
 
 def test_the_statuses_a_wallet_can_be_refused_for_are_read():
-    assert {"wallet_frozen", "wallet_closed"} <= codes_the_sql_raises()
+    assert {"wallet_frozen", "wallet_closed", "wallet_dormant"} <= codes_the_sql_raises()
+    assert "dormant" in wallet_statuses()
 
 
 def test_a_refusal_becomes_its_class_with_its_code_and_details():

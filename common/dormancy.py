@@ -1,0 +1,205 @@
+"""Dormant processing (docs/dormancy.md): the bulk run and its report, and
+`python -m common.dormancy`, the operator's command.
+
+run [--csv PATH]        one run now, as the scheduled function does; the report per asset
+                        and model as CSV (stdout, or PATH) and one summary log line
+report                  where dormancy stands per asset and model (CSV): wallets dormant,
+                        swept balances still in the dormant accounts, reactivations
+reactivate WALLET_ID    bring a dormant wallet back: active again, its sweep voided
+
+The database decides (ledger.dormancy_run, db/schema/86_dormancy.sql): pages of wallets
+in id order, each under its own lock taken with SKIP LOCKED, once per (wallet, period).
+This side pages, publishes what the database decided (a warning notice, a sweep's
+ledger event) and counts. A run stopped halfway is resumed by the next one: what it did
+is recorded per wallet and period, so nothing happens twice and a second run finds
+nothing to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import click
+
+from common.errors import LedgerError
+
+log = logging.getLogger("ledger.dormancy")
+
+WARNING_NOTICE = "wallet_dormancy_warning"
+ACTOR = {"principal": "ledger:dormancy-cli", "role": "operator"}
+
+
+@dataclass
+class Tally:
+    scanned: int = 0
+    warned: int = 0
+    marked: int = 0
+    swept: int = 0
+    swept_amount: int = 0
+    busy: int = 0  # a posting held the wallet: the next run takes it
+    failed: int = 0
+    notices_failed: int = 0  # decided and recorded, the notice not confirmed: not sent again
+
+
+@dataclass
+class DormancyReport:
+    by_asset_model: dict[tuple[str, str], Tally] = field(default_factory=dict)
+
+    def tally(self, asset: str, model: str) -> Tally:
+        return self.by_asset_model.setdefault((asset, model), Tally())
+
+    def total(self) -> Tally:
+        total = Tally()
+        for tally in self.by_asset_model.values():
+            for name in (f.name for f in fields(Tally)):
+                setattr(total, name, getattr(total, name) + getattr(tally, name))
+        return total
+
+    def as_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        names = [f.name for f in fields(Tally)]
+        writer.writerow(["asset", "model", *names])
+        for (asset, model), tally in sorted(self.by_asset_model.items()):
+            writer.writerow([asset, model, *(getattr(tally, name) for name in names)])
+        return out.getvalue()
+
+    def summary(self) -> dict[str, Any]:
+        return vars(self.total())
+
+
+class DormancyRunner:
+    def __init__(
+        self,
+        ledger: Any,
+        notices: Callable[[], Any],
+        committed: Callable[[int], None],
+        page: int = 50,
+        budget: int = 100_000,
+    ) -> None:
+        """`page`: wallets per database call, each a subtransaction (keep it under 64,
+        see 86_dormancy.sql). `budget`: wallets at most per run; the next run goes on."""
+        self.ledger = ledger
+        self._notices = notices  # built on first use: most runs warn nobody
+        self._committed = committed
+        self._page = page
+        self._budget = budget
+
+    def run(self) -> DormancyReport:
+        report = DormancyReport()
+        after = 0
+        scanned = 0
+        while scanned < self._budget:
+            outcomes = self.ledger.dormancy_run(self._page, after)
+            for outcome in outcomes:
+                self._count(report.tally(outcome["asset"], outcome["model"]), outcome)
+            scanned += len(outcomes)
+            after = max((o["wallet_id"] for o in outcomes), default=after)
+            if len(outcomes) < self._page:
+                break
+        log.info("dormancy run", extra=report.summary())
+        return report
+
+    def _count(self, tally: Tally, outcome: dict[str, Any]) -> None:
+        tally.scanned += 1
+        kind = outcome["outcome"]
+        if kind == "warned":
+            tally.warned += 1
+            if not self._warn(outcome):
+                tally.notices_failed += 1
+        elif kind == "marked":
+            tally.marked += 1
+        elif kind == "swept":
+            tally.swept += 1
+            tally.swept_amount += outcome["amount"]
+            self._tell_committed(outcome["transaction_id"])
+        elif kind == "busy":
+            tally.busy += 1
+        elif kind == "failed":
+            tally.failed += 1
+            log.error("dormancy failed", extra=outcome)
+
+    def _warn(self, outcome: dict[str, Any]) -> bool:
+        """At most once per wallet and period: the database recorded the warning before
+        this runs, so a notice that fails is counted and logged, never sent twice."""
+        notice = {
+            "kind": WARNING_NOTICE,
+            "wallet_id": outcome["wallet_id"],
+            "asset": outcome["asset"],
+            "model": outcome["model"],
+            "dormant_on": outcome["dormant_on"],
+        }
+        attributes = {"kind": WARNING_NOTICE, "wallet_id": str(outcome["wallet_id"])}
+        try:
+            self._notices().send(notice, attributes)
+        except LedgerError:
+            log.warning("dormancy warning not published", extra=notice)
+            return False
+        return True
+
+    def _tell_committed(self, transaction_id: int) -> None:
+        try:
+            self._committed(transaction_id)
+        except Exception:  # noqa: BLE001 - the sweep stands; its event waits in the outbox
+            log.warning("after-commit hook failed", exc_info=True, extra={"transaction_id": transaction_id})
+
+
+def runner() -> DormancyRunner:
+    from common import bootstrap
+
+    return DormancyRunner(
+        bootstrap.ledger(), bootstrap.notices, lambda transaction_id: bootstrap.after_commit().submit(transaction_id)
+    )
+
+
+@click.group()
+def main() -> None:
+    pass
+
+
+@main.command()
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), help="write the report here")
+def run(csv_path: str | None) -> None:
+    report = runner().run()
+    if csv_path:
+        with open(csv_path, "w", encoding="utf-8") as out:
+            out.write(report.as_csv())
+    else:
+        click.echo(report.as_csv(), nl=False)
+    click.echo(json.dumps(report.summary()), err=True)
+    sys.exit(1 if report.total().failed else 0)
+
+
+@main.command()
+def report() -> None:
+    """Where dormancy stands, per asset and model, as CSV."""
+    from common import bootstrap
+
+    rows = bootstrap.ledger().dormancy_standing()
+    out = io.StringIO()
+    writer = csv.DictWriter(out, ["asset", "model", "dormant", "swept_outstanding", "reactivated"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    click.echo(out.getvalue(), nl=False)
+
+
+@main.command()
+@click.argument("wallet_id", type=click.IntRange(min=1))
+def reactivate(wallet_id: int) -> None:
+    from common import bootstrap
+
+    void_id = bootstrap.ledger().dormancy_reactivate(wallet_id, ACTOR)
+    if void_id is not None:
+        bootstrap.after_commit().submit(void_id)
+    click.echo(json.dumps({"wallet_id": wallet_id, "reactivation_transaction_id": void_id}))
+
+
+if __name__ == "__main__":
+    main()
