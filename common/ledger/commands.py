@@ -27,7 +27,16 @@ Description = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
 MetadataText = Annotated[str, StringConstraints(pattern=NO_NUL)]
 Metadata = Annotated[dict[MetadataText, MetadataText | int | bool | None], Field(max_length=32)]
 Action = Literal[
-    "topup", "addon", "bonus", "usage", "transfer", "void", "allocate", "reclaim", "expiry", "opening_balance",
+    "topup",
+    "addon",
+    "bonus",
+    "usage",
+    "transfer",
+    "void",
+    "allocate",
+    "reclaim",
+    "expiry",
+    "opening_balance",
     "dormant_sweep",
 ]
 WalletModel = Literal["personal", "enterprise", "reseller"]
