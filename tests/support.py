@@ -283,3 +283,28 @@ def ledger_service(ledger: Any = None, idempotency: Any = None, locks: Any = Non
         *extra,
         access=bootstrap.access_store(),
     )
+
+
+def pull_subscription(stack: Stack, topic: str, prefix: str) -> str:
+    """A pull subscription of the test's own on `topic` (delete it with stack.delete_subscription)."""
+    from emulators.stack import PROJECT
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    requests.put(stack.pubsub_url(f"subscriptions/{name}"), json={"topic": f"projects/{PROJECT}/topics/{topic}"})
+    return name
+
+
+def pull_messages(stack: Stack, subscription: str) -> list[dict[str, Any]]:
+    """Whatever the subscription holds now, acknowledged, each message's JSON data decoded."""
+    import base64
+
+    pulled = requests.post(
+        stack.pubsub_url(f"subscriptions/{subscription}:pull"), json={"maxMessages": 1000, "returnImmediately": True}
+    ).json()
+    messages = pulled.get("receivedMessages", [])
+    if messages:
+        requests.post(
+            stack.pubsub_url(f"subscriptions/{subscription}:acknowledge"),
+            json={"ackIds": [m["ackId"] for m in messages]},
+        )
+    return [json.loads(base64.b64decode(m["message"]["data"])) for m in messages]

@@ -4,14 +4,10 @@ and recurring allocations, each once per crossing or period, whatever is redeliv
 
 from __future__ import annotations
 
-import base64
-import json
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import requests
 from pg8000.exceptions import DatabaseError
 
 from common import bootstrap
@@ -21,7 +17,7 @@ from common.automation_engine import AutomationEngine
 from common.errors import DependencyUnavailable, InProgress
 from common.ledger import commands
 from tests.automation_support import auto_top_ups, charges, firings, provider, rule, stall
-from tests.support import CALLER, balance, key, login_pool, new_wallet, sql
+from tests.support import CALLER, balance, key, login_pool, new_wallet, pull_messages, pull_subscription, sql
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +38,13 @@ def engine(stack, automation_pool):
 @pytest.fixture(scope="module")
 def notices(stack):
     """A pull subscription on the notifications topic: what the engine sent."""
-    name = f"notices-{uuid.uuid4().hex[:8]}"
-    topic = stack.settings().notifications_topic
-    topic_path = f"projects/{stack_project()}/topics/{topic}"
-    requests.put(stack.pubsub_url(f"subscriptions/{name}"), json={"topic": topic_path})
+    name = pull_subscription(stack, stack.settings().notifications_topic, "notices")
     yield name
     stack.delete_subscription(name)
 
 
-def stack_project() -> str:
-    from emulators.stack import PROJECT
-
-    return PROJECT
-
-
 def notices_of(stack, subscription: str, rule_id: int) -> list[dict[str, Any]]:
-    pulled = requests.post(
-        stack.pubsub_url(f"subscriptions/{subscription}:pull"), json={"maxMessages": 1000, "returnImmediately": True}
-    ).json()
-    messages = pulled.get("receivedMessages", [])
-    if messages:
-        requests.post(
-            stack.pubsub_url(f"subscriptions/{subscription}:acknowledge"),
-            json={"ackIds": [m["ackId"] for m in messages]},
-        )
-    found = [json.loads(base64.b64decode(m["message"]["data"])) for m in messages]
-    _seen.extend(found)
+    _seen.extend(pull_messages(stack, subscription))
     return [notice for notice in _seen if notice["rule_id"] == rule_id]
 
 

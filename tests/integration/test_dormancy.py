@@ -4,22 +4,28 @@ the sweep, refusals of a dormant wallet, and reactivation giving back exactly wh
 swept. Each policy has its own asset, so other tests' wallets are never in its runs.
 Time passing is the owner moving a wallet's last activity into the past."""
 
-import base64
-import json
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 
 from common import bootstrap
 from common.dormancy import DormancyRunner
 from common.errors import LedgerError, Refused
 from common.ledger import commands
-from tests.support import CALLER, balance, ensure_asset, key, owner, sql, system_account
+from tests.support import (
+    CALLER,
+    balance,
+    ensure_asset,
+    key,
+    owner,
+    pull_messages,
+    pull_subscription,
+    sql,
+    system_account,
+)
 
 SWEEP = "DRMSWEEP"  # sweep, reactivated by a top-up
 OPERATOR = "DRMOPER"  # sweep, reactivated by an operator only
@@ -47,26 +53,13 @@ def policies(stack):
 @pytest.fixture(scope="module")
 def notices(stack):
     """A pull subscription on the notifications topic: the warnings the runs sent."""
-    from emulators.stack import PROJECT
-
-    name = f"dormancy-notices-{uuid.uuid4().hex[:8]}"
-    topic_path = f"projects/{PROJECT}/topics/{stack.settings().notifications_topic}"
-    requests.put(stack.pubsub_url(f"subscriptions/{name}"), json={"topic": topic_path})
+    name = pull_subscription(stack, stack.settings().notifications_topic, "dormancy-notices")
     yield name
     stack.delete_subscription(name)
 
 
 def warnings_of(stack, subscription: str, wallet_id: int) -> list[dict[str, Any]]:
-    pulled = requests.post(
-        stack.pubsub_url(f"subscriptions/{subscription}:pull"), json={"maxMessages": 1000, "returnImmediately": True}
-    ).json()
-    messages = pulled.get("receivedMessages", [])
-    if messages:
-        requests.post(
-            stack.pubsub_url(f"subscriptions/{subscription}:acknowledge"),
-            json={"ackIds": [m["ackId"] for m in messages]},
-        )
-    _seen.extend(json.loads(base64.b64decode(m["message"]["data"])) for m in messages)
+    _seen.extend(pull_messages(stack, subscription))
     return [n for n in _seen if n.get("kind") == "wallet_dormancy_warning" and n["wallet_id"] == wallet_id]
 
 
