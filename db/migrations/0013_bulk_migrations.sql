@@ -13,11 +13,16 @@ ALTER TABLE ledger.transactions ADD CONSTRAINT transactions_action_check CHECK (
 
 -- The migration equity account of every existing asset (ledger.create_asset() makes it
 -- for new ones).
-INSERT INTO ledger.wallets (asset_code, kind, system_role, owner_id, model)
-SELECT a.code, 'system', 'migration', 'system', 'system'
-  FROM ledger.assets a
- WHERE NOT EXISTS (SELECT 1 FROM ledger.wallets w
-                    WHERE w.kind = 'system' AND w.asset_code = a.code AND w.system_role = 'migration');
+-- Migrations run against bare tables (db/definitions.py drops the triggers first), so
+-- the tree trigger is not there to set a new wallet's root and path: set them here, a
+-- system account being a tree of one.
+INSERT INTO ledger.wallets (id, asset_code, kind, system_role, owner_id, model, root_id, path) OVERRIDING SYSTEM VALUE
+SELECT n.id, n.code, 'system', 'migration', 'system', 'system', n.id, ARRAY[n.id]
+  FROM (SELECT a.code, nextval(pg_get_serial_sequence('ledger.wallets', 'id')) AS id
+          FROM ledger.assets a
+         WHERE NOT EXISTS (SELECT 1 FROM ledger.wallets w
+                            WHERE w.kind = 'system' AND w.asset_code = a.code AND w.system_role = 'migration')
+         ORDER BY a.code) n;
 
 CREATE INDEX transactions_by_migration ON ledger.transactions ((metadata ->> 'migration_id'), id)
   WHERE metadata ? 'migration_id';

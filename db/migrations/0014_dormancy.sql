@@ -23,10 +23,16 @@ UPDATE ledger.wallets SET last_activity_at = updated_at WHERE kind = 'customer';
 
 -- Every asset, existing and new (create_asset), has a dormant account: the liability
 -- for swept balances, still owed to their customers.
-INSERT INTO ledger.wallets (asset_code, kind, system_role, owner_id, model)
-SELECT a.code, 'system', 'dormant', 'system', 'system' FROM ledger.assets a
- WHERE NOT EXISTS (SELECT 1 FROM ledger.wallets w
-                    WHERE w.kind = 'system' AND w.asset_code = a.code AND w.system_role = 'dormant');
+-- Migrations run against bare tables (db/definitions.py drops the triggers first), so
+-- the tree trigger is not there to set a new wallet's root and path: set them here, a
+-- system account being a tree of one.
+INSERT INTO ledger.wallets (id, asset_code, kind, system_role, owner_id, model, root_id, path) OVERRIDING SYSTEM VALUE
+SELECT n.id, n.code, 'system', 'dormant', 'system', 'system', n.id, ARRAY[n.id]
+  FROM (SELECT a.code, nextval(pg_get_serial_sequence('ledger.wallets', 'id')) AS id
+          FROM ledger.assets a
+         WHERE NOT EXISTS (SELECT 1 FROM ledger.wallets w
+                            WHERE w.kind = 'system' AND w.asset_code = a.code AND w.system_role = 'dormant')
+         ORDER BY a.code) n;
 
 CREATE TABLE ledger.dormancy_policies (
   asset_code   text NOT NULL REFERENCES ledger.assets (code),

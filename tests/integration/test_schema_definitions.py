@@ -268,3 +268,30 @@ def test_no_migration_needs_the_append_only_guards_off(stack, scratch):
             con.execute(text("SELECT tgenabled FROM pg_trigger WHERE tgname = 'transactions_append_only'")).scalar()
             == "O"
         )
+
+
+def test_an_upgrade_gives_existing_assets_their_new_system_accounts(stack, scratch):
+    """0013 and 0014 add an account per existing asset while the definitions, the tree
+    trigger among them, are dropped: each new account is still its own tree's root,
+    and the ledger with assets upgrades at all."""
+    name, engine = scratch
+    config = Config(str(Path(definitions.__file__).parents[1] / "alembic.ini"))
+    config.set_main_option("script_location", str(Path(definitions.__file__).parent))
+    config.attributes["url"] = stack_database.owner_url(dsn(stack, name))
+    command.upgrade(config, "0012_automation_firings")
+    with engine.begin() as con:
+        con.execute(text("INSERT INTO ledger.assets (code, scale) VALUES ('OLD', 0), ('ELDER', 2)"))
+    upgrade(stack, name)
+    with engine.begin() as con:
+        accounts = con.execute(
+            text(
+                "SELECT asset_code, system_role, root_id = id AND path = ARRAY[id] FROM ledger.wallets"
+                " WHERE kind = 'system' ORDER BY 1, 2"
+            )
+        ).all()
+    assert [tuple(row) for row in accounts] == [
+        ("ELDER", "dormant", True),
+        ("ELDER", "migration", True),
+        ("OLD", "dormant", True),
+        ("OLD", "migration", True),
+    ]
