@@ -20,7 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
+import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +52,10 @@ from common.migration import (
 )
 
 BATCH = 60  # ledger_store.MAX_POSTINGS_PER_CALL: past 64 subtransactions Postgres' snapshots overflow
+# Lanes posting at once: the database does the work (commit_posting's guards), so a few
+# calls in flight keep its cores busy while each waits for its commit; more only queue.
+WORKERS = 3
+LOOKUP = 5_000  # source rows looked up by key in one query (already posted? reconciled?)
 
 
 class _RowsPerSecond(ProgressColumn):
@@ -114,55 +121,123 @@ def _preflight(rows: list[OpeningRow], store: Any) -> tuple[list[OpeningRow], li
     return keep, rejected
 
 
-def _post_rows(migration_id: str, rows: list[OpeningRow], store: Any) -> list[Rejected]:
-    """Post each row's opening balance, creating the wallet it names once per migration."""
+def _post_rows(migration_id: str, rows: list[OpeningRow], store: Any, workers: int) -> list[Rejected]:
+    """Post each row's opening balance, creating the wallet it names once per migration.
+
+    The rows go to `workers` lanes by their wallet, so a wallet's rows stay in order in
+    one lane and lanes never wait on each other's wallets; each lane posts one batch at
+    a time (one call making its new wallets, one posting it). Ctrl-C lets each lane
+    finish the batch it is in; a database lost stops them all (run again to continue)."""
     ledger, admin, actor = bootstrap.ledger(), bootstrap.ledger_admin(), _actor(migration_id)
     wallets = store.wallets_of(migration_id)
     accounts = {asset: store.migration_account(asset) for asset in {r.asset for r in rows}}
+    lanes: list[list[OpeningRow]] = [[] for _ in range(workers)]
+    for row in rows:
+        lanes[zlib.crc32(f"{row.owner}\x00{row.asset}\x00{row.model}".encode()) % workers].append(row)
     rejected: list[Rejected] = []
-    with _progress("import", len(rows)) as advance:
+    lock, stop = threading.Lock(), threading.Event()
+
+    def lane(rows: list[OpeningRow], advance: Any) -> None:
         for start in range(0, len(rows), BATCH):
+            if stop.is_set():
+                return
             chunk = rows[start : start + BATCH]
-            batch: list[tuple[OpeningRow, dict[str, Any]]] = []
-            for row in chunk:
-                owner = (row.owner, row.asset, row.model)
-                try:
-                    if owner not in wallets:
-                        wallets[owner] = admin.create_wallet(_wallet_command(row, migration_id), actor)[0]
-                except LedgerError as error:
-                    if isinstance(error, DependencyUnavailable):
-                        raise
-                    rejected.append(Rejected(row.source(), f"{error.code}: {error.message}"))
-                    continue
-                amount, account = row.amount, accounts[row.asset]
-                batch.append(
-                    (
-                        row,
-                        _params(
-                            posting_key(migration_id, row.row_id),
-                            row.request_hash(),
-                            actor,
-                            action="opening_balance",
-                            asset=row.asset,
-                            amount=amount,
-                            wallet_id=wallets[owner],
-                            leg_wallets=[account, wallets[owner]],
-                            leg_amounts=[-amount, amount],
-                            metadata={"migration_id": migration_id, "migration_row": row.row_id},
-                            lot_expires_at=row.lot_expires_at.isoformat() if row.lot_expires_at else None,
-                        ),
-                    )
-                )
-            if batch:
-                results, _calls = ledger.post_batch([params for _, params in batch])
-                for (row, _), result in zip(batch, results, strict=True):
-                    if isinstance(result, DependencyUnavailable):
-                        raise result
-                    if isinstance(result, Exception):
-                        reason = f"{result.code}: {result.message}" if isinstance(result, LedgerError) else str(result)
-                        rejected.append(Rejected(row.source(), reason))
-            advance(len(chunk))
+            refused = _post_batch(migration_id, chunk, wallets, accounts, ledger, admin, actor)
+            with lock:
+                rejected.extend(refused)
+                advance(len(chunk))
+
+    with _progress("import", len(rows)) as advance, ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(lane, rows, advance) for rows in lanes if rows]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            stop.set()
+            raise
     return rejected
+
+
+def _post_batch(
+    migration_id: str,
+    chunk: list[OpeningRow],
+    wallets: dict[tuple[str, str, str], int],
+    accounts: dict[str, int],
+    ledger: Any,
+    admin: Any,
+    actor: dict[str, Any],
+) -> list[Rejected]:
+    rejected: list[Rejected] = []
+    refused_owners = _create_wallets(migration_id, chunk, wallets, admin, actor)
+    batch: list[tuple[OpeningRow, dict[str, Any]]] = []
+    for row in chunk:
+        owner = (row.owner, row.asset, row.model)
+        if owner in refused_owners:
+            rejected.append(Rejected(row.source(), refused_owners[owner]))
+            continue
+        amount, account, wallet = row.amount, accounts[row.asset], wallets[owner]
+        batch.append(
+            (
+                row,
+                _params(
+                    posting_key(migration_id, row.row_id),
+                    row.request_hash(),
+                    actor,
+                    action="opening_balance",
+                    asset=row.asset,
+                    amount=amount,
+                    wallet_id=wallet,
+                    leg_wallets=[account, wallet],
+                    leg_amounts=[-amount, amount],
+                    metadata={"migration_id": migration_id, "migration_row": row.row_id},
+                    lot_expires_at=row.lot_expires_at.isoformat() if row.lot_expires_at else None,
+                ),
+            )
+        )
+    if batch:
+        results, _calls = ledger.post_batch([params for _, params in batch])
+        for (row, _), result in zip(batch, results, strict=True):
+            if isinstance(result, DependencyUnavailable):
+                raise result
+            if isinstance(result, Exception):
+                rejected.append(Rejected(row.source(), _reason(result)))
+    return rejected
+
+
+def _create_wallets(
+    migration_id: str,
+    chunk: list[OpeningRow],
+    wallets: dict[tuple[str, str, str], int],
+    admin: Any,
+    actor: dict[str, Any],
+) -> dict[tuple[str, str, str], str]:
+    """The wallets this chunk names that the migration has not made yet, made in one
+    call (or, when the database refuses one, one at a time to learn which): the owners
+    refused, with why."""
+    new: dict[tuple[str, str, str], OpeningRow] = {}
+    for row in chunk:
+        owner = (row.owner, row.asset, row.model)
+        if owner not in wallets and owner not in new:
+            new[owner] = row
+    if not new:
+        return {}
+    made = admin.create_wallets([_wallet_command(row, migration_id) for row in new.values()], actor)
+    if made is not None:
+        wallets.update(zip(new, made, strict=True))
+        return {}
+    refused: dict[tuple[str, str, str], str] = {}
+    for owner, row in new.items():
+        try:
+            wallets[owner] = admin.create_wallet(_wallet_command(row, migration_id), actor)[0]
+        except DependencyUnavailable:
+            raise
+        except LedgerError as error:
+            refused[owner] = _reason(error)
+    return refused
+
+
+def _reason(error: Exception) -> str:
+    return f"{error.code}: {error.message}" if isinstance(error, LedgerError) else str(error)
 
 
 def _wallet_command(row: OpeningRow, migration_id: str) -> CreateWallet:
@@ -177,28 +252,39 @@ def _wallet_command(row: OpeningRow, migration_id: str) -> CreateWallet:
     )
 
 
+def _posted_row_ids(migration_id: str, rows: list[OpeningRow], store: Any) -> set[str]:
+    posted: set[str] = set()
+    for start in range(0, len(rows), LOOKUP):
+        ids = [row.row_id for row in rows[start : start + LOOKUP]]
+        posted.update(store.posted_rows(migration_id, ids, "opening_balance"))
+    return posted
+
+
 def _reconcile(migration_id: str, source: list[OpeningRow], store: Any) -> dict[str, Any]:
-    """The file's rows against the ledger's postings of them: totals per asset and
-    model, and every row whose posting is missing or differs."""
-    posted = {
-        p["row_id"]: p for p in store.postings_of(migration_id) if p["action"] == "opening_balance" and not p["voided"]
-    }
+    """The file's rows against the ledger's postings of them, found by their keys:
+    totals per asset and model, and every row whose posting is missing, voided or
+    differs."""
     source_totals, ledger_totals = Totals(), Totals()
     unreconciled: list[dict[str, Any]] = []
-    for row in source:
-        source_totals.add(row.asset, row.model, row.amount)
-        posting = posted.get(row.row_id)
-        if posting is None:
-            unreconciled.append({"row_id": row.row_id, "reason": "not posted"})
-            continue
-        ledger_totals.add(posting["asset"], posting["model"], posting["amount"])
-        if (posting["asset"], posting["model"], posting["amount"]) != (row.asset, row.model, row.amount):
-            unreconciled.append({"row_id": row.row_id, "reason": "posted with other content", "posted": posting})
+    for start in range(0, len(source), LOOKUP):
+        chunk = source[start : start + LOOKUP]
+        posted = store.posted_rows(migration_id, [row.row_id for row in chunk], "opening_balance")
+        for row in chunk:
+            source_totals.add(row.asset, row.model, row.amount)
+            found = posted.get(row.row_id)
+            if found is None or found[3]:
+                unreconciled.append({"row_id": row.row_id, "reason": "voided" if found else "not posted"})
+                continue
+            asset, model, amount, _voided = found
+            ledger_totals.add(asset, model, amount)
+            if (asset, model, amount) != (row.asset, row.model, row.amount):
+                posting = {"asset": asset, "model": model, "amount": amount}
+                unreconciled.append({"row_id": row.row_id, "reason": "posted with other content", "posted": posting})
     return {
         "source": source_totals.as_list(),
         "ledger": ledger_totals.as_list(),
         "unreconciled": unreconciled,
-        "migration_postings": len(posted),
+        "migration_postings": sum(rows for _, rows in ledger_totals.sums.values()),
     }
 
 
@@ -229,7 +315,8 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="where rejected rows go (default FILE.rejected.csv)",
 )
-def import_(file: Path, migration_id: str, dry_run: bool, rejected: Path | None) -> None:
+@click.option("--workers", type=click.IntRange(1, 6), default=WORKERS, show_default=True, help="batches in flight")
+def import_(file: Path, migration_id: str, dry_run: bool, rejected: Path | None, workers: int) -> None:
     """Opening balances (row_id, owner, asset, amount, model, parent, lot_expires_at)."""
     try:
         check_migration_id(migration_id)
@@ -242,7 +329,7 @@ def import_(file: Path, migration_id: str, dry_run: bool, rejected: Path | None)
         valid, refused = first_of_each_row_id(read)
         valid, not_fit = _preflight(valid, store)
         refused += not_fit
-        posted_before = {p["row_id"] for p in store.postings_of(migration_id) if p["action"] == "opening_balance"}
+        posted_before = _posted_row_ids(migration_id, valid, store)
         to_post = [row for row in valid if row.row_id not in posted_before]
         if dry_run:
             would = Totals()
@@ -251,7 +338,11 @@ def import_(file: Path, migration_id: str, dry_run: bool, rejected: Path | None)
             _write_rejected(rejected_path, refused)
             report = {"dry_run": True, "would_post": would.as_list(), "already_posted": len(valid) - len(to_post)}
             _finish({**report, "rejected": len(refused), "rejected_file": str(rejected_path)}, not refused)
-        refused += _post_rows(migration_id, to_post, store)
+        with store.run_lock(migration_id) as mine:
+            if not mine:
+                click.echo(f"another run of migration {migration_id} is in progress; run it again later", err=True)
+                sys.exit(2)
+            refused += _post_rows(migration_id, to_post, store, workers)
         failed = {r.source.get("row_id") for r in refused}
         report = _reconcile(migration_id, [row for row in valid if row.row_id not in failed], store)
     except DependencyUnavailable as error:

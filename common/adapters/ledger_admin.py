@@ -11,12 +11,13 @@ changed wallet or lot back through common/adapters/ledger_queries.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pg8000.exceptions import DatabaseError
 
 from common.adapters.postgres import Statements, error_fields
-from common.errors import NotFound, Refused
+from common.errors import DependencyUnavailable, LedgerError, NotFound, Refused
 
 if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
     from common.ledger import commands
@@ -74,6 +75,34 @@ class LedgerAdmin(Statements):
                 ) from error
             raise
         return int(rows[0][0]), rows[0][1]
+
+    def create_wallets(self, cmds: Sequence[commands.CreateWallet], actor: dict[str, Any]) -> list[int] | None:
+        """Many wallets in one call (ledger.create_wallets(): each made and audited by
+        create_wallet(), no credit limit), their ids in order. All or none: None when
+        the database refused one, and then nothing was made; create them one at a time
+        (create_wallet) to learn which and why. Parents are the caller's to check (a
+        bulk migration's pre-flight does)."""
+        specs = [
+            {
+                "owner_id": cmd.owner_id,
+                "asset": cmd.asset,
+                "model": cmd.model,
+                "parent_id": cmd.parent_id,
+                "metadata": dict(cmd.metadata),
+            }
+            for cmd in cmds
+        ]
+        try:
+            rows = self._run(
+                "SELECT item, wallet_id FROM ledger.create_wallets(CAST(:specs AS jsonb), CAST(:actor AS jsonb))",
+                specs=json.dumps(specs),
+                actor=json.dumps(actor),
+            )
+        except DependencyUnavailable:
+            raise
+        except (DatabaseError, LedgerError):
+            return None
+        return [int(wallet_id) for _, wallet_id in sorted(rows)]
 
     def _check_parent(self, cmd: commands.CreateWallet) -> None:
         """Clear refusals for what the database's tree constraints would refuse anyway."""

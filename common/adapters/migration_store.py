@@ -6,10 +6,27 @@ audited procedure. A migration's rows are found by the indexes of migration 0013
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from common.adapters.postgres import Statements
+
+# (class, key) advisory locks: a run holds its migration id's for as long as it runs;
+# the class keeps them apart from the deploy's (4242) and the ledger's one-integer keys.
+_RUN_LOCK_CLASS = 4243
+
+# A source row's posting, found by its idempotency key (the unique index of
+# (tenant, idempotency_key)), with whether it was voided since.
+_POSTED_ROWS = """
+SELECT s.row_id, t.asset_code, w.model, t.amount,
+       EXISTS (SELECT 1 FROM ledger.transactions v WHERE v.voids_transaction_id = t.id)
+  FROM jsonb_array_elements_text(CAST(:row_ids AS jsonb)) AS s(row_id)
+  JOIN ledger.transactions t ON t.tenant = '' AND t.idempotency_key = 'migration:' || :m || ':' || s.row_id
+  JOIN ledger.wallets w ON w.id = t.wallet_id
+ WHERE t.action = :action
+"""
 
 
 class MigrationStore(Statements):
@@ -41,6 +58,26 @@ class MigrationStore(Statements):
             m=migration_id,
         )
         return {(owner, asset, model): int(i) for owner, asset, model, i in rows}
+
+    @contextmanager
+    def run_lock(self, migration_id: str) -> Iterator[bool]:
+        """Whether this run has the migration id to itself, held until the block ends
+        (or the process dies: a session lock goes with its connection). Two runs of one
+        migration at once would each create the wallets the other has not seen yet."""
+        with self._pool.connection() as con:
+            got = con.run("SELECT pg_try_advisory_lock(:c, hashtext(:m))", c=_RUN_LOCK_CLASS, m=migration_id)[0][0]
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    con.run("SELECT pg_advisory_unlock(:c, hashtext(:m))", c=_RUN_LOCK_CLASS, m=migration_id)
+
+    def posted_rows(self, migration_id: str, row_ids: Sequence[str], action: str) -> dict[str, tuple[Any, ...]]:
+        """row id -> (asset, model, amount, voided) of each of these rows that posted
+        (`action`: the kind of posting a row makes). Callers pass a few thousand ids at
+        a time: a million-row file is never held twice over."""
+        rows = self._run(_POSTED_ROWS, row_ids=json.dumps(list(row_ids)), m=migration_id, action=action)
+        return {row_id: (asset, model, amount, voided) for row_id, asset, model, amount, voided in rows}
 
     def postings_of(self, migration_id: str) -> list[dict[str, Any]]:
         """Every posting of the migration that is not a void, with whether it was voided."""

@@ -79,6 +79,30 @@ BEGIN
   END IF;
 END $$;
 
+-- Many new wallets in one call, for a bulk migration (common/migrate.py): each made by
+-- create_wallet(), audited one by one, with no credit limit. One transaction: a refusal
+-- fails them all, and the caller then makes that batch's wallets one at a time to learn
+-- which was refused. One round trip a batch instead of one a wallet.
+CREATE FUNCTION ledger.create_wallets(p_wallets jsonb, p_actor jsonb)
+RETURNS TABLE (item integer, wallet_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+  v_wallet record;
+BEGIN
+  FOR v_wallet IN
+    SELECT (w.ordinality - 1)::integer AS item, w.value AS spec
+      FROM jsonb_array_elements(p_wallets) WITH ORDINALITY AS w
+     ORDER BY w.ordinality
+  LOOP
+    item := v_wallet.item;
+    SELECT c.wallet_id INTO wallet_id
+      FROM create_wallet(v_wallet.spec ->> 'owner_id', v_wallet.spec ->> 'asset', v_wallet.spec ->> 'model', 0,
+                         v_wallet.spec -> 'metadata', (v_wallet.spec ->> 'parent_id')::bigint, NULL, p_actor) c;
+    RETURN NEXT;
+  END LOOP;
+END $$;
+
 -- A wallet's status, credit limit, spend mode and spend limits, in one audited change.
 -- A system account is never changed, and a closed wallet stays closed and takes no other
 -- change either (checked here, under the row's lock, so two changes at once can't reopen

@@ -98,6 +98,7 @@ GRANT EXECUTE ON FUNCTION
   ledger.period_start(text, timestamptz),
   ledger.caller(text, text),
   ledger.create_wallet(text, text, text, bigint, jsonb, bigint, text, jsonb),
+  ledger.create_wallets(jsonb, jsonb),
   ledger.update_wallet(bigint, text, bigint, text, jsonb, jsonb, text),
   ledger.create_asset(text, smallint, text, jsonb),
   ledger.extend_lot(text, bigint, timestamptz, text, text, jsonb)

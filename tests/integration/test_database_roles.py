@@ -45,6 +45,7 @@ MAY_EXECUTE = {
         "ledger.transaction_json(bigint)",
         "ledger.period_start(text,timestamp with time zone)",
         "ledger.create_wallet(text,text,text,bigint,jsonb,bigint,text,jsonb)",
+        "ledger.create_wallets(jsonb,jsonb)",
         "ledger.update_wallet(bigint,text,bigint,text,jsonb,jsonb,text)",
         "ledger.create_asset(text,smallint,text,jsonb)",
         "ledger.extend_lot(text,bigint,timestamp with time zone,text,text,jsonb)",

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 
+from emulators import database as stack_database
 from emulators.stack import REPO
 from tests.support import new_wallet, sql
 
@@ -160,3 +161,47 @@ def test_a_rollback_leaves_every_wallet_as_before(stack, tmp_path):
     ) == [[0]]
     again = migrate(stack, "rollback", "--migration-id", migration_id)
     assert json.loads(again.stdout)["voided_now"] == 0 and again.returncode == 0
+
+
+def test_a_second_run_of_one_migration_at_once_posts_nothing_and_says_so(stack, tmp_path):
+    """Two runs of one migration id at once would each make the wallets the other had
+    not made yet: the second stops before posting, and a run after the first posts."""
+    migration_id, prefix = f"m-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:8]
+    rows = opening_rows(3, prefix)
+    source = write_csv(tmp_path / "legacy.csv", rows)
+    first_run = stack_database.owner_connection(stack.owner_dsn())  # what a running import holds
+    try:
+        first_run.run("SELECT pg_advisory_lock(4243, hashtext(:m))", m=migration_id)
+        second = migrate(stack, "import", source, "--migration-id", migration_id)
+        assert second.returncode == 2 and "in progress" in second.stderr, second.stdout + second.stderr
+        assert postings_of(stack, migration_id) == {} and wallet_balances(stack, [r["owner"] for r in rows]) == {}
+    finally:
+        first_run.close()
+
+    after = migrate(stack, "import", source, "--migration-id", migration_id)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert postings_of(stack, migration_id) == {r["row_id"]: (r["amount"], 1) for r in rows}
+
+
+def test_a_wallet_refused_in_a_batch_rejects_only_its_rows(stack, tmp_path):
+    """A batch's new wallets are made in one call; when the database refuses one (a
+    parent frozen since the pre-flight read it), the others are still made and post."""
+    migration_id, prefix = f"m-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:8]
+    frozen_parent = sql(
+        stack,
+        "INSERT INTO ledger.wallets (owner_id, asset_code, model, status) VALUES (:o, :a, 'enterprise', 'frozen')"
+        " RETURNING id",
+        o=f"{prefix}-parent",
+        a=ASSET,
+    )[0][0]
+    rows = opening_rows(3, prefix)
+    rows[1].update(model="enterprise", parent=frozen_parent)
+    source = write_csv(tmp_path / "legacy.csv", rows)
+
+    result = migrate(stack, "import", source, "--migration-id", migration_id)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    with open(json.loads(result.stdout)["rejected_file"], newline="") as rejected_file:
+        rejected = list(csv.DictReader(rejected_file))
+    assert [r["row_id"] for r in rejected] == ["r1"] and "parent_not_active" in rejected[0]["reason"]
+    assert postings_of(stack, migration_id) == {r["row_id"]: (r["amount"], 1) for r in (rows[0], rows[2])}
