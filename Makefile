@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev down test lint fuzz openapi bench bench-quick bench-intake soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers
+.PHONY: dev down test lint fuzz openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -75,6 +75,10 @@ soak: $(STAMP)      ## 700,000 mixed actions end to end, with throughput and mem
 bench-intake: $(STAMP) ## N usage records (default 1,000,000) through Pub/Sub in batches of 1,000, publish to result
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench.usage_intake --records $${N:-1000000}
+
+bench-bulk: $(STAMP)  ## a 1,000,000-row import and a dormant sweep of 1,000,000 wallets, with live traffic beside them (ROWS=...)
+	@$(PY) -m emulators up --no-demo >/dev/null
+	@$(PY) -m bench.bulk --rows $${ROWS:-1000000}
 
 bench-callers: $(STAMP) ## what verifying the caller, its boundary and its rate limit cost a request
 	@$(PY) -m emulators up --no-demo >/dev/null

@@ -56,3 +56,23 @@ def test_bulk_usage_intake_bench_posts_every_record_once(stack):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| usage ids posted exactly once | yes (2,000 postings) |" in result.stdout
     assert "| python -m common.reconcile | passes (" in result.stdout
+
+
+@pytest.mark.grows_ledger
+def test_bulk_jobs_bench_runs_and_the_ledger_reconciles(stack):
+    """make bench-bulk, small: an import, dormant sweeps until nothing is due, live
+    traffic beside them; the bench itself fails unless the import reconciles, a second
+    sweep finds nothing and `python -m common.reconcile` passes."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.bulk", "--profile", "test", "--rows", "1500", "--wallets", "3000"]
+        + ["--dormant", "300", "--live-rows", "1500", "--live-seconds", "2", "--clients", "2", "--http-wallets", "200"]
+        + ["--no-write"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| 1,500 | 3 |" in result.stdout and "| yes (" in result.stdout
+    assert "| 3,000 | 300 |" in result.stdout and "| swept 0, warned 0 |" in result.stdout
+    assert "`python -m common.reconcile` afterwards: passes (" in result.stdout
