@@ -1,11 +1,15 @@
 """Dormant processing (docs/dormancy.md): the bulk run and its report, and
 `python -m common.dormancy`, the operator's command.
 
-run [--csv PATH]        one run now, as the scheduled function does; the report per asset
-                        and model as CSV (stdout, or PATH) and one summary log line
+run [--csv PATH] [--products-csv PATH]
+                        one run now, as the scheduled function does; the report per asset
+                        and model as CSV (stdout, or PATH), per asset, model and product
+                        where the credit was traced (PATH), and one summary log line
 report                  where dormancy stands per asset and model (CSV): wallets dormant,
-                        swept balances still in the dormant accounts, reactivations
+                        swept balances still in the dormant accounts, breakage not given
+                        back, reactivations
 reactivate WALLET_ID    bring a dormant wallet back: active again, its sweep voided
+policy list|set         the policies per asset and model (common/dormancy_policy.py)
 
 The database decides (ledger.dormancy_run, db/schema/86_dormancy.sql): pages of wallets
 in id order, each under its own lock taken with SKIP LOCKED, once per (wallet, period).
@@ -28,6 +32,7 @@ from typing import Any
 
 import click
 
+from common.dormancy_policy import policy
 from common.errors import LedgerError
 
 log = logging.getLogger("ledger.dormancy")
@@ -43,17 +48,42 @@ class Tally:
     marked: int = 0
     swept: int = 0
     swept_amount: int = 0
+    broken: int = 0  # a breakage policy: the balance recognized as revenue
+    broken_amount: int = 0
+    closed: int = 0  # a delete policy: closed at dormancy, for good
     busy: int = 0  # a posting held the wallet: the next run takes it
     failed: int = 0
     notices_failed: int = 0  # decided and recorded, the notice not confirmed: not sent again
 
 
 @dataclass
+class ProductTally:
+    """What one product's traced credit came to (product "": the untraced rest)."""
+
+    postings: int = 0
+    swept_amount: int = 0
+    broken_amount: int = 0
+
+
+@dataclass
 class DormancyReport:
     by_asset_model: dict[tuple[str, str], Tally] = field(default_factory=dict)
+    by_product: dict[tuple[str, str, str], ProductTally] = field(default_factory=dict)
 
     def tally(self, asset: str, model: str) -> Tally:
         return self.by_asset_model.setdefault((asset, model), Tally())
+
+    def product(self, asset: str, model: str, product: str | None) -> ProductTally:
+        return self.by_product.setdefault((asset, model, product or ""), ProductTally())
+
+    def products_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        names = [f.name for f in fields(ProductTally)]
+        writer.writerow(["asset", "model", "product", *names])
+        for (asset, model, product), tally in sorted(self.by_product.items()):
+            writer.writerow([asset, model, product, *(getattr(tally, name) for name in names)])
+        return out.getvalue()
 
     def total(self) -> Tally:
         total = Tally()
@@ -99,7 +129,7 @@ class DormancyRunner:
         while scanned < self._budget:
             outcomes = self.ledger.dormancy_run(self._page, after)
             for outcome in outcomes:
-                self._count(report.tally(outcome["asset"], outcome["model"]), outcome)
+                self._count(report, outcome)
             scanned += len(outcomes)
             after = max((o["wallet_id"] for o in outcomes), default=after)
             if len(outcomes) < self._page:
@@ -107,8 +137,10 @@ class DormancyRunner:
         log.info("dormancy run", extra=report.summary())
         return report
 
-    def _count(self, tally: Tally, outcome: dict[str, Any]) -> None:
+    def _count(self, report: DormancyReport, outcome: dict[str, Any]) -> None:
+        tally = report.tally(outcome["asset"], outcome["model"])
         tally.scanned += 1
+        tally.closed += 1 if outcome.get("closed") else 0
         kind = outcome["outcome"]
         if kind == "warned":
             tally.warned += 1
@@ -116,10 +148,19 @@ class DormancyRunner:
                 tally.notices_failed += 1
         elif kind == "marked":
             tally.marked += 1
-        elif kind == "swept":
-            tally.swept += 1
-            tally.swept_amount += outcome["amount"]
-            self._tell_committed(outcome["transaction_id"])
+        elif kind in ("swept", "broken"):
+            if kind == "swept":
+                tally.swept, tally.swept_amount = tally.swept + 1, tally.swept_amount + outcome["amount"]
+            else:
+                tally.broken, tally.broken_amount = tally.broken + 1, tally.broken_amount + outcome["amount"]
+            for posting in outcome["postings"]:
+                by_product = report.product(outcome["asset"], outcome["model"], posting["product"])
+                by_product.postings += 1
+                if kind == "swept":
+                    by_product.swept_amount += posting["amount"]
+                else:
+                    by_product.broken_amount += posting["amount"]
+                self._tell_committed(posting["transaction_id"])
         elif kind == "busy":
             tally.busy += 1
         elif kind == "failed":
@@ -166,13 +207,21 @@ def main() -> None:
 
 @main.command()
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), help="write the report here")
-def run(csv_path: str | None) -> None:
+@click.option(
+    "--products-csv",
+    type=click.Path(dir_okay=False, writable=True),
+    help="write the amounts per asset, model and product here",
+)
+def run(csv_path: str | None, products_csv: str | None) -> None:
     report = runner().run()
     if csv_path:
         with open(csv_path, "w", encoding="utf-8") as out:
             out.write(report.as_csv())
     else:
         click.echo(report.as_csv(), nl=False)
+    if products_csv:
+        with open(products_csv, "w", encoding="utf-8") as out:
+            out.write(report.products_csv())
     click.echo(json.dumps(report.summary()), err=True)
     sys.exit(1 if report.total().failed else 0)
 
@@ -184,7 +233,8 @@ def report() -> None:
 
     rows = bootstrap.ledger().dormancy_standing()
     out = io.StringIO()
-    writer = csv.DictWriter(out, ["asset", "model", "dormant", "swept_outstanding", "reactivated"], lineterminator="\n")
+    columns = ["asset", "model", "dormant", "swept_outstanding", "broken_outstanding", "reactivated"]
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     click.echo(out.getvalue(), nl=False)
@@ -195,11 +245,16 @@ def report() -> None:
 def reactivate(wallet_id: int) -> None:
     from common import bootstrap
 
-    void_id = bootstrap.ledger().dormancy_reactivate(wallet_id, ACTOR)
+    try:
+        void_id = bootstrap.ledger().dormancy_reactivate(wallet_id, ACTOR)
+    except LedgerError as error:  # no such wallet, or one closed at dormancy for good
+        raise click.ClickException(f"{error.code}: {error.message}") from None
     if void_id is not None:
         bootstrap.after_commit().submit(void_id)
     click.echo(json.dumps({"wallet_id": wallet_id, "reactivation_transaction_id": void_id}))
 
+
+main.add_command(policy)
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,9 @@ from common.erp.mapping import Leg, Position, Transaction
 _TRANSACTION_COLUMNS = """
 SELECT t.created_xact::text, t.id, t.action, t.asset_code, ledger.iso_utc(t.effective_at), t.usage_id, t.product,
        t.external_ref, t.voids_transaction_id, e.wallet_id, w.owner_id, w.kind, w.model, w.system_role, e.amount,
-       tw.owner_id, CASE WHEN rw.model = 'reseller' THEN rw.owner_id END, t.actor ->> 'principal', t.actor ->> 'role'
+       tw.owner_id, CASE WHEN rw.model = 'reseller' THEN rw.owner_id END, t.actor ->> 'principal', t.actor ->> 'role',
+       -- a dormant wallet's reactivation voids its sweep under keys only it posts (70_posting.sql)
+       CASE WHEN t.action = 'void' AND t.idempotency_key LIKE 'dormant-reactivation:%' THEN 'dormant_reactivation' END
   FROM page t JOIN ledger.entries e ON e.transaction_id = t.id JOIN ledger.wallets w ON w.id = e.wallet_id
   LEFT JOIN ledger.wallets tw ON tw.id = t.wallet_id LEFT JOIN ledger.wallets rw ON rw.id = tw.root_id
  ORDER BY t.created_xact, t.id, e.id
@@ -107,6 +109,7 @@ def _transaction(row: list[Any], legs: list[Leg]) -> tuple[Position, Transaction
         reseller_id=row[16],
         actor=row[17],
         actor_role=row[18],
+        event_type=row[19],
     )
 
 

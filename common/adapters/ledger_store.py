@@ -299,25 +299,40 @@ class PostgresLedger(Statements):
         """One page of the dormancy run (db/schema/86_dormancy.sql): up to `limit`
         wallets after `after_id`, in id order, one outcome each."""
         rows = self._run(
-            "SELECT wallet_id, asset_code, model, outcome, amount, transaction_id, dormant_on, error"
+            "SELECT wallet_id, asset_code, model, outcome, amount, transaction_id, dormant_on, error, postings, closed"
             " FROM ledger.dormancy_run(:n, :after)",
             n=limit,
             after=after_id,
         )
-        columns = ("wallet_id", "asset", "model", "outcome", "amount", "transaction_id", "dormant_on", "error")
+        columns = (
+            "wallet_id",
+            "asset",
+            "model",
+            "outcome",
+            "amount",
+            "transaction_id",
+            "dormant_on",
+            "error",
+            "postings",
+            "closed",
+        )
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def dormancy_standing(self) -> list[dict[str, Any]]:
-        """Per asset and model: wallets dormant now, what their sweeps hold in the
-        dormant accounts, and periods ended by reactivation."""
+        """Per asset and model: wallets dormant now (or closed at dormancy), what their
+        sweeps hold in the dormant accounts and what went to breakage, not given back,
+        and periods ended by reactivation."""
         rows = self._run(
             "SELECT w.asset_code, w.model, count(*) FILTER (WHERE d.reactivated_at IS NULL),"
-            " coalesce(sum(d.swept_amount) FILTER (WHERE d.reactivated_at IS NULL), 0),"
+            " coalesce(sum(d.swept_amount) FILTER (WHERE d.reactivated_at IS NULL AND t.action = 'dormant_sweep'),"
+            " 0), coalesce(sum(d.swept_amount)"
+            " FILTER (WHERE d.reactivated_at IS NULL AND t.action = 'dormant_breakage'), 0),"
             " count(*) FILTER (WHERE d.reactivated_at IS NOT NULL)"
             " FROM ledger.dormancy_periods d JOIN ledger.wallets w ON w.id = d.wallet_id"
+            " LEFT JOIN ledger.transactions t ON t.id = d.sweep_id"
             " WHERE d.dormant_at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"
         )
-        columns = ("asset", "model", "dormant", "swept_outstanding", "reactivated")
+        columns = ("asset", "model", "dormant", "swept_outstanding", "broken_outstanding", "reactivated")
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def dormancy_reactivate(self, wallet_id: int, actor: dict[str, Any] | None) -> int | None:

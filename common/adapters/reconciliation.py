@@ -60,12 +60,15 @@ INVARIANTS: dict[str, str] = {
           LEFT JOIN ledger.entries e ON e.transaction_id = m.transaction_id AND e.wallet_id = l.wallet_id
          GROUP BY m.transaction_id, l.wallet_id, e.amount
         HAVING e.amount IS NULL OR sign(sum(m.amount)) <> sign(e.amount) OR abs(sum(m.amount)) > abs(e.amount)""",
-    # Breakage receives expired credit and nothing else.
+    # Breakage receives expired credit and a dormant wallet's balance under a breakage
+    # policy (docs/dormancy.md), and gives back only the latter, at its reactivation.
     "breakage_only_from_expiry": """
         SELECT e.transaction_id, t.action FROM ledger.entries e
           JOIN ledger.wallets w ON w.id = e.wallet_id AND w.kind = 'system' AND w.system_role = 'breakage'
           JOIN ledger.transactions t ON t.id = e.transaction_id
-         WHERE t.action <> 'expiry'""",
+          LEFT JOIN ledger.transactions o ON o.id = t.voids_transaction_id
+         WHERE t.action NOT IN ('expiry', 'dormant_breakage')
+           AND NOT (t.action = 'void' AND o.action = 'dormant_breakage')""",
     # An expiry empties a lot of its own wallet that was due when it posted: what the
     # expiry job does, never a lot drained early into breakage (ledger.commit_posting()
     # refuses one; this names one written around it).

@@ -11,9 +11,12 @@ the leg maps to; the same rule holds for the system accounts on the other side:
     usage      Dr customer (deferred revenue)    Cr revenue
     expiry     Dr customer (deferred revenue)    Cr breakage revenue
     dormant sweep  Dr customer (deferred revenue)  Cr dormant balances (a liability)
+    dormant breakage  Dr customer (deferred revenue)  Cr breakage revenue
     transfer   Dr customer (payer's model)       Cr customer (payee's model): no P&L
     allocate, reclaim: as a transfer, within one enterprise's or reseller's tree
-    void       the exact reverse of the original (its legs are the original's, negated)
+    void       the exact reverse of the original (its legs are the original's, negated);
+               a dormant wallet's reactivation (the void of its sweep or breakage) has
+               its own event type, dormant_reactivation
 
 Every line names the transaction's customer (the owner of the wallet that acted: the
 member who used, the reseller's end customer) and, in a reseller's tree, the reseller,
@@ -49,6 +52,7 @@ EVENT_TYPES = {
     "void": "reversal",
     "opening_balance": "opening_balance",
     "dormant_sweep": "dormant_sweep",  # liability to liability: the dormant account still owes it
+    "dormant_breakage": "dormant_breakage",  # deferred revenue recognized: breakage at dormancy
 }
 
 
@@ -77,6 +81,7 @@ class Transaction:
     reseller_id: str | None = None  # the reseller, when that wallet is in a reseller's tree
     actor: str | None = None  # the principal that posted it (None before callers existed)
     actor_role: str | None = None  # the role its grant gave it
+    event_type: str | None = None  # set where the action alone does not name it (a dormant reactivation)
 
 
 class Mapper:
@@ -106,7 +111,7 @@ class Mapper:
                     "event_id": str(transaction.transaction_id),
                     "transaction_id": transaction.transaction_id,
                     "action": transaction.action,
-                    "event_type": EVENT_TYPES.get(transaction.action, transaction.action),
+                    "event_type": transaction.event_type or EVENT_TYPES.get(transaction.action, transaction.action),
                     "period": period,
                     "effective_at": transaction.effective_at,
                     "account": account,

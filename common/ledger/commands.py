@@ -38,6 +38,7 @@ Action = Literal[
     "expiry",
     "opening_balance",
     "dormant_sweep",
+    "dormant_breakage",
 ]
 WalletModel = Literal["personal", "enterprise", "reseller"]
 WalletStatus = Literal["active", "frozen", "closed"]

@@ -26,6 +26,8 @@
 --             expiry_only_of_due_lots checks the stored lot was due when it expired)
 --   dormant_sweep  wallet -a, dormant +a (86_dormancy.sql: the runner sweeps the whole
 --             spendable balance; its void, a reactivation, gives back exactly that)
+--   dormant_breakage  wallet -a, breakage +a (the same, under a breakage policy: the
+--             balance recognized as revenue; a reactivation voids it too)
 -- Only transfer, allocate, reclaim (and a void of one) name a counterparty.
 --
 -- Legs are compared as a multiset of (wallet, amount): their order is the caller's.
@@ -79,7 +81,8 @@ BEGIN
     IF p_counterparty_wallet_id IS NULL OR p_counterparty_wallet_id = p_wallet_id THEN
       RETURN p_action || ' moves between the wallet and another wallet, its counterparty';
     END IF;
-  ELSIF p_action IN ('topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance', 'dormant_sweep')
+  ELSIF p_action IN ('topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance', 'dormant_sweep',
+                     'dormant_breakage')
         AND p_counterparty_wallet_id IS NOT NULL THEN
     RETURN p_action || ' names no counterparty';
   END IF;
@@ -88,7 +91,7 @@ BEGIN
   END IF;
 
   CASE p_action
-  WHEN 'topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance', 'dormant_sweep' THEN
+  WHEN 'topup', 'addon', 'bonus', 'usage', 'expiry', 'opening_balance', 'dormant_sweep', 'dormant_breakage' THEN
     SELECT w.id INTO v_system FROM ledger.wallets w
      WHERE w.kind = 'system' AND w.asset_code = p_asset
        AND w.system_role = CASE p_action WHEN 'topup' THEN 'funding' WHEN 'addon' THEN 'funding'
@@ -98,7 +101,7 @@ BEGIN
     IF v_system IS NULL THEN
       RETURN 'the asset has no system account for ' || p_action;
     END IF;
-    IF p_action IN ('usage', 'expiry', 'dormant_sweep') THEN
+    IF p_action IN ('usage', 'expiry', 'dormant_sweep', 'dormant_breakage') THEN
       IF p_action = 'usage' AND p_pool_may_pay AND NOT v_payer = ANY (p_leg_wallets) THEN
         SELECT w.root_id INTO v_payer FROM ledger.wallets w WHERE w.id = p_wallet_id AND w.parent_id IS NOT NULL;
       END IF;

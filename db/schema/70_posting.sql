@@ -41,7 +41,10 @@
 --             job, 85_jobs)                               into breakage
 --   dormant_  (none: the    wallet -> dormant             keys `dormant-sweep:` reserved; only the
 --   sweep     runner, 86_)                                period the runner opened; voided only by a
---                                                         reactivation (`dormant-reactivation:`)
+--                                                         reactivation (`dormant-reactivation:`); the
+--                                                         lots named in metadata.lots taken first
+--   dormant_  (the same)    wallet -> breakage            the same as dormant_sweep
+--   breakage
 -- Every action: a system account never acts (system_account); a customer wallet must be
 -- active (wallet_frozen, wallet_closed; an expiry alone also empties a due lot of a
 -- frozen or closed wallet; a dormant one is refused wallet_dormant, except a top-up or
@@ -143,7 +146,7 @@ BEGIN
   -- So are the dormancy runner's: a client sweeping a wallet, or voiding a sweep and so
   -- paying the swept balance back without reactivating the wallet, would move money
   -- no policy decided.
-  IF (p_action = 'dormant_sweep') <> (p_idempotency_key LIKE 'dormant-sweep:%')
+  IF (p_action IN ('dormant_sweep', 'dormant_breakage')) <> (p_idempotency_key LIKE 'dormant-sweep:%')
      OR (p_idempotency_key LIKE 'dormant-reactivation:%') AND p_action <> 'void' THEN
     PERFORM refuse('invalid_posting', jsonb_build_object(
       'reason', 'idempotency keys starting dormant-sweep: or dormant-reactivation: are reserved'));
@@ -222,12 +225,12 @@ BEGIN
         'wallet_id', p_wallet_id, 'parent_id', p_counterparty_wallet_id));
     END IF;
   END IF;
-  IF p_action = 'dormant_sweep' THEN
-    -- only the sweep of a period the runner opened and has not swept yet (the key names
-    -- it): anyone else's dormant_sweep is refused, whatever its key
+  IF p_action IN ('dormant_sweep', 'dormant_breakage') THEN
+    -- only the sweep of a period the runner opened and has not made dormant yet (the
+    -- key names it, then the group): anyone else's is refused, whatever its key
     PERFORM 1 FROM dormancy_periods d
-     WHERE d.wallet_id = p_wallet_id AND d.dormant_at IS NULL AND d.sweep_id IS NULL
-       AND p_idempotency_key = dormancy_sweep_key(d.wallet_id, d.since);
+     WHERE d.wallet_id = p_wallet_id AND d.dormant_at IS NULL
+       AND starts_with(p_idempotency_key, dormancy_sweep_key(d.wallet_id, d.since));
     IF NOT FOUND THEN
       PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'only the dormancy runner sweeps a wallet'));
     END IF;
@@ -243,7 +246,8 @@ BEGIN
   IF p_action = 'void' THEN
     SELECT action INTO v_original_action FROM transactions WHERE id = p_voids_transaction_id;
     IF v_original_action IN ('void', 'expiry')
-       OR (v_original_action = 'dormant_sweep') <> (p_idempotency_key LIKE 'dormant-reactivation:%') THEN
+       OR (v_original_action IN ('dormant_sweep', 'dormant_breakage'))
+          <> (p_idempotency_key LIKE 'dormant-reactivation:%') THEN
       PERFORM refuse('not_voidable', jsonb_build_object('transaction_id', p_voids_transaction_id));
     END IF;
     -- the debit takes back first the lots the original created, then as much
@@ -252,6 +256,10 @@ BEGIN
                         AND m.amount > 0);
     v_general_first := p_amount - coalesce((SELECT sum(m.amount) FROM lot_movements m
                                              WHERE m.transaction_id = p_voids_transaction_id AND m.amount > 0), 0);
+  ELSIF p_action IN ('dormant_sweep', 'dormant_breakage') THEN
+    -- a sweep of one traced group takes that group's lots (86_dormancy.sql), so each
+    -- lot's movements name the posting that booked its product
+    v_first := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_metadata -> 'lots', '[]'::jsonb))::bigint);
   ELSIF p_action = 'expiry' THEN
     IF p_expiring_lot IS NULL THEN
       PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'an expiry names its lot'));

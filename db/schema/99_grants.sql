@@ -141,7 +141,7 @@ GRANT EXECUTE ON FUNCTION
   TO ledger_jobs;
 -- The dormancy job (86_dormancy.sql) runs as the same role: a job of the database that
 -- posts only inside its own procedures, like the lot expiry.
-GRANT SELECT ON ledger.dormancy_policies, ledger.dormancy_periods TO ledger_jobs;
+GRANT SELECT ON ledger.dormancy_policies, ledger.dormancy_periods, ledger.dormancy_postings TO ledger_jobs;
 GRANT EXECUTE ON FUNCTION ledger.dormancy_run(integer, bigint), ledger.dormancy_reactivate(bigint, jsonb)
   TO ledger_jobs;
 
@@ -236,3 +236,9 @@ GRANT ledger_poster TO ledger_messages;
 -- switch a trigger off.
 
 GRANT ledger_relay, erp_exporter, ledger_auditor TO ledger_operator;
+-- `python -m common.dormancy policy list|set`: the policies, read and set through their
+-- audited procedure (86_dormancy.sql)
+GRANT SELECT ON ledger.dormancy_policies TO ledger_operator;
+GRANT EXECUTE ON FUNCTION
+  ledger.dormancy_set_policy(text, text, interval, interval, text, text, jsonb)
+  TO ledger_operator;

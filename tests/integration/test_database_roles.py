@@ -74,7 +74,12 @@ MAY_EXECUTE = {
     "exporter": READS | ERP,
     # the automation function posts as the money functions do (a member of their role),
     # and records its firings only through these two (db/schema/78_automation.sql)
-    "operator": READS | RELAY | ERP | {"ledger.extend_chain(integer)", "ledger.chain_lag()", POSTING_RULE},
+    "operator": READS
+    | RELAY
+    | ERP
+    | {"ledger.extend_chain(integer)", "ledger.chain_lag()", POSTING_RULE}
+    # the dormancy policies (docs/dormancy.md)
+    | {"ledger.dormancy_set_policy(text,text,interval,interval,text,text,jsonb)"},
 }
 # the automation function posts as a poster does (it is in ledger_poster), and fires rules
 MAY_EXECUTE["automation"] = MAY_EXECUTE["poster"] | {

@@ -119,6 +119,22 @@ def test_a_void_is_the_exact_reverse_of_its_original():
     assert all(line["voids_transaction_id"] == 10 for line in void)
 
 
+def test_dormancy_has_its_own_event_types():
+    import dataclasses
+
+    mapper = Mapper(CHART)
+    broken = mapper.lines(transaction("dormant_breakage", [customer(7, -30), system("breakage", 30)]))
+    assert [(line["event_type"], line["account"], line["product"]) for line in broken] == [
+        ("dormant_breakage", "2300", "gpu"),  # Dr deferred revenue
+        ("dormant_breakage", "4100", "gpu"),  # Cr breakage revenue
+    ]
+    reactivation = dataclasses.replace(
+        transaction("void", [customer(7, 30), system("breakage", -30)], voids=10, transaction_id=11),
+        event_type="dormant_reactivation",
+    )
+    assert {line["event_type"] for line in mapper.lines(reactivation)} == {"dormant_reactivation"}
+
+
 def test_lines_carry_what_attributes_cost_and_revenue():
     (line, _) = Mapper(CHART).lines(transaction("usage", [customer(7, -30), system("revenue", 30)], asset="CREDITS"))
     assert line["transaction_id"] == 10 and line["event_id"] == "10"
