@@ -13,6 +13,7 @@ the leg maps to; the same rule holds for the system accounts on the other side:
     dormant sweep  Dr customer (deferred revenue)  Cr dormant balances (a liability)
     transfer   Dr customer (payer's model)       Cr customer (payee's model): no P&L
     allocate, reclaim: as a transfer, within one enterprise's or reseller's tree
+    migration transfer: as a transfer, between any two wallets (a migration's move)
     void       the exact reverse of the original (its legs are the original's, negated)
 
 Every line names the transaction's customer (the owner of the wallet that acted: the
@@ -49,6 +50,7 @@ EVENT_TYPES = {
     "void": "reversal",
     "opening_balance": "opening_balance",
     "dormant_sweep": "dormant_sweep",  # liability to liability: the dormant account still owes it
+    "migration_transfer": "migration_transfer",  # customer to customer, as a transfer: no P&L
 }
 
 

@@ -38,6 +38,7 @@ Action = Literal[
     "expiry",
     "opening_balance",
     "dormant_sweep",
+    "migration_transfer",
 ]
 WalletModel = Literal["personal", "enterprise", "reseller"]
 WalletStatus = Literal["active", "frozen", "closed"]

@@ -1,0 +1,11 @@
+-- Moves between wallets already in the ledger (docs/migrations.md, `move PLAN`): the
+-- action `migration_transfer` moves an amount from one customer wallet to another of
+-- the same asset, its lots with their expiry, like a transfer; unlike one it may cross
+-- trees and wallet models (a plain transfer is refused outside a tree). Only the
+-- migration command posts it: commit_posting() (70_posting.sql) takes it under a
+-- `migration:` key only, and the edges refuse those keys to every caller.
+
+ALTER TABLE ledger.transactions DROP CONSTRAINT transactions_action_check;
+ALTER TABLE ledger.transactions ADD CONSTRAINT transactions_action_check CHECK (action IN (
+  'topup', 'addon', 'bonus', 'usage', 'transfer', 'void', 'allocate', 'reclaim', 'expiry', 'opening_balance',
+  'dormant_sweep', 'migration_transfer'));
