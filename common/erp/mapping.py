@@ -52,6 +52,9 @@ EVENT_TYPES = {
     "dormant_sweep": "dormant_sweep",  # liability to liability: the dormant account still owes it
     "migration_transfer": "migration_transfer",  # customer to customer, as a transfer: no P&L
 }
+# A migration's own actions (docs/migrations.md); with their voids, what a chart that
+# excludes migrations gives no lines.
+MIGRATION_ACTIONS = ("opening_balance", "migration_transfer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class Transaction:
     reseller_id: str | None = None  # the reseller, when that wallet is in a reseller's tree
     actor: str | None = None  # the principal that posted it (None before callers existed)
     actor_role: str | None = None  # the role its grant gave it
+    migration: bool = False  # a migration's posting, or a void of one
 
 
 class Mapper:
@@ -99,6 +103,8 @@ class Mapper:
         return found
 
     def lines(self, transaction: Transaction) -> list[dict[str, Any]]:
+        if transaction.migration and self.chart.excludes_migrations:
+            return []
         period = transaction.effective_at[:10]  # the UTC day the ERP posts it on
         lines = []
         for leg in transaction.legs:
