@@ -326,3 +326,8 @@ def test_migrations_excluded_from_the_erp_never_reach_it_and_the_cursor_moves_pa
     assert [len(included.lines_of(i)) for i in (opening, moved, voided, topped)] == [2, 2, 2, 2]
     clean = excluded.ops("reconcile")
     assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    only_migrations = post(f"{prefix}:3", "opening_balance", other, None, [(migration, -4), (other, 4)])
+    settled(stack, [only_migrations])
+    report = ErpExport(excluded.store, lambda: excluded.client, chart, stream=excluded.name, retry_base_s=0).run_pass()
+    assert report.caught_up and report.events == 1 and report.delivered == 1 and report.failed == 0
