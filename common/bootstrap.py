@@ -409,7 +409,8 @@ def erp_client() -> Any:
 def chart() -> Any:
     from common.erp.chart import DEFAULT_PATH, load_chart
 
-    return load_chart(get_settings().erp_chart_path or DEFAULT_PATH)
+    chart = load_chart(get_settings().erp_chart_path or DEFAULT_PATH)
+    return chart.excluding_migrations() if get_settings().erp_exclude_migrations else chart
 
 
 @once

@@ -107,6 +107,10 @@ class Settings:
     erp_retry_base_s: float = 60.0  # backoff after the first failure, doubling up to erp_retry_max_s
     erp_retry_max_s: float = 3600.0
     erp_pass_budget_s: float = 300.0  # one export pass stops starting batches after this
+    # Migrations' postings (opening_balance, migration_transfer and their voids) give no
+    # journal lines: the export passes them (its cursor moves on) and the ERP books the
+    # migrated balances its own way (docs/events-and-erp.md, "Migrations").
+    erp_exclude_migrations: bool = False
     erp_export_tick_topic: str = "erp-export-tick"
     erp_export_schedule: str = "*/15 * * * *"
     erp_reconcile_tick_topic: str = "erp-reconcile-tick"

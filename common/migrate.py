@@ -1,6 +1,7 @@
 """`python -m common.migrate`: bulk balance migrations (docs/migrations.md).
 
 import FILE --migration-id ID [--dry-run]   opening balances from a legacy ledger's CSV or JSONL
+move PLAN --migration-id ID [--dry-run]     moves between existing wallets (common/migrate_moves.py)
 rollback --migration-id ID                  void every posting of a migration
 
 Every posting goes through ledger.commit_postings() in batches (the money path with all
@@ -352,6 +353,22 @@ def import_(file: Path, migration_id: str, dry_run: bool, rejected: Path | None,
     report.update(rows=len(read), posted_now=len(to_post) - len(refused), rejected=len(refused))
     report["rejected_file"] = str(rejected_path) if refused else None
     _finish(report, not refused and not report["unreconciled"])
+
+
+@main.command()
+@click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--migration-id", required=True)
+@click.option("--dry-run", is_flag=True, help="validate and report; post nothing")
+@click.option(
+    "--rejected",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="where rejected rows go (default PLAN.rejected.csv)",
+)
+def move(plan: Path, migration_id: str, dry_run: bool, rejected: Path | None) -> None:
+    """Moves between existing wallets (row_id, source_wallet, target_wallet, amount or "all")."""
+    from common.migrate_moves import run  # its own module: it imports this one's helpers
+
+    run(plan, migration_id, dry_run, rejected)
 
 
 @main.command()

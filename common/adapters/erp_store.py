@@ -9,16 +9,18 @@ from typing import Any
 
 from common.adapters.postgres import Pool, run_with_retry
 from common.erp.chart import Chart
-from common.erp.mapping import Leg, Position, Transaction
+from common.erp.mapping import MIGRATION_ACTIONS, Leg, Position, Transaction
 
 _TRANSACTION_COLUMNS = """
 SELECT t.created_xact::text, t.id, t.action, t.asset_code, ledger.iso_utc(t.effective_at), t.usage_id, t.product,
        t.external_ref, t.voids_transaction_id, e.wallet_id, w.owner_id, w.kind, w.model, w.system_role, e.amount,
        tw.owner_id, CASE WHEN rw.model = 'reseller' THEN rw.owner_id END, t.actor ->> 'principal', t.actor ->> 'role',
        -- a dormant wallet's reactivation voids its sweep under keys only it posts (70_posting.sql)
-       CASE WHEN t.action = 'void' AND t.idempotency_key LIKE 'dormant-reactivation:%' THEN 'dormant_reactivation' END
+       CASE WHEN t.action = 'void' AND t.idempotency_key LIKE 'dormant-reactivation:%' THEN 'dormant_reactivation' END,
+       coalesce(o.action, t.action) = ANY (CAST(:migration_actions AS text[]))
   FROM page t JOIN ledger.entries e ON e.transaction_id = t.id JOIN ledger.wallets w ON w.id = e.wallet_id
   LEFT JOIN ledger.wallets tw ON tw.id = t.wallet_id LEFT JOIN ledger.wallets rw ON rw.id = tw.root_id
+  LEFT JOIN ledger.transactions o ON o.id = t.voids_transaction_id
  ORDER BY t.created_xact, t.id, e.id
 """
 # The next transactions after a position whose creating database transaction is older
@@ -51,7 +53,12 @@ SELECT b.chart_version, to_char(t.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')
     ON (t.created_xact, t.id) > (b.after_xact, b.after_id) AND (t.created_xact, t.id) <= (b.last_xact, b.last_id)
   JOIN ledger.entries e ON e.transaction_id = t.id
   JOIN ledger.wallets w ON w.id = e.wallet_id
+  JOIN erp.charts c ON c.version = b.chart_version
+  LEFT JOIN ledger.transactions o ON o.id = t.voids_transaction_id
  WHERE b.stream = :s AND b.status = 'delivered'
+   -- what the mapper gave no lines (common/erp/mapping.py Mapper.lines)
+   AND NOT (coalesce((c.chart ->> 'exclude_migrations')::boolean, false)
+            AND coalesce(o.action, t.action) = ANY (CAST(:migration_actions AS text[])))
  GROUP BY 1, 2, 3, 4, 5, 6
 """
 BATCH_COLUMNS = (
@@ -110,6 +117,7 @@ def _transaction(row: list[Any], legs: list[Leg]) -> tuple[Position, Transaction
         actor=row[17],
         actor_role=row[18],
         event_type=row[19],
+        migration=row[20],
     )
 
 
@@ -123,11 +131,24 @@ class ErpStore:
     # The ledger, in export order ------------------------------------------------
 
     def next_page(self, after: Position, limit: int) -> list[tuple[Position, Transaction]]:
-        rows = self._run(NEXT_PAGE_SQL, after_xact=after[0], after_id=after[1], limit=limit)
+        rows = self._run(
+            NEXT_PAGE_SQL,
+            after_xact=after[0],
+            after_id=after[1],
+            limit=limit,
+            migration_actions=list(MIGRATION_ACTIONS),
+        )
         return list(_transactions(rows))
 
     def transactions_in(self, after: Position, last: Position) -> list[tuple[Position, Transaction]]:
-        rows = self._run(RANGE_SQL, after_xact=after[0], after_id=after[1], last_xact=last[0], last_id=last[1])
+        rows = self._run(
+            RANGE_SQL,
+            after_xact=after[0],
+            after_id=after[1],
+            last_xact=last[0],
+            last_id=last[1],
+            migration_actions=list(MIGRATION_ACTIONS),
+        )
         return list(_transactions(rows))
 
     # Cursors, charts, batches ---------------------------------------------------
@@ -234,7 +255,7 @@ class ErpStore:
             con.run("BEGIN")
             try:
                 con.run(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
-                rows = con.run(DELIVERED_SUMS_SQL, s=stream)
+                rows = con.run(DELIVERED_SUMS_SQL, s=stream, migration_actions=list(MIGRATION_ACTIONS))
             finally:
                 con.run("ROLLBACK")  # read only; also ends the transaction after an error
             return rows

@@ -12,6 +12,10 @@ from typing import Any
 
 DEFAULT_PATH = Path(__file__).with_name("chart.toml")
 ROLES = ("customer", "funding", "revenue", "promotion", "breakage", "discount", "migration", "dormant")
+# Set by the export's configuration (erp_exclude_migrations), kept in the chart so that
+# its version, which every batch records, also says whether migrations had lines: a
+# batch re-sent or reconciled later is read as it was built.
+EXCLUDE_MIGRATIONS = "exclude_migrations"
 
 
 class ChartError(ValueError):
@@ -59,6 +63,13 @@ class Chart:
             if isinstance(account, str):
                 return account
         raise ChartError(f"no account for role {role!r}")
+
+    @property
+    def excludes_migrations(self) -> bool:
+        return self.sections.get(EXCLUDE_MIGRATIONS) is True
+
+    def excluding_migrations(self) -> Chart:
+        return Chart.from_dict({**self.sections, EXCLUDE_MIGRATIONS: True})
 
     def currency(self, asset: str) -> str:
         return str(self.sections.get("currency", {}).get(asset, asset))

@@ -14,6 +14,7 @@ the leg maps to; the same rule holds for the system accounts on the other side:
     dormant breakage  Dr customer (deferred revenue)  Cr breakage revenue
     transfer   Dr customer (payer's model)       Cr customer (payee's model): no P&L
     allocate, reclaim: as a transfer, within one enterprise's or reseller's tree
+    migration transfer: as a transfer, between any two wallets (a migration's move)
     void       the exact reverse of the original (its legs are the original's, negated);
                a dormant wallet's reactivation (the void of its sweep or breakage) has
                its own event type, dormant_reactivation
@@ -53,7 +54,11 @@ EVENT_TYPES = {
     "opening_balance": "opening_balance",
     "dormant_sweep": "dormant_sweep",  # liability to liability: the dormant account still owes it
     "dormant_breakage": "dormant_breakage",  # deferred revenue recognized: breakage at dormancy
+    "migration_transfer": "migration_transfer",  # customer to customer, as a transfer: no P&L
 }
+# A migration's own actions (docs/migrations.md); with their voids, what a chart that
+# excludes migrations gives no lines.
+MIGRATION_ACTIONS = ("opening_balance", "migration_transfer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,7 @@ class Transaction:
     actor: str | None = None  # the principal that posted it (None before callers existed)
     actor_role: str | None = None  # the role its grant gave it
     event_type: str | None = None  # set where the action alone does not name it (a dormant reactivation)
+    migration: bool = False  # a migration's posting, or a void of one
 
 
 class Mapper:
@@ -102,6 +108,8 @@ class Mapper:
         return found
 
     def lines(self, transaction: Transaction) -> list[dict[str, Any]]:
+        if transaction.migration and self.chart.excludes_migrations:
+            return []
         period = transaction.effective_at[:10]  # the UTC day the ERP posts it on
         lines = []
         for leg in transaction.legs:

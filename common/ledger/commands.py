@@ -39,6 +39,7 @@ Action = Literal[
     "opening_balance",
     "dormant_sweep",
     "dormant_breakage",
+    "migration_transfer",
 ]
 WalletModel = Literal["personal", "enterprise", "reseller"]
 WalletStatus = Literal["active", "frozen", "closed"]

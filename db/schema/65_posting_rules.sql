@@ -24,11 +24,13 @@
 --   expiry    wallet -a, breakage +a (commit_posting() checks that the named lot is the
 --             wallet's, is due, and gave all it held: a; the reconciliation's
 --             expiry_only_of_due_lots checks the stored lot was due when it expired)
+--   migration_transfer  wallet -a, counterparty +a, as a transfer (a move of a
+--             migration plan: any two customer wallets of the asset, docs/migrations.md)
 --   dormant_sweep  wallet -a, dormant +a (86_dormancy.sql: the runner sweeps the whole
 --             spendable balance; its void, a reactivation, gives back exactly that)
 --   dormant_breakage  wallet -a, breakage +a (the same, under a breakage policy: the
 --             balance recognized as revenue; a reactivation voids it too)
--- Only transfer, allocate, reclaim (and a void of one) name a counterparty.
+-- Only transfer, allocate, reclaim, migration_transfer (and a void of one) name a counterparty.
 --
 -- Legs are compared as a multiset of (wallet, amount): their order is the caller's.
 -- The cost on the posting path is one or two index lookups (the system accounts by
@@ -77,7 +79,7 @@ BEGIN
   IF cardinality(p_leg_wallets) IS DISTINCT FROM cardinality(p_leg_amounts) THEN
     RETURN 'one amount per leg';
   END IF;
-  IF p_action IN ('transfer', 'allocate', 'reclaim') THEN
+  IF p_action IN ('transfer', 'allocate', 'reclaim', 'migration_transfer') THEN
     IF p_counterparty_wallet_id IS NULL OR p_counterparty_wallet_id = p_wallet_id THEN
       RETURN p_action || ' moves between the wallet and another wallet, its counterparty';
     END IF;
@@ -131,7 +133,7 @@ BEGIN
       v_wallets := ARRAY[v_system, p_wallet_id];
       v_amounts := ARRAY[-p_amount, p_amount];
     END IF;
-  WHEN 'transfer', 'reclaim' THEN
+  WHEN 'transfer', 'reclaim', 'migration_transfer' THEN
     v_wallets := ARRAY[p_wallet_id, p_counterparty_wallet_id];
     v_amounts := ARRAY[-p_amount, p_amount];
   WHEN 'allocate' THEN

@@ -29,6 +29,8 @@
 --                                                         (50_spend_limits.sql)
 --   transfer  transfer()    wallet -> counterparty        both wallets personal or in one tree
 --                                                         (transfer_outside_tree); lot pieces carried
+--   migration_ (common.     wallet -> counterparty        as a transfer, across trees and models;
+--   transfer  migrate move)                               keys `migration:` only; lot pieces carried
 --   allocate  allocate()    parent -> wallet              the edge is checked (not_a_child); lot
 --   reclaim   reclaim()     wallet -> parent              pieces carried down or up the tree
 --   void      reversal()    the original's entries        voids and expiries refused (not_voidable);
@@ -142,6 +144,12 @@ BEGIN
   -- expiry for good.
   IF (p_action = 'expiry') <> (p_idempotency_key LIKE 'lot-expiry:%') THEN
     PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'idempotency keys starting lot-expiry: are reserved'));
+  END IF;
+  -- A migration's move crosses trees, which no caller's transfer may: only the migration
+  -- command posts it, under its `migration:` keys (the edges refuse them to callers).
+  IF p_action = 'migration_transfer' AND p_idempotency_key NOT LIKE 'migration:%' THEN
+    PERFORM refuse('invalid_posting', jsonb_build_object(
+      'reason', 'a migration_transfer posts only under a migration: idempotency key'));
   END IF;
   -- So are the dormancy runner's: a client sweeping a wallet, or voiding a sweep and so
   -- paying the swept balance back without reactivating the wallet, would move money
@@ -388,7 +396,7 @@ BEGIN
       PERFORM refuse('expiry_in_past', jsonb_build_object('expires_at', iso_utc(p_lot_expires_at)));
     END IF;
     PERFORM new_lot(p_wallet_id, v_tx, p_amount, p_lot_expires_at);
-  ELSIF v_debit_lots AND p_action IN ('transfer', 'allocate', 'reclaim', 'void') THEN
+  ELSIF v_debit_lots AND p_action IN ('transfer', 'allocate', 'reclaim', 'migration_transfer', 'void') THEN
     -- Money keeps its expiry: the pieces taken from the payer's lots become lots of the
     -- customer credited, up to what it receives beyond the pieces restored above (a
     -- void's own lots are not carried: what they held is what was restored).

@@ -283,3 +283,51 @@ def test_the_http_functions_role_cannot_move_the_export(stack, login):
         store.open_stream("forged")
     # the operator reads the export's state (make ops status)
     assert ErpStore(login_pool(stack, *stack.login("operator"))).status_counts("erp") is not None
+
+
+def test_migrations_excluded_from_the_erp_never_reach_it_and_the_cursor_moves_past_them(stack):
+    """LEDGER_ERP_EXCLUDE_MIGRATIONS (bootstrap.chart()): an opening balance, a move and
+    the move's void give no lines; the top-up beside them does; a stream that includes
+    migrations gets them all; the excluding stream still reconciles."""
+    from tests.support import system_account
+
+    excluded, included = Books(stack), Books(stack)
+    wallet, other = new_wallet(stack), new_wallet(stack)
+    funding, migration = system_account(stack, "TST", "funding"), system_account(stack, "TST", "migration")
+    prefix = f"migration:{uuid.uuid4().hex[:12]}"
+
+    def post(idempotency_key, action, wallet_id, counterparty, legs, voids=None):
+        return sql(
+            stack,
+            "SELECT transaction_id FROM ledger.commit_posting(:k, 'h', :act, 'TST', :a, :w, :c,"
+            " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]), p_voids_transaction_id => :v)",
+            k=idempotency_key,
+            act=action,
+            a=abs(legs[0][1]),
+            w=wallet_id,
+            c=counterparty,
+            legs=[leg for leg, _ in legs],
+            amts=[amount for _, amount in legs],
+            v=voids,
+        )[0][0]
+
+    opening = post(f"{prefix}:1", "opening_balance", wallet, None, [(migration, -50), (wallet, 50)])
+    moved = post(f"{prefix}:2", "migration_transfer", wallet, other, [(wallet, -20), (other, 20)])
+    voided = post(f"{prefix}:void:{moved}", "void", wallet, other, [(wallet, 20), (other, -20)], voids=moved)
+    topped = post(key(), "topup", wallet, None, [(funding, -9), (wallet, 9)])
+    settled(stack, [opening, moved, voided, topped])
+    chart = bootstrap.chart().excluding_migrations()
+
+    report = ErpExport(excluded.store, lambda: excluded.client, chart, stream=excluded.name, retry_base_s=0).run_pass()
+
+    assert report.caught_up and report.events == 4 and report.delivered == 1
+    assert [len(excluded.lines_of(i)) for i in (opening, moved, voided, topped)] == [0, 0, 0, 2]
+    assert included.exporter().run_pass().caught_up
+    assert [len(included.lines_of(i)) for i in (opening, moved, voided, topped)] == [2, 2, 2, 2]
+    clean = excluded.ops("reconcile")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    only_migrations = post(f"{prefix}:3", "opening_balance", other, None, [(migration, -4), (other, 4)])
+    settled(stack, [only_migrations])
+    report = ErpExport(excluded.store, lambda: excluded.client, chart, stream=excluded.name, retry_base_s=0).run_pass()
+    assert report.caught_up and report.events == 1 and report.delivered == 1 and report.failed == 0

@@ -258,3 +258,23 @@ def test_lines_carry_the_event_type_the_customer_and_the_reseller():
     assert {line["event_type"] for line in expiry} == {"breakage_revenue"}
     wholesale = transaction("topup", [system("funding", -8), system("discount", -2), customer(7, 10, "reseller")])
     assert accounts(Mapper(CHART).lines(wholesale)) == [("1100", 8, 0), ("4900", 2, 0), ("2300", 0, 10)]
+
+
+def test_a_chart_excluding_migrations_gives_them_no_lines_and_has_a_version_of_its_own(monkeypatch):
+    from common import bootstrap
+    from common.config import get_settings
+
+    legs = (Leg(1, "system", "system", "system", "migration", -5), Leg(2, "bob", "customer", "personal", None, 5))
+    opening = Transaction(
+        9, "opening_balance", "TST", "2026-11-30T00:00:00Z", None, None, None, None, legs, migration=True
+    )
+    excluding = CHART.excluding_migrations()
+    assert excluding.version != CHART.version and excluding.excludes_migrations and not CHART.excludes_migrations
+    assert Mapper(excluding).lines(opening) == [] and len(Mapper(CHART).lines(opening)) == 2
+
+    monkeypatch.setenv("LEDGER_ERP_EXCLUDE_MIGRATIONS", "true")
+    get_settings.cache_clear()
+    try:
+        assert bootstrap.chart.__wrapped__().excludes_migrations
+    finally:
+        get_settings.cache_clear()
