@@ -51,7 +51,7 @@ class Tally:
     broken: int = 0  # a breakage policy: the balance recognized as revenue
     broken_amount: int = 0
     closed: int = 0  # a delete policy: closed at dormancy, for good
-    busy: int = 0  # a posting held the wallet: the next run takes it
+    busy: int = 0  # a posting held the wallet, or (delete) due lots wait for the expiry job: a later run takes it
     failed: int = 0
     notices_failed: int = 0  # decided and recorded, the notice not confirmed: not sent again
 

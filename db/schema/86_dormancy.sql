@@ -170,6 +170,14 @@ BEGIN
         FROM wallets w WHERE w.id = v_due.id FOR NO KEY UPDATE SKIP LOCKED;
       IF NOT FOUND THEN
         outcome := 'busy';
+      ELSIF v_wallet.status = 'active' AND v_wallet.since <= now() - v_due.inactivity
+            AND v_due.reactivation = 'delete'
+            AND (v_wallet.balance < 0 OR EXISTS (SELECT 1 FROM lots l WHERE l.wallet_id = v_due.id
+                                                    AND l.remaining > 0 AND l.expires_at <= now())) THEN
+        -- Closing needs an empty wallet (wallets_closed_is_empty): credit in lots already
+        -- due is the expiry job's to take first, and the next run closes it; a wallet in
+        -- debt is never closed by dormancy. Left active and untouched, like a held one.
+        outcome := 'busy';
       ELSIF v_wallet.status = 'active' AND v_wallet.since <= now() - v_due.inactivity THEN
         INSERT INTO dormancy_periods (wallet_id, since) VALUES (v_due.id, v_wallet.since) ON CONFLICT DO NOTHING;
         -- the spendable balance: credit in expired lots is the expiry job's, which

@@ -182,3 +182,31 @@ def test_the_erp_sees_dormancys_own_event_types_with_their_products(stack, servi
     assert ("dormant_breakage", "storage", "4100", 0, 20) in seen
     assert ("dormant_reactivation", "gpu", "2390", 30, 0) in seen
     assert ("dormant_reactivation", None, "2300", 0, 50) in seen
+
+
+def test_a_delete_policy_closes_only_an_empty_wallet(stack, service, runner):
+    """Closing needs an empty wallet: credit in a lot already due waits for the expiry
+    job (then a later run closes the wallet), and a wallet in debt stays open. Neither
+    fails the run."""
+    from tests.integration.test_dormancy import use
+
+    with_due_lot = wallet(service, DELETE, funded=40, expiring=25)
+    sql(stack, "UPDATE ledger.lots SET expires_at = now() - interval '1 hour' WHERE wallet_id = :w", w=with_due_lot)
+    in_debt = service.create_wallet(CALLER, commands.CreateWallet(owner_id=key("o"), asset=DELETE, credit_limit=10))[
+        "id"
+    ]
+    use(service, in_debt, DELETE, 10)
+    idle(stack, [with_due_lot, in_debt], 400)
+
+    first = runner.run()
+
+    assert first.total().failed == 0 and first.tally(DELETE, "personal").busy >= 2
+    assert [status(stack, w) for w in (with_due_lot, in_debt)] == ["active", "active"]
+    assert [balance(stack, w) for w in (with_due_lot, in_debt)] == [65, -10]
+
+    service.expire_lots()  # the due lot's 25 go to breakage
+    second = runner.run()
+
+    assert second.total().failed == 0
+    assert [status(stack, w) for w in (with_due_lot, in_debt)] == ["closed", "active"]
+    assert balance(stack, with_due_lot) == 0
