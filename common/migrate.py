@@ -52,6 +52,7 @@ from common.migration import (
     void_key,
 )
 
+WalletKey = tuple[str, str, str, int | None]  # owner, asset, model, parent: one wallet each per migration
 BATCH = 60  # ledger_store.MAX_POSTINGS_PER_CALL: past 64 subtransactions Postgres' snapshots overflow
 # Lanes posting at once: the database does the work (commit_posting's guards), so a few
 # calls in flight keep its cores busy while each waits for its commit; more only queue.
@@ -162,7 +163,7 @@ def _post_rows(migration_id: str, rows: list[OpeningRow], store: Any, workers: i
 def _post_batch(
     migration_id: str,
     chunk: list[OpeningRow],
-    wallets: dict[tuple[str, str, str], int],
+    wallets: dict[WalletKey, int],
     accounts: dict[str, int],
     ledger: Any,
     admin: Any,
@@ -172,7 +173,7 @@ def _post_batch(
     refused_owners = _create_wallets(migration_id, chunk, wallets, admin, actor)
     batch: list[tuple[OpeningRow, dict[str, Any]]] = []
     for row in chunk:
-        owner = (row.owner, row.asset, row.model)
+        owner = _wallet_key(row)
         if owner in refused_owners:
             rejected.append(Rejected(row.source(), refused_owners[owner]))
             continue
@@ -208,28 +209,29 @@ def _post_batch(
 def _create_wallets(
     migration_id: str,
     chunk: list[OpeningRow],
-    wallets: dict[tuple[str, str, str], int],
+    wallets: dict[WalletKey, int],
     admin: Any,
     actor: dict[str, Any],
-) -> dict[tuple[str, str, str], str]:
+) -> dict[WalletKey, str]:
     """The wallets this chunk names that the migration has not made yet, made in one
     call (or, when the database refuses one, one at a time to learn which): the owners
     refused, with why."""
-    new: dict[tuple[str, str, str], OpeningRow] = {}
+    new: dict[WalletKey, OpeningRow] = {}
     for row in chunk:
-        owner = (row.owner, row.asset, row.model)
+        owner = _wallet_key(row)
         if owner not in wallets and owner not in new:
             new[owner] = row
     if not new:
         return {}
-    made = admin.create_wallets([_wallet_command(row, migration_id) for row in new.values()], actor)
+    marks = {"migration_id": migration_id}
+    made = admin.create_wallets([_wallet_command(row) for row in new.values()], actor, marks)
     if made is not None:
         wallets.update(zip(new, made, strict=True))
         return {}
-    refused: dict[tuple[str, str, str], str] = {}
+    refused: dict[WalletKey, str] = {}
     for owner, row in new.items():
         try:
-            wallets[owner] = admin.create_wallet(_wallet_command(row, migration_id), actor)[0]
+            wallets[owner] = admin.create_wallet(_wallet_command(row), actor, marks)[0]
         except DependencyUnavailable:
             raise
         except LedgerError as error:
@@ -241,24 +243,44 @@ def _reason(error: Exception) -> str:
     return f"{error.code}: {error.message}" if isinstance(error, LedgerError) else str(error)
 
 
-def _wallet_command(row: OpeningRow, migration_id: str) -> CreateWallet:
+def _wallet_key(row: OpeningRow) -> WalletKey:
+    return (row.owner, row.asset, row.model, row.parent)
+
+
+def _wallet_command(row: OpeningRow) -> CreateWallet:
     return CreateWallet.model_validate(
         {
             "owner_id": row.owner,
             "asset": row.asset,
             "model": row.model,
             "parent_id": row.parent,
-            "metadata": {"migration_id": migration_id},
         }
     )
 
 
-def _posted_row_ids(migration_id: str, rows: list[OpeningRow], store: Any) -> set[str]:
+def _posted_before(migration_id: str, rows: list[OpeningRow], store: Any) -> tuple[set[str], list[str]]:
+    """The rows that posted already, and those of them whose content is not what
+    posted (the file changed since: a row inserted or removed shifts every later
+    position-numbered row id onto another row's key)."""
     posted: set[str] = set()
+    changed: list[str] = []
     for start in range(0, len(rows), LOOKUP):
-        ids = [row.row_id for row in rows[start : start + LOOKUP]]
-        posted.update(store.posted_rows(migration_id, ids, "opening_balance"))
-    return posted
+        chunk = rows[start : start + LOOKUP]
+        found = store.posted_rows(migration_id, [row.row_id for row in chunk], "opening_balance")
+        for row in chunk:
+            if row.row_id in found:
+                posted.add(row.row_id)
+                if found[row.row_id][4] != row.request_hash():
+                    changed.append(row.row_id)
+    return posted, changed
+
+
+def _accepted(valid: list[OpeningRow], not_posted: list[Rejected]) -> list[OpeningRow]:
+    """The file's accepted rows but those the ledger refused just now: what must be
+    in the ledger. Accepted rows' ids are unique (a repeated id's later copies were
+    rejected), so a refused row's id names it alone."""
+    refused_ids = {r.source.get("row_id") for r in not_posted}
+    return [row for row in valid if row.row_id not in refused_ids]
 
 
 def _reconcile(migration_id: str, source: list[OpeningRow], store: Any) -> dict[str, Any]:
@@ -276,7 +298,7 @@ def _reconcile(migration_id: str, source: list[OpeningRow], store: Any) -> dict[
             if found is None or found[3]:
                 unreconciled.append({"row_id": row.row_id, "reason": "voided" if found else "not posted"})
                 continue
-            asset, model, amount, _voided = found
+            asset, model, amount, _voided, _hash = found
             ledger_totals.add(asset, model, amount)
             if (asset, model, amount) != (row.asset, row.model, row.amount):
                 posting = {"asset": asset, "model": model, "amount": amount}
@@ -330,8 +352,16 @@ def import_(file: Path, migration_id: str, dry_run: bool, rejected: Path | None,
         valid, refused = first_of_each_row_id(read)
         valid, not_fit = _preflight(valid, store)
         refused += not_fit
-        posted_before = _posted_row_ids(migration_id, valid, store)
+        posted_before, changed = _posted_before(migration_id, valid, store)
         to_post = [row for row in valid if row.row_id not in posted_before]
+        if changed:
+            # Posting the rest could post a row's money a second time under a shifted id.
+            click.echo(
+                f"{len(changed)} rows posted before with other content (the file changed since): nothing posted;"
+                " give every row a row_id that never changes, or restore the file",
+                err=True,
+            )
+            _finish({"changed_since_posted": changed[:1000], "changed": len(changed), "posted_now": 0}, False)
         if dry_run:
             would = Totals()
             for row in to_post:
@@ -343,14 +373,14 @@ def import_(file: Path, migration_id: str, dry_run: bool, rejected: Path | None,
             if not mine:
                 click.echo(f"another run of migration {migration_id} is in progress; run it again later", err=True)
                 sys.exit(2)
-            refused += _post_rows(migration_id, to_post, store, workers)
-        failed = {r.source.get("row_id") for r in refused}
-        report = _reconcile(migration_id, [row for row in valid if row.row_id not in failed], store)
+            not_posted = _post_rows(migration_id, to_post, store, workers)
+        refused += not_posted
+        report = _reconcile(migration_id, _accepted(valid, not_posted), store)
     except DependencyUnavailable as error:
         click.echo(f"{error.code}: {error.message}; run it again to continue", err=True)
         sys.exit(2)
     _write_rejected(rejected_path, refused)
-    report.update(rows=len(read), posted_now=len(to_post) - len(refused), rejected=len(refused))
+    report.update(rows=len(read), posted_now=len(to_post) - len(not_posted), rejected=len(refused))
     report["rejected_file"] = str(rejected_path) if refused else None
     _finish(report, not refused and not report["unreconciled"])
 
@@ -382,7 +412,8 @@ def rollback(migration_id: str) -> None:
     store, ledger, actor = _store(), bootstrap.ledger(), _actor(migration_id)
     failures: list[dict[str, Any]] = []
     try:
-        pending = [p["id"] for p in store.postings_of(migration_id) if not p["voided"]]
+        # newest first: a later move may have passed on what an earlier posting gave
+        pending = [p["id"] for p in reversed(store.postings_of(migration_id)) if not p["voided"]]
         with _progress("rollback", len(pending)) as advance:
             for start in range(0, len(pending), BATCH):
                 chunk = pending[start : start + BATCH]

@@ -19,11 +19,18 @@ import click
 from common import bootstrap
 from common.errors import DependencyUnavailable, LedgerError
 from common.migrate import BATCH, _actor, _finish, _params, _progress
-from common.migration import Rejected, SourceError, Totals, check_migration_id, posting_key, read_rows
+from common.migration import (
+    Rejected,
+    SourceError,
+    Totals,
+    check_migration_id,
+    first_of_each_row_id,
+    posting_key,
+    read_rows,
+)
 from common.migration_moves import (
     MoveRow,
     WalletFacts,
-    first_of_each_move,
     models,
     parse_move,
     rejected_moves_csv,
@@ -43,7 +50,7 @@ def run(file: Path, migration_id: str, dry_run: bool, rejected: Path | None) -> 
 
     store = MoveStore(bootstrap.pool())
     try:
-        valid, refused = first_of_each_move(read)
+        valid, refused = first_of_each_row_id(read)
         wallets = store.wallet_facts([w for row in valid for w in (row.source_wallet, row.target_wallet)])
         fit: list[MoveRow] = []
         for row in valid:

@@ -15,10 +15,11 @@ import hashlib
 import io
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -122,14 +123,27 @@ def parse_opening(raw: dict[str, Any], now: datetime) -> OpeningRow | Rejected:
     model = raw.get("model") or "personal"
     if model == "personal" and parent is not None:
         return Rejected(raw, "a personal wallet has no parent")
-    return OpeningRow(row_id, str(raw["owner"]), str(raw["asset"]), amount, model, parent, expires)
+    # a million rows share a few assets and models: one string each, not one a row
+    return OpeningRow(
+        row_id, str(raw["owner"]), sys.intern(str(raw["asset"])), amount, sys.intern(model), parent, expires
+    )
 
 
-def first_of_each_row_id(rows: Iterable[OpeningRow | Rejected]) -> tuple[list[OpeningRow], list[Rejected]]:
-    """A row id repeated in the file is rejected after its first (the pre-flight's
-    duplicate check): only one of them could ever post."""
+class SourceRow(Protocol):
+    @property
+    def row_id(self) -> str: ...
+
+    def source(self) -> dict[str, str]: ...
+
+
+Row = TypeVar("Row", bound=SourceRow)
+
+
+def first_of_each_row_id(rows: Iterable[Row | Rejected]) -> tuple[list[Row], list[Rejected]]:
+    """A row id repeated in the file (an opening balance's or a move's) is rejected
+    after its first (the pre-flight's duplicate check): only one of them could post."""
     seen: set[str] = set()
-    valid: list[OpeningRow] = []
+    valid: list[Row] = []
     rejected: list[Rejected] = []
     for row in rows:
         if isinstance(row, Rejected):

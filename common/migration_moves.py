@@ -76,22 +76,6 @@ def parse_move(raw: dict[str, Any]) -> MoveRow | Rejected:
     return MoveRow(row_id, source, target, amount)
 
 
-def first_of_each_move(rows: Iterable[MoveRow | Rejected]) -> tuple[list[MoveRow], list[Rejected]]:
-    """A row id repeated in the file is rejected after its first: only one could post."""
-    seen: set[str] = set()
-    valid: list[MoveRow] = []
-    rejected: list[Rejected] = []
-    for row in rows:
-        if isinstance(row, Rejected):
-            rejected.append(row)
-        elif row.row_id in seen:
-            rejected.append(Rejected(row.source(), f"row_id {row.row_id} appears earlier in the file"))
-        else:
-            seen.add(row.row_id)
-            valid.append(row)
-    return valid, rejected
-
-
 def unfit(row: MoveRow, wallets: dict[int, WalletFacts]) -> str | None:
     """Why the ledger would refuse the move whatever the balances (the pre-flight), or None."""
     for side, wallet_id in (("source", row.source_wallet), ("target", row.target_wallet)):

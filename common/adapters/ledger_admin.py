@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pg8000.exceptions import DatabaseError
 
-from common.adapters.postgres import Statements, error_fields
+from common.adapters.postgres import Statements, error_fields, run_with_retry
 from common.errors import DependencyUnavailable, LedgerError, NotFound, Refused
 
 if TYPE_CHECKING:  # annotations only: the command models load with the first parsed body
@@ -46,9 +46,12 @@ class LedgerAdmin(Statements):
 
     # Wallets --------------------------------------------------------------
 
-    def create_wallet(self, cmd: commands.CreateWallet, actor: dict[str, Any]) -> tuple[int, int | None]:
+    def create_wallet(
+        self, cmd: commands.CreateWallet, actor: dict[str, Any], marks: dict[str, Any] | None = None
+    ) -> tuple[int, int | None]:
         """The new wallet's id, and the pending change holding its credit limit when
-        that is above the dual-control threshold."""
+        that is above the dual-control threshold. `marks`: metadata no caller may set
+        (commands.RESERVED_METADATA), from a bulk migration."""
         if cmd.parent_id is not None:
             self._check_parent(cmd)
         try:
@@ -60,7 +63,7 @@ class LedgerAdmin(Statements):
                 asset=cmd.asset,
                 model=cmd.model,
                 credit_limit=cmd.credit_limit,
-                metadata=json.dumps(dict(cmd.metadata)),
+                metadata=json.dumps({**cmd.metadata, **(marks or {})}),
                 parent_id=cmd.parent_id,
                 spend_mode=cmd.spend_mode,
                 actor=json.dumps(actor),
@@ -76,7 +79,9 @@ class LedgerAdmin(Statements):
             raise
         return int(rows[0][0]), rows[0][1]
 
-    def create_wallets(self, cmds: Sequence[commands.CreateWallet], actor: dict[str, Any]) -> list[int] | None:
+    def create_wallets(
+        self, cmds: Sequence[commands.CreateWallet], actor: dict[str, Any], marks: dict[str, Any]
+    ) -> list[int] | None:
         """Many wallets in one call (ledger.create_wallets(): each made and audited by
         create_wallet(), no credit limit), their ids in order. All or none: None when
         the database refused one, and then nothing was made; create them one at a time
@@ -88,15 +93,16 @@ class LedgerAdmin(Statements):
                 "asset": cmd.asset,
                 "model": cmd.model,
                 "parent_id": cmd.parent_id,
-                "metadata": dict(cmd.metadata),
+                "metadata": {**cmd.metadata, **marks},
             }
             for cmd in cmds
         ]
+        sql = "SELECT item, wallet_id FROM ledger.create_wallets(CAST(:specs AS jsonb), CAST(:actor AS jsonb))"
         try:
-            rows = self._run(
-                "SELECT item, wallet_id FROM ledger.create_wallets(CAST(:specs AS jsonb), CAST(:actor AS jsonb))",
-                specs=json.dumps(specs),
-                actor=json.dumps(actor),
+            # Once: a call whose connection was lost after it committed, made again, would
+            # make the wallets twice; a restart of the migration finds them instead.
+            rows = run_with_retry(
+                self._pool, lambda con: con.run(sql, specs=json.dumps(specs), actor=json.dumps(actor)), 1
             )
         except DependencyUnavailable:
             raise

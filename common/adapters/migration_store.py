@@ -21,7 +21,7 @@ _RUN_LOCK_CLASS = 4243
 # (tenant, idempotency_key)), with whether it was voided since.
 _POSTED_ROWS = """
 SELECT s.row_id, t.asset_code, w.model, t.amount,
-       EXISTS (SELECT 1 FROM ledger.transactions v WHERE v.voids_transaction_id = t.id)
+       EXISTS (SELECT 1 FROM ledger.transactions v WHERE v.voids_transaction_id = t.id), t.request_hash
   FROM jsonb_array_elements_text(CAST(:row_ids AS jsonb)) AS s(row_id)
   JOIN ledger.transactions t ON t.tenant = '' AND t.idempotency_key = 'migration:' || :m || ':' || s.row_id
   JOIN ledger.wallets w ON w.id = t.wallet_id
@@ -50,14 +50,17 @@ class MigrationStore(Statements):
         )
         return {int(i): (asset, model, kind) for i, asset, model, kind in rows}
 
-    def wallets_of(self, migration_id: str) -> dict[tuple[str, str, str], int]:
-        """(owner, asset, model) -> the wallet this migration created for it."""
+    def wallets_of(self, migration_id: str) -> dict[tuple[str, str, str, int | None], int]:
+        """(owner, asset, model, parent) -> the wallet this migration created for it. Only
+        a migration marks a wallet so (callers' metadata may not name migration_id:
+        common/ledger/commands.py); the first made wins, should there be two."""
         rows = self._run(
-            "SELECT owner_id, asset_code, model, id FROM ledger.wallets"
-            " WHERE metadata ? 'migration_id' AND metadata ->> 'migration_id' = :m",
+            "SELECT owner_id, asset_code, model, parent_id, id FROM ledger.wallets"
+            " WHERE metadata ? 'migration_id' AND metadata ->> 'migration_id' = :m AND kind = 'customer'"
+            " ORDER BY id DESC",
             m=migration_id,
         )
-        return {(owner, asset, model): int(i) for owner, asset, model, i in rows}
+        return {(owner, asset, model, parent): int(i) for owner, asset, model, parent, i in rows}
 
     @contextmanager
     def run_lock(self, migration_id: str) -> Iterator[bool]:
@@ -73,11 +76,11 @@ class MigrationStore(Statements):
                     con.run("SELECT pg_advisory_unlock(:c, hashtext(:m))", c=_RUN_LOCK_CLASS, m=migration_id)
 
     def posted_rows(self, migration_id: str, row_ids: Sequence[str], action: str) -> dict[str, tuple[Any, ...]]:
-        """row id -> (asset, model, amount, voided) of each of these rows that posted
-        (`action`: the kind of posting a row makes). Callers pass a few thousand ids at
-        a time: a million-row file is never held twice over."""
+        """row id -> (asset, model, amount, voided, request hash) of each of these rows
+        that posted (`action`: the kind of posting a row makes). Callers pass a few
+        thousand ids at a time: a million-row file is never held twice over."""
         rows = self._run(_POSTED_ROWS, row_ids=json.dumps(list(row_ids)), m=migration_id, action=action)
-        return {row_id: (asset, model, amount, voided) for row_id, asset, model, amount, voided in rows}
+        return {row[0]: tuple(row[1:]) for row in rows}
 
     def postings_of(self, migration_id: str) -> list[dict[str, Any]]:
         """Every posting of the migration that is not a void, with whether it was voided."""
@@ -85,7 +88,10 @@ class MigrationStore(Statements):
             "SELECT t.id, t.action, t.metadata ->> 'migration_row', t.asset_code, t.amount, w.model,"
             "       EXISTS (SELECT 1 FROM ledger.transactions v WHERE v.voids_transaction_id = t.id)"
             "  FROM ledger.transactions t JOIN ledger.wallets w ON w.id = t.wallet_id"
-            " WHERE t.metadata ? 'migration_id' AND t.metadata ->> 'migration_id' = :m AND t.action <> 'void'"
+            " WHERE t.metadata ? 'migration_id' AND t.metadata ->> 'migration_id' = :m"
+            # what the migration posted itself, under its own keys: never what metadata alone names
+            "   AND t.tenant = '' AND starts_with(t.idempotency_key, 'migration:' || :m || ':')"
+            "   AND t.action IN ('opening_balance', 'migration_transfer')"
             " ORDER BY t.id",
             m=migration_id,
         )

@@ -34,6 +34,7 @@ class MoveStore(MigrationStore):
             "       EXISTS (SELECT 1 FROM ledger.transactions v WHERE v.voids_transaction_id = t.id)"
             "  FROM ledger.transactions t"
             " WHERE t.metadata ? 'migration_id' AND t.metadata ->> 'migration_id' = :m"
+            "   AND t.tenant = '' AND starts_with(t.idempotency_key, 'migration:' || :m || ':')"
             "   AND t.action = 'migration_transfer'",
             m=migration_id,
         )

@@ -25,7 +25,26 @@ NO_NUL = r"^[^\x00]*$"
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=NO_NUL)]
 Description = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
 MetadataText = Annotated[str, StringConstraints(pattern=NO_NUL)]
-Metadata = Annotated[dict[MetadataText, MetadataText | int | bool | None], Field(max_length=32)]
+# A bulk migration marks its postings and wallets with these (common/migrate.py); a
+# caller's metadata may not, or it could steer what a migration's rollback voids or
+# which wallet an import pays into.
+RESERVED_METADATA = ("migration_id", "migration_row")
+
+
+def _no_reserved_keys(metadata: dict[str, Any]) -> dict[str, Any]:
+    reserved = [name for name in RESERVED_METADATA if name in metadata]
+    if reserved:
+        raise ValueError(f"metadata.{reserved[0]} is reserved for bulk migrations")
+    return metadata
+
+
+# a whole number a reader of the JSON in any language (and Postgres' bigint) can hold
+MetadataNumber = Annotated[int, Field(ge=-(2**63), le=MAX_MINOR_UNITS)]
+Metadata = Annotated[
+    dict[MetadataText, MetadataText | MetadataNumber | bool | None],
+    Field(max_length=32),
+    AfterValidator(_no_reserved_keys),
+]
 Action = Literal[
     "topup",
     "addon",

@@ -145,11 +145,12 @@ BEGIN
   IF (p_action = 'expiry') <> (p_idempotency_key LIKE 'lot-expiry:%') THEN
     PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'idempotency keys starting lot-expiry: are reserved'));
   END IF;
-  -- A migration's move crosses trees, which no caller's transfer may: only the migration
-  -- command posts it, under its `migration:` keys (the edges refuse them to callers).
-  IF p_action = 'migration_transfer' AND p_idempotency_key NOT LIKE 'migration:%' THEN
+  -- A migration's opening balance brings money in from migration equity, and its move
+  -- crosses trees, which no caller's transfer may: only the migration command posts
+  -- them, under its `migration:` keys (the edges refuse them to callers).
+  IF p_action IN ('opening_balance', 'migration_transfer') AND p_idempotency_key NOT LIKE 'migration:%' THEN
     PERFORM refuse('invalid_posting', jsonb_build_object(
-      'reason', 'a migration_transfer posts only under a migration: idempotency key'));
+      'reason', 'an opening_balance or migration_transfer posts only under a migration: idempotency key'));
   END IF;
   -- So are the dormancy runner's: a client sweeping a wallet, or voiding a sweep and so
   -- paying the swept balance back without reactivating the wallet, would move money

@@ -118,7 +118,7 @@ def test_rejected_rows_fixed_and_fed_back_complete_the_migration(stack, tmp_path
     first = migrate(stack, "import", source, "--migration-id", migration_id)
     assert first.returncode == 1, first.stdout + first.stderr
     report = json.loads(first.stdout)
-    assert report["rejected"] == 2 and not report["ok"]
+    assert report["rejected"] == 2 and not report["ok"] and report["posted_now"] == 1
     with open(report["rejected_file"], newline="") as rejected_file:
         rejected = list(csv.DictReader(rejected_file))
     assert [r["row_id"] for r in rejected] == ["r1", "r2"] and all(r["reason"] for r in rejected)
@@ -205,3 +205,90 @@ def test_a_wallet_refused_in_a_batch_rejects_only_its_rows(stack, tmp_path):
         rejected = list(csv.DictReader(rejected_file))
     assert [r["row_id"] for r in rejected] == ["r1"] and "parent_not_active" in rejected[0]["reason"]
     assert postings_of(stack, migration_id) == {r["row_id"]: (r["amount"], 1) for r in (rows[0], rows[2])}
+
+
+def test_a_rollback_voids_only_what_the_migration_posted_under_its_keys(stack, tmp_path):
+    """A posting whose metadata names the migration (the edges refuse that to callers;
+    a login that posts directly still could) is not the migration's to void."""
+    migration_id, prefix = f"m-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:8]
+    imported = migrate(
+        stack, "import", write_csv(tmp_path / "legacy.csv", opening_rows(2, prefix)), "--migration-id", migration_id
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    bystander = new_wallet(stack, funded=30)
+    funding = sql(
+        stack,
+        "SELECT id FROM ledger.wallets WHERE kind = 'system' AND system_role = 'funding' AND asset_code = :a",
+        a=ASSET,
+    )[0][0]
+    sql(
+        stack,
+        "SELECT ledger.commit_posting(:k, 'h', 'topup', :a, 7, :w, NULL, CAST(:legs AS bigint[]),"
+        " CAST(:amts AS bigint[]), :k, p_metadata => CAST(:m AS jsonb))",
+        k=f"planted-{prefix}",
+        a=ASSET,
+        w=bystander,
+        legs=[funding, bystander],
+        amts=[-7, 7],
+        m=json.dumps({"migration_id": migration_id, "migration_row": "r0"}),
+    )
+
+    result = migrate(stack, "rollback", "--migration-id", migration_id)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["voided_now"] == 2
+    assert sql(stack, "SELECT balance FROM ledger.wallets WHERE id = :w", w=bystander) == [[37]]
+
+
+def test_one_owner_under_two_parents_gets_a_wallet_under_each(stack, tmp_path):
+    migration_id, prefix = f"m-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:8]
+    parents = [
+        sql(
+            stack,
+            "INSERT INTO ledger.wallets (owner_id, asset_code, model) VALUES (:o, :a, 'enterprise') RETURNING id",
+            o=f"{prefix}-root{i}",
+            a=ASSET,
+        )[0][0]
+        for i in range(2)
+    ]
+    rows = [
+        {
+            "row_id": f"r{i}",
+            "owner": f"{prefix}-member",
+            "asset": ASSET,
+            "amount": 10 + i,
+            "model": "enterprise",
+            "parent": parent,
+        }
+        for i, parent in enumerate(parents)
+    ]
+
+    result = migrate(stack, "import", write_csv(tmp_path / "legacy.csv", rows), "--migration-id", migration_id)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    placed = sql(
+        stack,
+        "SELECT parent_id, balance FROM ledger.wallets WHERE owner_id = :o ORDER BY parent_id",
+        o=f"{prefix}-member",
+    )
+    assert placed == [[parents[0], 10], [parents[1], 11]]
+
+
+def test_a_file_changed_under_posted_row_ids_posts_nothing(stack, tmp_path):
+    """Rows numbered by position: a row inserted at the top shifts every later row onto
+    another's id, and the last one onto a new id, which would post its money twice.
+    The run stops before posting anything and names the changed rows."""
+    migration_id, prefix = f"m-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:8]
+    rows = [{k: v for k, v in row.items() if k != "row_id"} for row in opening_rows(3, prefix)]
+    first = migrate(stack, "import", write_csv(tmp_path / "legacy.csv", rows), "--migration-id", migration_id)
+    assert first.returncode == 0, first.stdout + first.stderr
+    inserted = {"owner": f"{prefix}-new", "asset": ASSET, "amount": 5, "model": "personal"}
+
+    second = migrate(
+        stack, "import", write_csv(tmp_path / "edited.csv", [inserted, *rows]), "--migration-id", migration_id
+    )
+
+    assert second.returncode == 1, second.stdout + second.stderr
+    report = json.loads(second.stdout)
+    assert report["changed"] == 3 and report["posted_now"] == 0
+    assert postings_of(stack, migration_id) == {str(i + 1): (row["amount"], 1) for i, row in enumerate(rows)}

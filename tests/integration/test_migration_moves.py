@@ -160,6 +160,18 @@ def test_only_a_migration_key_posts_a_migration_transfer_and_every_guard_holds(s
     with pytest.raises(DatabaseError) as client_key:
         move(key("client"))
     assert "migration_transfer posts only under a migration" in str(client_key.value)
+    account = system_account(stack, "TST", "migration")
+    with pytest.raises(DatabaseError) as minted:  # money from migration equity, under a caller's key
+        sql(
+            stack,
+            "SELECT ledger.commit_posting(:k, 'h', 'opening_balance', 'TST', 5, :w, NULL,"
+            " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]))",
+            k=key("client"),
+            w=payee,
+            legs=[account, payee],
+            amts=[-5, 5],
+        )
+    assert "posts only under a migration" in str(minted.value)
     with pytest.raises(DatabaseError) as overspent:
         move(f"migration:{uuid.uuid4().hex}:1", amount=21)
     assert "insufficient_funds" in str(overspent.value)
@@ -167,4 +179,79 @@ def test_only_a_migration_key_posts_a_migration_transfer_and_every_guard_holds(s
     with pytest.raises(DatabaseError) as frozen:
         move(f"migration:{uuid.uuid4().hex}:1")
     assert "wallet_frozen" in str(frozen.value)
-    assert balance(stack, payer) == 20
+    assert balance(stack, payer) == 20 and balance(stack, payee) == 0
+
+
+def test_a_move_killed_midway_and_run_again_moves_each_row_once(stack, tmp_path):
+    """SIGKILL while the plan posts, then the same command again: every row moved
+    once, "all" included (a re-run replays a posted row, never resolves it again)."""
+    import signal
+
+    from tests.integration.test_migration import migrate as run
+
+    migration_id, count, funded = f"mv-{uuid.uuid4().hex[:12]}", 600, 100
+    funding = system_account(stack, "TST", "funding")
+    sources = [
+        row[0]
+        for row in sql(
+            stack,
+            "INSERT INTO ledger.wallets (owner_id, asset_code) SELECT :o || g, 'TST' FROM generate_series(1, :n) g"
+            " ORDER BY g RETURNING id",
+            o=key("mover"),
+            n=count,
+        )
+    ]
+    sql(
+        stack,
+        "SELECT ledger.commit_posting(:k || w, 'h', 'topup', 'TST', :a, w, NULL, ARRAY[:f, w],"
+        " ARRAY[-CAST(:a AS bigint), CAST(:a AS bigint)], :k || w) FROM unnest(CAST(:ws AS bigint[])) AS w",
+        k=key("fund"),
+        a=funded,
+        f=funding,
+        ws=sources,
+    )
+    target = new_wallet(stack)
+    rows = [
+        {"row_id": f"m{i}", "source_wallet": w, "target_wallet": target, "amount": "all"} for i, w in enumerate(sources)
+    ]
+    source = plan(tmp_path / "plan.csv", rows)
+
+    running = run(stack, "move", source, "--migration-id", migration_id, background=True)
+    while running.poll() is None and not moves(stack, migration_id):
+        pass
+    running.send_signal(signal.SIGKILL)
+    running.wait()
+    assert 0 < len(moves(stack, migration_id)) < count, "killed mid-way: some rows moved, not all"
+
+    again = run(stack, "move", source, "--migration-id", migration_id)
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    posted = moves(stack, migration_id)
+    assert sorted(row_id for row_id, _, _ in posted) == sorted(r["row_id"] for r in rows)  # each once
+    assert {int(amount) for _, amount, _ in posted} == {funded}
+    assert balance(stack, target) == count * funded
+    assert sql(
+        stack, "SELECT count(*) FROM ledger.wallets WHERE id = ANY (CAST(:ws AS bigint[])) AND balance <> 0", ws=sources
+    ) == [[0]]
+
+
+def test_a_rollback_of_chained_moves_finishes_in_one_run(stack, tmp_path):
+    """r1 moves A to B, r2 moves all of B on to C: voiding r1 first would find B empty;
+    a rollback voids newest first."""
+    migration_id = f"mv-{uuid.uuid4().hex[:12]}"
+    a, b, c = new_wallet(stack, funded=100), new_wallet(stack), new_wallet(stack)
+    rows = [
+        {"row_id": "1", "source_wallet": a, "target_wallet": b, "amount": "100"},
+        {"row_id": "2", "source_wallet": b, "target_wallet": c, "amount": "all"},
+    ]
+    for row in rows:  # one plan each, so the second resolves after the first posted
+        moved = migrate(
+            stack, "move", plan(tmp_path / f"plan{row['row_id']}.csv", [row]), "--migration-id", migration_id
+        )
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert [balance(stack, w) for w in (a, b, c)] == [0, 0, 100]
+
+    result = migrate(stack, "rollback", "--migration-id", migration_id)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [balance(stack, w) for w in (a, b, c)] == [100, 0, 0]

@@ -2,7 +2,11 @@
 
 from datetime import UTC, datetime
 
+import pytest
+from pydantic import ValidationError
+
 from common.idempotency import RESERVED_KEY_PREFIXES
+from common.ledger import commands
 from common.migration import OpeningRow, Rejected, first_of_each_row_id, parse_opening, posting_key, read_rows
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
@@ -44,3 +48,16 @@ def test_jsonl_and_csv_rows_without_an_id_get_their_position():
 
 def test_migration_keys_are_reserved_at_the_edges():
     assert posting_key("m1", "r1").startswith(RESERVED_KEY_PREFIXES)
+
+
+@pytest.mark.parametrize("name", ["migration_id", "migration_row"])
+def test_a_callers_metadata_may_not_mark_a_migration(name):
+    """A migration's rollback and its wallets are found by these marks: a caller who
+    could set them could steer what a rollback voids, or which wallet an import pays."""
+    marked = {name: "l1-to-l2"}
+    with pytest.raises(ValidationError, match="reserved for bulk migrations"):
+        commands.CreateWallet.model_validate({"owner_id": "o", "asset": "TST", "metadata": marked})
+    with pytest.raises(ValidationError, match="reserved for bulk migrations"):
+        commands.Usage.model_validate(
+            {"wallet_id": 1, "asset": "TST", "amount": 1, "usage_id": "u", "product": "p", "metadata": marked}
+        )
