@@ -131,24 +131,16 @@ def last_transaction(stack: Stack) -> int:
         con.close()
 
 
-def wait_for_outbox(stack: Stack, after_id: int, timeout_s: float) -> float | None:
-    """Seconds until the ledger events of postings after `after_id` are all published
-    (the outbox sweeper publishes a bulk job's events after it), or None if they were
-    not within `timeout_s`: measuring live traffic before that would measure the job's
-    tail, not a quiet ledger."""
-    began = time.monotonic()
-    con = pg8000.native.Connection(**stack.owner_dsn())
-    try:
-        while con.run(
-            "SELECT EXISTS (SELECT 1 FROM ledger.outbox WHERE published_at IS NULL AND transaction_id > :a)",
-            a=after_id,
-        )[0][0]:
-            if time.monotonic() - began > timeout_s:
-                return None
-            time.sleep(2.0)
-    finally:
-        con.close()
-    return time.monotonic() - began
+def settle_outbox(stack: Stack, after_id: int) -> int:
+    """Mark the still unpublished ledger events of the bench's postings (after
+    `after_id`) as published; how many there were. The outbox sweeper publishes a bulk
+    job's events after it (about 300 a second against the Pub/Sub emulator on this
+    machine: an hour for a million); left pending, that catch-up would run under the
+    next measurement. A backlog's catch-up beside live traffic is measured on its own
+    (issue 20), as bench/setup.py's core runs do with theirs."""
+    from bench.setup import mark_events_published
+
+    return mark_events_published(stack, after_id)
 
 
 # --- the legacy file ---------------------------------------------------------------
@@ -309,10 +301,6 @@ def live_table(results: list[Result], quiet: Result) -> str:
     return "\n".join(rows)
 
 
-def _seconds(value: float | None) -> str:
-    return "more than the --drain-timeout" if value is None else f"{value:,.0f} s"
-
-
 def _asset_code() -> str:
     return "B" + "".join(random.choices(string.ascii_uppercase, k=5))
 
@@ -323,11 +311,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=3, help="the import's lanes")
     parser.add_argument("--wallets", type=int, default=1_000_000, help="wallets the dormant sweep scans")
     parser.add_argument("--dormant", type=int, default=100_000)
-    parser.add_argument("--live-rows", type=int, default=200_000, help="rows imported while live traffic runs")
+    parser.add_argument("--live-rows", type=int, default=60_000, help="rows imported while live traffic runs")
     parser.add_argument("--live-seconds", type=float, default=30.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--http-wallets", type=int, default=1000)
-    parser.add_argument("--drain-timeout", type=float, default=1800.0, help="seconds to wait for a job's events")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
     parser.add_argument("--profile", default="dev", help="the stack: dev, or test (the smoke test)")
     args = parser.parse_args(argv)
@@ -363,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. live traffic alone, during an import, during a dormant sweep
     measure = lambda label: lambda: live_traffic(stack, data, label, args.clients, args.live_seconds)  # noqa: E731
-    drains = {"import": wait_for_outbox(stack, first_id, args.drain_timeout)}
+    settled = {"import": settle_outbox(stack, first_id)}
     quiet = measure("alone")()
     live_file = workdir / "live.csv"
     write_legacy_file(live_file, args.live_rows, asset, f"live-{tag}")
@@ -380,19 +367,19 @@ def main(argv: list[str] | None = None) -> None:
         live_runs.append(result)
         if live_import.exit_code != 0:
             raise SystemExit(f"the import under live traffic failed: {live_import.stderr[-2000:]}")
-        wait_for_outbox(stack, first_id, args.drain_timeout)
+        settled[f"import, {workers} lanes"] = settle_outbox(stack, first_id)
 
     seed_began = time.monotonic()
     dormant_asset = _asset_code()
     seed_dormancy(stack, dormant_asset, args.wallets, args.dormant)
     seeded_s = time.monotonic() - seed_began
-    wait_for_outbox(stack, first_id, args.drain_timeout)
+    settled["dormancy seeding"] = settle_outbox(stack, first_id)
     cpu_before = processes.cpu(stack)
     (result, (runs, totals)) = during(lambda: dormancy_runs(stack), measure("during a dormant sweep"))
     sweep_cpu = processes.cpu_table(
         cpu_before, processes.cpu(stack), totals.get("swept", 0), sum(r.seconds for r in runs)
     )
-    drains["dormant sweep"] = wait_for_outbox(stack, first_id, args.drain_timeout)
+    settled["dormant sweeps"] = settle_outbox(stack, first_id)
     live_runs.append(result)
     sweep_s = sum(r.seconds for r in runs)
     again = run_sampled(stack, "dormancy again", ["-m", "common.dormancy", "run"])
@@ -440,9 +427,11 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "## Live traffic (HTTP mix, closed loop) alone and during each job",
         "",
-        "Each measurement starts once the ledger events of what ran before are all published",
-        f"(after the import, that took {_seconds(drains['import'])}; after the sweeps,"
-        f" {_seconds(drains['dormant sweep'])}). The scheduled ERP export passes run as they would.",
+        "A job's own events are published by the outbox sweeper while it runs, as in Google Cloud. What was still",
+        "unpublished when a job ended was marked published before the next measurement, so that one job's",
+        "catch-up does not run under the next (events so marked: "
+        + ", ".join(f"{job} {count:,}" for job, count in settled.items())
+        + "). The scheduled ERP export passes run as they would.",
         "",
         live_table(live_runs, quiet),
         "",
