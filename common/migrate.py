@@ -311,9 +311,9 @@ def _reconcile(migration_id: str, source: list[OpeningRow], store: Any) -> dict[
     }
 
 
-def _write_rejected(path: Path, rejected: list[Rejected]) -> None:
+def _write_rejected(path: Path, rejected: list[Rejected], as_csv: Any = rejected_csv) -> None:
     if rejected:
-        path.write_text(rejected_csv(rejected))
+        path.write_text(as_csv(rejected))
     elif path.exists():
         path.unlink()  # a rejected-rows file of an earlier run, now fixed
 
@@ -424,8 +424,7 @@ def rollback(migration_id: str) -> None:
                     if isinstance(result, DependencyUnavailable):
                         raise result
                     if isinstance(result, Exception):
-                        reason = f"{result.code}: {result.message}" if isinstance(result, LedgerError) else str(result)
-                        failures.append({"transaction_id": transaction_id, "reason": reason})
+                        failures.append({"transaction_id": transaction_id, "reason": _reason(result)})
                 advance(len(chunk))
         left = [p["id"] for p in store.postings_of(migration_id) if not p["voided"]]
     except DependencyUnavailable as error:

@@ -17,8 +17,8 @@ from typing import Any
 import click
 
 from common import bootstrap
-from common.errors import DependencyUnavailable, LedgerError
-from common.migrate import BATCH, _actor, _finish, _params, _progress
+from common.errors import DependencyUnavailable
+from common.migrate import BATCH, _actor, _finish, _params, _progress, _reason, _write_rejected
 from common.migration import (
     Rejected,
     SourceError,
@@ -108,8 +108,7 @@ def _post(migration_id: str, rows: list[MoveRow], store: Any) -> tuple[list[Reje
                     if isinstance(result, DependencyUnavailable):
                         raise result
                     if isinstance(result, Exception):
-                        reason = f"{result.code}: {result.message}" if isinstance(result, LedgerError) else str(result)
-                        rejected.append(Rejected(row.source(), reason))
+                        rejected.append(Rejected(row.source(), _reason(result)))
             advance(len(chunk))
     return rejected, empty
 
@@ -164,7 +163,4 @@ def _reconcile(migration_id: str, rows: list[MoveRow], wallets: dict[int, Wallet
 
 
 def _write(path: Path, rejected: list[Rejected]) -> None:
-    if rejected:
-        path.write_text(rejected_moves_csv(rejected))
-    elif path.exists():
-        path.unlink()  # a rejected-rows file of an earlier run, now fixed
+    _write_rejected(path, rejected, rejected_moves_csv)
