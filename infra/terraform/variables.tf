@@ -51,8 +51,9 @@ variable "function_concurrency" {
 }
 
 variable "function_max_instances" {
-  type    = number
-  default = 50
+  description = "Instances each HTTP function may run at most. Cloud SQL's max_connections is sized from every function's (capacity.tf): raise the tier with it."
+  type        = number
+  default     = 5
 }
 
 variable "idempotency_ttl_s" {
@@ -230,4 +231,107 @@ variable "dead_letter_operators" {
   description = "Who runs `make dead-letters` (python -m common.dead_letters) against Google Cloud, e.g. [\"group:ledger-operators@example.com\"]: they read the dead letters, see which subscription each came through, and replay balance actions to their topics."
   type        = list(string)
   default     = []
+}
+
+# --- platform (issue 17): state, network, Cloud SQL, Memorystore, Firestore; capacity.tf
+
+variable "function_max_instances_by_name" {
+  description = "Max instances of particular functions, by name, over function_max_instances and push_function_max_instances (e.g. { usage = 30 }). Scheduled functions always run one instance."
+  type        = map(number)
+  default     = {}
+}
+
+variable "function_db_pool_size" {
+  description = "Database connections each instance of an HTTP or Pub/Sub-pushed function may hold (LEDGER_DB_POOL_SIZE): one per request it serves at once, so function_concurrency."
+  type        = number
+  default     = 8
+}
+
+variable "scheduled_function_db_pool_size" {
+  description = "Database connections each scheduled function's one instance may hold: its pass, and the events it publishes after commit."
+  type        = number
+  default     = 2
+}
+
+variable "db_migration_connections" {
+  description = "Connections kept for the migrations job beyond the functions' (capacity.tf)."
+  type        = number
+  default     = 5
+}
+
+variable "db_operator_connections" {
+  description = "Connections kept for operators (psql, make ops, reconciliation by hand) beyond the functions'."
+  type        = number
+  default     = 10
+}
+
+variable "db_tier_memory_mb" {
+  description = "The Cloud SQL tier's memory in MB, for a tier whose name doesn't say it (db-custom-<vCPUs>-<MB> and the shared-core tiers do); null: from the name."
+  type        = number
+  default     = null
+}
+
+variable "db_memory_mb_per_connection" {
+  description = "Memory each Postgres connection is budgeted: max_connections may be at most the tier's memory divided by this."
+  type        = number
+  default     = 10
+}
+
+variable "db_log_min_duration_ms" {
+  description = "Statements slower than this are logged with their duration (log_min_duration_statement); -1 turns it off."
+  type        = number
+  default     = 1000
+}
+
+variable "db_pgaudit_log" {
+  description = "pgaudit's session logging (pgaudit.log). The ledger tables' writes are audited per object through db_pgaudit_role, not here, so each posting isn't logged twice."
+  type        = string
+  default     = "ddl,role"
+}
+
+variable "db_pgaudit_role" {
+  description = "pgaudit's object-audit role (pgaudit.role): the migrations job creates it and grants it the writes on the ledger's tables that are to be audited."
+  type        = string
+  default     = "ledger_auditor"
+}
+
+variable "db_backup_location" {
+  description = "Where Cloud SQL keeps backups: a region or multi-region (e.g. asia); null: the instance's region."
+  type        = string
+  default     = null
+}
+
+variable "db_backups_retained" {
+  description = "Daily backups kept."
+  type        = number
+  default     = 14
+}
+
+variable "db_transaction_log_days" {
+  description = "Days of write-ahead log kept for point-in-time recovery (1 to 7)."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.db_transaction_log_days >= 1 && var.db_transaction_log_days <= 7
+    error_message = "Cloud SQL keeps 1 to 7 days of transaction logs."
+  }
+}
+
+variable "db_maintenance_window" {
+  description = "When Cloud SQL may restart for maintenance: day (1 = Monday .. 7 = Sunday), hour (UTC) and update track (canary, stable or week5)."
+  type = object({
+    day          = number
+    hour         = number
+    update_track = string
+  })
+  default = { day = 7, hour = 19, update_track = "stable" } # Sunday 02:00 in Jakarta
+}
+
+variable "redis_maintenance_window" {
+  description = "When Memorystore may be updated: day (MONDAY .. SUNDAY) and hour (UTC)."
+  type = object({
+    day  = string
+    hour = number
+  })
+  default = { day = "SUNDAY", hour = 20 }
 }

@@ -216,6 +216,7 @@ def test_service_only_functions_keep_the_iam_check(tmp_path):
         "{end_users = local.end_user_functions, ingress = local.function_ingress,"
         " max_instances = local.function_max_instances}",
         "end_user_function_max_instances=10",
+        "function_max_instances=50",
     )
     assert sorted(reading["end_users"]) == END_USER_FUNCTIONS
     assert not set(reading["end_users"]) & set(SERVICE_ONLY_FUNCTIONS)
@@ -226,7 +227,7 @@ def test_service_only_functions_keep_the_iam_check(tmp_path):
         assert reading["max_instances"][name] == (10 if end_users else 50), name
     http = flat(block("resource", "google_cloudfunctions2_function", "http"))
     assert "ingress_settings = local.function_ingress[each.key]" in http
-    assert "max_instance_count = local.function_max_instances[each.key]" in http
+    assert "max_instance_count = local.function_max_instances_all[each.key]" in http
 
 
 @needs_terraform
