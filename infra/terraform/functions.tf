@@ -6,12 +6,19 @@ locals {
     LEDGER_DB_INSTANCE        = google_sql_database_instance.ledger.connection_name
     LEDGER_DB_NAME            = google_sql_database.ledger.name
     LEDGER_DB_IAM_AUTH        = "true"
-    LEDGER_REDIS_URL          = "redis://${google_redis_instance.locks.host}:${google_redis_instance.locks.port}/0"
     LEDGER_GCP_PROJECT        = var.project_id
     LEDGER_FIRESTORE_DATABASE = google_firestore_database.ledger.name
     LEDGER_IDEMPOTENCY_TTL_S  = tostring(var.idempotency_ttl_s)
     LEDGER_EVENTS_TOPIC       = google_pubsub_topic.ledger_events.name
     LEDGER_ERP_URL            = var.erp_url
+  }
+  # Each function's own: its pool size (capacity.tf), and Redis's address and CA where it
+  # uses Redis (redis.tf; its AUTH string is a secret, mounted below).
+  function_own_env = {
+    for name in local.function_names : name => merge(
+      { LEDGER_DB_POOL_SIZE = tostring(local.function_pool_size[name]) },
+      contains(local.redis_functions, name) ? local.redis_env : {},
+    )
   }
   # the Pub/Sub-pushed functions' topics, one variable per Settings field that names them
   # (function_list.tf's setting_topics)
@@ -51,9 +58,11 @@ resource "google_storage_bucket_object" "bundle" {
 }
 
 resource "google_cloudfunctions2_function" "http" {
-  for_each = local.http_functions
-  name     = replace(each.key, "_", "-")
-  location = var.region
+  # the APIs, and a version of every secret a function mounts (secret_versions.tf)
+  depends_on = [google_project_service.enabled, data.google_secret_manager_secret_version.mounted]
+  for_each   = local.http_functions
+  name       = replace(each.key, "_", "-")
+  location   = var.region
 
   build_config {
     runtime     = "python311"
@@ -72,17 +81,27 @@ resource "google_cloudfunctions2_function" "http" {
     available_memory                 = "512Mi"
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
-    max_instance_count               = local.function_max_instances[each.key]
+    max_instance_count               = local.function_max_instances_all[each.key]
     min_instance_count               = 1
     timeout_seconds                  = 30
     ingress_settings                 = local.function_ingress[each.key]
     vpc_connector                    = google_vpc_access_connector.functions.id
-    vpc_connector_egress_settings    = "PRIVATE_RANGES_ONLY"
+    vpc_connector_egress_settings    = local.function_vpc_egress[each.key]
     # the issuers, keys and audiences whose tokens this function accepts (auth.tf)
-    environment_variables = merge(local.function_env, {
+    environment_variables = merge(local.function_env, local.function_own_env[each.key], {
       LEDGER_AUTH_ISSUERS = local.auth_issuers[each.key]
       LEDGER_DB_USER      = google_sql_user.database_login[local.function_declarations[each.key].database_login].name
     })
+    # Memorystore's AUTH string, at the version Terraform wrote (redis.tf)
+    dynamic "secret_environment_variables" {
+      for_each = contains(local.redis_functions, each.key) ? ["redis"] : []
+      content {
+        key        = "LEDGER_REDIS_AUTH"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.redis_auth.secret_id
+        version    = google_secret_manager_secret_version.redis_auth.version
+      }
+    }
     # the key that signs history cursors: one for every instance, or a page served by
     # another instance would refuse the cursor (the function refuses to start without it)
     dynamic "secret_environment_variables" {
@@ -113,9 +132,11 @@ resource "google_cloudfunctions2_function" "http" {
 # erp_export reads the ledger itself, so it needs no ledger-events subscription, and a
 # tick Pub/Sub delivers twice runs one pass that finds nothing new.
 resource "google_cloudfunctions2_function" "ticked" {
-  for_each = local.eventarc_tick_functions
-  name     = replace(each.key, "_", "-")
-  location = var.region
+  # the APIs, and a version of every secret a function mounts (secret_versions.tf)
+  depends_on = [google_project_service.enabled, data.google_secret_manager_secret_version.mounted]
+  for_each   = local.eventarc_tick_functions
+  name       = replace(each.key, "_", "-")
+  location   = var.region
 
   build_config {
     runtime     = "python311"
@@ -132,12 +153,12 @@ resource "google_cloudfunctions2_function" "ticked" {
     # its database login's identity, and so its database role
     service_account_email         = google_service_account.database_login[local.function_declarations[each.key].database_login].email
     available_memory              = "1Gi"
-    max_instance_count            = 1 # one pass at a time; a racing pass stops at the cursor anyway
+    max_instance_count            = local.function_max_instances_all[each.key] # 1: one pass at a time
     timeout_seconds               = 540
     ingress_settings              = "ALLOW_INTERNAL_ONLY"
     vpc_connector                 = google_vpc_access_connector.functions.id
-    vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
-    environment_variables = merge(local.function_env, {
+    vpc_connector_egress_settings = local.function_vpc_egress[each.key]
+    environment_variables = merge(local.function_env, local.function_own_env[each.key], {
       LEDGER_DB_USER = google_sql_user.database_login[local.function_declarations[each.key].database_login].name
     })
     dynamic "secret_environment_variables" {
@@ -167,9 +188,11 @@ resource "google_cloudfunctions2_function" "ticked" {
 # serve it CloudEvents (its registry outranks the platform's signature type), converted
 # from the push envelope.
 resource "google_cloudfunctions2_function" "pushed" {
-  for_each = local.push_functions
-  name     = replace(each.key, "_", "-")
-  location = var.region
+  # the APIs, and a version of every secret a function mounts (secret_versions.tf)
+  depends_on = [google_project_service.enabled, data.google_secret_manager_secret_version.mounted]
+  for_each   = local.push_functions
+  name       = replace(each.key, "_", "-")
+  location   = var.region
 
   build_config {
     runtime     = "python311"
@@ -188,20 +211,31 @@ resource "google_cloudfunctions2_function" "pushed" {
     available_memory                 = "1Gi" # a bulk message carries up to 1,000 usage records
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
-    max_instance_count               = var.push_function_max_instances
+    max_instance_count               = local.function_max_instances_all[each.key]
     timeout_seconds                  = local.push_timeout_s
     # Pub/Sub's pushes count as internal traffic; nothing else calls these functions
     ingress_settings              = "ALLOW_INTERNAL_ONLY"
     vpc_connector                 = google_vpc_access_connector.functions.id
-    vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
+    vpc_connector_egress_settings = local.function_vpc_egress[each.key]
     environment_variables = merge(
       local.function_env,
+      local.function_own_env[each.key],
       local.message_env,
       { LEDGER_DB_USER = google_sql_user.database_login[local.function_declarations[each.key].database_login].name },
       # its tick topic, when Cloud Scheduler ticks it too (function_list.tf spells it from the field)
       { for topic in [lookup(local.tick_function_topics, each.key, null)] : "LEDGER_${upper(local.function_declarations[each.key].tick_topic_setting)}" => topic if topic != null },
       local.function_declarations[each.key].database_login == "automation" ? { LEDGER_PAYMENT_PROVIDER_URL = var.payment_provider_url } : {},
     )
+    # Memorystore's AUTH string, at the version Terraform wrote (redis.tf)
+    dynamic "secret_environment_variables" {
+      for_each = contains(local.redis_functions, each.key) ? ["redis"] : []
+      content {
+        key        = "LEDGER_REDIS_AUTH"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.redis_auth.secret_id
+        version    = google_secret_manager_secret_version.redis_auth.version
+      }
+    }
     # auto top-ups charge the payment provider with this token
     dynamic "secret_environment_variables" {
       for_each = local.function_declarations[each.key].database_login == "automation" ? ["payment"] : []
