@@ -78,20 +78,6 @@ resource "google_compute_router_nat" "egress" {
   }
 }
 
-locals {
-  # function name -> its connector egress. The functions that call outside Google, by
-  # their login: the ERP export and reconciliation (LEDGER_ERP_URL), and automation's auto
-  # top-ups (LEDGER_PAYMENT_PROVIDER_URL), send all traffic through the VPC, and so out of
-  # the NAT's address; the rest only private ranges (Google APIs stay direct).
-  function_vpc_egress = {
-    for name in local.function_names :
-    name => (
-      local.function_declarations[name].database_login == "exporter" || local.function_declarations[name].database_login == "automation"
-      ? "ALL_TRAFFIC" : "PRIVATE_RANGES_ONLY"
-    )
-  }
-}
-
 output "erp_egress_ip" {
   description = "The one address the ERP (and the payment provider) sees the ledger's calls come from: put it on their allowlists."
   value       = google_compute_address.egress.address

@@ -46,15 +46,6 @@ resource "google_secret_manager_secret_version" "redis_auth" {
 }
 
 locals {
-  # The functions that talk to Redis: every HTTP function (the callers' rate limits,
-  # common/http.py) and every function balance actions are pushed to (a usage takes the
-  # wallet's lock, common/service.py).
-  redis_functions = toset(concat(
-    tolist(local.http_functions),
-    [for name in keys(local.push_functions) : name if contains(local.function_declarations[name].push_topic_settings, "action_topics")],
-  ))
-  redis_logins = toset([for name in local.redis_functions : local.function_declarations[name].database_login])
-
   # Settings (common/config.py) of a function that uses Redis; LEDGER_REDIS_AUTH comes
   # from the secret. TLS listens on the instance's port (6378); the CA certificates are
   # every one the server may present (more than one while Google rotates them).
