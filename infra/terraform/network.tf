@@ -23,6 +23,22 @@ resource "google_compute_subnetwork" "ledger" {
   }
 }
 
+# Nothing in this network takes connections from outside it: said explicitly (the same
+# as the implied rule), and logged, rather than left to the defaults.
+resource "google_compute_firewall" "deny_ingress" {
+  name          = "${var.name}-deny-ingress"
+  network       = google_compute_network.ledger.id
+  direction     = "INGRESS"
+  priority      = 65534
+  source_ranges = ["0.0.0.0/0"]
+  deny {
+    protocol = "all"
+  }
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
 resource "google_compute_global_address" "private_services" {
   name          = "${var.name}-private-services"
   purpose       = "VPC_PEERING"

@@ -126,6 +126,8 @@ def test_egress_leaves_through_nat_on_one_reserved_address():
     assert nat["nat_ip_allocate_option"] == "MANUAL_ONLY"
     assert nat["nat_ips"] == ["${google_compute_address.egress.self_link}"]
     assert resource("network.tf", "google_compute_address", "egress")["address_type"] == "EXTERNAL"
+    firewall = resource("network.tf", "google_compute_firewall", "deny_ingress")
+    assert firewall["direction"] == "INGRESS" and firewall["deny"] == [{"protocol": "all"}]
     outputs = {label for block in load("network.tf")["output"] for label in block}
     assert "erp_egress_ip" in outputs
 
