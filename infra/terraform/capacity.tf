@@ -16,12 +16,15 @@ locals {
     if declared.tick_topic_setting != null && length(declared.push_topic_settings) == 0
   ])
 
+  # One pass at a time: a second instance would only race the first to the same cursor.
+  scheduled_function_instances = 1
+
   # function name -> the most instances it may run (every function resource uses this)
   function_max_instances_all = merge(
     local.function_max_instances, # HTTP functions (auth.tf: end users' functions have their own cap)
     { for name in keys(local.push_functions) : name => var.push_function_max_instances },
     { for name, count in var.function_max_instances_by_name : name => count if contains(local.function_names, name) },
-    { for name in local.scheduled_functions : name => 1 },
+    { for name in local.scheduled_functions : name => local.scheduled_function_instances },
   )
 
   # function name -> its LEDGER_DB_POOL_SIZE: one connection per request it serves at once

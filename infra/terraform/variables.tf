@@ -335,3 +335,37 @@ variable "redis_maintenance_window" {
   })
   default = { day = "SUNDAY", hour = 20 }
 }
+
+# --- identities and triggers (issue 17)
+
+variable "max_event_age_s" {
+  description = <<-EOT
+    Per Pub/Sub-triggered function (every cloud_event folder under functions/, and no
+    other; a plan stops otherwise): the age in seconds past which a delivered event is
+    dropped rather than processed (LEDGER_MAX_EVENT_AGE_S), so a message that keeps
+    failing can't be retried forever. A tick older than about its period is useless (the
+    next one does the same work); a balance action or a ledger event is worth retrying
+    longer than the retries before its dead letter take (var.action_max_deliveries
+    pushes, 10 s to 600 s apart).
+  EOT
+  type        = map(number)
+  default = {
+    outbox_sweeper = 120   # ticked every minute
+    lot_expiry     = 600   # every 5 minutes
+    erp_export     = 1800  # every 15 minutes
+    erp_reconcile  = 86400 # daily
+    dormancy       = 86400 # daily
+    automation     = 3600  # ledger events and minutely ticks: a low balance an hour old is still worth acting on
+    actions        = 86400 # balance actions: dead-lettered well before, after their deliveries
+  }
+  validation {
+    condition     = alltrue([for age in values(var.max_event_age_s) : age >= 60])
+    error_message = "An event must be allowed at least 60 s: Pub/Sub's first redelivery comes 10 s or more after a failure."
+  }
+}
+
+variable "gateway_region" {
+  description = "Where API Gateway serves the end users' functions. It runs in fewer regions than Cloud Functions (`gcloud api-gateway locations list`); pick the nearest to var.region."
+  type        = string
+  default     = "asia-northeast1"
+}

@@ -7,6 +7,7 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.50.0"
     }
+    # API Gateway (gateway.tf) is in the beta provider only
     google-beta = {
       source  = "hashicorp/google-beta"
       version = "~> 6.50.0"

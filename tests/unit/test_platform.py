@@ -64,7 +64,6 @@ def test_the_apis_are_enabled_and_the_platform_waits_for_them():
         ("network.tf", "google_compute_address", "egress"),
         ("firestore.tf", "google_firestore_database", "ledger"),
         ("functions.tf", "google_cloudfunctions2_function", "http"),
-        ("functions.tf", "google_cloudfunctions2_function", "ticked"),
         ("functions.tf", "google_cloudfunctions2_function", "pushed"),
     ]:
         assert "${google_project_service.enabled}" in resource(name, kind, label)["depends_on"], label
@@ -138,7 +137,7 @@ def test_no_function_deploys_before_the_secrets_it_mounts_at_latest_have_a_versi
     )
     assert data["fetch_secret_data"] is False  # the values stay out of state
     checked = {value.removeprefix("${").removesuffix(".id}") for value in data["for_each"].values()}
-    for kind in ("http", "ticked", "pushed"):
+    for kind in ("http", "pushed"):
         function = resource("functions.tf", "google_cloudfunctions2_function", kind)
         assert "${data.google_secret_manager_secret_version.mounted}" in function["depends_on"], kind
         for block in function["service_config"][0].get("dynamic", []):

@@ -46,6 +46,7 @@ def terraform_locals(tmp_path: Path, expression: str, *variables: str):
     for name in ("function_list.tf", "variables.tf", "auth.tf"):
         shutil.copy(TERRAFORM / name, module)
     (tmp_path / "functions").symlink_to(REPO / "functions")
+    (tmp_path / "docs").symlink_to(REPO / "docs")  # the gateway's routes: docs/openapi.json
     arguments = [f"-var=project_id={PROJECT}", *(f"-var={v}" for v in variables)]
     result = subprocess.run(
         ["terraform", "console", *arguments],
@@ -183,30 +184,11 @@ def test_callers_can_be_existing_service_accounts(tmp_path):
     assert f"caller_emails = {emails}" in flat(SOURCE)
 
 
-def test_the_tick_triggers_may_invoke_their_functions():
-    ticks = flat(block("resource", "google_cloud_run_v2_service_iam_member", "ticks"))
-    assert "for_each = local.eventarc_tick_functions" in ticks
-    assert "name = google_cloudfunctions2_function.ticked[each.key].service_config[0].service" in ticks
-    assert 'member = "serviceAccount:${google_service_account.functions.email}"' in ticks
-    trigger = re.search(
-        r"event_trigger \{(.*?)\}", flat(block("resource", "google_cloudfunctions2_function", "ticked"))
-    )
-    assert "service_account_email = google_service_account.functions.email" in trigger.group(1)
-
-
 def test_a_function_without_callers_stops_the_plan():
     """A new HTTP folder must say who calls it; a name that is no function is a typo."""
     policy = flat(block("resource", "terraform_data", "caller_policy"))
     assert "condition = length(setsubtract(local.http_functions, keys(var.function_callers))) == 0" in policy
     assert "condition = length(setsubtract(keys(var.function_callers), local.http_functions)) == 0" in policy
-
-
-def test_only_the_functions_end_users_call_let_everyone_through():
-    """allUsers is bound in one place, over the functions var.function_callers opens to end users."""
-    assert SOURCE.count('"allUsers"') == 1 and "allAuthenticatedUsers" not in SOURCE
-    end_users = flat(block("resource", "google_cloud_run_v2_service_iam_member", "end_users"))
-    assert "for_each = local.end_user_functions" in end_users
-    assert 'role = "roles/run.invoker" member = "allUsers"' in end_users
 
 
 @needs_terraform
@@ -248,17 +230,17 @@ def test_each_function_runs_as_its_database_logins_identity_and_user():
     """No shared identity: a function's service account and IAM database user are its
     deploy.json login's (function_list.tf database_logins), one of each per login."""
     login_of = "local.function_declarations[each.key].database_login"
-    for name in ("http", "ticked"):
+    for name in ("http", "pushed"):
         function = flat(block("resource", "google_cloudfunctions2_function", name))
         assert f"service_account_email = google_service_account.database_login[{login_of}].email" in function
         assert f"LEDGER_DB_USER = google_sql_user.database_login[{login_of}].name" in function
     assert "for_each = local.database_logins" in flat(block("resource", "google_service_account", "database_login"))
     assert "for_each = local.database_logins" in flat(block("resource", "google_sql_user", "database_login"))
-    # the ticks' pushing identity has no project role, and no function logs in as it
-    assert 'member = "serviceAccount:${google_service_account.functions.email}"' not in flat(
-        block("resource", "google_project_iam_member", "database_login")
+    assert (
+        "google_service_account.functions" not in SOURCE
+        and "google_sql_user.functions" not in SOURCE
+        and "LEDGER_DB_PASSWORD" not in SOURCE
     )
-    assert "google_sql_user.functions" not in SOURCE and "LEDGER_DB_PASSWORD" not in SOURCE
 
 
 def test_every_pushed_topic_has_a_push_subscription_with_retries_and_dead_letters():
@@ -279,8 +261,8 @@ def test_every_pushed_topic_has_a_push_subscription_with_retries_and_dead_letter
         " max_delivery_attempts = var.action_max_deliveries }"
     ) in pushed
     assert 'expiration_policy { ttl = "" }' in pushed
-    assert "ack_deadline_seconds = local.push_timeout_s" in pushed
-    assert "timeout_seconds = local.push_timeout_s" in flat(
+    assert "ack_deadline_seconds = local.push_timeout_s[each.value.function]" in pushed
+    assert "timeout_seconds = local.push_timeout_s[each.key]" in flat(
         block("resource", "google_cloudfunctions2_function", "pushed")
     )
     # no Eventarc trigger, whose subscription could not be dead-lettered
