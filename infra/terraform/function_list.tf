@@ -58,7 +58,7 @@ locals {
         ? "${replace(name, "_", "-")}-dead-letter"
       : one(lookup(local.setting_topics, declared.dead_letter_topic_setting, [null])))
       # ticked alone: one pass at a time, for as long as a pass may take
-      ticked_only = length(declared.push_topic_settings) == 0
+      ticked_only = (length(declared.push_topic_settings) == 0)
     }
     if length(regexall("(?m)^@functions_framework\\.cloud_event\\b", local.function_main[name])) > 0
   }
