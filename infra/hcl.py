@@ -149,13 +149,28 @@ def provider_free_locals(module: Module) -> set[str]:
     return set(module.locals) - bound
 
 
+def needed_locals(expression: str, module: Module) -> set[str]:
+    """The locals `expression` reads, directly or through other locals: only those are
+    written out, as python-hcl2's round trip doesn't keep every string intact (escaped
+    quotes around an interpolation, as monitoring.tf's filters have, come back broken)."""
+    needed: set[str] = set()
+    pending = set(_LOCAL.findall(expression))
+    while pending:
+        name = pending.pop()
+        if name in needed or name not in module.locals:
+            continue
+        needed.add(name)
+        pending |= set(_LOCAL.findall(str(module.locals[name])))
+    return needed
+
+
 def console(expression: str, *variables: str, directory: Path = TERRAFORM, work: Path) -> Any:
     """`expression` as `terraform console` evaluates it over the module's variables and
     provider-free locals (the rest left out), with `variables` as -var arguments. The
     module is rewritten under `work`, beside links to the repository's functions/ and
     docs/, as function_list.tf and auth.tf read them."""
     module = read(directory)
-    keep = provider_free_locals(module)
+    keep = needed_locals(expression, module) & provider_free_locals(module)
     out = work / "infra" / "terraform"
     out.mkdir(parents=True, exist_ok=True)
     (work / "functions").symlink_to(directory.parent.parent / "functions")

@@ -369,3 +369,119 @@ variable "gateway_region" {
   type        = string
   default     = "asia-northeast1"
 }
+
+# --- monitoring (issue 17): alert thresholds and where alerts go (docs/monitoring.md)
+
+variable "alert_notification_channel_ids" {
+  description = "Existing Cloud Monitoring notification channels every alert policy notifies, by full name (projects/PROJECT/notificationChannels/ID)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_emails" {
+  description = "Email addresses to create a notification channel for; every alert policy notifies them too."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_outbox_backlog_age_s" {
+  description = "Alert when the oldest unpublished ledger event is older than this (seconds). The sweeper runs every minute and leaves events younger than LEDGER_OUTBOX_SWEEP_MIN_AGE_S to the relay."
+  type        = number
+  default     = 300
+}
+
+variable "alert_outbox_backlog_duration_s" {
+  description = "For how long the outbox backlog must stay above its threshold before the alert opens (seconds)."
+  type        = number
+  default     = 300
+}
+
+variable "alert_outbox_sweeper_silent_s" {
+  description = "Alert when no outbox sweep has logged for this long (seconds; it runs every minute)."
+  type        = number
+  default     = 900
+}
+
+variable "alert_erp_export_silent_s" {
+  description = "Alert when no ERP export pass has logged for this long (seconds; it runs every 15 minutes by default)."
+  type        = number
+  default     = 3600
+}
+
+variable "alert_erp_parked_batches" {
+  description = "Alert when more ERP batches than this are parked."
+  type        = number
+  default     = 0
+}
+
+variable "alert_reconcile_differences" {
+  description = "Alert when the reconciliation finds more differences than this."
+  type        = number
+  default     = 0
+}
+
+variable "alert_5xx_ratio" {
+  description = "Alert when a function's 5xx responses exceed this share of its requests (0 to 1)."
+  type        = number
+  default     = 0.05
+  validation {
+    condition     = var.alert_5xx_ratio > 0 && var.alert_5xx_ratio < 1
+    error_message = "A share of requests, between 0 and 1."
+  }
+}
+
+variable "alert_5xx_duration_s" {
+  description = "For how long the 5xx share must stay above its threshold (seconds)."
+  type        = number
+  default     = 300
+}
+
+variable "alert_latency_p95_ms" {
+  description = "Alert when an HTTP function's p95 latency exceeds this (milliseconds)."
+  type        = number
+  default     = 1000
+}
+
+variable "alert_latency_duration_s" {
+  description = "For how long the p95 latency must stay above its threshold (seconds)."
+  type        = number
+  default     = 600
+}
+
+variable "alert_dead_letters" {
+  description = "Alert when a dead-letter subscription holds more undelivered messages than this."
+  type        = number
+  default     = 0
+}
+
+variable "alert_events_dropped_too_old" {
+  description = "Alert when a function drops more events than this in 5 minutes for being older than LEDGER_MAX_EVENT_AGE_S."
+  type        = number
+  default     = 0
+}
+
+variable "alert_db_cpu_utilization" {
+  description = "Alert when Cloud SQL's CPU utilization stays above this (0 to 1)."
+  type        = number
+  default     = 0.8
+  validation {
+    condition     = var.alert_db_cpu_utilization > 0 && var.alert_db_cpu_utilization <= 1
+    error_message = "A utilization, between 0 and 1."
+  }
+}
+
+variable "alert_db_connections_ratio" {
+  description = "Alert when Cloud SQL's backends exceed this share of max_connections (0 to 1)."
+  type        = number
+  default     = 0.8
+  validation {
+    condition     = var.alert_db_connections_ratio > 0 && var.alert_db_connections_ratio <= 1
+    error_message = "A share of max_connections, between 0 and 1."
+  }
+}
+
+variable "alert_db_duration_s" {
+  description = "For how long Cloud SQL's CPU or connections must stay above their thresholds (seconds)."
+  type        = number
+  default     = 600
+}
