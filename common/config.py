@@ -54,6 +54,11 @@ class Settings:
     group_commit_in_flight: int = 1
 
     redis_url: str = "redis://127.0.0.1:54301/0"
+    # Memorystore, with AUTH and in-transit encryption: redis_url is rediss://, redis_auth
+    # the AUTH string and redis_ca_cert the instance's server CA (PEM text), both from
+    # Secret Manager / the instance. Empty: the local stack's plain, password-less Redis.
+    redis_auth: str = ""
+    redis_ca_cert: str = ""
     redis_timeout_s: float = 2.0
     lock_ttl_ms: int = 5000
     # A usage that cannot have its wallet's lock within lock_wait_ms, or that finds
@@ -172,6 +177,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_sslmode(self.db_sslmode, self.db_host, direct=not self.db_instance)
+        if self.redis_ca_cert and not self.redis_url.startswith("rediss://"):
+            # the CA would be ignored and the traffic, AUTH string included, sent in clear
+            raise ValueError(f"{PREFIX}REDIS_CA_CERT is set but {PREFIX}REDIS_URL is not rediss:// (TLS)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
