@@ -173,6 +173,14 @@ class Settings:
     # empty elsewhere means a random key per process (docs/api.md, "Paging").
     cursor_key: str = ""
 
+    # A Pub/Sub-delivered event published longer ago than this is not processed
+    # (common/cloud_events.py): a scheduler tick is acknowledged with a warning, a
+    # balance action or a ledger event for automation goes to its dead-letter topic.
+    # Google's retries of a failing event go on for up to a day; so does this default,
+    # which only ends a poison event's retries. The deployment sets it per function
+    # (a tick's is about its schedule's period). 0: no limit.
+    max_event_age_s: float = 86400.0
+
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
