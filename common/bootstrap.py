@@ -113,17 +113,32 @@ def ledger_queries() -> Any:
     return LedgerQueries(pool(), attempts=get_settings().posting_attempts)
 
 
-@once
-def redis_client() -> Any:
+def connect_redis(settings: Settings | None = None) -> Any:
+    """A Redis client (a pool; it connects on first command). Memorystore's: rediss://,
+    the server verified against its own CA (redis_ca_cert, PEM text; the hostname too,
+    redis-py's default) and AUTH (redis_auth). The local stack's: plain redis://. A
+    wrong AUTH string or a server that fails verification raises a ConnectionError, which
+    the adapters turn into DependencyUnavailable, as for a Redis that is down."""
     import redis
 
-    settings = get_settings()
+    settings = settings or get_settings()
+    options: dict[str, Any] = {}
+    if settings.redis_auth:
+        options["password"] = settings.redis_auth
+    if settings.redis_ca_cert:
+        options["ssl_ca_data"] = settings.redis_ca_cert
     return redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=30,
+        **options,
     )
+
+
+@once
+def redis_client() -> Any:
+    return connect_redis()
 
 
 @once

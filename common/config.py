@@ -54,6 +54,11 @@ class Settings:
     group_commit_in_flight: int = 1
 
     redis_url: str = "redis://127.0.0.1:54301/0"
+    # Memorystore, with AUTH and in-transit encryption: redis_url is rediss://, redis_auth
+    # the AUTH string and redis_ca_cert the instance's server CA (PEM text), both from
+    # Secret Manager / the instance. Empty: the local stack's plain, password-less Redis.
+    redis_auth: str = ""
+    redis_ca_cert: str = ""
     redis_timeout_s: float = 2.0
     lock_ttl_ms: int = 5000
     # A usage that cannot have its wallet's lock within lock_wait_ms, or that finds
@@ -168,10 +173,21 @@ class Settings:
     # empty elsewhere means a random key per process (docs/api.md, "Paging").
     cursor_key: str = ""
 
+    # A Pub/Sub-delivered event published longer ago than this is not processed
+    # (common/cloud_events.py): a scheduler tick is acknowledged with a warning, a
+    # balance action or a ledger event for automation goes to its dead-letter topic.
+    # Google's retries of a failing event go on for up to a day; so does this default,
+    # which only ends a poison event's retries. The deployment sets it per function
+    # (a tick's is about its schedule's period). 0: no limit.
+    max_event_age_s: float = 86400.0
+
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         _check_sslmode(self.db_sslmode, self.db_host, direct=not self.db_instance)
+        if self.redis_ca_cert and not self.redis_url.startswith("rediss://"):
+            # the CA would be ignored and the traffic, AUTH string included, sent in clear
+            raise ValueError(f"{PREFIX}REDIS_CA_CERT is set but {PREFIX}REDIS_URL is not rediss:// (TLS)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:

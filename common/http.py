@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
 
-from common import bootstrap, timing
+from common import bootstrap, timing, tracing
 from common.auth.callers import Caller
+from common.config import get_settings
 from common.errors import (
     InProgress,
     LedgerError,
@@ -43,7 +44,6 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 REQUEST_ID_HEADER = "X-Request-Id"
 REALM = "wallet-ledger"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
-_TRACE_ID = re.compile(r"[0-9a-f]{32}")  # Google's: 32 hex digits
 Handler = Callable[[flask.Request, Caller], flask.Response]
 # What a 500 can truly say: a money action that failed unexpectedly may have failed
 # after its posting committed, so it never claims that nothing was posted.
@@ -97,9 +97,9 @@ def request_id(request: flask.Request) -> str:
 
 
 def trace_id(request: flask.Request) -> str | None:
-    """Google's trace id (X-Cloud-Trace-Context), logged to tie the request to its trace."""
-    trace = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0].lower()
-    return trace if _TRACE_ID.fullmatch(trace) else None
+    """The request's trace id (traceparent, else X-Cloud-Trace-Context: common/tracing.py)."""
+    trace = tracing.from_headers(request.headers)
+    return trace.trace_id if trace else None
 
 
 def client_request_id(request: flask.Request) -> str | None:
@@ -157,6 +157,11 @@ def endpoint(handler: Handler | None = None, *, action_class: Callable[[flask.Re
 
     @wraps(handler)
     def wrapped(request: flask.Request) -> flask.Response:
+        # every line logged while serving the request carries its trace (Cloud Logging)
+        with tracing.bound(tracing.from_headers(request.headers), get_settings().gcp_project):
+            return served(request)
+
+    def served(request: flask.Request) -> flask.Response:
         started = time.perf_counter()
         timing.begin_request()
         rid = request_id(request)

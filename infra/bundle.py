@@ -5,12 +5,18 @@
 The same bundle is what tests/e2e/test_bundle.py serves, so the deployed shape is tested.
 The folder's deploy.json stays out: it tells the deployment how to wire the function,
 and the function never reads it.
+
+The zip is a function of the files' paths and contents alone: Terraform names the
+uploaded object by the zip's md5 (infra/terraform/functions.tf), so anything else in it
+(modification times, the order a directory lists in, the umask's permissions) would
+redeploy every function from every fresh checkout.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 from infra.functions import DECLARATION, FUNCTIONS_DIR, discover
@@ -18,19 +24,43 @@ from infra.functions import DECLARATION, FUNCTIONS_DIR, discover
 REPO = Path(__file__).resolve().parent.parent
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 IGNORE_IN_FUNCTION = shutil.ignore_patterns("__pycache__", "*.pyc", DECLARATION)
+# The earliest time a zip can hold: no file's own time leaks into the archive.
+FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+FILE_MODE = 0o100644  # a regular file, rw-r--r--, whatever the umask made of the copy
+UNIX = 3  # ZipInfo.create_system: the same attribute meaning on every build host
+COMPRESS_LEVEL = 9
 
 
-def build_bundle(name: str, dest: Path, archive: bool = False) -> Path:
-    source = FUNCTIONS_DIR / name
+def build_bundle(name: str, dest: Path, archive: bool = False, root: Path = REPO) -> Path:
+    """`root` is the checkout to build from (tests build from a copy of it)."""
+    source = FUNCTIONS_DIR / name if root == REPO else root / "functions" / name
     if not (source / "main.py").exists():
         raise SystemExit(f"no function named {name}")
     target = dest / name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target, ignore=IGNORE_IN_FUNCTION)
-    shutil.copytree(REPO / "common", target / "common", ignore=IGNORE)
+    shutil.copytree(root / "common", target / "common", ignore=IGNORE)
     if archive:
-        shutil.make_archive(str(dest / name), "zip", target)
+        write_zip(target, dest / f"{name}.zip")
     return target
+
+
+def write_zip(folder: Path, zip_path: Path) -> Path:
+    """The folder's files, sorted by path, each with a fixed time and mode; no directory
+    entries (an unzip creates them from the paths) and no bytecode."""
+    files = sorted(
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for relative in files:
+            info = zipfile.ZipInfo(relative, date_time=FIXED_DATE_TIME)
+            info.external_attr = FILE_MODE << 16
+            info.create_system = UNIX
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, (folder / relative).read_bytes(), compresslevel=COMPRESS_LEVEL)
+    return zip_path
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import logging
 
 import functions_framework
 
-from common import bootstrap, logs
+from common import bootstrap, cloud_events, logs
 from common.message_actions import Redeliver
 from common.messages import Malformed, Message, topic_of
 
@@ -21,6 +21,7 @@ logs.configure_from_settings()
 
 
 @functions_framework.cloud_event
+@cloud_events.pubsub_function("actions", keep=cloud_events.to_dead_letters("actions_dead_letter_topic"))
 def actions(cloud_event):
     pushed = (cloud_event.data or {}).get("message") or {}
     try:

@@ -19,7 +19,7 @@ import logging
 
 import functions_framework
 
-from common import bootstrap, logs
+from common import bootstrap, cloud_events, logs
 from common.automation import topic_of
 from common.config import get_settings
 from common.errors import DependencyUnavailable, InProgress
@@ -29,6 +29,9 @@ logs.configure_from_settings()
 
 
 @functions_framework.cloud_event
+@cloud_events.pubsub_function(
+    "automation", keep=cloud_events.to_dead_letters("automation_dead_letter_topic", only_from="events_topic")
+)
 def automation(cloud_event):
     topic = topic_of(cloud_event["source"])
     try:

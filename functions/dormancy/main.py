@@ -13,7 +13,7 @@ import logging
 
 import functions_framework
 
-from common import logs
+from common import cloud_events, logs
 from common.dormancy import runner
 
 log = logging.getLogger("ledger.dormancy")
@@ -21,6 +21,7 @@ logs.configure_from_settings()
 
 
 @functions_framework.cloud_event
+@cloud_events.pubsub_function("dormancy")
 def dormancy(cloud_event):
     report = runner().run()
     log.log(logging.ERROR if report.total().failed else logging.INFO, "dormancy tick", extra=report.summary())

@@ -12,7 +12,7 @@ import logging
 
 import functions_framework
 
-from common import bootstrap, logs
+from common import bootstrap, cloud_events, logs
 from common.errors import DependencyUnavailable
 
 log = logging.getLogger("ledger.erp_export")
@@ -20,6 +20,7 @@ logs.configure_from_settings()
 
 
 @functions_framework.cloud_event
+@cloud_events.pubsub_function("erp_export")
 def erp_export(cloud_event):
     try:
         report = bootstrap.erp_export().run_pass()

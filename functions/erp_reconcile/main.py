@@ -11,7 +11,7 @@ import logging
 
 import functions_framework
 
-from common import bootstrap, logs
+from common import bootstrap, cloud_events, logs
 from common.config import get_settings
 from common.erp_export import DeliveryFailed, reconcile
 
@@ -20,6 +20,7 @@ logs.configure_from_settings()
 
 
 @functions_framework.cloud_event
+@cloud_events.pubsub_function("erp_reconcile")
 def erp_reconcile(cloud_event):
     try:
         report = reconcile(bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream)

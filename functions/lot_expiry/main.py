@@ -12,13 +12,14 @@ import logging
 
 import functions_framework
 
-from common import bootstrap, logs
+from common import bootstrap, cloud_events, logs
 
 log = logging.getLogger("ledger.lot_expiry")
 logs.configure_from_settings()
 
 
 @functions_framework.cloud_event
+@cloud_events.pubsub_function("lot_expiry")
 def lot_expiry(cloud_event):
     result = bootstrap.service().expire_lots()
     log.log(logging.ERROR if result["failed"] else logging.INFO, "lot expiry", extra=result)

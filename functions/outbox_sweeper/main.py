@@ -21,7 +21,7 @@ import time
 
 import functions_framework
 
-from common import bootstrap, logs
+from common import bootstrap, cloud_events, logs
 from common.config import get_settings
 from common.errors import DependencyUnavailable
 from common.hash_chain import extend
@@ -33,6 +33,7 @@ TICK_BUDGET_S = 50.0  # the sweep and the chain together; the chain still links 
 
 
 @functions_framework.cloud_event
+@cloud_events.pubsub_function("outbox_sweeper")
 def outbox_sweeper(cloud_event):
     settings = get_settings()
     started = time.monotonic()

@@ -29,14 +29,15 @@ resource "google_project_iam_member" "database_login" {
 # setting_topics): every posting's event goes to ledger-events after commit (the
 # sweeper's and the expiry job's too); the actions function alone (its own login, so
 # no HTTP money function can forge a result) publishes outcomes and moves malformed
-# messages to its dead letters at once; the automation function sends notices.
+# messages to its dead letters at once; the automation function sends notices, and moves
+# a ledger event too old to act on to its own dead letters (common/cloud_events.py).
 locals {
   login_publishes = {
     poster     = local.setting_topics.events_topic
     messages   = concat(local.setting_topics.events_topic, local.setting_topics.action_results_topic, local.setting_topics.actions_dead_letter_topic)
     relay      = local.setting_topics.events_topic
     jobs       = local.setting_topics.events_topic
-    automation = concat(local.setting_topics.events_topic, local.setting_topics.notifications_topic)
+    automation = concat(local.setting_topics.events_topic, local.setting_topics.notifications_topic, local.setting_topics.automation_dead_letter_topic)
   }
 }
 

@@ -108,9 +108,6 @@ def test_a_reconciliation_logs_how_many_differences_it_found(erp_stream, caplog,
     assert payload["difference_count"] == len(payload["differences"])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="helper R's LEDGER_MAX_EVENT_AGE_S check (issue 17) lands at the merge: then remove this mark"
-)
 def test_a_tick_too_old_to_run_is_logged_for_its_counter(stack, caplog):
     with caplog.at_level(logging.INFO):
         load("outbox_sweeper").outbox_sweeper(tick("outbox-sweep-tick", age=timedelta(days=2)))

@@ -86,3 +86,12 @@ def test_in_google_cloud_a_password_or_iam_auth_off_refuses_to_start(extra, name
 def test_off_google_cloud_the_local_stack_logs_in_with_its_password():
     env = {"LEDGER_DB_IAM_AUTH": "false", "LEDGER_DB_PASSWORD": "drawn-by-the-stack"}
     assert Settings.from_env(env).db_password == "drawn-by-the-stack"
+
+
+def test_a_redis_ca_without_a_tls_url_is_refused_before_anything_connects():
+    with pytest.raises(ValueError, match="REDIS_CA_CERT"):
+        Settings.from_env(
+            {"LEDGER_REDIS_CA_CERT": "-----BEGIN CERTIFICATE-----", "LEDGER_REDIS_URL": "redis://10.0.0.3:6378/0"}
+        )
+    settings = Settings.from_env({"LEDGER_REDIS_CA_CERT": "pem", "LEDGER_REDIS_URL": "rediss://10.0.0.3:6378/0"})
+    assert settings.redis_ca_cert == "pem"

@@ -177,7 +177,7 @@ def test_every_answer_names_the_servers_request_id_never_the_callers():
 
 
 class RecordingAuthenticator:
-    def caller(self, authorization, request_id, client_request_id=None):
+    def caller(self, authorization, request_id, client_request_id=None, forwarded_authorization=None):
         return Caller(UNIT_CALLER.principal, request_id, client_request_id)
 
 

@@ -3,7 +3,10 @@ the hash chain keeps up with the ledger's rate, not a fixed number of rows a tic
 
 import importlib.util
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
+
+from cloudevents.http import CloudEvent
 
 from common.hash_chain import EXTEND_BATCH, Head, Lag
 from common.relay import RelayResult
@@ -49,7 +52,13 @@ def tick(monkeypatch, chain):
     monkeypatch.setattr(sweeper.bootstrap, "relay", Relay)
     monkeypatch.setattr(sweeper.bootstrap, "outbox", Outbox)
     monkeypatch.setattr(sweeper.bootstrap, "chain_store", lambda: chain)
-    sweeper.outbox_sweeper(None)
+    sweeper.outbox_sweeper(
+        CloudEvent(
+            {"type": "google.cloud.pubsub.topic.v1.messagePublished", "id": "1", "time": datetime.now(UTC).isoformat(),
+             "source": "//pubsub.googleapis.com/projects/p/topics/outbox-sweep-tick"},
+            {"message": {}},
+        )
+    )  # fmt: skip
 
 
 def test_one_tick_links_a_backlog_of_many_batches(monkeypatch):

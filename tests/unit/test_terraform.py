@@ -366,7 +366,8 @@ def test_no_login_publishes_project_wide():
     assert not re.search(r'resource "google_project_iam_member"[^\n]*\{[^}]*roles/pubsub', SOURCE)
     publishes = re.search(r"login_publishes = \{(.*?)\n  \}", SOURCE, re.S).group(1)
     assert re.search(
-        r"^\s+automation = concat\(local.setting_topics.events_topic, local.setting_topics.notifications_topic\)$",
+        r"^\s+automation = concat\(local.setting_topics.events_topic, local.setting_topics.notifications_topic, "
+        r"local.setting_topics.automation_dead_letter_topic\)$",
         publishes,
         re.M,
     )
@@ -383,6 +384,8 @@ def test_the_messages_login_alone_publishes_results_and_dead_letters():
         assert [login for login, granted in topics.items() if f"local.setting_topics.{setting}" in granted] == [
             "messages"
         ], setting
+    # an event too old to act on goes to automation's own dead letters (common/cloud_events.py)
+    assert [login for login, granted in topics.items() if "automation_dead_letter_topic" in granted] == ["automation"]
     assert topics["poster"] == "local.setting_topics.events_topic"
     logins = flat(re.search(r"database_logins = \{(.*?)\n  \}", SOURCE, re.S).group(1))
     assert 'messages = { account_id = "ledger-messages", db_role = "ledger_messages"' in logins
