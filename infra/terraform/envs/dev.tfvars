@@ -13,3 +13,11 @@ push_function_max_instances = 2
 
 db_backups_retained     = 7
 db_transaction_log_days = 3
+
+# Where alerts go (docs/monitoring.md): an email channel per address, or existing channels
+# by id (alert_notification_channel_ids). Traffic is low here, so latency and the share of
+# 5xx answers alert later than in production.
+alert_emails         = ["ledger-dev-alerts@example.com"] # your team's address
+alert_latency_p95_ms = 2000
+alert_5xx_ratio      = 0.2
+

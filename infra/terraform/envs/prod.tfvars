@@ -17,3 +17,9 @@ function_max_instances_by_name  = { usage = 30 }
 
 db_backups_retained     = 30
 db_transaction_log_days = 7
+
+# Where alerts go (docs/monitoring.md): the on-call's channels by id, and/or emails.
+# Thresholds keep variables.tf's defaults.
+alert_notification_channel_ids = []                            # e.g. ["projects/my-ledger-prod/notificationChannels/123"]
+alert_emails                   = ["ledger-oncall@example.com"] # your on-call
+gateway_region                 = "asia-northeast1"             # API Gateway's nearest region to var.region
