@@ -231,3 +231,11 @@ variable "dead_letter_operators" {
   type        = list(string)
   default     = []
 }
+
+# --- deploy and migrations job (issue 17)
+
+variable "migrations_image_tag" {
+  description = "The migrations image's tag in the ledger's Artifact Registry repository: its content hash, computed and passed by `make deploy` (infra/deploy.py)."
+  type        = string
+  default     = ""
+}
