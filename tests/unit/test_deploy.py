@@ -91,3 +91,33 @@ def test_missing_operator_secrets_stop_the_deploy_with_the_exact_commands(env, m
 def test_an_unknown_environment_is_refused(tmp_path):
     result = CliRunner().invoke(deploy.main, ["nowhere", "--dry-run"])
     assert result.exit_code == 1 and "envs/nowhere.tfvars" in result.output
+
+
+def test_teardown_deletes_the_protected_databases_before_destroying_the_rest(env, nothing_runs):
+    from infra import teardown
+
+    lines = []
+    deploy.run(teardown.plan(env), dry_run=True, staged=deploy.REPO, echo=lines.append)
+    text = "\n".join(lines)
+    order = [
+        "gcloud sql instances patch wl-pg --project acme-dev --no-deletion-protection",
+        "gcloud sql instances delete wl-pg",
+        "terraform state rm",
+        "--no-delete-protection",
+        "terraform destroy -var-file=envs/dev.tfvars",
+        "gcloud firestore databases delete",
+    ]
+    positions = [text.index(command) for command in order]
+    assert positions == sorted(positions)
+
+
+def test_teardown_asks_for_the_project_id(monkeypatch, tmp_path):
+    from infra import teardown
+
+    monkeypatch.setattr(teardown, "load_environment", lambda name: deploy.load_environment(name, tmp_path))
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "dev.tfvars").write_text('project_id = "acme-dev"\n')
+    (tmp_path / "envs" / "dev.gcs.tfbackend").write_text('bucket = "b"\n')
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    result = CliRunner().invoke(teardown.main, ["dev"], input="acme-prod\n")
+    assert result.exit_code == 1 and "nothing done" in result.output
