@@ -20,6 +20,7 @@ import os
 import click
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from common.config import Settings
 from db import connect, logins
@@ -103,12 +104,18 @@ def bootstrap_operator(ctx: click.Context, url: str | None, principal_id: str, i
                        tenant: str) -> None:  # fmt: skip
     """Register one of the first two operators, as the schema's owner (run it twice)."""
     from common.access_cli import bootstrap_operator as register
+    from common.errors import DATABASE_REFUSALS
 
     engine = connect.engine(*_target(ctx, url))
     try:
         with engine.begin() as connection:
             actor = f"bootstrap:{getpass.getuser()}"
             grant_id = register(_Runner(connection), principal_id, issuer, subject, tenant, actor)
+    except DBAPIError as error:
+        fields = error.orig.args[0] if error.orig.args and isinstance(error.orig.args[0], dict) else {}
+        if fields.get("M") in DATABASE_REFUSALS:  # operators_exist: a refusal, said plainly
+            raise click.ClickException(f"{fields['M']}: {fields.get('D')}") from None
+        raise
     finally:
         engine.dispose()
     click.echo(json.dumps({"principal": principal_id, "role": "operator", "boundary": "all", "grant_id": grant_id}))

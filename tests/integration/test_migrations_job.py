@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from db import connect, logins
 from db.__main__ import cli as db_cli
-from emulators.database import owner_url
+from emulators.database import migrate, owner_url
 
 
 def owner(stack):
@@ -106,3 +106,32 @@ def test_without_an_instance_or_url_the_command_says_what_to_set(monkeypatch):
     monkeypatch.delenv("LEDGER_DB_INSTANCE", raising=False)
     result = CliRunner().invoke(db_cli, ["upgrade"])
     assert result.exit_code == 2 and "LEDGER_DB_INSTANCE" in result.output
+
+
+@pytest.fixture(scope="module")
+def fresh(stack):
+    """A database of its own, migrated as a deployment's would be: no operators yet."""
+    name = f"ledger_job_{secrets.token_hex(4)}"
+    stack.psql(f"CREATE DATABASE {name} OWNER ledger_owner")
+    dsn = {**stack.owner_dsn(), "database": name}
+    migrate(dsn)
+    yield dsn
+    stack.psql(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def bootstrap(dsn, principal_id):
+    environment = {
+        "LEDGER_MIGRATIONS_URL": owner_url(dsn).set(password=None).render_as_string(hide_password=False),
+        "PGPASSWORD": dsn["password"],
+    }
+    args = ["bootstrap-operator", principal_id, "--issuer", "https://accounts.google.com", "--subject", principal_id]
+    return CliRunner().invoke(db_cli, [*args, "--tenant", "ops"], env=environment)
+
+
+def test_the_job_registers_the_first_two_operators_and_no_third(fresh):
+    for principal_id in ("alex", "sam"):
+        result = bootstrap(fresh, principal_id)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["principal"] == principal_id
+    refused = bootstrap(fresh, "third")
+    assert refused.exit_code == 1 and "operators_exist" in refused.output
