@@ -123,10 +123,15 @@ def _terraform_output(name: str) -> Any:
     return json.loads(raw)
 
 
-def google_cloud(impersonate: str | None) -> tuple[dict[str, str], Callable[[str], str]]:
-    """The deployed functions' URLs and an ID token for each, minted as the operators'
-    service account (the one invoker of every function): the deploying person needs
-    roles/iam.serviceAccountTokenCreator on it (var.caller_token_creators)."""
+def google_cloud(env_name: str, impersonate: str | None) -> tuple[dict[str, str], Callable[[str], str]]:
+    """ENV's deployed functions' URLs (from its Terraform state) and an ID token for each,
+    minted as the operators' service account (the one invoker of every function): the
+    deploying person needs roles/iam.serviceAccountTokenCreator on it
+    (var.caller_token_creators)."""
+    subprocess.run(
+        ["terraform", "init", "-reconfigure", "-input=false", f"-backend-config=envs/{env_name}.gcs.tfbackend"],
+        cwd=TERRAFORM_DIR, capture_output=True, check=True,
+    )  # fmt: skip
     urls = _terraform_output("function_urls")
     account = impersonate or _terraform_output("caller_service_accounts")["operators"]["email"]
 
@@ -174,7 +179,7 @@ def main(env_name: str | None, impersonate: str | None, profile: str | None, adm
     if profile is not None:
         urls, token_for = local_stack(profile, {"wallets": admin_subject, "topup": payer_subject})
     else:
-        urls, token_for = google_cloud(impersonate)
+        urls, token_for = google_cloud(env_name, impersonate)
     try:
         smoke(urls, token_for, asset, amount)
     except SmokeFailed as failure:
