@@ -4,14 +4,30 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt common/requirements.txt | cksum | cut -d' ' -f1)
+# checkov brings its own `hcl2` module, which shadows python-hcl2's (the tests'): its own venv
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
+# the google provider's schema (@cdktf/provider-google, pinned in its package-lock.json),
+# which tests/unit/test_terraform_schema.py checks every attribute name against
+SCHEMA_STAMP  := infra/schema/node_modules/.installed-$(shell cksum < infra/schema/package-lock.json | cut -d' ' -f1)
 
-.PHONY: deploy smoke teardown dev down test lint fuzz openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers
+.PHONY: deploy smoke teardown dev down test lint checkov fuzz openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
+$(SCHEMA_STAMP): infra/schema/package.json infra/schema/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the provider schema: apt-get install -y npm"; exit 1; }
+	@npm ci --prefix infra/schema --no-audit --no-fund --silent
+	@touch $@
 
 dev: $(STAMP)       ## start Postgres, Redis, both emulators and every function, with demo data
 	@$(PY) -m emulators up
@@ -48,12 +64,18 @@ dead-letters: $(STAMP) ## the balance actions' dead letters on the dev stack: ma
 access: $(STAMP)    ## the operators' CLI for callers against the dev stack, as P (default ops): make access ARGS="principal list" (P=ops-2 ARGS="change approve 1")
 	@LEDGER_TOKEN=$$($(PY) -m emulators token $(or $(P),ops)) $(PY) -m common.access_cli $(ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) $(CHECKOV_STAMP)
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy common
+	@terraform fmt -check -recursive infra/terraform
+	@$(MAKE) --no-print-directory checkov
 
-test: lint          ## lint, then unit, integration and end-to-end tests on a fresh test stack
+checkov: $(CHECKOV_STAMP) ## checkov on infra/terraform, offline; skips only those in infra/terraform/.checkov.yaml
+	@$(CHECKOV_VENV)/bin/checkov --config-file infra/terraform/.checkov.yaml --directory infra/terraform \
+		--framework terraform --skip-download --compact --quiet
+
+test: lint $(SCHEMA_STAMP) ## lint (with terraform fmt and checkov), then unit, integration and end-to-end tests on a fresh test stack
 	@$(PY) -m emulators --profile test check
 	@$(PY) -m pytest
 

@@ -49,6 +49,7 @@ class Store(Protocol):
     def due(self, stream: str, limit: int) -> list[dict[str, Any]]: ...
     def mark_delivered(self, batch_id: str, acknowledgement: dict[str, Any]) -> None: ...
     def mark_failed(self, batch_id: str, error: str, retry_in_s: float, park_after: int) -> str | None: ...
+    def status_counts(self, stream: str) -> dict[str, int]: ...
 
 
 class Erp(Protocol):
@@ -71,7 +72,8 @@ class PassReport:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
-    parked: list[str] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)  # parked in this pass
+    parked_batches: int = 0  # parked now, by any pass and not replayed yet: what an alert watches
     erp_down: bool = False
     caught_up: bool = False
 
@@ -140,6 +142,7 @@ class ErpExport:
                 self._deliver(identity, lines, sums, len(page), attempts=0, report=report)
             # With the ERP down, recorded batches wait for their retry time (now): the
             # next pass sends them. Building them now keeps the cursor current.
+        report.parked_batches = self._store.status_counts(self._stream).get("parked", 0)
         return report
 
     def _resend(self, batch: dict[str, Any], report: PassReport) -> bool:

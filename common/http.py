@@ -111,7 +111,10 @@ def client_request_id(request: flask.Request) -> str | None:
 
 def authenticate(request: flask.Request, request_id: str) -> Caller:
     return bootstrap.authenticator().caller(  # type: ignore[no-any-return]
-        request.headers.get("Authorization"), request_id, client_request_id(request)
+        request.headers.get("Authorization"),
+        request_id,
+        client_request_id(request),
+        forwarded_authorization=request.headers.get("X-Forwarded-Authorization"),
     )
 
 

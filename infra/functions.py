@@ -192,6 +192,16 @@ def push_functions(functions: dict[str, Function]) -> dict[str, Function]:
     return {name: f for name, f in functions.items() if f.trigger == "event" and f.push_topic_settings}
 
 
+def dead_letter_topic(function: Function, settings: object) -> str:
+    """Where Pub/Sub moves what a triggered function keeps failing on: its
+    dead_letter_topic_setting's topic, else one named from the function (a tick
+    function's: outbox_sweeper -> outbox-sweeper-dead-letter), as
+    infra/terraform/function_list.tf names it."""
+    if function.dead_letter_topic_setting is not None:
+        return str(getattr(settings, function.dead_letter_topic_setting))
+    return f"{function.name.replace('_', '-')}-dead-letter"
+
+
 def topics_of(setting_value: str) -> list[str]:
     """A push topic setting's topics: one name or a comma-separated list."""
     return [topic.strip() for topic in setting_value.split(",") if topic.strip()]

@@ -51,7 +51,8 @@ class PostgresOutbox(Statements):
         self._run(MARK_FAILED, id=transaction_id, error=error[:500])
 
     def backlog(self, stuck_after_s: float, limit: int = 20) -> dict[str, Any]:
-        """Unpublished events: how many, the oldest one's age, and those older than
+        """Unpublished events: how many, the oldest one's age (0 when none is pending, so
+        that every sweep gives the backlog alert a figure), and those older than
         `stuck_after_s` (the ones an operator should look at) with their last error."""
         count, oldest = self._run(
             "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8"
@@ -66,7 +67,7 @@ class PostgresOutbox(Statements):
         )
         return {
             "pending": count,
-            "oldest_pending_s": round(oldest, 1) if oldest is not None else None,
+            "oldest_pending_s": round(oldest, 1) if oldest is not None else 0.0,
             "stuck": [
                 {"transaction_id": t, "attempts": a, "last_error": e, "age_s": round(age, 1)} for t, a, e, age in stuck
             ],

@@ -1,4 +1,4 @@
-"""From an HTTP request's Authorization header to a Caller: the token verified, its
+"""From an HTTP request's bearer token to a Caller: the token verified, its
 principal looked up (and cached for a short while, so a revoked grant or a disabled
 principal stops working within `ttl_s`)."""
 
@@ -55,12 +55,32 @@ class Authenticator:
         self._verifier = verifier
         self._principal = CachedPrincipals(principals, ttl_s, clock)
 
-    def caller(self, authorization: str | None, request_id: str, client_request_id: str | None = None) -> Caller:
+    def caller(
+        self,
+        authorization: str | None,
+        request_id: str,
+        client_request_id: str | None = None,
+        forwarded_authorization: str | None = None,
+    ) -> Caller:
+        """The caller of a request. API Gateway (infra/terraform/gateway.tf) puts its own
+        token in Authorization, which Cloud Run has already checked and stripped of its
+        signature, and passes the end user's in X-Forwarded-Authorization: when that header
+        is present, its token is the caller's, and Authorization is not read. Trusting it is
+        as safe as trusting Authorization, because the token in it is verified in full,
+        signature, issuer, audience and expiry, against the same LEDGER_AUTH_ISSUERS: a
+        client that sets the header itself gains nothing it couldn't send as a bearer token."""
+        if forwarded_authorization is not None:
+            return self._caller_of(forwarded_authorization, request_id, client_request_id, "X-Forwarded-Authorization")
+        return self._caller_of(authorization, request_id, client_request_id, "Authorization")
+
+    def _caller_of(
+        self, authorization: str | None, request_id: str, client_request_id: str | None, header: str
+    ) -> Caller:
         if not authorization or not authorization.strip():
-            raise Unauthenticated("this function needs an Authorization: Bearer token", token_sent=False)
+            raise Unauthenticated(f"this function needs an {header}: Bearer token", token_sent=False)
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("use an Authorization: Bearer token", token_sent=False)
+            raise Unauthenticated(f"use an {header}: Bearer token", token_sent=False)
         claims = self._verifier.verify(token.strip())
         principal = self._principal(claims["iss"], claims["sub"])
         if principal is None:

@@ -1,8 +1,8 @@
 # Who may call each HTTP function, and which tokens it trusts. Every HTTP function checks
 # the bearer token itself (common/auth, against LEDGER_AUTH_ISSUERS); Cloud Run's invoker
-# IAM check stands in front of the functions that only services call (invokers.tf). Why
-# the functions end users call let everyone through to that check:
-# docs/authentication-deployment.md. Locals only, no provider, so that
+# IAM check stands in front of every function (invokers.tf). End users reach theirs
+# through API Gateway (gateway.tf), which checks their token first and calls as its own
+# service account: docs/authentication-deployment.md. Locals only, no provider, so that
 # tests/unit/test_terraform.py can evaluate them with `terraform console`.
 
 locals {
@@ -22,10 +22,11 @@ locals {
     for name in local.http_functions : name if contains(lookup(var.function_callers, name, []), "end_users")
   ])
 
-  # End users' apps reach their functions from anywhere, and an unauthenticated request
-  # still starts or occupies an instance until the function refuses it: a cap of their own
-  # bounds what a flood costs. The other functions take requests only from where
-  # var.service_function_ingress says.
+  # API Gateway calls the functions end users call at their public URL, from outside the
+  # project's networks, so their ingress is ALLOW_ALL; Cloud Run's IAM check still lets
+  # only the gateway's and the named services' tokens through. Their own cap of
+  # instances bounds what end users' traffic may cost. The other functions take requests
+  # only from where var.service_function_ingress says.
   function_ingress = {
     for name in local.http_functions : name => contains(local.end_user_functions, name) ? "ALLOW_ALL" : var.service_function_ingress
   }
@@ -63,4 +64,61 @@ locals {
       }] : [],
     ))
   }
+}
+
+# API Gateway's OpenAPI 2.0 document (gateway.tf), built from docs/openapi.json, which
+# `make openapi` writes from the routes the code serves (tests/unit/test_openapi.py keeps
+# it current): each operation of a function end users call, under the same path, sent to
+# that function's URL with the path appended (a function answers on its own name's path:
+# infra/openapi), with a token of the gateway's account for that URL, the audience the
+# function and Cloud Run accept. Only requests carrying a valid Identity Platform ID
+# token get through; the gateway passes the user's token on in X-Forwarded-Authorization.
+locals {
+  api_paths = jsondecode(file("${path.module}/../../docs/openapi.json")).paths
+  gateway_operations = flatten([
+    for path, item in local.api_paths : [
+      for method, operation in item : { path = path, method = method, function = operation.tags[0], operation_id = operation.operationId }
+      if contains(["get", "post", "put", "patch", "delete"], method) && contains(local.end_user_functions, try(operation.tags[0], ""))
+    ]
+  ])
+  gateway_openapi = jsonencode({
+    swagger  = "2.0"
+    info     = { title = "${var.name} end users", version = "1" }
+    schemes  = ["https"]
+    produces = ["application/json"]
+    securityDefinitions = {
+      identity_platform = {
+        type               = "oauth2"
+        flow               = "implicit"
+        authorizationUrl   = ""
+        x-google-issuer    = "https://securetoken.google.com/${local.identity_platform_project}"
+        x-google-jwks_uri  = "https://www.googleapis.com/service_accounts/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+        x-google-audiences = local.identity_platform_project
+      }
+    }
+    paths = merge([
+      for path in distinct([for operation in local.gateway_operations : operation.path]) : {
+        (path) = merge(
+          # OpenAPI 2.0 declares every {name} of a path template
+          length(regexall("\\{(\\w+)\\}", path)) == 0 ? {} : {
+            parameters = [for name in regexall("\\{(\\w+)\\}", path) : { name = name[0], in = "path", required = true, type = "string" }]
+          },
+          merge([
+            for operation in local.gateway_operations : {
+              (operation.method) = {
+                operationId = operation.operation_id
+                security    = [{ identity_platform = [] }]
+                x-google-backend = {
+                  address          = local.function_urls[operation.function]
+                  path_translation = "APPEND_PATH_TO_ADDRESS"
+                  jwt_audience     = local.function_urls[operation.function]
+                }
+                responses = { default = { description = "the function's answer: docs/openapi.json" } }
+              }
+            } if operation.path == path
+          ]...),
+        )
+      }
+    ]...)
+  })
 }

@@ -1,18 +1,25 @@
-# Cloud SQL for PostgreSQL 15, private IP only, IAM database authentication.
-# Migrations (db/) run as the schema's owner and create the functions' roles; each
-# database login's IAM user is then granted its role (see README.md beside this file).
+# Cloud SQL for PostgreSQL 15, private IP only, IAM database authentication, reached only
+# through the Cloud SQL connectors. Migrations (db/) run as the schema's owner and create
+# the functions' roles; each database login's IAM user is then granted its role.
+# What each setting is for: docs/infrastructure.md, "Cloud SQL".
 
 resource "google_sql_database_instance" "ledger" {
   name                = "${var.name}-pg"
   region              = var.region
   database_version    = "POSTGRES_15"
-  deletion_protection = true
-  depends_on          = [google_service_networking_connection.private_services]
+  deletion_protection = true # Terraform's: a plan that would destroy it fails
+  depends_on          = [google_project_service.enabled, google_service_networking_connection.private_services]
 
   settings {
+    # Enterprise edition: it takes the custom and shared-core tiers
+    edition           = "ENTERPRISE"
     tier              = var.db_tier
     availability_type = var.db_availability
     disk_autoresize   = true
+    # the API's own: nobody deletes it by console or gcloud either
+    deletion_protection_enabled = true
+    # only the Cloud SQL connectors (with IAM auth) may connect, never a bare client
+    connector_enforcement = "REQUIRED"
 
     ip_configuration {
       ipv4_enabled    = false
@@ -22,30 +29,99 @@ resource "google_sql_database_instance" "ledger" {
 
     backup_configuration {
       enabled                        = true
+      start_time                     = "18:00" # UTC: 01:00 in Jakarta, before the maintenance window
+      location                       = coalesce(var.db_backup_location, var.region)
       point_in_time_recovery_enabled = true
-      transaction_log_retention_days = 7
+      transaction_log_retention_days = var.db_transaction_log_days
+      backup_retention_settings {
+        retained_backups = var.db_backups_retained
+        retention_unit   = "COUNT"
+      }
+    }
+
+    maintenance_window {
+      day          = var.db_maintenance_window.day
+      hour         = var.db_maintenance_window.hour
+      update_track = var.db_maintenance_window.update_track
     }
 
     database_flags {
       name  = "cloudsql.iam_authentication"
       value = "on"
     }
-
+    # capacity.tf: what every function can open, plus the reserves
     database_flags {
       name  = "max_connections"
-      value = "400"
+      value = tostring(local.max_connections)
     }
-
-    # A session idle inside an open transaction would hold the ledger's horizon (the
-    # hash chain, the ERP export) and its locks: ended after 2 minutes (in ms), as
+    # A session idle inside an open transaction would hold the ledger's horizon (the hash
+    # chain, the ERP export) and its locks: ended after 2 minutes (in ms), as
     # db/schema/05_sessions.sql sets for the database.
     database_flags {
       name  = "idle_in_transaction_session_timeout"
       value = "120000"
     }
+    # What an auditor reads the database by: who connected, from where, and left; who
+    # waited on a lock and how long; checkpoints; DDL; slow statements; pgaudit's records.
+    database_flags {
+      name  = "log_connections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_disconnections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_hostname"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_lock_waits"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_checkpoints"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_statement"
+      value = "ddl"
+    }
+    database_flags {
+      name  = "log_min_error_statement"
+      value = "error"
+    }
+    database_flags {
+      name  = "log_min_duration_statement"
+      value = tostring(var.db_log_min_duration_ms)
+    }
+    database_flags {
+      name  = "cloudsql.enable_pgaudit"
+      value = "on"
+    }
+    database_flags {
+      name  = "pgaudit.log"
+      value = var.db_pgaudit_log
+    }
+    # object-level audit of the ledger tables (the migrations job grants this role)
+    database_flags {
+      name  = "pgaudit.role"
+      value = var.db_pgaudit_role
+    }
 
     insights_config {
       query_insights_enabled = true
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.db_tier_memory_mb > 0
+      error_message = "Cloud SQL tier ${var.db_tier}: its memory isn't in its name; set var.db_tier_memory_mb."
+    }
+    precondition {
+      condition     = local.max_connections <= local.db_connection_ceiling
+      error_message = "The functions may open ${local.max_connections} connections (capacity.tf: max instances x pool size, summed, plus reserves), more than ${var.db_tier} holds at ${var.db_memory_mb_per_connection} MB each (${local.db_connection_ceiling}): choose a larger db_tier, or lower the max instances or pool sizes."
     }
   }
 }
@@ -62,4 +138,22 @@ resource "google_sql_user" "database_login" {
   name     = trimsuffix(google_service_account.database_login[each.key].email, ".gserviceaccount.com")
   instance = google_sql_database_instance.ledger.name
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+# Data Access audit logs for Cloud SQL: who read or changed the instance's configuration
+# and data through Google's APIs (connections by the connectors, exports, user changes),
+# beside the Admin Activity logs Google always keeps. pgaudit records the statements.
+resource "google_project_iam_audit_config" "cloudsql" {
+  project = var.project_id
+  service = "cloudsql.googleapis.com"
+  audit_log_config {
+    log_type = "ADMIN_READ"
+  }
+  audit_log_config {
+    log_type = "DATA_READ"
+  }
+  audit_log_config {
+    log_type = "DATA_WRITE"
+  }
+  depends_on = [google_project_service.enabled]
 }

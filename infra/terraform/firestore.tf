@@ -5,6 +5,12 @@ resource "google_firestore_database" "ledger" {
   name        = "(default)"
   location_id = var.region
   type        = "FIRESTORE_NATIVE"
+  # The idempotency records are what makes a retried money request exactly-once: nobody
+  # deletes the database by mistake, and a bad write can be read back as it was, up to
+  # 7 days ago.
+  delete_protection_state           = "DELETE_PROTECTION_ENABLED"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  depends_on                        = [google_project_service.enabled]
 }
 
 resource "google_firestore_field" "idempotency_ttl" {

@@ -41,10 +41,12 @@ locals {
     automation_dead_letter_topic = ["automation-dead-letter"]
     notifications_topic          = ["ledger-notifications"]
   }
-  # Pub/Sub-pushed function -> the topics pushed to it and its dead-letter topic. Each
-  # topic reaches it through a push subscription of our own (pubsub.tf), not an Eventarc
-  # trigger, whose subscription can't have a dead-letter policy; a function that is also
-  # ticked takes its ticks the same way, as one function has one trigger at most.
+  # Pub/Sub-triggered function -> the topics pushed to it and its dead-letter topic. Every
+  # one of them, ticked or pushed messages or both, takes each topic through a push
+  # subscription of our own (pubsub.tf), not an Eventarc trigger, whose subscription can't
+  # have a dead-letter policy. A function without a dead_letter_topic_setting (the tick
+  # functions) gets a dead-letter topic named from it: outbox_sweeper ->
+  # outbox-sweeper-dead-letter (infra/functions.py dead_letter_topic spells it alike).
   push_functions = {
     for name, declared in local.function_declarations :
     name => {
@@ -52,10 +54,13 @@ locals {
         flatten([for setting in declared.push_topic_settings : lookup(local.setting_topics, setting, [])]),
         contains(keys(local.tick_function_topics), name) ? [local.tick_function_topics[name]] : [],
       ))
-      dead_letter_topic = one(lookup(local.setting_topics, coalesce(declared.dead_letter_topic_setting, "-"), [null]))
+      dead_letter_topic = (declared.dead_letter_topic_setting == null
+        ? "${replace(name, "_", "-")}-dead-letter"
+      : one(lookup(local.setting_topics, declared.dead_letter_topic_setting, [null])))
+      # ticked alone: one pass at a time, for as long as a pass may take
+      ticked_only = (length(declared.push_topic_settings) == 0)
     }
     if length(regexall("(?m)^@functions_framework\\.cloud_event\\b", local.function_main[name])) > 0
-    && length(declared.push_topic_settings) > 0
   }
   # The Settings fields some deploy.json names that setting_topics doesn't know: a plan
   # stops on them (invokers.tf) rather than deploying a function nothing is pushed to.
@@ -71,8 +76,6 @@ locals {
     }
   ]...)
   dead_letter_topics = toset([for pushed in values(local.push_functions) : pushed.dead_letter_topic])
-  # The ticked functions Eventarc triggers: those not pushed anything else.
-  eventarc_tick_functions = { for name, topic in local.tick_function_topics : name => topic if !contains(keys(local.push_functions), name) }
   # Each database login (deploy.json's database_login, infra/functions.py DATABASE_LOGINS):
   # its own service account and IAM database user (iam.tf, database.tf), the database
   # role that user is granted after migrating (db/schema/99_grants.sql), and the Google

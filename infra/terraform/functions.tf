@@ -6,12 +6,19 @@ locals {
     LEDGER_DB_INSTANCE        = google_sql_database_instance.ledger.connection_name
     LEDGER_DB_NAME            = google_sql_database.ledger.name
     LEDGER_DB_IAM_AUTH        = "true"
-    LEDGER_REDIS_URL          = "redis://${google_redis_instance.locks.host}:${google_redis_instance.locks.port}/0"
     LEDGER_GCP_PROJECT        = var.project_id
     LEDGER_FIRESTORE_DATABASE = google_firestore_database.ledger.name
     LEDGER_IDEMPOTENCY_TTL_S  = tostring(var.idempotency_ttl_s)
     LEDGER_EVENTS_TOPIC       = google_pubsub_topic.ledger_events.name
     LEDGER_ERP_URL            = var.erp_url
+  }
+  # Each function's own: its pool size (capacity.tf), and Redis's address and CA where it
+  # uses Redis (redis.tf; its AUTH string is a secret, mounted below).
+  function_own_env = {
+    for name in local.function_names : name => merge(
+      { LEDGER_DB_POOL_SIZE = tostring(local.function_pool_size[name]) },
+      contains(local.redis_functions, name) ? local.redis_env : {},
+    )
   }
   # the Pub/Sub-pushed functions' topics, one variable per Settings field that names them
   # (function_list.tf's setting_topics)
@@ -20,8 +27,9 @@ locals {
     { LEDGER_ACTION_MAX_DELIVERIES = tostring(var.action_max_deliveries) },
   )
   # The longest a pushed function works on one message, and so how long its push
-  # subscription waits for the answer (ack_deadline_seconds, at most 600).
-  push_timeout_s = 300
+  # subscriptions wait for the answer (ack_deadline_seconds, at most 600): a scheduled
+  # pass (ticked alone) may run 9 minutes, a message or an event 5.
+  push_timeout_s = { for name, pushed in local.push_functions : name => pushed.ticked_only ? 540 : 300 }
 }
 
 resource "google_storage_bucket" "sources" {
@@ -51,13 +59,18 @@ resource "google_storage_bucket_object" "bundle" {
 }
 
 resource "google_cloudfunctions2_function" "http" {
-  for_each = local.http_functions
-  name     = replace(each.key, "_", "-")
-  location = var.region
+  # the APIs, a version of every secret a function mounts (secret_versions.tf), and the
+  # build account's roles before the first build
+  depends_on = [google_project_service.enabled, data.google_secret_manager_secret_version.mounted, google_project_iam_member.build, google_storage_bucket_iam_member.build_sources]
+  for_each   = local.http_functions
+  name       = replace(each.key, "_", "-")
+  location   = var.region
 
   build_config {
     runtime     = "python311"
     entry_point = each.key
+    # built as the ledger's own build account (iam.tf), not the default compute account
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = google_storage_bucket.sources.name
@@ -72,17 +85,27 @@ resource "google_cloudfunctions2_function" "http" {
     available_memory                 = "512Mi"
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
-    max_instance_count               = local.function_max_instances[each.key]
+    max_instance_count               = local.function_max_instances_all[each.key]
     min_instance_count               = 1
     timeout_seconds                  = 30
     ingress_settings                 = local.function_ingress[each.key]
     vpc_connector                    = google_vpc_access_connector.functions.id
-    vpc_connector_egress_settings    = "PRIVATE_RANGES_ONLY"
+    vpc_connector_egress_settings    = local.function_vpc_egress[each.key]
     # the issuers, keys and audiences whose tokens this function accepts (auth.tf)
-    environment_variables = merge(local.function_env, {
+    environment_variables = merge(local.function_env, local.function_own_env[each.key], {
       LEDGER_AUTH_ISSUERS = local.auth_issuers[each.key]
       LEDGER_DB_USER      = google_sql_user.database_login[local.function_declarations[each.key].database_login].name
     })
+    # Memorystore's AUTH string, at the version Terraform wrote (redis.tf)
+    dynamic "secret_environment_variables" {
+      for_each = contains(local.redis_functions, each.key) ? ["redis"] : []
+      content {
+        key        = "LEDGER_REDIS_AUTH"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.redis_auth.secret_id
+        version    = google_secret_manager_secret_version.redis_auth.version
+      }
+    }
     # the key that signs history cursors: one for every instance, or a page served by
     # another instance would refuse the cursor (the function refuses to start without it)
     dynamic "secret_environment_variables" {
@@ -107,73 +130,27 @@ resource "google_cloudfunctions2_function" "http" {
   }
 }
 
-# The scheduled functions: each runs when Cloud Scheduler publishes a tick to its topic,
-# pushed by an Eventarc trigger (a function also pushed other topics takes its ticks
-# through a push subscription instead: below).
+# The Pub/Sub-triggered functions (function_list.tf's push_functions): each topic's
+# messages, Cloud Scheduler's ticks included, arrive through a push subscription of
+# pubsub.tf, with its retry and dead-letter policies, not through an Eventarc trigger.
 # erp_export reads the ledger itself, so it needs no ledger-events subscription, and a
-# tick Pub/Sub delivers twice runs one pass that finds nothing new.
-resource "google_cloudfunctions2_function" "ticked" {
-  for_each = local.eventarc_tick_functions
-  name     = replace(each.key, "_", "-")
-  location = var.region
-
-  build_config {
-    runtime     = "python311"
-    entry_point = each.key
-    source {
-      storage_source {
-        bucket = google_storage_bucket.sources.name
-        object = google_storage_bucket_object.bundle[each.key].name
-      }
-    }
-  }
-
-  service_config {
-    # its database login's identity, and so its database role
-    service_account_email         = google_service_account.database_login[local.function_declarations[each.key].database_login].email
-    available_memory              = "1Gi"
-    max_instance_count            = 1 # one pass at a time; a racing pass stops at the cursor anyway
-    timeout_seconds               = 540
-    ingress_settings              = "ALLOW_INTERNAL_ONLY"
-    vpc_connector                 = google_vpc_access_connector.functions.id
-    vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
-    environment_variables = merge(local.function_env, {
-      LEDGER_DB_USER = google_sql_user.database_login[local.function_declarations[each.key].database_login].name
-    })
-    dynamic "secret_environment_variables" {
-      for_each = local.function_declarations[each.key].database_login == "exporter" ? ["erp"] : []
-      content {
-        key        = "LEDGER_ERP_TOKEN"
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.erp_credential.secret_id
-        version    = "latest"
-      }
-    }
-  }
-
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.ticks[each.value].id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.functions.email
-  }
-}
-
-# The Pub/Sub-pushed functions (function_list.tf's push_functions): each topic's messages
-# arrive through a push subscription of pubsub.tf, with its retry and dead-letter policies,
-# not through an Eventarc trigger. Without a trigger Google builds the function as an HTTP
-# one; the @functions_framework.cloud_event decorator still makes functions-framework
+# tick Pub/Sub delivers twice runs one pass that finds nothing new. Without a trigger
+# Google builds the function as an HTTP one; the @functions_framework.cloud_event decorator still makes functions-framework
 # serve it CloudEvents (its registry outranks the platform's signature type), converted
 # from the push envelope.
 resource "google_cloudfunctions2_function" "pushed" {
-  for_each = local.push_functions
-  name     = replace(each.key, "_", "-")
-  location = var.region
+  # the APIs, a version of every secret a function mounts (secret_versions.tf), and the
+  # build account's roles before the first build
+  depends_on = [google_project_service.enabled, data.google_secret_manager_secret_version.mounted, google_project_iam_member.build, google_storage_bucket_iam_member.build_sources]
+  for_each   = local.push_functions
+  name       = replace(each.key, "_", "-")
+  location   = var.region
 
   build_config {
     runtime     = "python311"
     entry_point = each.key
+    # built as the ledger's own build account (iam.tf), not the default compute account
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = google_storage_bucket.sources.name
@@ -188,20 +165,47 @@ resource "google_cloudfunctions2_function" "pushed" {
     available_memory                 = "1Gi" # a bulk message carries up to 1,000 usage records
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
-    max_instance_count               = var.push_function_max_instances
-    timeout_seconds                  = local.push_timeout_s
+    # one pass at a time for a scheduled function (its entry is 1; a racing pass stops at
+    # the cursor anyway)
+    max_instance_count = local.function_max_instances_all[each.key]
+    timeout_seconds    = local.push_timeout_s[each.key]
     # Pub/Sub's pushes count as internal traffic; nothing else calls these functions
     ingress_settings              = "ALLOW_INTERNAL_ONLY"
     vpc_connector                 = google_vpc_access_connector.functions.id
-    vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
+    vpc_connector_egress_settings = local.function_vpc_egress[each.key]
     environment_variables = merge(
       local.function_env,
-      local.message_env,
-      { LEDGER_DB_USER = google_sql_user.database_login[local.function_declarations[each.key].database_login].name },
-      # its tick topic, when Cloud Scheduler ticks it too (function_list.tf spells it from the field)
+      local.function_own_env[each.key],
+      each.value.ticked_only ? {} : local.message_env,
+      {
+        LEDGER_DB_USER = google_sql_user.database_login[local.function_declarations[each.key].database_login].name
+        # an event older than this is dropped, not processed (variables.tf max_event_age_s)
+        LEDGER_MAX_EVENT_AGE_S = tostring(var.max_event_age_s[each.key])
+      },
+      # its tick topic, when Cloud Scheduler ticks it (function_list.tf spells it from the field)
       { for topic in [lookup(local.tick_function_topics, each.key, null)] : "LEDGER_${upper(local.function_declarations[each.key].tick_topic_setting)}" => topic if topic != null },
       local.function_declarations[each.key].database_login == "automation" ? { LEDGER_PAYMENT_PROVIDER_URL = var.payment_provider_url } : {},
     )
+    # Memorystore's AUTH string, at the version Terraform wrote (redis.tf)
+    dynamic "secret_environment_variables" {
+      for_each = contains(local.redis_functions, each.key) ? ["redis"] : []
+      content {
+        key        = "LEDGER_REDIS_AUTH"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.redis_auth.secret_id
+        version    = google_secret_manager_secret_version.redis_auth.version
+      }
+    }
+    # the ERP export and reconciliation send to the ERP with this credential
+    dynamic "secret_environment_variables" {
+      for_each = local.function_declarations[each.key].database_login == "exporter" ? ["erp"] : []
+      content {
+        key        = "LEDGER_ERP_TOKEN"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.erp_credential.secret_id
+        version    = "latest"
+      }
+    }
     # auto top-ups charge the payment provider with this token
     dynamic "secret_environment_variables" {
       for_each = local.function_declarations[each.key].database_login == "automation" ? ["payment"] : []

@@ -49,11 +49,28 @@ resource "google_pubsub_topic_iam_member" "database_login" {
   member = "serviceAccount:${google_service_account.database_login[each.value.login].email}"
 }
 
-# The identity Eventarc pushes Cloud Scheduler's ticks as (invokers.tf gives it the
-# invoker role on the functions it triggers); it has no other role.
-resource "google_service_account" "functions" {
-  account_id   = "ledger-functions"
-  display_name = "Wallet ledger ticks"
+# Cloud Build builds each function as this account (functions.tf build_config), so a
+# first apply doesn't depend on the project's default compute account or its roles: it
+# writes the build's logs and the function's image (Cloud Functions keeps images in the
+# project's gcf-artifacts repository, which Google creates at the first build, so the
+# writer role can't be bound to that repository beforehand) and reads the sources
+# bucket alone.
+resource "google_service_account" "build" {
+  account_id   = "ledger-build"
+  display_name = "Builds the wallet ledger's functions"
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = toset(["roles/logging.logWriter", "roles/artifactregistry.writer"])
+  project  = var.project_id
+  role     = each.key
+  member   = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_storage_bucket_iam_member" "build_sources" {
+  bucket = google_storage_bucket.sources.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
 }
 
 # The functions that sign history cursors read the cursor key, through their logins' identities.
@@ -63,6 +80,10 @@ resource "google_secret_manager_secret_iam_member" "cursor_key" {
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.database_login[each.key].email}"
 }
+
+# Each secret is read by the one login whose functions use it, and by no other. (The
+# Memorystore AUTH string's secret, redis.tf, is read by the logins whose functions use
+# Redis: its accessor grants belong beside it, one per login, as these are.)
 
 # The ERP export and reconciliation alone read the ERP's credential.
 resource "google_secret_manager_secret_iam_member" "erp_credential" {

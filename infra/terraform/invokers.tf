@@ -36,32 +36,20 @@ resource "google_cloud_run_v2_service_iam_member" "callers" {
   member   = "serviceAccount:${local.caller_emails[each.value.caller]}"
 }
 
-# The functions end users call: Identity Platform tokens can't pass Cloud Run's IAM check,
-# so Cloud Run lets every request through and the function's own check is the gate (it
-# refuses any request without a valid token before parsing the body). The reasons, and
-# what it costs: docs/authentication-deployment.md. Every other function keeps IAM.
-resource "google_cloud_run_v2_service_iam_member" "end_users" {
+# The functions end users call: API Gateway (gateway.tf) checks end users' Identity
+# Platform tokens and calls the function as its own service account, which is the one
+# identity besides the named services that may invoke them: nothing is public.
+resource "google_cloud_run_v2_service_iam_member" "gateway" {
   for_each = local.end_user_functions
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.http[each.key].service_config[0].service
   role     = "roles/run.invoker"
-  member   = "allUsers"
+  member   = "serviceAccount:${google_service_account.gateway.email}"
 }
 
-# Eventarc pushes each tick as the trigger's service account, which needs the invoker role
-# on the function it triggers.
-resource "google_cloud_run_v2_service_iam_member" "ticks" {
-  for_each = local.eventarc_tick_functions
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.ticked[each.key].service_config[0].service
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.functions.email}"
-}
-
-# Each Pub/Sub-pushed function's push subscriptions (pubsub.tf) carry OIDC tokens of its
-# own pushing account, which may invoke that function and nothing else, and no other
+# Each Pub/Sub-triggered function's push subscriptions (pubsub.tf), its ticks' included,
+# carry OIDC tokens of its own pushing account, which may invoke that function and nothing else, and no other
 # identity may invoke it: no caller, no operator, no other function's pushes.
 resource "google_service_account" "pushers" {
   for_each     = local.push_functions
@@ -101,6 +89,10 @@ resource "terraform_data" "caller_policy" {
     precondition {
       condition     = length(setsubtract(keys(var.service_token_audiences), local.http_functions)) == 0
       error_message = "var.service_token_audiences names ${join(", ", setsubtract(keys(var.service_token_audiences), local.http_functions))}, which is not an HTTP function under functions/."
+    }
+    precondition {
+      condition     = length(setsymmetricdifference(keys(local.push_functions), keys(var.max_event_age_s))) == 0
+      error_message = "var.max_event_age_s must name every Pub/Sub-triggered function under functions/ and nothing else; it differs on ${join(", ", setsymmetricdifference(keys(local.push_functions), keys(var.max_event_age_s)))}."
     }
     precondition {
       condition     = length(local.unknown_topic_settings) == 0

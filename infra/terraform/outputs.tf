@@ -26,7 +26,7 @@ output "caller_service_accounts" {
 }
 
 output "end_user_functions" {
-  description = "The functions end users call: Cloud Run lets every request through to their own token check."
+  description = "The functions end users call, through API Gateway (output gateway_url)."
   value       = local.end_user_functions
 }
 

@@ -3,10 +3,6 @@ resource "google_pubsub_topic" "ledger_events" {
   message_retention_duration = "604800s"
 }
 
-resource "google_pubsub_topic" "ledger_events_dead_letter" {
-  name = "ledger-events-dead-letter"
-}
-
 resource "google_secret_manager_secret" "erp_credential" {
   secret_id = "erp-credential"
   replication {
@@ -133,7 +129,7 @@ resource "google_pubsub_topic" "notifications" {
   message_retention_duration = "604800s"
 }
 
-# Each pushed function's dead-letter topic (function_list.tf), with a pull subscription
+# Each Pub/Sub-triggered function's dead-letter topic (function_list.tf), with a pull subscription
 # of the same name (the operator's `make dead-letters` reads it), so nothing
 # dead-lettered is lost: both keep a message 31 days, Pub/Sub's longest.
 resource "google_pubsub_topic" "dead_letters" {
@@ -174,7 +170,7 @@ resource "google_pubsub_subscription" "pushed" {
   topic    = local.topic_ids[each.value.topic]
   # Pub/Sub waits this long for the function's answer before it counts a failed delivery;
   # the function gives up no later.
-  ack_deadline_seconds       = local.push_timeout_s
+  ack_deadline_seconds       = local.push_timeout_s[each.value.function]
   message_retention_duration = "604800s"
   expiration_policy {
     ttl = ""
@@ -189,7 +185,9 @@ resource "google_pubsub_subscription" "pushed" {
   }
 
   # A transient failure (a dependency down, contention) is retried with backoff; after
-  # var.action_max_deliveries deliveries the message moves to the dead letters.
+  # var.action_max_deliveries deliveries the message moves to the dead letters. A tick
+  # that keeps failing lands there too, where an alert sees it, instead of retrying for
+  # a day as an Eventarc trigger's would.
   retry_policy {
     minimum_backoff = "10s"
     maximum_backoff = "600s"

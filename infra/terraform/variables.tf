@@ -51,8 +51,9 @@ variable "function_concurrency" {
 }
 
 variable "function_max_instances" {
-  type    = number
-  default = 50
+  description = "Instances each HTTP function may run at most. Cloud SQL's max_connections is sized from every function's (capacity.tf): raise the tier with it."
+  type        = number
+  default     = 5
 }
 
 variable "idempotency_ttl_s" {
@@ -230,6 +231,259 @@ variable "dead_letter_operators" {
   description = "Who runs `make dead-letters` (python -m common.dead_letters) against Google Cloud, e.g. [\"group:ledger-operators@example.com\"]: they read the dead letters, see which subscription each came through, and replay balance actions to their topics."
   type        = list(string)
   default     = []
+}
+
+# --- platform (issue 17): state, network, Cloud SQL, Memorystore, Firestore; capacity.tf
+
+variable "function_max_instances_by_name" {
+  description = "Max instances of particular functions, by name, over function_max_instances and push_function_max_instances (e.g. { usage = 30 }). Scheduled functions always run one instance."
+  type        = map(number)
+  default     = {}
+}
+
+variable "function_db_pool_size" {
+  description = "Database connections each instance of an HTTP or Pub/Sub-pushed function may hold (LEDGER_DB_POOL_SIZE): one per request it serves at once, so function_concurrency."
+  type        = number
+  default     = 8
+}
+
+variable "scheduled_function_db_pool_size" {
+  description = "Database connections each scheduled function's one instance may hold: its pass, and the events it publishes after commit."
+  type        = number
+  default     = 2
+}
+
+variable "db_migration_connections" {
+  description = "Connections kept for the migrations job beyond the functions' (capacity.tf)."
+  type        = number
+  default     = 5
+}
+
+variable "db_operator_connections" {
+  description = "Connections kept for operators (psql, make ops, reconciliation by hand) beyond the functions'."
+  type        = number
+  default     = 10
+}
+
+variable "db_tier_memory_mb" {
+  description = "The Cloud SQL tier's memory in MB, for a tier whose name doesn't say it (db-custom-<vCPUs>-<MB> and the shared-core tiers do); null: from the name."
+  type        = number
+  default     = null
+}
+
+variable "db_memory_mb_per_connection" {
+  description = "Memory each Postgres connection is budgeted: max_connections may be at most the tier's memory divided by this."
+  type        = number
+  default     = 10
+}
+
+variable "db_log_min_duration_ms" {
+  description = "Statements slower than this are logged with their duration (log_min_duration_statement); -1 turns it off."
+  type        = number
+  default     = 1000
+}
+
+variable "db_pgaudit_log" {
+  description = "pgaudit's session logging (pgaudit.log). The ledger tables' writes are audited per object through db_pgaudit_role, not here, so each posting isn't logged twice."
+  type        = string
+  default     = "ddl,role"
+}
+
+variable "db_pgaudit_role" {
+  description = "pgaudit's object-audit role (pgaudit.role): the migrations job creates it and grants it the writes on the ledger's tables that are to be audited."
+  type        = string
+  default     = "ledger_auditor"
+}
+
+variable "db_backup_location" {
+  description = "Where Cloud SQL keeps backups: a region or multi-region (e.g. asia); null: the instance's region."
+  type        = string
+  default     = null
+}
+
+variable "db_backups_retained" {
+  description = "Daily backups kept."
+  type        = number
+  default     = 14
+}
+
+variable "db_transaction_log_days" {
+  description = "Days of write-ahead log kept for point-in-time recovery (1 to 7)."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.db_transaction_log_days >= 1 && var.db_transaction_log_days <= 7
+    error_message = "Cloud SQL keeps 1 to 7 days of transaction logs."
+  }
+}
+
+variable "db_maintenance_window" {
+  description = "When Cloud SQL may restart for maintenance: day (1 = Monday .. 7 = Sunday), hour (UTC) and update track (canary, stable or week5)."
+  type = object({
+    day          = number
+    hour         = number
+    update_track = string
+  })
+  default = { day = 7, hour = 19, update_track = "stable" } # Sunday 02:00 in Jakarta
+}
+
+variable "redis_maintenance_window" {
+  description = "When Memorystore may be updated: day (MONDAY .. SUNDAY) and hour (UTC)."
+  type = object({
+    day  = string
+    hour = number
+  })
+  default = { day = "SUNDAY", hour = 20 }
+}
+
+# --- identities and triggers (issue 17)
+
+variable "max_event_age_s" {
+  description = <<-EOT
+    Per Pub/Sub-triggered function (every cloud_event folder under functions/, and no
+    other; a plan stops otherwise): the age in seconds past which a delivered event is
+    dropped rather than processed (LEDGER_MAX_EVENT_AGE_S), so a message that keeps
+    failing can't be retried forever. A tick older than about its period is useless (the
+    next one does the same work); a balance action or a ledger event is worth retrying
+    longer than the retries before its dead letter take (var.action_max_deliveries
+    pushes, 10 s to 600 s apart).
+  EOT
+  type        = map(number)
+  default = {
+    outbox_sweeper = 120   # ticked every minute
+    lot_expiry     = 600   # every 5 minutes
+    erp_export     = 1800  # every 15 minutes
+    erp_reconcile  = 86400 # daily
+    dormancy       = 86400 # daily
+    automation     = 3600  # ledger events and minutely ticks: a low balance an hour old is still worth acting on
+    actions        = 86400 # balance actions: dead-lettered well before, after their deliveries
+  }
+  validation {
+    condition     = alltrue([for age in values(var.max_event_age_s) : age >= 60])
+    error_message = "An event must be allowed at least 60 s: Pub/Sub's first redelivery comes 10 s or more after a failure."
+  }
+}
+
+variable "gateway_region" {
+  description = "Where API Gateway serves the end users' functions. It runs in fewer regions than Cloud Functions (`gcloud api-gateway locations list`); pick the nearest to var.region."
+  type        = string
+  default     = "asia-northeast1"
+}
+
+# --- monitoring (issue 17): alert thresholds and where alerts go (docs/monitoring.md)
+
+variable "alert_notification_channel_ids" {
+  description = "Existing Cloud Monitoring notification channels every alert policy notifies, by full name (projects/PROJECT/notificationChannels/ID)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_emails" {
+  description = "Email addresses to create a notification channel for; every alert policy notifies them too."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_outbox_backlog_age_s" {
+  description = "Alert when the oldest unpublished ledger event is older than this (seconds). The sweeper runs every minute and leaves events younger than LEDGER_OUTBOX_SWEEP_MIN_AGE_S to the relay."
+  type        = number
+  default     = 300
+}
+
+variable "alert_outbox_backlog_duration_s" {
+  description = "For how long the outbox backlog must stay above its threshold before the alert opens (seconds)."
+  type        = number
+  default     = 300
+}
+
+variable "alert_outbox_sweeper_silent_s" {
+  description = "Alert when no outbox sweep has logged for this long (seconds; it runs every minute)."
+  type        = number
+  default     = 900
+}
+
+variable "alert_erp_export_silent_s" {
+  description = "Alert when no ERP export pass has logged for this long (seconds; it runs every 15 minutes by default)."
+  type        = number
+  default     = 3600
+}
+
+variable "alert_erp_parked_batches" {
+  description = "Alert when more ERP batches than this are parked."
+  type        = number
+  default     = 0
+}
+
+variable "alert_reconcile_differences" {
+  description = "Alert when the reconciliation finds more differences than this."
+  type        = number
+  default     = 0
+}
+
+variable "alert_5xx_ratio" {
+  description = "Alert when a function's 5xx responses exceed this share of its requests (0 to 1)."
+  type        = number
+  default     = 0.05
+  validation {
+    condition     = var.alert_5xx_ratio > 0 && var.alert_5xx_ratio < 1
+    error_message = "A share of requests, between 0 and 1."
+  }
+}
+
+variable "alert_5xx_duration_s" {
+  description = "For how long the 5xx share must stay above its threshold (seconds)."
+  type        = number
+  default     = 300
+}
+
+variable "alert_latency_p95_ms" {
+  description = "Alert when an HTTP function's p95 latency exceeds this (milliseconds)."
+  type        = number
+  default     = 1000
+}
+
+variable "alert_latency_duration_s" {
+  description = "For how long the p95 latency must stay above its threshold (seconds)."
+  type        = number
+  default     = 600
+}
+
+variable "alert_dead_letters" {
+  description = "Alert when a dead-letter subscription holds more undelivered messages than this."
+  type        = number
+  default     = 0
+}
+
+variable "alert_events_dropped_too_old" {
+  description = "Alert when a function drops more events than this in 5 minutes for being older than LEDGER_MAX_EVENT_AGE_S."
+  type        = number
+  default     = 0
+}
+
+variable "alert_db_cpu_utilization" {
+  description = "Alert when Cloud SQL's CPU utilization stays above this (0 to 1)."
+  type        = number
+  default     = 0.8
+  validation {
+    condition     = var.alert_db_cpu_utilization > 0 && var.alert_db_cpu_utilization <= 1
+    error_message = "A utilization, between 0 and 1."
+  }
+}
+
+variable "alert_db_connections_ratio" {
+  description = "Alert when Cloud SQL's backends exceed this share of max_connections (0 to 1)."
+  type        = number
+  default     = 0.8
+  validation {
+    condition     = var.alert_db_connections_ratio > 0 && var.alert_db_connections_ratio <= 1
+    error_message = "A share of max_connections, between 0 and 1."
+  }
+}
+
+variable "alert_db_duration_s" {
+  description = "For how long Cloud SQL's CPU or connections must stay above their thresholds (seconds)."
+  type        = number
+  default     = 600
 }
 
 # --- deploy and migrations job (issue 17)

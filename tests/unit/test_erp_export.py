@@ -71,6 +71,12 @@ class MemoryStore:
         batch["status"] = "parked" if batch["attempts"] >= park_after else "pending"
         return batch["status"]
 
+    def status_counts(self, stream):
+        counts = {}
+        for batch in self.batches.values():
+            counts[batch["status"]] = counts.get(batch["status"], 0) + 1
+        return counts
+
 
 def _key(position):
     return (int(position[0]), position[1])
@@ -147,6 +153,18 @@ def test_a_batch_that_keeps_failing_is_parked_and_stops_being_retried():
     (batch,) = store.batches.values()
     assert batch["status"] == "parked"
     assert export.run_pass().retried == 0 and len(erp.deliveries) == 2
+
+
+def test_every_pass_reports_how_many_batches_are_parked_until_replayed():
+    """What the parked-batches alert watches: the count now, not only this pass's."""
+    store, erp = MemoryStore([usage(1)]), MemoryErp()
+    erp.fail_next = 10
+    export = exporter(store, erp, park_after=1)
+    assert export.run_pass().parked_batches == 1
+    later = export.run_pass()  # parks nothing new; the parked batch is still there
+    assert later.parked == [] and later.parked_batches == 1
+    next(iter(store.batches.values()))["status"] = "delivered"  # an operator replayed it
+    assert export.run_pass().parked_batches == 0
 
 
 def test_a_resend_is_the_same_batch_even_after_the_chart_file_changed():

@@ -14,10 +14,10 @@ from infra.functions import (
     DATABASE_LOGINS,
     Function,
     FunctionFolderError,
+    dead_letter_topic,
     discover,
     event_functions,
     http_functions,
-    push_functions,
     tick_functions,
     topics_of,
 )
@@ -41,7 +41,7 @@ def terraform_reading(tmp_path: Path, functions: Path = REPO / "functions") -> d
         " logins = local.database_login_functions,"
         " roles = { for login, declared in local.database_logins : login => declared.db_role },"
         " pushed = local.push_functions, subscriptions = local.push_subscriptions,"
-        " dead_letters = local.dead_letter_topics, eventarc = local.eventarc_tick_functions,"
+        " dead_letters = local.dead_letter_topics,"
         " setting_topics = local.setting_topics, unknown_settings = local.unknown_topic_settings})"
     )
     result = subprocess.run(
@@ -102,16 +102,19 @@ def test_terraform_reads_the_folders_as_python_does(tmp_path):
     # Cloud Scheduler has a schedule for every topic some function consumes (pubsub.tf
     # makes jobs for those alone).
     assert set(terraform["ticks"].values()) <= scheduled_tick_topics()
-    # the pushed functions, their topics and dead letters, as the local stack makes them
+    # every triggered function, ticked or pushed, takes its topics through push
+    # subscriptions with dead letters: its topics as the local stack makes them, its
+    # dead-letter topic as infra/functions.py names it
     assert {name: {**pushed, "topics": sorted(pushed["topics"])} for name, pushed in terraform["pushed"].items()} == {
         name: {
             "topics": sorted(pushed_topics(function, settings)),
-            "dead_letter_topic": getattr(settings, function.dead_letter_topic_setting),
+            "dead_letter_topic": dead_letter_topic(function, settings),
+            "ticked_only": not function.push_topic_settings,
         }
-        for name, function in push_functions(FUNCTIONS).items()
+        for name, function in event_functions(FUNCTIONS).items()
     }
-    assert terraform["eventarc"] == {
-        name: topic for name, topic in terraform["ticks"].items() if name not in push_functions(FUNCTIONS)
+    assert set(terraform["dead_letters"]) == {
+        dead_letter_topic(f, settings) for f in event_functions(FUNCTIONS).values()
     }
     assert terraform["unknown_settings"] == []
 
@@ -129,7 +132,8 @@ def test_terraform_names_the_topics_a_setting_names_by_default(tmp_path):
 def test_terraform_pushes_every_topic_of_a_pushed_function_and_gives_it_dead_letters(tmp_path):
     """On folders of its own, so it holds whichever functions exist: each pushed topic gets
     a push subscription to the function, dead-lettered to its function's topic; a function
-    also ticked takes its ticks the same way and not through an Eventarc trigger."""
+    also ticked takes its ticks the same way, and so does a function ticked alone, with a
+    dead-letter topic named from it: none goes through an Eventarc trigger."""
     functions = tmp_path / "functions_under_test"
     write_function(functions, "a_tick", TICK_MAIN.format(name="a_tick"), JOBS)
     pushed = {
@@ -154,15 +158,26 @@ def test_terraform_pushes_every_topic_of_a_pushed_function_and_gives_it_dead_let
     terraform = terraform_reading(tmp_path, functions)
     topics = ["balance-actions", "metering-usage", "ledger-events", "automation-tick"]
     assert terraform["subscriptions"] == {
-        f"{topic}-b_pushed": {
-            "function": "b_pushed",
-            "topic": topic,
-            "dead_letter_topic": "balance-actions-dead-letter",
-        }
-        for topic in topics
+        **{
+            f"{topic}-b_pushed": {
+                "function": "b_pushed",
+                "topic": topic,
+                "dead_letter_topic": "balance-actions-dead-letter",
+            }
+            for topic in topics
+        },
+        "lot-expiry-tick-a_tick": {
+            "function": "a_tick",
+            "topic": "lot-expiry-tick",
+            "dead_letter_topic": "a-tick-dead-letter",
+        },
     }
-    assert sorted(terraform["dead_letters"]) == ["automation-dead-letter", "balance-actions-dead-letter"]
-    assert terraform["eventarc"] == {"a_tick": "lot-expiry-tick"}
+    assert sorted(terraform["dead_letters"]) == [
+        "a-tick-dead-letter",
+        "automation-dead-letter",
+        "balance-actions-dead-letter",
+    ]
+    assert terraform["pushed"]["a_tick"]["ticked_only"] and not terraform["pushed"]["b_pushed"]["ticked_only"]
     # a setting Terraform can't name the topics of: the plan stops (invokers.tf)
     assert terraform["unknown_settings"] == ["mystery_topic"]
 
@@ -191,10 +206,10 @@ def test_terraform_deploys_what_function_list_tf_reads():
     source = "\n".join(path.read_text() for path in sorted(TERRAFORM.glob("*.tf")))
     flat = re.sub(r"\s+", " ", source)
     assert "for_each = local.function_names" in flat  # a bundle for every function
-    assert "for_each = local.http_functions" in flat and "for_each = local.eventarc_tick_functions" in flat
-    assert "for_each = local.push_functions" in flat
-    assert "pubsub_topic = google_pubsub_topic.ticks[each.value].id" in flat
-    assert flat.count("entry_point = each.key") == 3
+    assert "for_each = local.http_functions" in flat and "for_each = local.push_functions" in flat
+    # no Eventarc trigger: every triggered function takes its topics through push subscriptions
+    assert "event_trigger {" not in flat
+    assert flat.count("entry_point = each.key") == 2
     # the tick topics and their jobs: those some function consumes
     assert "ticks = { for topic in values(local.tick_function_topics) : topic => local.tick_schedules[topic] }" in flat
     for name in FUNCTIONS:  # no list of functions written out by hand (a login may share a name)
