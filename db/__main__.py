@@ -60,8 +60,10 @@ def _login_roles(raw: str | None) -> dict[str, str]:
 @URL_OPTION
 @click.option("--login-roles", envvar="LEDGER_DB_LOGIN_ROLES", default=None, help='JSON {"iam_user": "role"}')
 @click.option("--cloud-sql", envvar="LEDGER_DB_CLOUD_SQL", is_flag=True, help="Also set up pgaudit (Cloud SQL).")
+@click.option("--audit-role", envvar="LEDGER_DB_AUDIT_ROLE", default=logins.AUDIT_ROLE, show_default=True,
+              help="pgaudit.role: the role whose privileges pgaudit logs.")  # fmt: skip
 @click.pass_context
-def upgrade(ctx: click.Context, url: str | None, login_roles: str | None, cloud_sql: bool) -> None:
+def upgrade(ctx: click.Context, url: str | None, login_roles: str | None, cloud_sql: bool, audit_role: str) -> None:
     """Run the pending migrations and bring db/schema/'s definitions up to date; then
     grant the logins their roles and, on Cloud SQL, audit the ledger's tables."""
     engine_url, creator = _target(ctx, url)
@@ -75,7 +77,7 @@ def upgrade(ctx: click.Context, url: str | None, login_roles: str | None, cloud_
         with engine.begin() as connection:
             changes = logins.grant_login_roles(connection, mapping)
             if cloud_sql:
-                changes += logins.enable_audit(connection, with_extension=True)
+                changes += logins.enable_audit(connection, with_extension=True, role=audit_role)
     finally:
         engine.dispose()
     for change in changes:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-# The role pgaudit's object-level audit logs for (the instance flag pgaudit.role, set in
-# database.tf): every statement that uses a privilege this role holds is logged. It is
-# granted the writes on the ledger's tables, so every write is logged; no one logs in as
-# it or is a member of it.
+# The role pgaudit's object-level audit logs for, by default (the instance flag
+# pgaudit.role, var.db_pgaudit_role, passed to the job as LEDGER_DB_AUDIT_ROLE): every
+# statement that uses a privilege this role holds is logged. It is granted the writes on
+# the ledger's tables, so every write is logged; no one logs in as it or is a member of it.
 AUDIT_ROLE = "ledger_pgaudit"
 AUDITED_SCHEMAS = ("ledger", "erp")
 SEARCH_PATH = "ledger"
@@ -30,6 +30,11 @@ SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles u ON u.oid = s.setrol
  WHERE u.rolname = :user AND s.setdatabase = 0
 """
 _ROLE_EXISTS = "SELECT 1 FROM pg_roles WHERE rolname = :role"
+# (can log in, has members) of a role, if it exists
+_SHARED_ROLE = """
+SELECT r.rolcanlogin, EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid)
+  FROM pg_roles r WHERE r.rolname = :role
+"""
 
 
 def grant_login_roles(connection: Connection, login_roles: dict[str, str]) -> list[str]:
@@ -51,19 +56,24 @@ def grant_login_roles(connection: Connection, login_roles: dict[str, str]) -> li
     return changed
 
 
-def enable_audit(connection: Connection, with_extension: bool) -> list[str]:
+def enable_audit(connection: Connection, with_extension: bool, role: str = AUDIT_ROLE) -> list[str]:
     """The audit role and its write privileges on every table of the ledger's schemas
     (re-granted each run, as a migration may add a table); `with_extension` (Cloud SQL,
-    whose instance loads pgaudit) also creates the extension."""
+    whose instance loads pgaudit) also creates the extension. A role that can log in or
+    has members is refused: they would hold the writes granted here (ledger_auditor, say,
+    which the operator's role is a member of)."""
+    shared = connection.execute(text(_SHARED_ROLE), {"role": role}).first()
+    if shared is not None and (shared[0] or shared[1]):
+        raise ValueError(f"pgaudit.role {role!r} can log in or has members, who would get the ledger's writes")
     changed = []
     if with_extension and not connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'pgaudit'")).first():
         connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pgaudit")
         changed.append("created extension pgaudit")
-    if not connection.execute(text(_ROLE_EXISTS), {"role": AUDIT_ROLE}).first():
-        connection.exec_driver_sql(f"CREATE ROLE {AUDIT_ROLE} NOLOGIN")
-        changed.append(f"created role {AUDIT_ROLE}")
+    if shared is None:
+        connection.exec_driver_sql(f"CREATE ROLE {_quote(role)} NOLOGIN")
+        changed.append(f"created role {role}")
     schemas = ", ".join(AUDITED_SCHEMAS)
-    connection.exec_driver_sql(f"GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schemas} TO {AUDIT_ROLE}")
+    connection.exec_driver_sql(f"GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schemas} TO {_quote(role)}")
     return changed
 
 

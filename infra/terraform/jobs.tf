@@ -124,6 +124,11 @@ resource "google_cloud_run_v2_job" "migrations" {
           name  = "LEDGER_DB_CLOUD_SQL"
           value = "true"
         }
+        # the instance's pgaudit.role flag names the same role (database.tf)
+        env {
+          name  = "LEDGER_DB_AUDIT_ROLE"
+          value = var.db_pgaudit_role
+        }
         resources {
           limits = {
             cpu    = "1"

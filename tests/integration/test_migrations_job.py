@@ -135,3 +135,12 @@ def test_the_job_registers_the_first_two_operators_and_no_third(fresh):
         assert json.loads(result.output)["principal"] == principal_id
     refused = bootstrap(fresh, "third")
     assert refused.exit_code == 1 and "operators_exist" in refused.output
+
+
+def test_a_role_that_others_are_members_of_is_refused_as_the_audit_role(stack):
+    engine = connect.engine(owner_url(stack.owner_dsn()), None)
+    try:
+        with pytest.raises(ValueError, match="has members"), engine.begin() as connection:
+            logins.enable_audit(connection, with_extension=False, role="ledger_auditor")
+    finally:
+        engine.dispose()
