@@ -15,6 +15,7 @@ resource "google_artifact_registry_repository" "ledger" {
     # a tag is a content hash: the same tag must never name other content
     immutable_tags = true
   }
+  depends_on = [google_project_service.enabled]
   cleanup_policies {
     id     = "keep-recent"
     action = "KEEP"
@@ -28,6 +29,7 @@ resource "google_artifact_registry_repository" "ledger" {
 resource "google_service_account" "migrator" {
   account_id   = "ledger-migrator"
   display_name = "Wallet ledger migrations job (the schema's owner)"
+  depends_on   = [google_project_service.enabled]
 }
 
 resource "google_project_iam_member" "migrator" {
@@ -51,6 +53,7 @@ resource "google_sql_user" "migrator" {
 resource "google_service_account" "migrations_builder" {
   account_id   = "ledger-migrations-builder"
   display_name = "Wallet ledger migrations image builds"
+  depends_on   = [google_project_service.enabled]
 }
 
 resource "google_artifact_registry_repository_iam_member" "migrations_builder" {
@@ -85,6 +88,7 @@ resource "google_cloud_run_v2_job" "migrations" {
   location = var.region
   # the job holds no data: a teardown removes it with the rest
   deletion_protection = false
+  depends_on          = [google_project_service.enabled]
 
   template {
     task_count = 1
