@@ -11,7 +11,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov
 # which tests/unit/test_terraform_schema.py checks every attribute name against
 SCHEMA_STAMP  := infra/schema/node_modules/.installed-$(shell cksum < infra/schema/package-lock.json | cut -d' ' -f1)
 
-.PHONY: dev down test lint checkov fuzz openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers
+.PHONY: deploy smoke teardown dev down test lint checkov fuzz openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -109,3 +109,12 @@ bench-callers: $(STAMP) ## what verifying the caller, its boundary and its rate 
 bench-quick: $(STAMP)
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench --quick
+
+deploy: $(STAMP)    ## deploy to Google Cloud: make deploy ENV=dev (ARGS="--dry-run" prints the commands only): docs/deploy.md
+	@$(PY) -m infra.deploy $(or $(ENV),$(error ENV=dev or ENV=prod)) $(ARGS)
+
+smoke: $(STAMP)     ## a top-up, its replay and the balance against ENV's functions (make smoke ENV=dev), or PROFILE=dev|test locally
+	@$(PY) -m infra.smoke $(if $(PROFILE),--profile $(PROFILE),--env $(or $(ENV),$(error ENV=dev, or PROFILE=dev))) $(ARGS)
+
+teardown: $(STAMP)  ## delete ENV's deployment, data included, after asking for its project id: make teardown ENV=dev
+	@$(PY) -m infra.teardown $(or $(ENV),$(error ENV=dev or ENV=prod)) $(ARGS)

@@ -28,7 +28,9 @@ if context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
-    engine = create_engine(url, poolclass=pool.NullPool)
+    # a creator (db/connect.py: the Cloud SQL connector) opens the connections itself
+    creator = config.attributes.get("creator")
+    engine = create_engine(url, poolclass=pool.NullPool, **({"creator": creator} if creator else {}))
     with engine.connect() as connection:
         context.configure(connection=connection, version_table_schema="public")
         with context.begin_transaction():

@@ -10,7 +10,9 @@ tried again a few times, with a pause in between.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -23,10 +25,13 @@ LOCK_CONFLICTS = ("55P03", "40P01")  # lock_not_available (the lock timeout), de
 log = logging.getLogger("db.upgrade")
 
 
-def upgrade(url: str | URL, attempts: int = 5, password: str | None = None) -> bool:
+def upgrade(
+    url: str | URL, attempts: int = 5, password: str | None = None, creator: Callable[[], Any] | None = None
+) -> bool:
     """Migrate to the heads and bring the definitions up to date; returns whether the
     definitions were re-created. `password`, if given, is the owner's, for a `url`
-    without one: it goes to the driver, never into a string."""
+    without one: it goes to the driver, never into a string. `creator`, if given, opens
+    each connection instead (the Cloud SQL connector: db/connect.py)."""
     config = Config(str(REPO / "alembic.ini"))
     config.set_main_option("script_location", str(REPO / "db"))
     engine_url = make_url(url)
@@ -34,6 +39,7 @@ def upgrade(url: str | URL, attempts: int = 5, password: str | None = None) -> b
         engine_url = engine_url.set(password=password)
     config.attributes["url"] = engine_url  # db/env.py: an object, so the password is never rendered
     config.attributes["with_definitions"] = True
+    config.attributes["creator"] = creator
     for attempt in Retrying(
         retry=retry_if_exception(_lock_conflict),
         stop=stop_after_attempt(attempts),

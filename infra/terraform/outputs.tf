@@ -42,3 +42,15 @@ output "dead_letter_subscriptions" {
   description = "Each Pub/Sub-pushed function's dead-letter subscription (make dead-letters reads the actions function's)."
   value       = { for name, pushed in local.push_functions : name => google_pubsub_subscription.dead_letters[pushed.dead_letter_topic].name }
 }
+
+output "migrations" {
+  description = "The migrations job, its image (without tag), its identity's IAM database user and the account its image builds run as (infra/deploy.py reads these)."
+  value = {
+    job           = google_cloud_run_v2_job.migrations.name
+    image         = local.migrations_image_base
+    database_user = google_sql_user.migrator.name
+    builder       = google_service_account.migrations_builder.email
+    instance      = google_sql_database_instance.ledger.name
+    sources       = google_storage_bucket.sources.name
+  }
+}

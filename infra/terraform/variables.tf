@@ -290,9 +290,9 @@ variable "db_pgaudit_log" {
 }
 
 variable "db_pgaudit_role" {
-  description = "pgaudit's object-audit role (pgaudit.role): the migrations job creates it and grants it the writes on the ledger's tables that are to be audited."
+  description = "pgaudit's object-audit role (pgaudit.role): the migrations job creates it and grants it the writes on the ledger's tables, so those writes are logged. A role of its own, with no login and no members: whoever is a member holds its privileges (db/logins.py refuses one that has either)."
   type        = string
-  default     = "ledger_auditor"
+  default     = "ledger_pgaudit"
 }
 
 variable "db_backup_location" {
@@ -484,4 +484,12 @@ variable "alert_db_duration_s" {
   description = "For how long Cloud SQL's CPU or connections must stay above their thresholds (seconds)."
   type        = number
   default     = 600
+}
+
+# --- deploy and migrations job (issue 17)
+
+variable "migrations_image_tag" {
+  description = "The migrations image's tag in the ledger's Artifact Registry repository: its content hash, computed and passed by `make deploy` (infra/deploy.py)."
+  type        = string
+  default     = ""
 }

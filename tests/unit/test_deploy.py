@@ -1,0 +1,123 @@
+"""`python -m infra.deploy ENV --dry-run`: the steps and their commands, read without
+gcloud or terraform (nothing is run)."""
+
+import base64
+import subprocess
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from infra import deploy
+
+
+@pytest.fixture
+def env(tmp_path):
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "dev.tfvars").write_text('project_id = "acme-dev"\nname = "wl"\n')
+    (tmp_path / "envs" / "dev.gcs.tfbackend").write_text('bucket = "acme-dev-tfstate"\nprefix = "ledger"\n')
+    return deploy.load_environment("dev", tmp_path)
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a dry run ran {args}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+
+
+def dry_run(env, tag="0123abcd0123abcd"):
+    lines = []
+    deploy.run(deploy.plan(env, tag), dry_run=True, staged=deploy.REPO / "staged", echo=lines.append)
+    return lines
+
+
+def test_the_environment_comes_from_its_files_and_the_variables_defaults(env):
+    assert (env.project, env.prefix, env.state_bucket) == ("acme-dev", "wl", "acme-dev-tfstate")
+    assert env.region == deploy._variable_default("region")
+
+
+def test_a_dry_run_prints_every_step_in_order_and_runs_nothing(env, nothing_runs):
+    titles = [line for line in dry_run(env) if line.startswith("==>")]
+    order = ["preflight", "state bucket", "terraform init", "stage 1", "cursor-key", "operator's secrets", "bundles",
+             "migrations image", "terraform apply", "cloudsqlsuperuser", "migrations job", "smoke"]  # fmt: skip
+    assert len(titles) == len(order)
+    assert all(word in title for word, title in zip(order, titles, strict=True))
+
+
+def test_the_commands_name_the_environment(env, nothing_runs):
+    text = "\n".join(dry_run(env))
+    assert "gcloud storage buckets create gs://acme-dev-tfstate --project acme-dev" in text
+    assert "--uniform-bucket-level-access --public-access-prevention" in text
+    assert "terraform init -reconfigure -backend-config=envs/dev.gcs.tfbackend" in text
+    assert (
+        "-target=google_project_service.enabled" in text and "-target=google_secret_manager_secret.cursor_key" in text
+    )
+    assert "gcloud builds submit " + str(deploy.REPO / "staged") in text
+    assert "--substitutions=_IMAGE=asia-southeast2-docker.pkg.dev/acme-dev/wl/migrations:0123abcd0123abcd" in text
+    assert "terraform apply -var-file=envs/dev.tfvars -var=migrations_image_tag=0123abcd0123abcd   (in" in text
+    assert (
+        "gcloud sql users assign-roles ledger-migrator@acme-dev.iam --instance=wl-pg --project acme-dev"
+        " --type=CLOUD_IAM_SERVICE_ACCOUNT --database-roles=cloudsqlsuperuser"
+    ) in text
+    assert "gcloud run jobs execute wl-migrations --region=asia-southeast2 --project acme-dev --wait" in text
+    assert "-m infra.smoke --env dev" in text
+
+
+def test_the_image_is_built_only_when_its_tag_is_not_pushed(env):
+    image_step = next(step for step in deploy.plan(env, "feed") if "migrations image" in step.title)
+    assert image_step.unless[:5] == ["gcloud", "artifacts", "docker", "images", "describe"]
+
+
+def test_the_cursor_key_is_48_random_bytes_piped_to_gcloud(env):
+    step = next(step for step in deploy.plan(env, "feed") if "cursor-key" in step.title)
+    assert step.commands == [
+        ["gcloud", "secrets", "versions", "add", "cursor-key", "--project", "acme-dev", "--data-file=-"]
+    ]
+    first, second = step.stdin(), step.stdin()
+    assert len(base64.b64decode(first)) == 48 and first != second
+
+
+def test_missing_operator_secrets_stop_the_deploy_with_the_exact_commands(env, monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1))
+    with pytest.raises(click.ClickException) as stopped:
+        deploy._require_versions(env)
+    message = stopped.value.message
+    assert "gcloud secrets versions add erp-credential --project acme-dev --data-file=-" in message
+    assert "gcloud secrets versions add payment-provider-token --project acme-dev --data-file=-" in message
+
+
+def test_an_unknown_environment_is_refused(tmp_path):
+    result = CliRunner().invoke(deploy.main, ["nowhere", "--dry-run"])
+    assert result.exit_code == 1 and "envs/nowhere.tfvars" in result.output
+
+
+def test_teardown_deletes_the_protected_databases_before_destroying_the_rest(env, nothing_runs):
+    from infra import teardown
+
+    lines = []
+    deploy.run(teardown.plan(env), dry_run=True, staged=deploy.REPO, echo=lines.append)
+    text = "\n".join(lines)
+    order = [
+        "gcloud sql instances patch wl-pg --project acme-dev --no-deletion-protection",
+        "gcloud sql instances delete wl-pg",
+        "terraform state rm",
+        "--no-delete-protection",
+        "terraform destroy -var-file=envs/dev.tfvars",
+        "gcloud firestore databases delete",
+    ]
+    positions = [text.index(command) for command in order]
+    assert positions == sorted(positions)
+
+
+def test_teardown_asks_for_the_project_id(monkeypatch, tmp_path):
+    from infra import teardown
+
+    monkeypatch.setattr(teardown, "load_environment", lambda name: deploy.load_environment(name, tmp_path))
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "dev.tfvars").write_text('project_id = "acme-dev"\n')
+    (tmp_path / "envs" / "dev.gcs.tfbackend").write_text('bucket = "b"\n')
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    result = CliRunner().invoke(teardown.main, ["dev"], input="acme-prod\n")
+    assert result.exit_code == 1 and "nothing done" in result.output
