@@ -37,6 +37,11 @@ resource "google_storage_bucket" "sources" {
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
+  # It holds only what Terraform and Cloud Build put there (the functions' bundles, the
+  # migrations image's uploaded source), every one rebuilt from the repository: a
+  # teardown deletes them with the bucket instead of stopping on "bucket not empty".
+  force_destroy = true
+  depends_on    = [google_project_service.enabled]
   versioning {
     enabled = true
   }

@@ -7,6 +7,7 @@ resource "google_service_account" "database_login" {
   for_each     = local.database_logins
   account_id   = each.value.account_id
   display_name = "Wallet ledger functions logging in as ${each.key}"
+  depends_on   = [google_project_service.enabled]
 }
 
 locals {
@@ -59,6 +60,7 @@ resource "google_pubsub_topic_iam_member" "database_login" {
 resource "google_service_account" "build" {
   account_id   = "ledger-build"
   display_name = "Builds the wallet ledger's functions"
+  depends_on   = [google_project_service.enabled]
 }
 
 resource "google_project_iam_member" "build" {
