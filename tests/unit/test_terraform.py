@@ -311,7 +311,7 @@ def test_every_dead_letter_topic_has_a_subscription_that_keeps_what_it_gets():
     assert agent in publishes
     subscribes = flat(block("resource", "google_pubsub_subscription_iam_member", "dead_letter_sources_by_pubsub"))
     assert "for_each = local.push_subscriptions" in subscribes and 'role = "roles/pubsub.subscriber"' in subscribes
-    assert agent in subscribes  # which agent: test_terraform_apis.py
+    assert agent in subscribes  # which agent: test_terraform_first_apply.py
 
 
 def test_subscriptions_never_expire():

@@ -59,7 +59,7 @@ def test_the_check_sees_a_resource_that_names_nothing(tmp_path):
         'resource "google_project_service" "enabled" {\n  service = "x"\n}\n'
         'resource "google_service_account" "ordered" {\n  account_id = "a"\n'
         "  depends_on = [google_project_service.enabled]\n}\n"
-        'locals {\n  email = google_service_account.ordered.email\n}\n'
+        "locals {\n  email = google_service_account.ordered.email\n}\n"
         'resource "google_project_iam_member" "through_local" {\n  member = local.email\n}\n'
         'resource "google_secret_manager_secret" "alone" {\n  secret_id = "s"\n}\n'
     )
@@ -77,3 +77,14 @@ def test_the_pubsub_service_agent_is_made_to_exist_before_it_is_granted_anything
     assert MODULE.locals["pubsub_service_agent"] == "${google_project_service_identity.pubsub.member}"
     granted = [block for block in MODULE.blocks() if "local.pubsub_service_agent" in str(block.body.get("member"))]
     assert len(granted) == 3, [block.address for block in granted]
+
+
+def test_a_function_deploys_after_its_identity_may_read_its_secrets_and_use_cloud_sql():
+    """A revision whose identity can't read a secret it mounts fails to start ("Permission
+    denied on secret"); one without its login's roles can't reach Cloud SQL. Every
+    secret-accessor grant and the logins' project roles come before every function."""
+    wanted = {f"${{{block.address}}}" for block in MODULE.of_type("google_secret_manager_secret_iam_member")}
+    wanted.add("${google_project_iam_member.database_login}")
+    assert len(wanted) >= 5  # cursor key, ERP credential, payment token, Redis AUTH, roles
+    for function in MODULE.of_type("google_cloudfunctions2_function"):
+        assert wanted <= set(function.body["depends_on"]), (function.address, wanted - set(function.body["depends_on"]))
