@@ -103,7 +103,7 @@ resource "google_cloudfunctions2_function" "http" {
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
     max_instance_count               = local.function_max_instances_all[each.key]
-    min_instance_count               = 1
+    min_instance_count               = var.http_function_min_instances
     timeout_seconds                  = 30
     ingress_settings                 = local.function_ingress[each.key]
     vpc_connector                    = google_vpc_access_connector.functions.id

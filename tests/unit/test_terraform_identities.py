@@ -164,6 +164,7 @@ def test_the_gateway_routes_every_end_user_operation_of_the_api_to_its_function(
             "address": url,
             "path_translation": "APPEND_PATH_TO_ADDRESS",
             "jwt_audience": url,
+            "deadline": 30,  # the functions' own timeout; the gateway's default is 15 s
         }
         assert operation["security"] == [{"identity_platform": []}]
         declared = [p["name"] for p in document["paths"][path].get("parameters", [])]
