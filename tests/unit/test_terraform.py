@@ -101,7 +101,9 @@ def test_database_uses_iam_authentication_and_private_ip():
         assert flags["cloudsql.iam_authentication"] == "on"
         assert settings["ip_configuration"][0]["ipv4_enabled"] is False
     users = MODULE.of_type("google_sql_user")
-    assert users and all(user.body["type"] == "CLOUD_IAM_SERVICE_ACCOUNT" for user in users)
+    # IAM users only (the operators' login is an IAM group): no built-in user, no password
+    assert users and all(user.body["type"] in {"CLOUD_IAM_SERVICE_ACCOUNT", "CLOUD_IAM_GROUP"} for user in users)
+    assert not [user.address for user in users if "password" in user.body or "password_wo" in user.body]
 
 
 def test_no_broad_roles_are_granted():
