@@ -2,11 +2,12 @@
 # console clicks. Kept enabled on destroy: turning an API off would break whatever else
 # in the project uses it, and it costs nothing while unused.
 #
-# The resources in this folder that call an API depend on google_project_service.enabled
-# (all of it: one edge, no per-API bookkeeping that could drift). google_project_service
-# returns once the enable operation is done, so no sleep is needed after it; the deploy
-# command also enables them in a stage of their own before the rest
-# (docs/infrastructure.md, "First apply").
+# Every resource in this folder waits for google_project_service.enabled (all of it: one
+# edge, no per-API bookkeeping that could drift): by its own depends_on, or through a
+# resource it references that has one (tests/unit/test_terraform_first_apply.py checks every one;
+# a -target also applies what its target depends on, so the deploy's stage 1 enables the
+# APIs before its secrets and topics). google_project_service returns once the enable
+# operation is done, so no sleep is needed after it (docs/infrastructure.md, "First apply").
 
 locals {
   apis = toset([

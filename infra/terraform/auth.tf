@@ -112,6 +112,9 @@ locals {
                   address          = local.function_urls[operation.function]
                   path_translation = "APPEND_PATH_TO_ADDRESS"
                   jwt_audience     = local.function_urls[operation.function]
+                  # the functions answer within 30 s (functions.tf); the gateway's own
+                  # default would cut them off at 15
+                  deadline = 30
                 }
                 responses = { default = { description = "the function's answer: docs/openapi.json" } }
               }

@@ -140,6 +140,27 @@ resource "google_sql_user" "database_login" {
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 }
 
+# The operators' login (var.db_operator_group): a Cloud SQL IAM group, named by the
+# group's email. Nobody logs in as the group itself: each member logs in as their own IAM
+# user and inherits the group's database role, which the migrations job grants
+# ledger_operator (jobs.tf's LEDGER_DB_LOGIN_ROLES), the role the runbooks and
+# `python -m common.ops` act as. Connecting takes the same two project roles as a
+# function's login.
+resource "google_sql_user" "operators" {
+  count    = var.db_operator_group == null ? 0 : 1
+  name     = var.db_operator_group
+  instance = google_sql_database_instance.ledger.name
+  type     = "CLOUD_IAM_GROUP"
+}
+
+resource "google_project_iam_member" "operators" {
+  for_each   = toset(var.db_operator_group == null ? [] : ["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+  project    = var.project_id
+  role       = each.key
+  member     = "group:${var.db_operator_group}"
+  depends_on = [google_project_service.enabled]
+}
+
 # Data Access audit logs for Cloud SQL: who read or changed the instance's configuration
 # and data through Google's APIs (connections by the connectors, exports, user changes),
 # beside the Admin Activity logs Google always keeps. pgaudit records the statements.

@@ -37,6 +37,11 @@ resource "google_storage_bucket" "sources" {
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
+  # It holds only what Terraform and Cloud Build put there (the functions' bundles, the
+  # migrations image's uploaded source), every one rebuilt from the repository: a
+  # teardown deletes them with the bucket instead of stopping on "bucket not empty".
+  force_destroy = true
+  depends_on    = [google_project_service.enabled]
   versioning {
     enabled = true
   }
@@ -59,12 +64,24 @@ resource "google_storage_bucket_object" "bundle" {
 }
 
 resource "google_cloudfunctions2_function" "http" {
-  # the APIs, a version of every secret a function mounts (secret_versions.tf), and the
-  # build account's roles before the first build
-  depends_on = [google_project_service.enabled, data.google_secret_manager_secret_version.mounted, google_project_iam_member.build, google_storage_bucket_iam_member.build_sources]
-  for_each   = local.http_functions
-  name       = replace(each.key, "_", "-")
-  location   = var.region
+  # the APIs, a version of every secret a function mounts (secret_versions.tf), the build
+  # account's roles before the first build, and what its identity needs before a revision
+  # starts: to read the secrets it mounts (or the revision fails "Permission denied on
+  # secret") and its login's project roles (Cloud SQL client and instance user, ...)
+  depends_on = [
+    google_project_service.enabled,
+    data.google_secret_manager_secret_version.mounted,
+    google_project_iam_member.build,
+    google_project_iam_member.build_storage,
+    google_secret_manager_secret_iam_member.cursor_key,
+    google_secret_manager_secret_iam_member.erp_credential,
+    google_secret_manager_secret_iam_member.payment_provider_token,
+    google_secret_manager_secret_iam_member.redis_auth,
+    google_project_iam_member.database_login,
+  ]
+  for_each = local.http_functions
+  name     = replace(each.key, "_", "-")
+  location = var.region
 
   build_config {
     runtime     = "python311"
@@ -86,7 +103,7 @@ resource "google_cloudfunctions2_function" "http" {
     available_cpu                    = "1"
     max_instance_request_concurrency = var.function_concurrency
     max_instance_count               = local.function_max_instances_all[each.key]
-    min_instance_count               = 1
+    min_instance_count               = var.http_function_min_instances
     timeout_seconds                  = 30
     ingress_settings                 = local.function_ingress[each.key]
     vpc_connector                    = google_vpc_access_connector.functions.id
@@ -139,12 +156,24 @@ resource "google_cloudfunctions2_function" "http" {
 # serve it CloudEvents (its registry outranks the platform's signature type), converted
 # from the push envelope.
 resource "google_cloudfunctions2_function" "pushed" {
-  # the APIs, a version of every secret a function mounts (secret_versions.tf), and the
-  # build account's roles before the first build
-  depends_on = [google_project_service.enabled, data.google_secret_manager_secret_version.mounted, google_project_iam_member.build, google_storage_bucket_iam_member.build_sources]
-  for_each   = local.push_functions
-  name       = replace(each.key, "_", "-")
-  location   = var.region
+  # the APIs, a version of every secret a function mounts (secret_versions.tf), the build
+  # account's roles before the first build, and what its identity needs before a revision
+  # starts: to read the secrets it mounts (or the revision fails "Permission denied on
+  # secret") and its login's project roles (Cloud SQL client and instance user, ...)
+  depends_on = [
+    google_project_service.enabled,
+    data.google_secret_manager_secret_version.mounted,
+    google_project_iam_member.build,
+    google_project_iam_member.build_storage,
+    google_secret_manager_secret_iam_member.cursor_key,
+    google_secret_manager_secret_iam_member.erp_credential,
+    google_secret_manager_secret_iam_member.payment_provider_token,
+    google_secret_manager_secret_iam_member.redis_auth,
+    google_project_iam_member.database_login,
+  ]
+  for_each = local.push_functions
+  name     = replace(each.key, "_", "-")
+  location = var.region
 
   build_config {
     runtime     = "python311"

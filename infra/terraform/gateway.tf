@@ -9,6 +9,7 @@
 resource "google_service_account" "gateway" {
   account_id   = "ledger-gateway"
   display_name = "API Gateway calling the wallet ledger for end users"
+  depends_on   = [google_project_service.enabled]
 }
 
 resource "google_api_gateway_api" "ledger" {

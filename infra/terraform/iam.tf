@@ -7,6 +7,7 @@ resource "google_service_account" "database_login" {
   for_each     = local.database_logins
   account_id   = each.value.account_id
   display_name = "Wallet ledger functions logging in as ${each.key}"
+  depends_on   = [google_project_service.enabled]
 }
 
 locals {
@@ -51,14 +52,21 @@ resource "google_pubsub_topic_iam_member" "database_login" {
 }
 
 # Cloud Build builds each function as this account (functions.tf build_config), so a
-# first apply doesn't depend on the project's default compute account or its roles: it
-# writes the build's logs and the function's image (Cloud Functions keeps images in the
-# project's gcf-artifacts repository, which Google creates at the first build, so the
-# writer role can't be bound to that repository beforehand) and reads the sources
-# bucket alone.
+# first apply doesn't depend on the project's default compute account or its roles. It
+# has the three roles Google's docs ask of a functions' build account
+# (https://cloud.google.com/run/docs/configuring/services/build-service-account): Logs
+# Writer for the build's logs, Artifact Registry Writer for the function's image, and
+# Storage Object Admin to fetch the source and store the build's images. All three at
+# project level: gen2 copies the bundle into Google's own gcf-v2-sources-<number>-<region>
+# bucket and keeps images in the gcf-artifacts repository, both created by Google at the
+# first deploy, so neither can be bound to beforehand. Storage Object Admin is granted on
+# the project under a condition, though: only Google's gcf-v2-* buckets and ours, as the
+# Terraform state bucket (in the same project) holds Memorystore's AUTH string, and a
+# build runs third-party packages' install code.
 resource "google_service_account" "build" {
   account_id   = "ledger-build"
   display_name = "Builds the wallet ledger's functions"
+  depends_on   = [google_project_service.enabled]
 }
 
 resource "google_project_iam_member" "build" {
@@ -68,10 +76,15 @@ resource "google_project_iam_member" "build" {
   member   = "serviceAccount:${google_service_account.build.email}"
 }
 
-resource "google_storage_bucket_iam_member" "build_sources" {
-  bucket = google_storage_bucket.sources.name
-  role   = "roles/storage.objectViewer"
-  member = "serviceAccount:${google_service_account.build.email}"
+resource "google_project_iam_member" "build_storage" {
+  project = var.project_id
+  role    = "roles/storage.objectAdmin"
+  member  = "serviceAccount:${google_service_account.build.email}"
+  condition {
+    title       = "functions-build-buckets"
+    description = "Google's gcf-v2-sources/gcf-v2-uploads buckets and the ledger's sources bucket, never the Terraform state's."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.sources.name}\")"
+  }
 }
 
 # The functions that sign history cursors read the cursor key, through their logins' identities.

@@ -8,6 +8,7 @@ resource "google_service_account" "callers" {
   for_each     = setsubtract(local.service_callers, keys(var.caller_emails))
   account_id   = "ledger-${replace(each.key, "_", "-")}"
   display_name = "Calls the wallet ledger as ${each.key}"
+  depends_on   = [google_project_service.enabled]
 }
 
 locals {
@@ -55,6 +56,7 @@ resource "google_service_account" "pushers" {
   for_each     = local.push_functions
   account_id   = substr("ledger-push-${replace(each.key, "_", "-")}", 0, 30)
   display_name = "Pub/Sub pushes to the wallet ledger's ${each.key} function"
+  depends_on   = [google_project_service.enabled]
 }
 
 resource "google_cloud_run_v2_service_iam_member" "pushers" {

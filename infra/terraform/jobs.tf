@@ -16,11 +16,22 @@ resource "google_artifact_registry_repository" "ledger" {
     immutable_tags = true
   }
   depends_on = [google_project_service.enabled]
+  # Images older than 30 days are deleted, except the 20 most recent (KEEP wins over
+  # DELETE), among them the one the job runs: a rollback to an older release rebuilds
+  # its image from the tree (infra/deploy.py pushes a hash that isn't there).
   cleanup_policies {
     id     = "keep-recent"
     action = "KEEP"
     most_recent_versions {
       keep_count = 20
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "2592000s" # 30 days
     }
   }
 }
@@ -77,10 +88,12 @@ resource "google_project_iam_member" "migrations_builder_logs" {
 
 locals {
   migrations_image_base = "${google_artifact_registry_repository.ledger.location}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.ledger.repository_id}/migrations"
-  # Each function login's IAM user -> the database role it is granted after migrating.
-  database_login_roles = {
-    for login, user in google_sql_user.database_login : user.name => local.database_logins[login].db_role
-  }
+  # Each function login's IAM user -> the database role it is granted after migrating;
+  # the operators' IAM group (database.tf), when there is one -> ledger_operator.
+  database_login_roles = merge(
+    { for login, user in google_sql_user.database_login : user.name => local.database_logins[login].db_role },
+    { for user in google_sql_user.operators : user.name => "ledger_operator" },
+  )
 }
 
 resource "google_cloud_run_v2_job" "migrations" {

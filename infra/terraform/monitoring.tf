@@ -82,6 +82,7 @@ resource "google_logging_metric" "distribution" {
       scale              = 1
     }
   }
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_logging_metric" "counter" {
@@ -102,6 +103,7 @@ resource "google_logging_metric" "counter" {
       description = "The function (Cloud Run service) that dropped it."
     }
   }
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_monitoring_notification_channel" "email" {
@@ -111,6 +113,7 @@ resource "google_monitoring_notification_channel" "email" {
   labels = {
     email_address = each.key
   }
+  depends_on = [google_project_service.enabled]
 }
 
 # The outbox backlog: events committed but not on Pub/Sub yet. Consumers (automation, the

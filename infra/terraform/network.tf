@@ -51,6 +51,11 @@ resource "google_service_networking_connection" "private_services" {
   network                 = google_compute_network.ledger.id
   service                 = "servicenetworking.googleapis.com"
   reserved_peering_ranges = [google_compute_global_address.private_services.name]
+  # On destroy, Terraform forgets the peering instead of deleting it: Cloud SQL and
+  # Memorystore release their producer networks only a while after they are deleted,
+  # so a delete right behind them fails "Producer services still using this
+  # connection" and stops the teardown. The peering goes with the VPC.
+  deletion_policy = "ABANDON"
 }
 
 resource "google_vpc_access_connector" "functions" {

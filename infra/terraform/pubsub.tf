@@ -1,6 +1,7 @@
 resource "google_pubsub_topic" "ledger_events" {
   name                       = one(local.setting_topics.events_topic)
   message_retention_duration = "604800s"
+  depends_on                 = [google_project_service.enabled]
 }
 
 resource "google_secret_manager_secret" "erp_credential" {
@@ -9,6 +10,7 @@ resource "google_secret_manager_secret" "erp_credential" {
     auto {}
   }
   # The value is added out of band (gcloud secrets versions add); never in code.
+  depends_on = [google_project_service.enabled]
 }
 
 # The HMAC key of history cursors (docs/api.md, "Paging"), read by the wallets function.
@@ -19,6 +21,7 @@ resource "google_secret_manager_secret" "cursor_key" {
   replication {
     auto {}
   }
+  depends_on = [google_project_service.enabled]
 }
 
 # The payment provider's token, with which auto top-ups charge (the automation function
@@ -29,6 +32,7 @@ resource "google_secret_manager_secret" "payment_provider_token" {
   replication {
     auto {}
   }
+  depends_on = [google_project_service.enabled]
 }
 
 # Cloud Scheduler ticks: one topic and one job per scheduled function, each on its tick
@@ -46,8 +50,9 @@ locals {
 }
 
 resource "google_pubsub_topic" "ticks" {
-  for_each = local.ticks
-  name     = each.key
+  for_each   = local.ticks
+  name       = each.key
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_cloud_scheduler_job" "ticks" {
@@ -71,6 +76,7 @@ resource "google_pubsub_topic" "action_topics" {
   for_each                   = var.action_publishers
   name                       = each.value.topic
   message_retention_duration = "604800s" # a subscription can be sought back a week
+  depends_on                 = [google_project_service.enabled]
 }
 
 # A publisher that is no caller of an HTTP function and brings no account of its own gets
@@ -79,6 +85,7 @@ resource "google_service_account" "publishers" {
   for_each     = toset([for service, publisher in var.action_publishers : service if publisher.email == null && !contains(local.service_callers, service)])
   account_id   = "ledger-${replace(each.key, "_", "-")}"
   display_name = "Publishes balance actions to the wallet ledger as ${each.key}"
+  depends_on   = [google_project_service.enabled]
 }
 
 locals {
@@ -101,6 +108,7 @@ resource "google_pubsub_topic_iam_member" "action_publishers" {
 resource "google_pubsub_topic" "action_results" {
   name                       = one(local.setting_topics.action_results_topic)
   message_retention_duration = "604800s"
+  depends_on                 = [google_project_service.enabled]
 }
 
 resource "google_pubsub_subscription" "action_results" {
@@ -127,6 +135,7 @@ resource "google_pubsub_subscription_iam_member" "action_results" {
 resource "google_pubsub_topic" "notifications" {
   name                       = one(local.setting_topics.notifications_topic)
   message_retention_duration = "604800s"
+  depends_on                 = [google_project_service.enabled]
 }
 
 # Each Pub/Sub-triggered function's dead-letter topic (function_list.tf), with a pull subscription
@@ -136,6 +145,7 @@ resource "google_pubsub_topic" "dead_letters" {
   for_each                   = local.dead_letter_topics
   name                       = each.key
   message_retention_duration = "2678400s"
+  depends_on                 = [google_project_service.enabled]
 }
 
 resource "google_pubsub_subscription" "dead_letters" {
@@ -202,13 +212,18 @@ resource "google_pubsub_subscription" "pushed" {
 }
 
 # Dead-lettering is done by the project's Pub/Sub service agent: it publishes to the
-# dead-letter topics and acknowledges on the subscriptions it moves messages from.
-data "google_project" "ledger" {
-  project_id = var.project_id
+# dead-letter topics and acknowledges on the subscriptions it moves messages from. Google
+# creates the agent lazily, so on a brand-new project it may not exist yet and a grant to
+# its spelled-out email would fail: this makes Google create it (or returns it) first.
+resource "google_project_service_identity" "pubsub" {
+  provider   = google-beta
+  project    = var.project_id
+  service    = "pubsub.googleapis.com"
+  depends_on = [google_project_service.enabled]
 }
 
 locals {
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.ledger.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_service_agent = google_project_service_identity.pubsub.member
 }
 
 resource "google_pubsub_topic_iam_member" "dead_letters_by_pubsub" {

@@ -493,3 +493,25 @@ variable "migrations_image_tag" {
   type        = string
   default     = ""
 }
+
+# --- Terraform fixes (issue 17): warm instances, the operators' database login
+
+variable "http_function_min_instances" {
+  description = "Instances each HTTP function keeps warm (no cold start on the first request), billed while idle: 0 in dev, 1 in production."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.http_function_min_instances >= 0
+    error_message = "0 or more."
+  }
+}
+
+variable "db_operator_group" {
+  description = "The Google group (its email, e.g. ledger-operators@example.com) whose members log in to Cloud SQL as the ledger_operator role (runbooks, python -m common.ops), each as their own IAM user; null: no operators' login."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.db_operator_group == null || can(regex("^[^@:\\s]+@[^@\\s]+\\.[a-z]+$", var.db_operator_group))
+    error_message = "The group's email alone (no \"group:\" prefix)."
+  }
+}

@@ -179,3 +179,48 @@ def test_redis_and_the_internet_go_to_the_functions_that_use_them(tmp_path):
     outside = {name for name, f in FUNCTIONS.items() if f.database_login in ("exporter", "automation")}
     assert {name for name, egress in got["egress"].items() if egress == "ALL_TRAFFIC"} == outside
     assert set(got["egress"]) == set(FUNCTIONS)
+
+
+def test_teardown_is_not_stopped_by_the_peering_or_the_sources_buckets_objects():
+    peering = resource("network.tf", "google_service_networking_connection", "private_services")
+    assert peering["deletion_policy"] == "ABANDON"  # "Producer services still using this connection"
+    assert resource("functions.tf", "google_storage_bucket", "sources")["force_destroy"] is True
+
+
+def test_old_migrations_images_are_deleted_and_recent_ones_kept():
+    policies = resource("jobs.tf", "google_artifact_registry_repository", "ledger")["cleanup_policies"]
+    by_action = {policy["action"]: policy for policy in policies}
+    assert by_action["KEEP"]["most_recent_versions"][0]["keep_count"] >= 1
+    assert by_action["DELETE"]["condition"][0]["older_than"] == "2592000s"
+
+
+def test_http_functions_keep_warm_instances_per_environment():
+    function = resource("functions.tf", "google_cloudfunctions2_function", "http")
+    assert function["service_config"][0]["min_instance_count"] == "${var.http_function_min_instances}"
+    values = {env: load(f"envs/{env}.tfvars") for env in ("dev", "prod")}
+    assert values["dev"]["http_function_min_instances"] == 0 and values["prod"]["http_function_min_instances"] == 1
+
+
+def test_dev_reaches_its_service_functions_from_outside_and_both_name_who_acts_as_operators():
+    values = {env: load(f"envs/{env}.tfvars") for env in ("dev", "prod")}
+    assert values["dev"]["service_function_ingress"] == "ALLOW_ALL"
+    assert "service_function_ingress" not in values["prod"]  # the default: internal and load balancer
+    for env, value in values.items():
+        assert value["caller_token_creators"]["operators"][0].startswith("group:"), env
+        assert "@" in value["db_operator_group"] and ":" not in value["db_operator_group"], env
+
+
+def test_operators_log_in_to_cloud_sql_as_ledger_operator_through_their_group():
+    user = resource("database.tf", "google_sql_user", "operators")
+    assert user["type"] == "CLOUD_IAM_GROUP" and user["name"] == "${var.db_operator_group}"
+    assert user["count"] == "${var.db_operator_group == null ? 0 : 1}"
+    roles = resource("database.tf", "google_project_iam_member", "operators")
+    assert "roles/cloudsql.client" in roles["for_each"] and "roles/cloudsql.instanceUser" in roles["for_each"]
+    assert roles["member"] == "group:${var.db_operator_group}"
+    mapping = next(
+        block["database_login_roles"] for block in load("jobs.tf")["locals"] if "database_login_roles" in block
+    )
+    assert 'for user in google_sql_user.operators : user.name => "ledger_operator"' in mapping
+    job = resource("jobs.tf", "google_cloud_run_v2_job", "migrations")
+    env = {entry["name"]: entry["value"] for entry in job["template"][0]["template"][0]["containers"][0]["env"]}
+    assert env["LEDGER_DB_LOGIN_ROLES"] == "${jsonencode(local.database_login_roles)}"

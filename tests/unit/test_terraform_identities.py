@@ -112,15 +112,21 @@ def test_every_pubsub_triggered_function_is_pushed_with_retries_and_dead_letters
     assert "LEDGER_MAX_EVENT_AGE_S" in str(functions["pushed"]["service_config"][0]["environment_variables"])
 
 
-def test_every_function_is_built_by_the_build_account_that_reads_only_the_sources_bucket():
+def test_every_function_is_built_by_the_build_account_with_the_roles_googles_docs_ask():
+    """https://cloud.google.com/run/docs/configuring/services/build-service-account: Logs
+    Writer, Artifact Registry Writer and Storage Object Admin (gen2 stages the source in
+    Google's gcf-v2-sources bucket), the last never on the Terraform state's bucket."""
     for name, function in resources("google_cloudfunctions2_function").items():
         assert function["build_config"][0]["service_account"] == "${google_service_account.build.id}", name
-    roles = resources("google_project_iam_member")["build"]["for_each"]
-    assert "roles/logging.logWriter" in roles and "roles/artifactregistry.writer" in roles
-    assert "storage" not in roles
-    reader = resources("google_storage_bucket_iam_member")["build_sources"]
-    assert (
-        reader["bucket"] == "${google_storage_bucket.sources.name}" and reader["role"] == "roles/storage.objectViewer"
+        assert "${google_project_iam_member.build_storage}" in function["depends_on"], name
+    grants = resources("google_project_iam_member")
+    assert grants["build"]["for_each"] == '${toset(["roles/logging.logWriter", "roles/artifactregistry.writer"])}'
+    storage = grants["build_storage"]
+    assert storage["role"] == "roles/storage.objectAdmin"
+    assert storage["member"] == "serviceAccount:${google_service_account.build.email}"
+    assert storage["condition"][0]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/gcf-v2-")'
+        ' || resource.name.startsWith("projects/_/buckets/${google_storage_bucket.sources.name}")'
     )
 
 
@@ -158,6 +164,7 @@ def test_the_gateway_routes_every_end_user_operation_of_the_api_to_its_function(
             "address": url,
             "path_translation": "APPEND_PATH_TO_ADDRESS",
             "jwt_audience": url,
+            "deadline": 30,  # the functions' own timeout; the gateway's default is 15 s
         }
         assert operation["security"] == [{"identity_platform": []}]
         declared = [p["name"] for p in document["paths"][path].get("parameters", [])]

@@ -13,6 +13,7 @@ redis_memory_gb    = 1
 function_max_instances          = 10
 end_user_function_max_instances = 20
 push_function_max_instances     = 10
+http_function_min_instances     = 1 # one warm instance per HTTP function: no cold start
 function_max_instances_by_name  = { usage = 30 }
 
 db_backups_retained     = 30
@@ -23,3 +24,8 @@ db_transaction_log_days = 7
 alert_notification_channel_ids = []                            # e.g. ["projects/my-ledger-prod/notificationChannels/123"]
 alert_emails                   = ["ledger-oncall@example.com"] # your on-call
 gateway_region                 = "asia-northeast1"             # API Gateway's nearest region to var.region
+
+# Who may act as the operators' account (docs/authentication-deployment.md), and whose
+# members log in to Cloud SQL as ledger_operator: the on-call's groups.
+caller_token_creators = { operators = ["group:ledger-operators@example.com"] }
+db_operator_group     = "ledger-operators@example.com"
