@@ -156,6 +156,7 @@ class Step:
     title: str
     commands: list[list[str]] = field(default_factory=list)
     unless: list[str] | None = None
+    when: list[str] | None = None  # the commands run only if this check succeeds
     cwd: Path = REPO
     stdin: Callable[[], str] | None = None  # what the first command reads, made when run
     action: Callable[[], None] | None = None  # Python to run instead of commands
@@ -361,8 +362,16 @@ def run(
             continue
         if step.unless is not None:
             echo(f"    unless: {shlex.join(step.unless)}")
-            if not dry_run and subprocess.run(step.unless, capture_output=True, check=False).returncode == 0:
+            if (
+                not dry_run
+                and subprocess.run(step.unless, cwd=step.cwd, capture_output=True, check=False).returncode == 0
+            ):
                 echo("    already done")
+                continue
+        if step.when is not None:
+            echo(f"    when: {shlex.join(step.when)}")
+            if not dry_run and subprocess.run(step.when, cwd=step.cwd, capture_output=True, check=False).returncode:
+                echo("    nothing to do")
                 continue
         if step.tries > 1:
             echo(f"    (up to {step.tries} tries, {IAM_RETRY_PAUSE_S} s apart: IAM's grants take a while to hold)")

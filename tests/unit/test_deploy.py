@@ -173,31 +173,102 @@ def test_an_unknown_environment_is_refused(tmp_path):
     assert result.exit_code == 1 and "envs/nowhere.tfvars" in result.output
 
 
-def test_teardown_deletes_the_protected_databases_before_destroying_the_rest(env, nothing_runs):
+def teardown_text(env):
     from infra import teardown
 
     lines = []
     deploy.run(teardown.plan(env), dry_run=True, staged=deploy.REPO, echo=lines.append)
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def test_teardown_deletes_the_protected_databases_before_destroying_the_rest(env, nothing_runs):
+    text = teardown_text(env)
     order = [
         "gcloud sql instances patch wl-pg --project acme-dev --no-deletion-protection",
-        "gcloud sql instances delete wl-pg",
-        "terraform state rm",
+        "gcloud sql instances delete wl-pg --project acme-dev --quiet",
+        "terraform state rm google_sql_database_instance.ledger",
         "--no-delete-protection",
-        "terraform destroy -var-file=envs/dev.tfvars",
         "gcloud firestore databases delete",
+        "terraform destroy -var-file=envs/dev.tfvars",
     ]
     positions = [text.index(command) for command in order]
     assert positions == sorted(positions)
+
+
+def test_teardown_forgets_every_instance_of_an_address_without_quoting_its_keys(env):
+    from infra import teardown
+
+    removals = [step.commands for step in teardown.plan(env) if step.commands[0][:3] == ["terraform", "state", "rm"]]
+    assert removals == [[["terraform", "state", "rm", address]] for address in teardown.SQL_STATE]
+    assert "google_sql_user.database_login" in teardown.SQL_STATE
+
+
+def test_every_teardown_step_runs_only_if_what_it_removes_exists(env):
+    from infra import teardown
+
+    steps = teardown.plan(env)
+    unconditional = [step.title for step in steps if step.when is None]
+    assert unconditional == ["terraform init", "terraform destroy"]
+    firestore = next(step for step in steps if "Firestore" in step.title)
+    assert "terraform state list google_firestore_database.ledger" in firestore.when[-1]
+    sql = next(step for step in steps if step.title.startswith("Cloud SQL"))
+    assert sql.when[:4] == ["gcloud", "sql", "instances", "describe"]
+
+
+def test_a_step_whose_check_fails_runs_nothing(monkeypatch):
+    ran, lines = [], []
+
+    def fake_run(command, **kwargs):
+        ran.append(command)
+        return subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    step = deploy.Step("gone already", [["terraform", "state", "rm", "x.y"]], when=["check"])
+    deploy.run([step], dry_run=False, staged=deploy.REPO, echo=lines.append)
+    assert ran == [["check"]] and "    nothing to do" in lines
+
+
+def test_production_teardown_takes_a_final_backup(tmp_path, nothing_runs):
+    from infra import teardown
+
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "prod.tfvars").write_text('project_id = "acme-prod"\nname = "wl"\n')
+    (tmp_path / "envs" / "prod.gcs.tfbackend").write_text('bucket = "b"\n')
+    prod = deploy.load_environment("prod", tmp_path)
+    (delete,) = [
+        c for step in teardown.plan(prod) for c in step.commands if c[:4] == ["gcloud", "sql", "instances", "delete"]
+    ]
+    assert "--enable-final-backup" in delete and "--final-backup-retention-days=365" in delete
+
+
+def test_development_teardown_takes_no_final_backup(env, nothing_runs):
+    assert "--enable-final-backup" not in teardown_text(env)
+
+
+def environment_files(tmp_path, name, project):
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / f"{name}.tfvars").write_text(f'project_id = "{project}"\n')
+    (tmp_path / "envs" / f"{name}.gcs.tfbackend").write_text('bucket = "b"\n')
 
 
 def test_teardown_asks_for_the_project_id(monkeypatch, tmp_path):
     from infra import teardown
 
     monkeypatch.setattr(teardown, "load_environment", lambda name: deploy.load_environment(name, tmp_path))
-    (tmp_path / "envs").mkdir()
-    (tmp_path / "envs" / "dev.tfvars").write_text('project_id = "acme-dev"\n')
-    (tmp_path / "envs" / "dev.gcs.tfbackend").write_text('bucket = "b"\n')
+    environment_files(tmp_path, "dev", "acme-dev")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
     result = CliRunner().invoke(teardown.main, ["dev"], input="acme-prod\n")
     assert result.exit_code == 1 and "nothing done" in result.output
+
+
+def test_production_teardown_needs_its_flag_before_anything(monkeypatch, tmp_path):
+    from infra import teardown
+
+    monkeypatch.setattr(teardown, "load_environment", lambda name: deploy.load_environment(name, tmp_path))
+    environment_files(tmp_path, "prod", "acme-prod")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    refused = CliRunner().invoke(teardown.main, ["prod"], input="acme-prod\n")
+    assert refused.exit_code == 1 and teardown.PRODUCTION_FLAG in refused.output
+    assert "Type the project's id" not in refused.output
+    asked = CliRunner().invoke(teardown.main, ["prod", teardown.PRODUCTION_FLAG], input="acme-dev\n")
+    assert asked.exit_code == 1 and "Type the project's id" in asked.output and "nothing done" in asked.output
