@@ -4,19 +4,29 @@ ledger, or a release onto an existing one; the same steps both times, each idemp
  1. preflight: gcloud, terraform, a logged-in account, the project from envs/ENV.tfvars
  2. the Terraform state bucket (envs/ENV.gcs.tfbackend), created if absent
  3. terraform init against it
- 4. stage 1: the APIs, the secrets, the image's repository and builder (-target)
- 5. every secret has a version: cursor-key is generated here; for the operator's
-    secrets the command stops and prints the exact `gcloud secrets versions add`
- 6. the functions' bundles (python -m infra.bundle --all)
- 7. the migrations image, built by Cloud Build unless its content hash is already pushed
- 8. terraform apply, everything
- 9. the migrator's IAM user made a member of cloudsqlsuperuser (once; idempotent)
-10. the migrations job, waited for (migrations, definitions, the logins' roles, pgaudit)
-11. the smoke check (python -m infra.smoke)
+ 4. stage 1: the APIs, the secrets, the image's repository and builder, and the
+    log-based metrics (-target), which must exist minutes before the alert policies
+    that filter on them (Monitoring answers 404 "Cannot find metric" until then)
+ 5. cursor-key gets a generated version unless it has one
+ 6. the operator's secrets have a version, or the command stops and prints the exact
+    `gcloud secrets versions add`
+ 7. the functions' bundles (python -m infra.bundle --all)
+ 8. the migrations image, built by Cloud Build unless its content hash is already pushed
+ 9. terraform apply -target: the migrations job and the functions' database logins
+    (and what they depend on), not the functions: no new code is live yet
+10. the migrator's IAM user made a member of cloudsqlsuperuser (once; idempotent)
+11. the migrations job, waited for (migrations, definitions, the logins' roles, pgaudit)
+12. terraform apply, everything: the new functions, on the migrated schema
+13. the smoke check (python -m infra.smoke), skipped with a message while its
+    principal is not registered (docs/deploy.md, First run)
 
-Each step prints what it runs; --dry-run prints the commands and runs none (the checks
-of steps 2, 5 and 7 are printed as the condition of what follows). The steps are built
-as data (plan()), so a test reads them without gcloud.
+The old functions serve on the new schema between steps 11 and 12, which is why a
+migration must be additive (docs/deploy.md, "Order"). The steps that race IAM's
+propagation (a grant Terraform just made takes up to minutes to hold: steps 8, 9, 11,
+12) are tried 3 times, 60 s apart. Each step prints what it runs; --dry-run prints the
+commands and runs none (the checks of steps 2, 5, 6 and 8 are printed as the condition
+of what follows). The steps are built as data (plan()), so a test reads them without
+gcloud.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +61,22 @@ STAGE_ONE_TARGETS = (
     "google_artifact_registry_repository_iam_member.migrations_builder",
     "google_storage_bucket_iam_member.migrations_builder",
     "google_project_iam_member.migrations_builder_logs",
+    "google_logging_metric.distribution",
+    "google_logging_metric.counter",
 )
+# What the migrations job needs before the functions: -target brings each one's
+# dependencies (the instance, the network, the accounts); the migrator's project roles
+# and the logins' users are named as nothing the job reads refers to them.
+MIGRATIONS_TARGETS = (
+    "google_cloud_run_v2_job.migrations",
+    "google_project_iam_member.migrator",
+    "google_sql_user.migrator",
+    "google_sql_user.database_login",
+)
+# A grant Terraform has just made can take minutes to reach every Google API: the steps
+# that use one are tried this many times, this far apart.
+IAM_TRIES = 3
+IAM_RETRY_PAUSE_S = 60
 # Secret -> what fills it: generated here, or the operator's to add.
 GENERATED_SECRETS = ("cursor-key",)
 OPERATOR_SECRETS = {
@@ -130,9 +156,11 @@ class Step:
     title: str
     commands: list[list[str]] = field(default_factory=list)
     unless: list[str] | None = None
+    when: list[str] | None = None  # the commands run only if this check succeeds
     cwd: Path = REPO
     stdin: Callable[[], str] | None = None  # what the first command reads, made when run
     action: Callable[[], None] | None = None  # Python to run instead of commands
+    tries: int = 1  # IAM_TRIES for a step that may race IAM's propagation
 
 
 def plan(env: Environment, tag: str, auto_approve: bool = False, smoke: bool = True) -> list[Step]:
@@ -175,7 +203,7 @@ def plan(env: Environment, tag: str, auto_approve: bool = False, smoke: bool = T
             cwd=TERRAFORM_DIR,
         ),  # fmt: skip
         Step(
-            "stage 1: APIs, secrets, the image's repository and builder",
+            "stage 1: APIs, secrets, the image's repository and builder, the log-based metrics",
             [
                 ["terraform", "apply", *tf_vars, *approve, *(f"-target={target}" for target in STAGE_ONE_TARGETS)],
             ],
@@ -194,7 +222,7 @@ def plan(env: Environment, tag: str, auto_approve: bool = False, smoke: bool = T
     steps.append(
         Step(
             "the operator's secrets each have a version",
-            [_has_version(name, p) for name in OPERATOR_SECRETS],
+            [_version_listing(name, p) for name in OPERATOR_SECRETS],
             action=lambda: _require_versions(env),
         )
     )
@@ -217,8 +245,14 @@ def plan(env: Environment, tag: str, auto_approve: bool = False, smoke: bool = T
                 ],
             ],
             unless=["gcloud", "artifacts", "docker", "images", "describe", f"{env.image}:{tag}", *p],
+            tries=IAM_TRIES,
         ),  # fmt: skip
-        Step("terraform apply", [["terraform", "apply", *tf_vars, *approve]], cwd=TERRAFORM_DIR),
+        Step(
+            "terraform apply -target: the migrations job and the database logins",
+            [["terraform", "apply", *tf_vars, *approve, *(f"-target={target}" for target in MIGRATIONS_TARGETS)]],
+            cwd=TERRAFORM_DIR,
+            tries=IAM_TRIES,
+        ),  # fmt: skip
         Step(
             "the migrator's IAM user: cloudsqlsuperuser",
             [
@@ -249,18 +283,36 @@ def plan(env: Environment, tag: str, auto_approve: bool = False, smoke: bool = T
                     "--wait",
                 ],
             ],
+            tries=IAM_TRIES,
+        ),  # fmt: skip
+        Step(
+            "terraform apply, everything",
+            [["terraform", "apply", *tf_vars, *approve]],
+            cwd=TERRAFORM_DIR,
+            tries=IAM_TRIES,
         ),  # fmt: skip
     ]
     if smoke:
-        steps.append(Step("the smoke check", [[sys.executable, "-m", "infra.smoke", "--env", env.name]]))
+        steps.append(
+            Step(
+                "the smoke check",
+                [[sys.executable, "-m", "infra.smoke", "--env", env.name, "--skip-if-unregistered"]],
+            )
+        )
     return steps
 
 
+def _version_listing(secret: str, p: list[str]) -> list[str]:
+    # exits 0 whether or not a version exists, printing its name or nothing
+    return [
+        "gcloud", "secrets", "versions", "list", secret, *p, "--filter=state:ENABLED", "--limit=1",
+        "--format=value(name)",
+    ]  # fmt: skip
+
+
 def _has_version(secret: str, p: list[str]) -> list[str]:
-    # exits 0 whether or not a version exists; --format makes it print nothing when none
-    # does, so the check is run through a shell test of its output
-    listing = ["gcloud", "secrets", "versions", "list", secret, *p, "--filter=state:ENABLED", "--limit=1"]
-    return ["sh", "-c", f'test -n "$({shlex.join([*listing, "--format=value(name)"])})"']
+    # the listing's output, tested by a shell: a check's exit code is all run() reads
+    return ["sh", "-c", f'test -n "$({shlex.join(_version_listing(secret, p))})"']
 
 
 def _random_key() -> str:
@@ -270,7 +322,17 @@ def _random_key() -> str:
 
 def _require_versions(env: Environment) -> None:
     p = ["--project", env.project]
-    missing = [name for name in OPERATOR_SECRETS if subprocess.run(_has_version(name, p), check=False).returncode]
+    missing = []
+    for name in OPERATOR_SECRETS:
+        # checked: a gcloud that fails (a typo'd project, no permission) is an error, not "no version"
+        try:
+            listed = subprocess.run(_version_listing(name, p), capture_output=True, text=True, check=True)
+        except subprocess.CalledProcessError as failed:
+            raise click.ClickException(
+                f"could not list the versions of secret {name}: {shlex.join(failed.cmd)}\n{failed.stderr or ''}"
+            ) from None
+        if not listed.stdout.strip():
+            missing.append(name)
     if missing:
         lines = [
             f"  gcloud secrets versions add {name} --project {env.project} --data-file=-   # {OPERATOR_SECRETS[name]}"
@@ -282,7 +344,13 @@ def _require_versions(env: Environment) -> None:
         )
 
 
-def run(steps: list[Step], dry_run: bool, staged: Path, echo: Callable[[str], None] = click.echo) -> None:
+def run(
+    steps: list[Step],
+    dry_run: bool,
+    staged: Path,
+    echo: Callable[[str], None] = click.echo,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     for number, step in enumerate(steps, 1):
         echo(f"==> {number}. {step.title}")
         commands = [[part.replace("{staged}", str(staged)) for part in command] for command in step.commands]
@@ -294,18 +362,34 @@ def run(steps: list[Step], dry_run: bool, staged: Path, echo: Callable[[str], No
             continue
         if step.unless is not None:
             echo(f"    unless: {shlex.join(step.unless)}")
-            if not dry_run and subprocess.run(step.unless, capture_output=True, check=False).returncode == 0:
+            if (
+                not dry_run
+                and subprocess.run(step.unless, cwd=step.cwd, capture_output=True, check=False).returncode == 0
+            ):
                 echo("    already done")
                 continue
+        if step.when is not None:
+            echo(f"    when: {shlex.join(step.when)}")
+            if not dry_run and subprocess.run(step.when, cwd=step.cwd, capture_output=True, check=False).returncode:
+                echo("    nothing to do")
+                continue
+        if step.tries > 1:
+            echo(f"    (up to {step.tries} tries, {IAM_RETRY_PAUSE_S} s apart: IAM's grants take a while to hold)")
         for index, command in enumerate(commands):
             piped = step.stdin is not None and index == 0
             where = f"   (in {step.cwd.relative_to(REPO)})" if step.cwd != REPO else ""
             echo(f"    {'<generated> | ' if piped else ''}{shlex.join(command)}{where}")
-            if not dry_run:
+            if dry_run:
+                continue
+            for attempt in range(1, step.tries + 1):
                 stdin = step.stdin() if piped and step.stdin else None
                 result = subprocess.run(command, cwd=step.cwd, input=stdin, text=True, check=False)
-                if result.returncode:
+                if not result.returncode:
+                    break
+                if attempt == step.tries:
                     raise click.ClickException(f"step {number} ({step.title}) failed: {shlex.join(command)}")
+                echo(f"    try {attempt} of {step.tries} failed; trying again in {IAM_RETRY_PAUSE_S} s")
+                sleep(IAM_RETRY_PAUSE_S)
 
 
 @click.command()

@@ -72,6 +72,38 @@ def test_each_iam_user_gets_its_role_once(stack, iam_users):
     assert memberships(stack, poster) == (["ledger_poster"], ["search_path=ledger"])
 
 
+def test_a_login_moved_to_another_role_keeps_only_the_new_one(stack, iam_users):
+    login, _ = iam_users
+    run_upgrade(stack, {login: "ledger_poster"})
+    moved = run_upgrade(stack, {login: "ledger_relay"})
+    assert f"revoked ledger_poster from {login}" in moved
+    assert memberships(stack, login) == (["ledger_relay"], ["search_path=ledger"])
+    assert "0 changes" in run_upgrade(stack, {login: "ledger_relay"})
+
+
+@pytest.mark.parametrize("role", ["ledger_owner", "pg_read_all_data", logins.AUDIT_ROLE])
+def test_a_login_mapped_to_a_role_that_is_not_a_functions_is_refused(stack, iam_users, role):
+    login, other = iam_users
+    engine = connect.engine(owner_url(stack.owner_dsn()), None)
+    try:
+        with pytest.raises(ValueError, match="only to a function role"), engine.begin() as connection:
+            logins.grant_login_roles(connection, {other: "ledger_poster", login: role})
+    finally:
+        engine.dispose()
+    assert memberships(stack, login) == ([], None) and memberships(stack, other) == ([], None)
+
+
+def test_every_function_role_is_defined_by_the_schema_and_cannot_log_in(stack):
+    con = owner(stack)
+    try:
+        rows = con.run(
+            "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY(:r)", r=sorted(logins.FUNCTION_ROLES)
+        )
+    finally:
+        con.close()
+    assert sorted(rows) == sorted([name, False] for name in logins.FUNCTION_ROLES)
+
+
 def test_a_missing_iam_user_stops_the_job(stack):
     engine = connect.engine(owner_url(stack.owner_dsn()), None)
     with pytest.raises(LookupError, match="google_sql_user"), engine.begin() as connection:
