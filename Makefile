@@ -113,7 +113,7 @@ bench-quick: $(STAMP)
 deploy: $(STAMP)    ## deploy to Google Cloud: make deploy ENV=dev (ARGS="--dry-run" prints the commands only): docs/deploy.md
 	@$(PY) -m infra.deploy $(or $(ENV),$(error ENV=dev or ENV=prod)) $(ARGS)
 
-smoke: $(STAMP)     ## a top-up, its replay and the balance against ENV's functions (make smoke ENV=dev), or PROFILE=dev|test locally
+smoke: $(STAMP)     ## against ENV's functions (make smoke ENV=dev), or PROFILE=dev|test locally: a top-up, its replay, two concurrent copies, a reused key, the balance
 	@$(PY) -m infra.smoke $(if $(PROFILE),--profile $(PROFILE),--env $(or $(ENV),$(error ENV=dev, or PROFILE=dev))) $(ARGS)
 
 teardown: $(STAMP)  ## delete ENV's deployment, data included, after asking for its project id: make teardown ENV=dev
