@@ -58,7 +58,7 @@ verify-chain: $(STAMP) ## recompute the dev ledger's hash chain; exits 1 naming 
 ops: $(STAMP)       ## the operator's CLI against the dev stack: make ops ARGS="status" (or sweep, export, parked, replay ID, reconcile)
 	@$(PY) -m emulators run --operator $(PY) -m common.ops $(ARGS)
 
-dead-letters: $(STAMP) ## the balance actions' dead letters on the dev stack: make dead-letters ARGS="list" (or show ID, replay ID... / --all)
+dead-letters: $(STAMP) ## dead letters on the dev stack: make dead-letters ARGS="list" (or show ID, replay ID... / --all); automation's: ARGS="--function automation list"
 	@$(PY) -m emulators run --operator $(PY) -m common.dead_letters $(ARGS)
 
 access: $(STAMP)    ## the operators' CLI for callers against the dev stack, as P (default ops): make access ARGS="principal list" (P=ops-2 ARGS="change approve 1")

@@ -125,6 +125,7 @@ def caller_for(rule: Rule, request_id: str) -> Caller:
 def topic_of(source: str) -> str:
     """The topic a pushed CloudEvent came from: its source is
     //pubsub.googleapis.com/projects/<project>/topics/<topic> (empty when the push
-    subscription's endpoint names none, as the local tick subscriptions' do)."""
+    subscription's endpoint names none: every subscription, Terraform's and the local
+    stack's, names it)."""
     _, found, topic = source.rpartition("/topics/")
     return topic if found else ""

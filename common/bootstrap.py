@@ -115,10 +115,16 @@ def ledger_queries() -> Any:
 
 def connect_redis(settings: Settings | None = None) -> Any:
     """A Redis client (a pool; it connects on first command). Memorystore's: rediss://,
-    the server verified against its own CA (redis_ca_cert, PEM text; the hostname too,
-    redis-py's default) and AUTH (redis_auth). The local stack's: plain redis://. A
-    wrong AUTH string or a server that fails verification raises a ConnectionError, which
-    the adapters turn into DependencyUnavailable, as for a Redis that is down."""
+    the server's certificate required and verified against the instance's own CA
+    (redis_ca_cert, PEM text), and AUTH (redis_auth). The local stack's: plain redis://.
+    A wrong AUTH string or a server that fails verification raises a ConnectionError,
+    which the adapters turn into DependencyUnavailable, as for a Redis that is down.
+
+    With that CA, the hostname is not checked: Memorystore's certificate names the
+    instance's IP as its CN, with no subject alternative name, and Python matches an IP
+    host only against IP SANs, so redis-py's default check refuses every Memorystore
+    (envoyproxy/ratelimit PR #409). The CA is the identity check instead: it is made for
+    this one instance and signs only its certificate."""
     import redis
 
     settings = settings or get_settings()
@@ -126,7 +132,7 @@ def connect_redis(settings: Settings | None = None) -> Any:
     if settings.redis_auth:
         options["password"] = settings.redis_auth
     if settings.redis_ca_cert:
-        options["ssl_ca_data"] = settings.redis_ca_cert
+        options.update(ssl_ca_data=settings.redis_ca_cert, ssl_cert_reqs="required", ssl_check_hostname=False)
     return redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,

@@ -62,10 +62,16 @@ def _too_old(name: str, cloud_event: Any, age_s: float, max_age_s: float, dead_l
                     extra={"event": DROPPED, **fields})  # fmt: skip
         return
     reason = f"not processed: published {age_s:.0f} s ago, past LEDGER_MAX_EVENT_AGE_S ({max_age_s:g} s) of {name}"
-    data, attributes = dead_letter(cloud_event, reason)
-    bootstrap.message_publisher().publish(dead_letter_topic, data, attributes)  # raises: delivered again
+    to_dead_letter_topic(cloud_event, dead_letter_topic, reason)
     log.warning("event older than LEDGER_MAX_EVENT_AGE_S: moved to the dead letters",
                 extra={"event": DEAD_LETTERED, "dead_letter_topic": dead_letter_topic, **fields})  # fmt: skip
+
+
+def to_dead_letter_topic(cloud_event: Any, dead_letter_topic: str, reason: str) -> None:
+    """Publish the pushed message to `dead_letter_topic` with why; raises when it cannot,
+    so the delivery fails and Pub/Sub brings it again."""
+    data, attributes = dead_letter(cloud_event, reason)
+    bootstrap.message_publisher().publish(dead_letter_topic, data, attributes)
 
 
 def dead_letter(cloud_event: Any, reason: str) -> tuple[bytes, dict[str, str]]:
@@ -95,17 +101,22 @@ def _decoded(data: str) -> bytes:
         return str(data).encode()
 
 
-def to_dead_letters(topic_setting: str, only_from: str | None = None) -> Keeper:
+def to_dead_letters(topic_setting: str, dropping_ticks_from: str | None = None) -> Keeper:
     """A keeper for `pubsub_function`: too-old events go to the dead-letter topic the
-    setting `topic_setting` names; with `only_from` (a setting naming a topic), only
-    events from that topic do, and the rest (ticks) may be dropped."""
+    setting `topic_setting` names. With `dropping_ticks_from` (a setting naming the
+    function's tick topic), events from exactly that topic are ticks and may be dropped;
+    everything else, from whatever source, is kept: a tick is recognised, never assumed."""
 
     def keeper(cloud_event: Any) -> str | None:
         settings = get_settings()
-        if only_from is not None:
-            _, found, topic = str(cloud_event.get("source") or "").rpartition("/topics/")
-            if not found or topic != getattr(settings, only_from):
-                return None
+        if dropping_ticks_from is not None and source_topic(cloud_event) == getattr(settings, dropping_ticks_from):
+            return None
         return str(getattr(settings, topic_setting))
 
     return keeper
+
+
+def source_topic(cloud_event: Any) -> str | None:
+    """The short name of the topic a pushed event came from; None if its source names none."""
+    _, found, topic = str(cloud_event.get("source") or "").rpartition("/topics/")
+    return topic if found and topic else None

@@ -188,6 +188,11 @@ class Settings:
         if self.redis_ca_cert and not self.redis_url.startswith("rediss://"):
             # the CA would be ignored and the traffic, AUTH string included, sent in clear
             raise ValueError(f"{PREFIX}REDIS_CA_CERT is set but {PREFIX}REDIS_URL is not rediss:// (TLS)")
+        if self.redis_auth and _redis_in_clear_over_a_network(self.redis_url):
+            raise ValueError(
+                f"{PREFIX}REDIS_AUTH is set but {PREFIX}REDIS_URL is a plain redis:// URL to a host that is not"
+                " loopback: the AUTH string would cross the network in clear; use rediss:// (TLS)"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -253,6 +258,13 @@ def _check_sslmode(mode: str, host: str, direct: bool) -> None:
             f"{PREFIX}DB_SSLMODE=disable would send the database's traffic in clear to {host!r}:"
             " only a loopback host may go without TLS; use verify-full"
         )
+
+
+def _redis_in_clear_over_a_network(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "redis" and not _is_loopback(parts.hostname or "")
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,9 +1,10 @@
-"""`python -m common.dead_letters`: the balance actions' dead letters (docs/operations.md).
+"""`python -m common.dead_letters [--function actions|automation]`: a function's dead
+letters (docs/operations.md); the balance actions' (`actions`) unless told otherwise.
 
 list                   every dead-lettered message: id, source topic, deliveries, why
 show ID                one message in full (its data and attributes too)
 replay ID... | --all   publish each again to its source topic as it was first sent,
-                       then acknowledge it here
+                       then acknowledge it here (the actions' alone: see `replay`)
 
 It reads the dead-letter topic's own subscription (the same name as the topic). What it
 only lists or shows it hands back at once (a nack), so nothing is lost by looking. Why a
@@ -88,9 +89,15 @@ def _subscriber() -> Any:
     return pubsub_v1.SubscriberClient()
 
 
+# Each function that keeps dead letters: the setting naming its dead-letter topic, whose
+# pull subscription has the same name.
+DEAD_LETTER_TOPICS = {"actions": "actions_dead_letter_topic", "automation": "automation_dead_letter_topic"}
+
+
 def _subscription_path(subscriber: Any) -> str:
     settings = get_settings()
-    return str(subscriber.subscription_path(settings.gcp_project, settings.actions_dead_letter_topic))
+    topic = getattr(settings, DEAD_LETTER_TOPICS[click.get_current_context().find_root().params["function"]])
+    return str(subscriber.subscription_path(settings.gcp_project, topic))
 
 
 def pull_all(subscriber: Any, path: str) -> list[DeadLetter]:
@@ -130,7 +137,14 @@ def _print(value: Any) -> None:
 
 
 @click.group()
-def main() -> None:
+@click.option(
+    "--function",
+    type=click.Choice(sorted(DEAD_LETTER_TOPICS)),
+    default="actions",
+    show_default=True,
+    help="Whose dead letters.",
+)
+def main(function: str) -> None:
     pass
 
 
@@ -172,6 +186,13 @@ def show(message_id: str) -> None:
 def replay(message_ids: tuple[str, ...], everything: bool) -> None:
     if bool(message_ids) == everything:
         raise click.UsageError("name the messages to replay, or give --all")
+    if click.get_current_context().find_root().params["function"] != "actions":
+        # Its source is the events topic: published there again, it would reach every
+        # subscriber of the ledger's events, not automation alone (docs/operations.md).
+        raise click.UsageError(
+            "automation's dead letters are listed and shown, not replayed: their source topic is the ledger's"
+            " events, which every subscriber of it would receive again"
+        )
     subscriber = _subscriber()
     path = _subscription_path(subscriber)
     letters = pull_all(subscriber, path)

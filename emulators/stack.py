@@ -394,7 +394,11 @@ class Stack:
                 f"subscriptions/{topic}-{function.name}",
                 {
                     "topic": f"projects/{PROJECT}/topics/{topic}",
-                    "pushConfig": {"pushEndpoint": self.function_url(function.name)},
+                    # to the path naming the topic, as in Google Cloud (pubsub.tf): the
+                    # event's source then names it, and automation recognises its ticks by it
+                    "pushConfig": {
+                        "pushEndpoint": f"{self.function_url(function.name)}/projects/{PROJECT}/topics/{topic}"
+                    },
                     "ackDeadlineSeconds": 600,  # an export pass may take minutes
                 },
             )

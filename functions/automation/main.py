@@ -10,7 +10,8 @@ Two kinds of push arrive, told apart by the topic the CloudEvent's source names:
 A dependency down fails the delivery, so Pub/Sub brings it again (with backoff, then
 to the dead-letter topic): every firing is idempotent per (rule, trigger), so the
 redelivery does nothing twice. An event that is not a ledger event is logged and
-acknowledged: a retry could not make it one.
+acknowledged: a retry could not make it one. A push from any other topic is neither:
+it goes to the automation dead letters (an operator sees it), never run as a tick.
 """
 
 import base64
@@ -30,18 +31,22 @@ logs.configure_from_settings()
 
 @functions_framework.cloud_event
 @cloud_events.pubsub_function(
-    "automation", keep=cloud_events.to_dead_letters("automation_dead_letter_topic", only_from="events_topic")
+    "automation",
+    keep=cloud_events.to_dead_letters("automation_dead_letter_topic", dropping_ticks_from="automation_tick_topic"),
 )
 def automation(cloud_event):
-    topic = topic_of(cloud_event["source"])
+    topic, settings = topic_of(cloud_event["source"]), get_settings()
     try:
-        if topic == get_settings().events_topic:
+        if topic == settings.events_topic:
             event = _ledger_event(cloud_event.data)
             if event is None:
                 return
             report = bootstrap.automation_engine().on_event(event)
-        else:
+        elif topic == settings.automation_tick_topic:
             report = bootstrap.automation_engine().on_tick()
+        else:
+            _unrecognised(cloud_event, topic, settings.automation_dead_letter_topic)
+            return
     except (DependencyUnavailable, InProgress) as error:
         log.error("automatic actions could not run", extra={"topic": topic, "error": error.message})
         raise
@@ -57,3 +62,9 @@ def _ledger_event(data):
     except (KeyError, TypeError, ValueError) as error:
         log.error("not a ledger event: acknowledged, not acted on", extra={"error": f"{type(error).__name__}"})
         return None
+
+
+def _unrecognised(cloud_event, topic, dead_letter_topic):
+    reason = f"not processed: automation takes ledger events and its ticks, not pushes from topic {topic!r}"
+    cloud_events.to_dead_letter_topic(cloud_event, dead_letter_topic, reason)  # raises: delivered again
+    log.error("a push from an unrecognised topic: moved to the dead letters", extra={"topic": topic})

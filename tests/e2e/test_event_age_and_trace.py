@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from emulators.stack import PROJECT, wait_for
-from tests.e2e.test_messages import _ack_dead_letter, _dead_letter
+from tests.e2e.test_messages import _ack_dead_letter, _cli, _dead_letter, _rest
 from tests.support import balance, key, new_wallet, postings_with_key
 
 LONG_AGO = "2020-01-01T00:00:00.123456789Z"  # far past the stack's limit (the default, a day)
@@ -74,6 +74,48 @@ def test_an_old_balance_action_goes_to_the_dead_letters_with_its_reason_and_post
     assert json.loads(base64.b64decode(letter["data"])) == body  # the message as it came
     assert postings_with_key(stack, k) == 0 and balance(stack, wallet) == 100
     _ack_dead_letter(stack, letter["messageId"])
+
+
+@pytest.fixture
+def automation_dead_letters(stack) -> str:
+    """automation's dead-letter topic and its pull subscription (the test stack makes them
+    with the events' push subscription, which only the tests that need it create)."""
+    name = stack.settings().automation_dead_letter_topic
+    _rest(stack, "PUT", f"topics/{name}")
+    _rest(stack, "PUT", f"subscriptions/{name}", {"topic": f"projects/{PROJECT}/topics/{name}"})
+    return name
+
+
+def test_an_old_ledger_event_for_automation_is_dead_lettered_and_the_operator_lists_and_shows_it(
+    stack, automation_dead_letters
+):
+    marker = key("old-event")
+    event = json.dumps({"transaction_id": 1, "marker": marker}).encode()
+    _, status = push(stack, "automation", stack.settings().events_topic, event, LONG_AGO, marker=marker)
+    assert 200 <= status < 300
+    subscription = automation_dead_letters
+    letter = _dead_letter(stack, lambda m: m["attributes"].get("marker") == marker, subscription)
+    assert "LEDGER_MAX_EVENT_AGE_S" in letter["attributes"]["dead_letter_reason"]
+    listed = [m for m in _cli("--function", "automation", "list") if m["id"] == letter["messageId"]]
+    assert listed and listed[0]["source_topic"] == f"projects/{PROJECT}/topics/{stack.settings().events_topic}"
+    shown = _cli("--function", "automation", "show", letter["messageId"])
+    assert shown["data"] == json.loads(event) and "LEDGER_MAX_EVENT_AGE_S" in shown["reason"]
+    # not replayed: the events topic would bring it to every subscriber, not automation alone
+    refused = _cli("--function", "automation", "replay", letter["messageId"], exit_code=2)
+    assert "not replayed" in refused
+    _ack_dead_letter(stack, letter["messageId"], subscription)
+
+
+def test_a_push_to_automation_from_a_topic_it_does_not_know_is_dead_lettered_not_run_as_a_tick(
+    stack, automation_dead_letters
+):
+    marker = key("stray")
+    _, status = push(stack, "automation", "some-other-topic", b"{}", "2099-01-01T00:00:00Z", marker=marker)
+    assert 200 <= status < 300
+    subscription = automation_dead_letters
+    letter = _dead_letter(stack, lambda m: m["attributes"].get("marker") == marker, subscription)
+    assert "some-other-topic" in letter["attributes"]["dead_letter_reason"]
+    _ack_dead_letter(stack, letter["messageId"], subscription)
 
 
 @pytest.mark.parametrize("header", ["traceparent", "X-Cloud-Trace-Context"])

@@ -250,9 +250,10 @@ def _pull(stack, subscription: str, wanted: Callable[[dict], bool], count: int) 
     return found
 
 
-def _dead_letter(stack, wanted: Callable[[dict], bool]) -> dict[str, Any]:
-    """The dead letter `wanted` picks, left in its subscription (every one pulled is handed back)."""
-    subscription = stack.settings().actions_dead_letter_topic
+def _dead_letter(stack, wanted: Callable[[dict], bool], subscription: str = "") -> dict[str, Any]:
+    """The dead letter `wanted` picks, left in its subscription (the actions' unless
+    named; every one pulled is handed back)."""
+    subscription = subscription or stack.settings().actions_dead_letter_topic
 
     def look() -> dict[str, Any] | None:
         received = _waiting(stack, subscription)
@@ -269,9 +270,9 @@ def _dead_letter(stack, wanted: Callable[[dict], bool]) -> dict[str, Any]:
     return _eventually(look)
 
 
-def _ack_dead_letter(stack, message_id: str) -> None:
+def _ack_dead_letter(stack, message_id: str, subscription: str = "") -> None:
     """Acknowledge one dead letter (a test's own), handing the others back."""
-    subscription = stack.settings().actions_dead_letter_topic
+    subscription = subscription or stack.settings().actions_dead_letter_topic
 
     def ack() -> bool:
         received = _waiting(stack, subscription)
@@ -301,7 +302,9 @@ def _eventually(probe: Callable[[], Any]) -> Any:
         time.sleep(0.25)
 
 
-def _cli(*args: str) -> Any:
+def _cli(*args: str, exit_code: int = 0) -> Any:
     result = CliRunner().invoke(dead_letters.main, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
+    if exit_code:
+        return result.output
     return json.loads(result.output)

@@ -1,9 +1,9 @@
 """Memorystore's shape, on a real redis-server: TLS verified against the instance's own
 CA, and AUTH. With both, the client takes a wallet lock; a wrong AUTH string, none, or
-a server the CA did not sign is a dependency down (503), never a 500."""
+a server the CA did not sign is a dependency down (503), never a 500. The server's
+certificate is shaped as Memorystore's: its IP as the CN, no subject alternative name."""
 
 import datetime
-import ipaddress
 import shutil
 import subprocess
 
@@ -34,7 +34,7 @@ def key_pem(key):
     )
 
 
-def certificate(subject, issuer, public_key, signing_key, *, ca, san=None):
+def certificate(subject, issuer, public_key, signing_key, *, ca):
     now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -46,8 +46,6 @@ def certificate(subject, issuer, public_key, signing_key, *, ca, san=None):
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
     return builder.sign(signing_key, hashes.SHA256())
 
 
@@ -59,14 +57,13 @@ def a_ca(name):
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory):
     """A redis-server on a TLS port only, with a password, its certificate signed by
-    its own CA (as Memorystore's is) for 127.0.0.1; yields (port, the CA's PEM)."""
+    its own CA and shaped as Memorystore's is (CN = the IP, 127.0.0.1 here, no SAN), which
+    a hostname check would refuse; yields (port, the CA's PEM)."""
     folder = tmp_path_factory.mktemp("tls-redis")
     ca_key, ca = a_ca("instance CA")
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server = certificate(
-        "redis", "instance CA", server_key.public_key(), ca_key, ca=False,
-        san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-    )  # fmt: skip
+    # Memorystore's shape: the instance's IP as the CN, and no subject alternative name
+    server = certificate("127.0.0.1", "instance CA", server_key.public_key(), ca_key, ca=False)
     (folder / "ca.pem").write_text(pem(ca))
     (folder / "server.pem").write_text(pem(server))
     (folder / "server.key").write_bytes(key_pem(server_key))

@@ -5,6 +5,7 @@ file times and another umask, must not redeploy anything."""
 import hashlib
 import os
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -72,3 +73,29 @@ def test_the_zip_holds_sorted_files_with_a_fixed_time_and_mode_and_no_bytecode(c
     assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
     assert {info.external_attr >> 16 for info in infos} == {0o100644}
     assert {info.compress_type for info in infos} == {zipfile.ZIP_DEFLATED}
+
+
+def zipped_names(root: Path, dest: Path) -> list[str]:
+    build_bundle("topup", dest, archive=True, root=root)
+    with zipfile.ZipFile(dest / "topup.zip") as archive:
+        return archive.namelist()
+
+
+def test_a_stray_dotfile_is_not_shipped_outside_git(checkout, tmp_path):
+    (checkout / "common" / ".env").write_text("LEDGER_ERP_TOKEN=a-developer-secret\n")
+    (checkout / "functions" / "topup" / ".secrets").mkdir()
+    (checkout / "functions" / "topup" / ".secrets" / "key.json").write_text("{}")
+    names = zipped_names(checkout, tmp_path / "out")
+    assert "common/config.py" in names and "main.py" in names
+    assert not [name for name in names if any(part.startswith(".") for part in name.split("/"))]
+
+
+def test_in_a_git_checkout_what_git_ignores_is_not_shipped_but_a_new_module_is(checkout, tmp_path):
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    (checkout / ".gitignore").write_text("*.local\n")
+    (checkout / "common" / ".env").write_text("LEDGER_ERP_TOKEN=a-developer-secret\n")
+    (checkout / "common" / "notes.local").write_text("ignored by git")
+    (checkout / "common" / "brand_new.py").write_text("# not committed yet, not ignored\n")
+    names = zipped_names(checkout, tmp_path / "out")
+    assert "common/brand_new.py" in names and "common/config.py" in names and "main.py" in names
+    assert "common/.env" not in names and "common/notes.local" not in names

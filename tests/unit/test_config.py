@@ -95,3 +95,16 @@ def test_a_redis_ca_without_a_tls_url_is_refused_before_anything_connects():
         )
     settings = Settings.from_env({"LEDGER_REDIS_CA_CERT": "pem", "LEDGER_REDIS_URL": "rediss://10.0.0.3:6378/0"})
     assert settings.redis_ca_cert == "pem"
+
+
+@pytest.mark.parametrize("url", ["redis://10.0.0.3:6379/0", "redis://redis.internal:6379/0"])
+def test_an_auth_string_over_plain_redis_to_a_network_host_is_refused(url):
+    with pytest.raises(ValueError, match="REDIS_AUTH"):
+        Settings.from_env({"LEDGER_REDIS_AUTH": "an-auth-string", "LEDGER_REDIS_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:54301/0", "redis://localhost:6379/0", "redis://[::1]:6379/0", "rediss://10.0.0.3:6378/0"]
+)
+def test_an_auth_string_goes_over_tls_or_to_loopback(url):
+    assert Settings.from_env({"LEDGER_REDIS_AUTH": "an-auth-string", "LEDGER_REDIS_URL": url}).redis_auth

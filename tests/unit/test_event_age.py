@@ -141,10 +141,18 @@ def test_a_dead_letter_that_cannot_be_published_fails_the_delivery(monkeypatch):
 
 
 def test_automation_keeps_old_ledger_events_and_drops_old_ticks(publisher):
-    keep = cloud_events.to_dead_letters("automation_dead_letter_topic", only_from="events_topic")
+    keep = cloud_events.to_dead_letters("automation_dead_letter_topic", dropping_ticks_from="automation_tick_topic")
     calls, handler = handled()
     function = cloud_events.pubsub_function("automation", keep=keep)(handler)
     function(pushed("2020-01-01T00:00:00Z", topic="automation-tick"))
     assert publisher.published == []
     function(pushed("2020-01-01T00:00:00Z", topic="ledger-events"))
+    assert [topic for topic, _, _ in publisher.published] == ["automation-dead-letter"] and calls == []
+
+
+@pytest.mark.parametrize("topic", ["some-other-topic", "erp-export-tick"])
+def test_automation_keeps_an_old_event_from_a_source_it_does_not_recognise_as_its_tick(publisher, topic):
+    keep = cloud_events.to_dead_letters("automation_dead_letter_topic", dropping_ticks_from="automation_tick_topic")
+    calls, handler = handled()
+    cloud_events.pubsub_function("automation", keep=keep)(handler)(pushed("2020-01-01T00:00:00Z", topic=topic))
     assert [topic for topic, _, _ in publisher.published] == ["automation-dead-letter"] and calls == []

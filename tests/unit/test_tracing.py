@@ -4,6 +4,7 @@ fields, and carried by every log line written while serving the request."""
 import io
 import json
 import logging
+import threading
 
 import flask
 import pytest
@@ -114,6 +115,40 @@ def test_every_line_logged_inside_the_binding_carries_the_trace_and_none_after()
         assert line[TRACE_FIELD] == f"projects/my-project/traces/{TRACE}"
         assert line[SPAN_FIELD] == SPAN and line[SAMPLED_FIELD] is True
     assert not {TRACE_FIELD, SPAN_FIELD, SAMPLED_FIELD} & set(after)
+
+
+def test_a_trace_bound_in_one_thread_never_reaches_another_threads_lines():
+    """functions-framework serves requests on several threads of one process: each
+    request's binding is its own, even while another's is active."""
+    other = "a" * 32
+    both_bound = threading.Barrier(2)
+    all_logged = threading.Barrier(3)
+
+    def request(logger, trace_id, name):
+        with tracing.bound(Trace(trace_id), "my-project"):
+            both_bound.wait(timeout=10)  # both bindings are active at once
+            logger.info(name)
+            all_logged.wait(timeout=10)
+
+    def unbound(logger):
+        logger.info("no trace")
+        all_logged.wait(timeout=10)
+
+    def run(logger):
+        threads = [
+            threading.Thread(target=request, args=(logger, TRACE, "first")),
+            threading.Thread(target=request, args=(logger, other, "second")),
+            threading.Thread(target=unbound, args=(logger,)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+
+    lines = {line["message"]: line for line in formatted_lines(run)}
+    assert lines["first"][TRACE_FIELD] == f"projects/my-project/traces/{TRACE}"
+    assert lines["second"][TRACE_FIELD] == f"projects/my-project/traces/{other}"
+    assert TRACE_FIELD not in lines["no trace"]
 
 
 def test_a_request_through_the_endpoint_logs_its_lines_under_its_trace(monkeypatch):
