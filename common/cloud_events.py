@@ -108,12 +108,21 @@ def to_dead_letters(topic_setting: str, dropping_ticks_from: str | None = None) 
     everything else, from whatever source, is kept: a tick is recognised, never assumed."""
 
     def keeper(cloud_event: Any) -> str | None:
-        settings = get_settings()
-        if dropping_ticks_from is not None and source_topic(cloud_event) == getattr(settings, dropping_ticks_from):
+        if dropping_ticks_from is not None and comes_from(cloud_event, dropping_ticks_from):
             return None
-        return str(getattr(settings, topic_setting))
+        return str(getattr(get_settings(), topic_setting))
 
     return keeper
+
+
+def comes_from(cloud_event: Any, *topic_settings: str) -> bool:
+    """Whether a pushed event came from one of the topics these Settings fields name:
+    what a push is, is recognised from its topic, never assumed from its not being
+    something else. Automation takes ledger events from the events topic and from its
+    own replay topic alike, and a replayed event's age counts from the replay's publish."""
+    settings = get_settings()
+    topic = source_topic(cloud_event)
+    return topic is not None and topic in {str(getattr(settings, field)) for field in topic_settings}
 
 
 def source_topic(cloud_event: Any) -> str | None:

@@ -152,6 +152,10 @@ class Settings:
     automation_tick_topic: str = "automation-tick"
     automation_schedule: str = "* * * * *"
     automation_dead_letter_topic: str = "automation-dead-letter"
+    # Automation's own topic, pushed to it alone: a dead-lettered ledger event replayed
+    # here (python -m common.dead_letters --function automation replay) reaches no other
+    # subscriber of the events topic.
+    automation_replay_topic: str = "automation-replay"
     notifications_topic: str = "ledger-notifications"
     payment_provider_url: str = ""
     payment_provider_token: str = ""  # in Google Cloud, a Secret Manager secret exposed as this variable

@@ -3,15 +3,17 @@ letters (docs/operations.md); the balance actions' (`actions`) unless told other
 
 list                   every dead-lettered message: id, source topic, deliveries, why
 show ID                one message in full (its data and attributes too)
-replay ID... | --all   publish each again to its source topic as it was first sent,
-                       then acknowledge it here (the actions' alone: see `replay`)
+replay ID... | --all   publish each again as it was first sent, then acknowledge it
+                       here: a balance action to its source topic, a ledger event of
+                       automation's to automation's own replay topic (see `replay`)
 
 It reads the dead-letter topic's own subscription (the same name as the topic). What it
 only lists or shows it hands back at once (a nack), so nothing is lost by looking. Why a
 message is there: its `dead_letter_reason` (a malformed one, dead-lettered by the
 function), else the failure the function recorded for it while it was being retried
 (Firestore, `action_failures`), else "unknown". A replay posts nothing twice: the
-message keeps its idempotency key, and each usage record its usage id.
+message keeps its idempotency key, and each usage record its usage id; a ledger event
+replayed to automation fires each rule at most once per event, as any redelivery.
 """
 
 from __future__ import annotations
@@ -92,6 +94,25 @@ def _subscriber() -> Any:
 # Each function that keeps dead letters: the setting naming its dead-letter topic, whose
 # pull subscription has the same name.
 DEAD_LETTER_TOPICS = {"actions": "actions_dead_letter_topic", "automation": "automation_dead_letter_topic"}
+# Where a function's dead letters are replayed, when not to their source topic: automation's
+# come from the events topic, which every subscriber of the ledger's events receives, so
+# they go to its own replay topic, pushed to automation alone. Only ledger events are
+# replayed there (from the events topic, or from the replay topic itself, when a replay
+# was dead-lettered again); anything else is refused.
+REPLAY_TOPICS = {"automation": ("automation_replay_topic", ("events_topic", "automation_replay_topic"))}
+
+
+def replay_topic(function: str, source_topic: str) -> str:
+    """The topic to publish a dead letter of `function`'s to, which came from
+    `source_topic` (a topic's full name); raises ValueError when it may not be replayed."""
+    if function not in REPLAY_TOPICS:
+        return source_topic
+    settings = get_settings()
+    target, sources = REPLAY_TOPICS[function]
+    short = source_topic.rpartition("/topics/")[2]
+    if short not in {str(getattr(settings, field)) for field in sources}:
+        raise ValueError(f"not a ledger event (it came from {source_topic}): {function} replays ledger events only")
+    return f"projects/{settings.gcp_project}/topics/{getattr(settings, target)}"
 
 
 def _subscription_path(subscriber: Any) -> str:
@@ -186,13 +207,7 @@ def show(message_id: str) -> None:
 def replay(message_ids: tuple[str, ...], everything: bool) -> None:
     if bool(message_ids) == everything:
         raise click.UsageError("name the messages to replay, or give --all")
-    if click.get_current_context().find_root().params["function"] != "actions":
-        # Its source is the events topic: published there again, it would reach every
-        # subscriber of the ledger's events, not automation alone (docs/operations.md).
-        raise click.UsageError(
-            "automation's dead letters are listed and shown, not replayed: their source topic is the ledger's"
-            " events, which every subscriber of it would receive again"
-        )
+    function = click.get_current_context().find_root().params["function"]
     subscriber = _subscriber()
     path = _subscription_path(subscriber)
     letters = pull_all(subscriber, path)
@@ -201,9 +216,14 @@ def replay(message_ids: tuple[str, ...], everything: bool) -> None:
     report["not_found"] = sorted(set(message_ids) - {letter.message_id for letter in letters})
     replayed: list[DeadLetter] = []
     for letter in chosen:
-        topic = letter.source_topic(subscriber)
-        if topic is None:
+        source = letter.source_topic(subscriber)
+        if source is None:
             report["failed"].append({"id": letter.message_id, "error": "its source topic is unknown"})
+            continue
+        try:
+            topic = replay_topic(function, source)
+        except ValueError as refused:
+            report["failed"].append({"id": letter.message_id, "error": str(refused)})
             continue
         try:
             new_id = bootstrap.message_publisher().publish(

@@ -39,6 +39,7 @@ locals {
     action_results_topic         = ["balance-action-results"]
     actions_dead_letter_topic    = ["balance-actions-dead-letter"]
     automation_dead_letter_topic = ["automation-dead-letter"]
+    automation_replay_topic      = ["automation-replay"]
     notifications_topic          = ["ledger-notifications"]
   }
   # Pub/Sub-triggered function -> the topics pushed to it and its dead-letter topic. Every

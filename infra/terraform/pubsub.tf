@@ -138,6 +138,15 @@ resource "google_pubsub_topic" "notifications" {
   depends_on                 = [google_project_service.enabled]
 }
 
+# Automation's replay topic: pushed to the automation function alone (its deploy.json), so
+# a dead-lettered ledger event an operator replays (common/dead_letters.py) acts there and
+# reaches no other subscriber of the events topic. Operators publish to it (below).
+resource "google_pubsub_topic" "automation_replay" {
+  name                       = one(local.setting_topics.automation_replay_topic)
+  message_retention_duration = "604800s"
+  depends_on                 = [google_project_service.enabled]
+}
+
 # Each Pub/Sub-triggered function's dead-letter topic (function_list.tf), with a pull subscription
 # of the same name (the operator's `make dead-letters` reads it), so nothing
 # dead-lettered is lost: both keep a message 31 days, Pub/Sub's longest.
@@ -167,7 +176,7 @@ resource "google_pubsub_subscription" "dead_letters" {
 locals {
   # every topic Terraform makes, by name
   topic_ids = merge(
-    { for topic in [google_pubsub_topic.ledger_events, google_pubsub_topic.action_results, google_pubsub_topic.notifications] : topic.name => topic.id },
+    { for topic in [google_pubsub_topic.ledger_events, google_pubsub_topic.action_results, google_pubsub_topic.notifications, google_pubsub_topic.automation_replay] : topic.name => topic.id },
     { for topic in values(google_pubsub_topic.ticks) : topic.name => topic.id },
     { for topic in values(google_pubsub_topic.action_topics) : topic.name => topic.id },
     { for topic in values(google_pubsub_topic.dead_letters) : topic.name => topic.id },
@@ -242,7 +251,8 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_sources_by_pubsub"
 
 # The operators' dead-letter command: it pulls the dead-letter subscriptions, looks up the
 # subscription a dead letter came through to name its topic, and replays a balance action
-# by publishing it again to its topic (which is why this is a named few).
+# by publishing it again to its topic, an automation dead letter to automation's replay
+# topic (which is why this is a named few).
 resource "google_pubsub_subscription_iam_member" "dead_letter_readers" {
   for_each     = { for pair in setproduct(local.dead_letter_topics, var.dead_letter_operators) : "${pair[0]} ${pair[1]}" => { subscription = pair[0], member = pair[1] } }
   subscription = google_pubsub_subscription.dead_letters[each.value.subscription].id
@@ -262,4 +272,12 @@ resource "google_pubsub_topic_iam_member" "dead_letter_replayers" {
   topic    = google_pubsub_topic.action_topics[each.value.publisher].id
   role     = "roles/pubsub.publisher"
   member   = each.value.member
+}
+
+# Replaying automation's dead letters: to its own replay topic, never to the events topic.
+resource "google_pubsub_topic_iam_member" "automation_replayers" {
+  for_each = toset(var.dead_letter_operators)
+  topic    = google_pubsub_topic.automation_replay.id
+  role     = "roles/pubsub.publisher"
+  member   = each.value
 }

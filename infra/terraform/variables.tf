@@ -228,7 +228,7 @@ variable "payment_provider_url" {
 }
 
 variable "dead_letter_operators" {
-  description = "Who runs `make dead-letters` (python -m common.dead_letters) against Google Cloud, e.g. [\"group:ledger-operators@example.com\"]: they read the dead letters, see which subscription each came through, and replay balance actions to their topics."
+  description = "Who runs `make dead-letters` (python -m common.dead_letters) against Google Cloud, e.g. [\"group:ledger-operators@example.com\"]: they read the dead letters, see which subscription each came through, replay balance actions to their topics and automation's ledger events to its replay topic."
   type        = list(string)
   default     = []
 }

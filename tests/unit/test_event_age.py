@@ -156,3 +156,20 @@ def test_automation_keeps_an_old_event_from_a_source_it_does_not_recognise_as_it
     calls, handler = handled()
     cloud_events.pubsub_function("automation", keep=keep)(handler)(pushed("2020-01-01T00:00:00Z", topic=topic))
     assert [topic for topic, _, _ in publisher.published] == ["automation-dead-letter"] and calls == []
+
+
+def test_automation_recognises_a_push_from_its_replay_topic_as_a_ledger_event_and_no_other():
+    replayed = pushed("2026-11-30T11:59:00Z", topic="automation-replay")
+    assert cloud_events.comes_from(replayed, "events_topic", "automation_replay_topic")
+    assert not cloud_events.comes_from(replayed, "automation_tick_topic")
+    for topic in ["some-other-topic", "automation-replay-2", "automation-tick"]:
+        assert not cloud_events.comes_from(pushed("2026-11-30T11:59:00Z", topic=topic), "automation_replay_topic")
+
+
+def test_automation_keeps_an_old_replayed_event_too(publisher):
+    keep = cloud_events.to_dead_letters("automation_dead_letter_topic", dropping_ticks_from="automation_tick_topic")
+    calls, handler = handled()
+    cloud_events.pubsub_function("automation", keep=keep)(handler)(
+        pushed("2020-01-01T00:00:00Z", topic="automation-replay")
+    )
+    assert [topic for topic, _, _ in publisher.published] == ["automation-dead-letter"] and calls == []

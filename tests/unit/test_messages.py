@@ -149,6 +149,19 @@ def test_a_letter_the_function_dead_lettered_itself_names_its_source():
     assert letter.source_topic(Subscriptions({})) == TOPIC and letter.reason() == "not JSON"
 
 
+def test_automation_replays_ledger_events_to_its_own_replay_topic_and_nothing_else():
+    from common.config import get_settings
+    from common.dead_letters import replay_topic
+
+    replays_to = f"projects/{get_settings().gcp_project}/topics/automation-replay"
+    assert replay_topic("automation", "projects/p/topics/ledger-events") == replays_to
+    assert replay_topic("automation", "projects/p/topics/automation-replay") == replays_to  # dead-lettered again
+    for source in ["projects/p/topics/automation-tick", "projects/p/topics/some-other-topic"]:
+        with pytest.raises(ValueError, match="ledger events only"):
+            replay_topic("automation", source)
+    assert replay_topic("actions", "projects/p/topics/metering-usage") == "projects/p/topics/metering-usage"
+
+
 # Outcomes and the messages sent back ---------------------------------------------------
 
 

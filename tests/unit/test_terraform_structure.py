@@ -174,6 +174,7 @@ SAFE_DEFAULTS = {
             "action_results_topic",
             "actions_dead_letter_topic",
             "automation_dead_letter_topic",
+            "automation_replay_topic",
             "notifications_topic",
             "erp_export_tick_topic",
             "erp_reconcile_tick_topic",
