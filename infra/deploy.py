@@ -163,6 +163,15 @@ class Step:
     tries: int = 1  # IAM_TRIES for a step that may race IAM's propagation
 
 
+def terraform_init(env: Environment) -> Step:
+    """Terraform against the environment's state bucket (deploy and teardown alike)."""
+    return Step(
+        "terraform init",
+        [["terraform", "init", "-reconfigure", f"-backend-config={env.backend}"]],
+        cwd=TERRAFORM_DIR,
+    )
+
+
 def plan(env: Environment, tag: str, auto_approve: bool = False, smoke: bool = True) -> list[Step]:
     p = ["--project", env.project]
     tf_vars = [f"-var-file={env.tfvars}", f"-var=migrations_image_tag={tag}"]
@@ -197,11 +206,7 @@ def plan(env: Environment, tag: str, auto_approve: bool = False, smoke: bool = T
             ],
             unless=["gcloud", "storage", "buckets", "describe", bucket, *p],
         ),  # fmt: skip
-        Step(
-            "terraform init",
-            [["terraform", "init", "-reconfigure", f"-backend-config={env.backend}"]],
-            cwd=TERRAFORM_DIR,
-        ),  # fmt: skip
+        terraform_init(env),
         Step(
             "stage 1: APIs, secrets, the image's repository and builder, the log-based metrics",
             [

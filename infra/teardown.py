@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from infra.deploy import TERRAFORM_DIR, Environment, Step, load_environment, run
+from infra.deploy import TERRAFORM_DIR, Environment, Step, load_environment, run, terraform_init
 
 FIRESTORE_DATABASE = "(default)"
 FIRESTORE_STATE = "google_firestore_database.ledger"
@@ -53,11 +53,7 @@ def plan(env: Environment, auto_approve: bool = False) -> list[Step]:
         else []
     )
     steps = [
-        Step(
-            "terraform init",
-            [["terraform", "init", "-reconfigure", f"-backend-config={env.backend}"]],
-            cwd=TERRAFORM_DIR,
-        ),  # fmt: skip
+        terraform_init(env),
         Step(
             f"Cloud SQL {instance}: protection off, deleted"
             + (f" after a final backup kept {FINAL_BACKUP_RETENTION_DAYS} days" if final_backup else ""),
