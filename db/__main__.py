@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from common.config import Settings
 from db import connect, logins
+from db.upgrade import SchemaAhead
 from db.upgrade import upgrade as upgrade_database
 
 URL_OPTION = click.option(
@@ -68,7 +69,13 @@ def upgrade(ctx: click.Context, url: str | None, login_roles: str | None, cloud_
     grant the logins their roles and, on Cloud SQL, audit the ledger's tables."""
     engine_url, creator = _target(ctx, url)
     mapping = _login_roles(login_roles)
-    rebuilt = upgrade_database(engine_url, creator=creator)
+    try:
+        rebuilt = upgrade_database(engine_url, creator=creator)
+    except SchemaAhead as ahead:
+        # a rollback's deploy (docs/deploy.md): the older code runs on the newer schema,
+        # whose migrations were additive; its grants and audit stay as the newer run left them
+        click.echo(str(ahead))
+        return
     click.echo("definitions re-created" if rebuilt else "definitions unchanged")
     if not (mapping or cloud_sql):
         return

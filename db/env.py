@@ -33,13 +33,21 @@ else:
     engine = create_engine(url, poolclass=pool.NullPool, **({"creator": creator} if creator else {}))
     with engine.connect() as connection:
         context.configure(connection=connection, version_table_schema="public")
-        with context.begin_transaction():
-            if with_definitions:
-                migration = context.get_context()
-                config.attributes["definitions_rebuilt"] = definitions.rebuild(
-                    connection,
-                    context.run_migrations,
-                    pending=lambda: set(migration.get_current_heads()) != set(context.script.get_heads()),
-                )
-            else:
-                context.run_migrations()
+        migration = context.get_context()
+        known = {script.revision for script in context.script.walk_revisions()}
+        newer = sorted(set(migration.get_current_heads()) - known)
+        if newer:
+            # A later release migrated this database (migrations only go forward): this
+            # release's code rolling back must leave its schema and definitions alone,
+            # not fail on a revision it has never heard of (db/upgrade.py SchemaAhead).
+            config.attributes["schema_ahead"] = newer
+        else:
+            with context.begin_transaction():
+                if with_definitions:
+                    config.attributes["definitions_rebuilt"] = definitions.rebuild(
+                        connection,
+                        context.run_migrations,
+                        pending=lambda: set(migration.get_current_heads()) != set(context.script.get_heads()),
+                    )
+                else:
+                    context.run_migrations()

@@ -66,6 +66,10 @@ def grant_login_roles(connection: Connection, login_roles: dict[str, str]) -> li
                 f"a login may be mapped only to a function role of db/schema/99_grants.sql, not {role!r}"
                 f" (one of {', '.join(sorted(FUNCTION_ROLES))})"
             )
+    me = connection.execute(text("SELECT current_user")).scalar()
+    if me in login_roles:
+        # the schema's owner as a function's login would hand a function the whole schema
+        raise ValueError(f"{me!r} runs the migrations: it is no function's login")
     changed = []
     for user, role in sorted(login_roles.items()):
         for name in (user, role):

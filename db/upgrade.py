@@ -25,13 +25,23 @@ LOCK_CONFLICTS = ("55P03", "40P01")  # lock_not_available (the lock timeout), de
 log = logging.getLogger("db.upgrade")
 
 
+class SchemaAhead(Exception):
+    """The database is at revisions this release's migrations don't know: a later release
+    migrated it, and this one (a rollback) left it as it was."""
+
+    def __init__(self, revisions: list[str]) -> None:
+        super().__init__(f"the schema is ahead of this release (at {', '.join(revisions)}): nothing changed")
+        self.revisions = revisions
+
+
 def upgrade(
     url: str | URL, attempts: int = 5, password: str | None = None, creator: Callable[[], Any] | None = None
 ) -> bool:
     """Migrate to the heads and bring the definitions up to date; returns whether the
     definitions were re-created. `password`, if given, is the owner's, for a `url`
     without one: it goes to the driver, never into a string. `creator`, if given, opens
-    each connection instead (the Cloud SQL connector: db/connect.py)."""
+    each connection instead (the Cloud SQL connector: db/connect.py). Raises SchemaAhead,
+    having changed nothing, when a later release has already migrated the database."""
     config = Config(str(REPO / "alembic.ini"))
     config.set_main_option("script_location", str(REPO / "db"))
     engine_url = make_url(url)
@@ -49,6 +59,8 @@ def upgrade(
     ):
         with attempt:
             command.upgrade(config, "heads")
+    if config.attributes.get("schema_ahead"):
+        raise SchemaAhead(config.attributes["schema_ahead"])
     return bool(config.attributes.get("definitions_rebuilt"))
 
 

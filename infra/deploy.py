@@ -94,6 +94,9 @@ class Environment:
     region: str
     prefix: str  # var.name
     state_bucket: str
+    # production-shaped: named prod, or a high-availability database (variables.tf's
+    # default, so an environment that doesn't say is treated as production)
+    production: bool = False
 
     @property
     def tfvars(self) -> str:
@@ -138,12 +141,14 @@ def load_environment(name: str, terraform_dir: Path = TERRAFORM_DIR) -> Environm
                 f"no {path.relative_to(terraform_dir)}: an environment is its tfvars and backend"
             )
     tfvars = _hcl(tfvars_path)
+    availability = tfvars.get("db_availability") or _variable_default("db_availability")
     return Environment(
         name=name,
         project=tfvars["project_id"],
         region=tfvars.get("region") or _variable_default("region"),
         prefix=tfvars.get("name") or _variable_default("name"),
         state_bucket=_hcl(backend_path)["bucket"],
+        production=name == "prod" or availability == "REGIONAL",
     )
 
 

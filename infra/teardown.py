@@ -15,12 +15,13 @@ project's (default) database that Terraform did not create is not the teardown's
 from __future__ import annotations
 
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 
 import click
 
-from infra.deploy import TERRAFORM_DIR, Environment, Step, load_environment, run, terraform_init
+from infra.deploy import BUNDLE_DIR, TERRAFORM_DIR, Environment, Step, load_environment, run, terraform_init
 
 FIRESTORE_DATABASE = "(default)"
 FIRESTORE_STATE = "google_firestore_database.ledger"
@@ -31,8 +32,8 @@ SQL_STATE = (
     "google_sql_database.ledger",
     "google_sql_user.database_login",
     "google_sql_user.migrator",
+    "google_sql_user.operators",
 )
-PRODUCTION = "prod"
 PRODUCTION_FLAG = "--i-understand-this-deletes-production"
 # How long production's final backup is kept: the longest Cloud SQL allows.
 FINAL_BACKUP_RETENTION_DAYS = 365
@@ -49,7 +50,7 @@ def plan(env: Environment, auto_approve: bool = False) -> list[Step]:
     approve = ["-auto-approve"] if auto_approve else []
     final_backup = (
         ["--enable-final-backup", f"--final-backup-retention-days={FINAL_BACKUP_RETENTION_DAYS}"]
-        if env.name == PRODUCTION
+        if env.production
         else []
     )
     steps = [
@@ -106,6 +107,8 @@ def plan(env: Environment, auto_approve: bool = False) -> list[Step]:
             ],
             cwd=TERRAFORM_DIR,
         ),  # fmt: skip
+        # Terraform evaluates every bundle's filemd5 even to destroy: a fresh checkout has none
+        Step("the functions' bundles", [[sys.executable, "-m", "infra.bundle", "--all", str(BUNDLE_DIR)]]),
         # what refers to the database (its TTL fields) is refreshed away as gone
         Step("terraform destroy", [["terraform", "destroy", f"-var-file={env.tfvars}", *approve]], cwd=TERRAFORM_DIR),
     ]
@@ -116,12 +119,20 @@ def plan(env: Environment, auto_approve: bool = False) -> list[Step]:
 @click.argument("env_name", metavar="ENV")
 @click.option("--dry-run", is_flag=True, help="Print every command; run none.")
 @click.option("--yes", is_flag=True, help="Destroy without Terraform's confirmation (the project id is still asked).")
-@click.option("i_understand", PRODUCTION_FLAG, is_flag=True, help="Required to tear down ENV=prod.")
+@click.option(
+    "i_understand",
+    PRODUCTION_FLAG,
+    is_flag=True,
+    help="Required to tear down production: ENV=prod or a REGIONAL database.",
+)
 def main(env_name: str, dry_run: bool, yes: bool, i_understand: bool) -> None:
     """Delete the environment ENV: its database and every resource Terraform made."""
     env = load_environment(env_name)
-    if env.name == PRODUCTION and not (i_understand or dry_run):
-        raise click.ClickException(f"ENV={PRODUCTION} is production: add {PRODUCTION_FLAG} to delete it; nothing done")
+    if env.production and not (i_understand or dry_run):
+        raise click.ClickException(
+            f"ENV={env.name} is production (named prod, or a REGIONAL database): add {PRODUCTION_FLAG} to delete it;"
+            " nothing done"
+        )
     if not dry_run:
         typed = click.prompt(f"This deletes the ledger's data in {env.project}. Type the project's id to go on")
         if typed != env.project:

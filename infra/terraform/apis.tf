@@ -6,7 +6,7 @@
 # edge, no per-API bookkeeping that could drift): by its own depends_on, or through a
 # resource it references that has one (tests/unit/test_terraform_first_apply.py checks every one;
 # a -target also applies what its target depends on, so the deploy's stage 1 enables the
-# APIs before its secrets and topics). google_project_service returns once the enable
+# APIs before its secrets and log-based metrics). google_project_service returns once the enable
 # operation is done, so no sleep is needed after it (docs/infrastructure.md, "First apply").
 
 locals {

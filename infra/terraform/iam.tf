@@ -83,7 +83,9 @@ resource "google_project_iam_member" "build_storage" {
   condition {
     title       = "functions-build-buckets"
     description = "Google's gcf-v2-sources/gcf-v2-uploads buckets and the ledger's sources bucket, never the Terraform state's."
-    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.sources.name}\")"
+    # the sources bucket by its exact name, or its objects ("<bucket>/objects/..."): a bare
+    # prefix would also match another bucket whose name begins with it
+    expression = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-\") || resource.name == \"projects/_/buckets/${google_storage_bucket.sources.name}\" || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.sources.name}/\")"
   }
 }
 

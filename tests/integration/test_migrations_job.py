@@ -176,3 +176,37 @@ def test_a_role_that_others_are_members_of_is_refused_as_the_audit_role(stack):
             logins.enable_audit(connection, with_extension=False, role="ledger_auditor")
     finally:
         engine.dispose()
+
+
+def test_an_older_release_leaves_a_newer_schema_as_it_is(stack):
+    """A rollback deploys the previous commit, whose migrations job finds the database at a
+    revision it has never heard of: it changes nothing and succeeds, so the deploy goes on
+    to put the older functions back (docs/deploy.md, "Rolling back a release")."""
+    con = owner(stack)
+    [[current]] = con.run("SELECT version_num FROM public.alembic_version")
+    con.run("UPDATE public.alembic_version SET version_num = '9999_from_a_later_release'")
+    try:
+        output = run_upgrade(stack, {})
+        assert "ahead of this release (at 9999_from_a_later_release): nothing changed" in output
+        assert con.run("SELECT version_num FROM public.alembic_version") == [["9999_from_a_later_release"]]
+    finally:
+        con.run("UPDATE public.alembic_version SET version_num = :v", v=current)
+        con.close()
+
+
+def test_the_schema_owner_is_no_functions_login(stack):
+    me = owner(stack)
+    try:
+        [[owner_name]] = me.run("SELECT current_user")
+    finally:
+        me.close()
+    before = memberships(stack, owner_name)
+    url = owner_url(stack.owner_dsn())
+    environment = {
+        "LEDGER_MIGRATIONS_URL": url.set(password=None).render_as_string(hide_password=False),
+        "PGPASSWORD": stack.owner_dsn()["password"],
+        "LEDGER_DB_LOGIN_ROLES": json.dumps({owner_name: "ledger_poster"}),
+    }
+    result = CliRunner().invoke(db_cli, ["upgrade"], env=environment)
+    assert result.exit_code != 0 and "runs the migrations" in str(result.exception or result.output)
+    assert memberships(stack, owner_name) == before

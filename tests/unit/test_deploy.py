@@ -14,7 +14,7 @@ from infra import deploy
 @pytest.fixture
 def env(tmp_path):
     (tmp_path / "envs").mkdir()
-    (tmp_path / "envs" / "dev.tfvars").write_text('project_id = "acme-dev"\nname = "wl"\n')
+    (tmp_path / "envs" / "dev.tfvars").write_text('project_id = "acme-dev"\nname = "wl"\ndb_availability = "ZONAL"\n')
     (tmp_path / "envs" / "dev.gcs.tfbackend").write_text('bucket = "acme-dev-tfstate"\nprefix = "ledger"\n')
     return deploy.load_environment("dev", tmp_path)
 
@@ -208,7 +208,7 @@ def test_every_teardown_step_runs_only_if_what_it_removes_exists(env):
 
     steps = teardown.plan(env)
     unconditional = [step.title for step in steps if step.when is None]
-    assert unconditional == ["terraform init", "terraform destroy"]
+    assert unconditional == ["terraform init", "the functions' bundles", "terraform destroy"]
     firestore = next(step for step in steps if "Firestore" in step.title)
     assert "terraform state list google_firestore_database.ledger" in firestore.when[-1]
     sql = next(step for step in steps if step.title.startswith("Cloud SQL"))
@@ -245,9 +245,9 @@ def test_development_teardown_takes_no_final_backup(env, nothing_runs):
     assert "--enable-final-backup" not in teardown_text(env)
 
 
-def environment_files(tmp_path, name, project):
+def environment_files(tmp_path, name, project, availability="ZONAL"):
     (tmp_path / "envs").mkdir()
-    (tmp_path / "envs" / f"{name}.tfvars").write_text(f'project_id = "{project}"\n')
+    (tmp_path / "envs" / f"{name}.tfvars").write_text(f'project_id = "{project}"\ndb_availability = "{availability}"\n')
     (tmp_path / "envs" / f"{name}.gcs.tfbackend").write_text('bucket = "b"\n')
 
 
@@ -272,3 +272,37 @@ def test_production_teardown_needs_its_flag_before_anything(monkeypatch, tmp_pat
     assert "Type the project's id" not in refused.output
     asked = CliRunner().invoke(teardown.main, ["prod", teardown.PRODUCTION_FLAG], input="acme-dev\n")
     assert asked.exit_code == 1 and "Type the project's id" in asked.output and "nothing done" in asked.output
+
+
+def test_a_regional_database_is_production_whatever_the_environment_is_called(monkeypatch, tmp_path):
+    from infra import teardown
+
+    monkeypatch.setattr(teardown, "load_environment", lambda name: deploy.load_environment(name, tmp_path))
+    environment_files(tmp_path, "prod-eu", "acme-eu", availability="REGIONAL")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    refused = CliRunner().invoke(teardown.main, ["prod-eu"], input="acme-eu\n")
+    assert refused.exit_code == 1 and teardown.PRODUCTION_FLAG in refused.output
+    assert "--enable-final-backup" in teardown_text(deploy.load_environment("prod-eu", tmp_path))
+
+
+def test_an_environment_that_does_not_say_is_production(tmp_path):
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "staging.tfvars").write_text('project_id = "acme-staging"\n')
+    (tmp_path / "envs" / "staging.gcs.tfbackend").write_text('bucket = "b"\n')
+    assert deploy.load_environment("staging", tmp_path).production  # variables.tf's default is REGIONAL
+
+
+def test_teardown_takes_every_cloud_sql_resource_out_of_the_state():
+    """terraform destroy would refresh whatever is left against a deleted instance."""
+    from infra import hcl, teardown
+
+    module = hcl.read(deploy.TERRAFORM_DIR)
+    in_terraform = {f"{type_}.{name}" for type_, name in module.resources if type_.startswith("google_sql_")}
+    assert in_terraform == set(teardown.SQL_STATE)
+
+
+def test_teardown_builds_the_bundles_terraform_reads_before_destroying(env):
+    from infra import teardown
+
+    titles = [step.title for step in teardown.plan(env)]
+    assert titles.index("the functions' bundles") == titles.index("terraform destroy") - 1

@@ -126,7 +126,8 @@ def test_every_function_is_built_by_the_build_account_with_the_roles_googles_doc
     assert storage["member"] == "serviceAccount:${google_service_account.build.email}"
     assert storage["condition"][0]["expression"] == (
         'resource.name.startsWith("projects/_/buckets/gcf-v2-")'
-        ' || resource.name.startsWith("projects/_/buckets/${google_storage_bucket.sources.name}")'
+        ' || resource.name == "projects/_/buckets/${google_storage_bucket.sources.name}"'
+        ' || resource.name.startsWith("projects/_/buckets/${google_storage_bucket.sources.name}/")'
     )
 
 
