@@ -57,15 +57,16 @@ def authorize(token: str) -> None:
 
 
 class Client:
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float = 30.0) -> None:
         self._pools: dict[tuple[str, int], urllib3.HTTPConnectionPool] = {}
+        self._timeout_s = timeout_s
 
     def post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> Response:
         parts = urlsplit(url)
         pool = self._pools.get((parts.hostname, parts.port))
         if pool is None:
             pool = self._pools[(parts.hostname, parts.port)] = urllib3.HTTPConnectionPool(
-                parts.hostname, parts.port, maxsize=1, retries=False, timeout=30.0
+                parts.hostname, parts.port, maxsize=1, retries=False, timeout=self._timeout_s
             )
         encoded = json.dumps(body).encode()
         all_headers = {"Content-Type": "application/json", **AUTHORIZATION, **headers}

@@ -38,11 +38,13 @@ class SpanTotals:
             self.ms[name] += ms
 
 
-def worker(stack: Stack, data: BenchData, totals: list[SpanTotals]) -> Callable[[int], Callable[[], str]]:
+def worker(
+    stack: Stack, data: BenchData, totals: list[SpanTotals], timeout_s: float = 30.0
+) -> Callable[[int], Callable[[], str]]:
     import time
 
     def make(index: int) -> Callable[[], str]:
-        session, rng = Client(), random.Random(7000 + index)
+        session, rng = Client(timeout_s), random.Random(7000 + index)
         mine = SpanTotals()
         totals.append(mine)
         voidable: deque[int] = deque(maxlen=100)

@@ -76,3 +76,23 @@ def test_bulk_jobs_bench_runs_and_the_ledger_reconciles(stack):
     assert "| 1,500 | 3 |" in result.stdout and "| yes (" in result.stdout
     assert "| 3,000 | 300 |" in result.stdout and "| swept 0, warned 0 |" in result.stdout
     assert "`python -m common.reconcile` afterwards: passes (" in result.stdout
+
+
+@pytest.mark.grows_ledger
+def test_open_loop_latency_bench_counts_every_request_and_prints_its_table(stack):
+    """make bench-latency, small: the mix at 20 requests/s for 2 recorded seconds (after
+    1 s of warm-up), one step. The tool exits 1 unless every scheduled request was counted
+    once (answered, failed or timed out) and the invariants hold; no speed is judged."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.openloop", "--profile", "test", "--rate", "20", "--max-rate", "20"]
+        + ["--duration", "2", "--warmup", "1", "--workers", "4", "--wallets", "200"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| offered /s | achieved /s | requests |" in result.stdout
+    assert "\n| 20 | " in result.stdout and " | 40 | " in result.stdout
+    assert "Every request counted once: yes (40 scheduled, 40 counted)" in result.stdout
+    assert "Money invariants afterwards: hold." in result.stdout
