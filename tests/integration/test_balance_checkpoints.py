@@ -376,3 +376,16 @@ def test_a_read_reaches_the_tail_through_the_system_entries_index(stack):
         con.close()
     assert "Index Only Scan using entries_system_after_horizon" in plan, plan
     assert "Index Cond: ((wallet_id = " in plan and "ROW(created_xact, transaction_id) > ROW(" in plan, plan
+
+
+@pytest.mark.grows_ledger
+def test_the_balance_read_bench_runs_and_both_reads_agree(stack):
+    """`python -m bench.system_balance` in a small run: it fails when the full sum and
+    the checkpointed read ever disagree; its figures are not looked at."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.system_balance", "--profile", "test", "--count", "400", "--tail", "40",
+         "--reads", "3"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| checkpoint + tail | 40 behind |" in result.stdout
