@@ -370,6 +370,16 @@ def chain_store() -> Any:
     return ChainStore(lambda sql, **params: run_with_retry(connections, lambda con: con.run(sql, **params)))
 
 
+@once
+def checkpoint_store() -> Any:
+    """The system accounts' balance checkpoints (common/balance_checkpoints.py)."""
+    from common.adapters.checkpoint_store import PostgresCheckpoints
+    from common.adapters.postgres import run_with_retry
+
+    connections = pool()
+    return PostgresCheckpoints(lambda sql, **params: run_with_retry(connections, lambda con: con.run(sql, **params)))
+
+
 # Balance actions as messages (functions/actions) --------------------------------------
 
 

@@ -192,4 +192,9 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "unbalanced_transaction": GuardViolation,
     "sealed_transaction": GuardViolation,
     "wallet_identity_fixed": GuardViolation,
+    "entry_commit_order": GuardViolation,
+    # balance checkpoints (32_balance_checkpoints.sql)
+    "horizon_backwards": GuardViolation,
+    "checkpoint_backwards": GuardViolation,
+    "invalid_limit": InvalidRequest,
 }

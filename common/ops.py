@@ -6,6 +6,7 @@ export            run one ERP export pass
 parked            batches parked after repeated failures
 replay BATCH_ID   send a parked batch again
 reconcile         ledger vs ERP totals per period and GL account; exit 1 on any difference
+checkpoints       advance the system accounts' balance checkpoints until caught up
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ def reconcile() -> None:
     report = run(bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream)
     _print(report)
     sys.exit(0 if report["ok"] else 1)
+
+
+@main.command()
+def checkpoints() -> None:
+    from common.balance_checkpoints import advance
+
+    _print(advance(bootstrap.checkpoint_store()))
 
 
 if __name__ == "__main__":

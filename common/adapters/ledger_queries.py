@@ -41,12 +41,12 @@ WALLET_COLUMNS = (
 )
 # A wallet with what it can spend now: `expiring` is what its lots hold, `expired` the
 # part of that already past its expiry (not spendable, even before the expiry job
-# turns it into breakage), and each spend limit with what this period has used.
+# turns it into breakage), and each spend limit with what this period has used. A
+# system account's balance is its checkpoint plus its entries after it
+# (db/schema/32_balance_checkpoints.sql), not a sum over its whole history.
 WALLET_SELECT = """
 SELECT w.id, w.owner_id, w.asset_code, a.scale, w.kind, w.system_role, w.model, w.status,
-       CASE WHEN w.kind = 'system'
-            THEN (SELECT coalesce(sum(e.amount), 0) FROM ledger.entries e WHERE e.wallet_id = w.id)
-            ELSE w.balance END,
+       CASE WHEN w.kind = 'system' THEN ledger.system_balance(w.id) ELSE w.balance END,
        w.credit_limit, w.entry_count, w.metadata, ledger.iso_utc(w.created_at), ledger.iso_utc(w.updated_at),
        w.parent_id, w.root_id, cardinality(w.path) - 1, w.spend_mode, w.lot_balance,
        CASE WHEN w.lot_balance = 0 THEN 0 ELSE

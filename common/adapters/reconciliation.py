@@ -38,6 +38,19 @@ INVARIANTS: dict[str, str] = {
     "running_balance_only_on_customer_entries": """
         SELECT e.id FROM ledger.entries e JOIN ledger.wallets w ON w.id = e.wallet_id
          WHERE (w.kind = 'customer') <> (e.balance_after IS NOT NULL)""",
+    # A system account's checkpoint is the sum and count of its entries at or below the
+    # horizon, and stands at the horizon; a system account without one has none there
+    # (db/schema/32_balance_checkpoints.sql). Reads add the entries after it.
+    "balance_checkpoints_exact": """
+        SELECT w.id, c.horizon_xact::text, c.horizon_id, c.balance, c.entry_count, s.total, s.legs
+          FROM ledger.wallets w CROSS JOIN ledger.balance_horizon h
+          LEFT JOIN ledger.balance_checkpoints c ON c.wallet_id = w.id
+          CROSS JOIN LATERAL (SELECT coalesce(sum(e.amount), 0) AS total, count(*) AS legs FROM ledger.entries e
+                               WHERE e.wallet_id = w.id AND e.balance_after IS NULL
+                                 AND (e.created_xact, e.transaction_id) <= (h.after_xact, h.after_id)) s
+         WHERE w.kind = 'system'
+           AND (coalesce(c.balance, 0) <> s.total OR coalesce(c.entry_count, 0) <> s.legs
+                OR (c.wallet_id IS NOT NULL AND (c.horizon_xact, c.horizon_id) <> (h.after_xact, h.after_id)))""",
     # Lots: each lot's remaining amount is the sum of its movements, a wallet's
     # lot_balance the sum of its lots, and the non-expiring rest within the limit.
     "lot_remaining_equals_movements": """
@@ -100,6 +113,11 @@ INVARIANTS: dict[str, str] = {
                                t.counterparty_wallet_id, t.metadata, t.voids_transaction_id, e.wallets, e.amounts,
                                p_pool_may_pay => true) AS r(breach)
          WHERE t.id > {SINCE} AND r.breach IS NOT NULL""",
+    # An entry's place in commit order is its transaction's (the balance checkpoints
+    # read entries after a horizon by it); after the checkpoint, SINCE.
+    "entry_commit_order_is_its_transactions": """
+        SELECT e.id, e.transaction_id FROM ledger.entries e JOIN ledger.transactions t ON t.id = e.transaction_id
+         WHERE e.transaction_id > {SINCE} AND e.created_xact <> t.created_xact""",
     # Trees: a member's path is its parent's path plus itself.
     "tree_paths_consistent": """
         SELECT w.id FROM ledger.wallets w LEFT JOIN ledger.wallets p ON p.id = w.parent_id

@@ -67,6 +67,13 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = '23514', MESSAGE = 'sealed_transaction',
       DETAIL = 'entries can only be added by the database transaction that created their ledger transaction';
   END IF;
+  -- an entry's created_xact places it in commit order for the balance checkpoints
+  -- (32_balance_checkpoints.sql): it is its ledger transaction's, as the default gives
+  PERFORM 1 FROM new_entries WHERE created_xact IS DISTINCT FROM pg_current_xact_id();
+  IF FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = '23514', MESSAGE = 'entry_commit_order',
+      DETAIL = 'an entry''s created_xact is the database transaction that creates it';
+  END IF;
   RETURN NULL;
 END $$;
 

@@ -80,6 +80,8 @@ GRANT EXECUTE ON FUNCTION
   ledger.caller(text, text),
   ledger.mark_published_after_commit(bigint[])
   TO ledger_poster;
+-- A system account's balance, as every wallet read gives it (32_balance_checkpoints.sql).
+GRANT EXECUTE ON FUNCTION ledger.system_balance(bigint) TO ledger_poster, ledger_wallet_admin, ledger_auditor;
 
 -- The wallets function: ledger_wallet_admin --------------------------------------
 --
@@ -124,6 +126,10 @@ GRANT EXECUTE ON FUNCTION
 -- The hash chain (88_hash_chain.sql): the sweeper's tick extends it after its sweep.
 GRANT SELECT ON ledger.chain_links TO ledger_relay;
 GRANT EXECUTE ON FUNCTION ledger.extend_chain(integer), ledger.chain_lag() TO ledger_relay;
+-- The balance checkpoints (32_balance_checkpoints.sql): the same tick advances them.
+-- No role writes them but through this function.
+GRANT SELECT ON ledger.balance_horizon, ledger.balance_checkpoints TO ledger_relay;
+GRANT EXECUTE ON FUNCTION ledger.advance_balance_checkpoints(integer) TO ledger_relay;
 
 -- The lot expiry job: ledger_jobs ------------------------------------------------
 --
@@ -163,6 +169,8 @@ GRANT EXECUTE ON FUNCTION
   ledger.posting_rule_breach(text, text, bigint, bigint, bigint, jsonb, bigint, bigint[], bigint[], boolean)
   TO ledger_auditor;
 GRANT SELECT ON ledger.chain_links TO ledger_auditor;
+-- and checks every balance checkpoint against the entries it sums (32_balance_checkpoints.sql)
+GRANT SELECT ON ledger.balance_horizon, ledger.balance_checkpoints TO ledger_auditor;
 GRANT EXECUTE ON FUNCTION ledger.chain_lag() TO ledger_auditor;
 
 -- The operators' access function: ledger_access -----------------------------------

@@ -24,6 +24,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     ),
     "invalid_cursor": (400, "a cursor this API did not return"),
     "invalid_posting": (400, "the database refused a malformed posting (the functions never send one)"),
+    "invalid_limit": (400, "the database refused a checkpoint step of fewer than one transaction (none is sent)"),
     "unauthenticated": (401, "no token, or one that does not verify (signature, issuer, audience, expiry)"),
     "forbidden": (
         403,
@@ -111,6 +112,9 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "unbalanced_transaction": (500, "a database guard refused legs that do not sum to zero; nothing written"),
     "sealed_transaction": (500, "a database guard refused a leg added to a committed transaction; nothing written"),
     "wallet_identity_fixed": (500, "a database guard refused a change of a wallet's owner, model or asset"),
+    "entry_commit_order": (500, "a database guard refused an entry outside its transaction's commit order"),
+    "horizon_backwards": (500, "a database guard refused to move the balance checkpoints' horizon back"),
+    "checkpoint_backwards": (500, "a database guard refused to change a balance checkpoint but by advancing it"),
     "dependency_unavailable": (
         503,
         "Postgres, Redis or Firestore unreachable (`details.service` names it) before anything was sent to be "

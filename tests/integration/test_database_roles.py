@@ -27,6 +27,9 @@ ERP = {
 RELAY = {"ledger.mark_published(bigint[])", "ledger.mark_failed(bigint,text)"}
 AFTER_COMMIT = {"ledger.mark_published_after_commit(bigint[])"}
 POSTING_RULE = "ledger.posting_rule_breach(text,text,bigint,bigint,bigint,jsonb,bigint,bigint[],bigint[],boolean)"
+# A system account's balance (every wallet read) and the checkpoints' step (the sweeper's)
+SYSTEM_BALANCE = "ledger.system_balance(bigint)"
+ADVANCE_CHECKPOINTS = "ledger.advance_balance_checkpoints(integer)"
 # Every routine of the ledger and erp schemas each login may execute; all others it may not.
 MAY_EXECUTE = {
     "poster": READS
@@ -38,12 +41,14 @@ MAY_EXECUTE = {
         "ledger.record_usage_refusals(jsonb)",
         "ledger.transaction_json(bigint)",
         "ledger.period_start(text,timestamp with time zone)",
+        SYSTEM_BALANCE,
     },
     "wallet_admin": READS
     | CALLER
     | {
         "ledger.transaction_json(bigint)",
         "ledger.period_start(text,timestamp with time zone)",
+        SYSTEM_BALANCE,
         "ledger.create_wallet(text,text,text,bigint,jsonb,bigint,text,jsonb)",
         "ledger.create_wallets(jsonb,jsonb)",
         "ledger.update_wallet(bigint,text,bigint,text,jsonb,jsonb,text)",
@@ -63,7 +68,7 @@ MAY_EXECUTE = {
         "ledger.revoke_grant(bigint,jsonb,text)",
         "ledger.set_role_rate_limits(text,jsonb,jsonb,text)",
     },
-    "relay": READS | RELAY | {"ledger.extend_chain(integer)", "ledger.chain_lag()"},
+    "relay": READS | RELAY | {"ledger.extend_chain(integer)", "ledger.chain_lag()", ADVANCE_CHECKPOINTS},
     "jobs": READS
     | AFTER_COMMIT
     | {
@@ -78,6 +83,8 @@ MAY_EXECUTE = {
     | RELAY
     | ERP
     | {"ledger.extend_chain(integer)", "ledger.chain_lag()", POSTING_RULE}
+    # the balance checkpoints: advanced as the sweeper does, read as the reconciliation does
+    | {ADVANCE_CHECKPOINTS, SYSTEM_BALANCE}
     # the dormancy policies (docs/dormancy.md)
     | {"ledger.dormancy_set_policy(text,text,interval,interval,text,text,jsonb)"},
 }

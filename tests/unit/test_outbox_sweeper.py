@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cloudevents.http import CloudEvent
 
+from common.balance_checkpoints import ADVANCE_BATCH
 from common.hash_chain import EXTEND_BATCH, Head, Lag
 from common.relay import RelayResult
 
@@ -47,11 +48,28 @@ class Chain:
         return self._lag
 
 
-def tick(monkeypatch, chain):
+class Checkpoints:
+    """Full steps of a backlog, then caught up."""
+
+    def __init__(self, steps=0):
+        self.left, self.taken = steps, 0
+
+    def advance(self, max_rows):
+        count = max_rows if self.left > 0 else 0
+        self.left -= 1
+        self.taken += count
+        return count
+
+    def horizon(self):
+        return {"created_xact": 1, "transaction_id": self.taken, "accounts": 7}
+
+
+def tick(monkeypatch, chain, checkpoints=None):
     sweeper = load_sweeper()
     monkeypatch.setattr(sweeper.bootstrap, "relay", Relay)
     monkeypatch.setattr(sweeper.bootstrap, "outbox", Outbox)
     monkeypatch.setattr(sweeper.bootstrap, "chain_store", lambda: chain)
+    monkeypatch.setattr(sweeper.bootstrap, "checkpoint_store", lambda: checkpoints or Checkpoints())
     sweeper.outbox_sweeper(
         CloudEvent(
             {"type": "google.cloud.pubsub.topic.v1.messagePublished", "id": "1", "time": datetime.now(UTC).isoformat(),
@@ -74,3 +92,9 @@ def test_a_chain_held_back_for_long_is_logged_as_an_error(monkeypatch, caplog):
     [record] = [r for r in caplog.records if r.getMessage() == "hash chain extended"]
     assert record.levelno == logging.ERROR
     assert record.chain["held_back"] and record.chain["lag_s"] == 3600.0
+
+
+def test_one_tick_advances_the_balance_checkpoints_until_caught_up(monkeypatch):
+    checkpoints = Checkpoints(steps=3)
+    tick(monkeypatch, Chain(batches=0, lag=Lag(None, 0.0, False)), checkpoints)
+    assert checkpoints.taken == 3 * ADVANCE_BATCH and checkpoints.left < 0
