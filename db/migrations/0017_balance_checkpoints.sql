@@ -39,7 +39,9 @@ CREATE TABLE ledger.balance_checkpoints (
   asset_code    text NOT NULL,
   horizon_xact  xid8 NOT NULL,
   horizon_id    bigint NOT NULL,
-  balance       bigint NOT NULL,
+  -- numeric, as sum(bigint) is: a system account's history may add up past bigint (a
+  -- funding account pays out what many customers' bigint balances hold together)
+  balance       numeric NOT NULL,
   entry_count   bigint NOT NULL CHECK (entry_count > 0),
   updated_at    timestamptz NOT NULL DEFAULT now(),
   FOREIGN KEY (wallet_id, asset_code) REFERENCES ledger.wallets (id, asset_code)

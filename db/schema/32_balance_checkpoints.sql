@@ -10,18 +10,19 @@
 -- after the horizon, in the reader's one snapshot, so a read is the full sum of the
 -- entries it can see, at any moment.
 
--- A system account's balance: its checkpoint and its entries after the horizon. The
+-- A system account's balance: its checkpoint and its entries after the horizon, as
+-- numeric (the full sum over its history may pass bigint, as sum(bigint) allows). The
 -- checkpoint, the horizon and the entries are read in one statement, in the caller's
 -- snapshot (a STABLE function takes none of its own). The horizon comes in as a value
 -- (an InitPlan, not a join), so the row comparison bounds one range of
 -- entries_system_after_horizon.
-CREATE FUNCTION ledger.system_balance(p_wallet_id bigint) RETURNS bigint
+CREATE FUNCTION ledger.system_balance(p_wallet_id bigint) RETURNS numeric
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
   SELECT (coalesce((SELECT c.balance FROM balance_checkpoints c WHERE c.wallet_id = p_wallet_id), 0)
           + coalesce((SELECT sum(e.amount) FROM entries e
                        WHERE e.wallet_id = p_wallet_id AND e.balance_after IS NULL
                          AND (e.created_xact, e.transaction_id)
-                             > (SELECT after_xact, after_id FROM balance_horizon)), 0))::bigint
+                             > (SELECT after_xact, after_id FROM balance_horizon)), 0))
 $$;
 
 -- One bounded, idempotent step: take the next (at most p_max_rows) finished

@@ -389,3 +389,21 @@ def test_the_balance_read_bench_runs_and_both_reads_agree(stack):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| checkpoint + tail | 40 behind |" in result.stdout
+
+
+def test_a_system_account_may_hold_more_than_a_bigint(stack):
+    """A funding account pays out what many customers' balances hold together: its sum
+    may pass bigint's range, as sum(bigint) allows, and the checkpoint keeps it exactly."""
+    asset = fresh_asset(stack)
+    funding = system_account(stack, asset, "funding")
+    wallets = [new_wallet(stack, asset) for _ in range(2)]
+    con = owner(stack)
+    try:
+        for wallet in wallets:
+            topup(con, asset, wallet, funding, 5 * 10**18)
+    finally:
+        con.close()
+    catch_up(stack)
+    assert checkpoints(stack, [funding])[0][3] == full_sum(stack, funding) == -(10**19)
+    assert read(stack, funding) == -(10**19)
+    assert not find_violations(lambda statement: sql(stack, statement))
