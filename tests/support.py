@@ -78,19 +78,23 @@ def new_wallet(stack: Stack, asset: str = "TST", funded: int = 0, credit_limit: 
         c=credit_limit,
     )[0][0]
     if funded:
-        funding = system_account(stack, asset, "funding")
-        sql(
-            stack,
-            "SELECT ledger.commit_posting(:k, 'setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
-            " CAST(:amts AS bigint[]), :k)",  # the key as the payment's reference: each posts once
-            k=key("setup"),
-            a=asset,
-            amt=funded,
-            w=wallet_id,
-            legs=[funding, wallet_id],
-            amts=[-funded, funded],
-        )
+        post_topup(functools.partial(sql, stack), asset, wallet_id, system_account(stack, asset, "funding"), funded)
     return wallet_id
+
+
+def post_topup(run: Any, asset: str, wallet_id: int, funding: int, amount: int, prefix: str = "setup") -> None:
+    """A top-up straight through ledger.commit_posting, with `run` (a connection's run,
+    or sql bound to a stack)."""
+    run(
+        "SELECT ledger.commit_posting(:k, 'setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
+        " CAST(:amts AS bigint[]), :k)",  # the key as the payment's reference: each posts once
+        k=key(prefix),
+        a=asset,
+        amt=amount,
+        w=wallet_id,
+        legs=[funding, wallet_id],
+        amts=[-amount, amount],
+    )
 
 
 def balance(stack: Stack, wallet_id: int) -> int:

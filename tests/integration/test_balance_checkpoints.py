@@ -24,7 +24,7 @@ from common.adapters.ledger_queries import WALLET_SELECT
 from common.adapters.reconciliation import find_violations
 from common.config import get_settings
 from emulators.stack import REPO
-from tests.support import ensure_asset, key, login_connection, new_wallet, owner, sql, system_account
+from tests.support import ensure_asset, key, login_connection, new_wallet, owner, post_topup, sql, system_account
 
 ROLES = ("funding", "revenue")
 
@@ -35,16 +35,7 @@ def fresh_asset(stack) -> str:
 
 
 def topup(con, asset: str, wallet: int, funding: int, amount: int) -> None:
-    con.run(
-        "SELECT ledger.commit_posting(:k, 'setup', 'topup', :a, :amt, :w, NULL, CAST(:legs AS bigint[]),"
-        " CAST(:amts AS bigint[]), :k)",
-        k=key("ck"),
-        a=asset,
-        amt=amount,
-        w=wallet,
-        legs=[funding, wallet],
-        amts=[-amount, amount],
-    )
+    post_topup(con.run, asset, wallet, funding, amount, prefix="ck")
 
 
 def usage(con, asset: str, wallet: int, revenue: int, amount: int) -> None:
