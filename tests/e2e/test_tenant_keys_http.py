@@ -145,9 +145,10 @@ def test_two_tenants_extend_lots_under_one_key(stack, tenants):
         http(stack, "bonus", {"wallet_id": wallet, "asset": "TST", "amount": 9, "expires_at": in_days(5)}, key())
         lots.append(http(stack, "wallets", method="GET", path=f"/wallets/{wallet}/lots").json()["lots"][0]["id"])
     shared = key("k-extend")
+    # Each body is fixed once: the replay below must send the same bytes, even if a second ticks over in between.
     extend = [
-        lambda t=token, lot=lot, days=days: http(
-            stack, "wallets", {"expires_at": in_days(days)}, shared, path=f"/lots/{lot}/extend", token=t
+        lambda t=token, lot=lot, expires_at=in_days(days): http(
+            stack, "wallets", {"expires_at": expires_at}, shared, path=f"/lots/{lot}/extend", token=t
         )
         for token, lot, days in zip(admins, lots, (20, 40), strict=True)
     ]
