@@ -4,12 +4,15 @@ hold every invariant find_violations checks, a hash chain whose row hashes are
 ledger.chain_text()'s, and be reused rather than seeded again. Nothing here looks at
 speed."""
 
+import subprocess
+import sys
 import uuid
 
 import pg8000.native
 import pytest
 
 from bench import grow
+from emulators.stack import REPO
 
 
 @pytest.mark.grows_ledger
@@ -46,3 +49,26 @@ def test_grown_ledger_holds_every_invariant_and_is_reused(stack):
         assert again["transactions"] == 0 and again["seeded_before"] == 20_000
     finally:
         stack.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.mark.grows_ledger
+def test_bench_scale_measures_a_grown_and_a_fresh_ledger(stack):
+    """make bench-scale, tiny: seeds, makes the fresh database, measures both and prints
+    the side-by-side table; find_violations must pass on both (the bench fails if not)."""
+    name = f"scale_smoke_{uuid.uuid4().hex[:8]}"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.scale", "--profile", "test", "--database", name, "--entries", "4000"]
+            + ["--customers", "100", "--trees", "1", "--workers", "2", "--seconds", "0.5", "--warmup", "0.2"]
+            + ["--reads", "5"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        for row in ("core postings/s", "history, deep page", "wallet read, system account", "roll-up of a tree"):
+            assert f"| {row}" in result.stdout
+    finally:
+        stack.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        stack.psql(f"DROP DATABASE IF EXISTS {name}_fresh WITH (FORCE)")
