@@ -1,0 +1,74 @@
+"""The grown-ledger seeder (bench/grow.py) as a correctness smoke test, small: a
+throwaway database on the test stack, seeded in bulk with the guards' triggers off, must
+hold every invariant find_violations checks, a hash chain whose row hashes are
+ledger.chain_text()'s, and be reused rather than seeded again. Nothing here looks at
+speed."""
+
+import subprocess
+import sys
+import uuid
+
+import pg8000.native
+import pytest
+
+from bench import grow
+from emulators.stack import REPO
+
+
+@pytest.mark.grows_ledger
+def test_grown_ledger_holds_every_invariant_and_is_reused(stack):
+    name = f"grow_smoke_{uuid.uuid4().hex[:8]}"
+    try:
+        report = grow.grow(stack, name, entries=20_000, customers=1_000, trees=1, chunk=4_000)
+        assert report["transactions"] == 10_000 and report["chain_linked"] >= 10_000
+        assert grow.check(stack, name) == {}
+        con = pg8000.native.Connection(**grow.database_dsn(stack, name))
+        try:
+            # the jobs start caught up: nothing unpublished, the ERP cursor and the
+            # checkpoints' horizon at the last transaction, every transaction linked
+            last = con.run(
+                "SELECT t.created_xact::text, t.id FROM ledger.transactions t"
+                " ORDER BY t.created_xact DESC, t.id DESC LIMIT 1"
+            )
+            assert con.run("SELECT after_xact::text, after_id FROM erp.cursors WHERE name = 'erp'") == last
+            assert con.run("SELECT after_xact::text, after_id FROM ledger.balance_horizon") == last
+            assert con.run("SELECT count(*) FROM ledger.outbox WHERE published_at IS NULL") == [[0]]
+            assert con.run("SELECT linked FROM ledger.extend_chain(100)") == [[0]]
+            assert con.run(
+                "SELECT count(*) FROM ledger.chain_links l"
+                " WHERE l.row_hash <> sha256(convert_to(ledger.chain_text(l.transaction_id), 'UTF8'))"
+            ) == [[0]]
+            # the shapes: lots, trees, a heavy customer's deep history, no index left dropped
+            assert con.run("SELECT count(*) > 0 FROM ledger.lots") == [[True]]
+            assert con.run("SELECT count(*) FROM ledger.wallets WHERE parent_id IS NOT NULL") == [[110]]
+            assert con.run("SELECT max(entry_count) >= 50 FROM ledger.wallets") == [[True]]
+            assert con.run("SELECT dropped_indexes FROM public.grown_ledger") == [[[]]]
+        finally:
+            con.close()
+        again = grow.grow(stack, name, entries=20_000, customers=1_000, trees=1, chunk=4_000)
+        assert again["transactions"] == 0 and again["seeded_before"] == 20_000
+    finally:
+        stack.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.mark.grows_ledger
+def test_bench_scale_measures_a_grown_and_a_fresh_ledger(stack):
+    """make bench-scale, tiny: seeds, makes the fresh database, measures both and prints
+    the side-by-side table; find_violations must pass on both (the bench fails if not)."""
+    name = f"scale_smoke_{uuid.uuid4().hex[:8]}"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.scale", "--profile", "test", "--database", name, "--entries", "4000"]
+            + ["--customers", "100", "--trees", "1", "--workers", "2", "--seconds", "0.5", "--warmup", "0.2"]
+            + ["--reads", "5"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        for row in ("core postings/s", "history, deep page", "wallet read, system account", "roll-up of a tree"):
+            assert f"| {row}" in result.stdout
+    finally:
+        stack.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        stack.psql(f"DROP DATABASE IF EXISTS {name}_fresh WITH (FORCE)")
