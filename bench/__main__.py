@@ -57,6 +57,7 @@ def main(
         runner,
         scenarios,
         setup,
+        side_by_side,
         wallet_models,
     )
 
@@ -102,6 +103,20 @@ def main(
         click.echo(f"    pgbench {baselines[-1].throughput:,.0f}/s, core {uniform[-1].throughput:,.0f}/s", err=True)
     baseline = max(baselines, key=lambda r: r.throughput)
     server_side = max(direct, key=lambda r: r.throughput)
+    # pgledger side by side (bench/side_by_side.py): its scripts and ours in alternating
+    # rounds, with the Postgres CPU per posting of each and the Cloud SQL sizing from it.
+    click.echo("\npgledger side by side", err=True)
+    pgledger_runs = side_by_side.contenders(
+        stack,
+        data,
+        core_workers,
+        hot_workers,
+        duration,
+        core=lambda: core_procs.run(uniform_transfer, core_workers, duration, data),
+    )
+    side_by_side.run_rounds(stack, pgledger_runs, rounds, postings=lambda: events.high_water(stack))
+    pgledger_table = side_by_side.report(pgledger_runs)
+    click.echo(pgledger_table)
     core = [max(uniform, key=lambda r: r.throughput)]
     treasury = core_procs.run(scenarios.TOPUP, hot_workers, duration, data)
     core.append(treasury)
@@ -228,6 +243,7 @@ def main(
         extra=[
             ("Group commit in the core runs (warm-up included)", group_commit),
             ("CPU per transfer, pgbench vs core (each round, warm-up included)", transfer_cpu),
+            ("pgledger side by side, Postgres CPU per posting, Cloud SQL sizing", pgledger_table),
             ("Where a mixed request's time goes (Server-Timing spans)", spans),
             ("Events of the mixed run (posting to Pub/Sub acknowledgement, off the request path)", event_table),
             ("Where the machine's CPU goes in the mixed run", cpu),

@@ -25,6 +25,7 @@ class Result:
     # group commit in the core runs (warm-up included): database calls, postings they carried
     posting_calls: int = 0
     postings_called: int = 0
+    postings: int = 0  # pgbench: transactions of the warm-up and the measured run together
 
     @property
     def requests(self) -> int:

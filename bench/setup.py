@@ -230,3 +230,12 @@ def mark_events_published(stack: Stack, after_transaction_id: int) -> int:
         return con.row_count
     finally:
         con.close()
+
+
+def funding_account(stack: Stack) -> int:
+    """The bench asset's funding account: the one treasury every top-up draws on."""
+    con = pg8000.native.Connection(**stack.owner_dsn())
+    try:
+        return system_account(con, "funding")
+    finally:
+        con.close()

@@ -273,7 +273,11 @@ class Stack:
                     "-l",
                     str(self.pg_dir / "postgres.log"),
                     "-o",
-                    f"-p {self.ports['postgres']}",
+                    # pg_stat_statements loaded (tracking top-level statements only, its
+                    # cheap default) so `python -m bench.db_time` can see where a
+                    # posting's time goes; on the command line, so older clusters get it
+                    # on their next start too.
+                    f"-p {self.ports['postgres']} -c shared_preload_libraries=pg_stat_statements",
                     "-w",
                     "-t",
                     "30",
