@@ -96,3 +96,20 @@ def test_open_loop_latency_bench_counts_every_request_and_prints_its_table(stack
     assert "\n| 20 | " in result.stdout and " | 40 | " in result.stdout
     assert "Every request counted once: yes (40 scheduled, 40 counted)" in result.stdout
     assert "Money invariants afterwards: hold." in result.stdout
+
+
+@pytest.mark.grows_ledger
+def test_cost_bench_prices_every_money_function(stack):
+    """python -m bench.cost, tiny: each money function runs, answers, and gets a price
+    line; the tool fails on an unexpected error or a function that answered nothing."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cost", "--profile", "test", "--duration", "1", "--warmup", "0.5"]
+        + ["--clients", "2", "--wallets", "200"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for function in ("topup", "usage", "transfer", "void"):
+        assert f"| {function} | 1, 512 MiB, 8 |" in result.stdout
