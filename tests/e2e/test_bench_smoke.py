@@ -130,3 +130,20 @@ def test_soak_open_loop_records_every_request_with_its_percentiles(stack, tmp_pa
     assert "Errors by status: none. Every request counted once: yes." in report
     assert "Money invariants after the run: intact." in report
     assert f"| {ok:,} | {ok:,} | 0 |" in report  # events written, published, still pending: one per posting
+
+
+def test_soak_fails_when_a_request_fails_other_than_by_a_refusal(stack):
+    """20 actions with a 1 ms timeout: each times out (or its time runs out before it is
+    sent), the report counts them by status, and the run exits 1."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--profile", "test", "--actions", "20", "--rate", "100"]
+        + ["--workers", "2", "--wallets", "200", "--timeout", "0.001"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    errors = result.stdout.split("Errors by status: ", 1)[1].split(". Every request", 1)[0]
+    counts = [int(part.rsplit(" × ", 1)[1].replace(",", "")) for part in errors.split(", ")]
+    assert errors.startswith("timeout") and sum(counts) == 20, errors
