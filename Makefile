@@ -90,9 +90,9 @@ bench: $(STAMP)     ## benchmark the running functions and the core postings (st
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench
 
-soak: $(STAMP)      ## 700,000 mixed actions end to end, with throughput and memory plots (about 40 min)
+soak: $(STAMP)      ## ACTIONS (700,000) mixed actions open loop at RATE (200)/s: p50-p99.9 of every request, plots (about 1 h)
 	@$(PY) -m emulators up --no-demo >/dev/null
-	@$(PY) -m bench.soak
+	@$(PY) -m bench.soak --write --actions $${ACTIONS:-700000} --rate $${RATE:-200} $(ARGS)
 
 bench-intake: $(STAMP) ## N usage records (default 1,000,000) through Pub/Sub in batches of 1,000, publish to result
 	@$(PY) -m emulators up --no-demo >/dev/null

@@ -10,7 +10,9 @@ queue while the schedule keeps going, as in wrk2.
 
 The clock, the sleep and the sender are injected: the unit tests drive it with a fake
 clock and a fake sender, so they check the accounting, never the machine's speed.
-Latencies are recorded in an HDR histogram (microseconds, 3 significant digits).
+Latencies are recorded in HDR histograms (microseconds, 3 significant digits): one over
+the whole step, one per kind of request, and one per minute of intended send time (the
+soak's latency over time); answers are also counted per second (its throughput over time).
 """
 
 from __future__ import annotations
@@ -29,6 +31,23 @@ TIMEOUT = "timeout"
 NOT_SENT = "timeout (not sent)"  # its time plus the timeout passed before a worker was free
 HIGHEST_US = 3_600 * 1_000_000
 PERCENTILES = (50.0, 95.0, 99.0, 99.9)
+Sent = str | tuple[str, str]  # what a sender returns: an outcome, or (outcome, kind of request)
+
+
+def histogram() -> HdrHistogram:
+    return HdrHistogram(1, HIGHEST_US, 3)
+
+
+def ms(histogram: HdrHistogram, percentile: float) -> float:
+    """The latency at `percentile` in ms (100: the maximum)."""
+    return histogram.get_value_at_percentile(percentile) / 1000
+
+
+def ms_cells(histogram: HdrHistogram) -> list[str]:
+    """p50, p95, p99, p99.9 and max in ms, as table cells ("–" with nothing recorded)."""
+    if not histogram.get_total_count():
+        return ["–"] * (len(PERCENTILES) + 1)
+    return [f"{ms(histogram, p):,.1f}" for p in (*PERCENTILES, 100.0)]
 
 
 def uniform(rate: float, seconds: float) -> list[float]:
@@ -51,9 +70,29 @@ class Step:
 
     rate: float
     scheduled: int = 0  # measured requests the schedule held
-    histogram: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, HIGHEST_US, 3))
+    histogram: HdrHistogram = field(default_factory=histogram)
     outcomes: Counter[str] = field(default_factory=Counter)
     window_s: float = 0.0  # measured window's first intended send to its last answer
+    # the same requests again, by kind of request (when the sender names it) and over time
+    by_kind: dict[str, HdrHistogram] = field(default_factory=dict)
+    kind_outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    per_minute: dict[int, HdrHistogram] = field(default_factory=dict)  # minute of intended send
+    per_second: Counter[int] = field(default_factory=Counter)  # answers by second of answer
+
+    def record(self, offset_s: float, latency_s: float, outcome: str, kind: str) -> None:
+        """One measured request: due `offset_s` after the measured window began, done
+        `latency_s` after that; failures are counted, only answers are timed."""
+        self.outcomes[outcome] += 1
+        if kind:
+            self.kind_outcomes[(kind, outcome)] += 1
+        if outcome not in ANSWERED:
+            return
+        micros = max(1, round(latency_s * 1_000_000))
+        self.histogram.record_value(micros)
+        if kind:
+            self.by_kind.setdefault(kind, histogram()).record_value(micros)
+        self.per_minute.setdefault(int(offset_s // 60), histogram()).record_value(micros)
+        self.per_second[int(offset_s + latency_s)] += 1
 
     @property
     def answered(self) -> int:
@@ -72,7 +111,7 @@ class Step:
         return self.answered / self.window_s if self.window_s else 0.0
 
     def ms(self, percentile: float) -> float:
-        return self.histogram.get_value_at_percentile(percentile) / 1000
+        return ms(self.histogram, percentile)
 
     @property
     def max_ms(self) -> float:
@@ -83,17 +122,20 @@ def run_step(
     rate: float,
     offsets: list[float],
     warmup_s: float,
-    send: Callable[[int], str],
+    send: Callable[[int], Sent],
     workers: int,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     timeout_s: float,
+    step: Step | None = None,
 ) -> Step:
     """Send request i at start + offsets[i] from `workers` threads. `send(worker)` sends
     one request and returns its outcome: "ok", "refused", "timeout", or an error's name
-    ("HTTP 503", an exception's type). Requests due before `warmup_s` are sent but not
-    recorded. A request still unclaimed `timeout_s` after its time is not sent."""
-    step = Step(rate)
+    ("HTTP 503", an exception's type), alone or with the kind of request it sent.
+    Requests due before `warmup_s` are sent but not recorded. A request still unclaimed
+    `timeout_s` after its time is not sent. Records into `step` if given (another
+    thread may watch its counts grow), else into a new one."""
+    step = step if step is not None else Step(rate)
     start = clock() + 0.05  # every worker is ready before the first request is due
     tickets: Iterator[int] = itertools.count()
     lock = threading.Lock()
@@ -108,20 +150,20 @@ def run_step(
             intended = start + offsets[index]
             if (wait := intended - clock()) > 0:
                 sleep(wait)
+            sent: Sent
             if clock() > intended + timeout_s:
-                outcome = NOT_SENT
+                sent = NOT_SENT
             else:
                 try:
-                    outcome = send(worker)
+                    sent = send(worker)
                 except Exception as error:  # noqa: BLE001 - a load generator counts failures, it goes on
-                    outcome = type(error).__name__
+                    sent = type(error).__name__
             answered = clock()
             if offsets[index] < warmup_s:
                 continue
+            outcome, kind = sent if isinstance(sent, tuple) else (sent, "")
             with lock:
-                step.outcomes[outcome] += 1
-                if outcome in ANSWERED:
-                    step.histogram.record_value(max(1, round((answered - intended) * 1_000_000)))
+                step.record(offsets[index] - warmup_s, answered - intended, outcome, kind)
                 last_answer[0] = max(last_answer[0], answered)
 
     threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(workers)]

@@ -1,5 +1,6 @@
 """Events of a run: how many the postings wrote, how many reached Pub/Sub, and how long
-after their posting (outbox created_at to published_at, i.e. commit, relay and publish)."""
+after their posting (outbox created_at to published_at, i.e. commit, relay and publish);
+and the money invariants after it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,17 @@ def _run(stack: Stack, sql: str, **params: object) -> list[list[object]]:
     con = pg8000.native.Connection(**stack.owner_dsn())
     try:
         return con.run(sql, **params)
+    finally:
+        con.close()
+
+
+def money_violations(stack: Stack) -> dict[str, list[list[object]]]:
+    """What common.adapters.reconciliation.find_violations finds broken (empty: intact)."""
+    from common.adapters.reconciliation import find_violations
+
+    con = pg8000.native.Connection(**stack.owner_dsn())
+    try:
+        return find_violations(lambda sql: con.run(sql))
     finally:
         con.close()
 

@@ -9,6 +9,9 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+import urllib3
+
+from bench.arrivals import TIMEOUT, Sent
 from bench.http_client import Client
 from bench.runner import OK, REFUSED
 from bench.setup import ASSET, BenchData
@@ -41,16 +44,44 @@ class SpanTotals:
 def worker(
     stack: Stack, data: BenchData, totals: list[SpanTotals], timeout_s: float = 30.0
 ) -> Callable[[int], Callable[[], str]]:
+    """For the closed-loop runner: worker i's action, returning its outcome."""
+    make = labelled_worker(stack, data, totals, timeout_s)
+
+    def outcome_only(index: int) -> Callable[[], str]:
+        act = make(index)
+        return lambda: act()[0]
+
+    return outcome_only
+
+
+def open_loop_sender(stack: Stack, data: BenchData, workers: int, timeout_s: float) -> Callable[[int], Sent]:
+    """For bench/arrivals.py: `send(worker)` sends one mixed request from that worker's
+    own client and returns (outcome as arrivals counts it, the action sent)."""
+    make = labelled_worker(stack, data, [], timeout_s)
+    acts = [make(w) for w in range(workers)]
+
+    def send(worker: int) -> Sent:
+        outcome, action = acts[worker]()
+        # "HTTP 503 on usage: ..." counts as "HTTP 503", "ConnectionResetError: ..." by its name
+        return outcome.split(" on ", 1)[0].split(": ", 1)[0], action
+
+    return send
+
+
+def labelled_worker(
+    stack: Stack, data: BenchData, totals: list[SpanTotals], timeout_s: float = 30.0
+) -> Callable[[int], Callable[[], tuple[str, str]]]:
+    """Worker i's action, returning (its outcome, the action it chose)."""
     import time
 
-    def make(index: int) -> Callable[[], str]:
+    def make(index: int) -> Callable[[], tuple[str, str]]:
         session, rng = Client(timeout_s), random.Random(7000 + index)
         mine = SpanTotals()
         totals.append(mine)
         voidable: deque[int] = deque(maxlen=100)
         actions = [name for name, weight in MIX for _ in range(weight)]
 
-        def act() -> str:
+        def act() -> tuple[str, str]:
             action = rng.choice(actions)
             if action == "void" and not voidable:
                 action = "usage"
@@ -78,18 +109,23 @@ def worker(
                 "void": lambda: {"transaction_id": voidable.popleft(), "reason": "mix"},
             }[action]()
             began = time.perf_counter()
-            response = session.post(
-                stack.function_url(action), body, headers={"Idempotency-Key": f"mix-{uuid.uuid4()}"}
-            )
+            try:
+                response = session.post(
+                    stack.function_url(action), body, headers={"Idempotency-Key": f"mix-{uuid.uuid4()}"}
+                )
+            except urllib3.exceptions.TimeoutError:
+                return TIMEOUT, action
+            except Exception as error:  # noqa: BLE001 - a load client counts failures, by action
+                return f"{type(error).__name__}: {error}", action
             client_ms = (time.perf_counter() - began) * 1000
             if response.status_code < 300:
                 mine.add(response.headers.get("Server-Timing", ""), client_ms)
                 if action == "usage":
                     voidable.append(response.json()["transaction"]["id"])
-                return OK
+                return OK, action
             if response.status_code in (409, 422):
-                return REFUSED
-            return f"HTTP {response.status_code} on {action}: {response.text[:200]}"
+                return REFUSED, action
+            return f"HTTP {response.status_code} on {action}: {response.text[:200]}", action
 
         return act
 

@@ -17,11 +17,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
-from functools import partial
 
 import click
-import urllib3
 
 from bench import arrivals
 from bench.arrivals import Step
@@ -36,7 +33,7 @@ def _table(steps: list[Step]) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in steps:
-        timed = [f"{s.ms(p):,.1f}" for p in (*arrivals.PERCENTILES, 100.0)] if s.answered else ["–"] * 5
+        timed = arrivals.ms_cells(s.histogram)
         errors = ", ".join(f"{kind} × {n:,}" for kind, n in sorted(s.errors.items())) or "0"
         rows.append(
             f"| {s.rate:g} | {s.achieved:,.1f} | {s.scheduled:,} | {s.outcomes['refused']:,} | "
@@ -67,17 +64,6 @@ def _plot(steps: list[Step], path: str) -> None:
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=90)
-
-
-def _send(acts: list[Callable[[], str]], worker: int) -> str:
-    """One mixed request from `worker`'s own client; its outcome as arrivals counts it."""
-    try:
-        outcome = acts[worker]()
-    except urllib3.exceptions.TimeoutError:
-        return arrivals.TIMEOUT
-    if outcome in arrivals.ANSWERED:
-        return outcome
-    return outcome.split(" on ", 1)[0]  # "HTTP 503 on usage: ..." counts as "HTTP 503"
 
 
 @click.command()
@@ -113,14 +99,13 @@ def main(
 ) -> None:
     stack = Stack(profile)
     os.environ.update(stack.in_process_env())
-    from bench import mixed, setup
+    from bench import events, mixed, setup
     from bench.http_client import resent
 
     # An ERP export tick would land in the middle of a step (make dev starts it again).
     stack.stop_service("scheduler")
     data = setup.prepare(stack, wallets)
-    make = mixed.worker(stack, data, [], timeout_s=timeout)
-    acts = [make(w) for w in range(workers)]
+    send = mixed.open_loop_sender(stack, data, workers, timeout)
 
     def measure(offered: float) -> Step:
         seconds = warmup + duration
@@ -130,9 +115,7 @@ def main(
             else arrivals.poisson(offered, seconds, seed + int(offered))
         )
         click.echo(f"  {offered:g}/s: {warmup:g} s warm-up, {duration:g} s recorded ...", err=True)
-        step = arrivals.run_step(
-            offered, offsets, warmup, partial(_send, acts), workers, time.monotonic, time.sleep, timeout
-        )
+        step = arrivals.run_step(offered, offsets, warmup, send, workers, time.monotonic, time.sleep, timeout)
         click.echo(f"    p99 {step.ms(99):,.1f} ms, {step.counted - step.answered:,} failed", err=True)
         return step
 
@@ -156,15 +139,7 @@ def main(
         f" ({sum(s.scheduled for s in steps):,} scheduled, {sum(s.counted for s in steps):,} counted)."
         f" Resent after a dropped keep-alive connection: {resent.value:,}.\n"
     )
-    import pg8000.native
-
-    from common.adapters.reconciliation import find_violations
-
-    con = pg8000.native.Connection(**stack.owner_dsn())
-    try:
-        violations = find_violations(lambda sql: con.run(sql))
-    finally:
-        con.close()
+    violations = events.money_violations(stack)
     text += f"\nMoney invariants afterwards: {'hold' if not violations else violations}.\n"
     click.echo(text)
     if write:

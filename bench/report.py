@@ -7,7 +7,6 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.events import table as events_table
 from bench.runner import ERROR, OK, REFUSED, Result
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -128,70 +127,3 @@ def plot(sections: list[tuple[str, list[Result]]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
-
-
-def soak_report(  # noqa: ANN001
-    actions, clients, duration, outcomes, per_second, memory, violations, errors, resends, event_counts
-) -> str:
-    """Write bench/results/soak.md and soak.png; return the markdown."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    RESULTS.mkdir(exist_ok=True)
-    window = 10
-    buckets = [
-        sum(per_second.get(s, 0) for s in range(start, start + window)) / window
-        for start in range(0, max(int(duration) - window, 0) + 1, window)  # whole windows only
-    ]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    top.plot([i * window for i in range(len(buckets))], buckets)
-    top.set_ylabel("actions/s (10 s windows)")
-    top.set_title(f"Soak: {actions:,} mixed actions, {clients} clients")
-    bottom.set_prop_cycle(color=plt.cm.tab20.colors)  # more processes than the default ten colours
-    for name in memory[0][1]:
-        bottom.plot([t for t, _ in memory], [m.get(name, 0.0) for _, m in memory], label=name)
-    # Log scale: the Firestore emulator keeps every idempotency record in memory (it does
-    # not enforce TTL) and would flatten the function processes' lines on a linear axis.
-    bottom.set_yscale("log")
-    bottom.set_ylabel("memory, PSS MiB (log)")
-    bottom.set_xlabel("seconds")
-    bottom.legend(fontsize=7, ncol=4)
-    figure.tight_layout()
-    figure.savefig(RESULTS / "soak.png", dpi=90)
-    plt.close(figure)
-
-    start, end = memory[0][1], memory[-1][1]
-    lines = [
-        "# Soak",
-        "",
-        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; {machine()}.",
-        "",
-        f"{sum(outcomes.values()):,} actions ({outcomes['ok']:,} ok, {outcomes['refused']:,} business refusals, "
-        f"{outcomes['error']:,} failed) in {duration / 60:.1f} min with {clients} clients: "
-        f"{sum(outcomes.values()) / duration:,.0f} actions/s.",
-        "",
-        "Requests sent again with the same Idempotency-Key after the server closed an idle",
-        f"keep-alive connection before answering: {resends:,}.",
-        "",
-        f"Money invariants after the run: {'intact' if not violations else violations}.",
-        "",
-        "Events (every posting's outbox row, to its Pub/Sub acknowledgement):",
-        "",
-        events_table(*event_counts),
-        "",
-        "![throughput and memory over time](soak.png)",
-        "",
-        "The Firestore emulator's growth is the idempotency records themselves: it holds every",
-        "document in memory and does not enforce the TTL that deletes them in Google Cloud.",
-        "",
-        "| process | PSS at start, MiB | PSS at end, MiB |",
-        "|---|---:|---:|",
-        *[f"| {name} | {start[name]:.0f} | {end.get(name, 0.0):.0f} |" for name in start],
-    ]
-    if errors:
-        lines += ["", "First failures:", *[f"- {error}" for error in errors]]
-    text = "\n".join(lines) + "\n"
-    (RESULTS / "soak.md").write_text(text)
-    return text

@@ -2,6 +2,7 @@
 the test stack without an unexpected error, and the money invariants hold after it.
 Nothing here looks at speed."""
 
+import itertools
 import subprocess
 import sys
 
@@ -113,3 +114,53 @@ def test_cost_bench_prices_every_money_function(stack):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for function in ("topup", "usage", "transfer", "void"):
         assert f"| {function} | 1, 512 MiB, 8 |" in result.stdout
+
+
+@pytest.mark.grows_ledger
+def test_soak_open_loop_records_every_request_with_its_percentiles(stack, tmp_path):
+    """make soak, tiny: 300 actions at 100 requests/s. The tool exits 1 unless every
+    request was answered, the outbox drained and the invariants hold; the report must
+    time every one of the 300 (overall and per action) and write its table and plot."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--profile", "test", "--actions", "300", "--rate", "100"]
+        + ["--workers", "8", "--wallets", "200", "--write", "--results", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = (tmp_path / "soak.md").read_text()
+    assert report in result.stdout and (tmp_path / "soak.png").stat().st_size > 0
+    lines = report.splitlines()
+    header = lines.index(
+        "| requests | ok | refused | failed | achieved /s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms |"
+    )
+    cells = [cell.strip().replace(",", "") for cell in lines[header + 2].strip("|").split("|")]
+    requests, ok, refused, failed = (int(cell) for cell in cells[:4])
+    assert requests == ok + refused == 300 and failed == 0
+    assert all(float(cell) > 0 for cell in cells[5:])  # p50, p95, p99, p99.9, max
+    first = lines.index(next(line for line in lines if line.startswith("| action | requests |"))) + 2
+    per_action = list(itertools.takewhile(lambda line: line.startswith("|"), lines[first:]))
+    assert {line.split("|")[1].strip() for line in per_action} <= {"topup", "usage", "transfer", "void"}
+    assert sum(int(line.split("|")[2].replace(",", "")) for line in per_action) == 300
+    assert "Errors by status: none. Every request counted once: yes." in report
+    assert "Money invariants after the run: intact." in report
+    assert f"| {ok:,} | {ok:,} | 0 |" in report  # events written, published, still pending: one per posting
+
+
+def test_soak_fails_when_a_request_fails_other_than_by_a_refusal(stack):
+    """20 actions with a 1 ms timeout: each times out (or its time runs out before it is
+    sent), the report counts them by status, and the run exits 1."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--profile", "test", "--actions", "20", "--rate", "100"]
+        + ["--workers", "2", "--wallets", "200", "--timeout", "0.001"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    errors = result.stdout.split("Errors by status: ", 1)[1].split(". Every request", 1)[0]
+    counts = [int(part.rsplit(" × ", 1)[1].replace(",", "")) for part in errors.split(", ")]
+    assert errors.startswith("timeout") and sum(counts) == 20, errors

@@ -102,6 +102,47 @@ def test_every_scheduled_request_is_counted_exactly_once(schedule):
     assert {"HTTP 503", "ConnectionResetError", "timeout", arrivals.NOT_SENT} <= set(step.errors)
 
 
+def test_each_request_is_also_recorded_by_kind_by_minute_of_its_time_and_by_second_of_its_answer():
+    """The soak's views of one run: 2 requests/s for 150 s after 10 s of warm-up, one
+    worker. A sender that names its kind gets a histogram per kind; latency is filed
+    under the minute the request was due (measured from the end of the warm-up), and
+    answers under the second they came, so a slow minute shows as itself."""
+    clock, calls = FakeClock(), [0]
+    kinds = ["topup", "usage", "usage", "void"]
+
+    def send(worker: int) -> tuple[str, str]:
+        calls[0] += 1
+        due_s = (calls[0] - 1) / 2 - 10  # seconds after the warm-up this request was due
+        clock.advance(0.200 if 60 <= due_s < 120 else 0.005)  # the second minute is slow
+        kind = kinds[calls[0] % 4]
+        return ("HTTP 503" if kind == "void" and calls[0] % 8 == 3 else "ok"), kind
+
+    step = arrivals.run_step(2, arrivals.uniform(2, 160.0), 10.0, send, 1, clock, clock.advance, 60)
+
+    assert step.scheduled == step.counted == 300
+    assert sorted(step.per_minute) == [0, 1, 2]
+    assert [step.per_minute[m].get_total_count() for m in (0, 1, 2)] == [
+        120 - 15,
+        120 - 15,
+        60 - 7,
+    ]  # failures are not timed
+    assert arrivals.ms(step.per_minute[0], 99) == pytest.approx(5, rel=0.002)
+    assert arrivals.ms(step.per_minute[1], 99) == pytest.approx(200, rel=0.002)
+    assert arrivals.ms(step.per_minute[2], 100) == pytest.approx(5, rel=0.002)
+    assert sum(step.per_second.values()) == step.answered == step.histogram.get_total_count()
+    assert step.per_second[0] == 2 and max(step.per_second) == 149
+    assert {kind: h.get_total_count() for kind, h in step.by_kind.items()} == {
+        "topup": 75,
+        "usage": 150,
+        "void": 75 - 37,
+    }
+    assert step.kind_outcomes[("void", "HTTP 503")] == step.errors["HTTP 503"] == 37
+    assert sum(step.kind_outcomes.values()) == step.counted
+    cells = arrivals.ms_cells(step.by_kind["topup"])  # p50, p95, p99, p99.9, max
+    assert float(cells[0]) == pytest.approx(5, rel=0.002) and float(cells[-1]) == pytest.approx(200, rel=0.002)
+    assert arrivals.ms_cells(arrivals.histogram()) == ["–"] * 5
+
+
 def test_a_poisson_schedule_is_seeded_and_keeps_its_rate():
     first, again = arrivals.poisson(100, 60, seed=7), arrivals.poisson(100, 60, seed=7)
     assert first == again != arrivals.poisson(100, 60, seed=8)
