@@ -1,7 +1,7 @@
 """`python -m bench.imports`: what importing each library costs a function's cold start.
 
 Most of a cold start is imports, and several choices in common/ (a dataclass for the
-settings, Firestore over REST, a hand-written pool, lazy adapters, models built on
+settings, a hand-written pool, lazy adapters, models built on
 first use, no TLS probe) weigh one library's import against another. Their comments
 point here instead of quoting figures that go stale.
 

@@ -43,7 +43,7 @@ def targets_table(targets: list[tuple[str, float, float]]) -> str:
     for name, ratio, goal in targets:
         # A negative goal reads "at most": cold starts must stay under their bound.
         met = ratio <= -goal if goal < 0 else ratio >= goal
-        bound = f"<= {-goal:.1f}x" if goal < 0 else f">= {goal:.1f}x"
+        bound = f"<= {-goal:g}x" if goal < 0 else f">= {goal:g}x"
         rows.append(f"| {name} | {ratio:.2f}x | {bound} | {'yes' if met else 'NO'} |")
     return "\n".join(rows)
 
@@ -56,18 +56,22 @@ def group_commit_table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
-def cold_table(cold: list[tuple[str, float]]) -> str:
-    """`cold` starts with the yardsticks: the empty function, then the one that only
-    imports and uses pydantic and pg8000 (bench/empty_function/main.py)."""
-    figures = dict(cold)
-    empty, libraries = figures["empty"], figures["libraries"]
+def cold_table(cold: list[tuple[str, float, float]], what: str = "process start to first success, ms") -> str:
+    """`cold` (bench/cold_start.py): (name, function ms, its yardstick's ms), starting
+    with the empty function, a plain reference."""
+    from bench.yardsticks import NEEDS
+
+    empty = cold[0][1]
     rows = [
-        "| function | process start to first success, ms | x empty function | ms above empty + pydantic + pg8000 |",
-        "|---|---:|---:|---:|",
+        f"| function | its yardstick's packages | {what} | its yardstick, ms"
+        " | x its yardstick | ms above its yardstick | x empty function |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        f"| empty function (a plain reference) | none | {empty:,.0f} | | | | 1.00 |",
     ]
-    labels = {"empty": "empty (the yardstick)", "libraries": "empty + first use of pydantic and pg8000"}
     rows += [
-        f"| {labels.get(name, name)} | {ms:,.0f} | {ms / empty:.2f} | {ms - libraries:+,.0f} |" for name, ms in cold
+        f"| {name} | {', '.join(NEEDS[name])} | {ms:,.0f} | {yard:,.0f} | {ms / yard:.2f} | {ms - yard:+,.0f}"
+        f" | {ms / empty:.2f} |"
+        for name, ms, yard in cold[1:]
     ]
     return "\n".join(rows)
 

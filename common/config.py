@@ -78,6 +78,10 @@ class Settings:
     # reads page through history, so more; admin changes are made by hand, so fewer.
     # The bursts (2x) absorb a client's retry or a page load's fan-out.
     rate_limit_enabled: bool = True
+    # Build an HTTP function's clients when its instance starts, not on its first request
+    # (common/bootstrap.py warm_up): on for a warm minimum instance, where no caller waits
+    # for the start; off on the local stack, whose cold start it would only move.
+    warm_up_on_start: bool = False
     rate_limit_money_per_s: float = 20.0
     rate_limit_money_burst: int = 40
     rate_limit_read_per_s: float = 50.0

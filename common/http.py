@@ -150,10 +150,13 @@ def endpoint(handler: Handler | None = None, *, action_class: Callable[[flask.Re
     """Verify the caller and hold it to its rate limit, then map every error to the JSON
     error shape; an unexpected one is logged with its traceback and answered 500
     without it. The trusted issuers are settled when the function starts: a malformed
-    setting, or the local issuer trusted in Google Cloud, stops it there."""
+    setting, or the local issuer trusted in Google Cloud, stops it there; with
+    warm_up_on_start, its clients are built there too."""
     if handler is None:
         return lambda decorated: endpoint(decorated, action_class=action_class)
     bootstrap.trusted_issuers()
+    if get_settings().warm_up_on_start:
+        bootstrap.warm_up(money=action_class is money_or_read)
 
     @wraps(handler)
     def wrapped(request: flask.Request) -> flask.Response:

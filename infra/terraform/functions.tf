@@ -112,6 +112,9 @@ resource "google_cloudfunctions2_function" "http" {
     environment_variables = merge(local.function_env, local.function_own_env[each.key], {
       LEDGER_AUTH_ISSUERS = local.auth_issuers[each.key]
       LEDGER_DB_USER      = google_sql_user.database_login[local.function_declarations[each.key].database_login].name
+      # a warm minimum instance builds its clients when it starts, before its first
+      # caller (common/bootstrap.py warm_up; docs/infrastructure.md)
+      LEDGER_WARM_UP_ON_START = var.http_function_min_instances > 0 ? "true" : "false"
     })
     # Memorystore's AUTH string, at the version Terraform wrote (redis.tf)
     dynamic "secret_environment_variables" {

@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = ["pg8000", "redis", "google.cloud.firestore", "google.cloud.pubsub", "google.cloud.sql.connector", "grpc"]
+HEAVY = [
+    "pg8000",
+    "redis",
+    "google.cloud.firestore",
+    "google.cloud.pubsub",
+    "google.cloud.pubsub_v1",
+    "google.cloud.sql.connector",
+    "grpc",
+]
 
 
-def heavy_modules_loaded_by(code: str) -> list[str]:
+def heavy_modules_loaded_by(code: str, env: dict[str, str] | None = None) -> list[str]:
     """Which HEAVY modules a fresh interpreter has loaded after running `code`."""
     probe = f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     result = subprocess.run(
@@ -20,22 +28,41 @@ def heavy_modules_loaded_by(code: str) -> list[str]:
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", **(env or {})},
         check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def loader(name: str) -> str:
+    return (
+        f"import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('fn', r'{REPO / 'functions' / name / 'main.py'}')\n"
+        f"spec.loader.exec_module(importlib.util.module_from_spec(spec))"
+    )
 
 
 @pytest.mark.parametrize(
     "name", ["topup", "bonus", "usage", "transfer", "void", "wallets", "access", "erp_export", "actions"]
 )
 def test_importing_a_function_loads_no_client_library(name):
-    loader = (
-        f"import importlib.util\n"
-        f"spec = importlib.util.spec_from_file_location('fn', r'{REPO / 'functions' / name / 'main.py'}')\n"
-        f"spec.loader.exec_module(importlib.util.module_from_spec(spec))"
-    )
-    assert heavy_modules_loaded_by(loader) == []
+    assert heavy_modules_loaded_by(loader(name)) == []
+
+
+# no emulator listens there: building a client must not connect
+NOWHERE = {"FIRESTORE_EMULATOR_HOST": "127.0.0.1:9", "PUBSUB_EMULATOR_HOST": "127.0.0.1:9", "LEDGER_DB_PORT": "9"}
+
+
+def test_a_warm_up_on_start_builds_a_money_functions_clients_when_it_starts():
+    """Settings.warm_up_on_start (a minimum instance in Google Cloud): the clients its
+    first request would build are built at start, connecting nowhere."""
+    loaded = heavy_modules_loaded_by(loader("topup"), {**NOWHERE, "LEDGER_WARM_UP_ON_START": "true"})
+    assert {"pg8000", "redis", "google.cloud.firestore", "google.cloud.pubsub_v1", "grpc"} <= set(loaded)
+
+
+def test_a_warm_up_on_start_builds_a_reads_clients_but_not_the_money_ones():
+    loaded = heavy_modules_loaded_by(loader("wallets"), {**NOWHERE, "LEDGER_WARM_UP_ON_START": "true"})
+    assert {"pg8000", "redis"} <= set(loaded) and "google.cloud.firestore" not in loaded
 
 
 def test_the_service_layer_loads_no_client_library():

@@ -199,6 +199,9 @@ def test_http_functions_keep_warm_instances_per_environment():
     assert function["service_config"][0]["min_instance_count"] == "${var.http_function_min_instances}"
     values = {env: load(f"envs/{env}.tfvars") for env in ("dev", "prod")}
     assert values["dev"]["http_function_min_instances"] == 0 and values["prod"]["http_function_min_instances"] == 1
+    # a warm instance also builds its clients at start (common/bootstrap.py warm_up)
+    env = function["service_config"][0]["environment_variables"]
+    assert 'LEDGER_WARM_UP_ON_START = var.http_function_min_instances > 0 ? "true" : "false"' in env
 
 
 def test_dev_reaches_its_service_functions_from_outside_and_both_name_who_acts_as_operators():

@@ -167,6 +167,7 @@ SAFE_DEFAULTS = {
     **dict.fromkeys(["db_host", "db_port", "db_sslmode", "db_sslrootcert"], "unused with the connector"),
     "db_password": "must stay empty: IAM database authentication (config.py refuses one in Google Cloud)",
     "db_iam_auth": "on by default, the only way in Google Cloud",
+    "warm_up_on_start": "off is right without minimum instances; functions.tf turns it on with them",
     # names: Terraform creates them from these same defaults (test_function_list.py)
     **dict.fromkeys(
         [
