@@ -46,8 +46,8 @@ token: $(STAMP)     ## a token from the dev stack's local issuer: make token P=a
 tokens: $(STAMP)    ## every demo caller's token as shell variables: eval "$$(make -s tokens)"
 	@$(PY) -m emulators tokens
 
-reconcile: $(STAMP) ## check the dev ledger's invariants; exits 1 on any violation
-	@$(PY) -m emulators run --operator $(PY) -m common.reconcile
+reconcile: $(STAMP) ## check the dev ledger's invariants after the checkpoint (ARGS=--full: all of them); exits 1 on any violation
+	@$(PY) -m emulators run --operator $(PY) -m common.reconcile $(ARGS)
 
 chain: $(STAMP)     ## extend the dev ledger's hash chain until caught up; prints its head
 	@$(PY) -m emulators run --operator $(PY) -m common.chain extend

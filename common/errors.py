@@ -196,5 +196,10 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     # balance checkpoints (32_balance_checkpoints.sql)
     "horizon_backwards": GuardViolation,
     "checkpoint_backwards": GuardViolation,
+    # the reconciliation checkpoint (33_reconciliation_checkpoint.sql): moved back by
+    # hand, or moved by another run since this one's snapshot (its next run goes on);
+    # neither reaches a function: only `python -m common.reconcile` writes it
+    "reconciliation_backwards": GuardViolation,
+    "reconciliation_moved": GuardViolation,
     "invalid_limit": InvalidRequest,
 }

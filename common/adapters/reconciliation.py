@@ -51,6 +51,33 @@ INVARIANTS: dict[str, str] = {
          WHERE w.kind = 'system'
            AND (coalesce(c.balance, 0) <> s.total OR coalesce(c.entry_count, 0) <> s.legs
                 OR (c.wallet_id IS NOT NULL AND (c.horizon_xact, c.horizon_id) <> (h.after_xact, h.after_id)))""",
+    # The incremental reconciliation's totals are the sums of the entries at or below its
+    # checkpoint (db/schema/33_reconciliation_checkpoint.sql): per asset for customer
+    # entries, per system account for the rest.
+    "reconciliation_asset_totals_exact": """
+        SELECT a.code, c.customer_sum, c.customer_entries, s.total, s.legs
+          FROM ledger.assets a CROSS JOIN ledger.reconciliation_checkpoint k
+          LEFT JOIN ledger.reconciliation_asset_totals c ON c.asset_code = a.code
+          LEFT JOIN (SELECT e.asset_code, sum(e.amount) AS total, count(*) AS legs
+                       FROM ledger.reconciliation_checkpoint k2
+                       JOIN ledger.transactions t ON (t.created_xact, t.id) <= (k2.after_xact, k2.after_id)
+                       JOIN ledger.entries e ON e.transaction_id = t.id AND e.balance_after IS NOT NULL
+                      GROUP BY e.asset_code) s ON s.asset_code = a.code
+         WHERE coalesce(c.customer_sum, 0) <> coalesce(s.total, 0)
+            OR coalesce(c.customer_entries, 0) <> coalesce(s.legs, 0)
+            OR (c.asset_code IS NOT NULL AND (c.horizon_xact, c.horizon_id) <> (k.after_xact, k.after_id))""",
+    "reconciliation_system_totals_exact": """
+        SELECT w.id, c.balance, c.entry_count, s.total, s.legs
+          FROM ledger.wallets w CROSS JOIN ledger.reconciliation_checkpoint k
+          LEFT JOIN ledger.reconciliation_system_totals c ON c.wallet_id = w.id
+          LEFT JOIN (SELECT e.wallet_id, sum(e.amount) AS total, count(*) AS legs
+                       FROM ledger.reconciliation_checkpoint k2
+                       JOIN ledger.transactions t ON (t.created_xact, t.id) <= (k2.after_xact, k2.after_id)
+                       JOIN ledger.entries e ON e.transaction_id = t.id AND e.balance_after IS NULL
+                      GROUP BY e.wallet_id) s ON s.wallet_id = w.id
+         WHERE w.kind = 'system'
+           AND (coalesce(c.balance, 0) <> coalesce(s.total, 0) OR coalesce(c.entry_count, 0) <> coalesce(s.legs, 0)
+                OR (c.wallet_id IS NOT NULL AND (c.horizon_xact, c.horizon_id) <> (k.after_xact, k.after_id)))""",
     # Lots: each lot's remaining amount is the sum of its movements, a wallet's
     # lot_balance the sum of its lots, and the non-expiring rest within the limit.
     "lot_remaining_equals_movements": """
@@ -118,6 +145,15 @@ INVARIANTS: dict[str, str] = {
     "entry_commit_order_is_its_transactions": """
         SELECT e.id, e.transaction_id FROM ledger.entries e JOIN ledger.transactions t ON t.id = e.transaction_id
          WHERE e.transaction_id > {SINCE} AND e.created_xact <> t.created_xact""",
+    # Each customer entry's running balance is the previous one's plus its amount (the
+    # first one's, its amount): with the last one equal to the cached balance, the
+    # incremental reconciliation's proof that the cache is the sum (docs/operations.md);
+    # after the checkpoint, SINCE.
+    "running_balance_continuous": """
+        SELECT e.id, e.wallet_id, e.amount, e.balance_after, p.balance_after FROM ledger.entries e
+          LEFT JOIN LATERAL (SELECT p.balance_after FROM ledger.entries p
+                              WHERE p.wallet_id = e.wallet_id AND p.id < e.id ORDER BY p.id DESC LIMIT 1) p ON true
+         WHERE e.transaction_id > {SINCE} AND e.balance_after <> coalesce(p.balance_after, 0) + e.amount""",
     # Trees: a member's path is its parent's path plus itself.
     "tree_paths_consistent": """
         SELECT w.id FROM ledger.wallets w LEFT JOIN ledger.wallets p ON p.id = w.parent_id

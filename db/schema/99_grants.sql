@@ -172,6 +172,9 @@ GRANT SELECT ON ledger.chain_links TO ledger_auditor;
 -- and checks every balance checkpoint against the entries it sums (32_balance_checkpoints.sql)
 GRANT SELECT ON ledger.balance_horizon, ledger.balance_checkpoints TO ledger_auditor;
 GRANT EXECUTE ON FUNCTION ledger.chain_lag() TO ledger_auditor;
+-- and reads the incremental reconciliation's checkpoint and totals (33_reconciliation_checkpoint.sql)
+GRANT SELECT ON ledger.reconciliation_checkpoint, ledger.reconciliation_asset_totals,
+  ledger.reconciliation_system_totals TO ledger_auditor;
 
 -- The operators' access function: ledger_access -----------------------------------
 --
@@ -244,6 +247,9 @@ GRANT ledger_poster TO ledger_messages;
 -- switch a trigger off.
 
 GRANT ledger_relay, erp_exporter, ledger_auditor TO ledger_operator;
+-- `python -m common.reconcile` moves the reconciliation checkpoint after a clean run,
+-- only through the function that sums the range itself (33_reconciliation_checkpoint.sql)
+GRANT EXECUTE ON FUNCTION ledger.advance_reconciliation(xid8, bigint) TO ledger_operator;
 -- `python -m common.dormancy policy list|set`: the policies, read and set through their
 -- audited procedure (86_dormancy.sql)
 GRANT SELECT ON ledger.dormancy_policies TO ledger_operator;

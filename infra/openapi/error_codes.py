@@ -115,6 +115,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "entry_commit_order": (500, "a database guard refused an entry outside its transaction's commit order"),
     "horizon_backwards": (500, "a database guard refused to move the balance checkpoints' horizon back"),
     "checkpoint_backwards": (500, "a database guard refused to change a balance checkpoint but by advancing it"),
+    "reconciliation_backwards": (500, "a database guard refused to move the reconciliation checkpoint back"),
+    "reconciliation_moved": (500, "the reconciliation checkpoint moved under a run that checked from before it"),
     "dependency_unavailable": (
         503,
         "Postgres, Redis or Firestore unreachable (`details.service` names it) before anything was sent to be "

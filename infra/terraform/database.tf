@@ -91,6 +91,21 @@ resource "google_sql_database_instance" "ledger" {
       name  = "log_min_error_statement"
       value = "error"
     }
+    # Every autovacuum that takes over a second, with what it scanned, froze and left:
+    # how an operator sees that vacuum falls behind the append-only tables, whose own
+    # settings (vacuum after a fixed number of inserts, freeze what it visits) are
+    # storage parameters set by migration 0018 (docs/database.md#vacuum-and-freezing).
+    database_flags {
+      name  = "log_autovacuum_min_duration"
+      value = "1000"
+    }
+    # Autovacuum's I/O budget per round, shared by its workers (default -1: the
+    # vacuum_cost_limit of 200). Insert-driven vacuums that freeze as they go dirty each
+    # new page once; the default budget is for spinning disks, Cloud SQL's are SSDs.
+    database_flags {
+      name  = "autovacuum_vacuum_cost_limit"
+      value = "1000"
+    }
     database_flags {
       name  = "log_min_duration_statement"
       value = tostring(var.db_log_min_duration_ms)

@@ -86,7 +86,9 @@ MAY_EXECUTE = {
     # the balance checkpoints: advanced as the sweeper does, read as the reconciliation does
     | {ADVANCE_CHECKPOINTS, SYSTEM_BALANCE}
     # the dormancy policies (docs/dormancy.md)
-    | {"ledger.dormancy_set_policy(text,text,interval,interval,text,text,jsonb)"},
+    | {"ledger.dormancy_set_policy(text,text,interval,interval,text,text,jsonb)"}
+    # the reconciliation's checkpoint, moved after a clean run (33_reconciliation_checkpoint.sql)
+    | {"ledger.advance_reconciliation(xid8,bigint)"},
 }
 # the automation function posts as a poster does (it is in ledger_poster), and fires rules
 MAY_EXECUTE["automation"] = MAY_EXECUTE["poster"] | {

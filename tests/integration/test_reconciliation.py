@@ -37,7 +37,26 @@ def test_the_reconciliation_command_reads_the_ledger_under_its_own_time_limit(st
     command has its own. Given a request limit of 1 ms it still passes."""
     result = reconcile_cli(stack, db_statement_timeout_ms=1)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout) == {"ok": True, "violations": {}}
+    answer = json.loads(result.stdout)
+    assert (answer["ok"], answer["mode"], answer["violations"]) == (True, "incremental", {})
+    assert set(answer["horizon"]) == {"from", "to", "transactions_passed"}
+
+
+def test_the_full_reconciliation_reads_every_row_and_advances_too(stack):
+    new_wallet(stack, funded=10)
+    result = subprocess.run(
+        [sys.executable, "-m", "common.reconcile", "--full"],
+        env={**os.environ, **stack.operator_env()},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer = json.loads(result.stdout)
+    assert (answer["ok"], answer["mode"]) == (True, "full")
+    assert answer["examined"]["transactions"] == answer["examined"]["transactions"] >= 1
+    assert answer["horizon"]["to"] != answer["horizon"]["from"]
 
 
 def test_a_reconciliation_that_cannot_finish_says_so_and_is_no_verdict(stack):

@@ -106,6 +106,16 @@ def test_database_uses_iam_authentication_and_private_ip():
     assert not [user.address for user in users if "password" in user.body or "password_wo" in user.body]
 
 
+def test_autovacuum_is_logged_and_given_an_ssd_budget():
+    """docs/database.md#vacuum-and-freezing: the per-table settings are the schema's
+    (migration 0018); the instance logs slow autovacuums and raises their I/O budget."""
+    for instance in MODULE.of_type("google_sql_database_instance"):
+        settings = instance.body["settings"][0]
+        flags = {str(flag["name"]): str(flag["value"]) for flag in hcl.blocks(settings, "database_flags")}
+        assert flags["log_autovacuum_min_duration"] == "1000"
+        assert int(flags["autovacuum_vacuum_cost_limit"]) > 200
+
+
 def test_no_broad_roles_are_granted():
     broad = ("roles/owner", "roles/editor")
     granted = [
