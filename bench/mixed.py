@@ -39,9 +39,18 @@ class SpanTotals:
 
 
 def worker(
-    stack: Stack, data: BenchData, totals: list[SpanTotals], timeout_s: float = 30.0
+    stack: Stack,
+    data: BenchData,
+    totals: list[SpanTotals],
+    timeout_s: float = 30.0,
+    asset: str = ASSET,
+    url: Callable[[str], str] | None = None,
 ) -> Callable[[int], Callable[[], str]]:
+    """Worker `index`'s next mixed request, on `data`'s wallets in `asset`, sent to
+    `url(action)` (default: the stack's function of that action)."""
     import time
+
+    send_to = url or stack.function_url
 
     def make(index: int) -> Callable[[], str]:
         session, rng = Client(timeout_s), random.Random(7000 + index)
@@ -58,13 +67,13 @@ def worker(
             body = {
                 "topup": lambda: {
                     "wallet_id": wallet,
-                    "asset": ASSET,
+                    "asset": asset,
                     "amount": 10,
                     "external_ref": f"m-{uuid.uuid4()}",
                 },
                 "usage": lambda: {
                     "wallet_id": wallet,
-                    "asset": ASSET,
+                    "asset": asset,
                     "amount": 1,
                     "usage_id": f"m-{uuid.uuid4()}",
                     "product": "mix",
@@ -72,15 +81,13 @@ def worker(
                 "transfer": lambda: {
                     "from_wallet_id": wallet,
                     "to_wallet_id": rng.choice(data.wallets),
-                    "asset": ASSET,
+                    "asset": asset,
                     "amount": 1,
                 },
                 "void": lambda: {"transaction_id": voidable.popleft(), "reason": "mix"},
             }[action]()
             began = time.perf_counter()
-            response = session.post(
-                stack.function_url(action), body, headers={"Idempotency-Key": f"mix-{uuid.uuid4()}"}
-            )
+            response = session.post(send_to(action), body, headers={"Idempotency-Key": f"mix-{uuid.uuid4()}"})
             client_ms = (time.perf_counter() - began) * 1000
             if response.status_code < 300:
                 mine.add(response.headers.get("Server-Timing", ""), client_ms)
