@@ -110,7 +110,7 @@ bench-latency: $(STAMP) ## the HTTP mix open loop at 70 requests/s, doubling unt
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench.openloop --write $(ARGS)
 
-bench-scale: $(STAMP) ## a grown ledger (ENTRIES, default 50,000,000; seeded once, then reused) beside a fresh one: postings, reads, reconciliation, disk
+bench-scale: $(STAMP) ## a grown ledger (ENTRIES, default 50,000,000; seeded once, then reused) beside a fresh one: postings, reads, ERP export, HTTP mix, reconciliation, disk
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench.scale --entries $${ENTRIES:-50000000} --write $(ARGS)
 

@@ -42,10 +42,16 @@ class SpanTotals:
 
 
 def worker(
-    stack: Stack, data: BenchData, totals: list[SpanTotals], timeout_s: float = 30.0
+    stack: Stack,
+    data: BenchData,
+    totals: list[SpanTotals],
+    timeout_s: float = 30.0,
+    asset: str = ASSET,
+    url: Callable[[str], str] | None = None,
 ) -> Callable[[int], Callable[[], str]]:
-    """For the closed-loop runner: worker i's action, returning its outcome."""
-    make = labelled_worker(stack, data, totals, timeout_s)
+    """For the closed-loop runner: worker i's action on `data`'s wallets in `asset`, sent
+    to `url(action)` (default: the stack's function of that action), returning its outcome."""
+    make = labelled_worker(stack, data, totals, timeout_s, asset, url)
 
     def outcome_only(index: int) -> Callable[[], str]:
         act = make(index)
@@ -69,10 +75,17 @@ def open_loop_sender(stack: Stack, data: BenchData, workers: int, timeout_s: flo
 
 
 def labelled_worker(
-    stack: Stack, data: BenchData, totals: list[SpanTotals], timeout_s: float = 30.0
+    stack: Stack,
+    data: BenchData,
+    totals: list[SpanTotals],
+    timeout_s: float = 30.0,
+    asset: str = ASSET,
+    url: Callable[[str], str] | None = None,
 ) -> Callable[[int], Callable[[], tuple[str, str]]]:
     """Worker i's action, returning (its outcome, the action it chose)."""
     import time
+
+    send_to = url or stack.function_url
 
     def make(index: int) -> Callable[[], tuple[str, str]]:
         session, rng = Client(timeout_s), random.Random(7000 + index)
@@ -89,13 +102,13 @@ def labelled_worker(
             body = {
                 "topup": lambda: {
                     "wallet_id": wallet,
-                    "asset": ASSET,
+                    "asset": asset,
                     "amount": 10,
                     "external_ref": f"m-{uuid.uuid4()}",
                 },
                 "usage": lambda: {
                     "wallet_id": wallet,
-                    "asset": ASSET,
+                    "asset": asset,
                     "amount": 1,
                     "usage_id": f"m-{uuid.uuid4()}",
                     "product": "mix",
@@ -103,16 +116,14 @@ def labelled_worker(
                 "transfer": lambda: {
                     "from_wallet_id": wallet,
                     "to_wallet_id": rng.choice(data.wallets),
-                    "asset": ASSET,
+                    "asset": asset,
                     "amount": 1,
                 },
                 "void": lambda: {"transaction_id": voidable.popleft(), "reason": "mix"},
             }[action]()
             began = time.perf_counter()
             try:
-                response = session.post(
-                    stack.function_url(action), body, headers={"Idempotency-Key": f"mix-{uuid.uuid4()}"}
-                )
+                response = session.post(send_to(action), body, headers={"Idempotency-Key": f"mix-{uuid.uuid4()}"})
             except urllib3.exceptions.TimeoutError:
                 return TIMEOUT, action
             except Exception as error:  # noqa: BLE001 - a load client counts failures, by action

@@ -13,12 +13,18 @@ history), then measures each the same way, fresh first:
     at the grown database): the history's first page and a page deep in the past of the
     busiest customer, a customer's and a system account's wallet read, a tree's roll-up,
     `--reads` times each, p50 and p99;
+  - the ERP export rate: `--erp-events` new transactions exported in-process by the
+    export's own code (bench/scale_erp.py);
+  - the HTTP mix through a second set of the functions served against the database
+    (bench/scale_http.py): closed-loop throughput, and p50 / p95 / p99 at a fixed arrival
+    rate (`--http-rate`);
   - find_violations over the whole ledger (the full reconciliation), once;
   - disk: entries + transactions with their indexes, per million entries.
 
 It prints one table with both columns, their ratio and the goals (reads' p99 at most
 10 ms, posting on the grown ledger at least 0.9x the fresh one's); with `--write`, also
-to bench/results/scale.md. Figures from a busy machine mean little: publish from a
+to bench/results/scale.md (and the HTTP p95 at 70 requests/s at most 25 ms, the issue's
+latency goal). Figures from a busy machine mean little: publish from a
 quiet one.
 """
 
@@ -35,13 +41,14 @@ from typing import Any
 import click
 import pg8000.native
 
-from bench import grow
+from bench import grow, scale_erp, scale_http
 from common.adapters.ledger_queries import HISTORY_SQL, ROLLUP_SQL, WALLET_SELECT
 from emulators import logins
 from emulators.stack import REPO, Stack
 
 READ_GOAL_MS = 10.0
 POSTING_GOAL = 0.9
+HTTP_P95_GOAL_MS, HTTP_GOAL_RATE = 25.0, 70.0  # issue 18, part 2: at 70 requests/s
 _POST = (
     "SELECT ledger.commit_posting(:k, 'bench', :action, 'IDR', CAST(:amt AS bigint), :w, NULL,"
     " CAST(:legs AS bigint[]), CAST(:amts AS bigint[]), p_external_ref => :ref, p_usage_id => :usage,"
@@ -150,9 +157,17 @@ def reads(stack: Stack, name: str, count: int) -> dict[str, tuple[float, float]]
         con.close()
 
 
-def measure(stack: Stack, name: str, workers: int, seconds: float, warmup: float, count: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {"posting": posting_rate(stack, name, workers, seconds, warmup)}
+def measure(
+    stack: Stack, name: str, workers: int, seconds: float, warmup: float, count: int, more: dict[str, Any]
+) -> dict[str, Any]:
+    # the export first: what the posting and HTTP runs post below is left to the next
+    # run's unmeasured catch-up pass
+    figures: dict[str, Any] = {"erp": scale_erp.export_rate(stack, name, more["erp_events"], uuid.uuid4().hex[:8])}
+    figures["posting"] = posting_rate(stack, name, workers, seconds, warmup)
     figures["reads"] = reads(stack, name, count)
+    figures["http"] = scale_http.mix(
+        stack, name, more["wallets"], more["clients"], more["rate"], more["seconds"], more["warmup"]
+    )
     started = time.monotonic()
     violations = grow.check(stack, name)
     if violations:
@@ -194,6 +209,23 @@ def table(fresh: dict[str, Any], grown: dict[str, Any]) -> str:
             f" | p99 <= {READ_GOAL_MS:.0f} ms | {'yes' if g99 <= READ_GOAL_MS else 'NO'} |"
         )
     lines.append(
+        f"| ERP export, events/s ({fresh['erp']['events']:,} new) | {fresh['erp']['per_s']:,.0f}"
+        f" | {grown['erp']['per_s']:,.0f} | {ratio(fresh['erp']['per_s'], grown['erp']['per_s'])} | | |"
+    )
+    fh, gh = fresh["http"], grown["http"]
+    lines.append(
+        f"| HTTP mix, closed loop, requests/s | {fh['throughput']:,.0f} | {gh['throughput']:,.0f}"
+        f" | {ratio(fh['throughput'], gh['throughput'])} | | |"
+    )
+    goal = gh["rate"] == HTTP_GOAL_RATE
+    lines.append(
+        f"| HTTP mix at {fh['rate']:g}/s (achieved {fh['achieved']:,.0f} / {gh['achieved']:,.0f}), p50 / p95 / p99 ms"
+        f" | {' / '.join(f'{v:.1f}' for v in fh['ms'].values())} | {' / '.join(f'{v:.1f}' for v in gh['ms'].values())}"
+        f" | {ratio(fh['ms'][95.0], gh['ms'][95.0])} (p95)"
+        f" | {f'p95 <= {HTTP_P95_GOAL_MS:.0f} ms' if goal else ''}"
+        f" | {('yes' if gh['ms'][95.0] <= HTTP_P95_GOAL_MS else 'NO') if goal else ''} |"
+    )
+    lines.append(
         f"| find_violations, s | {fresh['reconcile_s']:.1f} | {grown['reconcile_s']:.1f}"
         f" | {ratio(fresh['reconcile_s'], grown['reconcile_s'])} | | |"
     )
@@ -214,6 +246,12 @@ def table(fresh: dict[str, Any], grown: dict[str, Any]) -> str:
 @click.option("--seconds", default=20.0, show_default=True, help="Measured posting time per database.")
 @click.option("--warmup", default=5.0, show_default=True, help="Unmeasured posting time first.")
 @click.option("--reads", "count", default=2_000, show_default=True, help="Reads of each kind per database.")
+@click.option("--erp-events", default=20_000, show_default=True, help="New transactions exported per database.")
+@click.option("--http-wallets", default=1_000, show_default=True, help="Customers the HTTP mix uses.")
+@click.option("--http-clients", default=32, show_default=True, help="Closed-loop HTTP clients.")
+@click.option("--http-rate", default=HTTP_GOAL_RATE, show_default=True, help="Open-loop arrival rate, requests/s.")
+@click.option("--http-seconds", default=10.0, show_default=True, help="Measured seconds of each HTTP run.")
+@click.option("--http-warmup", default=3.0, show_default=True, help="Unmeasured seconds before each HTTP run.")
 @click.option("--profile", default="dev", show_default=True, help="Which local stack's Postgres.")
 @click.option("--write", is_flag=True, help="Also write bench/results/scale.md (a quiet machine only).")
 def main(
@@ -225,13 +263,21 @@ def main(
     seconds: float,
     warmup: float,
     count: int,
+    erp_events: int,
+    http_wallets: int,
+    http_clients: int,
+    http_rate: float,
+    http_seconds: float,
+    http_warmup: float,
     profile: str,
     write: bool,
 ) -> None:
     stack = Stack(profile)
     print(grow.grow(stack, name, entries, customers, trees, 500_000), file=sys.stderr)
     fresh = fresh_database(stack, name, customers, trees)
-    figures = {db: measure(stack, db, workers, seconds, warmup, count) for db in (fresh, name)}
+    more = {"erp_events": erp_events, "wallets": http_wallets, "clients": http_clients, "rate": http_rate}
+    more.update(seconds=http_seconds, warmup=http_warmup)
+    figures = {db: measure(stack, db, workers, seconds, warmup, count, more) for db in (fresh, name)}
     text = table(figures[fresh], figures[name])
     print(text)
     if write:

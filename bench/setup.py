@@ -25,14 +25,15 @@ class BenchData:
 BENCH_PRINCIPAL = "bench"
 
 
-def register_caller(stack: Stack) -> str:
+def register_caller(stack: Stack, dsn: dict[str, object] | None = None) -> str:
     """The benchmark's caller: every scope over every wallet, with limits far above what
     one machine sends (a deployment's services get theirs from their roles). Its token
-    goes on every HTTP request the benchmarks send."""
+    goes on every HTTP request the benchmarks send. `dsn`: another database than the
+    stack's own (as its owner), for functions serving that one (bench/scale_http.py)."""
     from common.auth.callers import SCOPES
     from emulators.database import owner_connection, register_principal
 
-    con = owner_connection(stack.owner_dsn())
+    con = owner_connection(dsn or stack.owner_dsn())
     try:
         unlimited = {c: {"per_second": 1_000_000, "burst": 1_000_000} for c in ("money", "read", "admin")}
         con.run(

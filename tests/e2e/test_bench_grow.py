@@ -54,20 +54,25 @@ def test_grown_ledger_holds_every_invariant_and_is_reused(stack):
 @pytest.mark.grows_ledger
 def test_bench_scale_measures_a_grown_and_a_fresh_ledger(stack):
     """make bench-scale, tiny: seeds, makes the fresh database, measures both and prints
-    the side-by-side table; find_violations must pass on both (the bench fails if not)."""
+    the side-by-side table; find_violations must pass on both (the bench fails if not).
+    The ERP export must deliver exactly the new events, booked once each, and the second
+    set of functions must serve the measured database, not the stack's (a wallet read
+    through it must answer that database's row): the bench fails if not."""
     name = f"scale_smoke_{uuid.uuid4().hex[:8]}"
     try:
         result = subprocess.run(
             [sys.executable, "-m", "bench.scale", "--profile", "test", "--database", name, "--entries", "4000"]
             + ["--customers", "100", "--trees", "1", "--workers", "2", "--seconds", "0.5", "--warmup", "0.2"]
-            + ["--reads", "5"],
+            + ["--reads", "5", "--erp-events", "200", "--http-wallets", "20", "--http-clients", "4"]
+            + ["--http-rate", "20", "--http-seconds", "0.5", "--http-warmup", "0.2"],
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=120,
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        for row in ("core postings/s", "history, deep page", "wallet read, system account", "roll-up of a tree"):
+        rows = ("core postings/s", "history, deep page", "wallet read, system account", "roll-up of a tree")
+        for row in (*rows, "ERP export, events/s (200 new)", "HTTP mix, closed loop", "HTTP mix at 20/s"):
             assert f"| {row}" in result.stdout
     finally:
         stack.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
