@@ -4,6 +4,7 @@ hold every invariant find_violations checks, a hash chain whose row hashes are
 ledger.chain_text()'s, and be reused rather than seeded again. Nothing here looks at
 speed."""
 
+import re
 import subprocess
 import sys
 import uuid
@@ -40,6 +41,22 @@ def test_grown_ledger_holds_every_invariant_and_is_reused(stack):
             ) == [[0]]
             # the shapes: lots, trees, a heavy customer's deep history, no index left dropped
             assert con.run("SELECT count(*) > 0 FROM ledger.lots") == [[True]]
+            # usages spend the bonus lots first, as postings do: almost every lot is spent
+            # within its visit (a visit split across two chunks may leave one partly open)
+            open_lots, lots = con.run("SELECT count(*) FILTER (WHERE remaining > 0), count(*) FROM ledger.lots")[0]
+            assert open_lots <= lots // 10, (open_lots, lots)
+            assert con.run("SELECT count(*) > 0 FROM ledger.lot_movements WHERE amount < 0") == [[True]]
+            # three years of history, in id order (the trees, posted first, aside)
+            first, last_at = con.run(
+                "SELECT min(created_at), max(created_at) FROM ledger.transactions"
+                " WHERE idempotency_key ~ '^grow-[0-9]+$'"
+            )[0]
+            assert (last_at - first).days > 2 * 365
+            assert con.run(
+                "SELECT count(*) FROM (SELECT created_at < lag(created_at) OVER (ORDER BY id) AS back"
+                " FROM ledger.transactions WHERE idempotency_key ~ '^grow-[0-9]+$') x WHERE back"
+            ) == [[0]]
+            assert con.run("SELECT start_xact::text, start_id FROM erp.cursors WHERE name = 'erp'") == last
             assert con.run("SELECT count(*) FROM ledger.wallets WHERE parent_id IS NOT NULL") == [[110]]
             assert con.run("SELECT max(entry_count) >= 50 FROM ledger.wallets") == [[True]]
             assert con.run("SELECT dropped_indexes FROM public.grown_ledger") == [[[]]]
@@ -74,6 +91,16 @@ def test_bench_scale_measures_a_grown_and_a_fresh_ledger(stack):
         rows = ("core postings/s", "history, deep page", "wallet read, system account", "roll-up of a tree")
         for row in (*rows, "ERP export, events/s (200 new)", "HTTP mix, closed loop", "HTTP mix at 20/s"):
             assert f"| {row}" in result.stdout
+        # both databases reconciled in full once (neither checkpoint had passed its seed),
+        # then incrementally over exactly what the run posted after that
+        full = next(line for line in result.stdout.splitlines() if line.startswith("| full reconciliation"))
+        assert "checkpoint already past" not in full
+        incremental = next(line for line in result.stdout.splitlines() if line.startswith("| incremental"))
+        counts = re.search(r"\(([\d,]+) / ([\d,]+) transactions\)", incremental)
+        assert counts, incremental
+        posted = [int(n.replace(",", "")) for n in counts.groups()]
+        assert all(n > 200 for n in posted), incremental  # the ERP run's 200, the postings' and the mix's
+        assert "| ledger.entries |" in result.stdout  # the vacuum table of the grown ledger
     finally:
         stack.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         stack.psql(f"DROP DATABASE IF EXISTS {name}_fresh WITH (FORCE)")
