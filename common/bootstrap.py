@@ -295,13 +295,24 @@ def warm_up(money: bool) -> None:
     relay's Pub/Sub client. Each client is built, not connected (Firestore's and
     Pub/Sub's channels, the Redis pool, the Postgres pool all connect on first use), so
     a minimum instance started ahead of traffic has paid its imports before its first
-    caller comes (Settings.warm_up_on_start; measured by bench/cold_start.py --idle)."""
-    authenticator()
-    rate_limiter()
-    service()
-    if money:
-        idempotency()
-        publisher_client()
+    caller comes (Settings.warm_up_on_start; measured by bench/cold_start.py --idle).
+
+    A warm-up that fails (the metadata server slow to give credentials, say) is logged
+    and left to the first request, which builds what is missing and answers 503 if it
+    still can't: a hiccup at start must not become a crash loop."""
+    import logging
+
+    try:
+        authenticator()
+        rate_limiter()
+        service()
+        if money:
+            idempotency()
+            publisher_client()
+    except Exception:  # noqa: BLE001 - anything left unbuilt is built on first use
+        logging.getLogger("ledger.warm_up").warning(
+            "warm-up on start failed; clients are built on first use", exc_info=True
+        )
 
 
 @once
@@ -364,7 +375,7 @@ def service() -> Any:
         lambda transaction_id: after_commit().submit(transaction_id),
         access=access_store(),
         transfers_to_anyone=get_settings().transfers_to_anyone,
-        cursors=cursors(),
+        cursors=cursors,
         rules=rule_store(),
     )
 

@@ -69,7 +69,7 @@ class LedgerService(AutomationRules):
         committed: Callable[[int], None] = lambda transaction_id: None,
         access: AccessStore | None = None,
         transfers_to_anyone: bool = False,
-        cursors: Cursors | None = None,
+        cursors: Callable[[], Cursors] | None = None,
         rules: RuleStore | None = None,
     ) -> None:
         self.ledger = ledger
@@ -82,8 +82,13 @@ class LedgerService(AutomationRules):
         self._committed = committed
         self._access = access
         self._transfers_to_anyone = transfers_to_anyone
-        # in-process stand-ins (tests) page within one process: a key of their own will do
-        self._cursors = cursors or Cursors(secrets.token_bytes(32))
+        # Built on first use: only history pages sign cursors, and only the wallets
+        # function is given the shared key (Google Cloud refuses to build them without
+        # it). In-process stand-ins (tests) page within one process: a key of their own.
+        if cursors is None:
+            own = Cursors(secrets.token_bytes(32))
+            cursors = lambda: own  # noqa: E731 - one key for this service's lifetime
+        self._cursors = cursors
         self._rules = rules  # automation rules (common/automation_rules.py)
 
     # Balance actions --------------------------------------------------------
@@ -439,9 +444,9 @@ class LedgerService(AutomationRules):
         wallet, for the caller's tenant, can use (common/cursors.py)."""
         self._authorize(caller, "read", [wallet_id])
         scope = history_scope(wallet_id, caller.tenant, query.action, query.from_, query.to)
-        before = self._cursors.decode(query.cursor, scope) if query.cursor is not None else None
+        before = self._cursors().decode(query.cursor, scope) if query.cursor is not None else None
         items, more = self.queries.history(wallet_id, query, before)
-        next_cursor = self._cursors.encode(items[-1]["entry_id"], scope) if more else None
+        next_cursor = self._cursors().encode(items[-1]["entry_id"], scope) if more else None
         return {"wallet_id": wallet_id, "items": items, "next_cursor": next_cursor}
 
     def rollup(self, caller: Caller, wallet_id: int) -> dict[str, Any]:

@@ -79,3 +79,32 @@ def test_a_read_loads_no_firestore_only_the_idempotency_store_does():
         "from common import bootstrap\nbootstrap.idempotency()"
     )
     assert "google.cloud.firestore" in heavy_modules_loaded_by(build)
+
+
+@pytest.mark.parametrize("name", ["topup", "usage", "void", "access", "bonus"])
+def test_a_function_without_the_cursor_key_starts_warmed_up_in_google_cloud(name):
+    """Only the wallets function pages history, so only it is given LEDGER_CURSOR_KEY;
+    the others build the service at start (warm-up) without ever needing the key, even
+    in Google Cloud, where building the cursors without it refuses."""
+    cloud = {**NOWHERE, "K_SERVICE": name, "LEDGER_WARM_UP_ON_START": "true"}
+    assert "pg8000" in heavy_modules_loaded_by(loader(name), cloud)
+
+
+def test_a_warm_up_that_fails_is_logged_and_left_to_the_first_request():
+    """A client that can't be built at start (here, a malformed Redis URL) must not stop
+    the instance from starting: the first request builds it, or answers 503."""
+    probe = subprocess.run(
+        [sys.executable, "-c", loader("topup") + "\nprint('started')"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={
+            "PYTHONPATH": str(REPO),
+            "PATH": "/usr/bin:/bin",
+            **NOWHERE,
+            "LEDGER_WARM_UP_ON_START": "true",
+            "LEDGER_REDIS_URL": "nowhere://redis",
+        },
+    )
+    assert probe.returncode == 0 and probe.stdout.strip().endswith("started"), probe.stderr[-2000:]
+    assert "warm-up on start failed" in probe.stdout + probe.stderr
