@@ -122,12 +122,15 @@ SELECT x.id, x.tid, x.wallet_id, x.asset, x.amount,
 INSERT INTO ledger.outbox (transaction_id, created_at, published_at)
 SELECT {t0} + g, at, at FROM s ORDER BY g;
 CREATE TEMP TABLE took ON COMMIT DROP AS
-SELECT b.g AS bonus_g, u.g AS usage_g, u.at,
-       CASE u.slot WHEN 6 THEN least(b.amount, u.amount)
-            ELSE least(u.amount, b.amount - least(b.amount, (SELECT s6.amount FROM s s6 WHERE s6.c = b.c + 1))) END
-         AS amount
-  FROM s b JOIN s u ON u.c IN (b.c + 1, b.c + 2)
- WHERE b.slot = 5;
+WITH v AS (
+  SELECT g, c, slot, amount, at, lag(g, 1) OVER w AS g1, lag(c, 1) OVER w AS c1, lag(amount, 1) OVER w AS a1,
+         lag(g, 2) OVER w AS g2, lag(c, 2) OVER w AS c2, lag(amount, 2) OVER w AS a2
+    FROM s WINDOW w AS (ORDER BY c))
+-- slot 6 spends from the bonus just before it; slot 7 what slot 6 left of the bonus two before
+SELECT CASE slot WHEN 6 THEN g1 ELSE g2 END AS bonus_g, g AS usage_g, at,
+       CASE slot WHEN 6 THEN least(a1, amount) ELSE least(amount, a2 - least(a2, a1)) END AS amount
+  FROM v
+ WHERE (slot = 6 AND c1 = c - 1) OR (slot = 7 AND c2 = c - 2);
 DELETE FROM took WHERE amount <= 0;
 CREATE TEMP TABLE l ON COMMIT DROP AS
 WITH lots AS (
