@@ -137,6 +137,12 @@ class Settings:
     lot_expiry_schedule: str = "*/5 * * * *"
     dormancy_tick_topic: str = "dormancy-tick"  # dormant processing (docs/dormancy.md)
     dormancy_schedule: str = "15 3 * * *"
+    # The daily incremental reconciliation (functions/ledger_reconcile): one run of
+    # `python -m common.reconcile`, all of it within the budget (the function's own
+    # timeout is 540 s), or rolled back and retried by Pub/Sub.
+    ledger_reconcile_tick_topic: str = "ledger-reconcile-tick"
+    ledger_reconcile_schedule: str = "0 3 * * *"
+    ledger_reconcile_budget_s: float = 480.0
 
     # Balance actions as Pub/Sub messages (functions/actions, docs/messages.md). Each of
     # action_topics (comma-separated) is one publishing service's own topic and a

@@ -21,13 +21,14 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from typing import Any
 
 from common import bootstrap
 from common.adapters import incremental_reconciliation as incremental
 from common.adapters.reconciliation import find_violations
-from common.config import get_settings
-from common.errors import LedgerError
+from common.config import Settings, get_settings
+from common.errors import DependencyUnavailable, LedgerError
 
 
 def reconcile(run: incremental.Run, full: bool) -> dict[str, Any]:
@@ -47,26 +48,57 @@ def reconcile(run: incremental.Run, full: bool) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.reconcile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="check the whole history, not only after the checkpoint")
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    checking = dataclasses.replace(settings, db_statement_timeout_ms=settings.reconcile_statement_timeout_ms)
+class Unfinished(DependencyUnavailable):
+    """The check could not finish (the database unreachable or busy, or the run past its
+    time): rolled back, so the checkpoint did not move; the answer is neither a sound
+    ledger nor a broken one, and the same run may be tried again."""
+
+    code = "reconciliation_unfinished"
+
+
+def run_once(settings: Settings, full: bool = False, budget_s: float | None = None) -> dict[str, Any]:
+    """One run on a connection of its own, committed when it finished. Each statement is
+    bounded by LEDGER_RECONCILE_STATEMENT_TIMEOUT_MS or, with `budget_s`, by what remains
+    of the budget, so the whole run ends within it. Raises Unfinished otherwise."""
+    timeout_ms = settings.reconcile_statement_timeout_ms if budget_s is None else max(1, int(budget_s * 1000))
+    deadline = time.monotonic() + timeout_ms / 1000
     try:
-        con = bootstrap.connect_postgres(checking)
+        con = bootstrap.connect_postgres(dataclasses.replace(settings, db_statement_timeout_ms=timeout_ms))
         try:
             con.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            answer = reconcile(lambda sql, **params: con.run(sql, **params), args.full)
+
+            def run(sql: str, **params: Any) -> list[list[Any]]:
+                if budget_s is not None:
+                    left_ms = int((deadline - time.monotonic()) * 1000)
+                    if left_ms <= 0:
+                        raise Unfinished(f"the run went past its budget of {budget_s:g} s", details={"cause": "budget"})
+                    con.run(f"SET LOCAL statement_timeout = {left_ms}")
+                return con.run(sql, **params)
+
+            answer = reconcile(run, full)
             con.run("COMMIT")
         finally:
             con.close()
+    except Unfinished:
+        raise
     except Exception as error:  # noqa: BLE001 - any failure to finish is reported as one
         from common.adapters.postgres import translate
 
         translated = translate(error) if not isinstance(error, LedgerError) else error
-        reason = f"{translated.code}: {translated.message}" if isinstance(translated, LedgerError) else repr(error)
-        print(json.dumps({"ok": None, "error": f"the check did not finish: {reason}"}, indent=2))
+        if not isinstance(translated, LedgerError):
+            raise Unfinished(repr(error), details={"cause": "unexpected"}) from error
+        raise Unfinished(f"{translated.code}: {translated.message}", details={"cause": translated.code}) from error
+    return answer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.reconcile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="check the whole history, not only after the checkpoint")
+    args = parser.parse_args(argv)
+    try:
+        answer = run_once(get_settings(), args.full)
+    except Unfinished as error:
+        print(json.dumps({"ok": None, "error": f"the check did not finish: {error.message}"}, indent=2))
         return 2
     print(json.dumps(answer, default=str, indent=2))
     return 1 if answer["violations"] else 0

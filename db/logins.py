@@ -25,7 +25,7 @@ AUDIT_ROLE = "ledger_pgaudit"
 # tests/integration/test_migrations_job.py checks each exists, NOLOGIN, after migrating.
 FUNCTION_ROLES = frozenset({
     "ledger_poster", "ledger_wallet_admin", "ledger_relay", "ledger_jobs", "ledger_auditor", "ledger_operator",
-    "erp_exporter", "ledger_access", "ledger_automation", "ledger_messages",
+    "erp_exporter", "ledger_access", "ledger_automation", "ledger_messages", "ledger_reconciler",
 })  # fmt: skip
 AUDITED_SCHEMAS = ("ledger", "erp")
 SEARCH_PATH = "ledger"

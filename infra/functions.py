@@ -49,6 +49,7 @@ DATABASE_LOGINS = {
     "exporter": "erp_exporter",  # the ERP export and its reconciliation
     "automation": "ledger_automation",  # event-driven automatic actions (functions/automation)
     "messages": "ledger_messages",  # balance actions as messages (functions/actions)
+    "reconciler": "ledger_reconciler",  # the daily reconciliation of the ledger's invariants
 }
 # Not a function's: the operator's CLI (make ops, python -m common.ops, common.reconcile)
 OPERATOR_LOGIN, OPERATOR_ROLE = "operator", "ledger_operator"
@@ -57,7 +58,7 @@ OPERATOR_LOGIN, OPERATOR_ROLE = "operator", "ledger_operator"
 # results and dead letters)
 LOGINS_BY_TRIGGER = {
     "http": ("poster", "wallet_admin", "access_admin"),
-    "event": ("relay", "jobs", "exporter", "automation", "messages"),
+    "event": ("relay", "jobs", "exporter", "automation", "messages", "reconciler"),
 }
 _TRIGGERS = {"http": "http", "cloud_event": "event"}
 

@@ -8,6 +8,8 @@
 --   ledger_relay         the outbox sweeper: mark events published or failed
 --   ledger_jobs          the lot expiry and dormancy jobs: expire_lots, dormancy_run
 --   ledger_auditor       reconciliation: read the ledger and the export's state
+--   ledger_reconciler    the daily reconciliation (functions/ledger_reconcile): read what
+--                        the incremental checks read, move their checkpoint
 --   ledger_operator      the operator's CLI (common.ops, common.reconcile): the relay's,
 --                        the export's and the auditor's rights, no more
 --   erp_exporter         the ERP export and its reconciliation (90_erp_export.sql)
@@ -36,7 +38,7 @@ DECLARE
 BEGIN
   FOREACH v_role IN ARRAY ARRAY['ledger_poster', 'ledger_wallet_admin', 'ledger_relay', 'ledger_jobs',
                                 'ledger_auditor', 'ledger_operator', 'erp_exporter', 'ledger_access',
-                                'ledger_automation', 'ledger_messages'] LOOP
+                                'ledger_automation', 'ledger_messages', 'ledger_reconciler'] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
       EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
     END IF;
@@ -45,7 +47,7 @@ BEGIN
   -- granted goes, and a login still in it can do nothing here.
   FOREACH v_role IN ARRAY ARRAY['PUBLIC', 'ledger_app', 'ledger_poster', 'ledger_wallet_admin', 'ledger_relay',
                                 'ledger_jobs', 'ledger_auditor', 'ledger_operator', 'erp_exporter',
-                                'ledger_access', 'ledger_automation', 'ledger_messages'] LOOP
+                                'ledger_access', 'ledger_automation', 'ledger_messages', 'ledger_reconciler'] LOOP
     IF v_role = 'PUBLIC' OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
       EXECUTE format('REVOKE ALL ON SCHEMA ledger, erp FROM %s', v_role);
       EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA ledger, erp FROM %s', v_role);
@@ -175,6 +177,27 @@ GRANT EXECUTE ON FUNCTION ledger.chain_lag() TO ledger_auditor;
 -- and reads the incremental reconciliation's checkpoint and totals (33_reconciliation_checkpoint.sql)
 GRANT SELECT ON ledger.reconciliation_checkpoint, ledger.reconciliation_asset_totals,
   ledger.reconciliation_system_totals TO ledger_auditor;
+
+-- The daily reconciliation: ledger_reconciler ------------------------------------
+--
+-- functions/ledger_reconcile runs `python -m common.reconcile`'s default, incremental
+-- run (common/adapters/incremental_reconciliation.py) once a day: it reads the tables
+-- those checks read, checks each new transaction against its rule, and moves the
+-- checkpoint only through the function that sums the range itself. Not the auditor's
+-- rights: no export state, outbox, audit log or chain, which the checks never read;
+-- and, like every role here, no write on any table.
+
+GRANT USAGE ON SCHEMA ledger TO ledger_reconciler;
+GRANT SELECT ON
+  ledger.assets, ledger.wallets, ledger.transactions, ledger.entries,
+  ledger.spend_counters, ledger.spend_charges, ledger.lots, ledger.lot_movements,
+  ledger.balance_horizon, ledger.balance_checkpoints,
+  ledger.reconciliation_checkpoint, ledger.reconciliation_asset_totals, ledger.reconciliation_system_totals
+  TO ledger_reconciler;
+GRANT EXECUTE ON FUNCTION
+  ledger.posting_rule_breach(text, text, bigint, bigint, bigint, jsonb, bigint, bigint[], bigint[], boolean),
+  ledger.advance_reconciliation(xid8, bigint)
+  TO ledger_reconciler;
 
 -- The operators' access function: ledger_access -----------------------------------
 --

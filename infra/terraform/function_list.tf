@@ -94,6 +94,9 @@ locals {
     # the actions function: a poster's rights, its own account, so that it alone may
     # publish results and dead letters (iam.tf); idempotency records and failures in Firestore
     messages = { account_id = "ledger-messages", db_role = "ledger_messages", project_roles = ["roles/datastore.user"] }
+    # the daily reconciliation: reads what the incremental checks read and moves their
+    # checkpoint (db/schema/99_grants.sql); no other Google API, publishes nothing
+    reconciler = { account_id = "ledger-reconciler", db_role = "ledger_reconciler", project_roles = [] }
   }
   # login -> the functions that log in as it
   database_login_functions = {

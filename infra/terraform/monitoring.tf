@@ -25,6 +25,12 @@ locals {
       unit        = "1"
       description = "Periods, GL accounts and currencies where the ledger and the ERP's booked totals differ, logged by every reconciliation."
     }
+    ledger_invariant_violations = {
+      event       = "ledger_reconciliation"
+      field       = "violation_count"
+      unit        = "1"
+      description = "The ledger's invariants (double entry, cached balances, lots, limits, posting rules) that the daily incremental reconciliation found broken, logged by every run (0 when all hold)."
+    }
   }
   # Counted log lines: one per event dropped for being older than LEDGER_MAX_EVENT_AGE_S.
   log_counter_metrics = {
@@ -268,6 +274,46 @@ resource "google_monitoring_alert_policy" "erp_reconcile_differences" {
   }
 }
 
+# The daily check of the ledger's own invariants (functions/ledger_reconcile): any
+# violation is money the ledger can no longer vouch for.
+resource "google_monitoring_alert_policy" "ledger_invariant_violations" {
+  display_name          = "${var.name}: the ledger's invariants are broken"
+  combiner              = "OR"
+  severity              = "CRITICAL"
+  notification_channels = local.alert_notification_channels
+  conditions {
+    display_name = "Invariants broken above ${var.alert_ledger_invariant_violations}"
+    condition_threshold {
+      filter          = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["ledger_invariant_violations"].name}\" AND resource.type = \"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alert_ledger_invariant_violations
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "600s"
+        per_series_aligner   = "ALIGN_MAX"
+        cross_series_reducer = "REDUCE_MAX"
+      }
+    }
+  }
+  documentation {
+    subject   = "The daily reconciliation found the ledger's invariants broken"
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The daily incremental reconciliation (the ledger_reconcile function) found at least
+      one of the ledger's invariants broken after its checkpoint: entries that do not sum
+      to zero, a cached balance that is not its entries' sum, a lot, a limit or a posting
+      rule broken. The checkpoint did not move, so every following run reports it again
+      until it is resolved. Postgres's guards refuse such rows, so a violation means a row
+      written around them (by the schema's owner) or a bug in a guard.
+
+      Runbook (${local.runbook}, "Broken ledger invariants"): the function's ERROR line
+      names each invariant and the ids of up to 10 rows; `python -m common.reconcile`
+      (as an operator) shows the rows themselves, and `python -m common.reconcile --full`
+      checks the whole history. Freeze the wallets involved before anything else.
+    EOT
+  }
+}
+
 resource "google_monitoring_alert_policy" "server_errors" {
   display_name          = "${var.name}: function 5xx rate"
   combiner              = "OR"
@@ -494,6 +540,7 @@ locals {
     { title = "Outbox: oldest unpublished event (s)", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["outbox_oldest_pending_age"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_outbox_backlog_age_s },
     { title = "ERP: parked batches", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["erp_parked_batches"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_erp_parked_batches },
     { title = "ERP reconciliation: differences", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["erp_reconcile_differences"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_reconcile_differences },
+    { title = "Ledger invariants broken (daily reconciliation)", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["ledger_invariant_violations"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MAX", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_ledger_invariant_violations },
     { title = "5xx responses per second, per function", filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.label.response_code_class = \"5xx\" AND ${local.service_name_filter}", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group_by = ["resource.label.service_name"], threshold = null },
     { title = "Requests per second, per function", filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND ${local.service_name_filter}", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group_by = ["resource.label.service_name"], threshold = null },
     { title = "p95 latency (ms), per function", filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_latencies\" AND ${local.service_name_filter}", aligner = "ALIGN_DELTA", reducer = "REDUCE_PERCENTILE_95", group_by = ["resource.label.service_name"], threshold = var.alert_latency_p95_ms },

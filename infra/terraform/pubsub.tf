@@ -39,12 +39,13 @@ resource "google_secret_manager_secret" "payment_provider_token" {
 # topic's schedule (a function whose tick topic has none here stops the plan).
 locals {
   tick_schedules = {
-    "erp-export-tick"    = var.erp_export_schedule
-    "outbox-sweep-tick"  = "* * * * *"
-    "erp-reconcile-tick" = var.erp_reconcile_schedule
-    "lot-expiry-tick"    = var.lot_expiry_schedule
-    "dormancy-tick"      = var.dormancy_schedule
-    "automation-tick"    = var.automation_schedule
+    "erp-export-tick"       = var.erp_export_schedule
+    "outbox-sweep-tick"     = "* * * * *"
+    "erp-reconcile-tick"    = var.erp_reconcile_schedule
+    "lot-expiry-tick"       = var.lot_expiry_schedule
+    "dormancy-tick"         = var.dormancy_schedule
+    "ledger-reconcile-tick" = var.ledger_reconcile_schedule
+    "automation-tick"       = var.automation_schedule
   }
   ticks = { for topic in values(local.tick_function_topics) : topic => local.tick_schedules[topic] }
 }

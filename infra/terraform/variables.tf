@@ -92,6 +92,12 @@ variable "dormancy_schedule" {
   default     = "15 3 * * *"
 }
 
+variable "ledger_reconcile_schedule" {
+  description = "When Cloud Scheduler starts the daily incremental reconciliation of the ledger's invariants (cron, UTC)."
+  type        = string
+  default     = "0 3 * * *"
+}
+
 # Callers: docs/authentication-deployment.md
 
 variable "function_callers" {
@@ -350,13 +356,14 @@ variable "max_event_age_s" {
   EOT
   type        = map(number)
   default = {
-    outbox_sweeper = 120   # ticked every minute
-    lot_expiry     = 600   # every 5 minutes
-    erp_export     = 1800  # every 15 minutes
-    erp_reconcile  = 86400 # daily
-    dormancy       = 86400 # daily
-    automation     = 3600  # ledger events and minutely ticks: a low balance an hour old is still worth acting on
-    actions        = 86400 # balance actions: dead-lettered well before, after their deliveries
+    outbox_sweeper   = 120   # ticked every minute
+    lot_expiry       = 600   # every 5 minutes
+    erp_export       = 1800  # every 15 minutes
+    erp_reconcile    = 86400 # daily
+    dormancy         = 86400 # daily
+    ledger_reconcile = 86400 # daily
+    automation       = 3600  # ledger events and minutely ticks: a low balance an hour old is still worth acting on
+    actions          = 86400 # balance actions: dead-lettered well before, after their deliveries
   }
   validation {
     condition     = alltrue([for age in values(var.max_event_age_s) : age >= 60])
@@ -416,6 +423,12 @@ variable "alert_erp_parked_batches" {
 
 variable "alert_reconcile_differences" {
   description = "Alert when the reconciliation finds more differences than this."
+  type        = number
+  default     = 0
+}
+
+variable "alert_ledger_invariant_violations" {
+  description = "Alert when the daily reconciliation finds more of the ledger's invariants broken than this."
   type        = number
   default     = 0
 }

@@ -90,6 +90,9 @@ MAY_EXECUTE = {
     # the reconciliation's checkpoint, moved after a clean run (33_reconciliation_checkpoint.sql)
     | {"ledger.advance_reconciliation(xid8,bigint)"},
 }
+# the daily reconciliation: checks each new posting against its rule and moves its
+# checkpoint (db/schema/99_grants.sql, functions/ledger_reconcile)
+MAY_EXECUTE["reconciler"] = {POSTING_RULE, "ledger.advance_reconciliation(xid8,bigint)"}
 # the automation function posts as a poster does (it is in ledger_poster), and fires rules
 MAY_EXECUTE["automation"] = MAY_EXECUTE["poster"] | {
     "ledger.automation_fire(bigint,text)",
@@ -202,7 +205,7 @@ def test_the_money_role_posts_and_does_nothing_else(stack, connect):
 
 def test_the_relay_and_the_wallets_role_cannot_post(stack, connect):
     wallet = new_wallet(stack)
-    for login in ("relay", "wallet_admin", "jobs", "exporter", "operator", "access_admin"):
+    for login in ("relay", "wallet_admin", "jobs", "exporter", "operator", "access_admin", "reconciler"):
         con = connect(login)
         with pytest.raises(DatabaseError) as error:
             post_sql(con, stack, wallet)
@@ -266,3 +269,46 @@ def test_no_login_can_switch_the_append_only_triggers_off(stack, connect, login)
         "SET session_replication_role = replica",
     ):
         assert refused(con, statement)["C"] == "42501", (login, statement)
+
+
+# What the incremental checks read (common/adapters/incremental_reconciliation.py), and
+# not one table more: not the export's state, the outbox, the audit log or the chain.
+RECONCILER_READS = {
+    "ledger.assets",
+    "ledger.wallets",
+    "ledger.transactions",
+    "ledger.entries",
+    "ledger.spend_counters",
+    "ledger.spend_charges",
+    "ledger.lots",
+    "ledger.lot_movements",
+    "ledger.balance_horizon",
+    "ledger.balance_checkpoints",
+    "ledger.reconciliation_checkpoint",
+    "ledger.reconciliation_asset_totals",
+    "ledger.reconciliation_system_totals",
+}
+
+
+def test_the_daily_reconciliation_reads_what_its_checks_read_and_writes_only_through_its_function(stack, connect):
+    user = LOGINS["reconciler"].user
+    readable = sql(
+        stack,
+        "SELECT c.relnamespace::regnamespace::text || '.' || c.relname FROM pg_class c"
+        " WHERE c.relnamespace::regnamespace::text IN ('ledger', 'erp', 'public') AND c.relkind IN ('r', 'p', 'v', 'm')"
+        " AND (has_table_privilege(:u, c.oid, 'SELECT') OR has_any_column_privilege(:u, c.oid, 'SELECT'))",
+        u=user,
+    )
+    assert {row[0] for row in readable} == RECONCILER_READS
+    reconciler = connect("reconciler")
+    for statement in (
+        "UPDATE ledger.reconciliation_checkpoint SET transactions = transactions + 1",
+        "UPDATE ledger.reconciliation_asset_totals SET customer_sum = 0",
+        "INSERT INTO ledger.reconciliation_system_totals (wallet_id, asset_code, horizon_xact, horizon_id,"
+        " balance, entry_count) VALUES (1, 'TST', '0', 0, 0, 0)",
+        "UPDATE ledger.wallets SET balance = 0",
+        "SELECT ledger.advance_balance_checkpoints(10)",
+        "SELECT count(*) FROM ledger.audit_log",
+        "SELECT count(*) FROM erp.batches",
+    ):
+        assert refused(reconciler, statement)["C"] == "42501", statement

@@ -108,6 +108,18 @@ def test_a_reconciliation_logs_how_many_differences_it_found(erp_stream, caplog,
     assert payload["difference_count"] == len(payload["differences"])
 
 
+def test_the_daily_reconciliation_logs_how_many_invariants_it_found_broken(stack, caplog, monkeypatch):
+    function = load("ledger_reconcile")
+    user, password = stack.login("reconciler")
+    settings = dataclasses.replace(get_settings(), db_user=user, db_password=password)
+    monkeypatch.setattr(function, "get_settings", lambda: settings)
+    with caplog.at_level(logging.INFO):
+        function.ledger_reconcile(tick("ledger-reconcile-tick"))
+    [payload] = logged(caplog, "ledger_reconciliation")
+    assert_metrics_read(payload, "ledger_reconciliation")
+    assert payload["violation_count"] == len(payload["violations"]) == 0 and payload["severity"] == "INFO"
+
+
 def test_a_tick_too_old_to_run_is_logged_for_its_counter(stack, caplog):
     with caplog.at_level(logging.INFO):
         load("outbox_sweeper").outbox_sweeper(tick("outbox-sweep-tick", age=timedelta(days=2)))

@@ -192,6 +192,7 @@ EXPECTED_LOGINS = {
     "outbox_sweeper": "relay",
     "lot_expiry": "jobs",
     "dormancy": "jobs",
+    "ledger_reconcile": "reconciler",
     "erp_export": "exporter",
     "erp_reconcile": "exporter",
     "automation": "automation",

@@ -55,6 +55,7 @@ SIGNALS = {
     "outbox backlog's oldest age": lambda text: "outbox_oldest_pending_age" in text,
     "parked ERP batches": lambda text: '"erp_parked_batches"' in text and "COMPARISON_GT" in text,
     "reconciliation differences": lambda text: "erp_reconcile_differences" in text,
+    "the ledger's invariants broken (the daily reconciliation)": lambda text: "ledger_invariant_violations" in text,
     "5xx rate per function": lambda text: (
         "run.googleapis.com/request_count" in text
         and "5xx" in text

@@ -182,6 +182,7 @@ SAFE_DEFAULTS = {
             "outbox_sweep_tick_topic",
             "lot_expiry_tick_topic",
             "dormancy_tick_topic",
+            "ledger_reconcile_tick_topic",
             "automation_tick_topic",
             "idempotency_collection",
             "action_failures_collection",
@@ -197,6 +198,7 @@ SAFE_DEFAULTS = {
             "outbox_sweep_schedule",
             "lot_expiry_schedule",
             "dormancy_schedule",
+            "ledger_reconcile_schedule",
             "automation_schedule",
         ],
         "the local scheduler's; Cloud Scheduler's are Terraform variables",
@@ -240,6 +242,7 @@ SAFE_DEFAULTS = {
             "outbox_sweep_min_age_s",
             "chain_extend_budget_s",
             "chain_lag_alert_s",
+            "ledger_reconcile_budget_s",  # below a ticked function's timeout (functions.tf: 540 s)
             "usage_batch_max",
             "payment_timeout_s",
             "auth_clock_skew_s",
