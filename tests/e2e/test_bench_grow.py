@@ -85,7 +85,7 @@ def test_bench_scale_measures_a_grown_and_a_fresh_ledger(stack):
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         rows = ("core postings/s", "history, deep page", "wallet read, system account", "roll-up of a tree")

@@ -5,6 +5,7 @@ Nothing here looks at speed."""
 import itertools
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -149,9 +150,11 @@ def test_soak_open_loop_records_every_request_with_its_percentiles(stack, tmp_pa
     assert f"| {ok:,} | {ok:,} | 0 |" in report  # events written, published, still pending: one per posting
 
 
+@pytest.mark.grows_ledger
 def test_soak_fails_when_a_request_fails_other_than_by_a_refusal(stack):
     """20 actions with a 1 ms timeout: each times out (or its time runs out before it is
-    sent), the report counts them by status, and the run exits 1."""
+    sent), the report counts them by status, and the run exits 1. The functions still
+    post what they were sent: the test waits for that before the next one begins."""
     result = subprocess.run(
         [sys.executable, "-m", "bench.soak", "--profile", "test", "--actions", "20", "--rate", "100"]
         + ["--workers", "2", "--wallets", "200", "--timeout", "0.001"],
@@ -164,3 +167,17 @@ def test_soak_fails_when_a_request_fails_other_than_by_a_refusal(stack):
     errors = result.stdout.split("Errors by status: ", 1)[1].split(". Every request", 1)[0]
     counts = [int(part.rsplit(" × ", 1)[1].replace(",", "")) for part in errors.split(", ")]
     assert errors.startswith("timeout") and sum(counts) == 20, errors
+    until_the_ledger_is_still(stack)
+
+
+def until_the_ledger_is_still(stack, quiet_s: float = 2.0, at_most_s: float = 30.0) -> None:
+    """Wait until no transaction has been posted for `quiet_s` (the abandoned requests'
+    postings have landed), at most `at_most_s`."""
+    last, still_since, deadline = None, time.monotonic(), time.monotonic() + at_most_s
+    while time.monotonic() < deadline:
+        now = stack.psql("SELECT coalesce(max(id), 0) FROM ledger.transactions", database=stack.owner_dsn()["database"])
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= quiet_s:
+            return
+        time.sleep(0.2)
