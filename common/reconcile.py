@@ -9,7 +9,9 @@ costs what is new; `--full` reads the whole history (common/adapters/reconciliat
 Either runs in one repeatable-read snapshot and, when it found nothing, moves the
 checkpoint to the last transaction final in that snapshot, in the same transaction.
 The answer names the mode, the checkpoint before and after, and the rows it read
-(docs/operations.md#reconciliation-incremental-and-full).
+(docs/operations.md#reconciliation-incremental-and-full). Two runs at once: the second
+to advance finds the checkpoint moved (a serialization failure) and exits 2, asking to
+be run again.
 
 The full run reads the whole ledger, so its statements get their own time limit: the
 functions' LEDGER_DB_STATEMENT_TIMEOUT_MS bounds a request, and a million transactions
@@ -29,6 +31,8 @@ from common.adapters.reconciliation import find_violations
 from common.config import get_settings
 from common.errors import LedgerError
 
+SERIALIZATION_FAILURE = "40001"
+
 
 def reconcile(run: incremental.Run, full: bool) -> dict[str, Any]:
     """One run in the caller's transaction, which must be a repeatable-read one that has
@@ -47,6 +51,19 @@ def reconcile(run: incremental.Run, full: bool) -> dict[str, Any]:
     }
 
 
+def unfinished(error: Exception) -> str:
+    """Why a run did not finish, for the operator. A serialization failure can only be
+    another run's: it moved the checkpoint after this run's snapshot was taken
+    (ledger.advance_reconciliation() locks it FOR UPDATE), so this one's checks are
+    stale and it changed nothing."""
+    from common.adapters.postgres import error_fields, translate
+
+    if error_fields(error).get("C") == SERIALIZATION_FAILURE:
+        return "reconciliation_moved: another run moved the checkpoint since this one started; run again"
+    translated = translate(error) if not isinstance(error, LedgerError) else error
+    return f"{translated.code}: {translated.message}" if isinstance(translated, LedgerError) else repr(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.reconcile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="check the whole history, not only after the checkpoint")
@@ -62,11 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             con.close()
     except Exception as error:  # noqa: BLE001 - any failure to finish is reported as one
-        from common.adapters.postgres import translate
-
-        translated = translate(error) if not isinstance(error, LedgerError) else error
-        reason = f"{translated.code}: {translated.message}" if isinstance(translated, LedgerError) else repr(error)
-        print(json.dumps({"ok": None, "error": f"the check did not finish: {reason}"}, indent=2))
+        print(json.dumps({"ok": None, "error": f"the check did not finish: {unfinished(error)}"}, indent=2))
         return 2
     print(json.dumps(answer, default=str, indent=2))
     return 1 if answer["violations"] else 0
