@@ -197,9 +197,11 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "horizon_backwards": GuardViolation,
     "checkpoint_backwards": GuardViolation,
     # the reconciliation checkpoint (33_reconciliation_checkpoint.sql): moved back by
-    # hand, or moved by another run since this one's snapshot (its next run goes on);
-    # neither reaches a function: only `python -m common.reconcile` writes it
+    # hand, moved by another run since this one's snapshot (its next run goes on), or
+    # asked to move outside one snapshot; none reaches a function: only
+    # `python -m common.reconcile` writes it
     "reconciliation_backwards": GuardViolation,
     "reconciliation_moved": GuardViolation,
+    "reconciliation_needs_one_snapshot": GuardViolation,
     "invalid_limit": InvalidRequest,
 }

@@ -30,6 +30,8 @@ from common.adapters.reconciliation import find_violations
 from common.config import Settings, get_settings
 from common.errors import DependencyUnavailable, LedgerError
 
+SERIALIZATION_FAILURE = "40001"
+
 
 def reconcile(run: incremental.Run, full: bool) -> dict[str, Any]:
     """One run in the caller's transaction, which must be a repeatable-read one that has
@@ -54,6 +56,19 @@ class Unfinished(DependencyUnavailable):
     ledger nor a broken one, and the same run may be tried again."""
 
     code = "reconciliation_unfinished"
+
+
+def unfinished(error: Exception) -> str:
+    """Why a run did not finish, for the operator. A serialization failure can only be
+    another run's: it moved the checkpoint after this run's snapshot was taken
+    (ledger.advance_reconciliation() locks it FOR UPDATE), so this one's checks are
+    stale and it changed nothing."""
+    from common.adapters.postgres import error_fields, translate
+
+    if error_fields(error).get("C") == SERIALIZATION_FAILURE:
+        return "reconciliation_moved: another run moved the checkpoint since this one started; run again"
+    translated = translate(error) if not isinstance(error, LedgerError) else error
+    return f"{translated.code}: {translated.message}" if isinstance(translated, LedgerError) else repr(error)
 
 
 def run_once(settings: Settings, full: bool = False, budget_s: float | None = None) -> dict[str, Any]:
@@ -85,9 +100,8 @@ def run_once(settings: Settings, full: bool = False, budget_s: float | None = No
         from common.adapters.postgres import translate
 
         translated = translate(error) if not isinstance(error, LedgerError) else error
-        if not isinstance(translated, LedgerError):
-            raise Unfinished(repr(error), details={"cause": "unexpected"}) from error
-        raise Unfinished(f"{translated.code}: {translated.message}", details={"cause": translated.code}) from error
+        cause = translated.code if isinstance(translated, LedgerError) else "unexpected"
+        raise Unfinished(unfinished(error), details={"cause": cause}) from error
     return answer
 
 

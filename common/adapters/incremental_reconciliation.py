@@ -9,15 +9,18 @@ caller's one snapshot:
   balance and follow its action's rule, its entries' running balances continue the
   wallet's previous one, its lot movements and spend charges follow its entries);
 - each lot and spend counter those transactions touched is summed over its own rows;
+- each wallet those transactions touched has its lot balance summed over its own lots;
 - the current state is checked against the totals plus what came after: per asset, the
   entries sum to zero and the customer wallets' balances and entry counts add up; per
   system account, its balance checkpoint; and the cheap state checks of the full run
-  (each wallet's cached balance against its last running balance, limits, lots, trees),
-  which read a row per wallet or lot, never the history.
+  (each wallet's cached balance against its last running balance, limits, trees),
+  which read a row per wallet, never the history.
 
 So the cost follows what is new, plus one index probe per wallet. What the checkpoint
-cannot see is a row rewritten below it (around the database's guards): that is the
-full run's to find (`python -m common.reconcile --full`, docs/operations.md).
+cannot see is a row rewritten below it (around the database's guards), nor a lot, a
+spend counter or a wallet's lot balance changed without a new movement or charge:
+those are the full run's to find (`python -m common.reconcile --full`,
+docs/operations.md).
 """
 
 from __future__ import annotations
@@ -34,11 +37,10 @@ _NEW = "WITH new_t AS (SELECT * FROM ledger.transactions WHERE (created_xact, id
 _AFTER = "(CAST(:hx AS xid8), :hid)"
 
 # the full run's checks of the current state whose cost is a row (or an index probe)
-# per wallet, lot or tree member, not the history
+# per wallet or tree member, not the history
 _STATE_CHECKS = (
     "running_balance_matches_cache",
     "customer_balance_within_limit",
-    "lot_balance_equals_lots",
     "non_expiring_balance_within_limit",
     "tree_paths_consistent",
 )
@@ -130,6 +132,16 @@ INCREMENTAL: dict[str, str] = {
           LEFT JOIN ledger.lots l ON l.id = m.lot_id
          WHERE t.action = 'expiry'
            AND (l.id IS NULL OR l.wallet_id <> t.wallet_id OR l.expires_at > t.created_at)""",
+    # a wallet's lot balance moves only with its lots (db/schema/60_lots.sql), so only
+    # the wallets the new transactions touched, each summed over its own lots
+    # (lots_by_wallet): one untouched since the checkpoint is the full run's to check
+    "lot_balance_equals_lots": f"""{_NEW}
+        SELECT w.id, w.lot_balance, coalesce(s.total, 0) FROM ledger.wallets w
+          CROSS JOIN LATERAL (SELECT sum(l.remaining) AS total FROM ledger.lots l WHERE l.wallet_id = w.id) s
+         WHERE w.id IN (SELECT e.wallet_id FROM new_t t JOIN ledger.entries e ON e.transaction_id = t.id
+                        UNION SELECT l.wallet_id FROM new_t t JOIN ledger.lot_movements m ON m.transaction_id = t.id
+                                JOIN ledger.lots l ON l.id = m.lot_id)
+           AND w.lot_balance <> coalesce(s.total, 0)""",
     "spend_counter_equals_charges": f"""{_NEW}
         SELECT c.wallet_id, c.period, c.period_start, c.spent, coalesce(sum(g.amount), 0)
           FROM ledger.spend_counters c

@@ -27,11 +27,16 @@ INVARIANTS: dict[str, str] = {
           LEFT JOIN (SELECT wallet_id, sum(amount) AS total, count(*) AS legs
                        FROM ledger.entries GROUP BY wallet_id) s ON s.wallet_id = w.id
          WHERE w.kind = 'customer' AND (w.balance <> coalesce(s.total, 0) OR w.entry_count <> coalesce(s.legs, 0))""",
+    # Each customer wallet's cache is its last entry's running balance; a wallet without
+    # entries holds nothing and counts none. Its entry count otherwise is checked per
+    # asset by the incremental run, per wallet only by the full one (above).
     "running_balance_matches_cache": """
-        SELECT w.id, w.balance, last.balance_after FROM ledger.wallets w
-          JOIN LATERAL (SELECT balance_after FROM ledger.entries e WHERE e.wallet_id = w.id
-                         ORDER BY e.id DESC LIMIT 1) last ON true
-         WHERE w.kind = 'customer' AND last.balance_after IS DISTINCT FROM w.balance""",
+        SELECT w.id, w.balance, last.balance_after, w.entry_count FROM ledger.wallets w
+          LEFT JOIN LATERAL (SELECT e.id, e.balance_after FROM ledger.entries e WHERE e.wallet_id = w.id
+                              ORDER BY e.id DESC LIMIT 1) last ON true
+         WHERE w.kind = 'customer'
+           AND CASE WHEN last.id IS NULL THEN w.balance <> 0 OR w.entry_count <> 0
+                    ELSE last.balance_after IS DISTINCT FROM w.balance END""",
     "customer_balance_within_limit": """
         SELECT id, balance, credit_limit FROM ledger.wallets
          WHERE kind = 'customer' AND balance < -credit_limit""",

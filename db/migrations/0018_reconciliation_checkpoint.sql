@@ -41,6 +41,10 @@ CREATE TABLE ledger.reconciliation_system_totals (
 );
 
 -- A touched spend counter is checked against all of its charges: one index range.
+-- A plain CREATE INDEX blocks writes to spend_charges while it builds: fine for this
+-- migration (never deployed before it, the table small). A future index on a big table
+-- is built CONCURRENTLY by hand first, and the migration creates it IF NOT EXISTS
+-- (migrations run in the deploy's transaction: docs/database.md#how-they-are-applied).
 CREATE INDEX spend_charges_by_counter ON ledger.spend_charges (wallet_id, period, period_start);
 
 -- Autovacuum for tables that are only ever inserted into. By default an insert-only

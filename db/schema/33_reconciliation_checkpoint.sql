@@ -9,6 +9,16 @@
 -- still in flight can never appear below it later) and adds that range's sums to the
 -- totals. The function computes the sums itself: its caller chooses only when, never
 -- what.
+--
+-- The checks themselves run in Python (common/adapters/incremental_reconciliation.py)
+-- in the same snapshot; the function does not repeat them (a second copy of every
+-- invariant in PL/pgSQL would drift from the first). So that "the same snapshot" holds,
+-- it refuses a READ COMMITTED caller, whose every statement takes a newer snapshot than
+-- the checks saw (and whose pg_current_snapshot() here would pass transactions no
+-- check read); and every advance is written to ledger.audit_log with the login that
+-- made it, the range and the count it passed. A login that calls it without checking
+-- passes transactions unchecked, but on the record; the full run (--full) re-reads
+-- everything whatever the checkpoint says (docs/operations.md).
 
 CREATE FUNCTION ledger.advance_reconciliation(p_after_xact xid8, p_after_id bigint,
                                               OUT after_xact xid8, OUT after_id bigint, OUT taken bigint)
@@ -16,8 +26,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 DECLARE
   v_from reconciliation_checkpoint%ROWTYPE;
 BEGIN
+  IF current_setting('transaction_isolation') NOT IN ('repeatable read', 'serializable') THEN
+    RAISE EXCEPTION USING ERRCODE = '25000', MESSAGE = 'reconciliation_needs_one_snapshot',
+      DETAIL = format('the checkpoint moves only in the repeatable-read (or serializable) transaction whose '
+                      'snapshot the checks read; this one is %s', current_setting('transaction_isolation'));
+  END IF;
   -- in a repeatable-read run, a checkpoint moved by a concurrent run since this
-  -- snapshot is a serialization failure here; in any case the run checked from p_after
+  -- snapshot is a serialization failure here (40001, from the FOR UPDATE itself); in
+  -- any case the run checked from p_after
   SELECT * INTO v_from FROM reconciliation_checkpoint FOR UPDATE;
   IF (v_from.after_xact, v_from.after_id) <> (p_after_xact, p_after_id) THEN
     RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'reconciliation_moved',
@@ -65,10 +81,18 @@ BEGIN
   UPDATE reconciliation_checkpoint c
      SET after_xact = advance_reconciliation.after_xact, after_id = advance_reconciliation.after_id,
          transactions = c.transactions + taken, updated_at = now();
+  PERFORM audit(jsonb_build_object('principal', session_user::text), 'reconciliation.advance',
+                'reconciliation_checkpoint',
+                jsonb_build_object('after_xact', v_from.after_xact::text, 'after_id', v_from.after_id,
+                                   'transactions', v_from.transactions),
+                jsonb_build_object('after_xact', after_xact::text, 'after_id', after_id,
+                                   'transactions', v_from.transactions + taken, 'taken', taken),
+                NULL);
 END $$;
 
--- The checkpoint only moves forward; a total changes only as its horizon advances;
--- nothing is deleted. With the grants (only the function above writes these tables),
+-- The checkpoint only moves forward; a total changes only as its horizon advances,
+-- and never changes whose total it is (as refuse_checkpoint_back in
+-- 32_balance_checkpoints.sql); nothing is deleted. With the grants (only the function above writes these tables),
 -- no function's role can rewind or edit them, and the owner only with a trigger off.
 CREATE FUNCTION ledger.refuse_reconciliation_back() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -80,9 +104,13 @@ BEGIN
     END IF;
   ELSIF (NEW.horizon_xact, NEW.horizon_id) < (OLD.horizon_xact, OLD.horizon_id)
         OR ((NEW.horizon_xact, NEW.horizon_id) = (OLD.horizon_xact, OLD.horizon_id)
-            AND to_jsonb(NEW) - 'updated_at' IS DISTINCT FROM to_jsonb(OLD) - 'updated_at') THEN
+            AND to_jsonb(NEW) - 'updated_at' IS DISTINCT FROM to_jsonb(OLD) - 'updated_at')
+        -- the key: reconciliation_asset_totals has no wallet_id (both sides NULL there)
+        OR (to_jsonb(NEW) -> 'wallet_id', to_jsonb(NEW) -> 'asset_code')
+           IS DISTINCT FROM (to_jsonb(OLD) -> 'wallet_id', to_jsonb(OLD) -> 'asset_code') THEN
     RAISE EXCEPTION USING ERRCODE = '23514', MESSAGE = 'reconciliation_backwards',
-      DETAIL = format('%s: a total changes only as its horizon advances', TG_TABLE_NAME);
+      DETAIL = format('%s: a total changes only as its horizon advances, and stays its own account''s or asset''s',
+                      TG_TABLE_NAME);
   END IF;
   RETURN NEW;
 END $$;

@@ -117,6 +117,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "checkpoint_backwards": (500, "a database guard refused to change a balance checkpoint but by advancing it"),
     "reconciliation_backwards": (500, "a database guard refused to move the reconciliation checkpoint back"),
     "reconciliation_moved": (500, "the reconciliation checkpoint moved under a run that checked from before it"),
+    "reconciliation_needs_one_snapshot": (
+        500,
+        "a database guard refused to move the reconciliation checkpoint outside the checks' one snapshot",
+    ),
     "dependency_unavailable": (
         503,
         "Postgres, Redis or Firestore unreachable (`details.service` names it) before anything was sent to be "

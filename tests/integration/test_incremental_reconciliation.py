@@ -6,9 +6,13 @@ while postings run, an in-flight lower id included; only its function writes it.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
+import time
+import uuid
 
 import pytest
 from pg8000.exceptions import DatabaseError
@@ -36,27 +40,50 @@ def operator_run(stack, full: bool = False) -> dict:
         con.close()
 
 
-def topup(stack, wallet: int, amount: int = 3) -> None:
+def topup(stack, wallet: int, amount: int = 3) -> int:
+    """A top-up of `wallet` (a test's own); its transaction's id."""
     con = owner(stack)
     try:
         post_topup(con.run, "TST", wallet, accounts(stack)["funding"], amount, prefix="rc")
+        return con.run("SELECT max(id) FROM ledger.transactions WHERE wallet_id = :w", w=wallet)[0][0]
     finally:
         con.close()
+
+
+def passed(stack, answer: dict, transactions: list[int]) -> list[int]:
+    """Which of a test's own transactions a run passed: those in (from, to] in commit
+    order. Other tests' late redeliveries may post meanwhile, so a run's own counts are
+    never compared exactly."""
+    (from_xact, from_id), (to_xact, to_id) = answer["horizon"]["from"], answer["horizon"]["to"]
+    rows = sql(
+        stack,
+        "SELECT id FROM ledger.transactions WHERE id = ANY(CAST(:ids AS bigint[]))"
+        " AND (created_xact, id) > (CAST(:fx AS xid8), :fi) AND (created_xact, id) <= (CAST(:tx AS xid8), :ti)"
+        " ORDER BY id",
+        ids=transactions,
+        fx=from_xact,
+        fi=from_id,
+        tx=to_xact,
+        ti=to_id,
+    )
+    return [row[0] for row in rows]
 
 
 def test_a_run_reads_only_what_came_after_the_checkpoint_and_advances(stack):
     wallet = new_wallet(stack, funded=10)
     first = operator_run(stack)
     assert first["ok"] and first["mode"] == "incremental"
-    topup(stack, wallet)
-    topup(stack, wallet)
+    mine = [topup(stack, wallet), topup(stack, wallet)]
     second = operator_run(stack)
     assert second["ok"], second["violations"]
     assert second["horizon"]["from"] == first["horizon"]["to"]
-    assert second["horizon"]["transactions_passed"] == 2
-    assert second["examined"]["transactions"] == 2 and second["examined"]["entries"] == 4
+    assert passed(stack, second, mine) == mine
+    assert second["horizon"]["transactions_passed"] >= 2
+    assert second["examined"]["transactions"] >= second["horizon"]["transactions_passed"]
+    assert second["examined"]["entries"] >= 4
+    everything = sql(stack, "SELECT count(*) FROM ledger.transactions")[0][0]
     full = operator_run(stack, full=True)
-    assert full["ok"] and full["mode"] == "full" and full["examined"]["transactions"] > 2
+    assert full["ok"] and full["mode"] == "full" and full["examined"]["transactions"] >= everything
 
 
 def test_a_tampered_transaction_after_the_checkpoint_is_named_and_the_checkpoint_stays(stack):
@@ -68,15 +95,18 @@ def test_a_tampered_transaction_after_the_checkpoint_is_named_and_the_checkpoint
         con.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         run = lambda statement, **params: con.run(statement, **params)  # noqa: E731
         before = incremental.checkpoint(run)
+        advances = "SELECT count(*) FROM ledger.audit_log WHERE action = 'reconciliation.advance'"
+        audited = run(advances)
         bad = write_around_the_posting(con, "usage", 5, customer, [(accounts(stack)["revenue"], -5), (customer, 5)])
         answer = reconcile(run, full=False)
-        after = incremental.checkpoint(run)
+        # one snapshot, which sees this transaction's own writes: an advance would add a row
+        assert run(advances) == audited
         con.run("ROLLBACK")
     finally:
         con.close()
     assert list(answer["violations"]) == ["entries_follow_posting_rule"], answer["violations"]
     assert [row[0] for row in answer["violations"]["entries_follow_posting_rule"]] == [bad]
-    assert answer["horizon"]["to"] == answer["horizon"]["from"] == list(before) == list(after)
+    assert answer["horizon"]["to"] == answer["horizon"]["from"] == list(before)
     assert operator_run(stack)["horizon"]["transactions_passed"] >= 1  # without it, the run goes on
 
 
@@ -134,14 +164,16 @@ def test_an_in_flight_lower_id_is_not_passed_and_counted_once_it_commits(stack):
     try:
         slow.run("BEGIN")
         post_topup(slow.run, "TST", other, accounts(stack)["funding"], 7, prefix="slow")  # the lower id
-        topup(stack, wallet)  # a higher id, committed first
+        lower = slow.run("SELECT max(id) FROM ledger.transactions WHERE wallet_id = :w", w=other)[0][0]
+        higher = topup(stack, wallet)  # a higher id, committed first
         during = operator_run(stack)
         slow.run("COMMIT")
     finally:
         slow.close()
-    assert during["ok"] and during["horizon"]["transactions_passed"] == 0
+    assert lower < higher
+    assert during["ok"] and passed(stack, during, [lower, higher]) == []
     after = operator_run(stack)
-    assert after["ok"] and after["horizon"]["transactions_passed"] == 2
+    assert after["ok"] and passed(stack, after, [lower, higher]) == [lower, higher]
     assert operator_run(stack, full=True)["ok"]  # the totals equal the entries' sums
 
 
@@ -228,6 +260,164 @@ def test_a_total_nudged_by_hand_is_named_by_both_runs(stack):
     assert [row[0] for row in full["reconciliation_asset_totals_exact"]] == ["TST"]
 
 
+def advance_as_operator(stack, begin: str | None) -> dict:
+    """ledger.advance_reconciliation() called by the operator's login from where the
+    checkpoint stands, in a transaction begun with `begin` (None: autocommit)."""
+    con = login_connection(stack, "operator")
+    try:
+        if begin:
+            con.run(begin)
+        xact, transaction_id = incremental.checkpoint(con.run)
+        with pytest.raises(DatabaseError) as error:
+            con.run("SELECT * FROM ledger.advance_reconciliation(CAST(:x AS xid8), :i)", x=xact, i=transaction_id)
+        return error.value.args[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("begin", [None, "BEGIN", "START TRANSACTION ISOLATION LEVEL READ COMMITTED"])
+def test_the_checkpoint_moves_only_in_the_snapshot_the_checks_read(stack, begin):
+    """In READ COMMITTED each statement takes a new snapshot, and the function's own
+    would pass transactions that no check read: refused."""
+    wallet = new_wallet(stack, funded=10)
+    operator_run(stack)
+    mine = topup(stack, wallet)
+    refusal = advance_as_operator(stack, begin)
+    assert (refusal["C"], refusal["M"]) == ("25000", "reconciliation_needs_one_snapshot")
+    assert passed(stack, operator_run(stack), [mine]) == [mine]  # not passed by the refused call
+
+
+def test_each_advance_is_on_the_audit_log_with_its_login_and_range(stack):
+    wallet = new_wallet(stack, funded=10)
+    operator_run(stack)
+    topup(stack, wallet)
+    answer = operator_run(stack)
+    assert answer["horizon"]["transactions_passed"] >= 1
+    (actor, before, after), *_ = sql(
+        stack,
+        "SELECT actor, before, after FROM ledger.audit_log WHERE action = 'reconciliation.advance'"
+        " AND target = 'reconciliation_checkpoint' ORDER BY id DESC LIMIT 1",
+    )
+    assert actor == {"principal": stack.login("operator")[0]}
+    assert [before["after_xact"], before["after_id"]] == answer["horizon"]["from"]
+    assert [after["after_xact"], after["after_id"]] == answer["horizon"]["to"]
+    assert after["taken"] == answer["horizon"]["transactions_passed"]
+    assert after["transactions"] == before["transactions"] + after["taken"]
+
+
+def test_of_two_runs_at_once_the_second_to_advance_gets_a_serialization_failure(stack):
+    wallet = new_wallet(stack, funded=10)
+    operator_run(stack)
+    topup(stack, wallet)
+    first, second = login_connection(stack, "operator"), login_connection(stack, "operator")
+    try:
+        first.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        one = reconcile(lambda statement, **params: first.run(statement, **params), False)
+        second.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        started = incremental.checkpoint(second.run)  # its snapshot: before the first commits
+        first.run("COMMIT")
+        with pytest.raises(DatabaseError) as error:
+            reconcile(lambda statement, **params: second.run(statement, **params), False)
+        second.run("ROLLBACK")
+    finally:
+        first.close()
+        second.close()
+    assert one["ok"] and one["horizon"]["transactions_passed"] >= 1
+    assert list(started) == one["horizon"]["from"]
+    assert error.value.args[0]["C"] == "40001"
+    assert operator_run(stack)["horizon"]["from"] == one["horizon"]["to"]  # the next starts where it ended
+
+
+def test_the_command_that_lost_the_race_says_to_run_again(stack):
+    """`python -m common.reconcile` while another run holds a moved checkpoint: it
+    waits on the lock, then finds the checkpoint moved; exit 2 with that, no traceback."""
+    wallet = new_wallet(stack, funded=10)
+    operator_run(stack)
+    topup(stack, wallet)
+    holder = login_connection(stack, "operator")
+    try:
+        holder.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        assert reconcile(lambda statement, **params: holder.run(statement, **params), False)["ok"]
+        command = subprocess.Popen(
+            [sys.executable, "-m", "common.reconcile"],
+            env={**os.environ, **stack.operator_env()},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # the command has read its snapshot and waits for the checkpoint's row lock
+        held_by = holder.run("SELECT pg_backend_pid()")[0][0]
+        deadline = time.monotonic() + 120
+        while not sql(stack, "SELECT 1 FROM pg_stat_activity WHERE :p = ANY(pg_blocking_pids(pid))", p=held_by):
+            assert command.poll() is None and time.monotonic() < deadline, "the command never waited on the lock"
+            time.sleep(0.05)
+        holder.run("COMMIT")
+        out, err = command.communicate(timeout=120)
+    finally:
+        holder.close()
+    assert command.returncode == 2, out + err
+    assert json.loads(out) == {
+        "ok": None,
+        "error": "the check did not finish: reconciliation_moved: another run moved the checkpoint since this one"
+        " started; run again",
+    }
+    assert "Traceback" not in out + err
+
+
+def test_a_wallet_lot_balance_is_checked_where_new_transactions_touched_it(stack):
+    """The incremental run sums the lots of the wallets its new transactions touched;
+    one nudged by hand (rolled back) without a new transaction is the full run's."""
+    untouched, touched = new_wallet(stack, funded=10), new_wallet(stack, funded=10)
+    operator_run(stack)
+    topup(stack, touched)
+    con = owner(stack)
+    try:
+        con.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        con.run(
+            "UPDATE ledger.wallets SET lot_balance = lot_balance + 1 WHERE id = ANY(CAST(:w AS bigint[]))",
+            w=[untouched, touched],
+        )
+        run = lambda statement, **params: con.run(statement, **params)  # noqa: E731
+        quick = incremental.find_violations_after(run, incremental.checkpoint(run))
+        full = find_violations(run)
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert [row[0] for row in quick["lot_balance_equals_lots"]] == [touched]
+    assert sorted(row[0] for row in full["lot_balance_equals_lots"]) == [untouched, touched]
+
+
+@pytest.mark.parametrize(
+    ("table", "key_change"),
+    [
+        ("reconciliation_asset_totals", "asset_code = :asset"),
+        ("reconciliation_system_totals", "wallet_id = :system, asset_code = :asset"),
+    ],
+)
+def test_a_total_never_changes_whose_it_is_even_as_its_horizon_advances(stack, table, key_change):
+    new_wallet(stack, funded=10)
+    operator_run(stack)
+    asset = "RZ" + uuid.uuid4().hex[:8].upper()
+    con = owner(stack)
+    try:
+        con.run("BEGIN")
+        con.run("SELECT ledger.create_asset(:c, CAST(0 AS smallint))", c=asset)
+        system = con.run("SELECT min(id) FROM ledger.wallets WHERE asset_code = :c AND kind = 'system'", c=asset)[0][0]
+        moved = "wallet_id = (SELECT min(wallet_id) FROM ledger.reconciliation_system_totals)"
+        where = "asset_code = 'TST'" if table == "reconciliation_asset_totals" else moved
+        with pytest.raises(DatabaseError) as error:
+            con.run(
+                f"UPDATE ledger.{table} SET {key_change}, horizon_id = horizon_id + 1 WHERE {where}",
+                asset=asset,
+                **({"system": system} if "system" in key_change else {}),
+            )
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert error.value.args[0]["M"] == "reconciliation_backwards"
+
+
 def bench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", *args, "--profile", "test"], cwd=REPO, capture_output=True, text=True, timeout=600
@@ -241,7 +431,8 @@ def test_the_reconciliation_bench_runs_both_modes(stack):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| full |" in result.stdout and "| incremental |" in result.stdout
     incremental_row = next(line for line in result.stdout.splitlines() if line.startswith("| incremental |"))
-    assert incremental_row.split("|")[3].strip() == "40"  # transactions read: the tail alone
+    # transactions read: the tail (and whatever a late redelivery posted meanwhile), not all
+    assert 40 <= int(incremental_row.split("|")[3].strip()) < 400
 
 
 @pytest.mark.grows_ledger

@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from common.adapters import incremental_reconciliation as incremental
 from common.adapters.reconciliation import find_violations
 from emulators.stack import REPO
-from tests.support import new_wallet, owner
+from tests.support import new_wallet, owner, sql
 
 
 def test_a_cached_balance_that_drifts_from_its_entries_is_reported(stack):
@@ -23,6 +26,25 @@ def test_a_cached_balance_that_drifts_from_its_entries_is_reported(stack):
         con.close()
     assert [row[0] for row in violations["cached_balance_equals_entry_sum"]] == [wallet]
     assert [row[0] for row in violations["running_balance_matches_cache"]] == [wallet]
+
+
+@pytest.mark.parametrize("nudge", ["balance = 5", "entry_count = 1"])
+def test_a_wallet_without_entries_that_holds_or_counts_something_is_named(stack, nudge):
+    """A wallet with no entries has no last running balance to compare: it must hold
+    nothing and count none, which both runs check per wallet."""
+    wallet = new_wallet(stack)
+    con = owner(stack)
+    try:
+        con.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        con.run(f"UPDATE ledger.wallets SET {nudge} WHERE id = :w", w=wallet)
+        run = lambda statement, **params: con.run(statement, **params)  # noqa: E731
+        full = find_violations(run)
+        quick = incremental.find_violations_after(run, incremental.checkpoint(run))
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    assert [row[0] for row in full["running_balance_matches_cache"]] == [wallet]
+    assert [row[0] for row in quick["running_balance_matches_cache"]] == [wallet]
 
 
 def reconcile_cli(stack, **settings):
@@ -43,7 +65,9 @@ def test_the_reconciliation_command_reads_the_ledger_under_its_own_time_limit(st
 
 
 def test_the_full_reconciliation_reads_every_row_and_advances_too(stack):
-    new_wallet(stack, funded=10)
+    wallet = new_wallet(stack, funded=10)
+    mine = sql(stack, "SELECT max(id) FROM ledger.transactions WHERE wallet_id = :w", w=wallet)[0][0]
+    before = sql(stack, "SELECT count(*) FROM ledger.transactions")[0][0]
     result = subprocess.run(
         [sys.executable, "-m", "common.reconcile", "--full"],
         env={**os.environ, **stack.operator_env()},
@@ -55,8 +79,21 @@ def test_the_full_reconciliation_reads_every_row_and_advances_too(stack):
     assert result.returncode == 0, result.stdout + result.stderr
     answer = json.loads(result.stdout)
     assert (answer["ok"], answer["mode"]) == (True, "full")
-    assert answer["examined"]["transactions"] == answer["examined"]["transactions"] >= 1
-    assert answer["horizon"]["to"] != answer["horizon"]["from"]
+    # every transaction of its snapshot: at least those committed before it started
+    # (others' late redeliveries may post meanwhile), at most those after it ended
+    after = sql(stack, "SELECT count(*) FROM ledger.transactions")[0][0]
+    assert before <= answer["examined"]["transactions"] <= after
+    (from_xact, from_id), (to_xact, to_id) = answer["horizon"]["from"], answer["horizon"]["to"]
+    assert sql(
+        stack,
+        "SELECT (created_xact, id) > (CAST(:fx AS xid8), :fi) AND (created_xact, id) <= (CAST(:tx AS xid8), :ti)"
+        " FROM ledger.transactions WHERE id = :t",
+        t=mine,
+        fx=from_xact,
+        fi=from_id,
+        tx=to_xact,
+        ti=to_id,
+    ) == [[True]]
 
 
 def test_a_reconciliation_that_cannot_finish_says_so_and_is_no_verdict(stack):
