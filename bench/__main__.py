@@ -52,6 +52,7 @@ def main(
         events,
         mixed,
         pgbench,
+        pgledger,
         processes,
         report,
         runner,
@@ -106,16 +107,19 @@ def main(
     # pgledger side by side (bench/side_by_side.py): its scripts and ours in alternating
     # rounds, with the Postgres CPU per posting of each and the Cloud SQL sizing from it.
     click.echo("\npgledger side by side", err=True)
-    pgledger_runs = side_by_side.contenders(
-        stack,
-        data,
-        core_workers,
-        hot_workers,
-        duration,
-        core=lambda: core_procs.run(uniform_transfer, core_workers, duration, data),
-    )
-    side_by_side.run_rounds(stack, pgledger_runs, rounds, postings=lambda: events.high_water(stack))
-    pgledger_table = side_by_side.report(pgledger_runs)
+    if pgledger.available():
+        pgledger_runs = side_by_side.contenders(
+            stack,
+            data,
+            core_workers,
+            hot_workers,
+            duration,
+            core=lambda: core_procs.run(uniform_transfer, core_workers, duration, data),
+        )
+        side_by_side.run_rounds(stack, pgledger_runs, rounds, postings=lambda: events.high_water(stack))
+        pgledger_table = side_by_side.report(pgledger_runs)
+    else:  # a checkout without the anchor beside it: say so, measure the rest
+        pgledger_table = f"pgledger's anchor is not at {pgledger.anchor_dir()} (set LEDGER_PGLEDGER_DIR): not run"
     click.echo(pgledger_table)
     core = [max(uniform, key=lambda r: r.throughput)]
     treasury = core_procs.run(scenarios.TOPUP, hot_workers, duration, data)

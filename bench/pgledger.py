@@ -20,9 +20,16 @@ ACCOUNTS = 10_000  # pgledger_bench_setup.sql's user accounts, plus one treasury
 INSTALL = ("ulid-to-uuid.sql", "uuid-to-ulid.sql", "pgledger.sql", "pgledger_bench_setup.sql")
 
 
+# where the anchor may be: beside the repository (../shared, as the project's checkout
+# has it), or this machine's shared folder when the repository is a clone elsewhere (CI)
+_PLACES = (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared"))
+
+
 def anchor_dir() -> Path:
-    default = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "pgledger"
-    return Path(os.environ.get("LEDGER_PGLEDGER_DIR", default))
+    if "LEDGER_PGLEDGER_DIR" in os.environ:
+        return Path(os.environ["LEDGER_PGLEDGER_DIR"])
+    found = [place / "anchors" / "pgledger" for place in _PLACES if (place / "anchors" / "pgledger").is_dir()]
+    return found[0] if found else _PLACES[0] / "anchors" / "pgledger"
 
 
 def available() -> bool:

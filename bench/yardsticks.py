@@ -51,6 +51,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "lot_expiry": ("pg8000",),
 }
 BACKGROUND: dict[str, tuple[str, ...]] = {name: ("pubsub",) for name in NEEDS if NEEDS[name] == _MONEY}
+# an expiry pass posts the lots that are due, and the after-commit relay publishes their
+# events off the tick's path (none when nothing is due)
+BACKGROUND["lot_expiry"] = ("pubsub",)
 
 _PROBE = r"""
 import importlib.abc, json, sys, threading, time

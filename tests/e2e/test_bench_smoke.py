@@ -166,7 +166,9 @@ def test_soak_fails_when_a_request_fails_other_than_by_a_refusal(stack):
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     errors = result.stdout.split("Errors by status: ", 1)[1].split(". Every request", 1)[0]
     counts = [int(part.rsplit(" × ", 1)[1].replace(",", "")) for part in errors.split(", ")]
-    assert errors.startswith("timeout") and sum(counts) == 20, errors
+    # a request the functions answer within the 1 ms is not an error, however unlikely
+    assert errors.startswith("timeout") and 1 <= sum(counts) <= 20, errors
+    assert "Every request counted once: yes" in result.stdout
     until_the_ledger_is_still(stack)
 
 
