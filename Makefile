@@ -11,7 +11,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov
 # which tests/unit/test_terraform_schema.py checks every attribute name against
 SCHEMA_STAMP  := infra/schema/node_modules/.installed-$(shell cksum < infra/schema/package-lock.json | cut -d' ' -f1)
 
-.PHONY: deploy smoke teardown dev down test lint checkov fuzz openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers bench-latency bench-scale
+.PHONY: deploy smoke teardown dev down test lint checkov fuzz openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers bench-latency bench-scale bench-smoke
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -113,6 +113,9 @@ bench-latency: $(STAMP) ## the HTTP mix open loop at 70 requests/s, doubling unt
 bench-scale: $(STAMP) ## a grown ledger (ENTRIES, default 50,000,000; seeded once, then reused) beside a fresh one: postings, reads, ERP export, HTTP mix, reconciliation, disk
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench.scale --entries $${ENTRIES:-50000000} --write $(ARGS)
+
+bench-smoke: $(STAMP) ## the bench tools' own smoke tests that make test leaves out for time (cold starts, pgledger, cost, soak)
+	@$(PY) -m pytest -q --bench-smokes -m bench_smoke tests/e2e
 
 bench-quick: $(STAMP)
 	@$(PY) -m emulators up --no-demo >/dev/null

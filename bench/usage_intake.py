@@ -175,7 +175,7 @@ def reconcile(stack: Stack) -> tuple[bool, str]:
     """`make reconcile`: the invariants over the whole ledger, as the operator; whether
     they hold, and what to report (with how long the check took)."""
     command = [sys.executable, "-m", "emulators", "--profile", stack.profile, "run", "--operator"]
-    command += [sys.executable, "-m", "common.reconcile"]
+    command += [sys.executable, "-m", "common.reconcile", "--full"]  # the whole ledger, not the daily run
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     took = f"{time.monotonic() - started:,.0f} s"

@@ -36,7 +36,20 @@ def stack():
         TEST_STACK.down()
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--bench-smokes",
+        action="store_true",
+        help="also run the bench tools' own smoke tests (make bench-smoke), which make test leaves out for time",
+    )
+
+
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "bench_smoke: a bench tool's own smoke run; only with --bench-smokes (make bench-smoke), to keep make test"
+        " within its time",
+    )
     config.addinivalue_line(
         "markers",
         "grows_ledger: posts tens of thousands of transactions; runs after every other test (see"
@@ -51,6 +64,11 @@ def pytest_collection_modifyitems(config, items):
     for those rows again; run last, the rows are checked once, by the session's final
     whole-ledger check. The sort is stable: every other test keeps its place."""
     items.sort(key=lambda item: item.get_closest_marker("grows_ledger") is not None)
+    if not config.getoption("--bench-smokes"):
+        skip = pytest.mark.skip(reason="a bench tool's smoke: make bench-smoke runs it")
+        for item in items:
+            if item.get_closest_marker("bench_smoke"):
+                item.add_marker(skip)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -101,6 +101,7 @@ def test_open_loop_latency_bench_counts_every_request_and_prints_its_table(stack
 
 
 @pytest.mark.grows_ledger
+@pytest.mark.bench_smoke
 def test_cost_bench_prices_every_money_function(stack):
     """python -m bench.cost, tiny: each money function runs, answers, and gets a price
     line; the tool fails on an unexpected error or a function that answered nothing."""
@@ -118,6 +119,7 @@ def test_cost_bench_prices_every_money_function(stack):
 
 
 @pytest.mark.grows_ledger
+@pytest.mark.bench_smoke
 def test_soak_open_loop_records_every_request_with_its_percentiles(stack, tmp_path):
     """make soak, tiny: 300 actions at 100 requests/s. The tool exits 1 unless every
     request was answered, the outbox drained and the invariants hold; the report must
@@ -151,6 +153,7 @@ def test_soak_open_loop_records_every_request_with_its_percentiles(stack, tmp_pa
 
 
 @pytest.mark.grows_ledger
+@pytest.mark.bench_smoke
 def test_soak_fails_when_a_request_fails_other_than_by_a_refusal(stack):
     """20 actions with a 1 ms timeout: each times out (or its time runs out before it is
     sent), the report counts them by status, and the run exits 1. The functions still

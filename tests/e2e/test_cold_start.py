@@ -12,6 +12,9 @@ from bench import cold_start, setup
 from bench.yardsticks import BACKGROUND, NEEDS, loaded_by_first_request
 from emulators.stack import REPO
 
+# the tool runs in make bench's quick mode too; this smoke runs with make bench-smoke
+pytestmark = pytest.mark.bench_smoke
+
 
 @pytest.fixture(scope="module")
 def given(stack):

@@ -9,7 +9,11 @@ import pytest
 from bench import pgledger
 from emulators.stack import REPO
 
-pytestmark = pytest.mark.skipif(not pgledger.available(), reason="pgledger's anchor is not beside the repository")
+# the tool runs in make bench's quick mode too; this smoke runs with make bench-smoke
+pytestmark = [
+    pytest.mark.skipif(not pgledger.available(), reason="pgledger's anchor is not beside the repository"),
+    pytest.mark.bench_smoke,
+]
 
 
 def _run(*args: str) -> str:
