@@ -25,9 +25,13 @@ from common.reconcile import reconcile
 from emulators.stack import Stack
 
 
-def timed_run(stack: Stack, full: bool) -> dict[str, Any]:
-    con = pg8000.native.Connection(**stack.owner_dsn())
+def timed_run(stack: Stack, full: bool, dsn: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One reconciliation as `python -m common.reconcile [--full]` runs it (one
+    repeatable-read snapshot, the checkpoint advanced when nothing is found), timed, on
+    the stack's ledger or `dsn`'s database; any violation fails the run."""
+    con = pg8000.native.Connection(**(dsn or stack.owner_dsn()))
     try:
+        con.run("SET statement_timeout = 0")
         started = time.perf_counter()
         con.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         answer = reconcile(lambda statement, **params: con.run(statement, **params), full)

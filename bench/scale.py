@@ -45,9 +45,9 @@ import click
 import pg8000.native
 
 from bench import grow, scale_erp, scale_http, vacuum
+from bench import reconcile as reconcile_bench
 from common.adapters import incremental_reconciliation as incremental
 from common.adapters.ledger_queries import HISTORY_SQL, ROLLUP_SQL, WALLET_SELECT
-from common.reconcile import reconcile
 from emulators import logins
 from emulators.stack import REPO, Stack
 
@@ -216,22 +216,8 @@ def reconciliation_checkpoint(stack: Stack, name: str) -> tuple[str, int]:
 
 
 def reconcile_once(stack: Stack, name: str, full: bool) -> dict[str, Any]:
-    """One reconciliation as `python -m common.reconcile [--full]` runs it (one
-    repeatable-read snapshot, the checkpoint advanced when nothing is found), timed;
-    any violation fails the run."""
-    con = pg8000.native.Connection(**grow.database_dsn(stack, name))
-    try:
-        con.run("SET statement_timeout = 0")
-        started = time.monotonic()
-        con.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        answer = reconcile(lambda sql, **params: con.run(sql, **params), full)
-        con.run("COMMIT")
-        answer["seconds"] = time.monotonic() - started
-    finally:
-        con.close()
-    if answer["violations"]:
-        raise RuntimeError(f"{name}: the {answer['mode']} reconciliation found {answer['violations']}")
-    return answer
+    """The reconciliation on database `name`, timed (bench/reconcile.py's run)."""
+    return reconcile_bench.timed_run(stack, full, grow.database_dsn(stack, name))
 
 
 def fresh_database(stack: Stack, name: str, customers: int, trees: int) -> str:
