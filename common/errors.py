@@ -141,6 +141,7 @@ class GuardViolation(LedgerError):
 DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     # posting (70_posting.sql) and the rules it calls
     "wallet_not_found": NotFound,
+    "unknown_asset": Refused,
     "asset_mismatch": Refused,
     "wallet_frozen": Refused,
     "wallet_closed": Refused,
@@ -193,6 +194,9 @@ DATABASE_REFUSALS: dict[str, type[LedgerError]] = {
     "sealed_transaction": GuardViolation,
     "wallet_identity_fixed": GuardViolation,
     "entry_commit_order": GuardViolation,
+    "entry_transaction_unknown": GuardViolation,
+    "entry_wallet_unknown": GuardViolation,
+    "kept_for_good": GuardViolation,
     # balance checkpoints (32_balance_checkpoints.sql)
     "horizon_backwards": GuardViolation,
     "checkpoint_backwards": GuardViolation,

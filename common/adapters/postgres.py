@@ -141,9 +141,10 @@ def translate(error: Exception) -> Exception:
     if not fields:
         return error
     sqlstate, message = fields.get("C", ""), fields.get("M", "")
-    # Refusals are P0001; the double-entry guards raise check_violation (23514), whose
-    # message is otherwise a constraint's text, never a code of the list.
-    if sqlstate in ("P0001", "23514") and message in DATABASE_REFUSALS:
+    # Refusals are P0001; the double-entry guards raise check_violation (23514) and the
+    # references they hold foreign_key_violation (23503), whose message is otherwise a
+    # constraint's text, never a code of the list.
+    if sqlstate in ("P0001", "23514", "23503") and message in DATABASE_REFUSALS:
         try:
             details = json.loads(fields.get("D") or "null")
         except ValueError:
@@ -151,10 +152,6 @@ def translate(error: Exception) -> Exception:
         return DATABASE_REFUSALS[message](message.replace("_", " "), code=message, details=details)
     if sqlstate == "23505" and fields.get("n") == "transactions_void_once":
         return Refused("the transaction is already voided", code="already_voided")
-    # a transfer, allocation or reclaim names no system account: an asset that does not
-    # exist is first seen by the transaction row's foreign key
-    if sqlstate == "23503" and fields.get("n") == "transactions_asset_code_fkey":
-        return Refused("no such asset", code="unknown_asset")
     # text Postgres can't hold (a NUL, a byte sequence not UTF-8): the command models
     # refuse it first; anything that slips past them is still the caller's input, a 400
     if sqlstate in ("22021", "22P05"):

@@ -145,6 +145,22 @@ INVARIANTS: dict[str, str] = {
                                t.counterparty_wallet_id, t.metadata, t.voids_transaction_id, e.wallets, e.amounts,
                                p_pool_may_pay => true) AS r(breach)
          WHERE t.id > {SINCE} AND r.breach IS NOT NULL""",
+    # The references the guards hold in place of foreign keys (migration 0019,
+    # db/schema/20_guards.sql): each entry's transaction, and its wallet with the entry's
+    # asset; each transaction's asset; each outbox row's transaction. After the
+    # checkpoint, SINCE.
+    "references_exist": """
+        SELECT 'entry', e.id, e.transaction_id, e.wallet_id, e.asset_code FROM ledger.entries e
+         WHERE e.transaction_id > {SINCE}
+           AND (NOT EXISTS (SELECT 1 FROM ledger.transactions t WHERE t.id = e.transaction_id)
+                OR NOT EXISTS (SELECT 1 FROM ledger.wallets w WHERE w.id = e.wallet_id AND w.asset_code = e.asset_code))
+        UNION ALL
+        SELECT 'transaction', NULL, t.id, t.wallet_id, t.asset_code FROM ledger.transactions t
+         WHERE t.id > {SINCE} AND NOT EXISTS (SELECT 1 FROM ledger.assets a WHERE a.code = t.asset_code)
+        UNION ALL
+        SELECT 'outbox', NULL, o.transaction_id, NULL, NULL FROM ledger.outbox o
+         WHERE o.transaction_id > {SINCE}
+           AND NOT EXISTS (SELECT 1 FROM ledger.transactions t WHERE t.id = o.transaction_id)""",
     # An entry's place in commit order is its transaction's (the balance checkpoints
     # read entries after a horizon by it); after the checkpoint, SINCE.
     "entry_commit_order_is_its_transactions": """
@@ -158,7 +174,8 @@ INVARIANTS: dict[str, str] = {
         SELECT e.id, e.wallet_id, e.amount, e.balance_after, p.balance_after FROM ledger.entries e
           LEFT JOIN LATERAL (SELECT p.balance_after FROM ledger.entries p
                               WHERE p.wallet_id = e.wallet_id AND p.id < e.id ORDER BY p.id DESC LIMIT 1) p ON true
-         WHERE e.transaction_id > {SINCE} AND e.balance_after <> coalesce(p.balance_after, 0) + e.amount""",
+         WHERE e.transaction_id > {SINCE} AND e.balance_after IS NOT NULL
+           AND e.balance_after <> coalesce(p.balance_after, 0) + e.amount""",
     # Trees: a member's path is its parent's path plus itself.
     "tree_paths_consistent": """
         SELECT w.id FROM ledger.wallets w LEFT JOIN ledger.wallets p ON p.id = w.parent_id

@@ -5,7 +5,10 @@
 -- (same keys, same values), so a first answer and its replay are byte-for-byte equal.
 -- Events are rendered on read from the append-only rows the outbox points at.
 
-CREATE FUNCTION ledger.iso_utc(ts timestamptz) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+-- STABLE, as to_char() is: Postgres inlines a SQL function only when its body is no
+-- more volatile than it is declared, and called through the SQL-function executor
+-- instead this cost about 15 µs per call (bench.db_time), twice per posting.
+CREATE FUNCTION ledger.iso_utc(ts timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
   SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 

@@ -110,6 +110,9 @@ DECLARE
   v_debit_lots boolean := false;
   v_first bigint[];
   v_leg int;
+  v_order int[];               -- the legs' positions in locking order
+  v_slot int;
+  v_breach text;
   v_now timestamptz := now();
   -- A posting takes effect when it commits: the caller never dates it (see below).
   v_effective timestamptz := now();
@@ -128,10 +131,13 @@ BEGIN
   END IF;
   -- The legs are the caller's: held to the action's rule (65_posting_rules.sql) before
   -- anything is written. A usage is checked as sent, before the pool is swapped in.
-  PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'legs_do_not_follow_rule', 'rule', breach))
-     FROM posting_rule_breach(p_action, p_asset, p_amount, p_wallet_id, p_counterparty_wallet_id, p_metadata,
-                              p_voids_transaction_id, p_leg_wallets, p_leg_amounts) AS breach
-    WHERE breach IS NOT NULL;
+  -- (An assignment, not PERFORM ... FROM: PL/pgSQL evaluates it without starting a
+  -- query's executor, on every posting.)
+  v_breach := posting_rule_breach(p_action, p_asset, p_amount, p_wallet_id, p_counterparty_wallet_id, p_metadata,
+                                  p_voids_transaction_id, p_leg_wallets, p_leg_amounts);
+  IF v_breach IS NOT NULL THEN
+    PERFORM refuse('invalid_posting', jsonb_build_object('reason', 'legs_do_not_follow_rule', 'rule', v_breach));
+  END IF;
   -- The posting's time picks the spend-limit period a usage charges and the instant its
   -- lots are judged at: a back-dated usage would charge a period already over, and the
   -- current limit would never bind. Nothing posts with another time (the expiry job
@@ -277,8 +283,19 @@ BEGIN
   END IF;
 
   v_balances := array_fill(NULL::bigint, ARRAY[cardinality(v_legs)]);
-  FOR v_leg IN
-    SELECT ord FROM unnest(v_legs) WITH ORDINALITY AS l(wallet_id, ord) ORDER BY wallet_id, ord
+  -- Locking order: ascending wallet id, then position. The rule allows at most three
+  -- legs, so an insertion sort here costs less than a query that sorts them.
+  v_order := ARRAY[]::int[];
+  FOR v_leg IN 1 .. cardinality(v_legs) LOOP
+    v_slot := cardinality(v_order);
+    v_order := v_order || v_leg;
+    WHILE v_slot >= 1 AND v_legs[v_order[v_slot]] > v_legs[v_leg] LOOP
+      v_order[v_slot + 1] := v_order[v_slot];
+      v_slot := v_slot - 1;
+    END LOOP;
+    v_order[v_slot + 1] := v_leg;
+  END LOOP;
+  FOREACH v_leg IN ARRAY v_order
   LOOP
     UPDATE wallets
        SET balance = balance + p_leg_amounts[v_leg],
@@ -302,6 +319,10 @@ BEGIN
       FROM wallets WHERE id = v_legs[v_leg];
     IF NOT FOUND THEN
       PERFORM refuse('wallet_not_found', jsonb_build_object('wallet_id', v_legs[v_leg]));
+    ELSIF v_wallet.asset_code <> p_asset AND NOT EXISTS (SELECT 1 FROM assets WHERE code = p_asset) THEN
+      -- a transfer, allocation or reclaim names no system account, so an asset that
+      -- does not exist is first seen here
+      PERFORM refuse('unknown_asset', jsonb_build_object('asset', p_asset));
     ELSIF v_wallet.asset_code <> p_asset THEN
       PERFORM refuse('asset_mismatch', jsonb_build_object(
         'wallet_id', v_wallet.id, 'wallet_asset', v_wallet.asset_code, 'asset', p_asset));
@@ -430,7 +451,7 @@ BEGIN
   replayed := false;
   transaction_id := v_tx;
   created_at := iso_utc(v_now);
-  effective_at := iso_utc(v_effective);
+  effective_at := CASE WHEN v_effective = v_now THEN created_at ELSE iso_utc(v_effective) END;
   balances := v_balances;
 END $$;
 

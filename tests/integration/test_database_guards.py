@@ -96,7 +96,51 @@ def test_an_entry_takes_its_wallets_asset(stack):
         f" (currval('ledger.transactions_id_seq'), {funding}, 'IDR', -5),"
         f" (currval('ledger.transactions_id_seq'), {wallet}, 'IDR', 5)",
     )
-    assert error["C"] in ("23503", "23514")
+    assert (error["C"], error["M"]) == ("23503", "entry_wallet_unknown")
+
+
+def test_an_entry_names_a_wallet_and_a_transaction_that_exist(stack):
+    """The references the foreign keys held until migration 0019, now read without a
+    row lock by the entries' statement-level check."""
+    wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
+    insert = "INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount) VALUES"
+    legs = insert + " ({t}, {a}, 'TST', -5), ({t}, {b}, 'TST', 5)"
+    current = "currval('ledger.transactions_id_seq')"
+    no_wallet = refused(stack, new_transaction(wallet), legs.format(t=current, a=funding, b=2**62))
+    assert (no_wallet["C"], no_wallet["M"]) == ("23503", "entry_wallet_unknown")
+    assert str(2**62) in no_wallet["D"]
+    no_transaction = refused(stack, legs.format(t=2**62, a=funding, b=wallet))
+    assert (no_transaction["C"], no_transaction["M"]) == ("23503", "entry_transaction_unknown")
+
+
+def test_a_transaction_names_an_asset_that_exists(stack):
+    wallet, funding = new_wallet(stack), system_account(stack, "TST", "funding")
+    error = refused(
+        stack,
+        new_transaction(wallet).replace("'TST'", "'NOPE'"),
+        "INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount) VALUES"
+        f" (currval('ledger.transactions_id_seq'), {funding}, 'TST', -5),"
+        f" (currval('ledger.transactions_id_seq'), {wallet}, 'TST', 5)",
+    )
+    assert (error["C"], error["M"]) == ("23503", "unknown_asset")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM ledger.wallets WHERE id = {w}",
+        "TRUNCATE ledger.wallets CASCADE",
+        "UPDATE ledger.wallets SET id = DEFAULT WHERE id = {w}",
+        "DELETE FROM ledger.assets WHERE code = 'TST'",
+        "UPDATE ledger.assets SET code = 'TST9' WHERE code = 'TST'",
+        "TRUNCATE ledger.assets CASCADE",
+    ],
+)
+def test_wallets_and_assets_are_kept_with_their_keys(stack, statement):
+    """What lets the references above go without a lock: nothing they name goes away."""
+    wallet = new_wallet(stack)
+    error = refused(stack, statement.format(w=wallet))
+    assert error["M"] in ("kept_for_good", "wallet_identity_fixed"), error
 
 
 def test_post_refuses_an_overspend_and_writes_nothing(stack):
@@ -160,7 +204,8 @@ def test_no_function_or_operator_role_can_touch_money_directly(stack, login):
 
 
 @pytest.mark.parametrize(
-    "change", ["owner_id = 'someone-else'", "model = 'reseller'", "asset_code = 'TST2'", "system_role = 'x'"]
+    "change",
+    ["id = DEFAULT", "owner_id = 'someone-else'", "model = 'reseller'", "asset_code = 'TST2'", "system_role = 'x'"],
 )
 def test_a_wallets_identity_never_changes(stack, change):
     """Events are rendered from a wallet's owner and model when read: they are fixed."""

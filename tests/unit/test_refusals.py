@@ -73,13 +73,17 @@ def test_a_guard_raises_check_violation_and_maps_to_a_guard_violation():
     assert translate(check) is check
 
 
-def test_an_unknown_asset_seen_by_the_foreign_key_is_a_refusal():
+def test_a_reference_the_guards_hold_maps_like_the_other_guards():
+    """The references the foreign keys held until migration 0019 are raised as
+    foreign-key violations (23503) with a code of the list; a foreign key's own
+    violation (23503 with a constraint's text) stays the driver's error."""
     from pg8000.exceptions import DatabaseError
 
-    raw = DatabaseError({"C": "23503", "M": "violates foreign key", "n": "transactions_asset_code_fkey"})
-    error = translate(raw)
-    assert isinstance(error, Refused) and error.status == 422 and error.code == "unknown_asset"
-    other = DatabaseError({"C": "23503", "M": "violates foreign key", "n": "entries_wallet_id_fkey"})
+    asset = translate(DatabaseError({"C": "23503", "M": "unknown_asset", "D": "transaction 1: no asset NOPE"}))
+    assert isinstance(asset, Refused) and asset.status == 422 and asset.code == "unknown_asset"
+    wallet = translate(DatabaseError({"C": "23503", "M": "entry_wallet_unknown", "D": "no wallet 9 of asset X"}))
+    assert isinstance(wallet, GuardViolation) and wallet.status == 500
+    other = DatabaseError({"C": "23503", "M": "violates foreign key", "n": "lots_wallet_id_fkey"})
     assert translate(other) is other
 
 
