@@ -45,6 +45,9 @@ BEGIN
      AND t.created_xact < pg_snapshot_xmin(pg_current_snapshot())
    ORDER BY t.created_xact DESC, t.id DESC LIMIT 1;
   IF NOT FOUND THEN
+    -- nothing new to pass: the run was clean all the same, and updated_at says when the
+    -- ledger last reconciled clean (the outbox sweeper logs its age for the alert)
+    UPDATE reconciliation_checkpoint SET updated_at = now();
     after_xact := v_from.after_xact;
     after_id := v_from.after_id;
     taken := 0;

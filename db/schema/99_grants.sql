@@ -132,6 +132,10 @@ GRANT EXECUTE ON FUNCTION ledger.extend_chain(integer), ledger.chain_lag() TO le
 -- No role writes them but through this function.
 GRANT SELECT ON ledger.balance_horizon, ledger.balance_checkpoints TO ledger_relay;
 GRANT EXECUTE ON FUNCTION ledger.advance_balance_checkpoints(integer) TO ledger_relay;
+-- The same tick logs when the ledger last reconciled clean (the reconciliation
+-- checkpoint's updated_at, 33_reconciliation_checkpoint.sql), for the alert that fires
+-- when the daily run stops coming or keeps finding violations.
+GRANT SELECT ON ledger.reconciliation_checkpoint TO ledger_relay;
 
 -- The lot expiry job: ledger_jobs ------------------------------------------------
 --

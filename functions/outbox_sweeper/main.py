@@ -19,6 +19,10 @@ Last, the tick advances the system accounts' balance checkpoints to the same hor
 (docs/ledger-model.md#system-account-balances): every minute, so the entries a system
 account's balance read adds after its checkpoint stay a minute's worth. The ERP
 export's tick would leave fifteen minutes of them.
+
+And it logs how long ago a reconciliation last found the ledger clean: the daily
+`ledger_reconcile` cannot raise the alert for its own absence, and this tick comes every
+minute.
 """
 
 import logging
@@ -68,3 +72,11 @@ def outbox_sweeper(cloud_event):
         log.error("balance checkpoints could not advance", extra={"error": error.message})
         raise
     log.info("balance checkpoints advanced", extra={"checkpoints": checkpoints})
+    try:
+        reconciled_age_s = bootstrap.checkpoint_store().reconciled_age_s()
+    except DependencyUnavailable as error:
+        log.error("the last reconciliation's age could not be read", extra={"error": error.message})
+        raise
+    # `event` names the line for its log-based metric: the alert when the daily
+    # reconciliation stops coming, or keeps finding the ledger broken
+    log.info("ledger last reconciled", extra={"event": "ledger_reconciled", "reconciled_age_s": reconciled_age_s})

@@ -25,6 +25,12 @@ locals {
       unit        = "1"
       description = "Periods, GL accounts and currencies where the ledger and the ERP's booked totals differ, logged by every reconciliation."
     }
+    ledger_reconciled_age = {
+      event       = "ledger_reconciled"
+      field       = "reconciled_age_s"
+      unit        = "s"
+      description = "Seconds since a reconciliation last found the ledger clean (moved its checkpoint, or found nothing new), logged by every outbox sweep."
+    }
     ledger_invariant_violations = {
       event       = "ledger_reconciliation"
       field       = "violation_count"
@@ -314,6 +320,46 @@ resource "google_monitoring_alert_policy" "ledger_invariant_violations" {
   }
 }
 
+# The daily run cannot alert on its own absence, and a metric-absence condition waits
+# at most 23.5 hours, less than a day between runs: the outbox sweeper logs, every
+# minute, how long ago a reconciliation last found the ledger clean. Past the threshold,
+# the run stopped coming, keeps failing to finish, or keeps finding violations.
+resource "google_monitoring_alert_policy" "ledger_reconciliation_overdue" {
+  display_name          = "${var.name}: the ledger has not reconciled clean for too long"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = local.alert_notification_channels
+  conditions {
+    display_name = "Last clean reconciliation older than ${var.alert_reconciliation_overdue_s} s"
+    condition_threshold {
+      filter          = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["ledger_reconciled_age"].name}\" AND resource.type = \"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alert_reconciliation_overdue_s
+      duration        = "600s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_MIN"
+        cross_series_reducer = "REDUCE_MIN"
+      }
+    }
+  }
+  documentation {
+    subject   = "No clean reconciliation of the ledger for more than ${var.alert_reconciliation_overdue_s} s"
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      No reconciliation has found the ledger clean for longer than
+      ${var.alert_reconciliation_overdue_s} s: the daily ledger_reconcile run stopped coming (its
+      Scheduler job, tick topic or trigger), keeps failing to finish
+      (`ledger_reconciliation_unfinished` lines), or keeps finding invariants broken (the
+      CRITICAL alert fires too).
+
+      Runbook (${local.runbook}, "Reconciliation overdue"): the function's logs say which;
+      `python -m common.reconcile` (as an operator) runs the same check by hand and moves
+      the checkpoint when it finds nothing.
+    EOT
+  }
+}
+
 resource "google_monitoring_alert_policy" "server_errors" {
   display_name          = "${var.name}: function 5xx rate"
   combiner              = "OR"
@@ -541,6 +587,7 @@ locals {
     { title = "ERP: parked batches", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["erp_parked_batches"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_erp_parked_batches },
     { title = "ERP reconciliation: differences", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["erp_reconcile_differences"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_reconcile_differences },
     { title = "Ledger invariants broken (daily reconciliation)", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["ledger_invariant_violations"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MAX", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_ledger_invariant_violations },
+    { title = "Since the ledger last reconciled clean (s)", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["ledger_reconciled_age"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MIN", reducer = "REDUCE_MIN", group_by = [], threshold = var.alert_reconciliation_overdue_s },
     { title = "5xx responses per second, per function", filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.label.response_code_class = \"5xx\" AND ${local.service_name_filter}", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group_by = ["resource.label.service_name"], threshold = null },
     { title = "Requests per second, per function", filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND ${local.service_name_filter}", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group_by = ["resource.label.service_name"], threshold = null },
     { title = "p95 latency (ms), per function", filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_latencies\" AND ${local.service_name_filter}", aligner = "ALIGN_DELTA", reducer = "REDUCE_PERCENTILE_95", group_by = ["resource.label.service_name"], threshold = var.alert_latency_p95_ms },

@@ -433,6 +433,12 @@ variable "alert_ledger_invariant_violations" {
   default     = 0
 }
 
+variable "alert_reconciliation_overdue_s" {
+  description = "Alert when no reconciliation has found the ledger clean for longer than this (seconds; the daily run plus two hours)."
+  type        = number
+  default     = 93600
+}
+
 variable "alert_5xx_ratio" {
   description = "Alert when a function's 5xx responses exceed this share of its requests (0 to 1)."
   type        = number

@@ -133,6 +133,59 @@ def test_a_running_balance_that_does_not_continue_is_named(stack):
     assert [row[1] for row in quick["running_balance_continuous"]] == [wallet, wallet]
 
 
+def test_every_clean_run_says_when_the_ledger_last_reconciled_even_with_nothing_new(stack):
+    """The checkpoint's updated_at is when a run last found the ledger clean: the outbox
+    sweeper logs its age for the overdue alert (docs/monitoring.md)."""
+    operator_run(stack)
+    when = "SELECT updated_at FROM ledger.reconciliation_checkpoint"
+    before = sql(stack, when)[0][0]
+    time.sleep(0.01)
+    con = owner(stack)
+    try:
+        con.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        run = lambda statement, **params: con.run(statement, **params)  # noqa: E731
+        # in this snapshot the run just made left nothing new to pass (or others' postings)
+        incremental.advance(run, incremental.checkpoint(run))
+        con.run("COMMIT")
+    finally:
+        con.close()
+    assert sql(stack, when)[0][0] > before
+
+
+def test_a_reference_written_around_the_guards_is_named_by_both_runs(stack):
+    """The references the guards hold in place of foreign keys (migration 0019): an
+    entry naming a wallet that does not exist, written with the guard off (rolled back),
+    is named by the incremental run and by the full one."""
+    wallet, funding = new_wallet(stack), accounts(stack)["funding"]
+    operator_run(stack)
+    con = owner(stack)
+    try:
+        con.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        con.run("ALTER TABLE ledger.entries DISABLE TRIGGER entries_must_balance")
+        transaction = con.run(
+            "INSERT INTO ledger.transactions (idempotency_key, request_hash, action, asset_code, amount, wallet_id)"
+            " VALUES (:k, 'h', 'topup', 'TST', 5, :w) RETURNING id",
+            k=f"rc-{uuid.uuid4()}",
+            w=wallet,
+        )[0][0]
+        con.run(
+            "INSERT INTO ledger.entries (transaction_id, wallet_id, asset_code, amount) VALUES (:t, :f, 'TST', -5),"
+            " (:t, :nowhere, 'TST', 5)",
+            t=transaction,
+            f=funding,
+            nowhere=2**62,
+        )
+        run = lambda statement, **params: con.run(statement, **params)  # noqa: E731
+        quick = incremental.find_violations_after(run, incremental.checkpoint(run))
+        full = find_violations(run, transaction - 1)
+        con.run("ROLLBACK")
+    finally:
+        con.close()
+    for found in (quick, full):
+        rows = found.get("references_exist")
+        assert rows and len(rows) == 1 and rows[0][0] == "entry" and rows[0][2:4] == [transaction, 2**62], found
+
+
 def test_a_transaction_rewritten_below_the_checkpoint_is_found_only_by_the_full_run(stack):
     """The trade-off: an incremental run trusts what it checked before. A transaction
     checked, then rewritten by the owner with its guard off, is the full run's to find."""

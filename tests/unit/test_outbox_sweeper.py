@@ -63,6 +63,9 @@ class Checkpoints:
     def horizon(self):
         return {"created_xact": 1, "transaction_id": self.taken, "accounts": 7}
 
+    def reconciled_age_s(self):
+        return 93_600.5
+
 
 def tick(monkeypatch, chain, checkpoints=None):
     sweeper = load_sweeper()
@@ -98,3 +101,11 @@ def test_one_tick_advances_the_balance_checkpoints_until_caught_up(monkeypatch):
     checkpoints = Checkpoints(steps=3)
     tick(monkeypatch, Chain(batches=0, lag=Lag(None, 0.0, False)), checkpoints)
     assert checkpoints.taken == 3 * ADVANCE_BATCH and checkpoints.left < 0
+
+
+def test_each_tick_logs_how_long_ago_the_ledger_last_reconciled_clean(monkeypatch, caplog):
+    """The daily reconciliation can't report its own absence: the minute's tick does."""
+    with caplog.at_level(logging.INFO, logger="ledger.outbox_sweeper"):
+        tick(monkeypatch, Chain(batches=0, lag=Lag(None, 0.0, False)))
+    [record] = [r for r in caplog.records if r.getMessage() == "ledger last reconciled"]
+    assert record.event == "ledger_reconciled" and record.reconciled_age_s == 93_600.5
