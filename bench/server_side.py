@@ -5,9 +5,11 @@ pgbench's C client runs, in alternating rounds against the same Postgres: our tr
 as plain SQL (bench/sql/transfer.pgbench) and as one call to ledger.commit_posting()
 (bench/sql/commit_posting.pgbench), pgledger's uniform transfer (in its own database,
 bench/pgledger.py), then our hot treasury's top-ups (bench/sql/topup_treasury.pgbench)
-and pgledger's hot account. It prints each figure, the issue's ratios, the Postgres CPU
-per posting of each and the Cloud SQL sizing that follows (bench/side_by_side.py): the
-server-side figures of `make bench` without the rest of the suite.
+and pgledger's hot account; with `--core` (the default) also our core from Python (the
+uniform transfer through common/'s posting path, bench/core_procs.py), reported against
+pgledger too. It prints each figure, the issue's ratios, the Postgres CPU per posting of
+each and the Cloud SQL sizing that follows (bench/side_by_side.py): the server-side
+figures of `make bench` without the rest of the suite.
 """
 
 from __future__ import annotations
@@ -26,16 +28,21 @@ from emulators.stack import Stack
 @click.option("--workers", default=8, show_default=True, help="pgbench clients for the uniform transfers.")
 @click.option("--hot-workers", default=32, show_default=True, help="pgbench clients for the hot treasuries.")
 @click.option("--wallets", default=10_000, show_default=True, help="Wallets for the uniform transfers.")
+@click.option("--core/--no-core", default=True, show_default=True, help="Our core from Python in the rounds too.")
 @click.option("--profile", default="dev", show_default=True, help="Which local stack to drive.")
-def main(rounds: int, duration: float, warmup: int, workers: int, hot_workers: int, wallets: int, profile: str) -> None:
+def main(  # noqa: PLR0913
+    rounds: int, duration: float, warmup: int, workers: int, hot_workers: int, wallets: int, core: bool, profile: str
+) -> None:
     stack = Stack(profile)
     os.environ.update(stack.in_process_env())
-    from bench import events, setup, side_by_side
+    from bench import core_procs, events, scenarios, setup, side_by_side
 
     stack.stop_service("scheduler")  # an ERP export tick must not land in a round
     data = setup.prepare(stack, wallets)
     before = events.high_water(stack)
-    found = side_by_side.contenders(stack, data, workers, hot_workers, duration, core=None, warmup_s=warmup)
+    uniform = next(name for name in scenarios.bodies(data) if name.startswith("transfer"))
+    from_python = (lambda: core_procs.run(uniform, workers, duration, data)) if core else None
+    found = side_by_side.contenders(stack, data, workers, hot_workers, duration, core=from_python, warmup_s=warmup)
     side_by_side.run_rounds(stack, found, rounds, postings=lambda: events.high_water(stack))
     # pgbench's postings have no consumer: leave no backlog for the outbox sweeper.
     setup.mark_events_published(stack, before)

@@ -47,61 +47,35 @@ def test_a_first_request_uses_exactly_the_packages_of_its_yardstick(stack, given
     assert background <= set(BACKGROUND.get(name, ()))
 
 
-@pytest.mark.grows_ledger
-def test_the_cold_start_tool_measures_a_function_beside_its_yardstick(stack, given):
-    """`python -m bench.cold_start`, once each: an HTTP money function and a pushed one
-    that publishes, each with its own yardstick (every first call of the yardstick runs)."""
+def _run_cold_start(*arguments: str) -> str:
+    """`python -m bench.cold_start --profile test --repeats 1 ARGUMENTS`: its report, once
+    it has exited 0."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.cold_start",
-            "--profile",
-            "test",
-            "--function",
-            "topup",
-            "--function",
-            "outbox_sweeper",
-            "--repeats",
-            "1",
-        ],
+        [sys.executable, "-m", "bench.cold_start", "--profile", "test", "--repeats", "1", *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "| empty function (a plain reference) | none |" in result.stdout
-    assert "| topup | pydantic, google-auth, pg8000, redis, firestore |" in result.stdout
-    assert "| outbox_sweeper | pg8000, pubsub |" in result.stdout
+    return result.stdout
+
+
+@pytest.mark.grows_ledger
+def test_the_cold_start_tool_measures_a_function_beside_its_yardstick(stack, given):
+    """`python -m bench.cold_start`, once each: an HTTP money function and a pushed one
+    that publishes, each with its own yardstick (every first call of the yardstick runs)."""
+    report = _run_cold_start("--function", "topup", "--function", "outbox_sweeper")
+    assert "| empty function (a plain reference) | none |" in report
+    assert "| topup | pydantic, google-auth, pg8000, redis, firestore |" in report
+    assert "| outbox_sweeper | pg8000, pubsub |" in report
 
 
 @pytest.mark.grows_ledger
 def test_the_cold_start_tool_times_the_first_request_of_an_idle_instance(stack, given):
     """`--idle`: the first request alone on an instance that has listened a while, here
     with the warm-up on start switched on for the function (never for its yardstick)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.cold_start",
-            "--profile",
-            "test",
-            "--function",
-            "wallets",
-            "--idle",
-            "0.1",
-            "--repeats",
-            "1",
-            "--env",
-            "LEDGER_WARM_UP_ON_START=true",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "with LEDGER_WARM_UP_ON_START=true" in result.stdout
-    assert "| function | its yardstick's packages | first request alone, ms |" in result.stdout
-    assert "| wallets | google-auth, pg8000, redis |" in result.stdout
+    report = _run_cold_start("--function", "wallets", "--idle", "0.1", "--env", "LEDGER_WARM_UP_ON_START=true")
+    assert "with LEDGER_WARM_UP_ON_START=true" in report
+    assert "| function | its yardstick's packages | first request alone, ms |" in report
+    assert "| wallets | google-auth, pg8000, redis |" in report
