@@ -25,10 +25,11 @@ ALTER TABLE ledger.entries DROP CONSTRAINT entries_wallet_asset;
 ALTER TABLE ledger.outbox DROP CONSTRAINT outbox_transaction_id_fkey;
 
 -- A transaction is voided at most once. The unique constraint indexed every posting's
--- NULL as well; only voids need to be in it. On a large ledger, build the new index
--- by hand first (CREATE UNIQUE INDEX CONCURRENTLY transactions_void_once_new ...), so
--- the deploy finds it and only swaps the names (docs/database.md#how-they-are-applied).
-CREATE UNIQUE INDEX IF NOT EXISTS transactions_void_once_new ON ledger.transactions (voids_transaction_id)
+-- NULL as well; only voids need to be in it. The new index is built before the
+-- constraint goes, under the deploy's lock (one scan of transactions), so the rule never
+-- lapses; never CREATE ... IF NOT EXISTS here, which would trust any index of that name,
+-- an invalid one left by a failed concurrent build included.
+CREATE UNIQUE INDEX transactions_void_once_partial ON ledger.transactions (voids_transaction_id)
   WHERE voids_transaction_id IS NOT NULL;
 ALTER TABLE ledger.transactions DROP CONSTRAINT transactions_void_once;
-ALTER INDEX ledger.transactions_void_once_new RENAME TO transactions_void_once;
+ALTER INDEX ledger.transactions_void_once_partial RENAME TO transactions_void_once;

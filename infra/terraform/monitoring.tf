@@ -296,7 +296,7 @@ resource "google_monitoring_alert_policy" "ledger_invariant_violations" {
       duration        = "0s"
       aggregations {
         alignment_period     = "600s"
-        per_series_aligner   = "ALIGN_MAX"
+        per_series_aligner   = "ALIGN_MEAN"
         cross_series_reducer = "REDUCE_MAX"
       }
     }
@@ -338,7 +338,7 @@ resource "google_monitoring_alert_policy" "ledger_reconciliation_overdue" {
       duration        = "600s"
       aggregations {
         alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_MIN"
+        per_series_aligner   = "ALIGN_MEAN"
         cross_series_reducer = "REDUCE_MIN"
       }
     }
@@ -586,8 +586,8 @@ locals {
     { title = "Outbox: oldest unpublished event (s)", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["outbox_oldest_pending_age"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_outbox_backlog_age_s },
     { title = "ERP: parked batches", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["erp_parked_batches"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_erp_parked_batches },
     { title = "ERP reconciliation: differences", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["erp_reconcile_differences"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_reconcile_differences },
-    { title = "Ledger invariants broken (daily reconciliation)", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["ledger_invariant_violations"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MAX", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_ledger_invariant_violations },
-    { title = "Since the ledger last reconciled clean (s)", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["ledger_reconciled_age"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MIN", reducer = "REDUCE_MIN", group_by = [], threshold = var.alert_reconciliation_overdue_s },
+    { title = "Ledger invariants broken (daily reconciliation)", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["ledger_invariant_violations"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MAX", group_by = [], threshold = var.alert_ledger_invariant_violations },
+    { title = "Since the ledger last reconciled clean (s)", filter = "metric.type = \"${local.log_metric_type}/${google_logging_metric.distribution["ledger_reconciled_age"].name}\" AND resource.type = \"cloud_run_revision\"", aligner = "ALIGN_MEAN", reducer = "REDUCE_MIN", group_by = [], threshold = var.alert_reconciliation_overdue_s },
     { title = "5xx responses per second, per function", filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.label.response_code_class = \"5xx\" AND ${local.service_name_filter}", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group_by = ["resource.label.service_name"], threshold = null },
     { title = "Requests per second, per function", filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND ${local.service_name_filter}", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group_by = ["resource.label.service_name"], threshold = null },
     { title = "p95 latency (ms), per function", filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_latencies\" AND ${local.service_name_filter}", aligner = "ALIGN_DELTA", reducer = "REDUCE_PERCENTILE_95", group_by = ["resource.label.service_name"], threshold = var.alert_latency_p95_ms },

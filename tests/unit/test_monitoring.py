@@ -131,3 +131,29 @@ def test_each_log_metric_reads_the_event_and_field_its_local_names():
     extractor = RESOURCES["google_logging_metric"]["distribution"]["value_extractor"]
     assert extractor == "EXTRACT(jsonPayload.${each.value.field})"
     assert LOCALS["log_counter_metrics"]["events_dropped_too_old"]["event"] == "event_dropped_too_old"
+
+
+# A log-based distribution metric holds DISTRIBUTION values: Cloud Monitoring refuses
+# ALIGN_MIN and ALIGN_MAX on them (numeric values only); ALIGN_MEAN takes the
+# distribution's exact mean, ALIGN_DELTA and the percentiles work on it too.
+DISTRIBUTION_ALIGNERS = {"ALIGN_MEAN", "ALIGN_DELTA", "ALIGN_SUM", "ALIGN_COUNT"} | {
+    f"ALIGN_PERCENTILE_{n}" for n in (5, 50, 95, 99)
+}
+
+
+def test_a_distribution_metric_is_aligned_the_way_cloud_monitoring_accepts():
+    seen = 0
+    for name, policy in POLICIES.items():
+        for condition in conditions(policy):
+            if "condition_threshold" not in condition:
+                continue
+            threshold = one(condition["condition_threshold"])
+            if 'distribution["' not in str(threshold["filter"]):
+                continue
+            seen += 1
+            aligner = one(threshold["aggregations"])["per_series_aligner"]
+            assert aligner in DISTRIBUTION_ALIGNERS, (name, aligner)
+    assert seen >= len(LOCALS["log_distribution_metrics"])
+    for chart in LOCALS["dashboard_charts"]:
+        if 'distribution["' in chart["filter"]:
+            assert chart["aligner"] in DISTRIBUTION_ALIGNERS, chart["title"]
