@@ -110,7 +110,11 @@ CREATE TRIGGER entries_must_balance AFTER INSERT ON ledger.entries
 -- reference its foreign key held until migration 0019, read without a lock: every
 -- posting of an asset named the same row, so the key-share lock was a MultiXact on it
 -- for nearly every posting; an asset is never deleted nor its code changed, below).
-CREATE FUNCTION ledger.check_transaction_has_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SECURITY DEFINER: a deferred trigger runs at COMMIT as the session's login, after
+-- commit_posting() has returned, and a job's login may not read the assets (a foreign
+-- key's own check ran as the table's owner).
+CREATE FUNCTION ledger.check_transaction_has_entries() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = ledger, pg_temp AS $$
 BEGIN
   PERFORM 1 FROM ledger.entries WHERE transaction_id = NEW.id LIMIT 1;
   IF NOT FOUND THEN
