@@ -85,10 +85,13 @@ def replay(batch_ids: tuple[str, ...], replay_all: bool) -> None:
 
 
 @main.command()
-def reconcile() -> None:
+@click.option(
+    "--full", is_flag=True, help="also sum every delivered batch afresh and check the running totals against that"
+)
+def reconcile(full: bool) -> None:
     from common.erp_export import reconcile as run
 
-    report = run(bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream)
+    report = run(bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream, full=full)
     _print(report)
     sys.exit(0 if report["ok"] else 1)
 

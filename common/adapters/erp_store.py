@@ -44,22 +44,10 @@ WITH page AS (
    ORDER BY created_xact, id)"""
     + _TRANSACTION_COLUMNS
 )
-DELIVERED_SUMS_SQL = """
-SELECT b.chart_version, to_char(t.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), t.asset_code, w.kind, w.model,
-       w.system_role, sum(CASE WHEN e.amount < 0 THEN -e.amount ELSE 0 END)::text,
-       sum(CASE WHEN e.amount > 0 THEN e.amount ELSE 0 END)::text
-  FROM erp.batches b
-  JOIN ledger.transactions t
-    ON (t.created_xact, t.id) > (b.after_xact, b.after_id) AND (t.created_xact, t.id) <= (b.last_xact, b.last_id)
-  JOIN ledger.entries e ON e.transaction_id = t.id
-  JOIN ledger.wallets w ON w.id = e.wallet_id
-  JOIN erp.charts c ON c.version = b.chart_version
-  LEFT JOIN ledger.transactions o ON o.id = t.voids_transaction_id
- WHERE b.stream = :s AND b.status = 'delivered'
-   -- what the mapper gave no lines (common/erp/mapping.py Mapper.lines)
-   AND NOT (coalesce((c.chart ->> 'exclude_migrations')::boolean, false)
-            AND coalesce(o.action, t.action) = ANY (CAST(:migration_actions AS text[])))
- GROUP BY 1, 2, 3, 4, 5, 6
+# The ERP reconciliation's ledger side of some batches (erp.batch_sums, 90_erp_export.sql)
+BATCH_SUMS_SQL = """
+SELECT chart_version, day, asset_code, kind, model, system_role, debit::text, credit::text
+  FROM erp.batch_sums(CAST(:ids AS text[]), CAST(:migration_actions AS text[]))
 """
 BATCH_COLUMNS = (
     "id",
@@ -246,21 +234,46 @@ class ErpStore:
 
     # Reconciliation -------------------------------------------------------------
 
-    def delivered_sums(self, stream: str, timeout_s: float = 600.0) -> list[list[Any]]:
-        """Per chart version, UTC day, asset and leg role: debits and credits of the ledger
-        transactions in the stream's delivered batches (what the ERP should hold). A scan
-        of the exported ledger, so it runs with a statement timeout of its own."""
+    def fold_delivered(self, stream: str, batches: int = 20) -> int:
+        """Add up to `batches` delivered, not yet summed batches to the running totals
+        (erp.fold_delivered, db/schema/90_erp_export.sql); how many it summed."""
+        return self._run(
+            "SELECT erp.fold_delivered(:s, CAST(:m AS text[]), :n)", s=stream, m=list(MIGRATION_ACTIONS), n=batches
+        )[0][0]
 
-        def work(con: Any) -> list[list[Any]]:
-            con.run("BEGIN")
-            try:
-                con.run(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
-                rows = con.run(DELIVERED_SUMS_SQL, s=stream, migration_actions=list(MIGRATION_ACTIONS))
-            finally:
-                con.run("ROLLBACK")  # read only; also ends the transaction after an error
-            return rows
+    def unsummed_count(self, stream: str) -> int:
+        return self._run(
+            "SELECT count(*) FROM erp.batches WHERE stream = :s AND status = 'delivered' AND summed_at IS NULL",
+            s=stream,
+        )[0][0]
 
-        return run_with_retry(self._pool, work)
+    def delivered_sums(self, stream: str) -> list[list[Any]]:
+        """The running totals of the summed batches, in the rows of BATCH_SUMS_SQL."""
+        return self._run(
+            "SELECT chart_version, day, asset_code, kind, model, system_role, debit::text, credit::text"
+            "  FROM erp.reconciled_sums WHERE stream = :s",
+            s=stream,
+        )
+
+    def scanned_sums(self, stream: str, batches: int = 20) -> list[list[Any]]:
+        """The same sums from a scan of every delivered batch's ledger rows, `batches`
+        batches a statement: what the running totals must equal (`ops reconcile
+        --full`). Rows of BATCH_SUMS_SQL, one per chunk and key; the caller adds."""
+        rows: list[list[Any]] = []
+        after = 0
+        while True:
+            chunk = self._run(
+                "SELECT seq, id FROM erp.batches WHERE stream = :s AND status = 'delivered' AND seq > :a"
+                " ORDER BY seq LIMIT :n",
+                s=stream,
+                a=after,
+                n=batches,
+            )
+            if not chunk:
+                return rows
+            ids = [identity for _, identity in chunk]
+            rows += self._run(BATCH_SUMS_SQL, ids=ids, migration_actions=list(MIGRATION_ACTIONS))
+            after = chunk[-1][0]
 
     def delivered_count(self, stream: str) -> int:
         return self._run("SELECT count(*) FROM erp.batches WHERE stream = :s AND status = 'delivered'", s=stream)[0][0]

@@ -165,7 +165,7 @@ GRANT SELECT ON
   ledger.spend_limits, ledger.spend_counters, ledger.spend_charges,
   ledger.lots, ledger.lot_movements, ledger.lot_extensions,
   ledger.audit_log, ledger.automation_rules,
-  erp.charts, erp.cursors, erp.batches
+  erp.charts, erp.cursors, erp.batches, erp.reconciled_sums
   TO ledger_auditor;
 GRANT EXECUTE ON FUNCTION ledger.iso_utc(timestamptz) TO ledger_auditor;
 -- `python -m common.reconcile` checks every stored posting against its rule
@@ -239,7 +239,7 @@ GRANT USAGE ON SCHEMA ledger, erp TO erp_exporter;
 GRANT SELECT ON
   ledger.assets, ledger.wallets, ledger.transactions, ledger.entries,
   ledger.spend_charges, ledger.lots, ledger.lot_movements,
-  erp.charts, erp.cursors, erp.batches
+  erp.charts, erp.cursors, erp.batches, erp.reconciled_sums
   TO erp_exporter;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA erp TO erp_exporter;
 GRANT EXECUTE ON FUNCTION ledger.iso_utc(timestamptz) TO erp_exporter;

@@ -13,17 +13,25 @@ import functions_framework
 
 from common import bootstrap, cloud_events, logs
 from common.config import get_settings
-from common.erp_export import DeliveryFailed, reconcile
+from common.erp_export import DeliveryFailed, StillSumming, reconcile
 
 log = logging.getLogger("ledger.erp_reconcile")
 logs.configure_from_settings()
+# Summing what was delivered since the last run stops here, well inside the function's
+# timeout; a first run over a long history (after an upgrade) goes on in the retries.
+SUM_BUDGET_S = 240.0
 
 
 @functions_framework.cloud_event
 @cloud_events.pubsub_function("erp_reconcile")
 def erp_reconcile(cloud_event):
     try:
-        report = reconcile(bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream)
+        report = reconcile(
+            bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream, budget_s=SUM_BUDGET_S
+        )
+    except StillSumming as error:
+        log.warning("reconciliation still summing delivered batches", extra={"error": str(error)})
+        raise
     except DeliveryFailed as error:
         log.error("reconciliation could not read the ERP's totals", extra={"error": str(error)})
         raise

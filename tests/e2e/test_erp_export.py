@@ -231,6 +231,71 @@ def test_reconciliation_is_clean_after_every_action_and_names_a_dropped_batch(st
     )
 
 
+def test_each_delivered_batch_is_summed_once_and_the_running_totals_equal_a_fresh_scan(stack, books):
+    """The ERP reconciliation's ledger side is running totals: a run sums only the batches
+    delivered since the last one, two runs at once sum each batch once, and the totals
+    equal the sums of a scan of every delivered batch (`reconcile --full`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from common.erp_export import reconcile, sum_delivered
+
+    for _ in range(3):
+        every_action(stack)
+    assert books.exporter().run_pass().delivered >= 5
+    delivered = books.store.status_counts(books.name)["delivered"]
+    assert books.store.unsummed_count(books.name) == delivered
+    assert books.store.fold_delivered(books.name, batches=2) == 2  # a step sums at most this many
+    with ThreadPoolExecutor(4) as pool:
+        summed = list(pool.map(lambda _: sum_delivered(books.store, books.name), range(4)))
+    assert sum(summed) == delivered - 2 and books.store.unsummed_count(books.name) == 0
+    assert sum_delivered(books.store, books.name) == 0  # nothing new: a run costs nothing
+
+    every_action(stack)  # delivered after the totals were last added to
+    books.exporter().run_pass()
+    report = reconcile(books.store, books.client, books.name, full=True)
+    assert report["ok"] and report["totals_match"] and report["differences"] == [], report
+    assert books.store.unsummed_count(books.name) == 0
+    full = books.ops("reconcile", "--full")
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert json.loads(full.stdout)["totals_match"] is True
+
+
+def test_a_run_out_of_budget_keeps_what_it_summed_and_the_next_run_goes_on(stack, books):
+    from common.erp_export import StillSumming, reconcile
+
+    for _ in range(2):
+        every_action(stack)
+    books.exporter().run_pass()
+    delivered = books.store.status_counts(books.name)["delivered"]
+    assert delivered > 2
+    with pytest.raises(StillSumming):
+        reconcile(books.store, books.client, books.name, budget_s=0, batches_per_step=1)
+    assert 0 < books.store.unsummed_count(books.name) < delivered
+    report = reconcile(books.store, books.client, books.name, full=True)
+    assert report["ok"] and report["totals_match"], report
+
+
+def test_running_totals_that_disagree_with_a_fresh_scan_fail_the_full_reconciliation(stack, books):
+    """What `--full` is for: running totals changed behind the function's back."""
+    from tests.support import owner
+
+    every_action(stack)
+    books.exporter().run_pass()
+    assert books.ops("reconcile").returncode == 0
+    con = owner(stack)
+    try:
+        con.run(
+            "UPDATE erp.reconciled_sums SET debit = debit + 1 WHERE stream = :s AND kind = 'customer'", s=books.name
+        )
+    finally:
+        con.close()
+    assert books.ops("reconcile").returncode == 1  # the ERP disagrees with the totals now
+    full = books.ops("reconcile", "--full")
+    assert full.returncode == 1
+    report = json.loads(full.stdout)
+    assert report["totals_match"] is False and report["totals_mismatches"]
+
+
 def test_the_export_waits_for_a_transaction_still_in_progress(stack, books):
     """A posting whose database transaction is still open has an id but is invisible;
     the export must not move its cursor past it, or it would never be sent."""

@@ -23,6 +23,9 @@ ERP = {
     "erp.record_batch(text,text,xid8,bigint,xid8,bigint,text,integer,integer,jsonb)",
     "erp.replay(text)",
     "erp.save_chart(text,jsonb)",
+    # the ERP reconciliation's running totals (erp_reconcile and ops reconcile)
+    "erp.batch_sums(text[],text[])",
+    "erp.fold_delivered(text,text[],integer)",
 }
 RELAY = {"ledger.mark_published(bigint[])", "ledger.mark_failed(bigint,text)"}
 AFTER_COMMIT = {"ledger.mark_published_after_commit(bigint[])"}
