@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.adapters.http_sessions import ThreadSessions
+from common.adapters.bearer_http import BearerHttp, HttpUnreachable
 from common.erp_export import DeliveryFailed
 
 
@@ -19,22 +19,17 @@ class ErpClient:
         if not url:
             raise DeliveryFailed("no ERP endpoint is configured (LEDGER_ERP_URL)")
         self._url = url.rstrip("/")
-        self._timeout_s = timeout_s
-        self._sessions = ThreadSessions(token, {"Content-Type": "application/json"})
+        self._http = BearerHttp(token, timeout_s, {"Content-Type": "application/json"})
 
     def deliver(self, batch_id: str, body: bytes) -> dict[str, Any]:
-        import requests
-
         try:
-            response = self._sessions.get().post(
-                f"{self._url}/batches", data=body, headers={"Idempotency-Key": batch_id}, timeout=self._timeout_s
-            )
-        except requests.RequestException as error:
-            raise DeliveryFailed(f"the ERP is unreachable: {type(error).__name__}") from error
-        if response.status_code == 409:
+            response = self._http.request("POST", f"{self._url}/batches", body, {"Idempotency-Key": batch_id})
+        except HttpUnreachable as error:
+            raise DeliveryFailed(f"the ERP is unreachable: {error}") from error
+        if response.status == 409:
             return {"batch_id": batch_id, "duplicate": True}
-        if not 200 <= response.status_code < 300:
-            raise DeliveryFailed(f"the ERP answered HTTP {response.status_code}: {response.text[:200]}")
+        if not 200 <= response.status < 300:
+            raise DeliveryFailed(f"the ERP answered HTTP {response.status}: {response.text[:200]}")
         try:
             acknowledgement = response.json()
         except ValueError:
@@ -43,11 +38,10 @@ class ErpClient:
 
     def totals(self) -> list[dict[str, Any]]:
         """What the ERP has booked: debits and credits per period, account and currency."""
-        import requests
-
         try:
-            response = self._sessions.get().get(f"{self._url}/totals", timeout=self._timeout_s)
-            response.raise_for_status()
+            response = self._http.request("GET", f"{self._url}/totals")
+            if response.status != 200:
+                raise DeliveryFailed(f"the ERP's totals could not be read: HTTP {response.status}")
             return list(response.json()["totals"])
-        except (requests.RequestException, ValueError, KeyError) as error:
-            raise DeliveryFailed(f"the ERP's totals could not be read: {error}") from error
+        except (HttpUnreachable, ValueError, KeyError, TypeError) as error:
+            raise DeliveryFailed(f"the ERP's totals could not be read: {type(error).__name__}: {error}") from error

@@ -10,7 +10,9 @@ same key finds out.
 
 from __future__ import annotations
 
-from common.adapters.http_sessions import ThreadSessions
+import json
+
+from common.adapters.bearer_http import BearerHttp, HttpUnreachable
 from common.errors import DependencyUnavailable
 from common.payments import ANSWERS, Charge, charge_from
 
@@ -18,27 +20,24 @@ from common.payments import ANSWERS, Charge, charge_from
 class HttpPaymentProvider:
     def __init__(self, url: str, token: str, timeout_s: float) -> None:
         self._url = url.rstrip("/")
-        self._timeout_s = timeout_s
-        self._sessions = ThreadSessions(token)
+        self._http = BearerHttp(token, timeout_s, {"Content-Type": "application/json"})
 
     def charge(self, key: str, funding_ref: str, amount: int, asset: str) -> Charge:
-        import requests
-
         if not self._url:
             raise DependencyUnavailable("no payment provider is configured (LEDGER_PAYMENT_PROVIDER_URL)")
         try:
-            response = self._sessions.get().post(
+            response = self._http.request(
+                "POST",
                 f"{self._url}/charges",
-                json={"funding_ref": funding_ref, "amount": amount, "asset": asset},
-                headers={"Idempotency-Key": key},
-                timeout=self._timeout_s,
+                json.dumps({"funding_ref": funding_ref, "amount": amount, "asset": asset}).encode(),
+                {"Idempotency-Key": key},
             )
-        except requests.RequestException as error:
-            raise DependencyUnavailable(f"the payment provider is unreachable: {type(error).__name__}") from error
+        except HttpUnreachable as error:
+            raise DependencyUnavailable(f"the payment provider is unreachable: {error}") from error
         try:
             body = response.json()
         except ValueError:
             body = None
-        if response.status_code not in (200, 201) or not isinstance(body, dict) or body.get("status") not in ANSWERS:
-            raise DependencyUnavailable(f"the payment provider answered HTTP {response.status_code}")
+        if response.status not in (200, 201) or not isinstance(body, dict) or body.get("status") not in ANSWERS:
+            raise DependencyUnavailable(f"the payment provider answered HTTP {response.status}")
         return charge_from(body)
