@@ -125,7 +125,11 @@ def main(count: int, tail: int, profile: str, out: Path | None) -> None:
     text = table(run(stack, count, tail))
     click.echo(text)
     if out:
-        out.write_text(f"# The ERP reconciliation as the exported ledger grows\n\n{text}\n")
+        command = f"python -m bench.erp_reconcile --count {count} --tail {tail}"
+        out.write_text(
+            f"# The ERP reconciliation as the exported ledger grows\n\n`{command}`, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, on the dev stack.\n\n{text}\n"
+        )
 
 
 if __name__ == "__main__":
