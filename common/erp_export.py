@@ -211,8 +211,9 @@ class DeliveredSums(Protocol):
     def stream(self, stream: str) -> tuple[Position, Position]: ...
     def fold_delivered(self, stream: str, batches: int = 20) -> int: ...
     def unsummed_count(self, stream: str) -> int: ...
-    def delivered_sums(self, stream: str) -> list[list[Any]]: ...
-    def scanned_sums(self, stream: str, batches: int = 20) -> list[list[Any]]: ...
+    def delivered_count(self, stream: str) -> int: ...
+    def running_totals(self, stream: str) -> tuple[list[list[Any]], list[str]]: ...
+    def scanned_sums(self, batch_ids: list[str], batches: int = 20) -> list[list[Any]]: ...
     def status_counts(self, stream: str) -> dict[str, int]: ...
     def chart(self, version: str) -> Chart: ...
 
@@ -222,11 +223,10 @@ class StillSumming(Exception):
     summed stays summed (each step commits); the next run goes on from there."""
 
 
-def sum_delivered(store: DeliveredSums, stream: str, budget_s: float | None = None, batches_per_step: int = 20) -> int:
+def sum_delivered(store: DeliveredSums, stream: str, deadline: float | None = None, batches_per_step: int = 20) -> int:
     """Add every delivered batch not summed yet to the running totals, `batches_per_step`
     batches a transaction (about 0.1 s for batches of 1,000 transactions); how many.
-    Raises StillSumming when `budget_s` runs out first."""
-    deadline = None if budget_s is None else time.monotonic() + budget_s
+    Raises StillSumming when the `deadline` (time.monotonic()) passes first."""
     summed = 0
     while step := store.fold_delivered(stream, batches_per_step):
         summed += step
@@ -247,28 +247,32 @@ def reconcile(
     """The ledger's debits and credits per period and GL account, over the stream's
     delivered batches (each mapped with the chart it was built with), against the ERP's
     own booked totals. `ok` is False on any difference. Batches not delivered yet are
-    counted, not compared: the ERP cannot hold them. Should a batch be delivered while
-    the two sides are read, the reading is repeated.
+    counted, not compared: the ERP cannot hold them.
 
     The ledger's side is the running totals of the delivered batches, each summed once
     (erp.fold_delivered): the cost of a run follows what was delivered since the last.
-    `full` also sums every delivered batch's ledger rows afresh and compares those sums
-    with the running totals (`totals_match`)."""
+    They are read together with the batches they cover, and compared only when those
+    are every batch delivered by the time the ERP's totals were read: should a batch be
+    delivered meanwhile (or summed by a run alongside, after this one's last step), the
+    reading is repeated. `full` also sums the covered batches' ledger rows afresh and
+    compares those sums with the running totals (`totals_match`). `budget_s` bounds the
+    summing over all attempts (StillSumming)."""
     from common.erp import reconcile as compare
 
-    scanned: dict[compare.Key, tuple[int, int]] | None = None
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     for _ in range(attempts):
-        sum_delivered(store, stream, budget_s, batches_per_step)
-        rows = store.delivered_sums(stream)
-        charts = {version: store.chart(version) for version in {row[0] for row in rows}}
-        ledger = compare.ledger_totals(rows, charts)
-        if full:
-            scanned_rows = store.scanned_sums(stream)
-            charts.update({v: store.chart(v) for v in {row[0] for row in scanned_rows} - set(charts)})
-            scanned = compare.ledger_totals(scanned_rows, charts)
+        sum_delivered(store, stream, deadline, batches_per_step)
+        rows, covered = store.running_totals(stream)
         booked = compare.erp_totals(erp.totals())
-        if not store.unsummed_count(stream):  # nothing delivered meanwhile
+        if store.delivered_count(stream) == len(covered):
             break
+    charts = {version: store.chart(version) for version in {row[0] for row in rows}}
+    ledger = compare.ledger_totals(rows, charts)
+    scanned: dict[compare.Key, tuple[int, int]] | None = None
+    if full:
+        scanned_rows = store.scanned_sums(covered)
+        charts.update({v: store.chart(v) for v in {row[0] for row in scanned_rows} - set(charts)})
+        scanned = compare.ledger_totals(scanned_rows, charts)
     found = compare.differences(ledger, booked)
     _, upto = store.stream(stream)
     batches = store.status_counts(stream)

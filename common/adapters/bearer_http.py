@@ -5,7 +5,8 @@ serves requests on several threads) and keeps connections alive. urllib3 is alre
 every HTTP function's path (the bearer token's verification, common/auth/tokens.py), so
 the clients add no import there, and a scheduled function that calls the ERP pays
 urllib3's import alone (about 11 ms on this machine, where requests on top of it took
-26 ms: bench/results/cold-start.md). No retries and no redirects here: each caller
+26 ms). The whole request, connecting included, has one timeout. No retries and no
+redirects here (a redirect is an answer like any other non-2xx): each caller
 decides what a failure means (a payment's outcome may be unknown; an ERP batch is sent
 again under the same id).
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 import json
 import threading
 from typing import Any
+
+KEEP_ALIVE_PER_HOST = 16  # at least a function instance's concurrency (infra/terraform: function_concurrency)
 
 
 class HttpUnreachable(Exception):
@@ -49,7 +52,13 @@ class BearerHttp:
                     import urllib3
 
                     self._pool = urllib3.PoolManager(
-                        headers=self._headers, timeout=urllib3.Timeout(total=self._timeout_s), retries=False
+                        headers=self._headers,
+                        timeout=urllib3.Timeout(total=self._timeout_s),
+                        retries=False,
+                        # kept-alive connections per host: one per request an instance
+                        # serves at once (its concurrency), more open and close
+                        maxsize=KEEP_ALIVE_PER_HOST,
+                        block=False,
                     )
         return self._pool
 

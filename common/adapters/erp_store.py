@@ -47,7 +47,7 @@ WITH page AS (
 # The ERP reconciliation's ledger side of some batches (erp.batch_sums, 90_erp_export.sql)
 BATCH_SUMS_SQL = """
 SELECT chart_version, day, asset_code, kind, model, system_role, debit::text, credit::text
-  FROM erp.batch_sums(CAST(:ids AS text[]), CAST(:migration_actions AS text[]))
+  FROM erp.batch_sums(CAST(:ids AS text[]))
 """
 BATCH_COLUMNS = (
     "id",
@@ -237,9 +237,7 @@ class ErpStore:
     def fold_delivered(self, stream: str, batches: int = 20) -> int:
         """Add up to `batches` delivered, not yet summed batches to the running totals
         (erp.fold_delivered, db/schema/90_erp_export.sql); how many it summed."""
-        return self._run(
-            "SELECT erp.fold_delivered(:s, CAST(:m AS text[]), :n)", s=stream, m=list(MIGRATION_ACTIONS), n=batches
-        )[0][0]
+        return self._run("SELECT erp.fold_delivered(:s, :n)", s=stream, n=batches)[0][0]
 
     def unsummed_count(self, stream: str) -> int:
         return self._run(
@@ -247,33 +245,39 @@ class ErpStore:
             s=stream,
         )[0][0]
 
-    def delivered_sums(self, stream: str) -> list[list[Any]]:
-        """The running totals of the summed batches, in the rows of BATCH_SUMS_SQL."""
-        return self._run(
-            "SELECT chart_version, day, asset_code, kind, model, system_role, debit::text, credit::text"
-            "  FROM erp.reconciled_sums WHERE stream = :s",
-            s=stream,
-        )
+    def running_totals(self, stream: str) -> tuple[list[list[Any]], list[str]]:
+        """The running totals (rows of BATCH_SUMS_SQL) and the ids of the batches summed
+        into them, read in one snapshot: a run summing at the same moment commits its
+        sums and its marks together, so the two always agree."""
 
-    def scanned_sums(self, stream: str, batches: int = 20) -> list[list[Any]]:
-        """The same sums from a scan of every delivered batch's ledger rows, `batches`
-        batches a statement: what the running totals must equal (`ops reconcile
-        --full`). Rows of BATCH_SUMS_SQL, one per chunk and key; the caller adds."""
+        def work(con: Any) -> tuple[list[list[Any]], list[str]]:
+            con.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                rows = con.run(
+                    "SELECT chart_version, day, asset_code, kind, model, system_role, debit::text, credit::text"
+                    "  FROM erp.reconciled_sums WHERE stream = :s",
+                    s=stream,
+                )
+                ids = con.run(
+                    "SELECT id FROM erp.batches WHERE stream = :s AND status = 'delivered' AND summed_at IS NOT NULL",
+                    s=stream,
+                )
+            finally:
+                con.run("ROLLBACK")  # read only; also ends the transaction after an error
+            return rows, [row[0] for row in ids]
+
+        return run_with_retry(self._pool, work)
+
+    def scanned_sums(self, batch_ids: list[str], batches: int = 20) -> list[list[Any]]:
+        """The same sums from a scan of these batches' ledger rows, `batches` batches a
+        statement: what the running totals over them must equal (`ops reconcile
+        --full`). Rows of BATCH_SUMS_SQL, one per chunk and key; the caller adds. Each
+        batch's rows never change once it is delivered, so the chunks need no common
+        snapshot (a long one would hold the export's horizon back)."""
         rows: list[list[Any]] = []
-        after = 0
-        while True:
-            chunk = self._run(
-                "SELECT seq, id FROM erp.batches WHERE stream = :s AND status = 'delivered' AND seq > :a"
-                " ORDER BY seq LIMIT :n",
-                s=stream,
-                a=after,
-                n=batches,
-            )
-            if not chunk:
-                return rows
-            ids = [identity for _, identity in chunk]
-            rows += self._run(BATCH_SUMS_SQL, ids=ids, migration_actions=list(MIGRATION_ACTIONS))
-            after = chunk[-1][0]
+        for start in range(0, len(batch_ids), batches):
+            rows += self._run(BATCH_SUMS_SQL, ids=batch_ids[start : start + batches])
+        return rows
 
     def delivered_count(self, stream: str) -> int:
         return self._run("SELECT count(*) FROM erp.batches WHERE stream = :s AND status = 'delivered'", s=stream)[0][0]

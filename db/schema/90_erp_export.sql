@@ -75,15 +75,21 @@ LANGUAGE sql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
   INSERT INTO charts (version, chart) VALUES (p_version, p_chart) ON CONFLICT (version) DO NOTHING
 $$;
 
+-- The actions a chart that excludes migrations gives no lines (common/erp/mapping.py
+-- MIGRATION_ACTIONS; a test holds the two lists equal). Here, not from the caller: the
+-- running totals below are kept for good, and a caller's wrong list would skew them.
+CREATE FUNCTION erp.migration_actions() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['opening_balance', 'migration_transfer'] $$;
+
 -- The ERP reconciliation's ledger side of the given batches: per chart version, UTC day,
 -- asset and leg role, the debits and credits of the ledger transactions in their
 -- ranges, leaving out what the batch's chart gave no lines (migrations, when the chart
--- excludes them: common/erp/mapping.py). A few batches at a time: the planner cannot
--- tell how few rows a batch's range holds (a row comparison: it guesses a tenth of the
--- ledger) and would rather scan and hash the whole of ledger.entries, so this walks the
--- indexes, range by range, without JIT: about 6 ms a batch of 1,000 transactions, where
--- the hashed plan took a second and grew with the ledger.
-CREATE FUNCTION erp.batch_sums(p_ids text[], p_migration_actions text[])
+-- excludes them). A few batches at a time: the planner cannot tell how few rows a
+-- batch's range holds (a row comparison: it guesses a tenth of the ledger) and would
+-- rather scan and hash the whole of ledger.entries, so this walks the indexes, range by
+-- range, without JIT: about 6 ms a batch of 1,000 transactions, where the hashed plan
+-- took a second and grew with the ledger.
+CREATE FUNCTION erp.batch_sums(p_ids text[])
 RETURNS TABLE (chart_version text, day text, asset_code text, kind text, model text, system_role text,
                debit numeric, credit numeric)
 LANGUAGE sql STABLE SET search_path = erp, pg_temp SET jit = off SET enable_hashjoin = off
@@ -103,7 +109,7 @@ SET enable_mergejoin = off AS $$
     LEFT JOIN ledger.transactions o ON o.id = t.voids_transaction_id
    WHERE b.id = ANY (p_ids) AND b.status = 'delivered'
      AND NOT (coalesce((c.chart ->> 'exclude_migrations')::boolean, false)
-              AND coalesce(o.action, t.action) = ANY (p_migration_actions))
+              AND coalesce(o.action, t.action) = ANY (erp.migration_actions()))
    GROUP BY 1, 2, 3, 4, 5, 6
 $$;
 
@@ -111,8 +117,8 @@ $$;
 -- `p_batches` delivered, not yet summed batches of the stream (oldest first) and mark
 -- them summed, in one transaction, so each batch counts exactly once however often
 -- this runs or is interrupted. Two runs at once take different batches (SKIP LOCKED).
--- Returns how many batches it summed; 0 when the stream is caught up.
-CREATE FUNCTION erp.fold_delivered(p_stream text, p_migration_actions text[], p_batches integer)
+-- Returns how many batches it summed; 0 when none was left to it.
+CREATE FUNCTION erp.fold_delivered(p_stream text, p_batches integer)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = erp, pg_temp AS $$
 DECLARE
@@ -127,7 +133,7 @@ BEGIN
   END IF;
   INSERT INTO reconciled_sums AS s (stream, chart_version, day, asset_code, kind, model, system_role, debit, credit)
   SELECT p_stream, x.chart_version, x.day, x.asset_code, x.kind, x.model, x.system_role, x.debit, x.credit
-    FROM batch_sums(v_ids, p_migration_actions) x
+    FROM batch_sums(v_ids) x
   ON CONFLICT (stream, chart_version, day, asset_code, kind, model, system_role)
   DO UPDATE SET debit = s.debit + EXCLUDED.debit, credit = s.credit + EXCLUDED.credit, updated_at = now();
   UPDATE batches SET summed_at = now() WHERE id = ANY (v_ids);

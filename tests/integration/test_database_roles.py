@@ -24,8 +24,9 @@ ERP = {
     "erp.replay(text)",
     "erp.save_chart(text,jsonb)",
     # the ERP reconciliation's running totals (erp_reconcile and ops reconcile)
-    "erp.batch_sums(text[],text[])",
-    "erp.fold_delivered(text,text[],integer)",
+    "erp.batch_sums(text[])",
+    "erp.fold_delivered(text,integer)",
+    "erp.migration_actions()",
 }
 RELAY = {"ledger.mark_published(bigint[])", "ledger.mark_failed(bigint,text)"}
 AFTER_COMMIT = {"ledger.mark_published_after_commit(bigint[])"}
