@@ -26,7 +26,7 @@ import click
 import requests
 
 from bench import http_client
-from bench.yardsticks import NEEDS
+from bench.yardsticks import NEEDS, first_calls
 from emulators.stack import REPO, kill_group
 
 EMPTY = Path(__file__).resolve().parent / "empty_function" / "main.py"
@@ -159,7 +159,7 @@ def yardstick_settings(stack: Any) -> dict[str, str]:
 def yardstick_env(name: str, stack_env: dict[str, str], settings: dict[str, str]) -> dict[str, str]:
     """What the yardstick of function `name` runs with: its packages, the logins of the
     function itself, `settings` (yardstick_settings())."""
-    return {**stack_env, **settings, "LEDGER_YARDSTICK": ",".join(NEEDS[name])}
+    return {**stack_env, **settings, "LEDGER_YARDSTICK": ",".join(first_calls(name))}
 
 
 def yardstick_request(name: str, request: tuple[str, str, dict | None, dict[str, str]]):

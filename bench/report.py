@@ -59,17 +59,17 @@ def group_commit_table(results: list[Result]) -> str:
 def cold_table(cold: list[tuple[str, float, float]], what: str = "process start to first success, ms") -> str:
     """`cold` (bench/cold_start.py): (name, function ms, its yardstick's ms), starting
     with the empty function, a plain reference."""
-    from bench.yardsticks import NEEDS
+    from bench.yardsticks import first_call_labels
 
     empty = cold[0][1]
     rows = [
-        f"| function | its yardstick's packages | {what} | its yardstick, ms"
+        f"| function | its yardstick's first calls | {what} | its yardstick, ms"
         " | x its yardstick | ms above its yardstick | x empty function |",
         "|---|---|---:|---:|---:|---:|---:|",
         f"| empty function (a plain reference) | none | {empty:,.0f} | | | | 1.00 |",
     ]
     rows += [
-        f"| {name} | {', '.join(NEEDS[name])} | {ms:,.0f} | {yard:,.0f} | {ms / yard:.2f} | {ms - yard:+,.0f}"
+        f"| {name} | {first_call_labels(name)} | {ms:,.0f} | {yard:,.0f} | {ms / yard:.2f} | {ms - yard:+,.0f}"
         f" | {ms / empty:.2f} |"
         for name, ms, yard in cold[1:]
     ]

@@ -50,6 +50,25 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "erp_reconcile": ("pg8000",),
     "lot_expiry": ("pg8000",),
 }
+# Dependencies that are not packages, whose first call a function's first request makes:
+# erp_reconcile reads the ERP's booked totals over HTTP, whatever its client. Its
+# yardstick makes that call with the standard library (http.client is loaded by the
+# framework already), the least any client pays; the HTTP client we chose (urllib3)
+# counts above the yardstick, as our own code.
+CALLS: dict[str, tuple[str, ...]] = {"erp_reconcile": ("erp",)}
+CALL_LABELS = {"erp": "the ERP's totals over HTTP"}
+
+
+def first_calls(name: str) -> tuple[str, ...]:
+    """What the yardstick of function `name` makes a first call to: its packages, then
+    the other dependencies its first request calls."""
+    return NEEDS[name] + CALLS.get(name, ())
+
+
+def first_call_labels(name: str) -> str:
+    return ", ".join(CALL_LABELS.get(call, call) for call in first_calls(name))
+
+
 BACKGROUND: dict[str, tuple[str, ...]] = {name: ("pubsub",) for name in NEEDS if NEEDS[name] == _MONEY}
 # an expiry pass posts the lots that are due, and the after-commit relay publishes their
 # events off the tick's path (none when nothing is due)

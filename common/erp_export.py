@@ -211,7 +211,6 @@ class DeliveredSums(Protocol):
     def stream(self, stream: str) -> tuple[Position, Position]: ...
     def fold_delivered(self, stream: str, batches: int = 20) -> int: ...
     def unsummed_count(self, stream: str) -> int: ...
-    def delivered_count(self, stream: str) -> int: ...
     def running_totals(self, stream: str) -> tuple[list[list[Any]], list[str]]: ...
     def scanned_sums(self, batch_ids: list[str], batches: int = 20) -> list[list[Any]]: ...
     def status_counts(self, stream: str) -> dict[str, int]: ...
@@ -264,7 +263,8 @@ def reconcile(
         sum_delivered(store, stream, deadline, batches_per_step)
         rows, covered = store.running_totals(stream)
         booked = compare.erp_totals(erp.totals())
-        if store.delivered_count(stream) == len(covered):
+        batches = store.status_counts(stream)
+        if batches.get("delivered", 0) == len(covered):
             break
     charts = {version: store.chart(version) for version in {row[0] for row in rows}}
     ledger = compare.ledger_totals(rows, charts)
@@ -275,7 +275,6 @@ def reconcile(
         scanned = compare.ledger_totals(scanned_rows, charts)
     found = compare.differences(ledger, booked)
     _, upto = store.stream(stream)
-    batches = store.status_counts(stream)
     report: dict[str, Any] = {
         "ok": not found,
         "stream": stream,

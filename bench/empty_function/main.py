@@ -4,8 +4,9 @@
 - `yardstick` (`yardstick_event` for a function pushed by Pub/Sub): a function's own
   yardstick. Its first request imports the design's
   packages that function needs (LEDGER_YARDSTICK, names from bench/yardsticks.py) and
-  makes a first call to each, in the order a request meets them; later requests do
-  nothing. Nothing of common/ is imported: what it costs is the design's alone.
+  makes a first call to each, in the order a request meets them, then to any other
+  dependency the first request calls (the ERP, with the standard library); later
+  requests do nothing. Nothing of common/ is imported: what it costs is the design's alone.
 """
 
 import os
@@ -76,6 +77,20 @@ def _pubsub(request):
     client.publish(topic, b"yardstick").result(timeout=30)
 
 
+def _erp(request):
+    """The ERP's booked totals, as erp_reconcile reads them, with the standard library."""
+    import json
+    import urllib.request
+
+    token = os.environ.get("LEDGER_ERP_TOKEN")
+    ask = urllib.request.Request(
+        os.environ["LEDGER_ERP_URL"].rstrip("/") + "/totals",
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
+    with urllib.request.urlopen(ask, timeout=30) as answer:
+        json.loads(answer.read())
+
+
 FIRST_CALLS = {
     "pydantic": _pydantic,
     "google-auth": _google_auth,
@@ -83,6 +98,7 @@ FIRST_CALLS = {
     "redis": _redis,
     "firestore": _firestore,
     "pubsub": _pubsub,
+    "erp": _erp,
 }
 
 

@@ -247,26 +247,17 @@ class ErpStore:
 
     def running_totals(self, stream: str) -> tuple[list[list[Any]], list[str]]:
         """The running totals (rows of BATCH_SUMS_SQL) and the ids of the batches summed
-        into them, read in one snapshot: a run summing at the same moment commits its
-        sums and its marks together, so the two always agree."""
-
-        def work(con: Any) -> tuple[list[list[Any]], list[str]]:
-            con.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            try:
-                rows = con.run(
-                    "SELECT chart_version, day, asset_code, kind, model, system_role, debit::text, credit::text"
-                    "  FROM erp.reconciled_sums WHERE stream = :s",
-                    s=stream,
-                )
-                ids = con.run(
-                    "SELECT id FROM erp.batches WHERE stream = :s AND status = 'delivered' AND summed_at IS NOT NULL",
-                    s=stream,
-                )
-            finally:
-                con.run("ROLLBACK")  # read only; also ends the transaction after an error
-            return rows, [row[0] for row in ids]
-
-        return run_with_retry(self._pool, work)
+        into them, read by one statement, so in one snapshot: a run summing at the same
+        moment commits its sums and its marks together, so the two always agree."""
+        rows, ids = self._run(
+            "SELECT (SELECT array_agg(ARRAY[chart_version, day, asset_code, kind, model, system_role, debit::text,"
+            "                               credit::text])"
+            "          FROM erp.reconciled_sums WHERE stream = :s),"
+            "       (SELECT array_agg(id) FROM erp.batches"
+            "         WHERE stream = :s AND status = 'delivered' AND summed_at IS NOT NULL)",
+            s=stream,
+        )[0]
+        return list(rows or []), list(ids or [])
 
     def scanned_sums(self, batch_ids: list[str], batches: int = 20) -> list[list[Any]]:
         """The same sums from a scan of these batches' ledger rows, `batches` batches a
@@ -278,6 +269,3 @@ class ErpStore:
         for start in range(0, len(batch_ids), batches):
             rows += self._run(BATCH_SUMS_SQL, ids=batch_ids[start : start + batches])
         return rows
-
-    def delivered_count(self, stream: str) -> int:
-        return self._run("SELECT count(*) FROM erp.batches WHERE stream = :s AND status = 'delivered'", s=stream)[0][0]

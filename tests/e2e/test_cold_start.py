@@ -77,5 +77,5 @@ def test_the_cold_start_tool_times_the_first_request_of_an_idle_instance(stack, 
     with the warm-up on start switched on for the function (never for its yardstick)."""
     report = _run_cold_start("--function", "wallets", "--idle", "0.1", "--env", "LEDGER_WARM_UP_ON_START=true")
     assert "with LEDGER_WARM_UP_ON_START=true" in report
-    assert "| function | its yardstick's packages | first request alone, ms |" in report
+    assert "| function | its yardstick's first calls | first request alone, ms |" in report
     assert "| wallets | google-auth, pg8000, redis |" in report

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.yardsticks import BACKGROUND, NEEDS, PACKAGES
+from bench.yardsticks import BACKGROUND, CALL_LABELS, CALLS, NEEDS, PACKAGES
 from tests.unit.test_terraform_schema import schema_problems
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +29,12 @@ def test_every_package_a_yardstick_names_has_a_first_call():
     named = {package for packages in NEEDS.values() for package in packages}
     assert named <= first_calls() and named <= set(PACKAGES)
     assert {package for packages in BACKGROUND.values() for package in packages} <= set(PACKAGES)
+
+
+def test_every_other_dependency_a_yardstick_calls_has_a_first_call_and_is_no_package():
+    called = {call for calls in CALLS.values() for call in calls}
+    assert called <= first_calls() and called <= set(CALL_LABELS) and not called & set(PACKAGES)
+    assert set(CALLS) <= set(NEEDS)
 
 
 @pytest.mark.parametrize("name", sorted(NEEDS))
