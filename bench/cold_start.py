@@ -256,20 +256,12 @@ def run(
     return rows
 
 
-def prepare(stack: Any) -> dict[str, Any]:
-    """What the first requests need on `stack`: the bench's caller, a funded wallet (and
-    the next, for a transfer), a tree member, an empty ERP stream; the seed's events
-    marked published, so the sweeper's first tick does not publish them all."""
-    from bench import events, setup
-
-    before = events.high_water(stack)
-    data = setup.prepare(stack, 10)
-    setup.mark_events_published(stack, before)
-    # The sweeper's tick links the hash chain and advances the system accounts' balance
-    # checkpoints to the horizon. With the scheduler stopped for the benches, whatever
-    # they posted waits for it (after bench.erp_reconcile's seed, a million
-    # transactions): caught up here, as the minute's tick keeps them, so that the first
-    # tick measures a start, not a backlog.
+def catch_up_ticks(stack: Any) -> None:
+    """Link the hash chain and advance the system accounts' balance checkpoints to the
+    horizon, as the sweeper's minute tick keeps them. With the scheduler stopped for the
+    benches, whatever they posted waits for it (after bench.erp_reconcile's seed, a
+    million transactions): caught up here, the sweeper's first tick measures a start,
+    not a backlog."""
     for command in (("common.chain", "extend"), ("common.ops", "checkpoints")):
         subprocess.run(
             [sys.executable, "-m", *command],
@@ -279,6 +271,18 @@ def prepare(stack: Any) -> dict[str, Any]:
             capture_output=True,
             timeout=3600,
         )
+
+
+def prepare(stack: Any) -> dict[str, Any]:
+    """What the first requests need on `stack`: the bench's caller, a funded wallet (and
+    the next, for a transfer), a tree member, an empty ERP stream; the seed's events
+    marked published, so the sweeper's first tick does not publish them all."""
+    from bench import events, setup
+
+    before = events.high_water(stack)
+    data = setup.prepare(stack, 10)
+    setup.mark_events_published(stack, before)
+    catch_up_ticks(stack)
     return {
         "wallet": data.wallets[0],
         "asset": setup.ASSET,
