@@ -263,14 +263,16 @@ def catch_up_ticks(stack: Any) -> None:
     million transactions): caught up here, the sweeper's first tick measures a start,
     not a backlog."""
     for command in (("common.chain", "extend"), ("common.ops", "checkpoints")):
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", *command],
             env={**os.environ, **stack.operator_env(), "PYTHONPATH": str(REPO)},
             cwd=REPO,
-            check=True,
             capture_output=True,
+            text=True,
             timeout=3600,
         )
+        if done.returncode:
+            raise SystemExit(f"python -m {' '.join(command)} failed: {done.stderr[-2000:]}")
 
 
 def prepare(stack: Any) -> dict[str, Any]:

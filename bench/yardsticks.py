@@ -52,9 +52,11 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 # Dependencies that are not packages, whose first call a function's first request makes:
 # erp_reconcile reads the ERP's booked totals over HTTP, whatever its client. Its
-# yardstick makes that call with the standard library (http.client is loaded by the
-# framework already), the least any client pays; the HTTP client we chose (urllib3)
-# counts above the yardstick, as our own code.
+# yardstick makes that call with http.client (the standard library's, which the
+# framework has loaded already), the least any client pays; the HTTP client we chose
+# (urllib3) counts above the yardstick, as our own code. Unlike the packages, this is
+# not probed in the first request (tests/e2e/test_cold_start.py); the ERP receiver's
+# books show the call (the function's report names the ERP's totals).
 CALLS: dict[str, tuple[str, ...]] = {"erp_reconcile": ("erp",)}
 CALL_LABELS = {"erp": "the ERP's totals over HTTP"}
 

@@ -123,7 +123,7 @@ class Settings:
     erp_export_tick_topic: str = "erp-export-tick"
     erp_export_schedule: str = "*/15 * * * *"
     erp_reconcile_tick_topic: str = "erp-reconcile-tick"
-    erp_reconcile_schedule: str = "30 2 * * *"
+    erp_reconcile_schedule: str = "37 2 * * *"  # off the export's quarter hours
     outbox_sweep_tick_topic: str = "outbox-sweep-tick"
     outbox_sweep_schedule: str = "* * * * *"
     outbox_stuck_after_s: float = 300.0  # an unpublished event older than this is reported as stuck

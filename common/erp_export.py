@@ -211,7 +211,7 @@ class DeliveredSums(Protocol):
     def stream(self, stream: str) -> tuple[Position, Position]: ...
     def fold_delivered(self, stream: str, batches: int = 20) -> int: ...
     def unsummed_count(self, stream: str) -> int: ...
-    def running_totals(self, stream: str) -> tuple[list[list[Any]], list[str]]: ...
+    def running_totals(self, stream: str, with_ids: bool = False) -> tuple[list[list[Any]], int, list[str] | None]: ...
     def scanned_sums(self, batch_ids: list[str], batches: int = 20) -> list[list[Any]]: ...
     def status_counts(self, stream: str) -> dict[str, int]: ...
     def chart(self, version: str) -> Chart: ...
@@ -234,43 +234,80 @@ def sum_delivered(store: DeliveredSums, stream: str, deadline: float | None = No
     return summed
 
 
+class ReadingUnsettled(Exception):
+    """The running totals and the delivered batches kept moving while they were read
+    (deliveries, or another run summing): nothing compared; the next run reads again."""
+
+
+def _settled_reading(
+    store: DeliveredSums,
+    erp: ErpTotals,
+    stream: str,
+    attempts: int,
+    full: bool,
+    deadline: float | None,
+    batches_per_step: int,
+    pause_s: float,
+    sleep: Callable[[float], None],
+) -> tuple[list[list[Any]], list[str] | None, dict[Any, tuple[int, int]], dict[str, int]]:
+    """The running totals, the ids of the batches they cover (with `full`), the ERP's
+    totals and the batch counts, once the totals cover every batch delivered by the
+    time the ERP's totals were read: a batch delivered meanwhile, or held by a run
+    summing alongside (SKIP LOCKED), makes it read again after a pause."""
+    from common.erp import reconcile as compare
+
+    for attempt in range(attempts):
+        if attempt:
+            sleep(pause_s * attempt)
+        sum_delivered(store, stream, deadline, batches_per_step)
+        rows, covered, ids = store.running_totals(stream, with_ids=full)
+        booked = compare.erp_totals(erp.totals())
+        batches = store.status_counts(stream)
+        if batches.get("delivered", 0) == covered:
+            return rows, ids, booked, batches
+    raise ReadingUnsettled(f"the delivered batches kept changing over {attempts} readings")
+
+
 def reconcile(
     store: DeliveredSums,
     erp: ErpTotals,
     stream: str = "erp",
-    attempts: int = 3,
+    attempts: int = 5,
     full: bool = False,
     budget_s: float | None = None,
     batches_per_step: int = 20,
+    pause_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """The ledger's debits and credits per period and GL account, over the stream's
     delivered batches (each mapped with the chart it was built with), against the ERP's
     own booked totals. `ok` is False on any difference. Batches not delivered yet are
-    counted, not compared: the ERP cannot hold them.
+    counted, not compared.
 
     The ledger's side is the running totals of the delivered batches, each summed once
     (erp.fold_delivered): the cost of a run follows what was delivered since the last.
-    They are read together with the batches they cover, and compared only when those
-    are every batch delivered by the time the ERP's totals were read: should a batch be
-    delivered meanwhile (or summed by a run alongside, after this one's last step), the
-    reading is repeated. `full` also sums the covered batches' ledger rows afresh and
-    compares those sums with the running totals (`totals_match`). `budget_s` bounds the
-    summing over all attempts (StillSumming)."""
+    They are read with the count of the batches they cover, in one statement, and
+    compared only when those are every batch delivered by the time the ERP's totals
+    were read; otherwise the reading is repeated after a pause, and after `attempts`
+    readings the run raises ReadingUnsettled rather than compare. A difference found is
+    read once more after a pause before it is reported: an exporter may have delivered
+    a batch the ERP already booked but not yet marked it delivered. `full` also sums the
+    covered batches' ledger rows afresh and compares those sums with the running totals
+    (`totals_match`). `budget_s` bounds the summing over all readings (StillSumming)."""
     from common.erp import reconcile as compare
 
     deadline = None if budget_s is None else time.monotonic() + budget_s
-    for _ in range(attempts):
-        sum_delivered(store, stream, deadline, batches_per_step)
-        rows, covered = store.running_totals(stream)
-        booked = compare.erp_totals(erp.totals())
-        batches = store.status_counts(stream)
-        if batches.get("delivered", 0) == len(covered):
-            break
+    reading = (store, erp, stream, attempts, full, deadline, batches_per_step, pause_s, sleep)
+    rows, covered, booked, batches = _settled_reading(*reading)
+    charts = {version: store.chart(version) for version in {row[0] for row in rows}}
+    if compare.differences(compare.ledger_totals(rows, charts), booked):
+        sleep(pause_s)
+        rows, covered, booked, batches = _settled_reading(*reading)
     charts = {version: store.chart(version) for version in {row[0] for row in rows}}
     ledger = compare.ledger_totals(rows, charts)
     scanned: dict[compare.Key, tuple[int, int]] | None = None
     if full:
-        scanned_rows = store.scanned_sums(covered)
+        scanned_rows = store.scanned_sums(covered or [])
         charts.update({v: store.chart(v) for v in {row[0] for row in scanned_rows} - set(charts)})
         scanned = compare.ledger_totals(scanned_rows, charts)
     found = compare.differences(ledger, booked)

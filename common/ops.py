@@ -89,9 +89,13 @@ def replay(batch_ids: tuple[str, ...], replay_all: bool) -> None:
     "--full", is_flag=True, help="also sum every delivered batch afresh and check the running totals against that"
 )
 def reconcile(full: bool) -> None:
+    from common.erp_export import ReadingUnsettled, StillSumming
     from common.erp_export import reconcile as run
 
-    report = run(bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream, full=full)
+    try:
+        report = run(bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream, full=full)
+    except (ReadingUnsettled, StillSumming) as error:
+        raise click.ClickException(f"{error}; run it again") from error
     _print(report)
     sys.exit(0 if report["ok"] else 1)
 

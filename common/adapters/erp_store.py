@@ -245,19 +245,23 @@ class ErpStore:
             s=stream,
         )[0][0]
 
-    def running_totals(self, stream: str) -> tuple[list[list[Any]], list[str]]:
-        """The running totals (rows of BATCH_SUMS_SQL) and the ids of the batches summed
-        into them, read by one statement, so in one snapshot: a run summing at the same
-        moment commits its sums and its marks together, so the two always agree."""
-        rows, ids = self._run(
+    def running_totals(self, stream: str, with_ids: bool = False) -> tuple[list[list[Any]], int, list[str] | None]:
+        """The running totals (rows of BATCH_SUMS_SQL), how many batches are summed into
+        them and, `with_ids`, which: one statement, so one snapshot (a run summing at
+        the same moment commits its sums and its marks together). Without the ids, the
+        cost is the totals' rows and a count by index, whatever the history's length."""
+        rows, count, ids = self._run(
             "SELECT (SELECT array_agg(ARRAY[chart_version, day, asset_code, kind, model, system_role, debit::text,"
             "                               credit::text])"
             "          FROM erp.reconciled_sums WHERE stream = :s),"
-            "       (SELECT array_agg(id) FROM erp.batches"
-            "         WHERE stream = :s AND status = 'delivered' AND summed_at IS NOT NULL)",
+            "       (SELECT count(*) FROM erp.batches"
+            "         WHERE stream = :s AND status = 'delivered' AND summed_at IS NOT NULL),"
+            "       CASE WHEN :with_ids THEN (SELECT array_agg(id) FROM erp.batches WHERE stream = :s"
+            "                                  AND status = 'delivered' AND summed_at IS NOT NULL) END",
             s=stream,
+            with_ids=with_ids,
         )[0]
-        return list(rows or []), list(ids or [])
+        return list(rows or []), count, (list(ids or []) if with_ids else None)
 
     def scanned_sums(self, batch_ids: list[str], batches: int = 20) -> list[list[Any]]:
         """The same sums from a scan of these batches' ledger rows, `batches` batches a

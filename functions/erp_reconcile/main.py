@@ -13,7 +13,7 @@ import functions_framework
 
 from common import bootstrap, cloud_events, logs
 from common.config import get_settings
-from common.erp_export import DeliveryFailed, StillSumming, reconcile
+from common.erp_export import DeliveryFailed, ReadingUnsettled, StillSumming, reconcile
 
 log = logging.getLogger("ledger.erp_reconcile")
 logs.configure_from_settings()
@@ -29,8 +29,9 @@ def erp_reconcile(cloud_event):
         report = reconcile(
             bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream, budget_s=SUM_BUDGET_S
         )
-    except StillSumming as error:
-        log.warning("reconciliation still summing delivered batches", extra={"error": str(error)})
+    except (StillSumming, ReadingUnsettled) as error:
+        # Pub/Sub delivers the tick again; what was summed stays summed
+        log.warning("reconciliation not finished; the tick is retried", extra={"error": str(error)})
         raise
     except DeliveryFailed as error:
         log.error("reconciliation could not read the ERP's totals", extra={"error": str(error)})

@@ -77,7 +77,7 @@ variable "erp_export_schedule" {
 variable "erp_reconcile_schedule" {
   description = "When Cloud Scheduler starts the daily ledger-ERP reconciliation (cron, UTC)."
   type        = string
-  default     = "30 2 * * *"
+  default     = "37 2 * * *" # off the quarter hours the export runs at
 }
 
 variable "lot_expiry_schedule" {

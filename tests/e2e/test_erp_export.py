@@ -250,8 +250,9 @@ def test_each_delivered_batch_is_summed_once_and_the_running_totals_equal_a_fres
         summed = list(pool.map(lambda _: sum_delivered(books.store, books.name, batches_per_step=1), range(4)))
     assert sum(summed) == delivered - 2 and books.store.unsummed_count(books.name) == 0
     assert sum_delivered(books.store, books.name) == 0  # nothing new: a run costs nothing
-    rows, covered = books.store.running_totals(books.name)
-    assert len(covered) == delivered and rows
+    rows, count, ids = books.store.running_totals(books.name, with_ids=True)
+    assert count == delivered and len(ids) == delivered and rows
+    assert books.store.running_totals(books.name)[1:] == (delivered, None)
 
     every_action(stack)  # delivered after the totals were last added to
     books.exporter().run_pass()
