@@ -215,8 +215,9 @@ def run(
     the empty function's row (its "yardstick" figure is itself).
 
     `function_env(name)`: each function's environment, as the stack starts it.
-    `erp_stream`: an export stream with nothing to export, so the ERP functions' first
-    answer measures their start, not a pass over the ledger's backlog; likewise the
+    `erp_stream`: an export stream with nothing to export, with ERP books of its own, so
+    the ERP functions' first answer measures their start, not a pass over the ledger's
+    backlog nor a difference with the stack's own books; likewise the
     sweeper's tick links one batch of the hash chain, not the bench ledger's whole
     backlog (up to its 40 s budget). `pending_event()` leaves one event to publish
     before each of the sweeper's ticks, so its first request publishes, as its yardstick
@@ -244,6 +245,9 @@ def run(
                 **os.environ,
                 **function_env(name),
                 "LEDGER_ERP_STREAM": erp_stream,
+                # ERP books of the stream's own, empty as the stream: the reconciliation's
+                # first tick finds them equal (a difference is read twice, a pause apart)
+                "LEDGER_ERP_URL": f"{function_env(name)['LEDGER_ERP_URL'].rstrip('/')}/books/{erp_stream}",
                 "LEDGER_CHAIN_EXTEND_BUDGET_S": "0",
                 "LEDGER_OUTBOX_SWEEP_MIN_AGE_S": "0",
             }
