@@ -22,8 +22,6 @@ from a quiet machine.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import Any
 
 import click
 
-from bench.erp_export import seed, urllib_open
+from bench.erp_export import seed, totals_receiver
 from common.adapters.erp_http import ErpClient
 from common.adapters.erp_store import ErpStore
 from common.adapters.postgres import Pool
@@ -39,7 +37,7 @@ from common.bootstrap import connect_postgres
 from common.config import Settings
 from common.erp.chart import load_chart
 from common.erp_export import ErpExport, reconcile
-from emulators.stack import REPO, Stack, port_open, wait_for
+from emulators.stack import Stack
 
 
 def _timed(what: str, store: ErpStore, client: ErpClient, stream: str, full: bool = False) -> dict[str, Any]:
@@ -69,36 +67,27 @@ def run(stack: Stack, count: int, tail: int) -> dict[str, Any]:
     from bench.setup import empty_erp_stream
 
     stream = empty_erp_stream(stack)
-    port = stack.port_base + 9
-    receiver = subprocess.Popen(
-        [sys.executable, "-m", "emulators.erp_receiver", f"--port={port}", "--no-lines"],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     settings = Settings.from_env(stack.function_env("erp_reconcile"))
     pool = Pool(lambda: connect_postgres(settings), size=2, max_age_s=settings.db_conn_max_age_s)
     try:
-        wait_for(lambda: port_open(port), "benchmark ERP receiver", 20)
-        book = f"http://127.0.0.1:{port}/books/{stream}-{uuid.uuid4().hex[:6]}"
-        client, store = ErpClient(book, "", settings.erp_timeout_s), ErpStore(pool)
-        export = ErpExport(store, lambda: client, load_chart(), stream=stream, batch_events=settings.erp_batch_events)
-        seed(stack, count)
-        started = time.monotonic()
-        exported = _export(export, count)
-        export_s = time.monotonic() - started
-        runs = [_timed("first run: sums every delivered batch once", store, client, stream)]
-        runs.append(_timed("next run, nothing delivered since", store, client, stream))
-        seed(stack, tail)
-        _export(export, tail)
-        runs.append(_timed(f"next run, {tail:,} transactions delivered since", store, client, stream))
-        runs.append(_timed("full check: running totals against a fresh sum", store, client, stream, full=True))
-        with urllib_open(f"http://127.0.0.1:{port}/stats") as stats:
-            stats.read()
+        with totals_receiver(stack) as port:
+            book = f"http://127.0.0.1:{port}/books/{stream}-{uuid.uuid4().hex[:6]}"
+            client, store = ErpClient(book, "", settings.erp_timeout_s), ErpStore(pool)
+            export = ErpExport(
+                store, lambda: client, load_chart(), stream=stream, batch_events=settings.erp_batch_events
+            )
+            seed(stack, count)
+            started = time.monotonic()
+            exported = _export(export, count)
+            export_s = time.monotonic() - started
+            runs = [_timed("first run: sums every delivered batch once", store, client, stream)]
+            runs.append(_timed("next run, nothing delivered since", store, client, stream))
+            seed(stack, tail)
+            _export(export, tail)
+            runs.append(_timed(f"next run, {tail:,} transactions delivered since", store, client, stream))
+            runs.append(_timed("full check: running totals against a fresh sum", store, client, stream, full=True))
     finally:
         pool.close()
-        receiver.terminate()
-        receiver.wait(10)
     return {"count": count, "tail": tail, "exported": exported, "export_s": export_s, "runs": runs}
 
 
