@@ -239,35 +239,6 @@ class ReadingUnsettled(Exception):
     (deliveries, or another run summing): nothing compared; the next run reads again."""
 
 
-def _settled_reading(
-    store: DeliveredSums,
-    erp: ErpTotals,
-    stream: str,
-    attempts: int,
-    full: bool,
-    deadline: float | None,
-    batches_per_step: int,
-    pause_s: float,
-    sleep: Callable[[float], None],
-) -> tuple[list[list[Any]], list[str] | None, dict[Any, tuple[int, int]], dict[str, int]]:
-    """The running totals, the ids of the batches they cover (with `full`), the ERP's
-    totals and the batch counts, once the totals cover every batch delivered by the
-    time the ERP's totals were read: a batch delivered meanwhile, or held by a run
-    summing alongside (SKIP LOCKED), makes it read again after a pause."""
-    from common.erp import reconcile as compare
-
-    for attempt in range(attempts):
-        if attempt:
-            sleep(pause_s * attempt)
-        sum_delivered(store, stream, deadline, batches_per_step)
-        rows, covered, ids = store.running_totals(stream, with_ids=full)
-        booked = compare.erp_totals(erp.totals())
-        batches = store.status_counts(stream)
-        if batches.get("delivered", 0) == covered:
-            return rows, ids, booked, batches
-    raise ReadingUnsettled(f"the delivered batches kept changing over {attempts} readings")
-
-
 def reconcile(
     store: DeliveredSums,
     erp: ErpTotals,
@@ -296,20 +267,36 @@ def reconcile(
     (`totals_match`). `budget_s` bounds the summing over all readings (StillSumming)."""
     from common.erp import reconcile as compare
 
+    Totals = dict[compare.Key, tuple[int, int]]
     deadline = None if budget_s is None else time.monotonic() + budget_s
-    reading = (store, erp, stream, attempts, full, deadline, batches_per_step, pause_s, sleep)
-    rows, covered, booked, batches = _settled_reading(*reading)
-    charts = {version: store.chart(version) for version in {row[0] for row in rows}}
-    if compare.differences(compare.ledger_totals(rows, charts), booked):
+    charts: dict[str, Chart] = {}
+
+    def ledger_totals(rows: list[list[Any]]) -> Totals:
+        for version in {row[0] for row in rows} - set(charts):
+            charts[version] = store.chart(version)
+        return compare.ledger_totals(rows, charts)
+
+    def settled_reading() -> tuple[Totals, list[str] | None, Totals, dict[str, int]]:
+        """The running totals, the ids of the batches they cover (with `full`), the
+        ERP's totals and the batch counts, once the totals cover every batch delivered
+        by the time the ERP's totals were read: a batch delivered meanwhile, or held by
+        a run summing alongside (SKIP LOCKED), makes it read again after a pause."""
+        for attempt in range(attempts):
+            if attempt:
+                sleep(pause_s * attempt)
+            sum_delivered(store, stream, deadline, batches_per_step)
+            rows, covered, ids = store.running_totals(stream, with_ids=full)
+            booked = compare.erp_totals(erp.totals())
+            batches = store.status_counts(stream)
+            if batches.get("delivered", 0) == covered:
+                return ledger_totals(rows), ids, booked, batches
+        raise ReadingUnsettled(f"the delivered batches kept changing over {attempts} readings")
+
+    ledger, covered, booked, batches = settled_reading()
+    if compare.differences(ledger, booked):
         sleep(pause_s)
-        rows, covered, booked, batches = _settled_reading(*reading)
-    charts = {version: store.chart(version) for version in {row[0] for row in rows}}
-    ledger = compare.ledger_totals(rows, charts)
-    scanned: dict[compare.Key, tuple[int, int]] | None = None
-    if full:
-        scanned_rows = store.scanned_sums(covered or [])
-        charts.update({v: store.chart(v) for v in {row[0] for row in scanned_rows} - set(charts)})
-        scanned = compare.ledger_totals(scanned_rows, charts)
+        ledger, covered, booked, batches = settled_reading()
+    scanned = ledger_totals(store.scanned_sums(covered or [])) if full else None
     found = compare.differences(ledger, booked)
     _, upto = store.stream(stream)
     report: dict[str, Any] = {
