@@ -11,7 +11,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov
 # which tests/unit/test_terraform_schema.py checks every attribute name against
 SCHEMA_STAMP  := infra/schema/node_modules/.installed-$(shell cksum < infra/schema/package-lock.json | cut -d' ' -f1)
 
-.PHONY: deploy smoke teardown dev down test lint checkov fuzz openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers bench-latency bench-scale bench-smoke
+.PHONY: deploy smoke teardown dev down test lint checkov fuzz faults openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers bench-latency bench-scale bench-smoke
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -93,6 +93,10 @@ bench: $(STAMP)     ## benchmark the running functions and the core postings (st
 soak: $(STAMP)      ## ACTIONS (700,000) mixed actions open loop at RATE (200)/s: p50-p99.9 of every request, plots (about 1 h)
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench.soak --write --actions $${ACTIONS:-700000} --rate $${RATE:-200} $(ARGS)
+
+faults: $(STAMP)    ## kill (SIGKILL) and freeze (SIGSTOP) each component under traffic at RATE (30)/s; account for every request, event and ERP booking (about 10 min)
+	@$(PY) -m emulators up --no-demo >/dev/null
+	@$(PY) -m bench.faults --rate $${RATE:-30} --write $(ARGS)
 
 bench-intake: $(STAMP) ## N usage records (default 1,000,000) through Pub/Sub in batches of 1,000, publish to result
 	@$(PY) -m emulators up --no-demo >/dev/null

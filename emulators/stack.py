@@ -260,8 +260,12 @@ class Stack:
                 "log_min_messages = warning",
             ]
             if self.profile == "test":
-                # The test cluster is thrown away; durability only costs time there.
-                settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+                # The test cluster is thrown away: surviving a crash of the machine only
+                # costs time there. A crash of Postgres itself it must survive, as the
+                # faults smoke test kills it right after acknowledgements: commits stay
+                # synchronous (each waits for its WAL to be written to the kernel; with
+                # fsync off, not for the disk). docs/durability.md.
+                settings += ["fsync = off", "full_page_writes = off"]
             with open(data / "postgresql.conf", "a") as conf:
                 conf.write("\n" + "\n".join(settings) + "\n")
         if not self._pg_ready():
@@ -367,7 +371,9 @@ class Stack:
             )
         wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports['firestore']}/"), "firestore emulator", 60)
 
-    def start_pubsub(self) -> None:
+    def start_pubsub(self, topics: bool = True) -> None:
+        """The emulator, and (`topics`) the ledger's topics and subscriptions, which the
+        emulator forgets when it stops."""
         if not http_ok(f"http://127.0.0.1:{self.ports['pubsub']}/"):
             data = self.state_dir / "pubsub"
             data.mkdir(parents=True, exist_ok=True)
@@ -381,7 +387,8 @@ class Stack:
                 ],
             )
         wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports['pubsub']}/"), "pubsub emulator", 60)
-        self.create_topics()
+        if topics:
+            self.create_topics()
 
     def create_topics(self) -> None:
         """The ledger's topics and the push subscriptions of the Pub/Sub-triggered
@@ -493,7 +500,9 @@ class Stack:
     # The ERP stand-in --------------------------------------------------------
 
     def start_erp(self) -> None:
-        self._serve("erp", "emulators.erp_receiver", "ERP receiver", f"--token={ERP_TOKEN}")
+        # journaled, as a real ERP keeps what it booked through a crash of its own
+        journal = self.state_dir / "erp-journal.jsonl"
+        self._serve("erp", "emulators.erp_receiver", "ERP receiver", f"--token={ERP_TOKEN}", f"--journal={journal}")
 
     # The payment provider stand-in --------------------------------------------
 

@@ -55,6 +55,11 @@ def pytest_configure(config):
         "grows_ledger: posts tens of thousands of transactions; runs after every other test (see"
         " pytest_collection_modifyitems)",
     )
+    config.addinivalue_line(
+        "markers",
+        "kills_components: kills and restarts the stack's own processes (Postgres among them); runs last, so no"
+        " other test meets a function whose idle connections died with the server",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -63,7 +68,12 @@ def pytest_collection_modifyitems(config, items):
     and verify all of it (by design), so on a ledger grown early each of them would pay
     for those rows again; run last, the rows are checked once, by the session's final
     whole-ledger check. The sort is stable: every other test keeps its place."""
-    items.sort(key=lambda item: item.get_closest_marker("grows_ledger") is not None)
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("kills_components") is not None,
+            item.get_closest_marker("grows_ledger") is not None,
+        )
+    )
     if not config.getoption("--bench-smokes"):
         skip = pytest.mark.skip(reason="a bench tool's smoke: make bench-smoke runs it")
         for item in items:

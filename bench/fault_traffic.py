@@ -1,0 +1,171 @@
+"""Traffic for `make faults`: requests at a fixed rate, each retried under its own
+Idempotency-Key until it has a final answer. No I/O here: the sender and the clock are
+injected, so the unit tests drive it with fakes.
+
+A request is one balance action with a key and a body fixed when it is made. An attempt
+that fails for a reason a retry can change (a connection refused or reset, a timeout, a
+5xx, 429, or 409 request_in_progress) is sent again, with the same key and body, after a
+backoff; a 2xx (posted) or a business refusal (409 already_posted, 422) is final, as is
+any other 4xx (a bug in the traffic, counted apart). This is what docs/durability.md asks
+of every client.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+POSTED, REFUSED, REJECTED = "posted", "refused", "rejected"  # final answers
+RETRYABLE_409 = "request_in_progress"
+BUSINESS_409 = "already_posted"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt came back with: an HTTP status and error code, or an exception."""
+
+    status: int = 0  # 0: no HTTP answer (connection error, timeout)
+    code: str = ""  # the error body's code, or the exception's name
+    transaction_id: int | None = None
+
+
+def classify(attempt: Attempt) -> str | None:
+    """The final answer an attempt gives its request, or None when it must be retried."""
+    if 200 <= attempt.status < 300:
+        return POSTED
+    if attempt.status == 422 or (attempt.status == 409 and attempt.code == BUSINESS_409):
+        return REFUSED
+    if attempt.status == 0 or attempt.status >= 500 or attempt.status == 429 or attempt.status == 409:
+        return None
+    return REJECTED
+
+
+@dataclass
+class Request:
+    index: int
+    action: str
+    key: str
+    body: dict
+    phase: str  # the fault whose window it was first sent in
+    first_sent: float = 0.0
+    attempts: list[tuple[float, float, Attempt]] = field(default_factory=list)  # (sent, answered, what)
+    final: str | None = None
+    transaction_id: int | None = None
+    answered_at: float | None = None
+
+    @property
+    def retries(self) -> int:
+        return max(0, len(self.attempts) - 1)
+
+    def failed_attempts(self) -> list[tuple[float, float, Attempt]]:
+        return [a for a in self.attempts if classify(a[2]) is None]
+
+
+def backoff_s(retry: int, base_s: float = 0.2, cap_s: float = 2.0) -> float:
+    """Exponential, capped: a client that retries does not add to an outage's load."""
+    return min(cap_s, base_s * 2**retry)
+
+
+class RetryingTraffic:
+    """Send `make_request(i)` at `rate` per second and retry each until it is final.
+
+    `send(request, attempt_number)` sends one attempt and returns an Attempt; it is
+    called from `workers` threads. Requests are made only while `sending` is true;
+    `drain(deadline)` waits for every request made to be final.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        make_request: Callable[[int, float], Request],
+        send: Callable[[Request, int], Attempt],
+        clock: Callable[[], float],
+        workers: int = 32,
+    ) -> None:
+        self.rate = rate
+        self._make = make_request
+        self._send = send
+        self._clock = clock
+        self._workers = workers
+        self.requests: list[Request] = []
+        self._due: list[tuple[float, int, Request]] = []  # (when, tie-break, request)
+        self._ties = itertools.count()
+        self._condition = threading.Condition()
+        self._sending = False
+        self._stopped = False
+        self._threads: list[threading.Thread] = []
+        self.statuses: Counter[str] = Counter()  # every attempt's outcome, by status
+
+    def start(self) -> None:
+        self._sending = True
+        self._threads = [threading.Thread(target=self._schedule, daemon=True)] + [
+            threading.Thread(target=self._work, daemon=True) for _ in range(self._workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop_sending(self) -> None:
+        with self._condition:
+            self._sending = False
+            self._condition.notify_all()
+
+    def unresolved(self) -> list[Request]:
+        with self._condition:
+            return [r for r in self.requests if r.final is None]
+
+    def drain(self, deadline: float, sleep: Callable[[float], None]) -> list[Request]:
+        """Wait until every request is final or the clock passes `deadline`; then stop
+        the workers. Returns those still without a final answer."""
+        while self.unresolved() and self._clock() < deadline:
+            sleep(0.1)
+        with self._condition:
+            self._stopped = True
+            self._condition.notify_all()
+        return self.unresolved()
+
+    def _schedule(self) -> None:
+        """Make request i at start + i / rate (open loop: a slow server does not slow it)."""
+        start = self._clock()
+        for index in itertools.count():
+            intended = start + index / self.rate
+            with self._condition:
+                while self._sending and self._clock() < intended:
+                    self._condition.wait(timeout=max(0.0, min(0.05, intended - self._clock())))
+                if not self._sending:
+                    return
+                request = self._make(index, intended)
+                self.requests.append(request)
+                heapq.heappush(self._due, (intended, next(self._ties), request))
+                self._condition.notify()
+
+    def _next_due(self) -> Request | None:
+        with self._condition:
+            while not self._stopped:
+                if self._due and self._due[0][0] <= self._clock():
+                    return heapq.heappop(self._due)[2]
+                wait = self._due[0][0] - self._clock() if self._due else 0.05
+                self._condition.wait(timeout=max(0.001, min(0.05, wait)))
+            return None
+
+    def _work(self) -> None:
+        while (request := self._next_due()) is not None:
+            number = len(request.attempts)
+            sent = self._clock()
+            if number == 0:
+                request.first_sent = sent
+            attempt = self._send(request, number)
+            answered = self._clock()
+            final = classify(attempt)
+            with self._condition:
+                request.attempts.append((sent, answered, attempt))
+                self.statuses[str(attempt.status) if attempt.status else attempt.code] += 1
+                if final is None:
+                    heapq.heappush(self._due, (answered + backoff_s(number), next(self._ties), request))
+                    self._condition.notify()
+                else:
+                    request.final, request.answered_at = final, answered
+                    request.transaction_id = attempt.transaction_id
