@@ -1,6 +1,8 @@
 """Money requests as plain values, for the model-checked tests: sent to the real service
 in-process (`send`), or run on the in-memory model (`on_model`, tests/ledger_model.py).
 
+`now()` is the clock both judge a step at.
+
 A request names wallets by the model's names; `ids` maps them to the database's. Its
 fields are its body: the same request under a key is a replay, another one (a new
 `note`, which becomes the description or a void's reason) reuses the key.
@@ -8,9 +10,10 @@ fields are its body: the same request under a key is a replay, another one (a ne
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.errors import LedgerError
@@ -87,15 +90,27 @@ def _call(service: Any, ids: dict[str, int], r: Request, key: str) -> Any:
     raise ValueError(f"unknown action {r.action}")
 
 
-def on_model(model: Ledger, r: Request, now: datetime) -> Callable[[], Posting]:
-    """The model's action for the request, judged at `now`."""
+def on_model(model: Ledger, r: Request, at: datetime) -> Callable[[], Posting]:
+    """The model's action for the request, judged at `at`."""
     actions: dict[str, Callable[[], Posting]] = {
-        "topup": lambda: model.credit(r.wallet, r.amount, now, r.expires_at, "topup"),
-        "bonus": lambda: model.credit(r.wallet, r.amount, now, r.expires_at, "bonus"),
-        "usage": lambda: model.usage(r.wallet, r.amount, now),
-        "transfer": lambda: model.transfer(r.wallet, r.other, r.amount, now),
-        "allocate": lambda: model.allocate(r.wallet, r.amount, now),
-        "reclaim": lambda: model.reclaim(r.wallet, r.amount, now),
-        "void": lambda: model.void(r.transaction_id or 0, now),
+        "topup": lambda: model.credit(r.wallet, r.amount, at, r.expires_at, "topup"),
+        "bonus": lambda: model.credit(r.wallet, r.amount, at, r.expires_at, "bonus"),
+        "usage": lambda: model.usage(r.wallet, r.amount, at),
+        "transfer": lambda: model.transfer(r.wallet, r.other, r.amount, at),
+        "allocate": lambda: model.allocate(r.wallet, r.amount, at),
+        "reclaim": lambda: model.reclaim(r.wallet, r.amount, at),
+        "void": lambda: model.void(r.transaction_id or 0, at),
     }
     return actions[r.action]
+
+
+def now() -> datetime:
+    """The clock a step is judged at, kept off a UTC midnight: the spend periods (day,
+    week, month) start there, and the model's and the database's clocks differ by the
+    step's duration."""
+    moment = datetime.now(UTC)
+    to_midnight = (moment.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)) - moment
+    if to_midnight < timedelta(seconds=3):
+        time.sleep(to_midnight.total_seconds() + 1)
+        moment = datetime.now(UTC)
+    return moment

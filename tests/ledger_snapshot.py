@@ -3,7 +3,8 @@ SQL, going around the service) and from the in-memory model. Both give the same 
 so a test compares them with `==` and pytest shows the difference.
 
 Per wallet: balance, lot balance, status and credit limit; every lot of those wallets
-in creation order (wallet, amount, remaining, expiry); the spend limits; the spend
+by wallet in creation order (amount, remaining, expiry: a wallet's lots are made
+under its lock, so their order is the order of its postings); the spend limits; the spend
 counters that are not zero, per (wallet, period, period start).
 """
 
@@ -16,7 +17,7 @@ from tests.ledger_model import Ledger
 
 
 def from_database(con: Any, ids: dict[str, int]) -> tuple[dict[str, Any], list[int]]:
-    """The snapshot, and the database ids of the lots in the snapshot's order."""
+    """The snapshot, and the database ids of all those lots in creation order."""
     names = {wallet_id: name for name, wallet_id in ids.items()}
     wallet_ids = list(ids.values())
     wallets = con.run(
@@ -42,7 +43,10 @@ def from_database(con: Any, ids: dict[str, int]) -> tuple[dict[str, Any], list[i
         "wallets": {
             names[w]: (balance, lot_balance, status, limit) for w, balance, lot_balance, status, limit in wallets
         },
-        "lots": [(names[w], amount, remaining, at.astimezone(UTC)) for _, w, amount, remaining, at in lots],
+        "lots": {
+            name: [(amount, remaining, at.astimezone(UTC)) for _, w, amount, remaining, at in lots if w == ids[name]]
+            for name in ids
+        },
         "limits": {(names[w], period): amount for w, period, amount in limits},
         "spent": {(names[w], period, start.astimezone(UTC)): value for w, period, start, value in spent},
     }
@@ -55,10 +59,13 @@ def from_model(model: Ledger) -> dict[str, Any]:
             name: (model.balance(name), model.lot_balance(name), w.status, w.credit_limit)
             for name, w in model.wallets.items()
         },
-        "lots": [
-            (lot.wallet, lot.amount, lot.remaining, lot.expires_at)
-            for lot in sorted(model.lots.values(), key=lambda lot: lot.seq)
-        ],
+        "lots": {
+            name: [
+                (lot.amount, lot.remaining, lot.expires_at)
+                for lot in sorted(model.lots_of(name), key=lambda lot: lot.seq)
+            ]
+            for name in model.wallets
+        },
         "limits": {(name, period): amount for name, w in model.wallets.items() for period, amount in w.limits.items()},
         "spent": {counter: value for counter, value in model.counters.items() if value},
     }

@@ -27,7 +27,6 @@ fixed; if the model was, fix the model and keep the test.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -51,7 +50,7 @@ from common.errors import LedgerError
 from common.ledger import commands
 from tests import ledger_snapshot
 from tests.ledger_model import OK, Ledger, Refusal
-from tests.ledger_requests import ASSET, Request, on_model, send
+from tests.ledger_requests import ASSET, Request, now, on_model, send
 from tests.support import CALLER
 
 EXAMPLES = int(os.environ.get("LEDGER_MODEL_EXAMPLES", "25"))
@@ -74,18 +73,6 @@ AMOUNT = st.integers(1, 60)
 EXPIRY = st.sampled_from([None, None, 24, 48, 72, -1])
 PICK = st.integers(0, 30)  # which earlier key, posting or lot (modulo how many there are)
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
-
-
-def now() -> datetime:
-    """The clock a step is judged at, kept off a UTC midnight: the spend periods (day,
-    week, month) start there, and the model's and the database's clocks differ by the
-    step's duration."""
-    moment = datetime.now(UTC)
-    to_midnight = (moment.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)) - moment
-    if to_midnight < timedelta(seconds=3):
-        time.sleep(to_midnight.total_seconds() + 1)
-        moment = datetime.now(UTC)
-    return moment
 
 
 class LedgerMachine(RuleBasedStateMachine):
