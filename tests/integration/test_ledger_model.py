@@ -12,16 +12,18 @@ replays of old keys and reuses of them with another body, freezes, closes and
 reopenings, credit limits, spend limits, a lot's expiry moved into the past (as time
 would) and the expiry job.
 
-`make test` runs LEDGER_MODEL_EXAMPLES (default 25) derandomized examples: the same
+`make test` runs LEDGER_MODEL_EXAMPLES (default 50) derandomized examples: the same
 sequences every run, so a red CI build is the code's doing, not the draw's. `make model`
 runs 1000 random ones (LEDGER_MODEL_DERANDOMIZE=0), a new draw each time.
 
-Keeping a failure: Hypothesis prints the shrunk sequence as Python, `state =
-LedgerMachine()` followed by `state.rule(...)` lines. Add a test at the end of this
-module with those lines, the first replaced by `state = checked()` (which compares
-the model with the database after every step, as the invariant does), and name the
-test after what went wrong. If the ledger was wrong, the test stays red until it is
-fixed; if the model was, fix the model and keep the test.
+Keeping a failure: Hypothesis prints the shrunk sequence as Python (`state =
+LedgerMachine()`, then a `state.<rule>(...)` line per step, each followed by
+`state.matches_the_model()`), with a `@reproduce_failure` blob. Copy the lines into a
+test at the end of this module, named after what went wrong; drop the blob. Written by
+hand, a sequence starts with `state = checked()` instead, which compares after every
+step by itself. If the ledger was wrong, the test stays red until it is fixed; if the
+model was, fix the model and keep the test. Shrinking against the database is slow
+(minutes): Hypothesis stops it after five.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from tests.ledger_model import OK, Ledger, Refusal
 from tests.ledger_requests import ASSET, Request, now, on_model, send
 from tests.support import CALLER
 
-EXAMPLES = int(os.environ.get("LEDGER_MODEL_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("LEDGER_MODEL_EXAMPLES", "50"))
 DERANDOMIZE = os.environ.get("LEDGER_MODEL_DERANDOMIZE", "1") == "1"
 MODEL_SETTINGS = settings(
     max_examples=EXAMPLES,
@@ -62,6 +64,7 @@ MODEL_SETTINGS = settings(
     derandomize=DERANDOMIZE,
     database=None if DERANDOMIZE else settings.default.database,
     print_blob=True,
+    report_multiple_bugs=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
 
@@ -252,6 +255,7 @@ def bound_machine(stack):
     con.close()
 
 
+@pytest.mark.timeout(900)  # shrinking a failure against the database takes minutes; Hypothesis stops it at 5
 def test_the_ledger_follows_its_model():
     run_state_machine_as_test(LedgerMachine, settings=MODEL_SETTINGS)
 
