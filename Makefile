@@ -11,7 +11,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov
 # which tests/unit/test_terraform_schema.py checks every attribute name against
 SCHEMA_STAMP  := infra/schema/node_modules/.installed-$(shell cksum < infra/schema/package-lock.json | cut -d' ' -f1)
 
-.PHONY: deploy smoke teardown dev down test lint checkov fuzz faults openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers bench-latency bench-scale bench-smoke
+.PHONY: deploy smoke teardown dev down test lint checkov fuzz model faults openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers bench-latency bench-scale bench-smoke
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -85,6 +85,12 @@ openapi: $(STAMP)   ## write docs/openapi.json from the code (tests/unit/test_op
 fuzz: $(STAMP)      ## Schemathesis against the functions with many examples an operation (make test runs few)
 	@$(PY) -m emulators --profile test check
 	@LEDGER_FUZZ_EXAMPLES=$${LEDGER_FUZZ_EXAMPLES:-200} $(PY) -m pytest tests/e2e/test_api_contract.py
+
+model: $(STAMP)     ## the ledger against its model with many random sequences (make test runs few, the same each time)
+	@$(PY) -m emulators --profile test check
+	@LEDGER_MODEL_EXAMPLES=$${LEDGER_MODEL_EXAMPLES:-1000} LEDGER_MODEL_ROUNDS=$${LEDGER_MODEL_ROUNDS:-30} \
+		LEDGER_MODEL_DERANDOMIZE=0 $(PY) -m pytest --timeout 0 \
+		tests/integration/test_ledger_model.py tests/integration/test_ledger_linearizable.py
 
 bench: $(STAMP)     ## benchmark the running functions and the core postings (starts the dev stack)
 	@$(PY) -m emulators up --no-demo >/dev/null
