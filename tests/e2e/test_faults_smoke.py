@@ -15,7 +15,7 @@ def test_nothing_is_lost_or_duplicated_when_postgres_and_a_function_die_under_lo
     assert sql(stack, "SHOW synchronous_commit") == [["on"]]
 
     outcome = faults.run(
-        stack, ["postgres-kill", "function-kill"], rate=10, before_s=3, after_s=5, hold_s=1, pause_s=0, settle_s=90
+        stack, ["postgres-kill", "function-kill"], rate=10, before_s=4, after_s=4, hold_s=1, pause_s=0, settle_s=90
     )
 
     print(outcome.text)
