@@ -11,7 +11,8 @@ import pg8000.native
 from emulators.stack import Stack
 
 
-def _run(stack: Stack, sql: str, **params: object) -> list[list[object]]:
+def owner_sql(stack: Stack, sql: str, **params: object) -> list[list[object]]:
+    """One statement as the ledger's owner, on a connection of its own."""
     con = pg8000.native.Connection(**stack.owner_dsn())
     try:
         return con.run(sql, **params)
@@ -31,7 +32,7 @@ def money_violations(stack: Stack) -> dict[str, list[list[object]]]:
 
 
 def high_water(stack: Stack) -> int:
-    return int(_run(stack, "SELECT coalesce(max(transaction_id), 0) FROM ledger.outbox")[0][0])
+    return int(owner_sql(stack, "SELECT coalesce(max(transaction_id), 0) FROM ledger.outbox")[0][0])
 
 
 def summary(stack: Stack, after_id: int, settle_s: float = 15.0) -> tuple[int, int, list[float | None]]:
@@ -39,9 +40,9 @@ def summary(stack: Stack, after_id: int, settle_s: float = 15.0) -> tuple[int, i
     after `after_id`, once the relays have had up to `settle_s` to catch up."""
     pending_sql = "SELECT count(*) FROM ledger.outbox WHERE transaction_id > :a AND published_at IS NULL"
     deadline = time.monotonic() + settle_s
-    while _run(stack, pending_sql, a=after_id)[0][0] and time.monotonic() < deadline:
+    while owner_sql(stack, pending_sql, a=after_id)[0][0] and time.monotonic() < deadline:
         time.sleep(0.5)
-    written, pending, *lags = _run(
+    written, pending, *lags = owner_sql(
         stack,
         "SELECT count(*), count(*) FILTER (WHERE published_at IS NULL),"
         " percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP"

@@ -4,24 +4,27 @@ injected, so the unit tests drive it with fakes.
 
 A request is one balance action with a key and a body fixed when it is made. An attempt
 that fails for a reason a retry can change (a connection refused or reset, a timeout, a
-5xx, 429, or 409 request_in_progress) is sent again, with the same key and body, after a
-backoff; a 2xx (posted) or a business refusal (409 already_posted, 422) is final, as is
-any other 4xx (a bug in the traffic, counted apart). This is what docs/durability.md asks
-of every client.
+5xx, 429, 409 request_in_progress or wallet_locked) is sent again, with the same key and
+body, after an exponential backoff with jitter, and never sooner than the answer's
+Retry-After; a 2xx (posted) or a business refusal (422, or 409 when the business id
+posted under another key) is final, as is any other 4xx (a bug in the traffic, counted
+apart). This is what docs/durability.md asks of every client.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import random
 import threading
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from common.errors import DATABASE_REFUSALS, AlreadyPosted
+
 POSTED, REFUSED, REJECTED = "posted", "refused", "rejected"  # final answers
-RETRYABLE_409 = "request_in_progress"
-BUSINESS_409 = "already_posted"
+# 409s that are final: the business id posted already, under another key
+ALREADY_POSTED = frozenset(code for code, kind in DATABASE_REFUSALS.items() if kind is AlreadyPosted)
 
 
 @dataclass(frozen=True)
@@ -31,15 +34,16 @@ class Attempt:
     status: int = 0  # 0: no HTTP answer (connection error, timeout)
     code: str = ""  # the error body's code, or the exception's name
     transaction_id: int | None = None
+    retry_after_s: float = 0.0  # the answer's Retry-After
 
 
 def classify(attempt: Attempt) -> str | None:
     """The final answer an attempt gives its request, or None when it must be retried."""
     if 200 <= attempt.status < 300:
         return POSTED
-    if attempt.status == 422 or (attempt.status == 409 and attempt.code == BUSINESS_409):
+    if attempt.status == 422 or (attempt.status == 409 and attempt.code in ALREADY_POSTED):
         return REFUSED
-    if attempt.status == 0 or attempt.status >= 500 or attempt.status == 429 or attempt.status == 409:
+    if attempt.status in (0, 409, 429) or attempt.status >= 500:  # 409: request_in_progress, wallet_locked
         return None
     return REJECTED
 
@@ -51,6 +55,7 @@ class Request:
     key: str
     body: dict
     phase: str  # the fault whose window it was first sent in
+    expect_refused: bool = False  # the ledger must refuse it (more than the wallet holds)
     first_sent: float = 0.0
     attempts: list[tuple[float, float, Attempt]] = field(default_factory=list)  # (sent, answered, what)
     final: str | None = None
@@ -61,13 +66,16 @@ class Request:
     def retries(self) -> int:
         return max(0, len(self.attempts) - 1)
 
-    def failed_attempts(self) -> list[tuple[float, float, Attempt]]:
-        return [a for a in self.attempts if classify(a[2]) is None]
-
 
 def backoff_s(retry: int, base_s: float = 0.2, cap_s: float = 2.0) -> float:
     """Exponential, capped: a client that retries does not add to an outage's load."""
     return min(cap_s, base_s * 2**retry)
+
+
+def retry_in_s(retry: int, attempt: Attempt, jitter: Callable[[], float] = random.random) -> float:
+    """The backoff with jitter (half to all of it, so clients that failed together do
+    not come back together), and never sooner than the answer's Retry-After."""
+    return max(attempt.retry_after_s, backoff_s(retry) * (0.5 + jitter() / 2))
 
 
 class RetryingTraffic:
@@ -98,7 +106,6 @@ class RetryingTraffic:
         self._sending = False
         self._stopped = False
         self._threads: list[threading.Thread] = []
-        self.statuses: Counter[str] = Counter()  # every attempt's outcome, by status
 
     def start(self) -> None:
         self._sending = True
@@ -157,14 +164,16 @@ class RetryingTraffic:
             sent = self._clock()
             if number == 0:
                 request.first_sent = sent
-            attempt = self._send(request, number)
+            try:
+                attempt = self._send(request, number)
+            except Exception as error:  # noqa: BLE001 - a sender's bug must not drop the request
+                attempt = Attempt(0, f"sender {type(error).__name__}")
             answered = self._clock()
             final = classify(attempt)
             with self._condition:
                 request.attempts.append((sent, answered, attempt))
-                self.statuses[str(attempt.status) if attempt.status else attempt.code] += 1
                 if final is None:
-                    heapq.heappush(self._due, (answered + backoff_s(number), next(self._ties), request))
+                    heapq.heappush(self._due, (answered + retry_in_s(number, attempt), next(self._ties), request))
                     self._condition.notify()
                 else:
                     request.final, request.answered_at = final, answered

@@ -170,6 +170,10 @@ class Stack:
         except (FileNotFoundError, ValueError):
             return {}
 
+    def pgid(self, name: str) -> int | None:
+        """The process group a spawned service runs in (None: not started)."""
+        return self._load_state().get(name)
+
     def _save_pgid(self, name: str, pgid: int) -> None:
         state = self._load_state()
         state[name] = pgid
@@ -463,6 +467,14 @@ class Stack:
         )
         return name
 
+    def pull_subscription(self, name: str, topic: str) -> str:
+        """A pull subscription `name` on `topic` (both made if absent); its full name."""
+        self._pubsub_put(f"topics/{topic}", None)
+        self._pubsub_put(
+            f"subscriptions/{name}", {"topic": f"projects/{PROJECT}/topics/{topic}", "ackDeadlineSeconds": 60}
+        )
+        return f"projects/{PROJECT}/subscriptions/{name}"
+
     def delete_subscription(self, name: str) -> None:
         request = urllib.request.Request(self.pubsub_url(f"subscriptions/{name}"), method="DELETE")
         try:
@@ -543,27 +555,34 @@ class Stack:
     def start_functions(self, names: list[str] | None = None) -> None:
         names = names or list(FUNCTIONS)
         for name in names:
-            if http_responds(self.function_url(name)):
-                continue
-            env = {**os.environ, **self.function_env(name), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-            env.pop("FUNCTION_TARGET", None)
-            self._spawn(
-                name,
-                [
-                    str(Path(sys.executable).parent / "functions-framework"),
-                    "--target",
-                    name,
-                    "--source",
-                    str(FUNCTIONS[name].source),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.ports[name]),
-                ],
-                env=env,
-            )
+            if not http_responds(self.function_url(name)):
+                self._spawn_function(name, name, self.ports[name])
         for name in names:
             wait_for(lambda n=name: http_responds(self.function_url(n)), f"function {name}", 60)
+
+    def start_function_instance(self, name: str, label: str) -> str:
+        """One more process of function `name` on a free port (what a second Cloud Run
+        instance is), stopped with the stack (or stop_service(label)); returns its URL."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self._spawn_function(name, label, port)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_responds(url), f"another instance of {name}", 60)
+        return url
+
+    def _spawn_function(self, name: str, label: str, port: int) -> None:
+        env = {**os.environ, **self.function_env(name), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        env.pop("FUNCTION_TARGET", None)
+        self._spawn(
+            label,
+            [
+                str(Path(sys.executable).parent / "functions-framework"),
+                *("--target", name, "--source", str(FUNCTIONS[name].source)),
+                *("--host", "127.0.0.1", "--port", str(port)),
+            ],
+            env=env,
+        )
 
     # Process groups ---------------------------------------------------------
 
