@@ -53,6 +53,7 @@ class Row:
     fault: str
     requests: int = 0
     in_flight: int = 0
+    in_flight_settled_s: float | None = None  # the last of them to get its final answer, after the fault
     answers: Counter[str] = field(default_factory=Counter)
     failed_attempts: Counter[str] = field(default_factory=Counter)
     retries: int = 0
@@ -158,6 +159,8 @@ def account(
         answered = request.answered_at if request.final else None
         if request.first_sent < window.started and (answered is None or answered > window.started):
             row.in_flight += 1
+            if answered is not None:
+                row.in_flight_settled_s = max(row.in_flight_settled_s or 0.0, answered - window.started)
         row.retries += request.retries
         row.answers[request.final or "unresolved"] += 1
         posted = ledger.postings_by_key.get(request.key, [])
@@ -214,8 +217,8 @@ def account(
 
 def table(rows: list[Row], total: Row) -> str:
     lines = [
-        "| fault | requests | in flight at the fault | answers | failed attempts (retried) | retries"
-        " | acked before, present after | lost | duplicated | wrong answers | unresolved | events missing"
+        "| fault | requests | in flight at the fault (the last answered after) | answers | failed attempts (retried)"
+        " | retries | acked before, present after | lost | duplicated | wrong answers | unresolved | events missing"
         " | ERP missing / doubled | time to recover: from the fault (after the restore) |",
         "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -226,9 +229,12 @@ def table(rows: list[Row], total: Row) -> str:
         if row.recovery_s is not None and row.fault != "all":
             recovery = f"{row.recovery_s:.1f} s ({max(0.0, row.recovery_after_restore_s or 0.0):.1f} s)"
         acked = f"{row.acked_before_present:,} / {row.acked_before:,}"
+        in_flight = f"{row.in_flight:,}"
+        if row.in_flight_settled_s is not None and row.fault != "all":
+            in_flight += f" ({row.in_flight_settled_s:.1f} s)"
         name = f"**{row.fault}**" if row.fault == "all" else row.fault
         lines.append(
-            f"| {name} | {row.requests:,} | {row.in_flight:,} | {answers} | {failed} | {row.retries:,} | {acked}"
+            f"| {name} | {row.requests:,} | {in_flight} | {answers} | {failed} | {row.retries:,} | {acked}"
             f" | {row.lost} | {row.duplicated} | {row.wrong_answers} | {row.unresolved} | {row.events_missing} |"
             f" {row.erp_missing} / {row.erp_doubled} | {recovery} |"
         )

@@ -4,6 +4,7 @@ ledger and the ERP receiver the accounting needs."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import subprocess
@@ -57,7 +58,9 @@ class Harness:
         self.phase = ""
         self.acked = threading.Event()  # set at every 2xx: a crash can come right after one
         self.acked_at = 0.0
-        self.in_flight: Counter[str] = Counter()  # HTTP attempts sent and not yet answered, by action
+        # HTTP attempts sent and not yet answered: action -> {attempt: when sent}
+        self.in_flight: dict[str, dict[int, float]] = {name: {} for name in self.urls}
+        self._attempts = itertools.count()
         self.notes: list[str] = []
         self.unexercised: list[str] = []  # faults that found nothing to strike
         self.pubsub_killed_wall = 0.0  # when the Pub/Sub emulator was last killed (epoch seconds)
@@ -99,15 +102,16 @@ class Harness:
         # a retry goes to the newest instance: a load balancer stops sending to one that
         # does not answer, but only after it failed someone (the first attempt)
         url = urls[0] if number == 0 else urls[-1]
+        token = next(self._attempts)
         with self.lock:
-            self.in_flight[request.action] += 1
+            self.in_flight[request.action][token] = time.monotonic()
         try:
             response = client.post(url, request.body, headers={"Idempotency-Key": request.key})
         except Exception as error:  # noqa: BLE001 - every failure is retried, and counted by name
             return Attempt(0, type(error).__name__)
         finally:
             with self.lock:
-                self.in_flight[request.action] -= 1
+                del self.in_flight[request.action][token]
         try:
             body = response.json()
         except ValueError:
@@ -143,15 +147,19 @@ class Harness:
         code = (result.get("error") or {}).get("code", status)
         return Attempt(422 if status == "refused" else 403 if status == "forbidden" else 400, code)
 
-    def mid_request(self, action: str, within_s: float = 5.0) -> bool:
-        """Wait until a request to `action`'s function is in flight (a fault must meet one
-        half-done); False if none came within `within_s`."""
+    def mid_request(self, action: str, age_s: float = 0.004, within_s: float = 5.0) -> bool:
+        """Wait until a request to `action`'s function has been in flight for `age_s`:
+        long enough to have claimed its key, most likely not to have answered (a fault
+        must meet one half-done); False if none came within `within_s`."""
         deadline = time.monotonic() + within_s
-        while self.in_flight[action] == 0:
-            if time.monotonic() > deadline:
+        while True:
+            now = time.monotonic()
+            with self.lock:
+                if any(now - sent >= age_s for sent in self.in_flight[action].values()):
+                    return True
+            if now > deadline:
                 return False
             time.sleep(0.0005)
-        return True
 
     # observers
 

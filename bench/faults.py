@@ -16,6 +16,7 @@ nothing to strike, or if an invariant broke.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import click
 from bench import fault_components as components
 from bench.fault_accounting import Accounting, Window, account, table
 from bench.fault_harness import Harness
+from bench.fault_traffic import Request
 from bench.report import RESULTS, machine
 from emulators.stack import REPO, Stack, http_ok
 
@@ -169,6 +171,8 @@ class Outcome:
     text: str
     clean: bool
     accounting: Accounting
+    requests: list[Request]
+    windows: list[Window]
 
 
 def run(
@@ -179,8 +183,10 @@ def run(
     after_s: float,
     hold_s: float,
     pause_s: float,
-    workers: int = 128,
-    timeout_s: float = 5.0,
+    workers: int = 256,  # a frozen instance holds one per request sent to it, for timeout_s
+    # above the 10 s a copy of a request waits for the key's first holder before it answers
+    # 409 (LEDGER_IDEMPOTENCY_WAIT_S), as docs/durability.md asks of clients
+    timeout_s: float = 12.0,
     settle_s: float = SETTLE_S,
     echo: Callable[[str], None] = print,
 ) -> Outcome:
@@ -189,6 +195,7 @@ def run(
     def say(line: str) -> None:
         echo(f"{time.monotonic() - began:6.1f} s {line}")
 
+    os.environ.update(stack.in_process_env())  # the emulators' hosts, for the Pub/Sub clients
     harness = Harness(stack, rate, workers, timeout_s)
     faults = catalogue(stack, hold_s, pause_s)
     harness.phase = faults[names[0]].name
@@ -260,7 +267,7 @@ def run(
         *[f"NOT EXERCISED: {what}." for what in harness.unexercised],
     ]
     text = table(accounting.rows, accounting.total) + "\n\n" + "\n".join(f"- {line}" for line in lines)
-    return Outcome(text, clean, accounting)
+    return Outcome(text, clean, accounting, requests, windows)
 
 
 def _settle(harness: Harness, settle_s: float, say: Callable[[str], None]) -> tuple[float, bool]:

@@ -173,11 +173,19 @@ class LedgerMachine(RuleBasedStateMachine):
     def set_status(self, wallet: str, status: str) -> None:
         self._update(wallet, status=status)
 
+    @rule(wallet=WALLET)
+    def empty_and_close(self, wallet: str) -> None:
+        """Spend what the model says the wallet holds, then close it: a close wants the
+        wallet empty, which random amounts seldom leave it."""
+        if (balance := self.model.balance(wallet)) > 0:
+            self._post(Request("usage", wallet, amount=balance, ref=_unique("use")))
+        self._update(wallet, status="closed")
+
     @rule(wallet=WALLET, limit=st.sampled_from([0, 25, 100]))
     def set_credit_limit(self, wallet: str, limit: int) -> None:
         self._update(wallet, credit_limit=limit)
 
-    @rule(wallet=WALLET, period=st.sampled_from(["day", "week", "month"]), amount=st.sampled_from([None, 30, 80]))
+    @rule(wallet=WALLET, period=st.sampled_from(["day", "week", "month"]), amount=st.sampled_from([None, 5, 30, 80]))
     def set_spend_limit(self, wallet: str, period: str, amount: int | None) -> None:
         self._update(wallet, spend_limits={period: amount})
 

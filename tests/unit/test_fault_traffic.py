@@ -147,7 +147,7 @@ def test_a_clean_run_accounts_for_everything():
     assert result.clean, result
     a, b = result.rows
     assert (a.acked_before, a.acked_before_present) == (1, 1)
-    assert b.in_flight == 1 and b.retries == 5
+    assert b.in_flight == 1 and b.in_flight_settled_s == 4.5 and b.retries == 5
     assert b.failed_attempts == {"503": 4} and a.failed_attempts == {"503": 1}  # that one failed at 29.5
     late = _request(4, "a", POSTED, 103, sent=29.8, answered=31.0)
     late.attempts.insert(0, (29.8, 30.2, Attempt(0, "ConnectionResetError")))  # in flight when b struck
