@@ -61,8 +61,9 @@ def catalogue(stack: Stack, hold_s: float, pause_s: float) -> dict[str, Fault]:
         h.acked.clear()
         if not h.acked.wait(timeout=5):
             h.unexercised.append("postgres killed: no acknowledgement to strike right after")
+        acknowledged = h.acked_at
         killed = components.signal_postgres(stack, signal.SIGKILL)
-        h.notes.append(f"Postgres was killed {(killed - h.acked_at) * 1000:.1f} ms after the last acknowledgement.")
+        h.notes.append(f"Postgres was killed {(killed - acknowledged) * 1000:.1f} ms after an acknowledgement.")
         return killed
 
     def kill_function_mid_request(h: Harness) -> float:
