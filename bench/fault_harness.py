@@ -14,7 +14,8 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench.events import owner_sql
@@ -64,6 +65,7 @@ class Harness:
         self.notes: list[str] = []
         self.unexercised: list[str] = []  # faults that found nothing to strike
         self.pubsub_killed_wall = 0.0  # when the Pub/Sub emulator was last killed (epoch seconds)
+        self.watched: Request | None = None  # the request a frozen instance held the key of
 
     # requests
 
@@ -146,6 +148,30 @@ class Harness:
             return Attempt(201, "", result["transaction"]["id"])
         code = (result.get("error") or {}).get("code", status)
         return Attempt(422 if status == "refused" else 403 if status == "forbidden" else 400, code)
+
+    @contextmanager
+    def holding_wallet(self) -> Iterator[int]:
+        """A run wallet's row locked, as the run's owner, until the block ends: a posting
+        on it waits in Postgres, after its key is claimed."""
+        import pg8000.native
+
+        wallet = self.wallets[0]
+        con = pg8000.native.Connection(**self.stack.owner_dsn())
+        try:
+            con.run("BEGIN")
+            con.run("SELECT id FROM ledger.wallets WHERE id = :w FOR UPDATE", w=wallet)
+            yield wallet
+        finally:
+            con.run("ROLLBACK")
+            con.close()
+
+    def frozen_request(self, action: str, wallet: int) -> Request:
+        """A usage of `wallet`, sent now to `action`'s function, under a key of its own."""
+        key = f"faults-{self.run_id}-held"
+        body = {"wallet_id": wallet, "asset": self.asset, "amount": 1, "usage_id": f"{key}-ref", "product": "faults"}
+        request = Request(-1, action, key, body, self.phase)
+        self.traffic.submit(request)
+        return request
 
     def mid_request(self, action: str, age_s: float = 0.004, within_s: float = 5.0) -> bool:
         """Wait until a request to `action`'s function has been in flight for `age_s`:
@@ -294,12 +320,16 @@ class Harness:
             )[0][0]
         )
 
-    def erp_batches_retried(self) -> int:
-        return int(
-            owner_sql(
-                self.stack, "SELECT count(*) FROM erp.batches WHERE last_id > :h AND attempts > 1", h=self.high_water
-            )[0][0]
-        )
+    def erp_batches_retried(self) -> tuple[int, float | None]:
+        """The run's ERP batches delivered only after a failed attempt: how many, and when
+        the last of them was delivered (epoch seconds)."""
+        count, last = owner_sql(
+            self.stack,
+            "SELECT count(*), extract(epoch FROM max(delivered_at))::float8 FROM erp.batches"
+            " WHERE last_id > :h AND attempts > 1",
+            h=self.high_water,
+        )[0]
+        return int(count), last
 
 
 def catch_up(stack: Stack) -> None:

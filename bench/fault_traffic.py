@@ -115,6 +115,13 @@ class RetryingTraffic:
         for thread in self._threads:
             thread.start()
 
+    def submit(self, request: Request) -> None:
+        """One more request, sent now, beside the schedule's."""
+        with self._condition:
+            self.requests.append(request)
+            heapq.heappush(self._due, (self._clock(), next(self._ties), request))
+            self._condition.notify()
+
     def stop_sending(self) -> None:
         with self._condition:
             self._sending = False

@@ -75,9 +75,19 @@ def catalogue(stack: Stack, hold_s: float, pause_s: float) -> dict[str, Fault]:
         h.urls[FROZEN_FUNCTION].append(stack.start_function_instance(FROZEN_FUNCTION, f"{FROZEN_FUNCTION}-second"))
 
     def freeze_function(h: Harness) -> float:
-        if not h.mid_request(FROZEN_FUNCTION):
-            h.unexercised.append(f"{FROZEN_FUNCTION} frozen: no request in flight to it")
-        return components.signal_group(stack, FROZEN_FUNCTION, signal.SIGSTOP)
+        """Freeze the function while a usage of its has claimed its key and waits in
+        Postgres (a row lock the run holds on its wallet), then let the posting commit
+        under the frozen instance: the key is held, the money moved, the answer never
+        came. The second instance must answer the retry with that posting once the
+        lease runs out, and never post it again."""
+        with h.holding_wallet() as wallet:
+            request = h.frozen_request(FROZEN_FUNCTION, wallet)
+            time.sleep(0.3)  # claimed, and blocked on the row
+            if request.attempts:
+                h.unexercised.append(f"{FROZEN_FUNCTION} frozen: its request was answered before the freeze")
+            frozen = components.signal_group(stack, FROZEN_FUNCTION, signal.SIGSTOP)
+        h.watched = request
+        return frozen
 
     def thaw_function(h: Harness) -> None:
         components.signal_group(stack, FROZEN_FUNCTION, signal.SIGCONT)
@@ -204,6 +214,7 @@ def run(
     harness.traffic.start()
     say("  set up; traffic starts")
     windows: list[Window] = []
+    struck: dict[str, float] = {}  # each fault's moment, by the wall clock (the database's)
     started = time.monotonic()
     try:
         for name in names:
@@ -217,6 +228,7 @@ def run(
             injected = time.monotonic()
             try:
                 injected = fault.inject(harness) or injected
+                struck[fault.name] = time.time() - (time.monotonic() - injected)
                 time.sleep(fault.hold_s)
             finally:
                 fault.restore(harness)  # whatever happened, nothing stays dead or frozen
@@ -241,6 +253,7 @@ def run(
 
     violations = events.money_violations(stack)
     pending = harness.outbox_pending()
+    retried, last_retried = harness.erp_batches_retried()
     redelivered = sum(harness.events[t] - 1 for t in view.transactions if harness.events[t] > 1)
     clean = accounting.clean and not violations and not pending and not harness.unexercised and not timed_out
     requests = harness.traffic.requests
@@ -259,16 +272,37 @@ def run(
         + ".",
         f"Events delivered more than once (a relay died, Pub/Sub redelivered; consumers dedupe on the event id):"
         f" {redelivered:,}.",
-        f"ERP batches delivered only after a failed attempt: {harness.erp_batches_retried()}.",
+        f"ERP batches delivered only after a failed attempt: {retried}"
+        + (
+            f", the last {last_retried - struck['erp killed']:.1f} s after the receiver was killed"
+            if retried and last_retried and "erp killed" in struck
+            else ""
+        )
+        + ".",
         f"Outbox pending afterwards: {pending}; everything delivered {settled_s:.0f} s after the traffic"
         + (f" (NOT: gave up waiting after {settle_s:.0f} s)" if timed_out else "")
         + ".",
         f"Money invariants: {'hold' if not violations else violations}.",
         *harness.notes,
+        *([_takeover(harness, stack.settings().idempotency_lease_s)] if harness.watched else []),
         *[f"NOT EXERCISED: {what}." for what in harness.unexercised],
     ]
     text = table(accounting.rows, accounting.total) + "\n\n" + "\n".join(f"- {line}" for line in lines)
     return Outcome(text, clean, accounting, requests, windows)
+
+
+def _takeover(harness: Harness, lease_s: float) -> str:
+    request = harness.watched
+    assert request is not None
+    answers = ", ".join(f"{a.status or a.code}" for _, _, a in request.attempts)
+    posted = request.final == "posted" and request.answered_at is not None
+    waited = f"{request.answered_at - request.first_sent:.1f} s" if posted else "never"
+    return (
+        f"The usage frozen with its key claimed and its posting committed under the frozen instance: answered"
+        f" {request.final or 'never'} after {waited}, attempts: {answers} (a copy waiting on a held key asks"
+        f" Postgres whether it has posted; one whose holder froze before posting waits out the {lease_s:g} s"
+        " lease: the in-flight column)."
+    )
 
 
 def _settle(harness: Harness, settle_s: float, say: Callable[[str], None]) -> tuple[float, bool]:

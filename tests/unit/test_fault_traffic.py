@@ -202,3 +202,19 @@ def test_the_fault_in_effect_is_the_last_that_struck():
     assert window_of(WINDOWS, 5.0).name == "a"  # before any fault: the first
     assert window_of(WINDOWS, 25.0).name == "a"  # b's window opened, but b had not struck
     assert window_of(WINDOWS, 30.0).name == "b"
+
+
+def test_a_submitted_request_is_sent_at_once_and_retried_like_the_rest():
+    sent = []
+
+    def send(request: Request, number: int) -> Attempt:
+        sent.append((request.key, number))
+        return Attempt(503, "dependency_unavailable") if number == 0 else Attempt(201, "", 9)
+
+    traffic = RetryingTraffic(0.001, lambda i, t: Request(i, "usage", f"k{i}", {}, "p"), send, time.monotonic, 2)
+    traffic.start()
+    held = Request(-1, "usage", "held", {}, "p")
+    traffic.submit(held)
+    traffic.stop_sending()
+    assert traffic.drain(time.monotonic() + 5, time.sleep) == []
+    assert held.final == POSTED and ("held", 0) in sent and ("held", 1) in sent
