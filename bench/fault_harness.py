@@ -40,8 +40,8 @@ class Harness:
         setup.register_caller(stack)
         database.seed_topic_principals(stack.owner_dsn(), PROJECT)
         self.asset = setup.ASSET
-        catch_up(stack)
         self.wallets, self.empty_wallet = open_wallets(stack, self.asset, wallets)
+        self.notes: list[str] = [catch_up(stack)]
         # the run's own: every transaction after this, and its event and ERP booking
         self.high_water = int(owner_sql(stack, "SELECT coalesce(max(id), 0) FROM ledger.transactions")[0][0])
         self.opening = {w: OPENING_BALANCE for w in self.wallets} | {self.empty_wallet: 0}
@@ -62,10 +62,10 @@ class Harness:
         # HTTP attempts sent and not yet answered: action -> {attempt: when sent}
         self.in_flight: dict[str, dict[int, float]] = {name: {} for name in self.urls}
         self._attempts = itertools.count()
-        self.notes: list[str] = []
         self.unexercised: list[str] = []  # faults that found nothing to strike
         self.pubsub_killed_wall = 0.0  # when the Pub/Sub emulator was last killed (epoch seconds)
         self.watched: Request | None = None  # the request a frozen instance held the key of
+        self.erp_killed_wall = self.erp_restored_wall = 0.0
 
     # requests
 
@@ -150,20 +150,41 @@ class Harness:
         return Attempt(422 if status == "refused" else 403 if status == "forbidden" else 400, code)
 
     @contextmanager
-    def holding_wallet(self) -> Iterator[int]:
+    def holding_wallet(self) -> Iterator[tuple[int, Callable[[float], bool]]]:
         """A run wallet's row locked, as the run's owner, until the block ends: a posting
-        on it waits in Postgres, after its key is claimed."""
+        on it waits in Postgres, after its key is claimed. Yields the wallet and
+        `blocked(within_s)`: whether a session has come to wait on the row."""
         import pg8000.native
 
         wallet = self.wallets[0]
         con = pg8000.native.Connection(**self.stack.owner_dsn())
+
+        def blocked(within_s: float) -> bool:
+            deadline = time.monotonic() + within_s
+            while time.monotonic() < deadline:
+                waiting = con.run(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))"
+                )[0][0]
+                if waiting:
+                    return True
+                time.sleep(0.01)
+            return False
+
         try:
             con.run("BEGIN")
             con.run("SELECT id FROM ledger.wallets WHERE id = :w FOR UPDATE", w=wallet)
-            yield wallet
+            yield wallet, blocked
         finally:
             con.run("ROLLBACK")
             con.close()
+
+    def posted_under(self, key: str, within_s: float) -> bool:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if owner_sql(self.stack, "SELECT 1 FROM ledger.transactions WHERE idempotency_key = :k", k=key):
+                return True
+            time.sleep(0.05)
+        return False
 
     def frozen_request(self, action: str, wallet: int) -> Request:
         """A usage of `wallet`, sent now to `action`'s function, under a key of its own."""
@@ -320,30 +341,51 @@ class Harness:
             )[0][0]
         )
 
-    def erp_batches_retried(self) -> tuple[int, float | None]:
-        """The run's ERP batches delivered only after a failed attempt: how many, and when
-        the last of them was delivered (epoch seconds)."""
-        count, last = owner_sql(
+    def erp_batches_between(self, since_wall: float, until_wall: float) -> tuple[int, int, float | None]:
+        """The ERP batches made between two moments (epoch seconds): how many, how many
+        needed more than one delivery, and when the last of them was delivered."""
+        count, retried, last = owner_sql(
             self.stack,
-            "SELECT count(*), extract(epoch FROM max(delivered_at))::float8 FROM erp.batches"
-            " WHERE last_id > :h AND attempts > 1",
-            h=self.high_water,
+            "SELECT count(*), count(*) FILTER (WHERE attempts > 1), extract(epoch FROM max(delivered_at))::float8"
+            " FROM erp.batches WHERE created_at BETWEEN to_timestamp(:a) AND to_timestamp(:b)",
+            a=since_wall,
+            b=until_wall,
         )[0]
-        return int(count), last
+        return int(count), int(retried), last
+
+    def stop(self) -> None:
+        """Stop the traffic's threads and the observers, and drop the run's subscriptions."""
+        self.traffic.stop()
+        self.stopping.set()
+        for name in getattr(self, "subscriptions", {}):
+            try:
+                self.stack.delete_subscription(name)
+            except OSError:
+                pass
 
 
-def catch_up(stack: Stack) -> None:
-    """Publish what the outbox holds and export what the ERP has not had, before the
-    traffic: a backlog from before the run (the test suite's, a bench's) would otherwise
-    be swept and exported during it, by ticks every 2 s, overlapping each other."""
+def catch_up(stack: Stack) -> str:
+    """Publish what the outbox holds and export what the ERP has not had (the run's own
+    setup among it), before the traffic: a backlog from before the run (the test
+    suite's, a bench's) would otherwise be swept and exported during it, by ticks every
+    2 s that overlap each other. Returns what it did, for the run's notes."""
+    done = []
     for command in ("sweep", "export"):
-        subprocess.run(
-            [sys.executable, "-m", "emulators", "--profile", stack.profile, "run", "--operator"]
-            + [sys.executable, "-m", "common.ops", command],
-            capture_output=True,
-            cwd=REPO,
-            timeout=600,
-        )
+        began = time.monotonic()
+        try:
+            finished = subprocess.run(
+                [sys.executable, "-m", "emulators", "--profile", stack.profile, "run", "--operator"]
+                + [sys.executable, "-m", "common.ops", command],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                timeout=300,
+            )
+            outcome = "done" if finished.returncode == 0 else f"exit {finished.returncode}: {finished.stdout[-200:]}"
+        except subprocess.TimeoutExpired:
+            outcome = "still going after 300 s"
+        done.append(f"ops {command} {outcome} ({time.monotonic() - began:.1f} s)")
+    return "Before the traffic: " + "; ".join(done) + "."
 
 
 def open_wallets(stack: Stack, asset: str, count: int) -> tuple[list[int], int]:

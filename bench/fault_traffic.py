@@ -136,10 +136,15 @@ class RetryingTraffic:
         the workers. Returns those still without a final answer."""
         while self.unresolved() and self._clock() < deadline:
             sleep(0.1)
+        self.stop()
+        return self.unresolved()
+
+    def stop(self) -> None:
+        """No more requests, and the workers end after the attempt each is sending."""
         with self._condition:
+            self._sending = False
             self._stopped = True
             self._condition.notify_all()
-        return self.unresolved()
 
     def _schedule(self) -> None:
         """Make request i at start + i / rate (open loop: a slow server does not slow it)."""

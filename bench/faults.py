@@ -30,6 +30,7 @@ from bench import fault_components as components
 from bench.fault_accounting import Accounting, Window, account, table
 from bench.fault_harness import Harness
 from bench.fault_traffic import Request
+from bench.http_client import resent
 from bench.report import RESULTS, machine
 from emulators.stack import REPO, Stack, http_ok
 
@@ -76,16 +77,17 @@ def catalogue(stack: Stack, hold_s: float, pause_s: float) -> dict[str, Fault]:
 
     def freeze_function(h: Harness) -> float:
         """Freeze the function while a usage of its has claimed its key and waits in
-        Postgres (a row lock the run holds on its wallet), then let the posting commit
-        under the frozen instance: the key is held, the money moved, the answer never
-        came. The second instance must answer the retry with that posting once the
-        lease runs out, and never post it again."""
-        with h.holding_wallet() as wallet:
+        Postgres (on a row lock the run holds on its wallet), then let the posting commit
+        under the frozen instance: the key held, the money moved, the answer never sent.
+        The second instance must answer the retry with that posting, and never post it
+        again. Both steps are checked, or the fault counts as not exercised."""
+        with h.holding_wallet() as (wallet, blocked):
             request = h.frozen_request(FROZEN_FUNCTION, wallet)
-            time.sleep(0.3)  # claimed, and blocked on the row
-            if request.attempts:
-                h.unexercised.append(f"{FROZEN_FUNCTION} frozen: its request was answered before the freeze")
+            if not blocked(10.0) or request.attempts:
+                h.unexercised.append(f"{FROZEN_FUNCTION} frozen: its usage never came to wait on the held row")
             frozen = components.signal_group(stack, FROZEN_FUNCTION, signal.SIGSTOP)
+        if not h.posted_under(request.key, within_s=5.0):
+            h.unexercised.append(f"{FROZEN_FUNCTION} frozen: its usage did not commit while the instance was frozen")
         h.watched = request
         return frozen
 
@@ -98,16 +100,27 @@ def catalogue(stack: Stack, hold_s: float, pause_s: float) -> dict[str, Fault]:
 
     def restart_pubsub(h: Harness) -> None:
         # The emulator forgets topics and subscriptions (Google Cloud's Pub/Sub keeps
-        # them): the subscriber's are made again before the ledger's topics, and what the
-        # emulator had accepted in its last moments and never delivered is queued again.
+        # them), and what it had accepted and not delivered. What it took in its last 2 s
+        # and the subscriber never got is queued again first, while no topic exists, so
+        # nothing published after the restart is among it; then the subscriber's
+        # subscriptions (which make their topics), then the ledger's.
         stack.start_pubsub(topics=False)
+        requeued = h.requeue_unseen_events(h.pubsub_killed_wall - 2.0) if h.pubsub_killed_wall else 0
         h.subscribe_all()
         stack.create_topics()
-        requeued = h.requeue_unseen_events(h.pubsub_killed_wall - 2.0)
         h.notes.append(
-            f"Pub/Sub restart: {requeued} events the killed emulator had accepted in its last 2 s and never"
-            " delivered were queued again in the outbox (Google Cloud's Pub/Sub keeps what it accepted)."
+            f"Pub/Sub restart: {requeued} events marked published in the killed emulator's last 2 s and never"
+            " delivered were queued again in the outbox (Google Cloud's Pub/Sub keeps what it accepted; in those"
+            " 2 s the run cannot tell the emulator's loss from a relay's mark without a publish)."
         )
+
+    def kill_erp(h: Harness) -> float:
+        h.erp_killed_wall = time.time()
+        return components.signal_group(stack, "erp", signal.SIGKILL)
+
+    def restart_erp(h: Harness) -> None:
+        stack.start_service("erp")
+        h.erp_restored_wall = time.time()
 
     def crash_relay(h: Harness) -> float | None:
         done = subprocess.run(
@@ -143,7 +156,7 @@ def catalogue(stack: Stack, hold_s: float, pause_s: float) -> dict[str, Fault]:
             lambda h: stack.start_service(FROZEN_FUNCTION),
             hold_s,
         ),
-        "erp-kill": kill("erp"),
+        "erp-kill": Fault("erp killed", kill_erp, restart_erp, max(hold_s, 3.0)),  # past an export tick
         "relay-kill": Fault("relay killed between publishing and marking", crash_relay, lambda h: None, 0),
         # longer than the Redis lock TTL (5 s)
         "postgres-pause": Fault(
@@ -214,7 +227,6 @@ def run(
     harness.traffic.start()
     say("  set up; traffic starts")
     windows: list[Window] = []
-    struck: dict[str, float] = {}  # each fault's moment, by the wall clock (the database's)
     started = time.monotonic()
     try:
         for name in names:
@@ -228,7 +240,6 @@ def run(
             injected = time.monotonic()
             try:
                 injected = fault.inject(harness) or injected
-                struck[fault.name] = time.time() - (time.monotonic() - injected)
                 time.sleep(fault.hold_s)
             finally:
                 fault.restore(harness)  # whatever happened, nothing stays dead or frozen
@@ -245,15 +256,14 @@ def run(
             harness.traffic.requests, windows, view, harness.opening, harness.events, harness.erp_booked()
         )
     finally:
-        harness.traffic.stop_sending()
-        harness.stopping.set()
+        harness.stop()
         if "function-pause" in names:
             stack.stop_service(f"{FROZEN_FUNCTION}-second")
     from bench import events
 
     violations = events.money_violations(stack)
     pending = harness.outbox_pending()
-    retried, last_retried = harness.erp_batches_retried()
+    erp_line = _erp_recovery(harness, "erp-kill" in names)
     redelivered = sum(harness.events[t] - 1 for t in view.transactions if harness.events[t] > 1)
     clean = accounting.clean and not violations and not pending and not harness.unexercised and not timed_out
     requests = harness.traffic.requests
@@ -272,13 +282,9 @@ def run(
         + ".",
         f"Events delivered more than once (a relay died, Pub/Sub redelivered; consumers dedupe on the event id):"
         f" {redelivered:,}.",
-        f"ERP batches delivered only after a failed attempt: {retried}"
-        + (
-            f", the last {last_retried - struck['erp killed']:.1f} s after the receiver was killed"
-            if retried and last_retried and "erp killed" in struck
-            else ""
-        )
-        + ".",
+        *([erp_line] if erp_line else []),
+        f"Requests sent again by the HTTP client after a connection dropped before any answer (not counted as"
+        f" attempts): {resent.value:,}.",
         f"Outbox pending afterwards: {pending}; everything delivered {settled_s:.0f} s after the traffic"
         + (f" (NOT: gave up waiting after {settle_s:.0f} s)" if timed_out else "")
         + ".",
@@ -295,32 +301,53 @@ def _takeover(harness: Harness, lease_s: float) -> str:
     request = harness.watched
     assert request is not None
     answers = ", ".join(f"{a.status or a.code}" for _, _, a in request.attempts)
-    posted = request.final == "posted" and request.answered_at is not None
-    waited = f"{request.answered_at - request.first_sent:.1f} s" if posted else "never"
+    outcome = (
+        f"answered {request.final} after {request.answered_at - request.first_sent:.1f} s"
+        if request.final and request.answered_at is not None
+        else "never answered"
+    )
     return (
-        f"The usage frozen with its key claimed and its posting committed under the frozen instance: answered"
-        f" {request.final or 'never'} after {waited}, attempts: {answers} (a copy waiting on a held key asks"
-        f" Postgres whether it has posted; one whose holder froze before posting waits out the {lease_s:g} s"
-        " lease: the in-flight column)."
+        f"The usage held by the frozen instance (key claimed, posting committed while it was frozen): {outcome};"
+        f" attempts: {answers}. A copy waiting on a held key asks Postgres whether it has posted; keys claimed"
+        f" but not posted by the frozen instance are free once their {lease_s:g} s lease runs out (the in-flight"
+        " column)."
+    )
+
+
+def _erp_recovery(harness: Harness, killed: bool) -> str:
+    """What the ERP receiver's kill did to the export: the batches made while it was
+    down, how many needed another delivery, and when the last was delivered."""
+    if not killed or not harness.erp_killed_wall:
+        return ""
+    made, retried, last = harness.erp_batches_between(harness.erp_killed_wall, harness.erp_restored_wall)
+    if not retried:
+        harness.unexercised.append("erp killed: no export delivery failed while it was down")
+    delivered = f", the last delivered {last - harness.erp_killed_wall:.1f} s after the kill" if last else ""
+    return (
+        f"ERP receiver down: {made} batches made meanwhile, {retried} delivered only after a failed attempt"
+        f"{delivered} (the export's retry backoff)."
     )
 
 
 def _settle(harness: Harness, settle_s: float, say: Callable[[str], None]) -> tuple[float, bool]:
     """Wait (the ticks keep running) until every transaction's event has reached the
-    subscriber and the ERP has booked every transaction: (seconds waited, timed out)."""
+    subscriber, the ERP has booked every transaction and the outbox has drained (a
+    relay killed after publishing leaves its rows for the sweep, which takes rows 10 s
+    old): (seconds waited, timed out)."""
     began = time.monotonic()
     while True:
         transactions = harness.ledger_view().transactions
         booked = harness.erp_booked()
         no_event = sum(1 for t in transactions if not harness.events.get(t))
         unbooked = sum(1 for t in transactions if not booked.get(t))
+        pending = harness.outbox_pending()
         waited = time.monotonic() - began
-        if not (no_event or unbooked):
+        if not (no_event or unbooked or pending):
             return waited, False
         if waited > settle_s:
             return waited, True
         if int(waited) % 10 == 0:
-            say(f"    waiting for {no_event:,} events and {unbooked:,} ERP bookings")
+            say(f"    waiting for {no_event:,} events, {unbooked:,} ERP bookings and {pending:,} pending in the outbox")
         time.sleep(1)
 
 
