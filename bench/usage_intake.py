@@ -144,15 +144,6 @@ def subscribe_results(run: Run, subscription: str) -> Callable[[], None]:
     return lambda: (future.cancel(), subscriber.close())
 
 
-def results_subscription(stack: Stack, name: str) -> str:
-    """A pull subscription of the bench's own on the results topic."""
-    stack._pubsub_put(
-        f"subscriptions/{name}",
-        {"topic": f"projects/{PROJECT}/topics/{stack.settings().action_results_topic}", "ackDeadlineSeconds": 60},
-    )
-    return f"projects/{PROJECT}/subscriptions/{name}"
-
-
 def check_posted_once(stack: Stack, prefix: str, records: int) -> tuple[int, int]:
     import pg8000.native
 
@@ -247,7 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     database.seed_topic_principals(stack.owner_dsn(), PROJECT)
     prefix = f"intake-{uuid.uuid4().hex[:12]}"
     run = Run(args.records, args.batch)
-    stop = subscribe_results(run, results_subscription(stack, f"bench-intake-{prefix}"))
+    stop = subscribe_results(
+        run, stack.pull_subscription(f"bench-intake-{prefix}", stack.settings().action_results_topic)
+    )
     function_pids = processes.stack_processes(stack)["actions"]
     cpu_before = processes.cpu(stack)
     started = time.monotonic()
