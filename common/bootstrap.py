@@ -488,6 +488,24 @@ def erp_export() -> Any:
     )
 
 
+# Background jobs' pacing (common/pacing.py) ------------------------------------
+
+
+@once
+def load_signal() -> Any:
+    from common.adapters.load_signal import LoadSignal
+
+    return LoadSignal(pool(), attempts=1)  # a reading that failed is answered by resting
+
+
+def pacer() -> Any:
+    """A new pacer for one run of a background job: its counters are that run's."""
+    from common.pacing import Pacer
+
+    settings = get_settings().pacing()
+    return Pacer(settings, signal=load_signal if settings.mode == "adaptive" else None)
+
+
 # Automatic actions (functions/automation) -------------------------------------
 
 

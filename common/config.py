@@ -17,7 +17,10 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from common.pacing import PacingSettings
 
 PREFIX = "LEDGER_"
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -133,6 +136,14 @@ class Settings:
     # next transaction to link older than chain_lag_alert_s is logged as an error.
     chain_extend_budget_s: float = 40.0
     chain_lag_alert_s: float = 300.0
+    # Pacing of every background job (common/pacing.py, docs/background-jobs.md): busy at
+    # most job_duty_cap of each second, down to job_duty_floor while the database shows
+    # live load (more than job_busy_sessions sessions in a transaction, or a lock wait).
+    # job_pacing: adaptive, fixed (always the cap) or off (never rests).
+    job_pacing: str = "adaptive"
+    job_duty_cap: float = 0.25
+    job_duty_floor: float = 0.05
+    job_busy_sessions: int = 4
     lot_expiry_tick_topic: str = "lot-expiry-tick"
     lot_expiry_schedule: str = "*/5 * * * *"
     dormancy_tick_topic: str = "dormancy-tick"  # dormant processing (docs/dormancy.md)
@@ -199,6 +210,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_sslmode(self.db_sslmode, self.db_host, direct=not self.db_instance)
+        self.pacing()  # refuses a mode or duties that make no sense, at start
         if self.redis_ca_cert and not self.redis_url.startswith("rediss://"):
             # the CA would be ignored and the traffic, AUTH string included, sent in clear
             raise ValueError(f"{PREFIX}REDIS_CA_CERT is set but {PREFIX}REDIS_URL is not rediss:// (TLS)")
@@ -207,6 +219,13 @@ class Settings:
                 f"{PREFIX}REDIS_AUTH is set but {PREFIX}REDIS_URL is a plain redis:// URL to a host that is not"
                 " loopback: the AUTH string would cross the network in clear; use rediss:// (TLS)"
             )
+
+    def pacing(self) -> PacingSettings:
+        from common.pacing import PacingSettings
+
+        return PacingSettings(
+            mode=self.job_pacing, cap=self.job_duty_cap, floor=self.job_duty_floor, busy_sessions=self.job_busy_sessions
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:

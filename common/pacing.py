@@ -1,0 +1,141 @@
+"""Pacing for background jobs: how long a job rests between its small batches.
+
+Every background job (the ERP export, the outbox sweep, lot expiry, dormancy, the hash
+chain, reconciliation, migrations) works in small batches, each its own transaction, so
+no lock a live posting needs is held for longer than one batch. Between two batches the
+job rests, so that it is busy at most `duty` of the time: at duty 0.2 a batch that took
+50 ms is followed by 200 ms of rest. Busy time is the batch's wall time, statements and
+the job's own work between them, which bounds its database time per second from above.
+
+The duty moves between a floor and a cap with what the database shows of live traffic
+(`Load`, read by common/adapters/load_signal.py between batches), additive increase and
+multiplicative decrease as in TCP's congestion control:
+- busy (a session waits on a lock, or more sessions than `busy_sessions` are inside a
+  transaction: by Little's law, the live rate times how long each stays in the
+  database, so it rises with live latency as well as with the rate): the duty halves,
+  down to the floor;
+- quiet: it grows by `step`, up to the cap.
+The floor bounds a backlog's time to clear: under any load a job still runs at floor x
+its unpaced speed. `fixed` keeps the cap whatever the load; `off` never rests (an
+operator's run on a quiet database, and the benchmark's "unpaced" baseline).
+
+No I/O here: the signal, the clock and the sleep are injected, so the unit tests give
+it loads and check what it does (tests/unit/test_pacing.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+MODES = ("adaptive", "fixed", "off")
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the database shows of everyone else, at one moment."""
+
+    in_transaction: int  # other sessions inside a transaction (running or waiting)
+    lock_waits: int  # sessions waiting for a lock another holds
+
+
+@dataclass(frozen=True)
+class PacingSettings:
+    mode: str = "adaptive"
+    cap: float = 0.25  # the most of each second a job may be busy
+    floor: float = 0.05  # the least: what bounds a backlog's time to clear
+    step: float = 0.02  # what a quiet reading adds to the duty
+    busy_sessions: int = 4  # more sessions than this inside a transaction is busy
+    probe_every_s: float = 0.2  # the signal is read at most this often
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"pacing mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if not 0 < self.floor <= self.cap <= 1:
+            raise ValueError(f"pacing needs 0 < floor ({self.floor}) <= cap ({self.cap}) <= 1")
+
+
+class Pacer:
+    def __init__(
+        self,
+        settings: PacingSettings = PacingSettings(),
+        signal: Callable[[], Load | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self._signal = signal
+        self._clock = clock
+        self._sleep = sleep
+        # start between floor and cap: a job starting under load halves from there at once
+        self.duty = settings.cap if settings.mode == "fixed" else (settings.floor + settings.cap) / 2
+        self._read_at = -float("inf")
+        self.batches = 0
+        self.worked_s = 0.0
+        self.rested_s = 0.0
+        self.busy_readings = 0
+        self.readings = 0
+        self.lowest_duty = self.duty
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Time the block as one batch of work, then rest for it."""
+        started = self._clock()
+        try:
+            yield
+        finally:
+            self.rest(self._clock() - started)
+
+    def rest(self, worked_s: float) -> float:
+        """After a batch that took `worked_s`: adapt the duty, rest, and say how long."""
+        self.batches += 1
+        self.worked_s += worked_s
+        if self.settings.mode == "off":
+            return 0.0
+        if self.settings.mode == "adaptive":
+            self._adapt()
+        pause = max(worked_s, 0.0) * (1 - self.duty) / self.duty
+        if pause > 0:
+            self._sleep(pause)
+            self.rested_s += pause
+        return pause
+
+    def busy(self, load: Load) -> bool:
+        return load.lock_waits > 0 or load.in_transaction > self.settings.busy_sessions
+
+    def _adapt(self) -> None:
+        now = self._clock()
+        if self._signal is None or now - self._read_at < self.settings.probe_every_s:
+            return
+        self._read_at = now
+        load = self._signal()
+        if load is None:  # the signal could not be read: assume the worst
+            self.duty = self.settings.floor
+        elif self.busy(load):
+            self.busy_readings += 1
+            self.duty = max(self.settings.floor, self.duty / 2)
+        else:
+            self.duty = min(self.settings.cap, self.duty + self.settings.step)
+        self.readings += 1
+        self.lowest_duty = min(self.lowest_duty, self.duty)
+
+    def report(self) -> dict[str, Any]:
+        """For a job's log line: how much it worked and rested, and how the load moved it."""
+        return {
+            "mode": self.settings.mode,
+            "batches": self.batches,
+            "worked_s": round(self.worked_s, 3),
+            "rested_s": round(self.rested_s, 3),
+            "duty": round(self.duty, 3),
+            "lowest_duty": round(self.lowest_duty, 3),
+            "busy_readings": self.busy_readings,
+            "readings": self.readings,
+        }
+
+
+def unpaced() -> Pacer:
+    """A pacer that never rests: for callers that pace nothing (unit tests, one-off tools)."""
+    return Pacer(PacingSettings(mode="off"))
