@@ -69,15 +69,15 @@ variable "erp_url" {
 }
 
 variable "erp_export_schedule" {
-  description = "When Cloud Scheduler starts an ERP export pass (cron, UTC)."
+  description = "When Cloud Scheduler starts an ERP export pass (cron, UTC). A pass stops starting batches after LEDGER_ERP_PASS_BUDGET_S (270 s): every 5 minutes, a backlog is exported by passes back to back."
   type        = string
-  default     = "*/15 * * * *"
+  default     = "*/5 * * * *"
 }
 
 variable "erp_reconcile_schedule" {
   description = "When Cloud Scheduler starts the daily ledger-ERP reconciliation (cron, UTC)."
   type        = string
-  default     = "37 2 * * *" # off the quarter hours the export runs at
+  default     = "37 2 * * *" # off the 5-minute marks the export runs at
 }
 
 variable "lot_expiry_schedule" {
@@ -358,7 +358,7 @@ variable "max_event_age_s" {
   default = {
     outbox_sweeper   = 120   # ticked every minute
     lot_expiry       = 600   # every 5 minutes
-    erp_export       = 1800  # every 15 minutes
+    erp_export       = 900   # every 5 minutes
     erp_reconcile    = 86400 # daily
     dormancy         = 86400 # daily
     ledger_reconcile = 86400 # daily
@@ -410,7 +410,7 @@ variable "alert_outbox_sweeper_silent_s" {
 }
 
 variable "alert_erp_export_silent_s" {
-  description = "Alert when no ERP export pass has logged for this long (seconds; it runs every 15 minutes by default)."
+  description = "Alert when no ERP export pass has logged for this long (seconds; it runs every 5 minutes by default)."
   type        = number
   default     = 3600
 }
