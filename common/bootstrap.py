@@ -504,7 +504,11 @@ def pacer() -> Any:
     from common.pacing import Pacer
 
     settings = get_settings().pacing()
-    return Pacer(settings, signal=load_signal if settings.mode == "adaptive" else None)
+
+    def signal() -> Any:
+        return load_signal()()  # the reader is built on the first reading
+
+    return Pacer(settings, signal=signal if settings.mode == "adaptive" else None)
 
 
 # Automatic actions (functions/automation) -------------------------------------

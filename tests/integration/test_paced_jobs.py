@@ -142,3 +142,12 @@ def test_a_second_sweep_while_one_runs_leaves_the_backlog_to_it(stack):
 def test_the_exporters_login_reads_the_signal_through_its_pool(stack):
     """What bootstrap.pacer() builds in the functions: the pool of the job's own login."""
     assert isinstance(LoadSignal(exporter_pool(stack))(), Load)
+
+
+def test_the_pacer_a_job_gets_reads_the_databases_load(stack):
+    """bootstrap.pacer(), as every job builds it: adaptive, its signal read for real."""
+    pacer = bootstrap.pacer()
+    assert pacer.settings.mode == "adaptive"
+    with pacer.batch():
+        pass
+    assert pacer.readings == 1
