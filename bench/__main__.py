@@ -62,7 +62,7 @@ def main(
         wallet_models,
     )
 
-    # The local scheduler's ticks (an ERP export pass every 15 minutes) would land in the
+    # The local scheduler's ticks (an ERP export pass every 5 minutes) would land in the
     # middle of a measurement; the export is measured on its own below. make dev starts
     # it again.
     stack.stop_service("scheduler")

@@ -118,10 +118,10 @@ class Settings:
     erp_park_after: int = 5  # failed deliveries before a batch is parked for an operator
     erp_retry_base_s: float = 60.0  # backoff after the first failure, doubling up to erp_retry_max_s
     erp_retry_max_s: float = 3600.0
-    # One export pass stops starting batches after this, before the next tick comes and
-    # with its last delivery (erp_timeout_s) inside the tick's 300 s: paced, a backlog
-    # clears over passes back to back (docs/background-jobs.md).
-    erp_pass_budget_s: float = 270.0
+    # One export pass starts no batch after this: with its last batch, that batch's
+    # delivery (up to erp_timeout_s) and a rest (up to 5 s) it ends before the next tick,
+    # 300 s on; paced, a backlog clears over passes back to back (docs/background-jobs.md).
+    erp_pass_budget_s: float = 240.0
     # Migrations' postings (opening_balance, migration_transfer and their voids) give no
     # journal lines: the export passes them (its cursor moves on) and the ERP books the
     # migrated balances its own way (docs/events-and-erp.md, "Migrations").
@@ -147,6 +147,10 @@ class Settings:
     job_duty_cap: float = 0.25
     job_duty_floor: float = 0.05
     job_busy_sessions: int = 4
+    # A lot expiry run (every 5 minutes) or a dormancy run (daily) stops after this
+    # long, paced; the next run goes on (docs/background-jobs.md).
+    lot_expiry_budget_s: float = 240.0
+    dormancy_budget_s: float = 480.0  # inside the ticked function's 540 s timeout
     lot_expiry_tick_topic: str = "lot-expiry-tick"
     lot_expiry_schedule: str = "*/5 * * * *"
     dormancy_tick_topic: str = "dormancy-tick"  # dormant processing (docs/dormancy.md)

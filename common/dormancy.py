@@ -71,6 +71,11 @@ class ProductTally:
 class DormancyReport:
     by_asset_model: dict[tuple[str, str], Tally] = field(default_factory=dict)
     by_product: dict[tuple[str, str, str], ProductTally] = field(default_factory=dict)
+    # the run stopped on its wallet or time budget: wallets may be due still, which the
+    # next run takes (a warned wallet is not scanned again until it is due, so each run
+    # goes further than the last)
+    stopped_on_budget: bool = False
+    pacing: dict[str, Any] = field(default_factory=dict)
 
     def tally(self, asset: str, model: str) -> Tally:
         return self.by_asset_model.setdefault((asset, model), Tally())
@@ -104,7 +109,7 @@ class DormancyReport:
         return out.getvalue()
 
     def summary(self) -> dict[str, Any]:
-        return vars(self.total())
+        return {**vars(self.total()), "stopped_on_budget": self.stopped_on_budget, "pacing": self.pacing}
 
 
 class DormancyRunner:
@@ -136,7 +141,10 @@ class DormancyRunner:
         started = time.monotonic()
         after = 0
         scanned = 0
-        while scanned < self._budget and time.monotonic() - started < self._budget_s:
+        while True:
+            if scanned >= self._budget or time.monotonic() - started >= self._budget_s:
+                report.stopped_on_budget = True
+                break
             with pacer.batch():
                 outcomes = self.ledger.dormancy_run(self._page, after)
                 for outcome in outcomes:
@@ -145,7 +153,8 @@ class DormancyRunner:
             after = max((o["wallet_id"] for o in outcomes), default=after)
             if len(outcomes) < self._page:
                 break
-        log.info("dormancy run", extra={**report.summary(), "pacing": pacer.report()})
+        report.pacing = pacer.report()
+        log.log(logging.WARNING if report.stopped_on_budget else logging.INFO, "dormancy run", extra=report.summary())
         return report
 
     def _count(self, report: DormancyReport, outcome: dict[str, Any]) -> None:

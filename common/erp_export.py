@@ -120,14 +120,16 @@ class ErpExport:
             self._chart_saved = True
         pacer = self._pacer()
         for batch in self._store.due(self._stream, limit=100):
+            if self._clock() - started >= self._budget_s:
+                break  # the next pass sends the rest
             report.retried += 1
-            with pacer.batch():
-                resent = self._resend(batch, report)
-            if not resent:
+            with pacer.batch():  # the database's part: rebuild it from its range
+                lines, sums = self._rebuild(batch)
+            if not self._deliver(batch["id"], lines, sums, batch["event_count"], batch["attempts"], report):
                 break  # the ERP is down: the rest wait for their own retry time
         after = self._store.cursor(self._stream)
         while self._clock() - started < self._budget_s:
-            with pacer.batch():  # read, map, record and deliver one page; then rest for it
+            with pacer.batch():  # the database's part: read, map and record one page
                 page = self._store.next_page(after, self._batch_events)
                 if not page:
                     report.caught_up = True
@@ -142,19 +144,21 @@ class ErpExport:
                 ):
                     log.info("another export pass moved the cursor first; leaving the rest to it")
                     break
-                report.batches += 1
-                report.events += len(page)
-                report.lines += len(lines)
-                after = last
-                if not report.erp_down:
-                    self._deliver(identity, lines, sums, len(page), attempts=0, report=report)
-                # With the ERP down, recorded batches wait for their retry time (now): the
-                # next pass sends them. Building them now keeps the cursor current.
+            report.batches += 1
+            report.events += len(page)
+            report.lines += len(lines)
+            after = last
+            if not report.erp_down:
+                # the ERP's time, not the database's: left out of the pacer's
+                self._deliver(identity, lines, sums, len(page), attempts=0, report=report)
+            # With the ERP down, recorded batches wait for their retry time (now): the
+            # next pass sends them. Building them now keeps the cursor current.
         report.pacing = pacer.report()
         report.parked_batches = self._store.status_counts(self._stream).get("parked", 0)
         return report
 
-    def _resend(self, batch: dict[str, Any], report: PassReport) -> bool:
+    def _rebuild(self, batch: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+        """A recorded batch's lines, rebuilt from its range of the ledger with its chart."""
         after, last = (batch["after_xact"], batch["after_id"]), (batch["last_xact"], batch["last_id"])
         page = self._store.transactions_in(after, last)
         lines, sums = self._lines(page, batch["chart_version"])
@@ -164,7 +168,7 @@ class ErpExport:
             or sums != batch["totals"]
         ):
             raise ExportError(f"batch {batch['id']} no longer rebuilds to the same content")
-        return self._deliver(batch["id"], lines, sums, len(page), batch["attempts"], report)
+        return lines, sums
 
     def _lines(
         self, page: list[tuple[Position, Transaction]], chart_version: str

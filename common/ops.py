@@ -87,7 +87,8 @@ def export(until_caught_up: bool) -> None:
         if not until_caught_up or report.caught_up or report.erp_down or not report.events:
             break
     _print({**report.as_dict(), "passes": passes, "events_all_passes": events})
-    sys.exit(1 if report.erp_down else 0)
+    # caught up, or not asked to be; a pass that found another moving the cursor is not
+    sys.exit(1 if report.erp_down or (until_caught_up and not report.caught_up) else 0)
 
 
 @main.command()

@@ -1,23 +1,27 @@
 """Pacing for background jobs: how long a job rests between its small batches.
 
 Every background job (the ERP export, the outbox sweep, lot expiry, dormancy, the hash
-chain, reconciliation, migrations) works in small batches, each its own transaction, so
-no lock a live posting needs is held for longer than one batch. Between two batches the
+chain, the checkpoints, migrations) works in small batches, each its own transaction,
+so no lock a live posting needs is held for longer than one batch; the reconciliation
+is one snapshot by design, so its batches are its statements. Between two batches the
 job rests, so that it is busy at most `duty` of the time: at duty 0.2 a batch that took
-50 ms is followed by 200 ms of rest. Busy time is the batch's wall time, statements and
-the job's own work between them, which bounds its database time per second from above.
+50 ms is followed by 200 ms of rest, taken before the next batch (never after the
+last) and never longer than `max_pause_s`. Busy time is the batch's wall time, its
+statements and the job's own work between them, which bounds its database time per
+second from above; the ERP export leaves its delivery out (the ERP's time, not the
+database's).
 
-The duty moves between a floor and a cap with what the database shows of live traffic
-(`Load`, read by common/adapters/load_signal.py between batches), additive increase and
-multiplicative decrease as in TCP's congestion control:
+The duty moves between a floor and a cap with what the database shows of the other
+logins' sessions (`Load`, read by common/adapters/load_signal.py between batches),
+additive increase and multiplicative decrease as in TCP's congestion control:
 - busy (a session waits on a lock, or more sessions than `busy_sessions` are inside a
   transaction: by Little's law, the live rate times how long each stays in the
   database, so it rises with live latency as well as with the rate): the duty halves,
   down to the floor;
 - quiet: it grows by `step`, up to the cap.
-The floor bounds a backlog's time to clear: under any load a job still runs at floor x
-its unpaced speed. `fixed` keeps the cap whatever the load; `off` never rests (an
-operator's run on a quiet database, and the benchmark's "unpaced" baseline).
+The floor bounds a backlog's time to clear: under any load a job still runs at about
+floor x its unpaced speed. `fixed` keeps the cap whatever the load; `off` never rests
+(an operator's run on a quiet database).
 
 No I/O here: the signal, the clock and the sleep are injected, so the unit tests give
 it loads and check what it does (tests/unit/test_pacing.py).
@@ -50,15 +54,23 @@ class PacingSettings:
     step: float = 0.02  # what a quiet reading adds to the duty
     busy_sessions: int = 4  # more sessions than this inside a transaction is busy
     probe_every_s: float = 0.2  # the signal is read at most this often
+    max_pause_s: float = 5.0  # the longest one rest: well inside the database's 120 s idle-in-transaction limit
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"pacing mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not 0 < self.floor <= self.cap <= 1:
             raise ValueError(f"pacing needs 0 < floor ({self.floor}) <= cap ({self.cap}) <= 1")
+        if self.max_pause_s <= 0:
+            raise ValueError(f"pacing needs a positive longest rest, not {self.max_pause_s}")
 
 
 class Pacer:
+    """One run of a job: `with pacer.batch(): ...` around each batch. The rest a batch
+    earned is taken when the next batch starts, so a run never rests after its last
+    batch, and a rest never exceeds `max_pause_s` (a reconciliation rests inside its
+    one snapshot, which the database ends when idle for 120 s)."""
+
     def __init__(
         self,
         settings: PacingSettings = PacingSettings(),
@@ -73,35 +85,46 @@ class Pacer:
         # start between floor and cap: a job starting under load halves from there at once
         self.duty = settings.cap if settings.mode == "fixed" else (settings.floor + settings.cap) / 2
         self._read_at = -float("inf")
+        self.owed_s = 0.0  # the rest the last batch earned, taken before the next
         self.batches = 0
         self.worked_s = 0.0
         self.rested_s = 0.0
         self.busy_readings = 0
         self.readings = 0
+        self.unread = 0  # readings that failed (each counted as the worst load)
         self.lowest_duty = self.duty
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Time the block as one batch of work, then rest for it."""
+        """Rest for the previous batch, then time the block as this one."""
+        self.rest_owed()
         started = self._clock()
         try:
             yield
         finally:
-            self.rest(self._clock() - started)
+            self.worked(self._clock() - started)
 
-    def rest(self, worked_s: float) -> float:
-        """After a batch that took `worked_s`: adapt the duty, rest, and say how long."""
+    def rest_owed(self) -> float:
+        """Take the rest the last batch earned (none after the run's last batch, which
+        never calls this again); how long it was."""
+        pause, self.owed_s = self.owed_s, 0.0
+        if pause > 0:
+            self._sleep(pause)
+            self.rested_s += pause
+        return pause
+
+    def worked(self, worked_s: float) -> float:
+        """A batch took `worked_s`: adapt the duty and owe the rest that keeps the job
+        busy at most `duty` of the time; how long that rest is."""
+        worked_s = max(worked_s, 0.0)
         self.batches += 1
         self.worked_s += worked_s
         if self.settings.mode == "off":
             return 0.0
         if self.settings.mode == "adaptive":
             self._adapt()
-        pause = max(worked_s, 0.0) * (1 - self.duty) / self.duty
-        if pause > 0:
-            self._sleep(pause)
-            self.rested_s += pause
-        return pause
+        self.owed_s = min(worked_s * (1 - self.duty) / self.duty, self.settings.max_pause_s)
+        return self.owed_s
 
     def busy(self, load: Load) -> bool:
         return load.lock_waits > 0 or load.in_transaction > self.settings.busy_sessions
@@ -111,15 +134,19 @@ class Pacer:
         if self._signal is None or now - self._read_at < self.settings.probe_every_s:
             return
         self._read_at = now
-        load = self._signal()
+        try:
+            load = self._signal()
+        except Exception:  # noqa: BLE001 - a reading that failed must not fail the job's committed batch
+            load = None
+        self.readings += 1
         if load is None:  # the signal could not be read: assume the worst
+            self.unread += 1
             self.duty = self.settings.floor
         elif self.busy(load):
             self.busy_readings += 1
             self.duty = max(self.settings.floor, self.duty / 2)
         else:
             self.duty = min(self.settings.cap, self.duty + self.settings.step)
-        self.readings += 1
         self.lowest_duty = min(self.lowest_duty, self.duty)
 
     def report(self) -> dict[str, Any]:
@@ -133,6 +160,7 @@ class Pacer:
             "lowest_duty": round(self.lowest_duty, 3),
             "busy_readings": self.busy_readings,
             "readings": self.readings,
+            "unread": self.unread,
         }
 
 

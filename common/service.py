@@ -546,11 +546,11 @@ class LedgerService(AutomationRules):
         pacer = pacer or unpaced()
         started = time.monotonic()
         expired = failed = busy = amount = 0
-        due_left = False
+        stopped_on_budget = False
         after: tuple[str, int] | None = None
         while expired + failed + busy < budget:
             if time.monotonic() - started >= budget_s:
-                due_left = True
+                stopped_on_budget = True
                 break
             with pacer.batch():
                 outcomes = self.ledger.expire_lots(batch, after)
@@ -569,13 +569,13 @@ class LedgerService(AutomationRules):
             if len(outcomes) < batch:
                 break
         else:
-            due_left = True
+            stopped_on_budget = True
         return {
             "expired": expired,
             "failed": failed,
             "busy": busy,
             "amount": amount,
-            "due_left": due_left,  # stopped on a budget: the next run goes on
+            "stopped_on_budget": stopped_on_budget,  # lots may be due still: the next run goes on
             "pacing": pacer.report(),
         }
 

@@ -1,16 +1,19 @@
 """What the database shows of live traffic, for the background jobs' pacing
 (common/pacing.py).
 
-One statement over `pg_locks`, which every login may read (pg_stat_activity hides other
-logins' state unless the reader has pg_read_all_stats, which Cloud SQL's users lack):
-- every session inside a transaction holds the lock on its own virtual transaction id,
-  so counting those counts the sessions in the database right now: the live rate times
-  how long each stays (Little's law), which rises when requests slow down as well as
-  when more come;
-- a lock not granted is a session waiting for another's lock.
-The reading session itself is left out. It costs a few hundred microseconds and is read
-at most a few times a second, between batches: the same query in Google Cloud as here,
-no metrics API, nothing each request must do.
+One statement over `pg_locks` joined to `pg_stat_activity`, both of which every login
+may read: the jobs' logins are granted nothing more (pg_stat_activity alone would hide
+other logins' state and wait events without pg_read_all_stats). Counted:
+- the sessions inside a transaction: each holds the lock on its own virtual
+  transaction id, so counting those counts the sessions in the database right now, the
+  live rate times how long each stays (Little's law), which rises when requests slow
+  down as well as when more come;
+- the locks not granted: a session waiting for another's lock.
+Left out: every session of the reading job's own login (the job itself: its other
+connections, lanes or snapshot; in Google Cloud each kind of function has its login),
+and the database's own processes (autovacuum and the like, which have no login).
+Read at most a few times a second, between batches: the same statement in Google Cloud
+as on the local stack, and nothing any request must do.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from common.pacing import Load
 log = logging.getLogger("ledger.pacing")
 
 LOAD_SQL = """
-SELECT count(*) FILTER (WHERE locktype = 'virtualxid' AND granted),
-       count(*) FILTER (WHERE NOT granted)
-  FROM pg_locks
- WHERE pid <> pg_backend_pid()
+SELECT count(*) FILTER (WHERE l.locktype = 'virtualxid' AND l.granted),
+       count(*) FILTER (WHERE NOT l.granted)
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE a.usesysid IS NOT NULL AND a.usename <> current_user
 """
 
 

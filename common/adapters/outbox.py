@@ -57,16 +57,13 @@ class PostgresOutbox(Statements):
 
     @contextmanager
     def sweeping(self) -> Iterator[bool]:
-        """Whether this sweep is the only one, held until the block ends (or the process
-        dies: a session lock goes with its connection). Two sweeps at once would read the
-        same oldest pending events and publish each of them twice."""
-        with self._pool.connection() as con:
-            got = bool(con.run("SELECT pg_try_advisory_lock(:c, :k)", **_SWEEP_LOCK)[0][0])
-            try:
-                yield got
-            finally:
-                if got:
-                    con.run("SELECT pg_advisory_unlock(:c, :k)", **_SWEEP_LOCK)
+        """Whether this sweep is the only one, held until the block ends. The lock is a
+        session's, on a connection of its own that is closed at the end (the pool never
+        hands it on), so it goes with that session whatever happens: the block's end,
+        an error, the process's death. Two sweeps at once would read the same oldest
+        pending events and publish each of them twice."""
+        with self._pool.session() as con:
+            yield bool(con.run("SELECT pg_try_advisory_lock(:c, :k)", **_SWEEP_LOCK)[0][0])
 
     def backlog(self, stuck_after_s: float, limit: int = 20) -> dict[str, Any]:
         """Unpublished events: how many, the oldest one's age (0 when none is pending, so

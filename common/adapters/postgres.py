@@ -109,6 +109,24 @@ class Pool:
                     self._idle.put(con)
             self._slots.release()
 
+    @contextmanager
+    def session(self, wait_s: float = 5.0) -> Iterator[Connection]:
+        """A connection of its own, counted in the pool's size and closed at the end,
+        never handed to anyone after: for what lives exactly as long as the session (a
+        session advisory lock). Driver errors come out as the ledger's (translate)."""
+        if not self._slots.acquire(timeout=wait_s):
+            raise DependencyUnavailable("no database connection became free in time", code="database_busy")
+        try:
+            con = Connection(_translate_connect(self._connect))
+            try:
+                yield con
+            except (DatabaseError, InterfaceError, OSError) as error:
+                raise translate(error) from error
+            finally:
+                con.close()
+        finally:
+            self._slots.release()
+
     def close(self) -> None:
         while True:
             try:

@@ -153,6 +153,12 @@ BEGIN
        AND NOT (w.parent_id IS NOT NULL
                 AND EXISTS (SELECT 1 FROM wallets r WHERE r.id = w.root_id AND r.spend_mode = 'shared_pool'))
        AND coalesce(w.last_activity_at, w.created_at) <= now() - (p.inactivity - p.warning)
+       -- warned for this period already: not again until due, so a run cut short by its
+       -- budget (a paced job, docs/background-jobs.md) leaves it behind and the next run
+       -- goes further instead of rescanning the same warned wallets
+       AND (coalesce(w.last_activity_at, w.created_at) <= now() - p.inactivity
+            OR NOT EXISTS (SELECT 1 FROM dormancy_periods d
+                            WHERE d.wallet_id = w.id AND d.since = coalesce(w.last_activity_at, w.created_at)))
      ORDER BY w.id LIMIT p_limit
   LOOP
     wallet_id := v_due.id;

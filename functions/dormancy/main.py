@@ -14,17 +14,17 @@ import logging
 import functions_framework
 
 from common import cloud_events, logs
+from common.config import get_settings
 from common.dormancy import runner
 
 log = logging.getLogger("ledger.dormancy")
 logs.configure_from_settings()
-# Paced (docs/background-jobs.md), a run stops well inside the function's 540 s timeout;
-# the wallets it did not reach, the next day's run takes.
-RUN_BUDGET_S = 480.0
 
 
 @functions_framework.cloud_event
 @cloud_events.pubsub_function("dormancy")
 def dormancy(cloud_event):
-    report = runner(budget_s=RUN_BUDGET_S).run()
-    log.log(logging.ERROR if report.total().failed else logging.INFO, "dormancy tick", extra=report.summary())
+    # paced, a run stops inside the function's timeout (settings.dormancy_budget_s)
+    report = runner(budget_s=get_settings().dormancy_budget_s).run()
+    level = logging.ERROR if report.total().failed else logging.WARNING if report.stopped_on_budget else logging.INFO
+    log.log(level, "dormancy tick", extra=report.summary())

@@ -18,7 +18,7 @@ old open transaction holding the horizon back is the cause.
 Last, the tick advances the system accounts' balance checkpoints to the same horizon
 (docs/ledger-model.md#system-account-balances): every minute, so the entries a system
 account's balance read adds after its checkpoint stay a minute's worth. The ERP
-export's tick would leave fifteen minutes of them.
+export's tick would leave five minutes of them.
 
 And it logs how long ago a reconciliation last found the ledger clean: the daily
 `ledger_reconcile` cannot raise the alert for its own absence, and this tick comes every

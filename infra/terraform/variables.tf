@@ -69,7 +69,7 @@ variable "erp_url" {
 }
 
 variable "erp_export_schedule" {
-  description = "When Cloud Scheduler starts an ERP export pass (cron, UTC). A pass stops starting batches after LEDGER_ERP_PASS_BUDGET_S (270 s): every 5 minutes, a backlog is exported by passes back to back."
+  description = "When Cloud Scheduler starts an ERP export pass (cron, UTC). A pass stops starting batches after LEDGER_ERP_PASS_BUDGET_S (240 s): every 5 minutes, a backlog is exported by passes back to back."
   type        = string
   default     = "*/5 * * * *"
 }
@@ -572,7 +572,7 @@ variable "job_duty_floor" {
 }
 
 variable "job_busy_sessions" {
-  description = "More sessions than this inside a transaction (other than the job's own) and the database counts as busy, and the jobs' duty halves (LEDGER_JOB_BUSY_SESSIONS)."
+  description = "More sessions than this inside a transaction (sessions of the job's own login and the database's own processes left out) and the database counts as busy, and the jobs' duty halves (LEDGER_JOB_BUSY_SESSIONS)."
   type        = number
   default     = 4
   validation {

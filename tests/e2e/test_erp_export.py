@@ -411,6 +411,18 @@ def test_migrations_excluded_from_the_erp_never_reach_it_and_the_cursor_moves_pa
 
 
 @pytest.mark.grows_ledger
+def test_the_operators_catch_up_exports_a_backlog_in_passes_until_caught_up(stack, books):
+    """`python -m common.ops export --until-caught-up`, paced as the scheduled pass is:
+    passes of a small budget back to back until one finds nothing left."""
+    ids = every_action(stack)
+    done = books.ops("export", "--until-caught-up")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["caught_up"] and report["events_all_passes"] >= len(ids) and report["pacing"]["batches"] >= 1
+    for transaction_id in ids:
+        assert len(books.lines_of(transaction_id)) == 2
+
+
 def test_the_erp_reconciliation_bench_runs_clean(stack):
     """`python -m bench.erp_reconcile` in a small run: every run clean, each delivered
     batch counted; its seconds are not looked at."""

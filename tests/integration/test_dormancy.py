@@ -167,6 +167,37 @@ def test_a_run_warns_marks_and_sweeps_once_and_a_second_run_finds_nothing_to_do(
     assert standing[(SWEEP, "personal")]["dormant"] >= 1 and standing[(MARK, "personal")]["swept_outstanding"] == 0
 
 
+def test_a_warned_wallet_is_not_scanned_again_until_it_is_due_so_a_run_cut_short_goes_further(stack, service):
+    """Paced runs stop on their time budget (docs/background-jobs.md): a run that rescanned
+    every wallet still in its warning period would never get past them."""
+    warned = [wallet(service, SWEEP, 10) for _ in range(3)]
+    idle(stack, warned, 350)  # inside the 30 days before dormancy
+    first = DormancyRunner(bootstrap.ledger(), bootstrap.notices, lambda transaction_id: None, page=20).run()
+    assert first.tally(SWEEP, "personal").warned >= 3
+    scanned = []
+
+    class Scanning:
+        def dormancy_run(self, limit, after):
+            outcomes = bootstrap.ledger().dormancy_run(limit, after)
+            scanned.extend(o["wallet_id"] for o in outcomes)
+            return outcomes
+
+    DormancyRunner(Scanning(), bootstrap.notices, lambda transaction_id: None, page=20).run()
+    assert not set(warned) & set(scanned)
+    idle(stack, warned[:1], 400)  # now due: scanned again, and marked dormant
+    DormancyRunner(Scanning(), bootstrap.notices, lambda transaction_id: None, page=20).run()
+    assert warned[0] in scanned and status(stack, warned[0]) == "dormant"
+
+
+def test_a_run_stops_on_its_time_budget_and_says_so(stack, service):
+    due = wallet(service, SWEEP, 10)
+    idle(stack, [due], 400)
+    stopped = DormancyRunner(bootstrap.ledger(), bootstrap.notices, lambda transaction_id: None, budget_s=0.0).run()
+    assert stopped.stopped_on_budget and stopped.total().scanned == 0 and status(stack, due) == "active"
+    finished = DormancyRunner(bootstrap.ledger(), bootstrap.notices, lambda transaction_id: None).run()
+    assert not finished.stopped_on_budget and status(stack, due) == "dormant"
+
+
 def test_a_dormant_wallets_refused_action_answers_wallet_dormant(stack, service, runner):
     swept, marked = wallet(service, OPERATOR, 30), wallet(service, MARK, 30)
     idle(stack, [swept, marked], 400)

@@ -14,7 +14,7 @@ from common.adapters.load_signal import LoadSignal
 from common.pacing import Load, Pacer, PacingSettings
 from tests.e2e.test_erp_export import Books, every_action, settled
 from tests.integration.test_lots import backdate_lots, later, new_wallet_for, top_up
-from tests.support import exporter_pool, login_pool, sql
+from tests.support import login_pool, sql
 
 
 class Recorder:
@@ -36,42 +36,50 @@ def changing_load_pacer():
     return pacer, recorder
 
 
+def wait_for_reading(signal, done):
+    for _ in range(100):
+        load = signal()
+        if load is not None and done(load):
+            return load
+        threading.Event().wait(0.05)
+    return signal()
+
+
 @pytest.mark.parametrize("login", ["exporter", "relay", "jobs", "reconciler"])
-def test_the_load_signal_sees_a_lock_wait_and_the_sessions_in_it_as_each_jobs_login(stack, login):
-    """Two sessions hold a transaction open, one waiting on the other's row lock: any
-    login reads that from pg_locks without extra privileges (pg_stat_activity would hide
-    another login's state)."""
-    signal = LoadSignal(login_pool(stack, *stack.login(login)), attempts=1)
-    quiet = signal()
-    assert quiet is not None
-    owner = stack.owner_dsn()
+def test_the_load_signal_sees_other_logins_waiting_and_leaves_out_the_jobs_own(stack, login):
+    """An owner's session holds a lock; a session of the job's own login waits on it,
+    then another owner's session does. Any login reads that from pg_locks and
+    pg_stat_activity without extra privileges; the job's own login is left out (its
+    lanes or snapshot are not live traffic), the other login's wait is seen."""
     import pg8000.native
 
-    holder, waiter = pg8000.native.Connection(**owner), pg8000.native.Connection(**owner)
-    wallet_id = sql(stack, "SELECT min(id) FROM ledger.wallets")[0][0]
+    user, password = stack.login(login)
+    signal = LoadSignal(login_pool(stack, user, password), attempts=1)
+    assert signal() is not None
+    owner = stack.owner_dsn()
+    own = {**owner, "user": user, "password": password}
+    holder, own_waiter, other_waiter = (pg8000.native.Connection(**dsn) for dsn in (owner, own, owner))
+    waits = []
     try:
-        holder.run("BEGIN")
-        holder.run("SELECT 1 FROM ledger.wallets WHERE id = :w FOR UPDATE", w=wallet_id)
-        waiter.run("SET lock_timeout = '10s'")
-        blocked = threading.Thread(
-            target=lambda: waiter.run("SELECT 1 FROM ledger.wallets WHERE id = :w FOR UPDATE", w=wallet_id)
-        )
-        blocked.start()
-        busy = None
-        for _ in range(100):
-            busy = signal()
-            if busy is not None and busy.lock_waits:
-                break
-            threading.Event().wait(0.05)
-        assert busy is not None and busy.lock_waits >= 1 and busy.in_transaction >= 2
-        holder.run("ROLLBACK")
-        blocked.join(10)
-        assert not blocked.is_alive()
+        holder.run("SELECT pg_advisory_lock(4299, 1)")
+        for waiter in (own_waiter, other_waiter):
+            waiter.run("SET lock_timeout = '10s'")
+        waits.append(threading.Thread(target=lambda: own_waiter.run("SELECT pg_advisory_lock(4299, 1)")))
+        waits[-1].start()
+        threading.Event().wait(0.5)  # the job's own login now waits
+        assert signal().lock_waits == 0
+        waits.append(threading.Thread(target=lambda: other_waiter.run("SELECT pg_advisory_lock(4299, 1)")))
+        waits[-1].start()
+        busy = wait_for_reading(signal, lambda load: load.lock_waits)
+        # the holder's session lock outlives its statement, outside a transaction; the
+        # other login's waiter is inside one, waiting
+        assert busy.lock_waits == 1 and busy.in_transaction >= 1
     finally:
-        holder.close()
-        waiter.close()
-    after = signal()
-    assert after is not None and after.lock_waits == 0
+        for con, wait in zip((holder, own_waiter, other_waiter), [*waits, None, None], strict=False):
+            con.close()  # a session's locks go with it: the next in line gets the lock
+            if wait is not None:
+                wait.join(10)
+    assert wait_for_reading(signal, lambda load: not load.lock_waits).lock_waits == 0
 
 
 def test_paced_lot_expiry_still_expires_every_due_lot_once(stack):
@@ -86,7 +94,8 @@ def test_paced_lot_expiry_still_expires_every_due_lot_once(stack):
     pacer, recorder = changing_load_pacer()
     result = service.expire_lots(batch=2, pacer=pacer)
     assert result["failed"] == 0 and result["busy"] == 0 and result["expired"] >= 7
-    assert pacer.busy_readings and pacer.batches >= 4 and len(recorder.rests) == pacer.batches
+    # each batch's rest is taken before the next: none after the last
+    assert pacer.busy_readings and pacer.batches >= 4 and len(recorder.rests) == pacer.batches - 1
     expired = sql(
         stack,
         "SELECT wallet_id, count(*), sum(amount) FROM ledger.transactions"
@@ -95,6 +104,17 @@ def test_paced_lot_expiry_still_expires_every_due_lot_once(stack):
     )
     assert sorted(expired) == sorted([[w, 1, 30] for w in wallets])
     assert service.expire_lots(pacer=pacer)["expired"] == 0
+
+
+def test_lot_expiry_stops_on_its_time_budget_and_the_next_run_goes_on(stack):
+    service = bootstrap.service()
+    wallet_id = new_wallet_for(service)
+    top_up(service, wallet_id, 30, later(days=1))
+    backdate_lots(stack, wallet_id)
+    stopped = service.expire_lots(budget_s=0.0)
+    assert stopped["stopped_on_budget"] and stopped["expired"] == 0
+    finished = service.expire_lots()
+    assert not finished["stopped_on_budget"] and finished["expired"] >= 1
 
 
 def test_a_paced_export_delivers_every_transaction_exactly_once(stack):
@@ -119,7 +139,7 @@ def test_a_paced_export_delivers_every_transaction_exactly_once(stack):
 
 
 def test_a_paced_sweep_publishes_every_pending_event(stack):
-    ids = every_action(stack, settle=False)
+    ids = every_action(stack)  # settled: the after-commit relay has marked them, and is done
     these = "transaction_id = ANY(CAST(:ids AS bigint[]))"
     sql(stack, f"UPDATE ledger.outbox SET published_at = NULL WHERE {these}", ids=ids)
     pacer, _ = changing_load_pacer()
@@ -139,9 +159,17 @@ def test_a_second_sweep_while_one_runs_leaves_the_backlog_to_it(stack):
     assert not bootstrap.relay().sweep_all().another_sweep
 
 
-def test_the_exporters_login_reads_the_signal_through_its_pool(stack):
-    """What bootstrap.pacer() builds in the functions: the pool of the job's own login."""
-    assert isinstance(LoadSignal(exporter_pool(stack))(), Load)
+def test_the_sweep_lock_goes_with_its_session_whatever_ends_the_sweep(stack):
+    """The lock's session is closed at the end, never handed on by the pool: a sweep
+    that failed leaves no lock behind for the next one to find held."""
+    outbox = bootstrap.outbox()
+    with pytest.raises(RuntimeError), outbox.sweeping() as alone:
+        assert alone
+        raise RuntimeError("the sweep failed")
+    with outbox.sweeping() as again:
+        assert again
+    held = sql(stack, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 4244")[0][0]
+    assert held == 0
 
 
 def test_the_pacer_a_job_gets_reads_the_databases_load(stack):

@@ -38,12 +38,12 @@ def pacer(loads, **settings):
 
 
 def work(p, clock, batches, seconds=0.05):
-    """`batches` batches of `seconds` each; the rests the pacer took after them."""
+    """`batches` batches of `seconds` each; the rest each one earned (taken before the next)."""
     rests = []
     for _ in range(batches):
         with p.batch():
             clock.now += seconds
-        rests.append(clock.slept[-1] if clock.slept else 0.0)
+        rests.append(p.owed_s)
     return rests
 
 
@@ -56,6 +56,7 @@ def test_heavy_load_makes_the_job_rest_longer_after_each_batch_down_to_its_floor
     assert p.duty == 0.05 and p.busy_readings == 8
     # at the floor a 50 ms batch is followed by 950 ms of rest: 5 % of each second
     assert rests[-1] == pytest.approx(0.05 * 0.95 / 0.05)
+    assert clock.slept == rests[:-1]  # each rest taken before the next batch; none after the last
 
 
 def test_lock_waits_alone_count_as_heavy_load():
@@ -110,21 +111,41 @@ def test_a_signal_that_cannot_be_read_drops_the_job_to_its_floor():
 def test_fixed_pacing_keeps_the_cap_whatever_the_load():
     p, clock = pacer([BUSY], mode="fixed", cap=0.2, floor=0.05)
     rests = work(p, clock, 5, seconds=0.1)
-    assert p.duty == 0.2 and rests == [pytest.approx(0.4)] * 5
+    assert p.duty == 0.2 and rests == [pytest.approx(0.4)] * 5 and p.readings == 0
 
 
 def test_off_never_rests():
     p, clock = pacer([BUSY], mode="off")
-    assert work(p, clock, 5) == [0.0] * 5 and p.rested_s == 0.0
-    assert unpaced().rest(1.0) == 0.0
+    assert work(p, clock, 5) == [0.0] * 5 and p.rested_s == 0.0 and clock.slept == []
+    assert unpaced().worked(1.0) == 0.0
 
 
-def test_a_batch_that_raises_still_counts_and_is_rested_for():
+def test_no_rest_is_longer_than_the_longest_allowed():
+    """A reconciliation rests inside its snapshot, which the database ends after 120 s idle."""
+    p, clock = pacer([BUSY], cap=0.5, floor=0.05, max_pause_s=5.0)
+    assert max(work(p, clock, 6, seconds=30.0)) == 5.0
+
+
+def test_a_signal_that_raises_counts_as_unread_and_never_fails_the_batch():
+    def broken():
+        raise OSError("the database went away")
+
+    clock = Clock()
+    p = Pacer(PacingSettings(probe_every_s=0.0), signal=broken, clock=clock, sleep=clock.sleep)
+    with pytest.raises(ValueError, match="the batch's own"), p.batch():
+        raise ValueError("the batch's own error")
+    assert p.unread == 1 and p.duty == p.settings.floor
+
+
+def test_a_batch_that_raises_still_counts_and_is_rested_for_before_the_next():
     p, clock = pacer([QUIET], mode="fixed", cap=0.5)
     with pytest.raises(RuntimeError), p.batch():
         clock.now += 0.2
         raise RuntimeError("a batch failed")
-    assert p.batches == 1 and clock.slept == [pytest.approx(0.2)]
+    assert p.batches == 1 and p.owed_s == pytest.approx(0.2) and clock.slept == []
+    with p.batch():
+        pass
+    assert clock.slept == [pytest.approx(0.2)]
 
 
 def test_the_report_says_how_the_job_worked_and_rested():
@@ -132,12 +153,12 @@ def test_the_report_says_how_the_job_worked_and_rested():
     work(p, clock, 4, seconds=0.1)
     report = p.report()
     assert report["batches"] == 4 and report["worked_s"] == pytest.approx(0.4)
-    assert report["rested_s"] > report["worked_s"] and report["lowest_duty"] == 0.1
+    assert report["rested_s"] > report["worked_s"] and report["lowest_duty"] == 0.1 and report["unread"] == 0
 
 
 @pytest.mark.parametrize(
     "values",
-    [{"mode": "sometimes"}, {"floor": 0.0}, {"floor": 0.5, "cap": 0.2}, {"cap": 1.5}],
+    [{"mode": "sometimes"}, {"floor": 0.0}, {"floor": 0.5, "cap": 0.2}, {"cap": 1.5}, {"max_pause_s": 0}],
 )
 def test_settings_that_make_no_sense_are_refused(values):
     with pytest.raises(ValueError):

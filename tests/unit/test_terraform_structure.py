@@ -240,6 +240,8 @@ SAFE_DEFAULTS = {
             "erp_retry_base_s",
             "erp_retry_max_s",
             "erp_pass_budget_s",
+            "lot_expiry_budget_s",  # below its tick's 5 minutes
+            "dormancy_budget_s",  # below a ticked function's timeout (functions.tf: 540 s)
             "erp_exclude_migrations",
             "outbox_stuck_after_s",
             "outbox_sweep_min_age_s",
