@@ -45,6 +45,11 @@ def deployed(function: str) -> pricing.Deployed:
     kind = "http" if function in folders.http_functions(folders.discover()) else "pushed"
     config = hcl.blocks(module.resource("google_cloudfunctions2_function", kind).body, "service_config")[0]
     concurrency = str(config["max_instance_request_concurrency"])
+    if concurrency == "${local.function_request_concurrency[each.key]}":
+        # capacity.tf: a scheduled job serves one request at a time, the rest var.function_concurrency
+        found = folders.discover()
+        scheduled = function in folders.tick_functions(found) and not found[function].push_topic_settings
+        concurrency = "1" if scheduled else "${var.function_concurrency}"
     if concurrency.startswith("${var."):
         concurrency = str(module.variables[concurrency[6:-1]]["default"])
     return pricing.Deployed(

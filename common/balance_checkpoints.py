@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from common.pacing import Pacer, unpaced
+
 ADVANCE_BATCH = 5000  # transactions per step
 
 
@@ -28,13 +30,16 @@ def advance(
     batch: int = ADVANCE_BATCH,
     budget_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    pacer: Pacer | None = None,
 ) -> dict[str, Any]:
     """Step until a step takes less than a full batch (caught up with the horizon) or
-    `budget_s` ran out; at least one step either way."""
+    `budget_s` ran out; at least one step either way, each rested for as `pacer` says."""
     deadline = None if budget_s is None else clock() + budget_s
+    pacer = pacer or unpaced()
     taken = 0
     while True:
-        count = store.advance(batch)
+        with pacer.batch():
+            count = store.advance(batch)
         taken += count
         if count < batch or (deadline is not None and clock() >= deadline):
             break

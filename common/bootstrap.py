@@ -485,6 +485,7 @@ def erp_export() -> Any:
         retry_base_s=settings.erp_retry_base_s,
         retry_max_s=settings.erp_retry_max_s,
         budget_s=settings.erp_pass_budget_s,
+        pacer=pacer,
     )
 
 

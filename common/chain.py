@@ -42,7 +42,8 @@ def main() -> None:
 @click.option("--batch", default=EXTEND_BATCH, show_default=True, type=click.IntRange(1, 10_000))
 def extend_command(batch: int) -> None:
     try:
-        _print(extend(bootstrap.chain_store(), batch))
+        pacer = bootstrap.pacer()
+        _print({**extend(bootstrap.chain_store(), batch, pacer=pacer), "pacing": pacer.report()})
     except LedgerError as error:
         raise click.ClickException(error.message) from error
 

@@ -118,15 +118,18 @@ class Settings:
     erp_park_after: int = 5  # failed deliveries before a batch is parked for an operator
     erp_retry_base_s: float = 60.0  # backoff after the first failure, doubling up to erp_retry_max_s
     erp_retry_max_s: float = 3600.0
-    erp_pass_budget_s: float = 300.0  # one export pass stops starting batches after this
+    # One export pass stops starting batches after this, before the next tick comes and
+    # with its last delivery (erp_timeout_s) inside the tick's 300 s: paced, a backlog
+    # clears over passes back to back (docs/background-jobs.md).
+    erp_pass_budget_s: float = 270.0
     # Migrations' postings (opening_balance, migration_transfer and their voids) give no
     # journal lines: the export passes them (its cursor moves on) and the ERP books the
     # migrated balances its own way (docs/events-and-erp.md, "Migrations").
     erp_exclude_migrations: bool = False
     erp_export_tick_topic: str = "erp-export-tick"
-    erp_export_schedule: str = "*/15 * * * *"
+    erp_export_schedule: str = "*/5 * * * *"
     erp_reconcile_tick_topic: str = "erp-reconcile-tick"
-    erp_reconcile_schedule: str = "37 2 * * *"  # off the export's quarter hours
+    erp_reconcile_schedule: str = "37 2 * * *"  # off the export's 5-minute marks
     outbox_sweep_tick_topic: str = "outbox-sweep-tick"
     outbox_sweep_schedule: str = "* * * * *"
     outbox_stuck_after_s: float = 300.0  # an unpublished event older than this is reported as stuck

@@ -14,14 +14,17 @@ from typing import Any
 
 from common import reconcile
 from common.config import Settings
+from common.pacing import Pacer
 
 EVENT = "ledger_reconciliation"
 
 
-def run(settings: Settings) -> dict[str, Any]:
-    """One run, committed (the checkpoint moved if it found nothing); the log line's
-    fields. Raises reconcile.Unfinished when it could not finish, with nothing written."""
-    return fields(reconcile.run_once(settings, full=False, budget_s=settings.ledger_reconcile_budget_s))
+def run(settings: Settings, pacer: Pacer | None = None) -> dict[str, Any]:
+    """One run, committed (the checkpoint moved if it found nothing), resting between
+    its statements as `pacer` says; the log line's fields. Raises reconcile.Unfinished
+    when it could not finish, with nothing written."""
+    answer = reconcile.run_once(settings, full=False, budget_s=settings.ledger_reconcile_budget_s, pacer=pacer)
+    return {**fields(answer), "pacing": answer.get("pacing", {})}
 
 
 def fields(answer: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -34,6 +35,7 @@ import click
 
 from common.dormancy_policy import policy
 from common.errors import LedgerError
+from common.pacing import Pacer, unpaced
 
 log = logging.getLogger("ledger.dormancy")
 
@@ -113,28 +115,37 @@ class DormancyRunner:
         committed: Callable[[int], None],
         page: int = 50,
         budget: int = 100_000,
+        pacer: Callable[[], Pacer] = unpaced,
+        budget_s: float = float("inf"),
     ) -> None:
         """`page`: wallets per database call, each a subtransaction (keep it under 64,
-        see 86_dormancy.sql). `budget`: wallets at most per run; the next run goes on."""
+        see 86_dormancy.sql). `budget`: wallets at most per run, `budget_s` seconds at
+        most; the next run goes on. `pacer`: a new one per run, rested for after each
+        page (common/pacing.py)."""
         self.ledger = ledger
         self._notices = notices  # built on first use: most runs warn nobody
         self._committed = committed
         self._page = page
         self._budget = budget
+        self._pacer = pacer
+        self._budget_s = budget_s
 
     def run(self) -> DormancyReport:
         report = DormancyReport()
+        pacer = self._pacer()
+        started = time.monotonic()
         after = 0
         scanned = 0
-        while scanned < self._budget:
-            outcomes = self.ledger.dormancy_run(self._page, after)
-            for outcome in outcomes:
-                self._count(report, outcome)
+        while scanned < self._budget and time.monotonic() - started < self._budget_s:
+            with pacer.batch():
+                outcomes = self.ledger.dormancy_run(self._page, after)
+                for outcome in outcomes:
+                    self._count(report, outcome)
             scanned += len(outcomes)
             after = max((o["wallet_id"] for o in outcomes), default=after)
             if len(outcomes) < self._page:
                 break
-        log.info("dormancy run", extra=report.summary())
+        log.info("dormancy run", extra={**report.summary(), "pacing": pacer.report()})
         return report
 
     def _count(self, report: DormancyReport, outcome: dict[str, Any]) -> None:
@@ -192,11 +203,15 @@ class DormancyRunner:
             log.warning("after-commit hook failed", exc_info=True, extra={"transaction_id": transaction_id})
 
 
-def runner() -> DormancyRunner:
+def runner(budget_s: float = float("inf")) -> DormancyRunner:
     from common import bootstrap
 
     return DormancyRunner(
-        bootstrap.ledger(), bootstrap.notices, lambda transaction_id: bootstrap.after_commit().submit(transaction_id)
+        bootstrap.ledger(),
+        bootstrap.notices,
+        lambda transaction_id: bootstrap.after_commit().submit(transaction_id),
+        pacer=bootstrap.pacer,
+        budget_s=budget_s,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from common.erp.chart import Chart
 from common.erp.mapping import Mapper, Position, Transaction, batch_id, totals, unbalanced
+from common.pacing import Pacer, unpaced
 
 log = logging.getLogger("ledger.erp_export")
 
@@ -76,6 +77,7 @@ class PassReport:
     parked_batches: int = 0  # parked now, by any pass and not replayed yet: what an alert watches
     erp_down: bool = False
     caught_up: bool = False
+    pacing: dict[str, Any] = field(default_factory=dict)  # how the pass worked and rested (common/pacing.py)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -94,6 +96,7 @@ class ErpExport:
         retry_max_s: float = 3600.0,
         budget_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        pacer: Callable[[], Pacer] = unpaced,
     ) -> None:
         self._store = store
         self._erp = erp  # built on first delivery: a pass with nothing to send needs no client
@@ -105,6 +108,7 @@ class ErpExport:
         self._retry_max_s = retry_max_s
         self._budget_s = budget_s
         self._clock = clock
+        self._pacer = pacer  # a new one per pass: each page is a batch, rested for (docs/background-jobs.md)
         self._mappers: dict[str, Mapper] = {chart.version: Mapper(chart)}
         self._chart_saved = False
 
@@ -114,34 +118,39 @@ class ErpExport:
         if not self._chart_saved:
             self._store.save_chart(self._chart)
             self._chart_saved = True
+        pacer = self._pacer()
         for batch in self._store.due(self._stream, limit=100):
             report.retried += 1
-            if not self._resend(batch, report):
+            with pacer.batch():
+                resent = self._resend(batch, report)
+            if not resent:
                 break  # the ERP is down: the rest wait for their own retry time
         after = self._store.cursor(self._stream)
         while self._clock() - started < self._budget_s:
-            page = self._store.next_page(after, self._batch_events)
-            if not page:
-                report.caught_up = True
-                break
-            last = page[-1][0]
-            lines, sums = self._lines(page, self._chart.version)
-            identity = batch_id(self._stream, after, last, self._chart.version)
-            if unbalanced(sums):
-                raise ExportError(f"batch {identity} does not balance in {unbalanced(sums)}: {sums}")
-            if not self._store.record_batch(
-                self._stream, identity, after, last, self._chart.version, len(page), len(lines), sums
-            ):
-                log.info("another export pass moved the cursor first; leaving the rest to it")
-                break
-            report.batches += 1
-            report.events += len(page)
-            report.lines += len(lines)
-            after = last
-            if not report.erp_down:
-                self._deliver(identity, lines, sums, len(page), attempts=0, report=report)
-            # With the ERP down, recorded batches wait for their retry time (now): the
-            # next pass sends them. Building them now keeps the cursor current.
+            with pacer.batch():  # read, map, record and deliver one page; then rest for it
+                page = self._store.next_page(after, self._batch_events)
+                if not page:
+                    report.caught_up = True
+                    break
+                last = page[-1][0]
+                lines, sums = self._lines(page, self._chart.version)
+                identity = batch_id(self._stream, after, last, self._chart.version)
+                if unbalanced(sums):
+                    raise ExportError(f"batch {identity} does not balance in {unbalanced(sums)}: {sums}")
+                if not self._store.record_batch(
+                    self._stream, identity, after, last, self._chart.version, len(page), len(lines), sums
+                ):
+                    log.info("another export pass moved the cursor first; leaving the rest to it")
+                    break
+                report.batches += 1
+                report.events += len(page)
+                report.lines += len(lines)
+                after = last
+                if not report.erp_down:
+                    self._deliver(identity, lines, sums, len(page), attempts=0, report=report)
+                # With the ERP down, recorded batches wait for their retry time (now): the
+                # next pass sends them. Building them now keeps the cursor current.
+        report.pacing = pacer.report()
         report.parked_batches = self._store.status_counts(self._stream).get("parked", 0)
         return report
 
@@ -222,12 +231,24 @@ class StillSumming(Exception):
     summed stays summed (each step commits); the next run goes on from there."""
 
 
-def sum_delivered(store: DeliveredSums, stream: str, deadline: float | None = None, batches_per_step: int = 20) -> int:
+def sum_delivered(
+    store: DeliveredSums,
+    stream: str,
+    deadline: float | None = None,
+    batches_per_step: int = 20,
+    pacer: Pacer | None = None,
+) -> int:
     """Add every delivered batch not summed yet to the running totals, `batches_per_step`
-    batches a transaction (about 0.1 s for batches of 1,000 transactions); how many.
-    Raises StillSumming when the `deadline` (time.monotonic()) passes first."""
+    batches a transaction (about 0.1 s for batches of 1,000 transactions), resting after
+    each as `pacer` says; how many. Raises StillSumming when the `deadline`
+    (time.monotonic()) passes first."""
+    pacer = pacer or unpaced()
     summed = 0
-    while step := store.fold_delivered(stream, batches_per_step):
+    while True:
+        with pacer.batch():
+            step = store.fold_delivered(stream, batches_per_step)
+        if not step:
+            break
         summed += step
         if deadline is not None and time.monotonic() > deadline and store.unsummed_count(stream):
             raise StillSumming(f"summed {summed} delivered batches; the next run sums the rest")
@@ -249,6 +270,7 @@ def reconcile(
     batches_per_step: int = 20,
     pause_s: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
+    pacer: Pacer | None = None,
 ) -> dict[str, Any]:
     """The ledger's debits and credits per period and GL account, over the stream's
     delivered batches (each mapped with the chart it was built with), against the ERP's
@@ -284,7 +306,7 @@ def reconcile(
         for attempt in range(attempts):
             if attempt:
                 sleep(pause_s * attempt)
-            sum_delivered(store, stream, deadline, batches_per_step)
+            sum_delivered(store, stream, deadline, batches_per_step, pacer)
             rows, covered, ids = store.running_totals(stream, with_ids=full)
             booked = compare.erp_totals(erp.totals())
             batches = store.status_counts(stream)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from common.pacing import Pacer, unpaced
+
 VERSION = "ledger-chain-v1"
 GENESIS = bytes(32)  # the chain hash before the first link
 Fields = Sequence[str | None]
@@ -204,18 +206,22 @@ def extend(
     batch: int = EXTEND_BATCH,
     budget_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    pacer: Pacer | None = None,
 ) -> dict[str, Any]:
     """Link in small batches until caught up with the horizon (or `budget_s` ran out),
-    each batch its own transaction, so the extenders' lock is never held for long.
+    each batch its own transaction, so the extenders' lock is never held for long, and
+    rested for as `pacer` says.
     Another extender at work (busy) ends the run: it is linking the same rows.
 
     Caught up means "up to the horizon", which an old open transaction can hold still:
     the report also says how long the next unlinked transaction has waited
     (`lag_s`) and whether it waits behind the horizon (`held_back`)."""
     deadline = None if budget_s is None else clock() + budget_s
+    pacer = pacer or unpaced()
     linked = 0
     while True:
-        count, busy, head = extender.extend(batch)
+        with pacer.batch():
+            count, busy, head = extender.extend(batch)
         linked += count
         if busy or count < batch or (deadline is not None and clock() >= deadline):
             break

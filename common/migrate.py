@@ -140,11 +140,13 @@ def _post_rows(migration_id: str, rows: list[OpeningRow], store: Any, workers: i
     lock, stop = threading.Lock(), threading.Event()
 
     def lane(rows: list[OpeningRow], advance: Any) -> None:
+        pacer = bootstrap.pacer()  # each lane rests after its own batches (docs/background-jobs.md)
         for start in range(0, len(rows), BATCH):
             if stop.is_set():
                 return
             chunk = rows[start : start + BATCH]
-            refused = _post_batch(migration_id, chunk, wallets, accounts, ledger, admin, actor)
+            with pacer.batch():
+                refused = _post_batch(migration_id, chunk, wallets, accounts, ledger, admin, actor)
             with lock:
                 rejected.extend(refused)
                 advance(len(chunk))
@@ -414,12 +416,14 @@ def rollback(migration_id: str) -> None:
     try:
         # newest first: a later move may have passed on what an earlier posting gave
         pending = [p["id"] for p in reversed(store.postings_of(migration_id)) if not p["voided"]]
+        pacer = bootstrap.pacer()
         with _progress("rollback", len(pending)) as advance:
             for start in range(0, len(pending), BATCH):
                 chunk = pending[start : start + BATCH]
-                originals = store.entries_of(chunk)
-                batch = [_void_params(migration_id, i, originals[i], actor) for i in chunk]
-                results, _calls = ledger.post_batch(batch)
+                with pacer.batch():
+                    originals = store.entries_of(chunk)
+                    batch = [_void_params(migration_id, i, originals[i], actor) for i in chunk]
+                    results, _calls = ledger.post_batch(batch)
                 for transaction_id, result in zip(chunk, results, strict=True):
                     if isinstance(result, DependencyUnavailable):
                         raise result

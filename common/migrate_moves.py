@@ -92,18 +92,20 @@ def _post(migration_id: str, rows: list[MoveRow], store: Any) -> tuple[list[Reje
     ledger, actor = bootstrap.ledger(), _actor(migration_id)
     rejected: list[Rejected] = []
     empty: list[str] = []
+    pacer = bootstrap.pacer()  # rests after each batch (docs/background-jobs.md)
     with _progress("move", len(rows)) as advance:
         for start in range(0, len(rows), BATCH):
             chunk = rows[start : start + BATCH]
-            facts = store.wallet_facts([w for row in chunk for w in (row.source_wallet, row.target_wallet)])
-            batch: list[tuple[MoveRow, dict[str, Any]]] = []
-            for row, amount in resolve(chunk, {i: f.spendable for i, f in facts.items()}):
-                if amount == 0:
-                    empty.append(row.row_id)
-                    continue
-                batch.append((row, _move_params(migration_id, row, amount, facts[row.source_wallet], actor)))
+            with pacer.batch():
+                facts = store.wallet_facts([w for row in chunk for w in (row.source_wallet, row.target_wallet)])
+                batch: list[tuple[MoveRow, dict[str, Any]]] = []
+                for row, amount in resolve(chunk, {i: f.spendable for i, f in facts.items()}):
+                    if amount == 0:
+                        empty.append(row.row_id)
+                        continue
+                    batch.append((row, _move_params(migration_id, row, amount, facts[row.source_wallet], actor)))
+                results = ledger.post_batch([params for _, params in batch])[0] if batch else []
             if batch:
-                results, _calls = ledger.post_batch([params for _, params in batch])
                 for (row, _), result in zip(batch, results, strict=True):
                     if isinstance(result, DependencyUnavailable):
                         raise result

@@ -2,7 +2,8 @@
 
 status            outbox backlog and stuck events, export cursor, batches by status
 sweep             publish every pending ledger event now
-export            run one ERP export pass
+export            run one ERP export pass (--until-caught-up: passes until nothing is left)
+expire            expire every due lot now
 parked            batches parked after repeated failures
 replay BATCH_ID   send a parked batch again
 reconcile         ledger vs ERP totals per period and GL account; exit 1 on any difference
@@ -49,16 +50,43 @@ def status() -> None:
 
 @main.command()
 def sweep() -> None:
-    result = bootstrap.relay().sweep_all()
+    """Publish every pending event, paced (LEDGER_JOB_PACING=off runs it flat out)."""
+    result = bootstrap.relay().sweep_all(pacer=bootstrap.pacer())
     backlog = bootstrap.outbox().backlog(get_settings().outbox_stuck_after_s)
-    _print({"published": result.published, "failed": result.failed, "backlog": backlog})
-    sys.exit(1 if backlog["pending"] else 0)
+    _print(
+        {
+            "published": result.published,
+            "failed": result.failed,
+            "another_sweep": result.another_sweep,
+            "backlog": backlog,
+            "pacing": result.pacing,
+        }
+    )
+    sys.exit(1 if backlog["pending"] or result.another_sweep else 0)
 
 
 @main.command()
-def export() -> None:
-    report = bootstrap.erp_export().run_pass()
-    _print(report.as_dict())
+def expire() -> None:
+    """Expire every due lot now, paced, as the lot_expiry tick does but without its time budget."""
+    result = bootstrap.service().expire_lots(budget=10**12, pacer=bootstrap.pacer())
+    _print(result)
+    sys.exit(1 if result["failed"] or result["busy"] else 0)
+
+
+@main.command()
+@click.option(
+    "--until-caught-up", is_flag=True, help="passes back to back until one finds nothing left (a backlog's catch-up)"
+)
+def export(until_caught_up: bool) -> None:
+    """One ERP export pass, paced like the scheduled one (LEDGER_JOB_PACING=off runs it flat out)."""
+    export = bootstrap.erp_export()
+    passes, events = 0, 0
+    while True:
+        report = export.run_pass()
+        passes, events = passes + 1, events + report.events
+        if not until_caught_up or report.caught_up or report.erp_down or not report.events:
+            break
+    _print({**report.as_dict(), "passes": passes, "events_all_passes": events})
     sys.exit(1 if report.erp_down else 0)
 
 
@@ -104,7 +132,7 @@ def reconcile(full: bool) -> None:
 def checkpoints() -> None:
     from common.balance_checkpoints import advance
 
-    _print(advance(bootstrap.checkpoint_store()))
+    _print(advance(bootstrap.checkpoint_store(), pacer=bootstrap.pacer()))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from common.adapters import incremental_reconciliation as incremental
 from common.adapters.reconciliation import find_violations
 from common.config import Settings, get_settings
 from common.errors import DependencyUnavailable, LedgerError
+from common.pacing import Pacer, unpaced
 
 SERIALIZATION_FAILURE = "40001"
 
@@ -71,10 +72,15 @@ def unfinished(error: Exception) -> str:
     return f"{translated.code}: {translated.message}" if isinstance(translated, LedgerError) else repr(error)
 
 
-def run_once(settings: Settings, full: bool = False, budget_s: float | None = None) -> dict[str, Any]:
+def run_once(
+    settings: Settings, full: bool = False, budget_s: float | None = None, pacer: Pacer | None = None
+) -> dict[str, Any]:
     """One run on a connection of its own, committed when it finished. Each statement is
     bounded by LEDGER_RECONCILE_STATEMENT_TIMEOUT_MS or, with `budget_s`, by what remains
-    of the budget, so the whole run ends within it. Raises Unfinished otherwise."""
+    of the budget, so the whole run ends within it. Raises Unfinished otherwise. The run
+    is one snapshot, so it can't be cut into transactions: `pacer` rests after each of
+    its statements instead (each one read, holding no lock a posting waits for)."""
+    pacer = pacer or unpaced()
     timeout_ms = settings.reconcile_statement_timeout_ms if budget_s is None else max(1, int(budget_s * 1000))
     deadline = time.monotonic() + timeout_ms / 1000
     try:
@@ -88,7 +94,8 @@ def run_once(settings: Settings, full: bool = False, budget_s: float | None = No
                     if left_ms <= 0:
                         raise Unfinished(f"the run went past its budget of {budget_s:g} s", details={"cause": "budget"})
                     con.run(f"SET LOCAL statement_timeout = {left_ms}")
-                return con.run(sql, **params)
+                with pacer.batch():
+                    return con.run(sql, **params)
 
             answer = reconcile(run, full)
             con.run("COMMIT")
@@ -102,7 +109,7 @@ def run_once(settings: Settings, full: bool = False, budget_s: float | None = No
         translated = translate(error) if not isinstance(error, LedgerError) else error
         cause = translated.code if isinstance(translated, LedgerError) else "unexpected"
         raise Unfinished(unfinished(error), details={"cause": cause}) from error
-    return answer
+    return {**answer, "pacing": pacer.report()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="check the whole history, not only after the checkpoint")
     args = parser.parse_args(argv)
     try:
-        answer = run_once(get_settings(), args.full)
+        answer = run_once(get_settings(), args.full, pacer=bootstrap.pacer())
     except Unfinished as error:
         print(json.dumps({"ok": None, "error": f"the check did not finish: {error.message}"}, indent=2))
         return 2

@@ -18,8 +18,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from common.pacing import Pacer, unpaced
 
 log = logging.getLogger("ledger.relay")
 
@@ -33,6 +36,8 @@ class Outbox(Protocol):
 
     def mark_failed(self, transaction_id: int, error: str) -> None: ...
 
+    def sweeping(self) -> AbstractContextManager[bool]: ...
+
 
 class Publisher(Protocol):
     def publish(self, batch: list[dict[str, Any]]) -> tuple[list[int], list[tuple[int, str]]]: ...
@@ -42,6 +47,8 @@ class Publisher(Protocol):
 class RelayResult:
     published: int
     failed: int
+    another_sweep: bool = False  # a sweep was already running: this one left the backlog to it
+    pacing: dict[str, Any] = field(default_factory=dict)  # how the sweep worked and rested (common/pacing.py)
 
 
 class Relay:
@@ -58,17 +65,27 @@ class Relay:
         (younger ones are the after-commit relay's, which is publishing them now)."""
         return self._relay(self._outbox.pending(limit=limit, min_age_s=min_age_s))
 
-    def sweep_all(self, min_age_s: float = 0.0, budget_s: float = float("inf")) -> RelayResult:
+    def sweep_all(
+        self, min_age_s: float = 0.0, budget_s: float = float("inf"), pacer: Pacer | None = None
+    ) -> RelayResult:
         """Sweep round after round until nothing is left, a round fails, or `budget_s`
-        has passed (a scheduled sweep stops before the next tick comes)."""
-        started, published, failed = time.monotonic(), 0, 0
-        while time.monotonic() - started < budget_s:
-            result = self.sweep(min_age_s=min_age_s)
-            published += result.published
-            failed += result.failed
-            if not result.published or result.failed:
-                break
-        return RelayResult(published, failed)
+        has passed (a scheduled sweep stops before the next tick comes), resting after
+        each round as `pacer` says. One sweep at a time: a sweep that finds another
+        running (a tick while an operator's catch-up runs, say) leaves it the backlog."""
+        pacer = pacer or unpaced()
+        with self._outbox.sweeping() as alone:
+            if not alone:
+                log.info("another outbox sweep is running; leaving the backlog to it")
+                return RelayResult(0, 0, another_sweep=True)
+            started, published, failed = time.monotonic(), 0, 0
+            while time.monotonic() - started < budget_s:
+                with pacer.batch():
+                    result = self.sweep(min_age_s=min_age_s)
+                published += result.published
+                failed += result.failed
+                if not result.published or result.failed:
+                    break
+        return RelayResult(published, failed, pacing=pacer.report())
 
     def _relay(self, batch: list[dict[str, Any]]) -> RelayResult:
         if not batch:

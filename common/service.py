@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from common.intake import (
     usage_key,
 )
 from common.ledger import postings
+from common.pacing import Pacer, unpaced
 
 if TYPE_CHECKING:  # adapters load with their clients, models with the first parsed body (cold starts)
     from common.adapters.access_store import AccessStore
@@ -529,14 +531,29 @@ class LedgerService(AutomationRules):
 
     # Jobs ----------------------------------------------------------------------
 
-    def expire_lots(self, batch: int = 50, budget: int = 100_000) -> dict[str, int]:
-        """The expiry job: every due lot becomes breakage, a batch per call, until none
-        is due or `budget` lots were handled. A lot that fails is logged and left for
-        the next run, behind no other; so is one whose wallet a posting holds."""
+    def expire_lots(
+        self,
+        batch: int = 50,
+        budget: int = 100_000,
+        budget_s: float = float("inf"),
+        pacer: Pacer | None = None,
+    ) -> dict[str, Any]:
+        """The expiry job: every due lot becomes breakage, a batch per call (one database
+        transaction, holding its wallets' locks no longer), until none is due, `budget`
+        lots were handled or `budget_s` has passed, resting after each batch as `pacer`
+        says. A lot that fails is logged and left for the next run, behind no other; so
+        is one whose wallet a posting holds."""
+        pacer = pacer or unpaced()
+        started = time.monotonic()
         expired = failed = busy = amount = 0
+        due_left = False
         after: tuple[str, int] | None = None
         while expired + failed + busy < budget:
-            outcomes = self.ledger.expire_lots(batch, after)
+            if time.monotonic() - started >= budget_s:
+                due_left = True
+                break
+            with pacer.batch():
+                outcomes = self.ledger.expire_lots(batch, after)
             # a page comes back in wallet order; the next starts after its last in expiry order
             after = max(((o["expires_at"], o["lot_id"]) for o in outcomes), default=after)
             for outcome in outcomes:
@@ -551,7 +568,16 @@ class LedgerService(AutomationRules):
                     self._tell_committed(outcome["transaction_id"])
             if len(outcomes) < batch:
                 break
-        return {"expired": expired, "failed": failed, "busy": busy, "amount": amount}
+        else:
+            due_left = True
+        return {
+            "expired": expired,
+            "failed": failed,
+            "busy": busy,
+            "amount": amount,
+            "due_left": due_left,  # stopped on a budget: the next run goes on
+            "pacing": pacer.report(),
+        }
 
 
 def _business_id(action: str, cmd: commands.Command) -> str | None:

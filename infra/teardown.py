@@ -28,6 +28,7 @@ FIRESTORE_STATE = "google_firestore_database.ledger"
 # What goes with the Cloud SQL instance, and so leaves Terraform's state with it. An
 # address without an index ("google_sql_user.database_login") removes every instance.
 SQL_STATE = (
+    "google_sql_database_instance.read_replica",
     "google_sql_database_instance.ledger",
     "google_sql_database.ledger",
     "google_sql_user.database_login",
@@ -47,6 +48,7 @@ def _in_state(address: str) -> list[str]:
 def plan(env: Environment, auto_approve: bool = False) -> list[Step]:
     p = ["--project", env.project]
     instance = f"{env.prefix}-pg"
+    replica = f"{instance}-replica"  # database.tf's read replica, where there is one
     approve = ["-auto-approve"] if auto_approve else []
     final_backup = (
         ["--enable-final-backup", f"--final-backup-retention-days={FINAL_BACKUP_RETENTION_DAYS}"]
@@ -55,6 +57,13 @@ def plan(env: Environment, auto_approve: bool = False) -> list[Step]:
     )
     steps = [
         terraform_init(env),
+        # a primary that has a replica can't be deleted: the replica goes first (it holds
+        # nothing of its own, so no protection and no final backup)
+        Step(
+            f"Cloud SQL {replica}, the read replica: deleted",
+            [["gcloud", "sql", "instances", "delete", replica, *p, "--quiet"]],
+            when=["gcloud", "sql", "instances", "describe", replica, *p, "--format=value(name)"],
+        ),
         Step(
             f"Cloud SQL {instance}: protection off, deleted"
             + (f" after a final backup kept {FINAL_BACKUP_RETENTION_DAYS} days" if final_backup else ""),

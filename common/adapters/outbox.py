@@ -8,6 +8,8 @@ reads them and records each publish attempt.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from common.adapters.postgres import Statements
@@ -23,6 +25,9 @@ SELECT transaction_id, event FROM ledger.outbox_events
  ORDER BY attempts, transaction_id
  LIMIT CAST(:limit AS integer)
 """
+# (class, key) of the advisory lock one sweep at a time holds (the migration runs' is
+# 4243, the deploy's 4242: common/adapters/migration_store.py, db/definitions.py)
+_SWEEP_LOCK = {"c": 4244, "k": 1}
 MARK_PUBLISHED = "SELECT ledger.mark_published(CAST(:ids AS bigint[]))"
 MARK_FAILED = "SELECT ledger.mark_failed(CAST(:id AS bigint), :error)"
 MARK_PUBLISHED_AFTER_COMMIT = "SELECT ledger.mark_published_after_commit(CAST(:ids AS bigint[]))"
@@ -49,6 +54,19 @@ class PostgresOutbox(Statements):
 
     def mark_failed(self, transaction_id: int, error: str) -> None:
         self._run(MARK_FAILED, id=transaction_id, error=error[:500])
+
+    @contextmanager
+    def sweeping(self) -> Iterator[bool]:
+        """Whether this sweep is the only one, held until the block ends (or the process
+        dies: a session lock goes with its connection). Two sweeps at once would read the
+        same oldest pending events and publish each of them twice."""
+        with self._pool.connection() as con:
+            got = bool(con.run("SELECT pg_try_advisory_lock(:c, :k)", **_SWEEP_LOCK)[0][0])
+            try:
+                yield got
+            finally:
+                if got:
+                    con.run("SELECT pg_advisory_unlock(:c, :k)", **_SWEEP_LOCK)
 
     def backlog(self, stuck_after_s: float, limit: int = 20) -> dict[str, Any]:
         """Unpublished events: how many, the oldest one's age (0 when none is pending, so

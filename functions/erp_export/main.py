@@ -1,7 +1,8 @@
 """Pub/Sub function `erp_export`: one ERP export pass per Cloud Scheduler tick.
 
-Cloud Scheduler publishes to the `erp-export-tick` topic every 15 minutes (names and
-schedule in common/config.py). A pass re-sends batches that are due for a retry, then
+Cloud Scheduler publishes to the `erp-export-tick` topic every 5 minutes (names and
+schedule in common/config.py); a pass stops starting batches after 270 s, so during a
+backlog the passes run back to back, paced (docs/background-jobs.md). A pass re-sends batches that are due for a retry, then
 exports every ledger transaction committed since the last pass, in batches, to the
 ERP (common/erp_export.py). The input is the ledger itself, not the ledger events: a
 lost, late or duplicated Pub/Sub message cannot change what the ERP receives, and a

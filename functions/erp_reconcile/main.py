@@ -27,7 +27,11 @@ SUM_BUDGET_S = 240.0
 def erp_reconcile(cloud_event):
     try:
         report = reconcile(
-            bootstrap.erp_store(), bootstrap.erp_client(), get_settings().erp_stream, budget_s=SUM_BUDGET_S
+            bootstrap.erp_store(),
+            bootstrap.erp_client(),
+            get_settings().erp_stream,
+            budget_s=SUM_BUDGET_S,
+            pacer=bootstrap.pacer(),
         )
     except (StillSumming, ReadingUnsettled) as error:
         # Pub/Sub delivers the tick again; what was summed stays summed

@@ -15,7 +15,7 @@ import logging
 
 import functions_framework
 
-from common import cloud_events, daily_reconciliation, logs
+from common import bootstrap, cloud_events, daily_reconciliation, logs
 from common.config import get_settings
 from common.reconcile import Unfinished
 
@@ -35,7 +35,7 @@ def unfinished(error):
 @functions_framework.cloud_event
 @cloud_events.pubsub_function("ledger_reconcile")
 def ledger_reconcile(cloud_event):
-    report = daily_reconciliation.run(get_settings())
+    report = daily_reconciliation.run(get_settings(), pacer=bootstrap.pacer())
     if report["ok"]:
         log.info("the ledger's invariants hold", extra=report)
     else:

@@ -47,19 +47,29 @@ TICK_BUDGET_S = 50.0  # the sweep and the chain together; the chain still links 
 def outbox_sweeper(cloud_event):
     settings = get_settings()
     started = time.monotonic()
+    # one pacer for the tick's jobs: a load that slowed the sweep slows the chain too
+    pacer = bootstrap.pacer()
     try:
-        result = bootstrap.relay().sweep_all(min_age_s=settings.outbox_sweep_min_age_s, budget_s=SWEEP_BUDGET_S)
+        result = bootstrap.relay().sweep_all(
+            min_age_s=settings.outbox_sweep_min_age_s, budget_s=SWEEP_BUDGET_S, pacer=pacer
+        )
         backlog = bootstrap.outbox().backlog(settings.outbox_stuck_after_s)
     except DependencyUnavailable as error:
         log.error("outbox sweep could not run", extra={"error": error.message})
         raise
     level = logging.ERROR if backlog["stuck"] else logging.INFO
     # `event` names the line for its log-based metrics (infra/terraform/monitoring.tf)
-    extra = {"event": "outbox_sweep", "published": result.published, "failed": result.failed, **backlog}
+    extra = {
+        "event": "outbox_sweep",
+        "published": result.published,
+        "failed": result.failed,
+        "another_sweep": result.another_sweep,
+        **backlog,
+    }
     log.log(level, "outbox sweep", extra=extra)
     try:
         budget_s = min(settings.chain_extend_budget_s, TICK_BUDGET_S - (time.monotonic() - started))
-        chain = extend(bootstrap.chain_store(), budget_s=max(budget_s, 0.0))
+        chain = extend(bootstrap.chain_store(), budget_s=max(budget_s, 0.0), pacer=pacer)
     except DependencyUnavailable as error:
         log.error("hash chain could not be extended", extra={"error": error.message})
         raise
@@ -67,11 +77,11 @@ def outbox_sweeper(cloud_event):
     log.log(level, "hash chain extended", extra={"chain": chain})
     try:
         budget_s = TICK_BUDGET_S - (time.monotonic() - started)
-        checkpoints = advance(bootstrap.checkpoint_store(), budget_s=max(budget_s, 0.0))
+        checkpoints = advance(bootstrap.checkpoint_store(), budget_s=max(budget_s, 0.0), pacer=pacer)
     except DependencyUnavailable as error:
         log.error("balance checkpoints could not advance", extra={"error": error.message})
         raise
-    log.info("balance checkpoints advanced", extra={"checkpoints": checkpoints})
+    log.info("balance checkpoints advanced", extra={"checkpoints": checkpoints, "pacing": pacer.report()})
     try:
         reconciled_age_s = bootstrap.checkpoint_store().reconciled_age_s()
     except DependencyUnavailable as error:

@@ -193,3 +193,138 @@ resource "google_project_iam_audit_config" "cloudsql" {
   }
   depends_on = [google_project_service.enabled]
 }
+
+# A read replica (var.db_read_replica: off in dev, on in prod), for what reads the whole
+# history and writes nothing: the hash chain's verify and the operators' reports, which
+# would otherwise take the primary's CPU and cache from live traffic for minutes. No
+# function is given its address: every scheduled job writes on the primary in the same
+# transaction or statement as its reads (docs/background-jobs.md, "A read replica").
+# Asynchronous, in the primary's region, private IP only, IAM logins as on the primary
+# (the users and roles replicate with the data; the operators' project roles are
+# project-wide). It keeps no backups of its own: the primary's are the ledger's.
+resource "google_sql_database_instance" "read_replica" {
+  count                = var.db_read_replica ? 1 : 0
+  name                 = "${var.name}-pg-replica"
+  region               = var.region
+  database_version     = google_sql_database_instance.ledger.database_version
+  master_instance_name = google_sql_database_instance.ledger.name
+  # It holds nothing the primary doesn't: a plan may replace it, and teardown deletes it
+  # first (infra/teardown.py), as a primary with a replica can't be deleted.
+  deletion_protection = false
+
+  replica_configuration {
+    failover_target = false
+  }
+
+  settings {
+    edition           = "ENTERPRISE"
+    tier              = local.db_read_replica_tier
+    availability_type = "ZONAL"
+    disk_autoresize   = true
+    # only the Cloud SQL connectors (with IAM auth) may connect, never a bare client
+    connector_enforcement = "REQUIRED"
+
+    ip_configuration {
+      ipv4_enabled    = false
+      private_network = google_compute_network.ledger.id
+      ssl_mode        = "ENCRYPTED_ONLY"
+    }
+
+    database_flags {
+      name  = "cloudsql.iam_authentication"
+      value = "on"
+    }
+    # Postgres runs a hot standby only with max_connections at least its primary's
+    # (capacity.tf); the operators' reserve is what connects.
+    database_flags {
+      name  = "max_connections"
+      value = tostring(local.db_read_replica_max_connections)
+    }
+    # A whole-history read takes minutes; a change it conflicts with (vacuum removing rows
+    # its snapshot may still see) waits this long before the read is cancelled, the
+    # replica lagging meanwhile. hot_standby_feedback stays off: the primary's vacuum is
+    # never held back by a reader here.
+    database_flags {
+      name  = "max_standby_streaming_delay"
+      value = tostring(var.db_read_replica_max_standby_delay_s * 1000)
+    }
+    database_flags {
+      name  = "max_standby_archive_delay"
+      value = tostring(var.db_read_replica_max_standby_delay_s * 1000)
+    }
+    database_flags {
+      name  = "idle_in_transaction_session_timeout"
+      value = "120000"
+    }
+    # the primary's log flags: who connected and read what
+    database_flags {
+      name  = "log_connections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_disconnections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_hostname"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_lock_waits"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_checkpoints"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_statement"
+      value = "ddl"
+    }
+    database_flags {
+      name  = "log_min_error_statement"
+      value = "error"
+    }
+    database_flags {
+      name  = "log_min_duration_statement"
+      value = tostring(var.db_log_min_duration_ms)
+    }
+    # no vacuum runs on a standby (it replays the primary's); these are the primary's, for
+    # the day the replica is promoted
+    database_flags {
+      name  = "log_autovacuum_min_duration"
+      value = "1000"
+    }
+    database_flags {
+      name  = "autovacuum_vacuum_cost_limit"
+      value = "1000"
+    }
+    database_flags {
+      name  = "cloudsql.enable_pgaudit"
+      value = "on"
+    }
+    database_flags {
+      name  = "pgaudit.log"
+      value = var.db_pgaudit_log
+    }
+    database_flags {
+      name  = "pgaudit.role"
+      value = var.db_pgaudit_role
+    }
+
+    insights_config {
+      query_insights_enabled = true
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.db_read_replica_tier_memory_mb > 0
+      error_message = "Cloud SQL tier ${local.db_read_replica_tier}: its memory isn't in its name; choose a db-custom-<vCPUs>-<MB> tier for db_read_replica_tier."
+    }
+    precondition {
+      condition     = local.db_read_replica_connections <= local.db_read_replica_connection_ceiling
+      error_message = "The read replica's readers may open ${local.db_read_replica_connections} connections, more than ${local.db_read_replica_tier} holds at ${var.db_memory_mb_per_connection} MB each (${local.db_read_replica_connection_ceiling})."
+    }
+  }
+}

@@ -12,13 +12,22 @@ locals {
     LEDGER_EVENTS_TOPIC       = google_pubsub_topic.ledger_events.name
     LEDGER_ERP_URL            = var.erp_url
   }
-  # Each function's own: its pool size (capacity.tf), and Redis's address and CA where it
-  # uses Redis (redis.tf; its AUTH string is a secret, mounted below).
+  # Each function's own: its pool size (capacity.tf), Redis's address and CA where it
+  # uses Redis (redis.tf; its AUTH string is a secret, mounted below), and for a
+  # background job (a scheduled function) how it paces its batches.
   function_own_env = {
     for name in local.function_names : name => merge(
       { LEDGER_DB_POOL_SIZE = tostring(local.function_pool_size[name]) },
       contains(local.redis_functions, name) ? local.redis_env : {},
+      contains(local.scheduled_functions, name) ? local.job_pacing_env : {},
     )
+  }
+  # common/pacing.py's settings (docs/background-jobs.md)
+  job_pacing_env = {
+    LEDGER_JOB_PACING        = var.job_pacing
+    LEDGER_JOB_DUTY_CAP      = tostring(var.job_duty_cap)
+    LEDGER_JOB_DUTY_FLOOR    = tostring(var.job_duty_floor)
+    LEDGER_JOB_BUSY_SESSIONS = tostring(var.job_busy_sessions)
   }
   # the Pub/Sub-pushed functions' topics, one variable per Settings field that names them
   # (function_list.tf's setting_topics)
@@ -101,7 +110,7 @@ resource "google_cloudfunctions2_function" "http" {
     service_account_email            = google_service_account.database_login[local.function_declarations[each.key].database_login].email
     available_memory                 = "512Mi"
     available_cpu                    = "1"
-    max_instance_request_concurrency = var.function_concurrency
+    max_instance_request_concurrency = local.function_request_concurrency[each.key]
     max_instance_count               = local.function_max_instances_all[each.key]
     min_instance_count               = var.http_function_min_instances
     timeout_seconds                  = 30
@@ -196,9 +205,9 @@ resource "google_cloudfunctions2_function" "pushed" {
     service_account_email            = google_service_account.database_login[local.function_declarations[each.key].database_login].email
     available_memory                 = "1Gi" # a bulk message carries up to 1,000 usage records
     available_cpu                    = "1"
-    max_instance_request_concurrency = var.function_concurrency
-    # one pass at a time for a scheduled function (its entry is 1; a racing pass stops at
-    # the cursor anyway)
+    max_instance_request_concurrency = local.function_request_concurrency[each.key]
+    # one pass at a time for a scheduled function: one instance (a racing pass stops at
+    # the cursor anyway) serving one request (capacity.tf)
     max_instance_count = local.function_max_instances_all[each.key]
     timeout_seconds    = local.push_timeout_s[each.key]
     # Pub/Sub's pushes count as internal traffic; nothing else calls these functions
@@ -247,6 +256,14 @@ resource "google_cloudfunctions2_function" "pushed" {
         secret     = google_secret_manager_secret.payment_provider_token.secret_id
         version    = "latest"
       }
+    }
+  }
+
+  lifecycle {
+    # common/config.py refuses these at start too; a plan stops before any job is deployed
+    precondition {
+      condition     = var.job_duty_floor <= var.job_duty_cap
+      error_message = "job_duty_floor (${var.job_duty_floor}) is above job_duty_cap (${var.job_duty_cap}): the floor is the least a job's duty may fall to."
     }
   }
 }

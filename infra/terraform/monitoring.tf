@@ -199,7 +199,7 @@ resource "google_monitoring_alert_policy" "jobs_silent" {
     subject   = "A scheduled ledger job stopped reporting"
     mime_type = "text/markdown"
     content   = <<-EOT
-      The outbox sweeper (every minute) or the ERP export (every 15 minutes) has logged no
+      The outbox sweeper (every minute) or the ERP export (every 5 minutes) has logged no
       pass for longer than expected: its Cloud Scheduler job, its tick topic or its trigger
       is broken, or the function fails before it gets to log (see its 5xx alert and logs).
       While it is silent, the backlog and parked-batch alerts cannot fire.

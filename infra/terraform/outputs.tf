@@ -54,3 +54,8 @@ output "migrations" {
     sources       = google_storage_bucket.sources.name
   }
 }
+
+output "db_read_replica_connection_name" {
+  description = "The read replica's connection name, for LEDGER_DB_INSTANCE in an operator's whole-history read (docs/background-jobs.md); null without a replica."
+  value       = one(google_sql_database_instance.read_replica[*].connection_name)
+}

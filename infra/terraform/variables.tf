@@ -69,15 +69,15 @@ variable "erp_url" {
 }
 
 variable "erp_export_schedule" {
-  description = "When Cloud Scheduler starts an ERP export pass (cron, UTC)."
+  description = "When Cloud Scheduler starts an ERP export pass (cron, UTC). A pass stops starting batches after LEDGER_ERP_PASS_BUDGET_S (270 s): every 5 minutes, a backlog is exported by passes back to back."
   type        = string
-  default     = "*/15 * * * *"
+  default     = "*/5 * * * *"
 }
 
 variable "erp_reconcile_schedule" {
   description = "When Cloud Scheduler starts the daily ledger-ERP reconciliation (cron, UTC)."
   type        = string
-  default     = "37 2 * * *" # off the quarter hours the export runs at
+  default     = "37 2 * * *" # off the 5-minute marks the export runs at
 }
 
 variable "lot_expiry_schedule" {
@@ -254,9 +254,13 @@ variable "function_db_pool_size" {
 }
 
 variable "scheduled_function_db_pool_size" {
-  description = "Database connections each scheduled function's one instance may hold: its pass, and the events it publishes after commit."
+  description = "Database connections each scheduled function's one instance may hold (it serves one request at a time): its pass, and beside it the pacer's load reading, the events it publishes after commit, or the reconciliation's own connection."
   type        = number
   default     = 2
+  validation {
+    condition     = var.scheduled_function_db_pool_size >= 2
+    error_message = "At least 2: a job's pass holds one connection while the pacer reads the database's load on another (docs/background-jobs.md)."
+  }
 }
 
 variable "db_migration_connections" {
@@ -358,7 +362,7 @@ variable "max_event_age_s" {
   default = {
     outbox_sweeper   = 120   # ticked every minute
     lot_expiry       = 600   # every 5 minutes
-    erp_export       = 1800  # every 15 minutes
+    erp_export       = 900   # every 5 minutes
     erp_reconcile    = 86400 # daily
     dormancy         = 86400 # daily
     ledger_reconcile = 86400 # daily
@@ -410,7 +414,7 @@ variable "alert_outbox_sweeper_silent_s" {
 }
 
 variable "alert_erp_export_silent_s" {
-  description = "Alert when no ERP export pass has logged for this long (seconds; it runs every 15 minutes by default)."
+  description = "Alert when no ERP export pass has logged for this long (seconds; it runs every 5 minutes by default)."
   type        = number
   default     = 3600
 }
@@ -532,5 +536,69 @@ variable "db_operator_group" {
   validation {
     condition     = var.db_operator_group == null || can(regex("^[^@:\\s]+@[^@\\s]+\\.[a-z]+$", var.db_operator_group))
     error_message = "The group's email alone (no \"group:\" prefix)."
+  }
+}
+
+# --- background jobs beside live traffic (issue 20): docs/background-jobs.md
+
+variable "job_pacing" {
+  description = "How the background jobs (the scheduled functions) pace their batches (LEDGER_JOB_PACING): adaptive (the duty halves under live load, grows back when quiet), fixed (always job_duty_cap) or off (never rests)."
+  type        = string
+  default     = "adaptive"
+  validation {
+    condition     = contains(["adaptive", "fixed", "off"], var.job_pacing)
+    error_message = "One of adaptive, fixed, off."
+  }
+}
+
+variable "job_duty_cap" {
+  description = "The most of each second a background job may be busy (LEDGER_JOB_DUTY_CAP), above 0 and at most 1."
+  type        = number
+  default     = 0.25
+  validation {
+    condition     = var.job_duty_cap > 0 && var.job_duty_cap <= 1
+    error_message = "A share of each second: above 0, at most 1."
+  }
+}
+
+variable "job_duty_floor" {
+  description = "The least of each second a background job stays busy however loaded the database (LEDGER_JOB_DUTY_FLOOR): what bounds a backlog's time to clear. Above 0, at most job_duty_cap."
+  type        = number
+  default     = 0.05
+  validation {
+    condition     = var.job_duty_floor > 0 && var.job_duty_floor <= 1
+    error_message = "A share of each second: above 0, at most 1 (and at most job_duty_cap: the job functions' precondition)."
+  }
+}
+
+variable "job_busy_sessions" {
+  description = "More sessions than this inside a transaction (other than the job's own) and the database counts as busy, and the jobs' duty halves (LEDGER_JOB_BUSY_SESSIONS)."
+  type        = number
+  default     = 4
+  validation {
+    condition     = var.job_busy_sessions >= 0 && floor(var.job_busy_sessions) == var.job_busy_sessions
+    error_message = "A whole number of sessions, 0 or more."
+  }
+}
+
+variable "db_read_replica" {
+  description = "A Cloud SQL read replica of the ledger's database, for the operators' whole-history reads (the hash chain's verify, reports) off the primary: off in dev, on in prod (docs/background-jobs.md)."
+  type        = bool
+  default     = false
+}
+
+variable "db_read_replica_tier" {
+  description = "The read replica's machine tier; null: db_tier. Its max_connections is the primary's (Postgres requires it), but only the operators connect, so a smaller tier holds it."
+  type        = string
+  default     = null
+}
+
+variable "db_read_replica_max_standby_delay_s" {
+  description = "How long the replica holds back replaying a change that conflicts with a running query before it cancels the query (max_standby_streaming_delay and max_standby_archive_delay): long enough for a whole-history read; the replica lags by up to this meanwhile."
+  type        = number
+  default     = 900
+  validation {
+    condition     = var.db_read_replica_max_standby_delay_s >= 30 && var.db_read_replica_max_standby_delay_s <= 3600
+    error_message = "30 s (Postgres's default) to an hour."
   }
 }

@@ -32,6 +32,9 @@ EXPRESSION = """jsonencode({
   by_name = var.function_max_instances_by_name, end_user_max = var.end_user_function_max_instances,
   end_users = local.end_user_functions,
   pool_size = var.function_db_pool_size, scheduled_pool_size = var.scheduled_function_db_pool_size,
+  concurrency = local.function_request_concurrency, function_concurrency = var.function_concurrency,
+  replica_max_connections = local.db_read_replica_max_connections,
+  replica_connections = local.db_read_replica_connections, replica_ceiling = local.db_read_replica_connection_ceiling,
 })"""
 
 
@@ -88,6 +91,36 @@ def test_max_connections_is_every_functions_instances_times_its_pool_plus_the_re
 
 
 @needs_terraform
+@pytest.mark.parametrize("environment", sorted(ENVIRONMENTS))
+def test_a_background_job_serves_one_pass_at_a_time_and_every_pool_covers_its_requests(tmp_path, environment):
+    got = capacity(tmp_path, *ENVIRONMENTS[environment])
+    assert sorted(got["concurrency"]) == sorted(FUNCTIONS)
+    for name in FUNCTIONS:
+        expected = 1 if name in SCHEDULED else got["function_concurrency"]
+        assert got["concurrency"][name] == expected, name
+        # one connection per request served at once (a job's second: the pacer's reading)
+        assert got["pool"][name] >= got["concurrency"][name], name
+    for name in SCHEDULED:
+        assert got["pool"][name] >= 2, name
+
+
+@needs_terraform
+@pytest.mark.parametrize("environment", sorted(ENVIRONMENTS))
+def test_the_read_replica_takes_the_primarys_max_connections_and_its_tier_holds_its_readers(tmp_path, environment):
+    got = capacity(tmp_path, *ENVIRONMENTS[environment])
+    # Postgres refuses a hot standby whose max_connections is below its primary's
+    assert got["replica_max_connections"] == got["max_connections"]
+    assert got["replica_connections"] == got["operators"] + SUPERUSER_RESERVED
+    assert got["replica_connections"] <= got["replica_ceiling"]
+
+
+@needs_terraform
+def test_a_replica_tier_too_small_for_its_readers_is_seen(tmp_path):
+    got = capacity(tmp_path, "-var=db_read_replica_tier=db-custom-1-100")
+    assert got["replica_ceiling"] == 10 and got["replica_connections"] > got["replica_ceiling"]
+
+
+@needs_terraform
 def test_an_environment_sets_its_own_sizes(tmp_path):
     prod = capacity(tmp_path, *ENVIRONMENTS["prod"])
     assert prod["max_instances"]["usage"] == 30
@@ -130,6 +163,36 @@ def test_every_function_runs_its_instances_and_pool_from_the_capacity_maps():
     for kind in ("http", "pushed"):
         service = _resource(functions, "google_cloudfunctions2_function", kind)["service_config"][0]
         assert service["max_instance_count"] == "${local.function_max_instances_all[each.key]}", kind
+        assert service["max_instance_request_concurrency"] == "${local.function_request_concurrency[each.key]}", kind
         assert "local.function_own_env[each.key]" in service["environment_variables"], kind
     own_env = next(block["function_own_env"] for block in functions["locals"] if "function_own_env" in block)
     assert "{LEDGER_DB_POOL_SIZE = tostring(local.function_pool_size[name])}" in own_env
+
+
+def test_the_read_replica_follows_the_primary_on_the_private_network_with_iam_logins():
+    database = _load("database.tf")
+    primary = _resource(database, "google_sql_database_instance", "ledger")
+    replica = _resource(database, "google_sql_database_instance", "read_replica")
+    assert replica["count"] == "${var.db_read_replica ? 1 : 0}"
+    assert replica["master_instance_name"] == "${google_sql_database_instance.ledger.name}"
+    settings, primary_settings = replica["settings"][0], primary["settings"][0]
+    assert settings["ip_configuration"] == primary_settings["ip_configuration"]
+    assert settings["connector_enforcement"] == "REQUIRED"
+    flags = {flag["name"]: flag["value"] for flag in settings["database_flags"]}
+    assert flags["cloudsql.iam_authentication"] == "on"
+    assert flags["max_connections"] == "${tostring(local.db_read_replica_max_connections)}"
+    # every flag of the primary's is the replica's too, but its own max_connections
+    primary_flags = {flag["name"]: flag["value"] for flag in primary_settings["database_flags"]}
+    shared = set(primary_flags) - {"max_connections"}
+    assert {name: flags.get(name) for name in shared} == {name: primary_flags[name] for name in shared}
+    conditions = [check["condition"] for check in replica["lifecycle"][0]["precondition"]]
+    assert "${local.db_read_replica_connections <= local.db_read_replica_connection_ceiling}" in conditions
+
+
+def test_the_environments_choose_the_replica():
+    def tfvars(name: str) -> dict:
+        with open(TERRAFORM / "envs" / f"{name}.tfvars") as source:
+            return hcl2.load(source, serialization_options=OPTIONS)
+
+    assert tfvars("dev").get("db_read_replica", False) is False
+    assert tfvars("prod")["db_read_replica"] is True

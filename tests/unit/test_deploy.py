@@ -184,6 +184,7 @@ def teardown_text(env):
 def test_teardown_deletes_the_protected_databases_before_destroying_the_rest(env, nothing_runs):
     text = teardown_text(env)
     order = [
+        "gcloud sql instances delete wl-pg-replica --project acme-dev --quiet",
         "gcloud sql instances patch wl-pg --project acme-dev --no-deletion-protection",
         "gcloud sql instances delete wl-pg --project acme-dev --quiet",
         "terraform state rm google_sql_database_instance.ledger",
@@ -235,10 +236,13 @@ def test_production_teardown_takes_a_final_backup(tmp_path, nothing_runs):
     (tmp_path / "envs" / "prod.tfvars").write_text('project_id = "acme-prod"\nname = "wl"\n')
     (tmp_path / "envs" / "prod.gcs.tfbackend").write_text('bucket = "b"\n')
     prod = deploy.load_environment("prod", tmp_path)
-    (delete,) = [
+    replica, delete = [
         c for step in teardown.plan(prod) for c in step.commands if c[:4] == ["gcloud", "sql", "instances", "delete"]
     ]
     assert "--enable-final-backup" in delete and "--final-backup-retention-days=365" in delete
+    # the read replica goes first (a primary with a replica can't be deleted), without a
+    # backup: it holds nothing of its own
+    assert replica[4] == "wl-pg-replica" and "--enable-final-backup" not in replica
 
 
 def test_development_teardown_takes_no_final_backup(env, nothing_runs):

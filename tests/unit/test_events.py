@@ -3,6 +3,7 @@
 import json
 import time
 from concurrent.futures import Future
+from contextlib import contextmanager
 
 from common.adapters.pubsub_events import PubSubPublisher
 from common.events import message
@@ -35,6 +36,10 @@ class MemoryOutbox:
 
     def mark_failed(self, transaction_id, error):
         self.failed[transaction_id] = error
+
+    @contextmanager
+    def sweeping(self):
+        yield True
 
 
 class FlakyPublisher:

@@ -10,6 +10,7 @@ from cloudevents.http import CloudEvent
 
 from common.balance_checkpoints import ADVANCE_BATCH
 from common.hash_chain import EXTEND_BATCH, Head, Lag
+from common.pacing import unpaced
 from common.relay import RelayResult
 
 MAIN = Path(__file__).resolve().parents[2] / "functions" / "outbox_sweeper" / "main.py"
@@ -23,7 +24,7 @@ def load_sweeper():
 
 
 class Relay:
-    def sweep_all(self, min_age_s, budget_s):
+    def sweep_all(self, min_age_s, budget_s, pacer=None):
         return RelayResult(0, 0)
 
 
@@ -73,6 +74,7 @@ def tick(monkeypatch, chain, checkpoints=None):
     monkeypatch.setattr(sweeper.bootstrap, "outbox", Outbox)
     monkeypatch.setattr(sweeper.bootstrap, "chain_store", lambda: chain)
     monkeypatch.setattr(sweeper.bootstrap, "checkpoint_store", lambda: checkpoints or Checkpoints())
+    monkeypatch.setattr(sweeper.bootstrap, "pacer", unpaced)  # the pacer reads the database's load
     sweeper.outbox_sweeper(
         CloudEvent(
             {"type": "google.cloud.pubsub.topic.v1.messagePublished", "id": "1", "time": datetime.now(UTC).isoformat(),

@@ -160,6 +160,9 @@ REQUIRED = {
     "action_topics": "pushed",  # the publishers' topics are var.action_publishers', not the defaults
     "action_max_deliveries": "pushed",  # must agree with the subscriptions' dead_letter_policy
     "max_event_age_s": "event",  # older events are dropped: must match the retry window set
+    # Terraform variables (docs/background-jobs.md): an environment's pacing must reach
+    # every background job, or a changed tfvars would change nothing
+    **dict.fromkeys(["job_pacing", "job_duty_cap", "job_duty_floor", "job_busy_sessions"], "scheduled"),
 }
 # Settings whose default is right in Google Cloud too, and why.
 SAFE_DEFAULTS = {
@@ -274,6 +277,8 @@ def needs(setting: str, name: str, cursor_functions: list[str]) -> bool:
         or (where == "http" and function.trigger == "http")
         or (where == "event" and function.trigger == "event")
         or (where == "pushed" and bool(function.push_topic_settings))
+        # a scheduled function (capacity.tf): ticked, and pushed nothing else
+        or (where == "scheduled" and bool(function.tick_topic_setting) and not function.push_topic_settings)
         or (where == "cursor" and name in cursor_functions)
         or where == function.database_login
     )

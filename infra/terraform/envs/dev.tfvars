@@ -15,6 +15,10 @@ http_function_min_instances = 0 # cold starts are fine here; idle instances are 
 db_backups_retained     = 7
 db_transaction_log_days = 3
 
+# No read replica: a dev ledger's history is small enough to read on the primary
+# (docs/background-jobs.md).
+db_read_replica = false
+
 # Where alerts go (docs/monitoring.md): an email channel per address, or existing channels
 # by id (alert_notification_channel_ids). Traffic is low here, so latency and the share of
 # 5xx answers alert later than in production.

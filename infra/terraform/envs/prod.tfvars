@@ -19,6 +19,12 @@ function_max_instances_by_name  = { usage = 30 }
 db_backups_retained     = 30
 db_transaction_log_days = 7
 
+# A read replica for the operators' whole-history reads (the hash chain's verify,
+# reports), smaller than the primary: only the operators connect to it
+# (docs/background-jobs.md).
+db_read_replica      = true
+db_read_replica_tier = "db-custom-2-7680"
+
 # Where alerts go (docs/monitoring.md): the on-call's channels by id, and/or emails.
 # Thresholds keep variables.tf's defaults.
 alert_notification_channel_ids = []                            # e.g. ["projects/my-ledger-prod/notificationChannels/123"]

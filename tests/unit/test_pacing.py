@@ -1,0 +1,154 @@
+"""A background job's pacing (common/pacing.py) as a unit: given a signal of heavy load
+it slows down, given quiet it speeds up, within its floor and cap; the clock, the sleep
+and the signal are fakes, so nothing here depends on the machine's speed."""
+
+import pytest
+
+from common.config import Settings
+from common.pacing import Load, Pacer, PacingSettings, unpaced
+
+QUIET = Load(in_transaction=1, lock_waits=0)
+BUSY = Load(in_transaction=12, lock_waits=0)
+WAITING = Load(in_transaction=2, lock_waits=1)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def pacer(loads, **settings):
+    """A pacer reading `loads` in turn (the last one for ever after), after every batch
+    unless the settings say otherwise."""
+    clock, readings = Clock(), list(loads)
+    settings.setdefault("probe_every_s", 0.0)
+
+    def signal():
+        return readings.pop(0) if len(readings) > 1 else readings[0]
+
+    return Pacer(PacingSettings(**settings), signal=signal, clock=clock, sleep=clock.sleep), clock
+
+
+def work(p, clock, batches, seconds=0.05):
+    """`batches` batches of `seconds` each; the rests the pacer took after them."""
+    rests = []
+    for _ in range(batches):
+        with p.batch():
+            clock.now += seconds
+        rests.append(clock.slept[-1] if clock.slept else 0.0)
+    return rests
+
+
+def test_heavy_load_makes_the_job_rest_longer_after_each_batch_down_to_its_floor():
+    p, clock = pacer([BUSY], cap=0.5, floor=0.05)
+    rests = work(p, clock, 8)
+    assert (
+        all(b >= a - 1e-9 for a, b in zip(rests, rests[1:], strict=False)) and rests[-1] > rests[0]
+    )  # slower each batch
+    assert p.duty == 0.05 and p.busy_readings == 8
+    # at the floor a 50 ms batch is followed by 950 ms of rest: 5 % of each second
+    assert rests[-1] == pytest.approx(0.05 * 0.95 / 0.05)
+
+
+def test_lock_waits_alone_count_as_heavy_load():
+    p, clock = pacer([WAITING], cap=0.5, floor=0.05)
+    work(p, clock, 3)
+    assert p.duty < (0.05 + 0.5) / 2 and p.busy_readings == 3
+
+
+def test_quiet_lets_the_job_speed_up_to_its_cap_and_no_further():
+    p, clock = pacer([BUSY] * 6 + [QUIET], cap=0.5, floor=0.05, step=0.05)
+    work(p, clock, 6)
+    slowest = p.duty
+    rests = work(p, clock, 30)
+    assert p.duty == 0.5 > slowest
+    assert rests[0] > rests[-1]  # speeds up once the load goes
+    assert rests[-1] == pytest.approx(0.05)  # at the cap of 0.5: as long resting as working
+
+
+def test_busy_then_quiet_then_busy_follows_the_load_each_time():
+    p, clock = pacer([QUIET] * 20 + [BUSY] * 3 + [QUIET] * 20, cap=0.4, floor=0.05, step=0.05)
+    duties = []
+    for _ in range(43):
+        with p.batch():
+            clock.now += 0.01
+        duties.append(p.duty)
+    assert duties[19] == 0.4  # sped up to the cap
+    assert duties[22] == pytest.approx(0.05)  # three busy readings halved it to the floor
+    assert duties[-1] == 0.4  # and back
+
+
+def test_the_signal_is_read_at_most_once_per_probe_interval():
+    reads = []
+
+    def signal():
+        reads.append(1)
+        return QUIET
+
+    clock = Clock()
+    p = Pacer(PacingSettings(probe_every_s=1.0), signal=signal, clock=clock, sleep=clock.sleep)
+    for _ in range(50):
+        with p.batch():
+            clock.now += 0.001  # 1 ms batches at duty <= 0.25: at most ~4 ms a batch with its rest
+    assert 0 < len(reads) <= clock.now / 1.0 + 1
+
+
+def test_a_signal_that_cannot_be_read_drops_the_job_to_its_floor():
+    p, clock = pacer([None], cap=0.5, floor=0.1)
+    work(p, clock, 1)
+    assert p.duty == 0.1
+
+
+def test_fixed_pacing_keeps_the_cap_whatever_the_load():
+    p, clock = pacer([BUSY], mode="fixed", cap=0.2, floor=0.05)
+    rests = work(p, clock, 5, seconds=0.1)
+    assert p.duty == 0.2 and rests == [pytest.approx(0.4)] * 5
+
+
+def test_off_never_rests():
+    p, clock = pacer([BUSY], mode="off")
+    assert work(p, clock, 5) == [0.0] * 5 and p.rested_s == 0.0
+    assert unpaced().rest(1.0) == 0.0
+
+
+def test_a_batch_that_raises_still_counts_and_is_rested_for():
+    p, clock = pacer([QUIET], mode="fixed", cap=0.5)
+    with pytest.raises(RuntimeError), p.batch():
+        clock.now += 0.2
+        raise RuntimeError("a batch failed")
+    assert p.batches == 1 and clock.slept == [pytest.approx(0.2)]
+
+
+def test_the_report_says_how_the_job_worked_and_rested():
+    p, clock = pacer([BUSY], cap=0.5, floor=0.1)
+    work(p, clock, 4, seconds=0.1)
+    report = p.report()
+    assert report["batches"] == 4 and report["worked_s"] == pytest.approx(0.4)
+    assert report["rested_s"] > report["worked_s"] and report["lowest_duty"] == 0.1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"mode": "sometimes"}, {"floor": 0.0}, {"floor": 0.5, "cap": 0.2}, {"cap": 1.5}],
+)
+def test_settings_that_make_no_sense_are_refused(values):
+    with pytest.raises(ValueError):
+        PacingSettings(**values)
+
+
+def test_the_settings_come_from_the_environment():
+    settings = Settings.from_env(
+        {"LEDGER_JOB_PACING": "fixed", "LEDGER_JOB_DUTY_CAP": "0.5", "LEDGER_JOB_DUTY_FLOOR": "0.1",
+         "LEDGER_JOB_BUSY_SESSIONS": "9"}
+    ).pacing()  # fmt: skip
+    assert settings == PacingSettings(mode="fixed", cap=0.5, floor=0.1, busy_sessions=9)
+    with pytest.raises(ValueError):
+        Settings.from_env({"LEDGER_JOB_DUTY_FLOOR": "0.9"})
