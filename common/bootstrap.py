@@ -504,7 +504,7 @@ def pacer() -> Any:
     from common.pacing import Pacer
 
     settings = get_settings().pacing()
-    return Pacer(settings, signal=load_signal if settings.mode == "adaptive" else None)
+    return Pacer(settings, signal=load_signal() if settings.mode == "adaptive" else None)
 
 
 # Automatic actions (functions/automation) -------------------------------------
