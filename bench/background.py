@@ -143,6 +143,7 @@ def main(**options) -> None:  # noqa: ANN003 - click's options, passed on whole
     began = time.monotonic()
     stack.stop_service("scheduler")  # no tick may run a job during a measurement
     try:
+        wait_for_ticks(stack, echo)
         before_setup = events.high_water(stack)
         data = setup.prepare(stack, options["http_wallets"])
         setup.mark_events_published(stack, before_setup)  # the setup's events are for no consumer
@@ -176,6 +177,31 @@ def main(**options) -> None:  # noqa: ANN003 - click's options, passed on whole
     failed = [row for rate_rows in rows.values() for row in rate_rows if not row.cleared]
     if failed or violations:
         sys.exit(1)
+
+
+TICKED = ("dormancy", "erp_export", "ledger_reconcile", "lot_expiry", "outbox_sweeper")
+
+
+def wait_for_ticks(stack: Stack, echo, quiet_s: float = 30.0, limit_s: float = 600.0) -> None:  # noqa: ANN001
+    """Until no scheduled job function has been at work in the database for `quiet_s` (a
+    paced job rests between batches, idle, for up to 19 times a batch): a
+    tick published before the scheduler stopped is still delivered (and retried) after."""
+    from bench.events import owner_sql
+    from emulators.stack import FUNCTIONS
+
+    users = sorted({stack.login_env(FUNCTIONS[name].database_login)["LEDGER_DB_USER"] for name in TICKED})
+    began = last_busy = time.monotonic()
+    while time.monotonic() - last_busy < quiet_s and time.monotonic() - began < limit_s:
+        busy = owner_sql(
+            stack,
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY (CAST(:u AS text[])) AND state <> 'idle'",
+            u=users,
+        )[0][0]
+        if busy:
+            last_busy = time.monotonic()
+        time.sleep(0.5)
+    if time.monotonic() - began > quiet_s + 1:
+        echo(f"  waited {time.monotonic() - began:,.0f} s for a scheduled job's tick to finish")
 
 
 def report(rows: dict[float, list[Row]], seeding: dict[str, float], command: str, minutes: float, violations) -> str:  # noqa: ANN001

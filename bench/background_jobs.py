@@ -74,11 +74,6 @@ def _json(text: str) -> Any:
     raise ValueError(f"no JSON in {text[-500:]!r}")
 
 
-def has_command(stack: Stack, args: list[str], needle: str) -> bool:
-    """Whether `python -m ... --help` mentions `needle` (a command the lead is adding)."""
-    return needle in cli(stack, [*args, "--help"], "off", operator=True).stdout
-
-
 @dataclass
 class Ledger:
     """The state the jobs share: the seeded range, ERP streams, the chain's head before
@@ -90,6 +85,7 @@ class Ledger:
     streams: list[str] = field(default_factory=list)
     seeded: tuple[int, int] = (0, 0)
     chain_head: int = 0
+    seeded_xact: str = "0"  # the last seeded transaction's created_xact: with seeded[1], its place in commit order
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     workdir: Path = Path()
 
@@ -124,7 +120,30 @@ def prepare(ledger: Ledger, runs: int, echo: Callable[[str], None]) -> dict[str,
     took[f"seed {ledger.sizes.events:,} transactions"] = time.monotonic() - started
     last = int(owner_sql(stack, "SELECT coalesce(max(id), 0) FROM ledger.transactions")[0][0])
     ledger.seeded = (first + 1, last)
+    ledger.seeded_xact = str(
+        owner_sql(stack, "SELECT created_xact::text FROM ledger.transactions WHERE id = :i", i=last)[0][0]
+    )
     return took
+
+
+def _behind(ledger: Ledger, position_sql: str, **params: object) -> bool:
+    """Whether the position `position_sql` reads ((xact, id) in commit order) is still
+    before the last seeded transaction: checked apart from what the job reports."""
+    found = owner_sql(
+        ledger.stack,
+        f"SELECT p.x::text::xid8 < CAST(:xact AS xid8) OR (p.x::text::xid8 = CAST(:xact AS xid8) AND p.i < :last)"
+        f" FROM ({position_sql}) AS p(x, i)",
+        xact=ledger.seeded_xact,
+        last=ledger.seeded[1],
+        **params,
+    )
+    return not found or bool(found[0][0])
+
+
+def _checked(items: int, behind: bool, report: Any) -> Outcome:
+    if behind:
+        return Outcome(items, False, f"the seeded backlog is not cleared; the job reported {json.dumps(report)[:300]}")
+    return Outcome(items)
 
 
 # --- each job: seed its run's backlog (returns its size), run it, undo what it moved ---
@@ -132,16 +151,12 @@ def prepare(ledger: Ledger, runs: int, echo: Callable[[str], None]) -> dict[str,
 
 def _export(ledger: Ledger, pacing: str, run: int) -> Outcome:
     extra = {"LEDGER_ERP_STREAM": ledger.streams[run], "LEDGER_ERP_URL": ledger.receiver_url}
-    outcome = Outcome()
-    for _ in range(1000):  # passes back to back until one is caught up (ops export --until-caught-up)
-        done = cli(ledger.stack, ["-m", "common.ops", "export"], pacing, operator=True, extra=extra)
-        if done.returncode != 0:
-            return Outcome(outcome.items, False, f"ops export exited {done.returncode}: {done.stderr[-300:]}")
-        report = _json(done.stdout)
-        outcome.items += int(report["events"])
-        if report["caught_up"]:
-            return outcome
-    return Outcome(outcome.items, False, "not caught up after 1,000 passes")
+    done = cli(ledger.stack, ["-m", "common.ops", "export", "--until-caught-up"], pacing, operator=True, extra=extra)
+    if done.returncode != 0:
+        return Outcome(0, False, f"ops export exited {done.returncode}: {done.stderr[-300:]}")
+    report = _json(done.stdout)
+    behind = _behind(ledger, "SELECT after_xact, after_id FROM erp.cursors WHERE name = :s", s=ledger.streams[run])
+    return _checked(int(report["events_all_passes"]), behind, report)
 
 
 def _chain(ledger: Ledger, pacing: str, run: int) -> Outcome:
@@ -149,7 +164,10 @@ def _chain(ledger: Ledger, pacing: str, run: int) -> Outcome:
     if done.returncode != 0:
         return Outcome(0, False, f"chain extend exited {done.returncode}: {done.stderr[-300:]}")
     report = _json(done.stdout)
-    return Outcome(int(report["linked"]), bool(report["caught_up"]), "" if report["caught_up"] else "not caught up")
+    behind = _behind(
+        ledger, "SELECT created_xact, transaction_id FROM ledger.chain_links ORDER BY position DESC LIMIT 1"
+    )
+    return _checked(int(report["linked"]), behind, report)
 
 
 def _chain_undo(ledger: Ledger) -> None:
@@ -163,7 +181,9 @@ def _reconcile(ledger: Ledger, pacing: str, run: int) -> Outcome:
     done = cli(ledger.stack, ["-m", "common.reconcile"], pacing, operator=True)
     if done.returncode != 0:
         return Outcome(0, False, f"reconcile exited {done.returncode}: {done.stdout[-300:]}")
-    return Outcome(int(_json(done.stdout)["horizon"]["transactions_passed"]))
+    report = _json(done.stdout)
+    behind = _behind(ledger, "SELECT after_xact, after_id FROM ledger.reconciliation_checkpoint")
+    return _checked(int(report["horizon"]["transactions_passed"]), behind, {"horizon": report["horizon"]})
 
 
 def _reconcile_undo(ledger: Ledger) -> None:
@@ -262,28 +282,24 @@ def _expire_seed(ledger: Ledger, run: int) -> int:
     return lots
 
 
-EXPIRE_LOOP = (
-    "import json\nfrom common import bootstrap\ntotals = {}\nwhile True:\n"
-    "    done = bootstrap.service().expire_lots()\n"
-    "    for k, v in done.items():\n        totals[k] = totals.get(k, 0) + v\n"
-    "    if not (done['expired'] or done['failed']):\n        break\n"
-    "print(json.dumps(totals))\n"
-)
-
-
 def _expire(ledger: Ledger, pacing: str, run: int) -> Outcome:
-    if has_command(ledger.stack, ["-m", "common.ops"], "expire"):
-        done = cli(ledger.stack, ["-m", "common.ops", "expire"], pacing, operator=True)
-    else:  # until `python -m common.ops expire` is on main: the same loop, in-process
-        done = cli(ledger.stack, ["-c", EXPIRE_LOOP], pacing, operator=False)
-    if done.returncode != 0:
-        return Outcome(0, False, f"expiry exited {done.returncode}: {done.stderr[-300:]}")
-    report = _json(done.stdout)
-    return Outcome(
-        int(report["expired"]),
-        not report.get("failed"),
-        f"{report.get('failed', 0)} failed" if report.get("failed") else "",
-    )
+    outcome = Outcome()
+    for _ in range(20):  # it exits 1 when a lot failed or its wallet was busy: those are due still
+        # the in-process login: the operator's may not execute ledger.expire_lots()
+        done = cli(ledger.stack, ["-m", "common.ops", "expire"], pacing, operator=False)
+        try:
+            report = _json(done.stdout)
+        except ValueError:
+            return Outcome(outcome.items, False, f"ops expire exited {done.returncode}: {done.stderr[-300:]}")
+        due = owner_sql(
+            ledger.stack,
+            "SELECT count(*) FROM ledger.lots l JOIN ledger.wallets w ON w.id = l.wallet_id"
+            " WHERE w.asset_code = :a AND l.remaining > 0 AND l.expires_at < now()",
+            a=_asset_code(ledger, "expire", run),
+        )[0][0]
+        if not due:  # items: lots cleared (the report counts postings, which may empty several lots)
+            return Outcome(ledger.sizes.lots)
+    return Outcome(outcome.items, False, f"{due:,} lots still due after 20 runs: {report}")
 
 
 def _dormancy_seed(ledger: Ledger, run: int) -> int:
@@ -304,6 +320,14 @@ def _dormancy(ledger: Ledger, pacing: str, run: int) -> Outcome:
         if summary.get("failed"):
             outcome.ok, outcome.note = False, f"{summary['failed']} failed"
         if not any(summary.get(k) for k in ("warned", "marked", "swept")):
+            funded = owner_sql(
+                ledger.stack,
+                "SELECT count(*) FROM ledger.wallets WHERE asset_code = :a AND kind = 'customer' AND balance > 0"
+                " AND last_activity_at < now() - interval '365 days'",
+                a=_asset_code(ledger, "dormancy", run),
+            )[0][0]
+            if funded:
+                return Outcome(outcome.items, False, f"{funded:,} dormant wallets still funded after a run found none")
             return outcome
     return Outcome(outcome.items, False, "still due after 50 runs")
 
