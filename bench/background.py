@@ -169,7 +169,7 @@ def main(**options) -> None:  # noqa: ANN003 - click's options, passed on whole
         f"--{k.replace('_', '-')} {options[k]}"
         for k in ("rates", "chosen", "modes", "events", "sweep", "lots", "wallets", "dormant", "rows", "quiet")
     ).replace("--chosen", "--jobs")
-    text = report(rows, seeding, command, minutes, violations)
+    text = report(rows, seeding, command, minutes, violations, options["profile"])
     click.echo(text)
     out = options["out"] or (RESULTS / "background.md" if options["write"] else None)
     if out:
@@ -204,11 +204,19 @@ def wait_for_ticks(stack: Stack, echo, quiet_s: float = 30.0, limit_s: float = 6
         echo(f"  waited {time.monotonic() - began:,.0f} s for a scheduled job's tick to finish")
 
 
-def report(rows: dict[float, list[Row]], seeding: dict[str, float], command: str, minutes: float, violations) -> str:  # noqa: ANN001
+def report(
+    rows: dict[float, list[Row]],
+    seeding: dict[str, float],
+    command: str,
+    minutes: float,
+    violations,
+    profile: str,  # noqa: ANN001
+) -> str:
     parts = [
         "# Background jobs beside live traffic, unpaced and paced",
         "",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}; `{command}` on the dev stack ({minutes:,.0f} min).",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}; `{command}`"
+        f" on the {profile} stack ({minutes:,.0f} min).",
         "",
         "Open-loop HTTP mix (top-up 20 %, usage 60 %, transfer 15 %, void 5 %), latency from each request's intended"
         " send time. Per job run: the quiet window before it (its backlog in place), then the requests whose intended"
