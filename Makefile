@@ -11,7 +11,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov
 # which tests/unit/test_terraform_schema.py checks every attribute name against
 SCHEMA_STAMP  := infra/schema/node_modules/.installed-$(shell cksum < infra/schema/package-lock.json | cut -d' ' -f1)
 
-.PHONY: deploy smoke teardown dev down test lint checkov fuzz model faults openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers bench-latency bench-scale bench-smoke
+.PHONY: deploy smoke teardown dev down test lint checkov fuzz model faults openapi bench bench-quick bench-intake bench-bulk soak status reconcile chain verify-chain ops dead-letters access token tokens bench-callers bench-background bench-latency bench-scale bench-smoke
 
 $(STAMP): requirements-dev.txt common/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -119,6 +119,10 @@ bench-callers: $(STAMP) ## what verifying the caller, its boundary and its rate 
 bench-latency: $(STAMP) ## the HTTP mix open loop at 70 requests/s, doubling until p99 > 200 ms or errors; latency from intended send time
 	@$(PY) -m emulators up --no-demo >/dev/null
 	@$(PY) -m bench.openloop --write $(ARGS)
+
+bench-background: $(STAMP) ## each background job (ERP export of 1,000,000 events, sweep, expiry, dormancy, import, chain, reconciliation) unpaced and paced, beside open-loop live traffic at 70 and 140/s
+	@$(PY) -m emulators up --no-demo >/dev/null
+	@$(PY) -m bench.background --write $(ARGS)
 
 bench-scale: $(STAMP) ## a grown ledger (ENTRIES, default 50,000,000; seeded once, then reused) beside a fresh one: postings, reads, ERP export, HTTP mix, reconciliation, disk
 	@$(PY) -m emulators up --no-demo >/dev/null

@@ -78,6 +78,7 @@ class Step:
     kind_outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     per_minute: dict[int, HdrHistogram] = field(default_factory=dict)  # minute of intended send
     per_second: Counter[int] = field(default_factory=Counter)  # answers by second of answer
+    measured_from: float | None = None  # the clock's reading when the measured window began
 
     def record(self, offset_s: float, latency_s: float, outcome: str, kind: str) -> None:
         """One measured request: due `offset_s` after the measured window began, done
@@ -128,15 +129,20 @@ def run_step(
     sleep: Callable[[float], None],
     timeout_s: float,
     step: Step | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> Step:
     """Send request i at start + offsets[i] from `workers` threads. `send(worker)` sends
     one request and returns its outcome: "ok", "refused", "timeout", or an error's name
     ("HTTP 503", an exception's type), alone or with the kind of request it sent.
     Requests due before `warmup_s` are sent but not recorded. A request still unclaimed
     `timeout_s` after its time is not sent. Records into `step` if given (another
-    thread may watch its counts grow), else into a new one."""
+    thread may watch its counts grow), else into a new one. `until`: once it returns
+    True no further request is claimed, and the schedule ends there (a run as long as
+    something else takes, bench/background.py); requests already claimed are sent."""
     step = step if step is not None else Step(rate)
     start = clock() + 0.05  # every worker is ready before the first request is due
+    step.measured_from = start + warmup_s
+    claimed = [0]
     tickets: Iterator[int] = itertools.count()
     lock = threading.Lock()
     last_answer = [start + warmup_s]
@@ -144,9 +150,12 @@ def run_step(
     def work(worker: int) -> None:
         while True:
             with lock:
+                if until is not None and until():
+                    return
                 index = next(tickets)
-            if index >= len(offsets):
-                return
+                if index >= len(offsets):
+                    return
+                claimed[0] = max(claimed[0], index + 1)
             intended = start + offsets[index]
             if (wait := intended - clock()) > 0:
                 sleep(wait)
@@ -171,7 +180,7 @@ def run_step(
         thread.start()
     for thread in threads:
         thread.join()
-    step.scheduled = sum(1 for offset in offsets if offset >= warmup_s)
+    step.scheduled = sum(1 for offset in offsets[: claimed[0]] if offset >= warmup_s)
     step.window_s = last_answer[0] - (start + warmup_s)
     return step
 

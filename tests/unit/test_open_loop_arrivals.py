@@ -183,3 +183,22 @@ def test_the_step_up_stops_when_errors_appear_or_at_the_highest_rate():
 
     steps, _ = arrivals.step_up(70, 300, lambda r: _step(r, 5), 200, 0)
     assert [s.rate for s in steps] == [70, 140, 280]
+
+
+def test_until_ends_the_schedule_and_only_claimed_requests_are_counted():
+    """A schedule longer than needed, ended by `until` (bench/background.py stops the
+    traffic when its job exits): the requests claimed are sent and counted, no more."""
+    clock = FakeClock()
+
+    def send(worker: int) -> str:
+        clock.advance(0.001)
+        return "ok"
+
+    began = clock()
+    step = arrivals.run_step(
+        10, arrivals.uniform(10, 100.0), 0.0, send, 1, clock, clock.advance, 60, until=lambda: clock() >= began + 2.0
+    )
+
+    assert step.measured_from == pytest.approx(began + 0.05)
+    assert step.scheduled == step.counted == step.answered
+    assert 19 <= step.scheduled <= 21  # about 2 s of a 10/s schedule, not 100 s of it
