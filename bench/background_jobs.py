@@ -285,8 +285,7 @@ def _expire_seed(ledger: Ledger, run: int) -> int:
 def _expire(ledger: Ledger, pacing: str, run: int) -> Outcome:
     outcome = Outcome()
     for _ in range(20):  # it exits 1 when a lot failed or its wallet was busy: those are due still
-        # the in-process login: the operator's may not execute ledger.expire_lots()
-        done = cli(ledger.stack, ["-m", "common.ops", "expire"], pacing, operator=False)
+        done = cli(ledger.stack, ["-m", "common.ops", "expire"], pacing, operator=True)
         try:
             report = _json(done.stdout)
         except ValueError:

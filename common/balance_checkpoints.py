@@ -38,9 +38,11 @@ def advance(
     pacer = pacer or unpaced()
     taken = 0
     while True:
+        size = pacer.size(batch)  # paced, sized to a short step
         with pacer.batch():
-            count = store.advance(batch)
+            count = store.advance(size)
+        pacer.counted(count)
         taken += count
-        if count < batch or (deadline is not None and clock() >= deadline):
+        if count < size or (deadline is not None and clock() >= deadline):
             break
-    return {"transactions": taken, "caught_up": count < batch, "horizon": store.horizon()}
+    return {"transactions": taken, "caught_up": count < size, "horizon": store.horizon()}

@@ -145,13 +145,15 @@ class DormancyRunner:
             if scanned >= self._budget or time.monotonic() - started >= self._budget_s:
                 report.stopped_on_budget = True
                 break
+            page = pacer.size(self._page)  # paced, sized to a short batch
             with pacer.batch():
-                outcomes = self.ledger.dormancy_run(self._page, after)
+                outcomes = self.ledger.dormancy_run(page, after)
                 for outcome in outcomes:
                     self._count(report, outcome)
+            pacer.counted(len(outcomes))
             scanned += len(outcomes)
             after = max((o["wallet_id"] for o in outcomes), default=after)
-            if len(outcomes) < self._page:
+            if len(outcomes) < page:
                 break
         report.pacing = pacer.report()
         log.log(logging.WARNING if report.stopped_on_budget else logging.INFO, "dormancy run", extra=report.summary())

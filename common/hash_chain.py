@@ -220,15 +220,17 @@ def extend(
     pacer = pacer or unpaced()
     linked = 0
     while True:
+        size = pacer.size(batch)  # paced, sized to a short batch
         with pacer.batch():
-            count, busy, head = extender.extend(batch)
+            count, busy, head = extender.extend(size)
+        pacer.counted(count)
         linked += count
-        if busy or count < batch or (deadline is not None and clock() >= deadline):
+        if busy or count < size or (deadline is not None and clock() >= deadline):
             break
     lag = extender.lag()
     return {
         "linked": linked,
-        "caught_up": not busy and count < batch,
+        "caught_up": not busy and count < size,
         "busy": busy,
         "head": head.as_dict() if head else None,
         "next_transaction_id": lag.next_transaction_id,

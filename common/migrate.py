@@ -140,13 +140,16 @@ def _post_rows(migration_id: str, rows: list[OpeningRow], store: Any, workers: i
     lock, stop = threading.Lock(), threading.Event()
 
     def lane(rows: list[OpeningRow], advance: Any) -> None:
-        pacer = bootstrap.pacer()  # each lane rests after its own batches (docs/background-jobs.md)
-        for start in range(0, len(rows), BATCH):
+        pacer = bootstrap.pacer()  # each lane paces its own batches (docs/background-jobs.md)
+        start = 0
+        while start < len(rows):
             if stop.is_set():
                 return
-            chunk = rows[start : start + BATCH]
+            chunk = rows[start : start + pacer.size(BATCH)]
+            start += len(chunk)
             with pacer.batch():
                 refused = _post_batch(migration_id, chunk, wallets, accounts, ledger, admin, actor)
+            pacer.counted(len(chunk))
             with lock:
                 rejected.extend(refused)
                 advance(len(chunk))

@@ -55,6 +55,9 @@ class PacingSettings:
     busy_sessions: int = 4  # more sessions than this inside a transaction is busy
     probe_every_s: float = 0.2  # the signal is read at most this often
     max_pause_s: float = 5.0  # the longest one rest: well inside the database's 120 s idle-in-transaction limit
+    # A batch is sized to take about this long at the pace of the last ones: a live
+    # request that meets one waits for a short batch, however slow the job's items are
+    batch_target_s: float = 0.025
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -93,6 +96,9 @@ class Pacer:
         self.readings = 0
         self.unread = 0  # readings that failed (each counted as the worst load)
         self.lowest_duty = self.duty
+        self._item_s: float | None = None  # seconds an item took, smoothed over the batches
+        self._last_batch_s = 0.0
+        self.items = 0
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -103,6 +109,24 @@ class Pacer:
             yield
         finally:
             self.worked(self._clock() - started)
+
+    def size(self, most: int) -> int:
+        """How many items the next batch should take, at most `most` (the job's own
+        bound): as many as fit `batch_target_s` at the pace of the batches so far, a
+        tenth of `most` before any was timed. Unpaced, always `most`."""
+        if self.settings.mode == "off":
+            return most
+        if self._item_s is None:
+            return max(1, min(most, max(most // 10, 1)))
+        return max(1, min(most, int(self.settings.batch_target_s / max(self._item_s, 1e-6))))
+
+    def counted(self, items: int) -> None:
+        """The batch just ended handled `items`: its time per item tunes the next size."""
+        self.items += items
+        if items <= 0:
+            return
+        per_item = self._last_batch_s / items
+        self._item_s = per_item if self._item_s is None else 0.5 * self._item_s + 0.5 * per_item
 
     def rest_owed(self) -> float:
         """Take the rest the last batch earned (none after the run's last batch, which
@@ -117,6 +141,7 @@ class Pacer:
         """A batch took `worked_s`: adapt the duty and owe the rest that keeps the job
         busy at most `duty` of the time; how long that rest is."""
         worked_s = max(worked_s, 0.0)
+        self._last_batch_s = worked_s
         self.batches += 1
         self.worked_s += worked_s
         if self.settings.mode == "off":
@@ -161,6 +186,7 @@ class Pacer:
             "busy_readings": self.busy_readings,
             "readings": self.readings,
             "unread": self.unread,
+            "items": self.items,
         }
 
 

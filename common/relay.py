@@ -80,7 +80,8 @@ class Relay:
             started, published, failed = time.monotonic(), 0, 0
             while time.monotonic() - started < budget_s:
                 with pacer.batch():
-                    result = self.sweep(min_age_s=min_age_s)
+                    result = self.sweep(limit=pacer.size(500), min_age_s=min_age_s)  # paced, sized to a short round
+                pacer.counted(result.published + result.failed)
                 published += result.published
                 failed += result.failed
                 if not result.published or result.failed:

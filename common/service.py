@@ -552,8 +552,10 @@ class LedgerService(AutomationRules):
             if time.monotonic() - started >= budget_s:
                 stopped_on_budget = True
                 break
+            size = pacer.size(batch)  # paced, sized to a short batch
             with pacer.batch():
-                outcomes = self.ledger.expire_lots(batch, after)
+                outcomes = self.ledger.expire_lots(size, after)
+            pacer.counted(len(outcomes))
             # a page comes back in wallet order; the next starts after its last in expiry order
             after = max(((o["expires_at"], o["lot_id"]) for o in outcomes), default=after)
             for outcome in outcomes:
@@ -566,7 +568,7 @@ class LedgerService(AutomationRules):
                     expired += 1
                     amount += outcome["amount"]
                     self._tell_committed(outcome["transaction_id"])
-            if len(outcomes) < batch:
+            if len(outcomes) < size:
                 break
         else:
             stopped_on_budget = True

@@ -11,7 +11,7 @@
 --   ledger_reconciler    the daily reconciliation (functions/ledger_reconcile): read what
 --                        the incremental checks read, move their checkpoint
 --   ledger_operator      the operator's CLI (common.ops, common.reconcile): the relay's,
---                        the export's and the auditor's rights, no more
+--                        the export's and the auditor's rights, and the lot expiry
 --   erp_exporter         the ERP export and its reconciliation (90_erp_export.sql)
 --   ledger_access        the operators' access function (75_access.sql)
 --   ledger_automation    the automation function: a poster, plus the rules' decisions
@@ -270,8 +270,8 @@ GRANT ledger_poster TO ledger_messages;
 --
 -- What `make ops` does (status, sweep, export, parked, replay, reconcile) and
 -- `python -m common.reconcile`: the relay's, the exporter's and the auditor's rights by
--- membership. It is not the owner: it can't post, change a wallet, ALTER a table or
--- switch a trigger off.
+-- membership. It is not the owner: it can't post (beyond expiring due lots), change a
+-- wallet, ALTER a table or switch a trigger off.
 
 GRANT ledger_relay, erp_exporter, ledger_auditor TO ledger_operator;
 -- `python -m common.reconcile` moves the reconciliation checkpoint after a clean run,
@@ -283,3 +283,6 @@ GRANT SELECT ON ledger.dormancy_policies TO ledger_operator;
 GRANT EXECUTE ON FUNCTION
   ledger.dormancy_set_policy(text, text, interval, interval, text, text, jsonb)
   TO ledger_operator;
+-- `python -m common.ops expire`: the lot expiry job run by hand (a day of many due lots,
+-- docs/background-jobs.md); it posts only what the procedure finds due, as the job does
+GRANT EXECUTE ON FUNCTION ledger.expire_lots(integer, timestamptz, bigint) TO ledger_operator;

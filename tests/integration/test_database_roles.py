@@ -92,7 +92,9 @@ MAY_EXECUTE = {
     # the dormancy policies (docs/dormancy.md)
     | {"ledger.dormancy_set_policy(text,text,interval,interval,text,text,jsonb)"}
     # the reconciliation's checkpoint, moved after a clean run (33_reconciliation_checkpoint.sql)
-    | {"ledger.advance_reconciliation(xid8,bigint)"},
+    | {"ledger.advance_reconciliation(xid8,bigint)"}
+    # the lot expiry run by hand (python -m common.ops expire)
+    | {"ledger.expire_lots(integer,timestamp with time zone,bigint)"},
 }
 # the daily reconciliation: checks each new posting against its rule and moves its
 # checkpoint (db/schema/99_grants.sql, functions/ledger_reconcile)

@@ -173,3 +173,30 @@ def test_the_settings_come_from_the_environment():
     assert settings == PacingSettings(mode="fixed", cap=0.5, floor=0.1, busy_sessions=9)
     with pytest.raises(ValueError):
         Settings.from_env({"LEDGER_JOB_DUTY_FLOOR": "0.9"})
+
+
+def sized_run(item_s, most, batches=6, **settings):
+    """Batches sized by the pacer, each item taking `item_s`: the sizes it chose."""
+    p, clock = pacer([QUIET], **settings)
+    sizes = []
+    for _ in range(batches):
+        size = p.size(most)
+        sizes.append(size)
+        with p.batch():
+            clock.now += size * item_s
+        p.counted(size)
+    return sizes
+
+
+def test_slow_items_make_small_batches_so_a_batch_stays_short():
+    sizes = sized_run(item_s=0.005, most=500, batch_target_s=0.025)
+    assert sizes[0] == 50  # a tenth of the job's bound before any batch was timed
+    assert sizes[-1] == 5  # 5 ms an item: 5 fit the 25 ms target
+
+
+def test_fast_items_grow_the_batch_up_to_the_jobs_own_bound():
+    assert sized_run(item_s=0.00001, most=500)[-1] == 500
+
+
+def test_unpaced_batches_are_the_jobs_own_size():
+    assert sized_run(item_s=0.005, most=500, mode="off") == [500] * 6
