@@ -22,6 +22,7 @@ latency over the goal is a result, not a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -100,6 +101,7 @@ def run_job(ledger: Ledger, job: background_jobs.Job, rate: float, mode: str, in
         f" {windows.during.ms(99):,.1f} ms during, max {windows.during.max_ms:,.0f} ms"
         + (f"; FAILED: {outcome.note}" if not outcome.ok else "")
         + (f" ({settled:,} events left unpublished marked published)" if settled else "")
+        + (f"; pacing {json.dumps(outcome.pacing)}" if outcome.pacing else "")
     )
     return Row(job.name, mode, backlog, seconds if outcome.ok else None, outcome.items, windows, outcome.note)
 

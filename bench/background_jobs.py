@@ -42,6 +42,7 @@ class Outcome:
     items: int = 0
     ok: bool = True
     note: str = ""
+    pacing: dict[str, Any] = field(default_factory=dict)  # the job's own pacing report (its last run)
 
 
 @dataclass
@@ -218,7 +219,9 @@ def _sweep(ledger: Ledger, pacing: str, run: int) -> Outcome:
     for _ in range(20):  # it exits 1 while any event is pending, the live traffic's newest too
         done = cli(ledger.stack, ["-m", "common.ops", "sweep"], pacing, operator=True)
         try:
-            outcome.items += int(_json(done.stdout)["published"])
+            report = _json(done.stdout)
+            outcome.items += int(report["published"])
+            outcome.pacing = report.get("pacing", {})
         except (ValueError, KeyError):
             return Outcome(outcome.items, False, f"ops sweep exited {done.returncode}: {done.stderr[-300:]}")
         if not owner_sql(ledger.stack, pending, lo=lo, hi=hi)[0][0]:
@@ -297,7 +300,7 @@ def _expire(ledger: Ledger, pacing: str, run: int) -> Outcome:
             a=_asset_code(ledger, "expire", run),
         )[0][0]
         if not due:  # items: lots cleared (the report counts postings, which may empty several lots)
-            return Outcome(ledger.sizes.lots)
+            return Outcome(ledger.sizes.lots, pacing=report.get("pacing", {}))
     return Outcome(outcome.items, False, f"{due:,} lots still due after 20 runs: {report}")
 
 

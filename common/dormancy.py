@@ -217,12 +217,10 @@ class DormancyRunner:
 def runner(budget_s: float = float("inf")) -> DormancyRunner:
     from common import bootstrap
 
+    # The sweeps' events go out with the paced outbox sweep, not after each commit: a
+    # job's events are nobody's request (docs/background-jobs.md)
     return DormancyRunner(
-        bootstrap.ledger(),
-        bootstrap.notices,
-        lambda transaction_id: bootstrap.after_commit().submit(transaction_id),
-        pacer=bootstrap.pacer,
-        budget_s=budget_s,
+        bootstrap.ledger(), bootstrap.notices, lambda transaction_id: None, pacer=bootstrap.pacer, budget_s=budget_s
     )
 
 

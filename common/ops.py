@@ -68,7 +68,7 @@ def sweep() -> None:
 @main.command()
 def expire() -> None:
     """Expire every due lot now, paced, as the lot_expiry tick does but without its time budget."""
-    result = bootstrap.service().expire_lots(budget=10**12, pacer=bootstrap.pacer())
+    result = bootstrap.service().expire_lots(budget=10**12, pacer=bootstrap.pacer(), publish_after_commit=False)
     _print(result)
     sys.exit(1 if result["failed"] or result["busy"] else 0)
 

@@ -14,10 +14,11 @@ database's).
 The duty moves between a floor and a cap with what the database shows of the other
 logins' sessions (`Load`, read by common/adapters/load_signal.py between batches),
 additive increase and multiplicative decrease as in TCP's congestion control:
-- busy (a session waits on a lock, or more sessions than `busy_sessions` are inside a
+- busy (a session waits on a lock; more sessions than `busy_sessions` are inside a
   transaction: by Little's law, the live rate times how long each stays in the
-  database, so it rises with live latency as well as with the rate): the duty halves,
-  down to the floor;
+  database, so it rises with live latency as well as with the rate; or the reading
+  itself took `probe_slowdown` times the run's fastest, as a live request's round trip
+  would when the host is short of CPU): the duty halves, down to the floor;
 - quiet: it grows by `step`, up to the cap.
 The floor bounds a backlog's time to clear: under any load a job still runs at about
 floor x its unpaced speed. `fixed` keeps the cap whatever the load; `off` never rests
@@ -44,6 +45,10 @@ class Load:
 
     in_transaction: int  # other sessions inside a transaction (running or waiting)
     lock_waits: int  # sessions waiting for a lock another holds
+    # how long the reading itself took, as a request's round trip to the database would:
+    # it grows when the database's host (or the job's) is short of CPU, which neither
+    # count shows
+    probe_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class PacingSettings:
     # A batch is sized to take about this long at the pace of the last ones: a live
     # request that meets one waits for a short batch, however slow the job's items are
     batch_target_s: float = 0.025
+    # a reading slower than this many times the fastest of the run (and than
+    # probe_floor_s) is busy: the round trip a live request makes has slowed down
+    probe_slowdown: float = 3.0
+    probe_floor_s: float = 0.002
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -96,6 +105,7 @@ class Pacer:
         self.readings = 0
         self.unread = 0  # readings that failed (each counted as the worst load)
         self.lowest_duty = self.duty
+        self.fastest_probe_s = float("inf")  # the quickest reading of the run: the database unloaded
         self._item_s: float | None = None  # seconds an item took, smoothed over the batches
         self._last_batch_s = 0.0
         self.items = 0
@@ -152,7 +162,10 @@ class Pacer:
         return self.owed_s
 
     def busy(self, load: Load) -> bool:
-        return load.lock_waits > 0 or load.in_transaction > self.settings.busy_sessions
+        if load.probe_s > 0:
+            self.fastest_probe_s = min(self.fastest_probe_s, load.probe_s)
+        slowed = load.probe_s > max(self.settings.probe_slowdown * self.fastest_probe_s, self.settings.probe_floor_s)
+        return load.lock_waits > 0 or load.in_transaction > self.settings.busy_sessions or slowed
 
     def _adapt(self) -> None:
         now = self._clock()

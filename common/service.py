@@ -537,12 +537,16 @@ class LedgerService(AutomationRules):
         budget: int = 100_000,
         budget_s: float = float("inf"),
         pacer: Pacer | None = None,
+        publish_after_commit: bool = True,
     ) -> dict[str, Any]:
         """The expiry job: every due lot becomes breakage, a batch per call (one database
         transaction, holding its wallets' locks no longer), until none is due, `budget`
         lots were handled or `budget_s` has passed, resting after each batch as `pacer`
         says. A lot that fails is logged and left for the next run, behind no other; so
-        is one whose wallet a posting holds."""
+        is one whose wallet a posting holds. Without `publish_after_commit` the expiries'
+        events wait in the outbox for the paced sweep: a job's events are nobody's
+        request, and publishing them as fast as the job posts would load everything
+        downstream of the events topic at the job's pace, unpaced."""
         pacer = pacer or unpaced()
         started = time.monotonic()
         expired = failed = busy = amount = 0
@@ -567,7 +571,8 @@ class LedgerService(AutomationRules):
                 elif outcome["transaction_id"] is not None:
                     expired += 1
                     amount += outcome["amount"]
-                    self._tell_committed(outcome["transaction_id"])
+                    if publish_after_commit:
+                        self._tell_committed(outcome["transaction_id"])
             if len(outcomes) < size:
                 break
         else:

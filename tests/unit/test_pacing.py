@@ -200,3 +200,17 @@ def test_fast_items_grow_the_batch_up_to_the_jobs_own_bound():
 
 def test_unpaced_batches_are_the_jobs_own_size():
     assert sized_run(item_s=0.005, most=500, mode="off") == [500] * 6
+
+
+def test_a_reading_that_slowed_down_is_heavy_load_even_with_few_sessions():
+    """The reading's round trip is a live request's: three times the run's fastest (and
+    over 2 ms) means the database's host is short of CPU."""
+    fast, slow = Load(0, 0, probe_s=0.0005), Load(0, 0, probe_s=0.004)
+    p, clock = pacer([fast, fast, slow, slow, fast], cap=0.5, floor=0.05)
+    duties = []
+    for _ in range(5):
+        with p.batch():
+            clock.now += 0.01
+        duties.append(p.duty)
+    assert duties[2] < duties[1] and duties[3] < duties[2] and duties[4] > duties[3]
+    assert p.busy(Load(0, 0, probe_s=0.0012)) is False  # under the 2 ms floor: scheduling noise
