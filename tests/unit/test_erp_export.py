@@ -195,3 +195,20 @@ def test_lines_that_do_not_balance_are_never_sent():
     with pytest.raises(ExportError, match="does not balance"):
         exporter(store, erp).run_pass()
     assert erp.deliveries == [] and store.batches == {}
+
+
+def test_a_short_page_ends_the_pass_caught_up_so_it_never_chases_live_traffic():
+    """Beside live traffic a page may always find a few new transactions: a page shorter
+    than a batch means the horizon was reached, and the rest is the next pass's."""
+
+    class GrowingStore(MemoryStore):
+        def next_page(self, after, limit):
+            page = super().next_page(after, limit)
+            if len(page) < limit:  # live traffic commits one more each time the tail is read
+                n = len(self.rows) + 1
+                self.rows.append(((f"{100 + n}", n), usage(n)))
+            return page
+
+    store, erp = GrowingStore([usage(i) for i in range(1, 8)]), MemoryErp()
+    report = exporter(store, erp).run_pass()
+    assert report.caught_up and report.batches == 3 and report.events == 7
