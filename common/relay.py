@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from common.pacing import Pacer, unpaced
 
 log = logging.getLogger("ledger.relay")
+SWEEP_ROUND = 500  # events a sweep round reads, publishes and marks (paced, at most this)
 
 
 class Outbox(Protocol):
@@ -60,7 +61,7 @@ class Relay:
         """Publish these transactions' events, if still pending."""
         return self._relay(self._outbox.pending(transaction_ids))
 
-    def sweep(self, limit: int = 500, min_age_s: float = 0.0) -> RelayResult:
+    def sweep(self, limit: int = SWEEP_ROUND, min_age_s: float = 0.0) -> RelayResult:
         """Publish the oldest `limit` pending events written at least `min_age_s` ago
         (younger ones are the after-commit relay's, which is publishing them now)."""
         return self._relay(self._outbox.pending(limit=limit, min_age_s=min_age_s))
@@ -79,8 +80,8 @@ class Relay:
                 return RelayResult(0, 0, another_sweep=True)
             started, published, failed = time.monotonic(), 0, 0
             while time.monotonic() - started < budget_s:
-                with pacer.batch():
-                    result = self.sweep(limit=pacer.size(500), min_age_s=min_age_s)  # paced, sized to a short round
+                with pacer.batch():  # paced, a round sized to a short batch
+                    result = self.sweep(limit=pacer.size(SWEEP_ROUND), min_age_s=min_age_s)
                 pacer.counted(result.published + result.failed)
                 published += result.published
                 failed += result.failed
