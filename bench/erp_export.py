@@ -118,6 +118,10 @@ def seed(stack: Stack, count: int) -> None:
             # The chunk's id range bounds every scan below: on rows this transaction has
             # just written, the planner has no statistics, and a join it believes matches
             # one row can turn into a nested loop over the whole table (seen: minutes).
+            # On a fresh ledger even the range is not enough (the outbox update joined each
+            # event to the chunk's 250,000 transactions, 9 minutes and counting): ANALYZE
+            # here counts this transaction's own rows.
+            con.run("ANALYZE ledger.transactions, ledger.entries, ledger.outbox")
             low, high = con.run(
                 "SELECT min(id), max(id) FROM ledger.transactions WHERE created_xact = CAST(:xact AS xid8)",
                 xact=xact,
