@@ -485,7 +485,7 @@ def erp_export() -> Any:
         retry_base_s=settings.erp_retry_base_s,
         retry_max_s=settings.erp_retry_max_s,
         budget_s=settings.erp_pass_budget_s,
-        pacer=pacer,
+        pacer=lambda: pacer(min_rate=settings.erp_min_rate),
     )
 
 
@@ -499,11 +499,12 @@ def load_signal() -> Any:
     return LoadSignal(pool(), attempts=1)  # a reading that failed is answered by resting
 
 
-def pacer() -> Any:
-    """A new pacer for one run of a background job: its counters are that run's."""
+def pacer(min_rate: float = 0.0) -> Any:
+    """A new pacer for one run of a background job: its counters are that run's; it
+    keeps `min_rate` items a second if the job counts them (common/pacing.py)."""
     from common.pacing import Pacer
 
-    settings = get_settings().pacing()
+    settings = get_settings().pacing(min_rate)
 
     def signal() -> Any:
         return load_signal()()  # the reader is built on the first reading

@@ -144,6 +144,7 @@ class ErpExport:
                 ):
                     log.info("another export pass moved the cursor first; leaving the rest to it")
                     break
+            pacer.counted(len(page))  # for min_rate: a backlog clears in bounded time
             report.batches += 1
             report.events += len(page)
             report.lines += len(lines)

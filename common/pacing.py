@@ -21,8 +21,11 @@ additive increase and multiplicative decrease as in TCP's congestion control:
   would when the host is short of CPU): the duty halves, down to the floor;
 - quiet: it grows by `step`, up to the cap.
 The floor bounds a backlog's time to clear: under any load a job still runs at about
-floor x its unpaced speed. `fixed` keeps the cap whatever the load; `off` never rests
-(an operator's run on a quiet database).
+floor x its unpaced speed. Where a deadline matters more than that (the ERP export: a
+1,000,000-event backlog within 15 minutes), `min_rate` bounds it directly: a run that
+has counted its items rests only as long as it stays ahead of `min_rate` items a second
+since its first batch, whatever the duty says. `fixed` keeps the cap whatever the load;
+`off` never rests (an operator's run on a quiet database).
 
 No I/O here: the signal, the clock and the sleep are injected, so the unit tests give
 it loads and check what it does (tests/unit/test_pacing.py).
@@ -67,6 +70,9 @@ class PacingSettings:
     # probe_floor_s) is busy: the round trip a live request makes has slowed down
     probe_slowdown: float = 3.0
     probe_floor_s: float = 0.002
+    # items a second the run keeps whatever the load (0: no such bound); it rests only
+    # while ahead of that schedule. Needs the job to count its items (`counted`).
+    min_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -75,6 +81,8 @@ class PacingSettings:
             raise ValueError(f"pacing needs 0 < floor ({self.floor}) <= cap ({self.cap}) <= 1")
         if self.max_pause_s <= 0:
             raise ValueError(f"pacing needs a positive longest rest, not {self.max_pause_s}")
+        if self.min_rate < 0:
+            raise ValueError(f"pacing needs a minimum rate of 0 or more items a second, not {self.min_rate}")
 
 
 class Pacer:
@@ -109,12 +117,16 @@ class Pacer:
         self._item_s: float | None = None  # seconds an item took, smoothed over the batches
         self._last_batch_s = 0.0
         self.items = 0
+        self._first_batch_at: float | None = None  # where the min_rate schedule starts
+        self.rest_cut_s = 0.0  # rest left out to keep min_rate
 
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Rest for the previous batch, then time the block as this one."""
         self.rest_owed()
         started = self._clock()
+        if self._first_batch_at is None:
+            self._first_batch_at = started
         try:
             yield
         finally:
@@ -140,8 +152,14 @@ class Pacer:
 
     def rest_owed(self) -> float:
         """Take the rest the last batch earned (none after the run's last batch, which
-        never calls this again); how long it was."""
+        never calls this again), cut to what keeps `min_rate`; how long it was."""
         pause, self.owed_s = self.owed_s, 0.0
+        if pause > 0 and self.settings.min_rate > 0 and self._first_batch_at is not None:
+            ahead_s = self.items / self.settings.min_rate - (self._clock() - self._first_batch_at)
+            allowed = max(0.0, ahead_s)
+            if allowed < pause:
+                self.rest_cut_s += pause - allowed
+                pause = allowed
         if pause > 0:
             self._sleep(pause)
             self.rested_s += pause
@@ -200,6 +218,11 @@ class Pacer:
             "readings": self.readings,
             "unread": self.unread,
             "items": self.items,
+            **(
+                {"min_rate": self.settings.min_rate, "rest_cut_s": round(self.rest_cut_s, 3)}
+                if self.settings.min_rate
+                else {}
+            ),
         }
 
 

@@ -212,3 +212,19 @@ def test_a_short_page_ends_the_pass_caught_up_so_it_never_chases_live_traffic():
     store, erp = GrowingStore([usage(i) for i in range(1, 8)]), MemoryErp()
     report = exporter(store, erp).run_pass()
     assert report.caught_up and report.batches == 3 and report.events == 7
+
+
+def test_a_pass_counts_its_events_into_its_pacer_so_a_minimum_rate_can_hold():
+    """A paced pass rests only while ahead of LEDGER_ERP_MIN_RATE events a second
+    (common/pacing.py): for that its pacer must know every event it exported."""
+    from common.pacing import Pacer, PacingSettings
+
+    pacers = []
+
+    def pacer():
+        pacers.append(Pacer(PacingSettings(mode="fixed", min_rate=2000), sleep=lambda s: None))
+        return pacers[-1]
+
+    store, erp = MemoryStore([usage(i) for i in range(1, 8)]), MemoryErp()
+    report = exporter(store, erp, pacer=pacer).run_pass()
+    assert report.events == 7 and pacers[0].items == 7 and report.pacing["min_rate"] == 2000

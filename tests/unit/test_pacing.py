@@ -214,3 +214,47 @@ def test_a_reading_that_slowed_down_is_heavy_load_even_with_few_sessions():
         duties.append(p.duty)
     assert duties[2] < duties[1] and duties[3] < duties[2] and duties[4] > duties[3]
     assert p.busy(Load(0, 0, probe_s=0.0012)) is False  # under the 2 ms floor: scheduling noise
+
+
+def counted_run(item_s, items_per_batch, batches, **settings):
+    """`batches` batches of `items_per_batch` items, each item taking `item_s`, counted."""
+    p, clock = pacer([BUSY], **settings)
+    for _ in range(batches):
+        with p.batch():
+            clock.now += items_per_batch * item_s
+        p.counted(items_per_batch)
+    return p, clock
+
+
+def test_a_minimum_rate_bounds_the_time_to_clear_under_heavy_load():
+    """The ERP export's bound: under a load that keeps the duty at its floor, 100
+    batches of 1,000 items at 4,000 items/s unpaced would take 500 s; with a minimum of
+    2,000 items/s the job rests only while ahead of that schedule, so it clears the
+    100,000 in about 50 s (100,000 / 2,000), still resting half the time."""
+    paced, paced_clock = counted_run(1 / 4000, 1000, 100, cap=0.25, floor=0.05)
+    kept, kept_clock = counted_run(1 / 4000, 1000, 100, cap=0.25, floor=0.05, min_rate=2000)
+    assert paced.duty == kept.duty == 0.05  # the load held both at the floor
+    assert paced_clock.now > 450  # about 500 s: 0.25 s of work then 4.75 s of rest, once at the floor
+    assert kept_clock.now <= 100_000 / 2000 + 0.25  # the schedule, and at most one batch over
+    assert kept.rested_s == pytest.approx(kept_clock.now - 100 * 0.25) and kept.rested_s > 20
+    assert kept.report()["rest_cut_s"] == pytest.approx(paced.rested_s - kept.rested_s)
+
+
+def test_a_minimum_rate_cuts_no_rest_while_the_job_is_ahead_of_it():
+    """Fast items: the duty's rests keep the run above the minimum anyway, so none is cut."""
+    plain, _ = counted_run(1 / 100_000, 1000, 20, cap=0.25, floor=0.05)
+    kept, _ = counted_run(1 / 100_000, 1000, 20, cap=0.25, floor=0.05, min_rate=2000)
+    assert kept.rested_s == pytest.approx(plain.rested_s) and kept.rest_cut_s == 0
+
+
+def test_a_minimum_rate_the_job_cannot_reach_means_no_rest_at_all():
+    kept, clock = counted_run(1 / 1000, 1000, 10, cap=0.25, floor=0.05, min_rate=2000)
+    assert kept.rested_s == 0 and clock.now == pytest.approx(10.0)  # as fast as unpaced
+
+
+def test_the_export_keeps_its_minimum_rate_from_the_settings():
+    settings = Settings.from_env({"LEDGER_ERP_MIN_RATE": "1500"})
+    assert settings.erp_min_rate == 1500 and settings.pacing(settings.erp_min_rate).min_rate == 1500
+    assert Settings().erp_min_rate == 2000 and Settings().pacing().min_rate == 0  # the other jobs: none
+    with pytest.raises(ValueError):
+        PacingSettings(min_rate=-1)

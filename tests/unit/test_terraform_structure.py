@@ -240,6 +240,7 @@ SAFE_DEFAULTS = {
             "erp_retry_base_s",
             "erp_retry_max_s",
             "erp_pass_budget_s",
+            "erp_min_rate",  # what bounds a backlog's time to clear (docs/background-jobs.md)
             "lot_expiry_budget_s",  # below its tick's 5 minutes
             "dormancy_budget_s",  # below a ticked function's timeout (functions.tf: 540 s)
             "erp_exclude_migrations",
