@@ -94,19 +94,21 @@ class Ledger:
         self.stack.psql(sql, "ledger")
 
 
-def prepare(ledger: Ledger, runs: int, echo: Callable[[str], None]) -> dict[str, float]:
-    """Before the seed: the chain and the reconciliation caught up, `runs` ERP streams
-    opened; then the seed. Returns seconds taken by each step."""
+def prepare(ledger: Ledger, runs: int, echo: Callable[[str], None], catch_up: bool = True) -> dict[str, float]:
+    """Before the seed: the chain and the reconciliation caught up (if `catch_up`: their
+    runs' backlog is then the seed alone; minutes after an earlier run's seed), `runs`
+    ERP streams opened; then the seed. Returns seconds taken by each step."""
     from bench import erp_export
     from bench.setup import empty_erp_stream
 
     stack, took = ledger.stack, {}
     started = time.monotonic()
-    for args in (["-m", "common.chain", "extend"], ["-m", "common.reconcile"]):
+    for args in (["-m", "common.chain", "extend"], ["-m", "common.reconcile"]) if catch_up else ():
         done = cli(stack, args, "off", operator=True)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(args)} before the seed failed: {done.stdout[-1000:]}{done.stderr[-1000:]}")
-    took["catch up chain and reconciliation"] = time.monotonic() - started
+    if catch_up:
+        took["catch up chain and reconciliation"] = time.monotonic() - started
     ledger.chain_head = int(owner_sql(stack, "SELECT coalesce(max(position), 0) FROM ledger.chain_links")[0][0])
     ledger.streams = [empty_erp_stream(stack) for _ in range(runs)]
     tables = ("reconciliation_checkpoint", "reconciliation_asset_totals", "reconciliation_system_totals")
